@@ -1,0 +1,113 @@
+"""Typed, validated model configuration. It travels with every checkpoint.
+
+Everything a predictor needs to rebuild the network and to pre/post-process images lives here
+(input size, normalisation, output size, width scale, decoding defaults), so a checkpoint is
+self-describing and a ROS parameter file only chooses *which* checkpoint and the thresholds.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Default hub ids of the supported pretrained encoders.
+DEFAULT_PRETRAINED = {
+    "internvit": "OpenGVLab/InternViT-300M-448px",
+    "qwen2vl": "Qwen/Qwen2-VL-7B-Instruct",
+}
+#: Default intermediate layers (1-based hidden-state indices) fed to the decoder.
+DEFAULT_LAYERS = {"internvit": (6, 12, 18, 24), "qwen2vl": (8, 16, 24, 32)}
+
+
+@dataclass
+class ModelConfig:
+    """Configuration of a :class:`~vita_grasp_core.model.GraspModel`.
+
+    Attributes:
+        backbone: registered backbone name (``internvit`` or ``qwen2vl``; see ``list_backbones()``).
+        pretrained_model: hub id or local directory of the encoder weights; ``None`` builds the
+            encoder with random weights from ``backbone_config`` (tests, benchmarks).
+        backbone_config: overrides of the encoder's transformers config (e.g. tiny sizes).
+        freeze_vit: keep the encoder frozen and in eval mode.
+        feature_layers: hidden-state indices (1 = first block's output) fed to the decoder.
+        decoder_channels: width of the FPN decoder.
+        input_size: (H, W) of the backbone input canvas; multiples of the backbone's patch unit.
+        output_size: (H, W) of the five output maps.
+        width_scale: grasp opening that maps to 1.0 in channel 3, as a fraction of the output
+            map width (resolution independent: width_px_on_map = ch3 * width_scale * output_w).
+        height_ratio: jaw size = height_ratio * width when decoding.
+        attn_implementation: ``sdpa`` (default), ``eager`` or ``flash_attention_2``.
+    """
+
+    backbone: str = "internvit"
+    pretrained_model: str | None = None
+    backbone_config: dict[str, Any] = field(default_factory=dict)
+    freeze_vit: bool = True
+    feature_layers: tuple[int, ...] | None = None
+    decoder_channels: int = 256
+    input_size: tuple[int, int] = (448, 588)
+    output_size: tuple[int, int] = (480, 640)
+    width_scale: float = 0.25
+    height_ratio: float = 0.5
+    attn_implementation: str = "sdpa"
+
+    def __post_init__(self):
+        from .backbones import list_backbones
+
+        if self.backbone not in list_backbones():
+            raise ValueError(f"unknown backbone {self.backbone!r}; available: {list_backbones()}")
+        self.input_size = _pair(self.input_size, "input_size")
+        self.output_size = _pair(self.output_size, "output_size")
+        if self.feature_layers is None:
+            n = self.backbone_config.get("num_hidden_layers", self.backbone_config.get("depth"))
+            self.feature_layers = (
+                _spread_layers(int(n)) if n is not None else DEFAULT_LAYERS[self.backbone]
+            )
+        self.feature_layers = tuple(int(v) for v in self.feature_layers)
+        if not self.feature_layers or min(self.feature_layers) < 1:
+            raise ValueError(f"feature_layers must be >= 1, got {self.feature_layers}")
+        if self.decoder_channels < 8 or self.decoder_channels % 8:
+            raise ValueError(f"decoder_channels must be a multiple of 8, got {self.decoder_channels}")
+        if not 0 < self.width_scale <= 1:
+            raise ValueError(f"width_scale must be in (0, 1], got {self.width_scale}")
+        if self.height_ratio <= 0:
+            raise ValueError(f"height_ratio must be > 0, got {self.height_ratio}")
+        if self.attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
+            raise ValueError(f"unknown attn_implementation {self.attn_implementation!r}")
+        self.backbone_config = dict(self.backbone_config)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (safe to store next to weights and to load with weights_only=True)."""
+        d = dataclasses.asdict(self)
+        for k in ("input_size", "output_size", "feature_layers"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        """Build from a dict; unknown keys are an error naming them. ``model_type`` aliases backbone."""
+        d = dict(d)
+        if "model_type" in d:
+            d.setdefault("backbone", d.pop("model_type"))
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown model config keys {unknown}; valid keys: {sorted(names)}")
+        return cls(**d)
+
+
+def _pair(v, name) -> tuple[int, int]:
+    try:
+        h, w = (int(x) for x in v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be two integers (H, W), got {v!r}") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"{name} must be positive, got {v!r}")
+    return h, w
+
+
+def _spread_layers(n: int, k: int = 4) -> tuple[int, ...]:
+    """k layer indices spread evenly over n blocks, ending at the last (24 -> 6, 12, 18, 24)."""
+    if n < k:
+        return tuple(range(1, n + 1))
+    return tuple(round(n * (i + 1) / k) for i in range(k))

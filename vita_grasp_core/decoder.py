@@ -1,0 +1,72 @@
+"""FPN-style grasp decoder: multi-layer ViT features -> five dense maps (CONVENTIONS §3).
+
+Per level: channel LayerNorm + 1x1 lateral projection to ``D`` channels; top-down fusion from the
+deepest level (sum, then 3x3 conv block); a refine block; four x2 upsampling stages
+(D -> D/2 -> D/4 -> D/8 -> D/8); five small heads; bilinear resize to ``output_size``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+#: Channel order of the output maps (SPGrasp order).
+CHANNELS = ("position", "cos2a", "sin2a", "width", "semantic")
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    groups = 8 if cout % 8 == 0 else 1
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                         nn.GroupNorm(groups, cout), nn.GELU())
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channel axis of a ``(B, C, H, W)`` map (per token, as in the ViT)."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(c, eps=1e-6)
+
+    def forward(self, x):
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class GraspDecoder(nn.Module):
+    """``list[(B, C_i, h, w)]`` -> ``(B, 5, H_out, W_out)`` logits (see :meth:`activate`)."""
+
+    def __init__(self, in_channels: list[int], channels: int = 256,
+                 output_size: tuple[int, int] = (480, 640)):
+        super().__init__()
+        d = channels
+        self.output_size = tuple(output_size)
+        self.norms = nn.ModuleList(ChannelLayerNorm(c) for c in in_channels)
+        self.laterals = nn.ModuleList(nn.Conv2d(c, d, 1) for c in in_channels)
+        self.fuse = nn.ModuleList(_block(d, d) for _ in in_channels)
+        self.refine = _block(d, d)
+        widths = [d, d // 2, d // 4, d // 8, d // 8]
+        self.up = nn.ModuleList(_block(widths[i], widths[i + 1]) for i in range(4))
+        hc = widths[-1]
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(hc, hc, 3, padding=1), nn.GELU(), nn.Conv2d(hc, 1, 1))
+            for _ in CHANNELS
+        )
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        if len(feats) != len(self.laterals):
+            raise ValueError(f"decoder expects {len(self.laterals)} feature maps, got {len(feats)}")
+        lat = [conv(norm(f)) for f, norm, conv in zip(feats, self.norms, self.laterals)]
+        x = None
+        for i in reversed(range(len(lat))):
+            x = lat[i] if x is None else x + lat[i]
+            x = self.fuse[i](x)
+        x = self.refine(x)
+        for stage in self.up:
+            x = stage(F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False))
+        x = torch.cat([h(x) for h in self.heads], dim=1)
+        return F.interpolate(x, size=self.output_size, mode="bilinear", align_corners=False)
+
+    @staticmethod
+    def activate(logits: torch.Tensor) -> torch.Tensor:
+        """Logits -> maps in range: sigmoid for position, width, semantic; tanh for cos/sin."""
+        return torch.cat([torch.sigmoid(logits[:, :1]), torch.tanh(logits[:, 1:3]),
+                          torch.sigmoid(logits[:, 3:5])], dim=1)

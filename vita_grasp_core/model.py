@@ -1,0 +1,70 @@
+"""GraspModel = frozen ViT encoder + trainable FPN grasp decoder."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .backbones import build_backbone
+from .config import ModelConfig
+from .decoder import GraspDecoder
+
+
+class GraspModel(nn.Module):
+    """``pixel_values (B, 3, H_in, W_in)`` -> ``(B, 5, H_out, W_out)`` maps (CONVENTIONS §3).
+
+    ``pixel_values`` are normalised with the backbone's mean/std (see :mod:`.preprocess`) at
+    ``config.input_size``. Output ranges: ch0, ch3, ch4 in [0, 1]; ch1, ch2 in [-1, 1].
+    """
+
+    def __init__(self, config: ModelConfig, backbone: nn.Module | None = None):
+        super().__init__()
+        self.config = config
+        self.backbone = backbone if backbone is not None else build_backbone(config)
+        m = self.backbone.size_multiple
+        h, w = config.input_size
+        if h % m or w % m:
+            raise ValueError(f"input_size {config.input_size} must be multiples of {m} for the "
+                             f"{config.backbone} backbone")
+        self.decoder = GraspDecoder(self.backbone.out_channels, config.decoder_channels,
+                                    config.output_size)
+
+    @property
+    def mean(self):
+        return self.backbone.mean
+
+    @property
+    def std(self):
+        return self.backbone.std
+
+    def backbone_features(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """The list of ``(B, C, h, w)`` feature maps the decoder consumes.
+
+        Computed under ``torch.no_grad()`` when the encoder is frozen (the decoder still trains).
+        """
+        if self.backbone.frozen:
+            with torch.no_grad():
+                return self.backbone(pixel_values)
+        return self.backbone(pixel_values)
+
+    def decode_logits(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Decoder only: features -> ``(B, 5, H_out, W_out)`` logits (training, feature cache)."""
+        dtype = self.decoder.laterals[0].weight.dtype
+        return self.decoder([f.to(dtype) for f in feats])
+
+    def forward(self, pixel_values: torch.Tensor, return_logits: bool = False) -> torch.Tensor:
+        logits = self.decode_logits(self.backbone_features(pixel_values))
+        return logits if return_logits else GraspDecoder.activate(logits)
+
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def build_model(config: ModelConfig | dict[str, Any]) -> GraspModel:
+    """Build a :class:`GraspModel` from a :class:`ModelConfig` or a plain dict."""
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
+    elif not isinstance(config, ModelConfig):
+        raise TypeError(f"config must be a ModelConfig or dict, got {type(config).__name__}")
+    return GraspModel(config)

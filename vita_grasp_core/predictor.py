@@ -1,0 +1,167 @@
+"""GraspPredictor: numpy RGB frames in, grasps (source pixels) and maps out.
+
+Owns pre-processing (letterbox + normalisation from the model config), the forward pass on the
+chosen device/dtype and decoding (CONVENTIONS §4), like segment-anything's ``SamPredictor``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .decoding import decode_maps
+from .geometry import Letterbox
+from .grasp import Grasp, grasps_to_array
+from .preprocess import image_to_input
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> cuda when available, else cpu. An unavailable cuda request is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``None``/``auto`` -> bfloat16 on CUDA, float32 on CPU (bf16 is slower on these CPUs)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return _DTYPES[str(dtype)]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)} or 'auto'") from None
+
+
+@dataclass
+class Prediction:
+    """Result for one frame.
+
+    Attributes:
+        grasps: best first, in source-image pixels (CONVENTIONS §1) with ``object_score``.
+        maps: ``(5, H_out, W_out)`` float32 maps (CONVENTIONS §3) on the model's output canvas.
+        letterbox: the mapping from source pixels to ``maps`` pixels.
+        timings: seconds per stage (``preprocess``, ``model``, ``decode``).
+    """
+
+    grasps: list[Grasp]
+    maps: np.ndarray
+    letterbox: Letterbox
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.letterbox.src_size
+
+    def grasp_array(self) -> np.ndarray:
+        """``(N, 7)`` float32: x, y, angle, width, height, quality, object_score."""
+        return grasps_to_array(self.grasps)
+
+    def to_dict(self) -> dict:
+        h, w = self.image_size
+        return {"image_height": h, "image_width": w, "grasps": [g.to_dict() for g in self.grasps]}
+
+
+class GraspPredictor:
+    """Predict planar grasps from ``HxWx3 uint8 RGB`` numpy frames.
+
+    Args:
+        model: a :class:`~vita_grasp_core.model.GraspModel`.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1`` ...
+        dtype: ``auto`` (bf16 on CUDA, fp32 on CPU), ``float32``, ``bfloat16``, ``float16``.
+        score_threshold, max_grasps, min_distance, smooth_sigma: decoding (CONVENTIONS §4).
+    """
+
+    def __init__(self, model, device: str = "auto", dtype: str | None = "auto", *,
+                 score_threshold: float = 0.2, max_grasps: int = 10, min_distance: int = 8,
+                 smooth_sigma: float = 1.0):
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = model.to(self.device, self.dtype).eval()
+        self.config = model.config
+        self.set_decoding(score_threshold=score_threshold, max_grasps=max_grasps,
+                          min_distance=min_distance, smooth_sigma=smooth_sigma)
+
+    @classmethod
+    def from_checkpoint(cls, path, device: str = "auto", dtype: str | None = "auto", *,
+                        pretrained_model: str | None = None, **decode_kwargs) -> "GraspPredictor":
+        """Load a checkpoint written by training (see :mod:`.checkpoint`)."""
+        from .checkpoint import load_model
+
+        model, _ = load_model(path, pretrained_model=pretrained_model)
+        return cls(model, device, dtype, **decode_kwargs)
+
+    def set_decoding(self, *, score_threshold=None, max_grasps=None, min_distance=None,
+                     smooth_sigma=None) -> None:
+        """Change decoding parameters (validated); ``None`` keeps the current value."""
+        if score_threshold is not None:
+            if not 0.0 <= score_threshold <= 1.0:
+                raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
+            self.score_threshold = float(score_threshold)
+        if max_grasps is not None:
+            if int(max_grasps) < 1:
+                raise ValueError(f"max_grasps must be >= 1, got {max_grasps}")
+            self.max_grasps = int(max_grasps)
+        if min_distance is not None:
+            if int(min_distance) < 0:
+                raise ValueError(f"min_distance must be >= 0, got {min_distance}")
+            self.min_distance = int(min_distance)
+        if smooth_sigma is not None:
+            if smooth_sigma < 0:
+                raise ValueError(f"smooth_sigma must be >= 0, got {smooth_sigma}")
+            self.smooth_sigma = float(smooth_sigma)
+
+    def preprocess(self, images) -> tuple[torch.Tensor, list[Letterbox]]:
+        """List of frames -> ``(B, 3, H_in, W_in)`` normalised tensor on the device, letterboxes."""
+        c = self.config
+        xs, lbs = zip(*(image_to_input(im, c.input_size, c.output_size, self.model.mean,
+                                       self.model.std) for im in images))
+        return torch.stack(xs).to(self.device, self.dtype, non_blocking=True), list(lbs)
+
+    @torch.inference_mode()
+    def forward_maps(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Torch-level call: ``(B, 3, H_in, W_in)`` -> ``(B, 5, H_out, W_out)`` float32 maps."""
+        return self.model(pixel_values).float()
+
+    def decode(self, maps: torch.Tensor, letterboxes) -> list[list[Grasp]]:
+        return decode_maps(maps, letterboxes, width_scale=self.config.width_scale,
+                           height_ratio=self.config.height_ratio,
+                           score_threshold=self.score_threshold, max_grasps=self.max_grasps,
+                           min_distance=self.min_distance, smooth_sigma=self.smooth_sigma)
+
+    def predict_batch(self, images) -> list[Prediction]:
+        """Predict for a list of frames (any sizes). See :meth:`predict`."""
+        if isinstance(images, np.ndarray):
+            raise ValueError("predict_batch takes a list of HxWx3 arrays; use predict() for one")
+        images = list(images)
+        if not images:
+            return []
+        t0 = time.perf_counter()
+        x, lbs = self.preprocess(images)
+        t1 = time.perf_counter()
+        maps = self.forward_maps(x)
+        if maps.is_cuda:
+            torch.cuda.synchronize(maps.device)
+        t2 = time.perf_counter()
+        grasps = self.decode(maps, lbs)
+        t3 = time.perf_counter()
+        maps_np = maps.cpu().numpy()
+        n = len(images)
+        timings = {"preprocess": (t1 - t0) / n, "model": (t2 - t1) / n, "decode": (t3 - t2) / n}
+        return [Prediction(g, m, lb, dict(timings)) for g, m, lb in zip(grasps, maps_np, lbs)]
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        """One ``HxWx3 uint8 RGB`` frame -> :class:`Prediction` (grasps in its pixels).
+
+        Raises ``ValueError`` for anything else (wrong dtype, shape, channels, empty, strided).
+        """
+        return self.predict_batch([image])[0]

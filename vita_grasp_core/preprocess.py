@@ -1,0 +1,46 @@
+"""Image validation and the one pre-processing path shared by training, prediction and the node.
+
+``image`` everywhere means an ``HxWx3`` ``uint8`` RGB numpy array (C-contiguous), any size.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .geometry import Letterbox
+
+
+def validate_image(image) -> np.ndarray:
+    """Check that ``image`` is an HxWx3 uint8 RGB C-contiguous array; raise ``ValueError`` if not."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"image must be a numpy array (HxWx3 uint8 RGB), got {type(image).__name__}")
+    if image.ndim != 3:
+        raise ValueError(f"image must be HxWx3 (RGB), got shape {image.shape}"
+                         + (" (grayscale? stack it to 3 channels)" if image.ndim == 2 else ""))
+    if image.shape[2] != 3:
+        raise ValueError(f"image must have 3 channels (RGB), got {image.shape[2]}"
+                         + (" (drop alpha: image[..., :3])" if image.shape[2] == 4 else ""))
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"image is empty: shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 (0-255 RGB), got dtype {image.dtype}")
+    if not image.flags["C_CONTIGUOUS"]:
+        raise ValueError("image is not C-contiguous (a strided view such as image[..., ::-1]); "
+                         "pass np.ascontiguousarray(image)")
+    return image
+
+
+def image_to_input(image: np.ndarray, input_size, output_size, mean, std):
+    """One image -> (``3 x input_size`` float32 tensor normalised with mean/std, Letterbox).
+
+    The letterbox maps source pixels to the ``output_size`` maps; the input canvas is the same
+    layout at ``input_size``. Padding takes the mean colour, i.e. zero after normalisation.
+    """
+    validate_image(image)
+    lb = Letterbox.fit(image.shape[:2], output_size)
+    pad = tuple(float(m) * 255.0 for m in mean)
+    canvas = lb.warp_to_input(image, input_size, pad_value=pad)
+    x = torch.from_numpy(canvas).permute(2, 0, 1).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return (x - m) / s, lb
