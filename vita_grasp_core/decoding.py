@@ -1,7 +1,7 @@
 """Maps -> grasps (CONVENTIONS §4). Pure tensor functions; they run on the maps' device.
 
 heatmap -> optional gaussian smoothing -> local maxima within ``min_distance`` (max-pool NMS) ->
-peaks above ``score_threshold`` inside the image content -> best ``max_grasps`` -> sub-pixel peak
+peaks whose raw heatmap value is above ``score_threshold`` inside the image content -> best ``max_grasps`` -> sub-pixel peak
 refinement (parabola through the log-heatmap, exact for gaussian peaks) ->
 ``angle = 0.5 * atan2(sin, cos)``, width from channel 3, ``height = height_ratio * width``,
 ``object_score`` = channel 4 -> back to source pixels through the letterbox -> best first.
@@ -66,18 +66,21 @@ def max_pool_same(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def find_peaks(heat: torch.Tensor, *, min_distance: int, score_threshold: float, max_peaks: int,
-               valid: torch.Tensor | None = None):
+               valid: torch.Tensor | None = None, score: torch.Tensor | None = None):
     """Local maxima of ``(B, H, W)`` heat maps (max-pool NMS).
 
+    ``score`` (default ``heat``) is the map that is thresholded and ranked at the peaks, e.g. the
+    raw heatmap when ``heat`` is a smoothed copy used only to locate maxima.
     Returns ``(scores (B, K), rows (B, K), cols (B, K), keep (B, K) bool)`` with K = max_peaks,
     best first; ``keep`` is False for slots without a peak above the threshold.
     """
     b, h, w = heat.shape
+    score = heat if score is None else score
     pooled = max_pool_same(heat, 2 * int(min_distance) + 1)
-    is_peak = (heat >= pooled) & (heat >= score_threshold)
+    is_peak = (heat >= pooled) & (score >= score_threshold)
     if valid is not None:
         is_peak &= valid
-    scores = torch.where(is_peak, heat, torch.full_like(heat, -1.0)).view(b, -1)
+    scores = torch.where(is_peak, score, torch.full_like(score, -1.0)).view(b, -1)
     kk = min(int(max_peaks), h * w)
     top, idx = scores.topk(kk, dim=1)
     return top, idx // w, idx % w, top >= 0
@@ -120,7 +123,7 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
         smooth_sigma: gaussian smoothing of the heatmap before peak finding (map px; 0 = off).
     Returns:
         per image, a list of :class:`Grasp` sorted by quality, best first. ``quality`` is the
-        (smoothed) heatmap value at the peak, ``object_score`` channel 4 there.
+        heatmap value at the peak (smoothing only locates maxima), ``object_score`` channel 4.
     """
     if maps.ndim == 3:
         maps = maps.unsqueeze(0)
@@ -140,7 +143,7 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
         x0, y0, x1, y1 = lb.content_box
         valid[i, y0:y1, x0:x1] = True
     score, r, c, keep = find_peaks(heat, min_distance=min_distance, score_threshold=score_threshold,
-                                   max_peaks=max_grasps, valid=valid)
+                                   max_peaks=max_grasps, valid=valid, score=maps[:, 0])
     dx, dy = _refine(torch.log(heat.clamp_min(1e-6)), r, c)
     bi = torch.arange(b, device=maps.device).view(-1, 1).expand_as(r)
     cos2, sin2 = maps[bi, 1, r, c], maps[bi, 2, r, c]
