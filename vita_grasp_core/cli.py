@@ -15,6 +15,7 @@ COMMANDS = {
     "bag": ("vita_grasp_ros.bag_cli:main", "make, play, record and evaluate rosbag2 files"),
     "node": ("vita_grasp_ros.grasp_node:main", "run the ROS 2 grasp node (= vita-grasp-node)"),
     "demo": ("vita_grasp_ros.demo:main", "the whole loop on synthetic data (= make demo)"),
+    "weights": ("vita_grasp_core.weights_cli:main", "prepare local encoder weights (offline)"),
 }
 
 

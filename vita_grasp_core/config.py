@@ -14,9 +14,10 @@ from typing import Any
 DEFAULT_PRETRAINED = {
     "internvit": "OpenGVLab/InternViT-300M-448px",
     "qwen2vl": "Qwen/Qwen2-VL-7B-Instruct",
+    "dinov2": "facebook/dinov2-small",
 }
 #: Default intermediate layers (1-based hidden-state indices) fed to the decoder.
-DEFAULT_LAYERS = {"internvit": (6, 12, 18, 24), "qwen2vl": (8, 16, 24, 32)}
+DEFAULT_LAYERS = {"internvit": (6, 12, 18, 24), "qwen2vl": (8, 16, 24, 32), "dinov2": (3, 6, 9, 12)}
 
 
 @dataclass
@@ -24,7 +25,8 @@ class ModelConfig:
     """Configuration of a :class:`~vita_grasp_core.model.GraspModel`.
 
     Attributes:
-        backbone: registered backbone name (``internvit`` or ``qwen2vl``; see ``list_backbones()``).
+        backbone: registered backbone name: ``internvit`` (recommended), ``qwen2vl``, or ``dinov2``
+            (a small real encoder for offline demos); see ``list_backbones()``.
         pretrained_model: hub id or local directory of the encoder weights; ``None`` builds the
             encoder with random weights from ``backbone_config`` (tests, benchmarks).
         backbone_config: overrides of the encoder's transformers config (e.g. tiny sizes).

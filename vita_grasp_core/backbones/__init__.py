@@ -38,6 +38,6 @@ def build_backbone(config) -> Backbone:
     return builder(config)
 
 
-from . import internvit, qwen2vl  # noqa: E402,F401  (registers the builders)
+from . import dinov2, internvit, qwen2vl  # noqa: E402,F401  (registers the builders)
 
 __all__ = ["Backbone", "build_backbone", "list_backbones", "register_backbone"]
