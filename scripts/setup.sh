@@ -136,6 +136,7 @@ step_pip() {
   fi
   say "packages: pip install -r requirements.txt (torch CPU, transformers, ROS 2 wheels, colcon, ...)"
   say "packages: about 1 min with a warm pip cache, a few minutes on a new machine"
+  rm -f "$STAMPS/pip"
   local t=$SECONDS
   run_pip install -q -r "$ROOT/requirements.txt"
   # Banned or conflicting packages that may sit in an old venv.
@@ -186,6 +187,7 @@ step_msgs() {
   command -v cmake >/dev/null 2>&1 || die "cmake not found (Debian: apt-get install cmake)."
   command -v c++ >/dev/null 2>&1 || die "a C/C++ compiler is needed (Debian: apt-get install build-essential)."
   say "messages: generating and building vita_grasp/msg (cmake, 2 messages) into $VENV"
+  rm -f "$STAMPS/msgs"  # a failed build below must not leave a stamp of the previous one
   local t=$SECONDS log="$MSG_BUILD.log"
   # Files installed by the previous build: remove them so renamed/removed messages leave nothing.
   if [[ -f "$STAMPS/msgs_install_manifest.txt" ]]; then
@@ -232,6 +234,7 @@ step_editable() {
     return
   fi
   say "project: pip install -e . (packages:${present:- none yet})"
+  rm -f "$STAMPS/editable"
   run_pip install --no-build-isolation --no-deps -q -e "$ROOT"
   DID_WORK=1
   stamp_set editable "$key"
