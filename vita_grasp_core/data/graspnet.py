@@ -78,7 +78,9 @@ class FaultLog:
             lst.append(str(path))
 
     def merge(self, other) -> None:
-        items = other.paths.items() if isinstance(other, FaultLog) else other
+        if isinstance(other, FaultLog):
+            other = other.paths
+        items = other.items() if isinstance(other, dict) else other
         for kind, paths in items:
             for p in ([paths] if isinstance(paths, str) else paths):
                 self.add(kind, p)
