@@ -139,6 +139,10 @@ step_pip() {
   rm -f "$STAMPS/pip"
   local t=$SECONDS
   run_pip install -q -r "$ROOT/requirements.txt"
+  if [[ -f "$ROOT/requirements/no-deps.txt" ]]; then
+    say "packages: pip install --no-deps -r requirements/no-deps.txt"
+    run_pip install -q --no-deps -r "$ROOT/requirements/no-deps.txt"
+  fi
   # Banned or conflicting packages that may sit in an old venv.
   if "$PY" -m pip show -q torchvision >/dev/null 2>&1; then
     say "packages: removing torchvision (does not import beside torch 2.13.0 CPU)"
