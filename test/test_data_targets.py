@@ -16,19 +16,22 @@ LB = Letterbox.fit((720, 1280), (480, 640))
 
 
 def _reference(g, lb, width_scale, sigma, score_scale=1.0, min_score=0.05, floor=0.05):
-    """Loop-per-grasp reference of the documented formulas (no dedupe, no vectorisation)."""
+    """Loop-per-grasp reference of the documented formulas (no dedupe, no vectorisation).
+
+    Returns (maps, owned, responses (N, H, W)).
+    """
     h, w = lb.dst_size
     r = math.ceil(3 * sigma)
     yy, xx = np.mgrid[0:h, 0:w]
-    best = np.zeros((h, w))
-    owner = np.full((h, w), -1)
+    resp = np.zeros((len(g), h, w))
     for i, row in enumerate(g):
         cx, cy = lb.to_dst(row[:2])
         s = np.clip(row[5] / score_scale, min_score, 1)
         win = (np.abs(xx - round(cx)) <= r) & (np.abs(yy - round(cy)) <= r)
-        resp = np.where(win, s * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma ** 2)), 0)
-        upd = resp > best
-        best[upd], owner[upd] = resp[upd], i
+        resp[i] = np.where(win, s * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma ** 2)),
+                           0)
+    best = resp.max(axis=0)
+    owner = resp.argmax(axis=0)
     maps = np.zeros((5, h, w))
     maps[0] = best
     owned = best > floor
@@ -36,7 +39,7 @@ def _reference(g, lb, width_scale, sigma, score_scale=1.0, min_score=0.05, floor
     maps[1][owned] = np.cos(2 * g[o, 2])
     maps[2][owned] = np.sin(2 * g[o, 2])
     maps[3][owned] = np.clip(g[o, 3] * lb.scale / (width_scale * w), 0, 1)
-    return maps, owned, owner
+    return maps, owned, resp
 
 
 def _random_grasps(n, rng, src=(720, 1280)):
@@ -54,11 +57,25 @@ def test_matches_bruteforce_reference(sigma):
     g = _random_grasps(40, rng, (120, 200))
     g = np.concatenate([g, g[:5] * [1, 1, 0, 1, 1, 0.5, 1]])  # shared centres, worse scores
     t = render_targets(g, None, lb, 0.25, sigma)
-    ref, owned, owner = _reference(g.astype(np.float64), lb, 0.25, sigma)
-    np.testing.assert_allclose(t.maps[0], ref[0], atol=1e-6)
+    ref, owned, resp = _reference(g.astype(np.float64), lb, 0.25, sigma)
+    np.testing.assert_allclose(t.maps[0], ref[0], atol=1e-5)  # float32 inside
     assert (t.owned == owned).all()
-    np.testing.assert_allclose(t.maps[1:4], ref[1:4], atol=1e-5)
-    assert (t.owner[owned] == owner[owned]).all()
+    assert (t.owner[ref[0] > 0] >= 0).all() and (t.owner[ref[0] == 0] == -1).all()
+    # the owner has the highest response (up to float32 ties) and its angle/width are written
+    yy, xx = np.nonzero(owned)
+    chosen = resp[t.owner[yy, xx], yy, xx]
+    np.testing.assert_allclose(chosen, ref[0][yy, xx], atol=1e-5)
+    o = t.owner[yy, xx]
+    np.testing.assert_allclose(t.maps[1][yy, xx], np.cos(2 * g[o, 2]), atol=1e-6)
+    np.testing.assert_allclose(t.maps[2][yy, xx], np.sin(2 * g[o, 2]), atol=1e-6)
+    np.testing.assert_allclose(t.maps[3][yy, xx],
+                               np.clip(g[o, 3] * lb.scale / (0.25 * lb.dst_size[1]), 0, 1),
+                               atol=1e-6)
+    top2 = np.sort(resp[:, yy, xx], axis=0)[-2:]
+    clear = top2[1] - top2[0] > 1e-4  # no near-tie: the owner is the reference's argmax
+    assert clear.mean() > 0.9
+    assert (o[clear] == resp[:, yy, xx].argmax(0)[clear]).all()
+    assert not t.maps[1:4][:, ~owned].any()
     assert t.n_grasps == len(g)
 
 

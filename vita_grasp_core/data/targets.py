@@ -169,28 +169,30 @@ def render_targets(grasps_src, label_mask_src, letterbox: Letterbox, width_scale
 
         r = int(math.ceil(3 * sigma))
         k = 2 * r + 1
-        ix = np.rint(c[:, 0]).astype(np.int64)
-        iy = np.rint(c[:, 1]).astype(np.int64)
-        off = np.arange(-r, r + 1)
-        # (N, k) pixel coordinates and separable gaussian factors of each window.
-        px = ix[:, None] + off[None, :]
-        py = iy[:, None] + off[None, :]
-        inv = -0.5 / (sigma * sigma)
-        gx = np.exp(inv * (px - c[:, :1]) ** 2)
-        gy = np.exp(inv * (py - c[:, 1:]) ** 2)
-        resp = (s[:, None, None] * gy[:, :, None] * gx[:, None, :]).reshape(-1)
-        inside = ((py[:, :, None] >= 0) & (py[:, :, None] < h)
-                  & (px[:, None, :] >= 0) & (px[:, None, :] < w)).reshape(-1)
-        flat = (py[:, :, None] * w + px[:, None, :]).reshape(-1)
-        gid = np.repeat(np.arange(len(idx)), k * k)
-        resp, flat, gid = resp[inside], flat[inside], gid[inside]
+        cx = c[:, 0].astype(np.float32)
+        cy = c[:, 1].astype(np.float32)
+        off = np.arange(-r, r + 1, dtype=np.int32)
+        # (N, k) pixel coordinates and separable gaussian factors of each window; factors of
+        # rows/columns outside the canvas are 0 and their (clipped) pixel gets a 0 response,
+        # which never wins a pixel that some grasp reaches (responses there are > 0).
+        px = np.rint(cx).astype(np.int32)[:, None] + off[None, :]
+        py = np.rint(cy).astype(np.int32)[:, None] + off[None, :]
+        inv = np.float32(-0.5 / (sigma * sigma))
+        gx = np.exp(inv * np.square(px.astype(np.float32) - cx[:, None]))
+        gy = np.exp(inv * np.square(py.astype(np.float32) - cy[:, None]))
+        gx[(px < 0) | (px >= w)] = 0
+        gy[(py < 0) | (py >= h)] = 0
+        gy *= s.astype(np.float32)[:, None]
+        resp = (gy[:, :, None] * gx[:, None, :]).reshape(-1)
+        flat = ((np.clip(py, 0, h - 1) * w)[:, :, None]
+                + np.clip(px, 0, w - 1)[:, None, :]).reshape(-1)
 
-        heat = np.zeros(h * w, np.float64)
+        heat = np.zeros(h * w, np.float32)
         np.maximum.at(heat, flat, resp)
-        win = resp >= heat[flat]  # the (possibly tied) best response at each touched pixel
-        owner_local = np.full(h * w, -1, np.int64)
-        owner_local[flat[win]] = gid[win]
-        hit = owner_local >= 0
+        win = np.flatnonzero(resp >= heat[flat])  # the (possibly tied) best response per pixel
+        owner_local = np.empty(h * w, np.int64)
+        owner_local[flat[win]] = win // (k * k)
+        hit = heat > 0
         owner[hit] = idx[owner_local[hit]]
 
         maps[0] = heat.reshape(h, w)
