@@ -1,0 +1,331 @@
+"""``vita-grasp bag make|play|record|eval|info``: rosbag2 tools without ros2cli/rosbag2 (docs/bags.md).
+
+Options accept both spellings, ``--max_frames`` and ``--max-frames``. Exit codes: 0 success,
+1 failure at run time, 2 bad arguments or an unreadable / corrupt bag (one line on stderr that
+names the file, no traceback), 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+
+from . import bags
+
+PROG = "vita-grasp bag"
+
+
+def _opt(name: str) -> list[str]:
+    """``"max_frames"`` -> ``["--max_frames", "--max-frames"]``."""
+    names = [f"--{name}"]
+    if "_" in name:
+        names.append(f"--{name.replace('_', '-')}")
+    return names
+
+
+def _csv_ints(s: str) -> list[int]:
+    out = []
+    for part in s.split(","):
+        part = part.strip()
+        if "-" in part:
+            a, b = part.split("-", 1)
+            out.extend(range(int(a), int(b) + 1))
+        elif part:
+            out.append(int(part))
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Make, play, record, evaluate and inspect "
+                                "rosbag2 files (.mcap/.db3) for VITA-Grasp. See docs/bags.md.")
+    sub = p.add_subparsers(dest="cmd", metavar="{make,play,record,eval,info}")
+    sub.required = True
+
+    m = sub.add_parser("make", help="GraspNet-layout data set -> evaluation bag (images, camera "
+                       "info, depth, ground-truth grasps)")
+    m.add_argument(*_opt("dataset_root"), required=True, help="GraspNet layout root")
+    m.add_argument("--split", help="train | test_seen | test_similar | test_novel | test | all")
+    m.add_argument("--scenes", type=_csv_ints, help="scene ids, e.g. 0,1 or 100-103")
+    m.add_argument("--out", required=True, help="x.mcap / x.db3 (single file) or a directory")
+    m.add_argument("--storage", choices=bags.STORAGES, help="for directory outputs (default mcap)")
+    m.add_argument("--camera", default="kinect", choices=("kinect", "realsense"))
+    m.add_argument("--rate", type=float, default=5.0, help="frames per second (default 5)")
+    m.add_argument("--compressed", action="store_true",
+                   help="JPEG CompressedImage on <image_topic>/compressed instead of rgb8")
+    m.add_argument(*_opt("jpeg_quality"), type=int, default=90)
+    m.add_argument(*_opt("max_frames"), type=int)
+    m.add_argument(*_opt("image_topic"), default=bags.IMAGE_TOPIC)
+    m.add_argument(*_opt("info_topic"), default=bags.INFO_TOPIC)
+    m.add_argument(*_opt("depth_topic"), default=bags.DEPTH_TOPIC, help="'' to leave depth out")
+    m.add_argument(*_opt("gt_topic"), default=bags.GT_TOPIC)
+    m.add_argument(*_opt("frame_id"), default=bags.FRAME_ID)
+    m.add_argument(*_opt("start_time"), type=float, default=None,
+                   help="first header stamp [s since epoch] (default 1700000000, fixed)")
+    m.add_argument("--force", action="store_true", help="overwrite an existing output")
+    m.add_argument("--quiet", action="store_true")
+
+    pl = sub.add_parser("play", help="publish a bag with rclpy at the recorded timing")
+    pl.add_argument("bag")
+    pl.add_argument("--rate", type=float, default=1.0, help="speed factor (default 1)")
+    pl.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO")
+    pl.add_argument("--topics", nargs="+", help="only these bag topics")
+    pl.add_argument("--loop", action="store_true")
+    pl.add_argument("--qos", choices=("reliable", "best_effort", "bag"), default="reliable")
+    pl.add_argument(*_opt("qos_depth"), type=int, default=10)
+    pl.add_argument(*_opt("wait_for_subscribers"), type=int, default=0, metavar="N",
+                    help="wait until each topic (or --wait-topics) has N subscriptions")
+    pl.add_argument(*_opt("wait_topics"), nargs="+", help="topics --wait-for-subscribers checks")
+    pl.add_argument(*_opt("wait_timeout"), type=float, default=10.0)
+    pl.add_argument("--delay", type=float, default=0.0, help="seconds to sleep before playing")
+    pl.add_argument(*_opt("ack_timeout"), type=float, default=5.0,
+                    help="max seconds to wait at the end for reliable subscribers to ack")
+    pl.add_argument("--quiet", action="store_true")
+
+    r = sub.add_parser("record", help="subscribe to topics and write a bag")
+    r.add_argument("--topics", nargs="+", required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--types", nargs="+", default=[], metavar="TYPE|TOPIC:=TYPE",
+                   help="message types (pkg/msg/Type) in --topics order, or TOPIC:=TYPE pairs; "
+                   "otherwise discovered from the graph")
+    r.add_argument("--storage", choices=bags.STORAGES)
+    r.add_argument("--duration", type=float, help="stop after S seconds")
+    r.add_argument(*_opt("max_messages"), type=int, help="stop after N messages (all topics)")
+    r.add_argument(*_opt("idle_timeout"), type=float,
+                   help="stop S seconds after the last message (once one arrived)")
+    r.add_argument("--qos", choices=("auto", "reliable", "best_effort"), default="auto")
+    r.add_argument(*_opt("qos_depth"), type=int, default=100)
+    r.add_argument("--force", action="store_true", help="overwrite an existing output")
+    r.add_argument("--quiet", action="store_true")
+
+    e = sub.add_parser("eval", help="accuracy / latency / drops of grasps against a bag's GT")
+    e.add_argument("--bag", required=True, help="the bag with ground truth (from bag make)")
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--predictions", help="online: bag recorded from the node's output")
+    src.add_argument("--checkpoint", help="offline: run this checkpoint over the bag's images")
+    e.add_argument(*_opt("gt_topic"), default=bags.GT_TOPIC)
+    e.add_argument(*_opt("pred_topic"), default=bags.PRED_TOPIC)
+    e.add_argument(*_opt("image_topic"), default=bags.IMAGE_TOPIC)
+    e.add_argument(*_opt("info_topic"), default=bags.INFO_TOPIC)
+    e.add_argument(*_opt("latency_ref"), default="auto",
+                   help="auto | input | stamp | none | /topic (see docs/bags.md)")
+    e.add_argument("--device", default="auto")
+    for k, v in (("score_threshold", float), ("max_grasps", int), ("min_distance", int),
+                 ("smooth_sigma", float)):
+        e.add_argument(*_opt(k), type=v, help="offline decoding (default: node default)")
+    e.add_argument("--out", help="directory for eval.json and plots")
+    e.add_argument("--json", action="store_true", help="print the summary as JSON")
+    e.add_argument("--quiet", action="store_true")
+
+    i = sub.add_parser("info", help="topics, types, counts, duration of a bag")
+    i.add_argument("bag")
+    i.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return {"make": cmd_make, "play": cmd_play, "record": cmd_record, "eval": cmd_eval,
+                "info": cmd_info}[args.cmd](args)
+    except bags.BagError as e:
+        print(f"{PROG} {args.cmd}: error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"{PROG} {args.cmd}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.cmd}: interrupted", file=sys.stderr)
+        return 130
+
+
+# --------------------------------------------------------------------------- make / info / eval
+def cmd_make(a) -> int:
+    from .bag_make import DEFAULT_START_TIME, make_bag
+
+    s = make_bag(a.dataset_root, a.out, scenes=a.scenes, split=a.split, camera=a.camera,
+                 storage=a.storage, rate=a.rate, compressed=a.compressed,
+                 jpeg_quality=a.jpeg_quality, max_frames=a.max_frames,
+                 image_topic=a.image_topic, info_topic=a.info_topic,
+                 depth_topic=a.depth_topic or None, gt_topic=a.gt_topic, frame_id=a.frame_id,
+                 start_time=DEFAULT_START_TIME if a.start_time is None else a.start_time,
+                 overwrite=a.force, progress=not a.quiet)
+    print(f"wrote {s['path']} ({s['storage']}): {s['frames']} frames at {s['rate']:g} Hz from "
+          f"scenes {s['scenes']}, {s['gt_rects']} GT rectangles, {s['seconds']:.1f} s")
+    for t, n in s["topics"].items():
+        print(f"  {t}: {n}")
+    if s["skipped"]:
+        print(f"  skipped: {s['skipped']}")
+    return 0
+
+
+def bag_info(path) -> dict:
+    with bags.open_bag(path) as r:
+        topics = r.topics()
+        return {"path": str(path), "storage": r.storage, "messages": r.message_count,
+                "start_ns": r.start_time, "duration_s": r.duration / 1e9,
+                "topics": [{"topic": t.topic, "type": t.msgtype, "count": t.count,
+                            "reliability": t.qos[0].reliability.name.lower() if t.qos else None}
+                           for t in topics.values()]}
+
+
+def cmd_info(a) -> int:
+    info = bag_info(a.bag)
+    if a.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"Files:       {info['path']}\nStorage:     {info['storage']}\n"
+          f"Duration:    {info['duration_s']:.3f} s\nStart:       {info['start_ns'] / 1e9:.3f} s"
+          f"\nMessages:    {info['messages']}\nTopics:")
+    w = max([len(t["topic"]) for t in info["topics"]] + [5])
+    for t in info["topics"]:
+        print(f"  {t['topic']:<{w}}  {t['type']:<34} {t['count']:>7}  {t['reliability'] or ''}")
+    return 0
+
+
+def cmd_eval(a) -> int:
+    from .bag_eval import evaluate_bag, format_table, write_outputs
+
+    decode = {k: getattr(a, k) for k in ("score_threshold", "max_grasps", "min_distance",
+                                         "smooth_sigma") if getattr(a, k) is not None}
+    if a.checkpoint:
+        from pathlib import Path
+
+        if not Path(a.checkpoint).exists():
+            raise ValueError(f"checkpoint {a.checkpoint} does not exist")
+    res = evaluate_bag(a.bag, predictions=a.predictions, checkpoint=a.checkpoint,
+                       gt_topic=a.gt_topic, pred_topic=a.pred_topic, image_topic=a.image_topic,
+                       info_topic=a.info_topic, latency_ref=a.latency_ref, device=a.device,
+                       decode=decode, progress=not a.quiet)
+    if a.out:
+        files = write_outputs(res, a.out)
+        res["files"] = files
+    if a.json:
+        print(json.dumps({k: v for k, v in res.items() if k != "per_frame"}, indent=2))
+    else:
+        print(format_table(res))
+        if a.out:
+            print(f"  wrote {', '.join(res['files'].values())}")
+    return 0
+
+
+# --------------------------------------------------------------------------- ROS commands
+def _init_ros(name: str):
+    """rclpy context + node without rclpy's own SIGINT handling (we stop cleanly ourselves)."""
+    try:
+        import rclpy
+        from rclpy.signals import SignalHandlerOptions
+    except ImportError as e:
+        raise ValueError(f"rclpy is not importable ({e}); run `make setup` or source ROS 2") from None
+    rclpy.init(args=[name], signal_handler_options=SignalHandlerOptions.NO)
+    return rclpy, rclpy.create_node(name.replace("-", "_"))
+
+
+def cmd_play(a) -> int:
+    from .bag_play import parse_remaps, play
+
+    remaps = parse_remaps(a.remap)
+    with bags.open_bag(a.bag):  # fail fast (exit 2) before touching ROS
+        pass
+    rclpy, node = _init_ros("vita_grasp_bag_play")
+    log = (lambda *x, **k: None) if a.quiet else (lambda m: print(m, file=sys.stderr))
+    try:
+        st = play(a.bag, node, rate=a.rate, remaps=remaps, topics=a.topics, loop=a.loop,
+                  qos=a.qos, qos_depth=a.qos_depth, wait_for_subscribers=a.wait_for_subscribers,
+                  wait_topics=a.wait_topics, wait_timeout=a.wait_timeout, delay=a.delay,
+                  ack_timeout=a.ack_timeout, progress=not a.quiet, log=log)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    print(f"played {st.total} messages in {st.seconds:.2f} s ({st.loops} loop(s)); "
+          + ", ".join(f"{t}: {n}" for t, n in st.published.items())
+          + (f"; not acknowledged by every subscriber: {st.unacked}" if st.unacked else "")
+          + ("; interrupted" if st.interrupted else ""))
+    return 130 if st.interrupted else 0
+
+
+def _parse_types(topics, items) -> dict[str, str]:
+    out = {}
+    pairs = [i for i in items if ":=" in i]
+    plain = [i for i in items if ":=" not in i]
+    if plain and len(plain) != len(topics):
+        raise ValueError(f"--types: give one type per topic ({len(topics)}) or TOPIC:=TYPE pairs")
+    for t, ty in zip(topics, plain):
+        out[t] = ty
+    for i in pairs:
+        t, ty = i.split(":=", 1)
+        out[t] = ty
+    return out
+
+
+def cmd_record(a) -> int:
+    from .bag_record import Recorder
+
+    topics = [t if t.startswith("/") else "/" + t for t in a.topics]
+    types = {(t if t.startswith("/") else "/" + t): ty
+             for t, ty in _parse_types(a.topics, a.types).items()}
+    stop = threading.Event()
+    reason = {"why": "end"}
+
+    def on_signal(signum, _frame):
+        reason["why"] = signal.Signals(signum).name
+        stop.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    rclpy, node = _init_ros("vita_grasp_bag_record")
+    from rclpy.executors import SingleThreadedExecutor
+
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    rec = None
+    try:
+        rec = Recorder(node, a.out, topics, types=types, storage=a.storage, depth=a.qos_depth,
+                       qos=a.qos, overwrite=a.force)
+        say = (lambda m: None) if a.quiet else (lambda m: print(m, flush=True))
+        say(f"recording {' '.join(topics)} -> {rec.path}")
+        announced: set[str] = set()
+        t0 = time.monotonic()
+        last_poll = last_status = 0.0
+        while not stop.is_set():
+            ex.spin_once(timeout_sec=0.05)
+            now = time.monotonic()
+            if now - last_poll > 0.25:
+                last_poll = now
+                rec.poll()
+                matched = rec.matched()
+                for t in rec.subscriptions:
+                    if t not in announced and matched.get(t):
+                        announced.add(t)
+                        say(f"subscribed {t} ({matched[t]} publisher(s) matched)")
+            if a.duration is not None and now - t0 >= a.duration:
+                reason["why"] = "duration"
+                break
+            if a.max_messages is not None and rec.total >= a.max_messages:
+                reason["why"] = "max_messages"
+                break
+            if (a.idle_timeout is not None and rec.last_monotonic is not None
+                    and now - rec.last_monotonic >= a.idle_timeout):
+                reason["why"] = "idle_timeout"
+                break
+            if not a.quiet and now - last_status > 5.0:
+                last_status = now
+                print(f"  {rec.total} messages: " + ", ".join(f"{t} {n}" for t, n in
+                                                               rec.counts.items()),
+                      file=sys.stderr, flush=True)
+    finally:
+        path = rec.close() if rec is not None else None
+        ex.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+        for s, h in old.items():
+            signal.signal(s, h)
+    if rec is not None:
+        print(f"wrote {path}: {rec.total} messages (" + ", ".join(f"{t} {n}" for t, n in
+                                                                rec.counts.items())
+              + f"); stopped by {reason['why']}" + (f"; never seen: {rec.pending}"
+                                                    if rec.pending else ""))
+    return 0

@@ -1,0 +1,373 @@
+"""``vita-grasp bag eval``: rectangle-metric accuracy, latency and drops of grasps against a bag's GT.
+
+Two modes, one report:
+
+- **online** (``--predictions O.mcap``): the ``vita_grasp/GraspArray`` messages a running node
+  published, as recorded by ``vita-grasp bag record``. Each is matched to the ground-truth frame
+  with the *same header stamp* (exact, nanoseconds; the node copies the image header). GT frames
+  without a prediction are **dropped frames**; predictions whose stamp is not a GT frame are
+  counted as ``unmatched_predictions``; repeated stamps (``--loop``) keep the first.
+- **offline** (``--checkpoint C``): the predictor runs directly over the bag's image messages (no
+  ROS graph), with the same decoding parameters as the node's defaults unless given.
+
+Accuracy uses :mod:`vita_grasp_core.metrics` (CONVENTIONS §5): top-1 and precision@1/5/10. Two
+views are reported: ``all_frames`` (every GT frame; a dropped frame scores as an empty
+prediction, i.e. a miss - the headline numbers) and ``processed_frames`` (only frames with a
+prediction). Offline both are the same.
+
+Latency (online only) per matched frame = receive time of the grasps in the recording minus a
+reference time for the same stamp:
+
+- ``input``: the receive time, in the same recording, of the input frame (image or
+  camera_info with that stamp). This is what a replay needs, because replayed header stamps are
+  the recording's, not "now". Chosen by ``--latency_ref auto`` when such a topic was recorded.
+- ``stamp``: the header stamp itself (a live camera stamps with its capture time). Chosen by
+  ``auto`` when there is no input topic and the differences look like real latencies (0-60 s).
+
+Outputs (``--out DIR``): ``eval.json`` (summary + per-frame rows), ``latency_hist.png``,
+``accuracy_over_time.png``. Unreadable bags end with exit code 2 and a one-line message.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import bags
+
+#: Decoding defaults = GraspPredictor's = the node's parameter defaults.
+DECODE_DEFAULTS = {"score_threshold": 0.2, "max_grasps": 10, "min_distance": 8,
+                   "smooth_sigma": 1.0}
+
+
+@dataclass
+class Frame:
+    """One GT frame: rows ``(G, 7)`` float32, image size (h, w), bag time [ns]."""
+
+    stamp: int
+    rows: np.ndarray
+    image_size: tuple[int, int]
+    bag_time: int
+
+
+def _pick_topic(summary, wanted, types, what, bag) -> str:
+    if wanted in summary:
+        return wanted
+    cands = [t for t, i in summary.items() if i.msgtype in types]
+    if wanted is None and len(cands) >= 1:
+        return cands[0]
+    raise bags.BagError(f"{bag}: no {what} topic {wanted!r} (topics: "
+                        f"{', '.join(f'{t} [{i.msgtype}]' for t, i in sorted(summary.items()))})")
+
+
+def read_ground_truth(bag, gt_topic: str = bags.GT_TOPIC) -> dict[int, Frame]:
+    """``{stamp_ns: Frame}`` of the GT GraspArray topic of ``bag`` (first of repeated stamps)."""
+    out: dict[int, Frame] = {}
+    with bags.open_bag(bag) as r:
+        summary = r.topics()
+        topic = _pick_topic(summary, gt_topic, (bags.GRASP_ARRAY_TYPE,), "ground-truth", bag)
+        if summary[topic].msgtype != bags.GRASP_ARRAY_TYPE:
+            raise bags.BagError(f"{bag}: {topic} is {summary[topic].msgtype}, expected "
+                                f"{bags.GRASP_ARRAY_TYPE}")
+        for _, t, msg in r.read([topic]):
+            s = bags.stamp_to_ns(msg.header.stamp)
+            if s not in out:
+                out[s] = Frame(s, bags.grasp_array_rows(msg),
+                               (int(msg.image_height), int(msg.image_width)), t)
+    if not out:
+        raise bags.BagError(f"{bag}: the ground-truth topic {topic} has no messages")
+    return out
+
+
+def read_predictions(bag, pred_topic: str = bags.PRED_TOPIC):
+    """Online predictions: ``({stamp: rows}, {stamp: receive_ns}, duplicates)``."""
+    preds, recv, dup = {}, {}, 0
+    with bags.open_bag(bag) as r:
+        summary = r.topics()
+        topic = _pick_topic(summary, pred_topic, (bags.GRASP_ARRAY_TYPE,), "prediction", bag)
+        for _, t, msg in r.read([topic]):
+            s = bags.stamp_to_ns(msg.header.stamp)
+            if s in preds:
+                dup += 1
+                continue
+            preds[s] = bags.grasp_array_rows(msg)
+            recv[s] = t
+    return preds, recv, dup
+
+
+def read_input_times(bag, topics) -> tuple[dict[int, int], str | None]:
+    """``{stamp: receive_ns}`` of the first of ``topics`` recorded in ``bag`` (input frames)."""
+    with bags.open_bag(bag) as r:
+        summary = r.topics()
+        for topic in topics:
+            if topic in summary and summary[topic].count:
+                out: dict[int, int] = {}
+                for _, t, msg in r.read([topic]):
+                    out.setdefault(bags.stamp_to_ns(msg.header.stamp), t)
+                return out, topic
+    return {}, None
+
+
+def image_topic_of(bag, image_topic: str | None) -> str:
+    with bags.open_bag(bag) as r:
+        summary = r.topics()
+    if image_topic and image_topic not in summary and f"{image_topic}/compressed" in summary:
+        return f"{image_topic}/compressed"
+    return _pick_topic(summary, image_topic, (bags.IMAGE_TYPE, bags.COMPRESSED_TYPE), "image",
+                       bag)
+
+
+def predict_offline(bag, checkpoint, *, image_topic: str | None = bags.IMAGE_TOPIC,
+                    device: str = "auto", decode: dict | None = None, predictor=None,
+                    stamps=None, progress: bool = True):
+    """Run the predictor over the image messages of ``bag``.
+
+    Returns ``({stamp: (N, 7) float32 rows}, seconds per frame list, topic)``. ``stamps``
+    restricts to those header stamps (e.g. the GT frames). ``predictor`` reuses a loaded
+    :class:`~vita_grasp_core.predictor.GraspPredictor`.
+    """
+    from vita_grasp_core.grasp import grasps_to_array
+
+    topic = image_topic_of(bag, image_topic)
+    if predictor is None:
+        from vita_grasp_core.predictor import GraspPredictor
+
+        predictor = GraspPredictor.from_checkpoint(checkpoint, device=device,
+                                                   **{**DECODE_DEFAULTS, **(decode or {})})
+    preds, times = {}, []
+    with bags.open_bag(bag) as r:
+        n = r.topics()[topic].count
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n, desc="offline predict", unit="frame", file=sys.stderr)
+        for _, _, msg in r.read([topic]):
+            if bar is not None:
+                bar.update(1)
+            s = bags.stamp_to_ns(msg.header.stamp)
+            if s in preds or (stamps is not None and s not in stamps):
+                continue
+            rgb = bags.image_from_msg(msg)
+            t0 = time.perf_counter()
+            pred = predictor.predict(rgb)
+            times.append(time.perf_counter() - t0)
+            preds[s] = grasps_to_array(pred.grasps)
+        if bar is not None:
+            bar.close()
+    return preds, times, topic
+
+
+def _stats_ms(values_ns) -> dict | None:
+    if not len(values_ns):
+        return None
+    v = np.asarray(values_ns, np.float64) / 1e6
+    return {"count": int(v.size), "mean_ms": float(v.mean()), "p50_ms": float(np.percentile(v, 50)),
+            "p95_ms": float(np.percentile(v, 95)), "max_ms": float(v.max()),
+            "min_ms": float(v.min())}
+
+
+def score(gt: dict[int, Frame], preds: dict[int, np.ndarray], ks=(1, 5, 10)) -> dict:
+    """Metrics over all GT frames (missing prediction = empty = miss) and over processed ones,
+    plus per-frame rows (stamp order)."""
+    from vita_grasp_core.metrics import SplitMetrics
+
+    all_m, proc_m = SplitMetrics(ks), SplitMetrics(ks)
+    frames = []
+    empty = np.zeros((0, 7), np.float32)
+    for i, s in enumerate(sorted(gt)):
+        f = gt[s]
+        p = preds.get(s)
+        sc = all_m.add(empty if p is None else p, f.rows)
+        if p is not None:
+            proc_m.add(p, f.rows)
+        row = {"index": i, "stamp_ns": s, "dropped": p is None, "num_gt": int(len(f.rows)),
+               "num_predictions": 0 if p is None else int(len(p))}
+        if sc is not None:
+            row.update({"top1": bool(sc["top1"]),
+                        **{f"precision@{k}": sc[f"precision@{k}"] for k in ks}})
+        frames.append(row)
+    return {"all_frames": all_m.as_dict(), "processed_frames": proc_m.as_dict(), "frames": frames}
+
+
+def evaluate_bag(bag, *, predictions=None, checkpoint=None, gt_topic: str = bags.GT_TOPIC,
+                 pred_topic: str = bags.PRED_TOPIC, image_topic: str | None = bags.IMAGE_TOPIC,
+                 info_topic: str = bags.INFO_TOPIC, latency_ref: str = "auto",
+                 device: str = "auto", decode: dict | None = None, predictor=None,
+                 progress: bool = True) -> dict:
+    """Evaluate online (``predictions`` bag) or offline (``checkpoint``); see the module docstring.
+
+    Returns a JSON-able dict: ``mode``, ``frames`` (GT frames), ``predicted_frames``,
+    ``dropped_frames`` (+ ``dropped_stamps_ns``), ``unmatched_predictions``, ``duplicates``,
+    ``metrics`` (= ``all_frames``), ``processed_frames``, ``latency`` (online), ``inference``
+    (offline, seconds per frame), ``per_frame``.
+    """
+    if (predictions is None) == (checkpoint is None and predictor is None):
+        raise ValueError("give exactly one of predictions (online) or checkpoint (offline)")
+    gt = read_ground_truth(bag, gt_topic)
+    result = {"bag": str(bag), "gt_topic": gt_topic, "frames": len(gt)}
+    latencies: dict[int, int] = {}
+    if predictions is not None:
+        preds, recv, dup = read_predictions(predictions, pred_topic)
+        result.update({"mode": "online", "predictions": str(predictions),
+                       "pred_topic": pred_topic, "duplicates": dup})
+        ref_kind, ref_topic, ref = _latency_reference(predictions, image_topic, info_topic,
+                                                      latency_ref, recv)
+        for s, t in recv.items():
+            if s in gt and s in ref:
+                latencies[s] = t - ref[s]
+        result["latency"] = {"reference": ref_kind, "reference_topic": ref_topic,
+                             **(_stats_ms(list(latencies.values())) or {"count": 0})}
+        if len(recv) >= 2:
+            span = (max(recv.values()) - min(recv.values())) / 1e9
+            result["output_rate_hz"] = (len(recv) - 1) / span if span > 0 else None
+    else:
+        preds, times, topic = predict_offline(bag, checkpoint, image_topic=image_topic,
+                                              device=device, decode=decode, predictor=predictor,
+                                              stamps=set(gt), progress=progress)
+        result.update({"mode": "offline", "checkpoint": str(checkpoint) if checkpoint else None,
+                       "image_topic": topic, "decode": {**DECODE_DEFAULTS, **(decode or {})},
+                       "inference": _stats_ms([t * 1e9 for t in times])})
+    matched = [s for s in preds if s in gt]
+    dropped = sorted(s for s in gt if s not in preds)
+    result.update({"predicted_frames": len(matched), "dropped_frames": len(dropped),
+                   "dropped_stamps_ns": dropped,
+                   "unmatched_predictions": len([s for s in preds if s not in gt])})
+    sc = score(gt, preds)
+    for f in sc["frames"]:
+        if f["stamp_ns"] in latencies:
+            f["latency_ms"] = latencies[f["stamp_ns"]] / 1e6
+    result["metrics"] = sc["all_frames"]
+    result["processed_frames"] = sc["processed_frames"]
+    result["per_frame"] = sc["frames"]
+    return result
+
+
+def _latency_reference(pred_bag, image_topic, info_topic, mode, recv):
+    """``(kind, topic, {stamp: reference ns})`` for latency (see the module docstring)."""
+    if mode == "none":
+        return "none", None, {}
+    if mode in ("auto", "input"):
+        cands = [t for t in (image_topic, f"{image_topic}/compressed" if image_topic else None,
+                             info_topic) if t]
+        ref, topic = read_input_times(pred_bag, cands)
+        if ref:
+            return "input", topic, ref
+        if mode == "input":
+            raise bags.BagError(f"{pred_bag}: --latency_ref input needs one of {cands} recorded "
+                                "beside the predictions")
+    if mode.startswith("/"):
+        ref, topic = read_input_times(pred_bag, [mode])
+        if not ref:
+            raise bags.BagError(f"{pred_bag}: latency reference topic {mode} is not in the bag")
+        return "input", topic, ref
+    d = [t - s for s, t in recv.items()]
+    if mode == "stamp" or (d and 0 <= float(np.median(d)) <= 60e9):
+        return "stamp", None, {s: s for s in recv}
+    return "none", None, {}
+
+
+# --------------------------------------------------------------------------- reporting
+def format_table(result: dict) -> str:
+    """Plain-text summary table."""
+    m = result["metrics"]
+    lines = [f"bag eval ({result['mode']}): {result['bag']}",
+             f"  frames: {result['frames']}  predicted: {result['predicted_frames']}  "
+             f"dropped: {result['dropped_frames']}  unmatched predictions: "
+             f"{result['unmatched_predictions']}"]
+    hdr = f"  {'view':<18}{'images':>7}{'top-1':>8}{'P@1':>8}{'P@5':>8}{'P@10':>8}{'grasps/img':>12}"
+    lines.append(hdr)
+    for name, mm in (("all frames", m), ("processed frames", result["processed_frames"])):
+        lines.append(f"  {name:<18}{mm['num_images']:>7}{mm['top1_accuracy']:>8.3f}"
+                     f"{mm['precision@1']:>8.3f}{mm['precision@5']:>8.3f}"
+                     f"{mm['precision@10']:>8.3f}{mm['mean_predictions']:>12.1f}")
+    lat = result.get("latency")
+    if lat and lat.get("count"):
+        ref = lat["reference"] + (f" {lat['reference_topic']}" if lat.get("reference_topic") else "")
+        lines.append(f"  latency (vs {ref}): p50 {lat['p50_ms']:.1f} ms  p95 {lat['p95_ms']:.1f} ms"
+                     f"  max {lat['max_ms']:.1f} ms  (n={lat['count']})")
+    elif lat is not None:
+        lines.append("  latency: not available (no input topic recorded and stamps are not live)")
+    inf = result.get("inference")
+    if inf:
+        lines.append(f"  offline inference: p50 {inf['p50_ms']:.1f} ms  p95 {inf['p95_ms']:.1f} ms"
+                     f"  per frame (n={inf['count']})")
+    return "\n".join(lines)
+
+
+def write_outputs(result: dict, out_dir, prefix: str = "") -> dict[str, str]:
+    """``eval.json``, ``latency_hist.png`` (online), ``accuracy_over_time.png`` in ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"json": str(out / f"{prefix}eval.json")}
+    Path(files["json"]).write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frames = result["per_frame"]
+    lat = [f["latency_ms"] for f in frames if "latency_ms" in f]
+    if result["mode"] == "online":
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        if lat:
+            ax.hist(lat, bins=min(30, max(5, len(lat) // 2)), color="#4c72b0")
+            for q, ls in ((50, "-"), (95, "--")):
+                v = float(np.percentile(lat, q))
+                ax.axvline(v, color="k", ls=ls, lw=1, label=f"p{q} {v:.0f} ms")
+            ax.legend()
+        else:
+            ax.text(0.5, 0.5, "no latency data", ha="center", va="center", transform=ax.transAxes)
+        ref = (result.get("latency") or {}).get("reference", "?")
+        ax.set(xlabel=f"latency [ms] (grasps received - {ref})", ylabel="frames",
+               title="End-to-end latency")
+        fig.tight_layout()
+        files["latency_hist"] = str(out / f"{prefix}latency_hist.png")
+        fig.savefig(files["latency_hist"], dpi=100)
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    idx = np.array([f["index"] for f in frames])
+    top1 = np.array([float(f.get("top1", 0.0)) for f in frames])
+    p5 = np.array([float(f.get("precision@5", 0.0)) for f in frames])
+    w = max(1, min(10, len(frames) // 5))
+    kern = np.ones(w) / w
+    if len(frames):
+        ax.plot(idx, np.convolve(top1, kern, mode="same"), label=f"top-1 (mean of {w})")
+        ax.plot(idx, np.convolve(p5, kern, mode="same"), label=f"P@5 (mean of {w})")
+        ax.scatter(idx, top1, s=8, c="#4c72b0", alpha=0.4)
+        drops = [f["index"] for f in frames if f["dropped"]]
+        if drops:
+            ax.scatter(drops, np.zeros(len(drops)), marker="x", c="r", label="dropped frame")
+    ax.set(xlabel="frame", ylabel="score", ylim=(-0.05, 1.05),
+           title=f"Accuracy over time ({result['mode']})")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    files["accuracy_over_time"] = str(out / f"{prefix}accuracy_over_time.png")
+    fig.savefig(files["accuracy_over_time"], dpi=100)
+    plt.close(fig)
+    return files
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        v = float(o)
+        return None if math.isnan(v) else v
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def main(argv) -> int:
+    """CLI (``vita-grasp bag eval``); see :mod:`.bag_cli` for the argument parser."""
+    from .bag_cli import main as cli_main
+
+    return cli_main(["eval", *argv])

@@ -1,0 +1,166 @@
+"""``vita-grasp bag make``: a GraspNet-layout data set -> a rosbag2 an evaluation can be replayed from.
+
+Per frame, all with the same header (stamp = ``start_time + i / rate``, frame_id
+``rgb_camera_link``) and written at that time:
+
+=========================================  =================================================
+topic                                      message
+=========================================  =================================================
+``/rgb/image_raw``                         sensor_msgs/Image rgb8 (or ``<topic>/compressed``
+                                           sensor_msgs/CompressedImage JPEG with --compressed)
+``/rgb/camera_info``                       sensor_msgs/CameraInfo (K from camK.npy, else the
+                                           CONVENTIONS intrinsics scaled to the image size)
+``/depth_to_rgb/image_raw``                sensor_msgs/Image 16UC1 [mm], when depth exists
+``/ground_truth/grasps``                   vita_grasp/GraspArray: *every* valid GT rectangle
+                                           (quality = GraspNet score, object_score = 1,
+                                           has_pose false)
+=========================================  =================================================
+
+ROS-free (rosbags only). Unreadable frames are skipped with a count (as the data loader does).
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import bags
+
+#: 1280x720 intrinsics per camera (CONVENTIONS §2), fx, fy, cx, cy.
+INTRINSICS_1280x720 = {"kinect": (631.55, 631.21, 638.43, 366.50),
+                       "realsense": (927.17, 927.37, 651.32, 349.62)}
+#: Default first header stamp [s since epoch] (fixed, so the same inputs give the same bag).
+DEFAULT_START_TIME = 1_700_000_000.0
+
+
+def default_K(camera: str, width: int, height: int) -> np.ndarray:
+    """CONVENTIONS intrinsics of ``camera`` scaled from 1280x720 to ``width x height``."""
+    fx, fy, cx, cy = INTRINSICS_1280x720[camera]
+    sx, sy = width / 1280.0, height / 720.0
+    return np.array([[fx * sx, 0, cx * sx], [0, fy * sy, cy * sy], [0, 0, 1]], np.float64)
+
+
+def _camera_K(rgb_path: str, camera: str, width: int, height: int) -> np.ndarray:
+    f = Path(rgb_path).parent.parent / "camK.npy"
+    if f.is_file():
+        try:
+            K = np.load(f, allow_pickle=False).astype(np.float64)
+            if K.shape == (3, 3) and np.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0:
+                return K
+        except (OSError, ValueError):
+            pass
+    return default_K(camera, width, height)
+
+
+def _read_depth(path: str | None, shape) -> np.ndarray | None:
+    if path is None:
+        return None
+    import cv2
+
+    d = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if d is None or d.dtype != np.uint16 or d.ndim != 2 or d.shape != tuple(shape[:2]):
+        return None
+    return d
+
+
+def make_bag(dataset_root, out, *, scenes=None, split=None, camera: str = "kinect",
+             storage: str | None = None, rate: float = 5.0, compressed: bool = False,
+             jpeg_quality: int = 90, max_frames: int | None = None,
+             image_topic: str = bags.IMAGE_TOPIC, info_topic: str = bags.INFO_TOPIC,
+             depth_topic: str | None = bags.DEPTH_TOPIC, gt_topic: str = bags.GT_TOPIC,
+             frame_id: str = bags.FRAME_ID, start_time: float = DEFAULT_START_TIME,
+             overwrite: bool = False, progress: bool = True) -> dict:
+    """Write the frames of ``dataset_root`` (selected by ``scenes`` and/or ``split``) into ``out``.
+
+    Args:
+        dataset_root: GraspNet layout root (``ROOT/scenes/scene_XXXX/<camera>/...``).
+        out: ``x.mcap`` / ``x.db3`` (single file) or a directory name (rosbag2 directory).
+        rate: frames per second of the header stamps and bag timestamps.
+        compressed: JPEG ``CompressedImage`` on ``<image_topic>/compressed`` instead of rgb8.
+        depth_topic: ``None`` leaves depth out.
+        max_frames: stop after this many frames (in scene, frame order).
+    Returns:
+        summary dict (``path``, ``frames``, ``skipped``, ``topics`` with counts, ``gt_rects``,
+        ``seconds``, ``scenes``, ``frame_ids`` as ``[scene, frame]`` per written frame).
+    Raises:
+        :class:`~vita_grasp_ros.bags.BagError` for output problems, ``ValueError`` for bad
+        arguments or when no frame can be written.
+    """
+    from vita_grasp_core.data.graspnet import FrameFault, load_frame, scan
+
+    if rate <= 0:
+        raise ValueError(f"rate must be > 0, got {rate}")
+    if camera not in INTRINSICS_1280x720:
+        raise ValueError(f"camera must be one of {sorted(INTRINSICS_1280x720)}, got {camera!r}")
+    t0 = time.perf_counter()
+    frames, faults, ids = scan(dataset_root, camera=camera, scenes=scenes, split=split,
+                               require_label=False)
+    if not frames:
+        raise ValueError(f"no frames found under {dataset_root} for camera {camera!r}"
+                         f"{f', scenes {list(scenes)}' if scenes is not None else ''}"
+                         f"{f', split {split}' if split else ''}")
+    if max_frames is not None:
+        frames = frames[: int(max_frames)]
+    img_topic = f"{image_topic.rstrip('/')}/compressed" if compressed else image_topic
+    period_ns = int(round(1e9 / rate))
+    t_start = int(round(start_time * 1e9))
+    skipped: dict[str, int] = {}
+    written, gt_total, frame_ids = 0, 0, []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(frames), desc="bag make", unit="frame")
+    with bags.BagWriter(out, storage, overwrite=overwrite) as w:
+        w.add_topic(img_topic, bags.COMPRESSED_TYPE if compressed else bags.IMAGE_TYPE)
+        w.add_topic(info_topic, bags.INFO_TYPE)
+        w.add_topic(gt_topic, bags.GRASP_ARRAY_TYPE)
+        depth_declared = False
+        for rec in frames:
+            if bar is not None:
+                bar.update(1)
+            try:
+                rgb, _, gt = load_frame(rec, require_label=False)
+            except FrameFault as e:
+                skipped[e.kind] = skipped.get(e.kind, 0) + 1
+                continue
+            h, wd = rgb.shape[:2]
+            t = t_start + written * period_ns
+            header = bags.make_header(t, frame_id)
+            if compressed:
+                w.write(img_topic, t, bags.compressed_image_msg(rgb, header, jpeg_quality))
+            else:
+                w.write(img_topic, t, bags.image_msg(rgb, "rgb8", header))
+            w.write(info_topic, t, bags.camera_info_msg(_camera_K(rec.rgb, camera, wd, h), wd, h,
+                                                        header))
+            if depth_topic:
+                depth = _read_depth(rec.depth, rgb.shape)
+                if depth is not None:
+                    if not depth_declared:
+                        w.add_topic(depth_topic, bags.IMAGE_TYPE)
+                        depth_declared = True
+                    w.write(depth_topic, t, bags.image_msg(depth, "16UC1", header))
+                elif rec.depth is not None:
+                    skipped["bad_depth"] = skipped.get("bad_depth", 0) + 1
+            rows = np.asarray(gt, np.float64)[:, :7].copy()
+            rows[:, 6] = 1.0  # object_score: GT rectangles lie on objects by construction
+            w.write(gt_topic, t, bags.grasp_array_msg(rows, header, (h, wd)))
+            gt_total += len(rows)
+            frame_ids.append([rec.scene, rec.frame])
+            written += 1
+        if written == 0:
+            raise ValueError(f"none of the {len(frames)} frames under {dataset_root} could be read "
+                             f"({skipped})")
+        counts = dict(w.counts)
+    if bar is not None:
+        bar.close()
+    for kind, n in faults.counts().items():
+        skipped[kind] = skipped.get(kind, 0) + n
+    if skipped:
+        warnings.warn(f"bag make: skipped {sum(skipped.values())} frame problem(s): {skipped}",
+                      stacklevel=2)
+    return {"path": str(out), "storage": bags.storage_for(out, storage)[0], "frames": written,
+            "skipped": skipped, "topics": counts, "gt_rects": gt_total, "scenes": ids,
+            "frame_ids": frame_ids, "rate": rate, "seconds": round(time.perf_counter() - t0, 2)}

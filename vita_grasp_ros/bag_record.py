@@ -1,0 +1,179 @@
+"""``vita-grasp bag record``: subscribe to topics and write what arrives into a rosbag2.
+
+Subscriptions are raw (``raw=True``): the CDR bytes received are written unchanged, with the
+*receive* time (``MessageInfo.received_timestamp``, system clock, ns) as the bag timestamp - the
+same convention as ``ros2 bag record``. Types come from the ROS graph (the first publisher seen) or
+from ``--types``; topics that have no publisher yet are retried until they appear.
+
+QoS: like ``ros2 bag record``, the subscription adapts to the publishers: reliable when every
+publisher offers reliable, else best effort; transient-local when every publisher offers it. The
+offered profiles are stored in the bag.
+
+Stops on Ctrl-C / SIGTERM, after ``--duration`` seconds, after ``--max-messages`` messages, or
+after ``--idle-timeout`` seconds without a message; the bag is always closed properly.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from . import bags
+from .bag_play import import_msg_type
+
+
+def _qos_to_bag(q):
+    """rclpy ``QoSProfile`` -> rosbags ``Qos`` (what rosbag2 stores as offered profiles)."""
+    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness,
+                                    QosReliability, QosTime)
+
+    def t(d):
+        ns = int(getattr(d, "nanoseconds", 0))
+        # "infinite" durations come back as huge values; rosbag2 writes them as 0.
+        if ns <= 0 or ns >= 2**62:
+            return QosTime(0, 0)
+        return QosTime(ns // 1_000_000_000, ns % 1_000_000_000)
+
+    def enum(cls, name, default):
+        return cls[name] if name in cls.__members__ else default
+
+    return Qos(enum(QosHistory, q.history.name, QosHistory.KEEP_LAST), int(q.depth),
+               enum(QosReliability, q.reliability.name, QosReliability.RELIABLE),
+               enum(QosDurability, q.durability.name, QosDurability.VOLATILE),
+               t(q.deadline), t(q.lifespan),
+               enum(QosLiveliness, q.liveliness.name, QosLiveliness.AUTOMATIC),
+               t(q.liveliness_lease_duration), bool(q.avoid_ros_namespace_conventions))
+
+
+class Recorder:
+    """Record ``topics`` through ``node`` into ``out`` (thread-safe; callbacks may run in an
+    executor thread while another thread polls).
+
+    Call :meth:`poll` periodically (it subscribes to topics as they appear in the graph) while the
+    node spins, then :meth:`close`.
+
+    Args:
+        topics: fully qualified topic names.
+        types: optional ``{topic: "pkg/msg/Type"}`` for topics not (yet) in the graph.
+        depth: history depth of the subscriptions.
+        qos: ``auto`` (adapt to publishers), ``reliable`` or ``best_effort``.
+    """
+
+    def __init__(self, node, out, topics, *, types=None, storage: str | None = None,
+                 depth: int = 100, qos: str = "auto", overwrite: bool = False):
+        if not topics:
+            raise ValueError("no topics to record")
+        self.node = node
+        self.topics = [t if t.startswith("/") else "/" + t for t in topics]
+        self.types = dict(types or {})
+        self.depth = int(depth)
+        self.qos = qos
+        self.writer = bags.BagWriter(out, storage, overwrite=overwrite).open()
+        self.path = self.writer.path
+        self.counts = {t: 0 for t in self.topics}
+        self.subscriptions: dict[str, object] = {}
+        self.first_ns: int | None = None
+        self.last_monotonic: float | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self.poll()
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def pending(self) -> list[str]:
+        """Topics not subscribed yet (no publisher seen and no type given)."""
+        return [t for t in self.topics if t not in self.subscriptions]
+
+    def matched(self) -> dict[str, int]:
+        """``{topic: matched publishers}`` of the subscribed topics (0 for pending ones)."""
+        out = {t: 0 for t in self.topics}
+        for t, sub in self.subscriptions.items():
+            try:
+                out[t] = int(sub.get_publisher_count())
+            except Exception:  # noqa: BLE001 - older rclpy: fall back to the graph
+                out[t] = int(self.node.count_publishers(t))
+        return out
+
+    def _subscription_qos(self, topic: str):
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+        infos = self.node.get_publishers_info_by_topic(topic)
+        offered = [i.qos_profile for i in infos]
+        if self.qos == "reliable":
+            rel = ReliabilityPolicy.RELIABLE
+        elif self.qos == "best_effort":
+            rel = ReliabilityPolicy.BEST_EFFORT
+        else:
+            rel = ReliabilityPolicy.RELIABLE if offered and all(
+                q.reliability == ReliabilityPolicy.RELIABLE for q in offered) else \
+                ReliabilityPolicy.BEST_EFFORT
+        dur = DurabilityPolicy.TRANSIENT_LOCAL if offered and all(
+            q.durability == DurabilityPolicy.TRANSIENT_LOCAL for q in offered) else \
+            DurabilityPolicy.VOLATILE
+        return (QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.depth, reliability=rel,
+                           durability=dur), [_qos_to_bag(q) for q in offered])
+
+    def poll(self) -> list[str]:
+        """Subscribe to topics that appeared since the last call; returns the new ones."""
+        if self._closed or not self.pending:
+            return []
+        graph = dict(self.node.get_topic_names_and_types())
+        new = []
+        for topic in self.pending:
+            msgtype = self.types.get(topic) or (graph.get(topic) or [None])[0]
+            if msgtype is None:
+                continue
+            try:
+                cls = import_msg_type(msgtype)
+            except (ImportError, AttributeError) as e:
+                raise bags.BagError(f"{self.path}: cannot record {topic}: type {msgtype} is not "
+                                    f"installed ({e})") from None
+            qos, offered = self._subscription_qos(topic)
+            with self._lock:
+                self.writer.add_topic(topic, msgtype, offered or [bags.make_qos(depth=self.depth)])
+            self.subscriptions[topic] = self.node.create_subscription(
+                cls, topic, self._callback(topic), qos, raw=True)
+            new.append(topic)
+        return new
+
+    def _callback(self, topic):
+        def on_message(raw, info):
+            t = int(info["received_timestamp"]) if info and info.get("received_timestamp") else \
+                time.time_ns()
+            with self._lock:
+                if self._closed:
+                    return
+                self.writer.write(topic, t, raw=raw)
+                self.counts[topic] += 1
+                if self.first_ns is None:
+                    self.first_ns = t
+                self.last_monotonic = time.monotonic()
+        return on_message
+
+    def close(self):
+        """Unsubscribe and finish the bag (idempotent); returns the bag path."""
+        with self._lock:
+            if self._closed:
+                return self.path
+            self._closed = True
+        for sub in self.subscriptions.values():
+            try:
+                self.node.destroy_subscription(sub)
+            except Exception:  # noqa: BLE001 - the node may already be gone at shutdown
+                pass
+        with self._lock:
+            return self.writer.close()
+
+    def abort(self) -> None:
+        with self._lock:
+            self._closed = True
+            self.writer.abort()
+
+
+def main(argv) -> int:
+    """CLI (``vita-grasp bag record``); see :mod:`.bag_cli` for the argument parser."""
+    from .bag_cli import main as cli_main
+
+    return cli_main(["record", *argv])
