@@ -129,3 +129,13 @@ def test_module_entry_point(tmp_path):
     r = subprocess.run([sys.executable, "-m", "vita_grasp_core.data.cli", "data", "check",
                         str(root), "--quiet"], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0 and "frames: 1 usable" in r.stdout, r.stderr
+
+
+def test_project_cli_dispatches_here(synth2, capsys):
+    from vita_grasp_core.cli import main
+
+    assert main(["data", "check", str(synth2), "--quiet"]) == 0
+    assert "frames: 4 usable" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["synth", "--help"])
+    assert "--first-scene" in capsys.readouterr().out

@@ -303,6 +303,26 @@ def load_frame(rec: FrameRecord, require_label: bool = True):
 
 
 # --------------------------------------------------------------------------- the dataset
+_THREADS_LIMITED = False
+
+
+def _limit_worker_threads() -> None:
+    """In a DataLoader worker, keep OpenCV to one thread (workers already run in parallel)."""
+    global _THREADS_LIMITED
+    if _THREADS_LIMITED:
+        return
+    _THREADS_LIMITED = True
+    try:
+        from torch.utils.data import get_worker_info
+
+        if get_worker_info() is not None:
+            import cv2
+
+            cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
 try:
     from torch.utils.data import Dataset as _TorchDataset
 except ImportError:  # pragma: no cover - torch is a hard dependency of the package
@@ -446,6 +466,7 @@ class GraspNetDataset(_TorchDataset):
         }
 
     def __getitem__(self, i: int) -> dict:
+        _limit_worker_threads()
         n = len(self.frames)
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for {n} frames")
