@@ -84,9 +84,11 @@ run_pip() {
 pip_key() {
   hash_of "$ROOT/requirements.txt" "$ROOT"/requirements/*.txt "py$PYVER" "pip-step-v1"
 }
+# The messages depend on the ROS wheels (and their pinned transitive versions), not on the rest.
 msgs_key() {
   hash_of "$ROOT"/msg/*.msg "$ROOT/CMakeLists.txt" "$ROOT/package.xml" "$ROOT"/cmake/* \
-    "$VENV" "pip:$(pip_key)" "msgs-step-v1"
+    "$ROOT/requirements/ros.txt" "$ROOT/requirements/ros-build.txt" \
+    "$ROOT/requirements/constraints.txt" "$VENV" "py$PYVER" "msgs-step-v2"
 }
 present_packages() {
   local p out=""
@@ -98,7 +100,7 @@ present_packages() {
 # The editable finder maps the top-level packages found at install time: redo when one appears.
 editable_key() {
   hash_of "$ROOT/setup.py" "$ROOT/pyproject.toml" "$VENV" "pkgs:$(present_packages)" \
-    "pip:$(pip_key)" "editable-step-v1"
+    "py$PYVER" "editable-step-v1"
 }
 
 # --- 1. interpreter and venv -----------------------------------------------------------------
