@@ -127,7 +127,8 @@ def test_module_entry_point(tmp_path):
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     r = subprocess.run([sys.executable, "-m", "vita_grasp_core.data.cli", "data", "check",
-                        str(root), "--quiet"], capture_output=True, text=True, env=env, timeout=120)
+                        str(root), "--quiet"], capture_output=True, text=True, env=env,
+                       timeout=120)
     assert r.returncode == 0 and "frames: 1 usable" in r.stdout, r.stderr
 
 

@@ -1,4 +1,4 @@
-"""GraspNet rect parsing (CONVENTIONS §1/§2): hand-computed angles and widths, y down, wrapping."""
+"""GraspNet rect parsing (CONVENTIONS §1/§2): hand-computed angles, widths, y down, wrapping."""
 from __future__ import annotations
 
 import math

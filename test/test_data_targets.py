@@ -1,4 +1,4 @@
-"""Target rendering (CONVENTIONS §3): brute-force reference, encode -> decode round trip, masks."""
+"""Target rendering (CONVENTIONS §3): brute-force reference, encode/decode round trip, masks."""
 from __future__ import annotations
 
 import math
@@ -84,7 +84,8 @@ def test_encode_decode_round_trip():
     rng = np.random.default_rng(0)
     xs, ys = np.meshgrid(np.linspace(120, 1160, 5), np.linspace(100, 620, 3))
     n = xs.size
-    g = np.column_stack([xs.ravel() + rng.uniform(-0.5, 0.5, n), ys.ravel() + rng.uniform(-.5, .5, n),
+    g = np.column_stack([xs.ravel() + rng.uniform(-0.5, 0.5, n),
+                         ys.ravel() + rng.uniform(-0.5, 0.5, n),
                          np.linspace(-np.pi / 2, np.pi / 2 - 0.05, n), rng.uniform(30, 300, n),
                          rng.uniform(10, 40, n), rng.uniform(0.3, 1.0, n), np.arange(n)])
     t = render_targets(g.astype(np.float32), None, LB, width_scale=0.25, sigma=2.0)

@@ -1,4 +1,4 @@
-"""GraspNet-1Billion data: scanning + fault handling, training targets, augmentation, synthetic data.
+"""GraspNet-1Billion data: scanning + fault handling, targets, augmentation, synthetic data.
 
 Public API::
 

@@ -1,8 +1,8 @@
 """Data augmentation in SOURCE pixel space, applied before target rendering.
 
 Geometric augmentations move the image, the label mask and the grasps together through one 2x3
-affine matrix ``M`` (``[x', y'] = M @ [x, y, 1]`` with pixel centres at integer coordinates, y down,
-OpenCV's ``warpAffine`` convention), so the image is resampled once:
+affine matrix ``M`` (``[x', y'] = M @ [x, y, 1]`` with pixel centres at integer coordinates,
+y down, OpenCV's ``warpAffine`` convention), so the image is resampled once:
 
 - horizontal flip: ``x -> W - 1 - x``, ``angle -> -angle`` (wrapped);
 - vertical flip: ``y -> H - 1 - y``, ``angle -> -angle``;
@@ -12,7 +12,8 @@ OpenCV's ``warpAffine`` convention), so the image is resampled once:
   padded with ``pad_rgb`` and label 0) or quarter turns (``rotate="90"``: exact, and the image
   size swaps for odd turns);
 - scale by ``s`` about the image centre + a random shift (``translate`` x the image size): widths
-  and heights are multiplied by ``s``. ``s > 1`` zooms in (the view is a crop), ``s < 1`` zooms out.
+  and heights are multiplied by ``s``. ``s > 1`` zooms in (the view is a crop), ``s < 1`` zooms
+  out.
 
 For a general ``M`` each grasp's opening direction ``d = (cos a, sin a)`` is mapped by the linear
 part ``A``: ``angle' = atan2(A d)`` (wrapped), ``width' = width * |A d|``,
@@ -170,7 +171,8 @@ def color_jitter(rgb: np.ndarray, rng: np.random.Generator, brightness=0.2, cont
             img = (img - grey) * v + grey
         else:
             hsv = cv2.cvtColor(np.clip(img, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV)
-            hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + int(round(v * 180))) % 180).astype(np.uint8)
+            shifted = (hsv[..., 0].astype(np.int32) + int(round(v * 180))) % 180
+            hsv[..., 0] = shifted.astype(np.uint8)
             img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB).astype(np.float32)
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 

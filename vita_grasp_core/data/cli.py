@@ -52,7 +52,8 @@ def synth_main(argv: list[str] | None = None) -> int:
                    help="camera folder and intrinsics (default kinect)")
     p.add_argument("--first-scene", type=int, default=0,
                    help="id of the first scene; scenes are numbered consecutively from it "
-                        "(train 0-99, test_seen 100-129, test_similar 130-159, test_novel 160-189)")
+                        "(train 0-99, test_seen 100-129, test_similar 130-159, "
+                        "test_novel 160-189)")
     p.add_argument("--scene-ids", type=_int_list, default=None,
                    help="explicit scene ids, e.g. '0,1,100,130' or '0-3' (overrides --scenes and "
                         "--first-scene)")
@@ -183,7 +184,8 @@ def _check_main(argv) -> int:
     p.add_argument("root", type=Path, help="data set root (holding scenes/)")
     p.add_argument("--camera", choices=("kinect", "realsense"), default="kinect")
     p.add_argument("--full", action="store_true", help="decode every png fully (slower)")
-    p.add_argument("--scenes", type=_int_list, default=None, help="only these scene ids ('0-3,100')")
+    p.add_argument("--scenes", type=_int_list, default=None,
+                   help="only these scene ids ('0-3,100')")
     p.add_argument("--split", default=None, help="only the scenes of this GraspNet split "
                    "(train, test_seen, test_similar, test_novel, test, all)")
     p.add_argument("--strict", action="store_true", help="exit 1 on any problem, too")
@@ -258,7 +260,8 @@ def _show_main(argv) -> int:
 def data_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     usage = ("usage: vita-grasp data {check,show} ...\n\n"
-             "  check ROOT   count scenes/frames/rectangles and list problems (exit 1: nothing usable)\n"
+             "  check ROOT   count scenes/frames/rectangles, list problems "
+             "(exit 1: nothing usable)\n"
              "  show ROOT    picture of a frame with its rectangles and target maps\n\n"
              "vita-grasp data <command> --help for details")
     if not argv or argv[0] in ("-h", "--help"):

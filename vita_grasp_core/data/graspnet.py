@@ -1,4 +1,4 @@
-"""GraspNet-1Billion (planar rectangles) as a PyTorch dataset, with file scanning and fault handling.
+"""GraspNet-1Billion (planar rectangles) as a PyTorch dataset, with file scanning and faults.
 
 On-disk layout (CONVENTIONS §2)::
 
@@ -15,9 +15,9 @@ Faults are handled in two places, each reported with one :class:`DataWarning` pe
   (``(i + 1) % len``, deterministic) and remembers the bad one.
 
 ``ds.skipped`` (kind -> list of paths) and ``ds.report()`` hold both kinds. With a multi-worker
-``DataLoader`` the load-time faults happen in the workers: every sample carries the faults met while
-producing it in ``sample["skipped"]`` (kept by :func:`collate_fn`), and ``ds.record_skips(batch)``
-merges them into the main process's copy.
+``DataLoader`` the load-time faults happen in the workers: every sample carries the faults met
+while producing it in ``sample["skipped"]`` (kept by :func:`collate_fn`), and
+``ds.record_skips(batch["skipped"])`` merges them into the main process's copy.
 """
 from __future__ import annotations
 
@@ -118,7 +118,8 @@ def png_header(path) -> dict:
         raise FrameFault("corrupt", path, "not a PNG")
     if tail != _PNG_END:
         raise FrameFault("corrupt", path, "truncated (no IEND)")
-    return {"width": int.from_bytes(head[16:20], "big"), "height": int.from_bytes(head[20:24], "big"),
+    return {"width": int.from_bytes(head[16:20], "big"),
+            "height": int.from_bytes(head[20:24], "big"),
             "bit_depth": head[24], "color_type": head[25]}
 
 
@@ -192,7 +193,7 @@ def scenes_dir(root) -> Path:
 
 
 def select_scenes(available, scenes=None, split=None) -> list[int]:
-    """Scene ids among ``available`` that are in ``scenes`` (if given) and in ``split`` (if given)."""
+    """Scene ids among ``available`` that are in ``scenes`` and in ``split`` (each if given)."""
     ids = sorted(set(int(s) for s in available))
     if split is not None:
         if split not in SPLITS:
@@ -263,7 +264,8 @@ def scan(root, camera: str = "kinect", scenes=None, split=None, require_label: b
                 continue
             lab = str(paths["label"]) if label.get(fid, 0) > 0 else None
             dep = str(paths["depth"]) if depth.get(fid, 0) > 0 else None
-            frames.append(FrameRecord(sid, int(fid), str(paths["rgb"]), str(paths["rect"]), lab, dep))
+            frames.append(FrameRecord(sid, int(fid), str(paths["rgb"]), str(paths["rect"]),
+                                      lab, dep))
     return frames, faults, ids
 
 
@@ -384,7 +386,8 @@ class GraspNetDataset(_TorchDataset):
         self._warned_load = False
         if self._scan_faults.paths:
             warnings.warn(f"{self.root} ({camera}): skipped {len(self._scan_faults)} frame files "
-                          f"at scan time: {self._scan_faults.summary()}", DataWarning, stacklevel=2)
+                          f"at scan time: {self._scan_faults.summary()}", DataWarning,
+                          stacklevel=2)
         if not self.frames:
             raise FileNotFoundError(
                 f"no usable {camera} frames under {scenes_dir(root)} (scenes={scenes}, "
@@ -437,7 +440,7 @@ class GraspNetDataset(_TorchDataset):
         return np.random.default_rng([self.seed, self.epoch, int(index)])
 
     def load_raw(self, index: int):
-        """``(rgb, label, grasps)`` of frame ``index`` after augmentation (may raise FrameFault)."""
+        """``(rgb, label, grasps)`` of frame ``index``, augmented; may raise FrameFault."""
         rgb, label, g = load_frame(self.frames[index], self.require_label)
         if self.max_rects is not None and len(g) > self.max_rects:
             g = g[np.sort(np.argsort(-g[:, 5], kind="stable")[: int(self.max_rects)])]

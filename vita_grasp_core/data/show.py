@@ -1,4 +1,4 @@
-"""A matplotlib (Agg) picture of one frame: its rectangles and the five target maps + owned mask."""
+"""A matplotlib (Agg) picture of one frame: rectangles, the five target maps, the owned mask."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -58,8 +58,10 @@ def show_frame(rgb: np.ndarray, grasps: np.ndarray, targets: Targets, letterbox:
     m = targets.maps
     panels = [
         (axes[0, 1], m[0], "ch0 position/quality", "inferno", 0, 1),
-        (axes[0, 2], np.where(targets.owned, m[1], np.nan), "ch1 cos 2a (owned)", "twilight", -1, 1),
-        (axes[0, 3], np.where(targets.owned, m[2], np.nan), "ch2 sin 2a (owned)", "twilight", -1, 1),
+        (axes[0, 2], np.where(targets.owned, m[1], np.nan), "ch1 cos 2a (owned)", "twilight",
+         -1, 1),
+        (axes[0, 3], np.where(targets.owned, m[2], np.nan), "ch2 sin 2a (owned)", "twilight",
+         -1, 1),
         (axes[1, 0], np.where(targets.owned, m[3], np.nan), "ch3 width (owned)", "viridis", 0, 1),
         (axes[1, 1], m[4], "ch4 semantic mask", "gray", 0, 1),
         (axes[1, 2], targets.owned.astype(np.float32), f"owned ({int(targets.owned.sum())} px)",

@@ -1,4 +1,4 @@
-"""A synthetic GraspNet-1Billion look-alike: tabletop scenes with objects, depth, labels and rectangles.
+"""A synthetic GraspNet-1Billion look-alike: tabletop scenes, depth, labels and grasp rectangles.
 
 Writes exactly the layout of CONVENTIONS §2 for one camera::
 
@@ -6,11 +6,11 @@ Writes exactly the layout of CONVENTIONS §2 for one camera::
 
 Model. A pinhole camera (the camera's 1280x720 intrinsics) looks straight down at a table plane
 ``H`` = 0.6-0.75 m away. Each scene holds 3-8 extruded objects standing on the table (box, bar,
-cylinder, oval, L-shape) with a random colour, size, height and pose. A frame is one view: the camera
-yaws, shifts and changes height a little and the objects jitter slightly (GraspNet's 256 views play
-the same role). Everything is drawn from its 3-D description, so rgb, depth, label and rectangles
-agree: object pixels are the convex hull of the projected base and top (perspective sides), the top
-face is drawn over its side, a blurred shadow lies under each object, the table carries a texture
+cylinder, oval, L-shape) with a random colour, size, height and pose. A frame is one view: the
+camera yaws, shifts and changes height a little and the objects jitter slightly (GraspNet's 256
+views play the same role). Everything is drawn from its 3-D description, so rgb, depth, label and
+rectangles agree: object pixels are the convex hull of the projected base and top (perspective
+sides), the top face is drawn over its side, a blurred shadow lies under each object, the table carries a texture
 fixed in world coordinates, and sensor noise is added.
 
 Grasps. On each convex part, candidate closing lines through a grid of points at 18 directions are
@@ -19,9 +19,9 @@ intersected with the part's outline (the chord). A candidate is kept when ``chor
 ``1.1 - mu``: ``mu`` is the friction coefficient needed by the worse of the two contacts
 (``tan`` of the angle between the closing direction and the contact normal), rounded up to 0.1
 steps; candidates needing ``mu > 1`` are dropped. So a bar is grasped across its short side all
-along it (score 1.0 square to the sides, lower when tilted), a cylinder in any direction through its
-centre, a box across both sides when they fit. Candidates whose fingertips land on another object
-are dropped. The rectangle is projected at the top face: centre and opening point in pixels,
+along it (score 1.0 square to the sides, lower when tilted), a cylinder in any direction through
+its centre, a box across both sides when they fit. Candidates whose fingertips land on another
+object are dropped. The rectangle is projected at the top face: centre and opening point in pixels,
 jaw size (height) 1-2.5 cm in pixels, object id from the scene's GraspNet-style ids (0-87).
 
 Deterministic for a given seed: scene ``s`` uses ``(seed, s)``, frame ``f`` ``(seed, s, f)``.
@@ -50,7 +50,7 @@ KINDS = ("box", "bar", "cylinder", "oval", "lshape")
 # --------------------------------------------------------------------------- objects
 @dataclass
 class Part:
-    """A convex polygon (object frame, metres, counter-clockwise) and where grasp points may lie."""
+    """A convex polygon (object frame, metres) and the box where grasp points may lie."""
 
     poly: np.ndarray
     sample_box: tuple[float, float, float, float]  # x0, y0, x1, y1 of allowed grasp points
@@ -118,7 +118,7 @@ def make_object(kind: str, obj_id: int, rng: np.random.Generator) -> SynthObject
 
 
 def place_objects(n: int, rng: np.random.Generator, half_extent=(0.3, 0.17)) -> list[SynthObject]:
-    """``n`` non-overlapping objects (bounding circles + 3 cm clearance) around the table centre."""
+    """``n`` non-overlapping objects (bounding circles + 3 cm clearance) near the table centre."""
     ids = rng.choice(88, size=n, replace=False)
     objs: list[SynthObject] = []
     for k in range(n):
@@ -138,8 +138,8 @@ def place_objects(n: int, rng: np.random.Generator, half_extent=(0.3, 0.17)) -> 
 def chords(poly: np.ndarray, centres: np.ndarray, dirs: np.ndarray):
     """Intersect lines ``c + t d`` with a convex polygon.
 
-    Returns ``(t_min, t_max, n_min, n_max, ok)``: the entry/exit parameters, the outward unit normals
-    of the edges hit there (G, 2) and whether the line crosses the polygon.
+    Returns ``(t_min, t_max, n_min, n_max, ok)``: the entry/exit parameters, the outward unit
+    normals of the edges hit there (G, 2) and whether the line crosses the polygon.
     """
     v0 = poly
     e = np.roll(poly, -1, axis=0) - poly  # (E, 2)
@@ -218,7 +218,7 @@ class View:
         return np.stack([K[0, 0] * xc / zc + K[0, 2], K[1, 1] * yc / zc + K[1, 2]], axis=-1)
 
     def table_affine(self, K: np.ndarray, mpp: float, origin) -> np.ndarray:
-        """2x3 affine from a table texture (pixel (i, j) = world origin + mpp * (j, i)) to image."""
+        """2x3 affine: table texture (pixel (i, j) = world origin + mpp * (j, i)) -> image."""
         ox, oy = origin
         p0 = self.project(np.array([ox, oy]), 0.0, K)
         px = self.project(np.array([ox + mpp, oy]), 0.0, K) - p0
@@ -272,7 +272,10 @@ def make_scene(scene_id: int, seed: int, rng=None) -> SynthScene:
 
 def render_frame(scene: SynthScene, frame: int, seed: int, K: np.ndarray,
                  image_size=IMAGE_SIZE):
-    """One view of ``scene``: ``(rgb HxWx3 uint8 RGB, depth uint16 mm, label uint8, rect (N, 7))``."""
+    """One view of ``scene``: ``(rgb HxWx3 uint8 RGB, depth uint16 mm, label uint8, rect)``.
+
+    ``rect`` is the GraspNet ``(N, 7)`` float32 array of the frame.
+    """
     import cv2
 
     rng = np.random.default_rng([seed, scene.scene_id, frame])
@@ -410,7 +413,8 @@ def synthesize(out, scenes: int = 2, frames: int = 8, seed: int = 0, camera: str
             rgb, depth, label, rect = render_frame(scene, f, seed, K)
             name = f"{f:04d}"
             png = [cv2.IMWRITE_PNG_COMPRESSION, 1]
-            cv2.imwrite(str(cam / "rgb" / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), png)
+            cv2.imwrite(str(cam / "rgb" / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                        png)
             cv2.imwrite(str(cam / "depth" / f"{name}.png"), depth, png)
             cv2.imwrite(str(cam / "label" / f"{name}.png"), label, png)
             np.save(cam / "rect" / f"{name}.npy", rect)

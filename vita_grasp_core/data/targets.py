@@ -13,7 +13,7 @@ Definitions (``c_g`` = grasp centre on the map, ``sigma`` in map pixels, ``p`` a
     owner(p)   = argmax_g r_g(p)                                     # the grasp that owns p
     owned(p)   = ch0(p) > owned_floor
     ch1, ch2   = cos(2 a_owner), sin(2 a_owner)                      # 0 where not owned
-    ch3        = clip(width_owner * letterbox.scale / (width_scale * W), 0, 1)   # 0 where not owned
+    ch3        = clip(width_owner * letterbox.scale / (width_scale * W), 0, 1)  # 0: not owned
     ch4        = 1 where the label mask (nearest-neighbour through the letterbox) is > 0
 
 Score normalisation: GraspNet scores are ``1.1 - mu`` with the friction coefficient ``mu`` in
