@@ -10,8 +10,8 @@ cylinder, oval, L-shape) with a random colour, size, height and pose. A frame is
 camera yaws, shifts and changes height a little and the objects jitter slightly (GraspNet's 256
 views play the same role). Everything is drawn from its 3-D description, so rgb, depth, label and
 rectangles agree: object pixels are the convex hull of the projected base and top (perspective
-sides), the top face is drawn over its side, a blurred shadow lies under each object, the table carries a texture
-fixed in world coordinates, and sensor noise is added.
+sides), the top face is drawn over its side, a blurred shadow lies under each object, the table
+carries a texture fixed in world coordinates, and sensor noise is added.
 
 Grasps. On each convex part, candidate closing lines through a grid of points at 18 directions are
 intersected with the part's outline (the chord). A candidate is kept when ``chord + margin`` fits a
