@@ -311,7 +311,7 @@ def cmd_record(a) -> int:
                     and now - rec.last_monotonic >= a.idle_timeout):
                 reason["why"] = "idle_timeout"
                 break
-            if not a.quiet and now - last_status > 5.0:
+            if not a.quiet and now - last_status > 2.0:
                 last_status = now
                 print(f"  {rec.total} messages: " + ", ".join(f"{t} {n}" for t, n in
                                                                rec.counts.items()),

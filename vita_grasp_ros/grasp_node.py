@@ -87,6 +87,8 @@ def _parameter_specs():
         ("input_depth", 2, "QoS history depth of the image/depth subscriptions.", True, (1, 100)),
         ("frame_id", "", "Override of the output frame_id; empty = keep the image's.", False,
          None),
+        ("diagnostics_period", 1.0, "Period of the /diagnostics status [s].", True,
+         (0.05, 60.0)),
     ]
 
 
@@ -206,7 +208,8 @@ def _make_node_class():
                     qos_overriding_options=QoSOverridingOptions.with_default_policies(),
                     event_callbacks=self._event_callbacks("camera_info"))
             self.add_on_set_parameters_callback(self._on_set_parameters)
-            self.diag_timer = self.create_timer(1.0, self._publish_diagnostics)
+            self.diag_timer = self.create_timer(float(p["diagnostics_period"]),
+                                               self._publish_diagnostics)
             self._ImageConversionError = ImageConversionError
             self._worker = threading.Thread(target=self._worker_loop, name="vita_grasp_worker",
                                             daemon=True)
@@ -257,6 +260,8 @@ def _make_node_class():
             from vita_grasp_core.predictor import GraspPredictor
 
             path = os.path.expanduser(str(p["checkpoint"]))
+            if not os.path.isfile(path):  # before importing torch: a fast, clear answer
+                raise StartupError(f"cannot load the model: checkpoint not found: {path}")
             t0 = time.perf_counter()
             try:
                 pred = GraspPredictor.from_checkpoint(
@@ -387,10 +392,10 @@ def _make_node_class():
             try:
                 rgb = self._convert(msg)
             except self._ImageConversionError as e:
-                text = str(e)
-                key = "conv:" + (f"enc:{getattr(msg, 'encoding', '')}" if "encoding" in text
-                                 else text.split(":")[0].split("(")[0])
-                self._bad(key, f"bad frame refused: {text}")
+                key = f"conv:{e.kind}"
+                if e.kind == "encoding":
+                    key += f":{getattr(msg, 'encoding', getattr(msg, 'format', ''))}"
+                self._bad(key, f"bad frame refused: {e}")
                 return
             t0 = time.perf_counter()
             try:

@@ -31,15 +31,23 @@ MAX_SIDE = 16384
 
 
 class ImageConversionError(ValueError):
-    """A message that cannot be turned into an image (bad encoding, size, step, data)."""
+    """A message that cannot be turned into an image (bad encoding, size, step, data).
+
+    ``kind`` names the problem for counting and log throttling: ``encoding``, ``size``, ``step``,
+    ``truncated``, ``oversized``, ``corrupt`` or ``shape``.
+    """
+
+    def __init__(self, message: str, kind: str = "invalid"):
+        super().__init__(message)
+        self.kind = kind
 
 
 def _dims(msg) -> tuple[int, int]:
     h, w = int(msg.height), int(msg.width)
     if h <= 0 or w <= 0:
-        raise ImageConversionError(f"zero-size image ({w}x{h})")
+        raise ImageConversionError(f"zero-size image ({w}x{h})", "size")
     if h > MAX_SIDE or w > MAX_SIDE:
-        raise ImageConversionError(f"image size {w}x{h} exceeds {MAX_SIDE} px per side")
+        raise ImageConversionError(f"image size {w}x{h} exceeds {MAX_SIDE} px per side", "size")
     return h, w
 
 
@@ -53,7 +61,7 @@ def image_msg_to_numpy(msg) -> np.ndarray:
     enc = str(msg.encoding)
     if enc not in ENCODINGS:
         raise ImageConversionError(f"unsupported encoding {enc!r} (supported: "
-                                   f"{', '.join(ENCODINGS)})")
+                                   f"{', '.join(ENCODINGS)})", "encoding")
     h, w = _dims(msg)
     kind, ch = ENCODINGS[enc]
     dtype = np.dtype(kind).newbyteorder(">" if msg.is_bigendian else "<")
@@ -61,13 +69,13 @@ def image_msg_to_numpy(msg) -> np.ndarray:
     step = int(msg.step)
     if step < row:
         raise ImageConversionError(f"step {step} is smaller than width * bytes per pixel = {row} "
-                                   f"({w} px of {enc})")
+                                   f"({w} px of {enc})", "step")
     data = msg.data
     n = len(data)
     if n != step * h:
         what = "truncated" if n < step * h else "oversized"
         raise ImageConversionError(f"{what} data: {n} bytes, expected step * height = "
-                                   f"{step} * {h} = {step * h}")
+                                   f"{step} * {h} = {step * h}", what)
     buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else \
         data.view(np.uint8).reshape(-1)
     rows = buf.reshape(h, step)
@@ -90,7 +98,7 @@ def image_msg_to_rgb(msg) -> np.ndarray:
     enc = str(msg.encoding)
     if enc not in COLOR_ENCODINGS:
         raise ImageConversionError(f"unsupported encoding {enc!r} for a colour image (supported: "
-                                   f"{', '.join(COLOR_ENCODINGS)})")
+                                   f"{', '.join(COLOR_ENCODINGS)})", "encoding")
     a = image_msg_to_numpy(msg)
     if enc == "rgb8":
         return np.ascontiguousarray(a)  # a view of the message data when rows are unpadded
@@ -113,7 +121,7 @@ def depth_msg_to_meters(msg) -> np.ndarray:
     enc = str(msg.encoding)
     if enc not in DEPTH_ENCODINGS:
         raise ImageConversionError(f"unsupported depth encoding {enc!r} (supported: "
-                                   f"{', '.join(DEPTH_ENCODINGS)})")
+                                   f"{', '.join(DEPTH_ENCODINGS)})", "encoding")
     a = image_msg_to_numpy(msg)
     if a.dtype.kind == "u":
         out = a.astype(np.float32) * np.float32(1e-3)
@@ -195,15 +203,15 @@ def compressed_msg_to_rgb(msg) -> np.ndarray:
     fmt = str(msg.format).lower()
     if "compresseddepth" in fmt:
         raise ImageConversionError(f"compressedDepth images are not colour frames (format "
-                                   f"{msg.format!r})")
+                                   f"{msg.format!r})", "encoding")
     data = msg.data
     if len(data) == 0:
-        raise ImageConversionError("empty compressed image (0 bytes)")
+        raise ImageConversionError("empty compressed image (0 bytes)", "size")
     buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if img is None or img.size == 0:
         raise ImageConversionError(f"corrupt or undecodable compressed image ({len(data)} bytes, "
-                                   f"format {msg.format!r})")
+                                   f"format {msg.format!r})", "corrupt")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 

@@ -1,0 +1,199 @@
+"""The node with ``use_compressed`` and ``use_depth``: jpeg input (corrupt jpeg refused), 3-D poses
+from a registered depth image + CameraInfo (CONVENTIONS §1: median depth, back-projection with K,
+rotation about +z by the angle, ``width_m = width * z / fx``), RViz markers, depth pairing by
+stamp."""
+from __future__ import annotations
+
+import math
+import random
+from array import array
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("vita_grasp.msg")
+
+from fixtures.ros_helpers import (NodeProcess, RosHarness, make_stamp, ros_env,  # noqa: E402
+                                  stamp_ns, wait_for, write_tiny_checkpoint)
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+NS = "/d"
+FX, FY, CX, CY = 600.0, 610.0, 320.0, 240.0
+Z_MM = 800
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+    from visualization_msgs.msg import MarkerArray
+
+    from vita_grasp.msg import GraspArray
+
+    tmp = tmp_path_factory.mktemp("ros_depth")
+    ckpt = write_tiny_checkpoint(tmp / "best_model.pt")
+    domain = random.randint(100, 230)
+    node = NodeProcess(["-p", f"checkpoint:={ckpt}", "-p", "use_compressed:=true",
+                        "-p", "use_depth:=true", "-p", "score_threshold:=0.0",
+                        "-p", "depth_window:=5", "-p", "diagnostics_period:=0.2",
+                        "-r", f"__ns:={NS}"], ros_env(tmp, domain), tmp / "node.log")
+    h = RosHarness(domain)
+    try:
+        s = type("S", (), {})()
+        s.node, s.h = node, h
+        s.img = h.publisher(CompressedImage, f"{NS}/image/compressed")
+        s.depth = h.publisher(Image, f"{NS}/depth")
+        s.info = h.publisher(CameraInfo, f"{NS}/camera_info")
+        s.grasps = h.subscribe(GraspArray, f"{NS}/grasps")
+        s.markers = h.subscribe(MarkerArray, f"{NS}/markers")
+        s.diag = h.subscribe(DiagnosticArray, "/diagnostics")
+        wait_for(lambda: not node.alive() or all(p.get_subscription_count() > 0
+                                                 for p in (s.img, s.depth, s.info)),
+                 60, what="the node")
+        assert node.alive(), node.output()
+        yield s
+    finally:
+        rc = node.stop()
+        h.close()
+    assert rc == 0, node.output()
+
+
+def _camera_info(stamp, h=480, w=640, scale=1.0):
+    from sensor_msgs.msg import CameraInfo
+
+    m = CameraInfo()
+    m.header.stamp = stamp
+    m.header.frame_id = "rgb_camera_link"
+    m.height, m.width = int(h * scale), int(w * scale)
+    m.k = [FX * scale, 0.0, (CX + 0.5) * scale - 0.5, 0.0, FY * scale, (CY + 0.5) * scale - 0.5,
+           0.0, 0.0, 1.0]
+    return m
+
+
+def _depth_msg(stamp, h=480, w=640, encoding="16UC1"):
+    from vita_grasp_ros.image_conversions import numpy_to_image_msg
+
+    if encoding == "16UC1":
+        d = np.full((h, w), Z_MM, np.uint16)
+        d[::3, ::3] = 0  # holes: the median ignores them
+        d[1::7, 1::7] = 5000  # a few outliers: the median ignores them too
+    else:
+        d = np.full((h, w), Z_MM / 1000.0, np.float32)
+        d[::3, ::3] = np.nan
+    m = numpy_to_image_msg(d, encoding)
+    m.header.stamp = stamp
+    m.header.frame_id = "rgb_camera_link"
+    return m
+
+
+def _jpeg(stamp, seed=0):
+    from vita_grasp_ros.image_conversions import rgb_to_compressed_msg
+
+    rgb = np.random.default_rng(seed).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    m = rgb_to_compressed_msg(rgb, "jpeg", 90)
+    m.header.stamp = stamp
+    m.header.frame_id = "rgb_camera_link"
+    return m
+
+
+def _result(s, stamp, timeout=20.0):
+    want = stamp_ns(stamp)
+    return wait_for(lambda: next((m for m in s.grasps.msgs if stamp_ns(m.header.stamp) == want),
+                                 None), timeout, what=f"the result for {want}")
+
+
+def _check_poses(out, z=Z_MM / 1000.0):
+    assert out.grasps, "score_threshold 0 must give grasps"
+    for g in out.grasps:
+        assert g.has_pose
+        p = g.pose.position
+        assert p.z == pytest.approx(z, abs=1e-4)
+        assert p.x == pytest.approx((g.x - CX) * z / FX, abs=2e-4)
+        assert p.y == pytest.approx((g.y - CY) * z / FY, abs=2e-4)
+        assert g.width_m == pytest.approx(g.width * z / FX, rel=1e-4, abs=1e-6)
+        q = g.pose.orientation
+        assert (q.x, q.y) == (0.0, 0.0)
+        assert q.z == pytest.approx(math.sin(g.angle / 2), abs=1e-5)
+        assert q.w == pytest.approx(math.cos(g.angle / 2), abs=1e-5)
+
+
+@pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])
+def test_depth_gives_poses_and_markers(setup, encoding):
+    stamp = make_stamp()
+    setup.info.publish(_camera_info(stamp))
+    setup.depth.publish(_depth_msg(stamp, encoding=encoding))
+    setup.img.publish(_jpeg(stamp))
+    out = _result(setup, stamp)
+    assert out.header.frame_id == "rgb_camera_link"
+    assert (out.image_height, out.image_width) == (480, 640)
+    _check_poses(out)
+    ma = wait_for(lambda: next((m for m in setup.markers.msgs
+                                if m.markers and m.markers[0].header.stamp == stamp), None), 10,
+                  what="markers")
+    from visualization_msgs.msg import Marker
+
+    assert ma.markers[0].action == Marker.DELETEALL
+    lines = ma.markers[1:]
+    assert len(lines) == len(out.grasps)
+    for mk, g in zip(lines, out.grasps):
+        assert mk.type == Marker.LINE_LIST and len(mk.points) % 2 == 0
+        assert mk.pose.position.z == pytest.approx(g.pose.position.z)
+        xs = sorted({round(p.x, 6) for p in mk.points})
+        assert xs[-1] - xs[0] == pytest.approx(max(g.width_m, 0.005), rel=1e-3)
+
+
+def test_depth_and_camera_info_at_other_resolutions(setup):
+    """Half-resolution depth and a CameraInfo for 2x the image size still give exact poses."""
+    stamp = make_stamp()
+    setup.info.publish(_camera_info(stamp, scale=2.0))
+    setup.depth.publish(_depth_msg(stamp, 240, 320))
+    setup.img.publish(_jpeg(stamp, seed=1))
+    _check_poses(_result(setup, stamp))
+
+
+def test_no_matching_depth_means_no_pose(setup):
+    stamp = make_stamp()
+    stamp.sec += 3  # seconds away from every depth frame sent so far
+    old = make_stamp()
+    old.sec -= 5  # 8 s away from the image: outside depth_tolerance
+    setup.depth.publish(_depth_msg(old))
+    setup.img.publish(_jpeg(stamp, seed=2))
+    out = _result(setup, stamp)
+    assert out.grasps and not any(g.has_pose for g in out.grasps)
+    assert all(g.width_m == 0.0 for g in out.grasps)
+
+
+def test_corrupt_compressed_frames_are_refused(setup):
+    from sensor_msgs.msg import CompressedImage
+
+    from vita_grasp_ros.diagnostics import diagnostic_values
+
+    def n_bad():
+        vals = [diagnostic_values(d) for d in setup.diag.msgs]
+        vals = [v for v in vals if "frames_bad" in v]
+        return int(vals[-1]["frames_bad"]) if vals else None
+
+    good = _jpeg(make_stamp(), seed=3)
+    corrupt = []
+    m = CompressedImage(format="jpeg")
+    m.data = array("B", np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    corrupt.append(m)
+    m = CompressedImage(format="jpeg")  # jpeg with its header destroyed
+    m.data = array("B", b"\x00" * 64 + bytes(good.data)[64:])
+    corrupt.append(m)
+    corrupt.append(CompressedImage(format="jpeg"))  # empty
+    corrupt.append(CompressedImage(format="16UC1; compressedDepth", data=good.data))
+    for k, c in enumerate(corrupt):
+        before = wait_for(lambda: n_bad() is not None and [n_bad()], 5, what="diagnostics")[0]
+        c.header.stamp = make_stamp()
+        setup.img.publish(c)
+        wait_for(lambda: n_bad() > before, 10, what=f"corrupt frame {k} counted as bad")
+        stamp = make_stamp()
+        setup.img.publish(_jpeg(stamp, seed=10 + k))
+        assert _result(setup, stamp).image_width == 640
+    assert setup.node.alive()
+    log = setup.node.output()
+    assert "corrupt or undecodable compressed image" in log
+    assert "compressedDepth" in log

@@ -1,0 +1,143 @@
+"""30 Hz input into a slow model: the node drops frames instead of queueing them.
+
+The model is made slow with the test-only ``VITA_GRASP_SIMULATED_LATENCY_MS`` (the worker sleeps
+after each prediction). Checks: the age of every published result stays bounded (latest frame
+wins: a result is at most ~2 model times old), drops are counted in /diagnostics and add up, the
+node keeps up to the end of the stream (no backlog) and its memory stays flat.
+"""
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("vita_grasp.msg")
+
+from fixtures.ros_helpers import (NodeProcess, RosHarness, make_stamp, ros_env,  # noqa: E402
+                                  rss_mb, stamp_ns, wait_for, write_tiny_checkpoint)
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+SIM_MS = 150
+RATE_HZ = 30.0
+DURATION_S = 8.0
+
+
+def test_30hz_into_a_slow_model_drops_frames_with_bounded_latency(tmp_path):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import Image
+
+    from vita_grasp.msg import GraspArray
+    from vita_grasp_ros.diagnostics import diagnostic_values
+    from vita_grasp_ros.image_conversions import rgb_to_image_msg
+
+    ckpt = write_tiny_checkpoint(tmp_path / "best_model.pt")
+    domain = random.randint(100, 230)
+    env = ros_env(tmp_path, domain, VITA_GRASP_SIMULATED_LATENCY_MS=SIM_MS)
+    node = NodeProcess(["-p", f"checkpoint:={ckpt}", "-p", "diagnostics_period:=0.25",
+                        "-r", "__ns:=/lat"], env, tmp_path / "node.log")
+    h = RosHarness(domain)
+    try:
+        pub = h.publisher(Image, "/lat/image", 10)
+        results = h.subscribe(GraspArray, "/lat/grasps")
+        diag = h.subscribe(DiagnosticArray, "/diagnostics")
+        wait_for(lambda: not node.alive() or (pub.get_subscription_count() > 0 and
+                                              h.node.count_publishers("/lat/grasps") > 0),
+                 60, what="the node")
+        assert node.alive(), node.output()
+        rng = np.random.default_rng(0)
+        frames = [rgb_to_image_msg(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
+                  for _ in range(4)]
+
+        # Warm-up: a few frames one by one (first-call costs), then the memory baseline.
+        for i in range(3):
+            m = frames[i % 4]
+            m.header.stamp = make_stamp()
+            pub.publish(m)
+            want = stamp_ns(m.header.stamp)
+            wait_for(lambda: any(stamp_ns(r.header.stamp) == want for r in results.msgs), 20,
+                     what="warm-up result")
+        rss = [rss_mb(node.pid)]
+        results.clear()
+        stop = threading.Event()
+
+        def sample():
+            while not stop.wait(0.25):
+                rss.append(rss_mb(node.pid))
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+
+        sent = []
+        t0 = time.monotonic()
+        n = int(DURATION_S * RATE_HZ)
+        for i in range(n):
+            target = t0 + i / RATE_HZ
+            delay = target - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # pacing the 30 Hz stream, not waiting for a result
+            m = frames[i % 4]
+            m.header.stamp = make_stamp(i)
+            sent.append(stamp_ns(m.header.stamp))
+            pub.publish(m)
+        send_s = time.monotonic() - t0
+        last = sent[-1]
+        # No backlog: the result of the very last frame (or one just before) arrives promptly.
+        wait_for(lambda: any(stamp_ns(r.header.stamp) >= sent[-2] for r in results.msgs), 5,
+                 what="a result for one of the last two frames")
+        stop.set()
+        sampler.join(2)
+
+        received = list(results.items)
+        ages = np.array([t_recv - stamp_ns(r.header.stamp) / 1e9 for t_recv, r in received])
+        stamps = [stamp_ns(r.header.stamp) for _, r in received]
+        assert stamps == sorted(stamps), "results must come in input order"
+        assert set(stamps) <= set(sent)
+
+        def final_diag():  # two consecutive reports with the same counters: the node is idle
+            vals = [diagnostic_values(d) for d in diag.msgs]
+            vals = [v for v in vals if "frames_received" in v]
+            keys = ("frames_received", "frames_processed", "frames_dropped")
+            return (len(vals) >= 2 and all(vals[-1][k] == vals[-2][k] for k in keys)
+                    and int(vals[-1]["frames_processed"]) > 3 and vals[-1])
+        d = wait_for(final_diag, 5, what="diagnostics after the stream")
+        inf_p95 = float(d["inference_ms_p95"]) / 1e3
+        dropped, processed = int(d["frames_dropped"]), int(d["frames_processed"])
+        received_n, bad = int(d["frames_received"]), int(d["frames_bad"])
+        report = {
+            "sent": n, "send_rate_hz": n / send_s, "results": len(received),
+            "node_received": received_n - 3, "node_processed": processed - 3,
+            "node_dropped": dropped, "bad": bad,
+            "inference_ms_p50": float(d["inference_ms_p50"]), "inference_ms_p95": inf_p95 * 1e3,
+            "age_ms_p50": float(np.percentile(ages, 50) * 1e3),
+            "age_ms_p95": float(np.percentile(ages, 95) * 1e3),
+            "age_ms_max": float(ages.max() * 1e3),
+            "diag_latency_ms_p50": float(d["latency_ms_p50"]),
+            "diag_latency_ms_p95": float(d["latency_ms_p95"]),
+            "rss_mb_start": rss[0], "rss_mb_max": max(rss), "rss_mb_end": rss[-1],
+        }
+        print("\n30 Hz latency test:", json.dumps(report, indent=1))
+        (tmp_path / "latency_report.json").write_text(json.dumps(report, indent=1))
+
+        # Latency stays bounded: at most one frame waiting + one being processed.
+        bound = 2 * inf_p95 + 0.3
+        assert ages.max() < bound, (ages.max(), bound, report)
+        # Drops are counted and everything adds up (one frame may still sit in the slot).
+        assert bad == 0
+        assert received_n >= 0.9 * (n + 3), report  # reliable input delivers (nearly) all
+        assert dropped >= 0.5 * n, report
+        assert received_n - processed - dropped in (0, 1), report
+        assert len(received) == processed - 3, report
+        # Throughput is what the model allows, not the input rate.
+        assert len(received) <= send_s / (SIM_MS / 1e3) + 3
+        # Memory is flat (bounded slot, no queue).
+        assert max(rss) - rss[0] < 50, rss
+        assert last in sent
+    finally:
+        rc = node.stop()
+        h.close()
+    assert rc == 0, node.output()
