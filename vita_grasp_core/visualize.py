@@ -84,9 +84,8 @@ def draw_grasps(rgb: np.ndarray, grasps, *, jaw_color: Sequence[int] = JAW_COLOR
         thickness = max(1, int(round(max(out.shape[:2]) / 720)))
     corners = rect_corners(rows[:, :5])  # (N, 4, 2): jaw(+w/2): c0-c1, jaw(-w/2): c2-c3
     finite = np.isfinite(corners).all(axis=(1, 2))
-    pts = np.round(corners * (1 << _SHIFT)).astype(np.int64)
-    lim = 1 << 30
-    pts = np.clip(pts, -lim, lim).astype(np.int32)
+    lim = float(1 << 30)
+    pts = np.clip(np.nan_to_num(corners * (1 << _SHIFT)), -lim, lim).round().astype(np.int32)
     order = list(range(len(rows)))[::-1]  # worst first, so the best ends on top
     for i in order:
         if not finite[i]:
@@ -101,7 +100,7 @@ def draw_grasps(rgb: np.ndarray, grasps, *, jaw_color: Sequence[int] = JAW_COLOR
         cv2.line(out, tuple(p[0]), tuple(p[1]), jc, t, cv2.LINE_AA, _SHIFT)
         cv2.line(out, tuple(p[2]), tuple(p[3]), jc, t, cv2.LINE_AA, _SHIFT)
         if best:
-            c = np.round(rows[i, :2] * (1 << _SHIFT)).astype(np.int32)
+            c = np.clip(rows[i, :2] * (1 << _SHIFT), -lim, lim).round().astype(np.int32)
             cv2.circle(out, (int(c[0]), int(c[1])), (t + 2) << _SHIFT, jc, -1, cv2.LINE_AA, _SHIFT)
     return out
 
