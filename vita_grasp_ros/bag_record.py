@@ -2,8 +2,8 @@
 
 Subscriptions are raw (``raw=True``): the CDR bytes received are written unchanged, with the
 *receive* time (``MessageInfo.received_timestamp``, system clock, ns) as the bag timestamp - the
-same convention as ``ros2 bag record``. Types come from the ROS graph (the first publisher seen) or
-from ``--types``; topics that have no publisher yet are retried until they appear.
+same convention as ``ros2 bag record``. A topic is subscribed as soon as it has a publisher (polled
+from the graph), with the type from the graph or from ``--types``.
 
 QoS: like ``ros2 bag record``, the subscription adapts to the publishers: reliable when every
 publisher offers reliable, else best effort; transient-local when every publisher offers it. The
@@ -53,7 +53,7 @@ class Recorder:
 
     Args:
         topics: fully qualified topic names.
-        types: optional ``{topic: "pkg/msg/Type"}`` for topics not (yet) in the graph.
+        types: optional ``{topic: "pkg/msg/Type"}`` overriding the type seen in the graph.
         depth: history depth of the subscriptions.
         qos: ``auto`` (adapt to publishers), ``reliable`` or ``best_effort``.
     """
@@ -122,6 +122,10 @@ class Recorder:
         graph = dict(self.node.get_topic_names_and_types())
         new = []
         for topic in self.pending:
+            # Subscribe once a publisher exists, so the QoS can be adapted to what it offers
+            # (a reliable subscription would never match a best-effort camera).
+            if self.node.count_publishers(topic) == 0:
+                continue
             msgtype = self.types.get(topic) or (graph.get(topic) or [None])[0]
             if msgtype is None:
                 continue
