@@ -1,0 +1,212 @@
+"""Training: config validation, the tiny CLI run (outputs, held-out accuracy), resume (CLI and
+exact), non-finite steps, the feature cache."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from test_train_utils import TINY, run, synth_root, train_cmd, trained_run
+from vita_grasp_core.training.config import ConfigError, build_config, load_config, load_raw
+
+
+# ----------------------------------------------------------------------------- config
+def test_shipped_configs_are_valid_and_keep_the_original_defaults():
+    for name, backbone, hub in (("internvit_grasp", "internvit", "OpenGVLab/InternViT-300M-448px"),
+                                ("qwen2vl_grasp", "qwen2vl", "Qwen/Qwen2-VL-7B-Instruct")):
+        c = load_config(f"config/{name}.yaml")
+        assert c.model.backbone == backbone and c.model.pretrained_model == hub
+        assert c.model.freeze_vit and c.model.decoder_channels == 256
+        assert c.model.output_size == (480, 640)
+        assert (c.train.batch_size, c.train.epochs, c.train.learning_rate) == (8, 100, 1e-4)
+    tiny = load_config(TINY)
+    assert tiny.model.pretrained_model is None
+
+
+def test_overrides_and_validation():
+    raw = load_raw(TINY)
+    c = build_config(raw, ["train.epochs=3", "data.train_scenes=[0, 1]",
+                           "model.backbone_config.hidden_size=32", "train.loss.w_angle=2",
+                           "model.pretrained_model=null"])
+    assert c.train.epochs == 3 and c.data.train_scenes == [0, 1]
+    assert c.model.backbone_config["hidden_size"] == 32
+    assert c.train.loss.w_angle == 2.0 and isinstance(c.train.loss.w_angle, float)
+    for bad, msg in (("train.epoch=3", "train.epoch"), ("train.epochs=many", "wrong type"),
+                     ("train.loss.position=l2", "loss.position"), ("nosection.x=1", "nosection"),
+                     ("model.decoder_chanels=8", "decoder_chanels"),
+                     ("data.augment={hflip: 2}", "hflip"), ("data.augment={flip: 1}", "flip"),
+                     ("train.epochs", "key=value"), ("epochs=3", "section.key")):
+        with pytest.raises(ConfigError, match=msg):
+            build_config(raw, [bad])
+    # the resolved config round-trips through YAML
+    again = build_config(__import__("yaml").safe_load(c.to_yaml()))
+    assert again.to_dict() == c.to_dict()
+
+
+def test_model_type_must_match_config(tmp_path):
+    from vita_grasp_core.training.train import main
+
+    assert main(["--model_type", "qwen2vl", "--config", str(TINY), "--output_dir",
+                 str(tmp_path), "--print_config"]) == 2
+    assert main(["--model_type", "qwen2vl", "--output_dir", str(tmp_path), "--print_config"]) == 0
+    assert main(["--config", str(TINY), "--output_dir", str(tmp_path), "--set", "x.y=1",
+                 "--print_config"]) == 2
+
+
+# ----------------------------------------------------------------------------- the tiny CLI run
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    return trained_run(tmp_path_factory)
+
+
+def test_tiny_training_outputs_and_accuracy(tiny_run):
+    out, _, seconds = tiny_run
+    cfg = load_config(out / "config.yaml")
+    for name in ("best_model.pt", "last.pt", "metrics.jsonl", "config.yaml", "train.log"):
+        assert (out / name).is_file(), name
+    assert list((out / "tb").glob("events.out.tfevents.*")), "no TensorBoard events"
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(1, cfg.train.epochs + 1))
+    assert rows[-1]["train"]["total"] < rows[0]["train"]["total"]
+    # last.pt: plain types + tensors only, resumable
+    blob = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    assert blob["extra"]["epoch"] == cfg.train.epochs
+    assert {"optimizer", "scheduler", "rng", "best_metric"} <= set(blob["extra"])
+    best = torch.load(out / "best_model.pt", map_location="cpu", weights_only=True)
+    assert "extra" not in best
+    best_top1 = max(r["val"]["top1_accuracy"] for r in rows)
+    assert best["meta"]["best_metric"] == pytest.approx(best_top1)
+    # held out scene 3: clearly better than chance (random rectangles score ~0, see test_eval)
+    val = rows[-1]["val"]
+    assert val["num_images"] == 8
+    assert best_top1 >= 0.5, rows
+    assert val["precision@5"] >= 0.3, val
+    print(f"tiny training: {seconds:.1f} s wall, best held-out top-1 {best_top1:.3f}, "
+          f"last P@5 {val['precision@5']:.3f}")
+
+
+def test_resume_cli_continues(tiny_run, tmp_path, tmp_path_factory):
+    out, _, _ = tiny_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(out, run_dir)
+    cfg = load_config(out / "config.yaml")
+    n = cfg.train.epochs
+    data = synth_root(tmp_path_factory)
+    res = run(train_cmd(data, run_dir, f"train.epochs={n + 1}", "data.val_max_frames=2",
+                        extra=["--resume", "auto"]), timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"resumed from {run_dir / 'last.pt'}: {n} epochs done" in res.stderr
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(1, n + 2))
+    blob = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)
+    assert blob["extra"]["epoch"] == n + 1
+    assert blob["extra"]["global_step"] == rows[-1]["step"]
+
+
+# ----------------------------------------------------------------------------- in-process
+def _small_cfg(data, *extra):
+    return build_config(load_raw(TINY), [f"data.root={data}", "data.train_max_frames=4",
+                                         "data.val_max_frames=2", "train.batch_size=2",
+                                         "train.epochs=2", *extra])
+
+
+def _state(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_resume_is_exact(tmp_path, tmp_path_factory):
+    from vita_grasp_core.training.train import Trainer
+
+    data = synth_root(tmp_path_factory)
+    cfg = _small_cfg(data)
+    a = Trainer(cfg, tmp_path / "a", device="cpu", progress=False)
+    a.run()
+    a.close()
+    b = Trainer(cfg, tmp_path / "b", device="cpu", progress=False)
+    b.run(stop_after=1)  # "killed" after the first epoch
+    b.close()
+    assert _state(tmp_path / "b" / "last.pt")["extra"]["epoch"] == 1
+    b2 = Trainer(cfg, tmp_path / "b", device="cpu", resume="auto", progress=False)
+    assert b2.epoch == 1
+    b2.run()
+    b2.close()
+    sa, sb = _state(tmp_path / "a" / "last.pt"), _state(tmp_path / "b" / "last.pt")
+    assert sa["extra"]["global_step"] == sb["extra"]["global_step"]
+    for k, v in sa["state_dict"].items():
+        assert torch.equal(v, sb["state_dict"][k]), k
+    ra = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    rb = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert len(ra) == len(rb) == 2
+    assert json.loads(ra[1])["train"] == json.loads(rb[1])["train"]
+
+
+def test_nonfinite_loss_skips_step_and_keeps_checkpoint(tmp_path, tmp_path_factory):
+    from vita_grasp_core.training.train import Trainer
+
+    data = synth_root(tmp_path_factory)
+    tr = Trainer(_small_cfg(data, "train.epochs=1"), tmp_path, device="cpu", progress=False)
+    try:
+        tr.run()
+        good = _state(tmp_path / "last.pt")
+        batch = next(iter(tr.loader))
+        before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+        batch["target"][0, 0, 0, 0] = float("nan")
+        parts, skipped = tr.train_step(batch)
+        assert skipped and parts is None
+        for k, v in tr.model.state_dict().items():
+            assert torch.equal(v, before[k]), k
+        # a clean batch still trains
+        batch["target"] = torch.nan_to_num(batch["target"])
+        parts, skipped = tr.train_step(batch)
+        assert not skipped and np.isfinite(parts["total"])
+        # weights gone bad: the last good checkpoint is not overwritten
+        with torch.no_grad():
+            next(tr.model.decoder.parameters()).fill_(float("inf"))
+        tr.epoch += 1
+        tr.save({"epoch": tr.epoch}, improved=True)
+        after = _state(tmp_path / "last.pt")
+        assert after["extra"]["epoch"] == good["extra"]["epoch"]
+        for k, v in good["state_dict"].items():
+            assert torch.equal(v, after["state_dict"][k])
+    finally:
+        tr.close()
+
+
+def test_feature_cache_trains_decoder_from_disk(tmp_path, tmp_path_factory):
+    from vita_grasp_core.training.feature_cache import CachedFeatureDataset
+    from vita_grasp_core.training.train import Trainer
+
+    data = synth_root(tmp_path_factory)
+    cfg = _small_cfg(data, "model.freeze_vit=true", "train.feature_cache=true", "train.epochs=2")
+    tr = Trainer(cfg, tmp_path, device="cpu", progress=False)
+    try:
+        assert tr.cached and isinstance(tr.train_ds, CachedFeatureDataset)
+        files = sorted((tmp_path / "feature_cache").glob("*/*.safetensors"))
+        assert len(files) == 4
+        # the cached features are the encoder's output for that frame (fp16)
+        from vita_grasp_core.training.train import make_datasets
+
+        ds, _ = make_datasets(cfg, tr.model)
+        item = ds[0]
+        feats = tr.model.backbone_features(item["image"][None])
+        cached = tr.train_ds[0]
+        for f, c in zip(feats, cached["features"]):
+            torch.testing.assert_close(c.float(), f[0], atol=2e-2, rtol=1e-2)
+        torch.testing.assert_close(cached["target"], item["target"], atol=1e-3, rtol=1e-3)
+        assert torch.equal(cached["owned"], item["owned"])
+        enc = {k: v.clone() for k, v in tr.model.backbone.state_dict().items()}
+        dec = {k: v.clone() for k, v in tr.model.decoder.state_dict().items()}
+        summary = tr.run()
+        assert summary["epochs"] == 2 and summary["nonfinite_steps"] == 0
+        assert all(torch.equal(v, tr.model.backbone.state_dict()[k]) for k, v in enc.items())
+        assert any(not torch.equal(v, tr.model.decoder.state_dict()[k]) for k, v in dec.items())
+    finally:
+        tr.close()
+    # a second run reuses the files (nothing recomputed)
+    mtimes = {f: f.stat().st_mtime_ns for f in files}
+    tr2 = Trainer(cfg, tmp_path, device="cpu", progress=False)
+    tr2.close()
+    assert {f: f.stat().st_mtime_ns for f in files} == mtimes

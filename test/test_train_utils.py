@@ -1,0 +1,103 @@
+"""Shared helpers of the training / evaluation / inference tests (no tests here).
+
+Synthetic data and one tiny training run are made once per pytest session, under the session's
+base temp directory, and reused by every module that needs them.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PY = sys.executable
+TINY = REPO / "config" / "tiny.yaml"
+
+#: Frames used by the quick tests (the full tiny config trains on all of them).
+SYNTH_SCENES, SYNTH_FRAMES = 4, 8
+
+
+def subprocess_env(**extra) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("OMP_NUM_THREADS", "2")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run(cmd, timeout: float, **kw) -> subprocess.CompletedProcess:
+    """Run a command with a timeout; the process group is killed on timeout or error."""
+    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=kw.pop("env", subprocess_env()), cwd=kw.pop("cwd", REPO),
+                         start_new_session=True, **kw)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    finally:
+        kill_group(p)
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+def kill_group(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait(timeout=30)
+
+
+def _done(marker: Path) -> bool:
+    return marker.is_file()
+
+
+def synth_root(tmp_path_factory) -> Path:
+    """A 4-scene x 8-frame synthetic GraspNet-layout set (scenes 0-3), made once per session."""
+    base = tmp_path_factory.getbasetemp() / "vg_synth"
+    marker = base / ".complete"
+    if not _done(marker):
+        from vita_grasp_core.data import synthesize
+
+        synthesize(base, scenes=SYNTH_SCENES, frames=SYNTH_FRAMES, seed=0)
+        marker.write_text("ok")
+    return base
+
+
+def train_cmd(data: Path, out: Path, *sets: str, config: Path = TINY, extra=()) -> list:
+    cmd = [PY, REPO / "scripts" / "train.py", "--config", config, "--dataset_root", data,
+           "--output_dir", out, "--no_progress", *extra]
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd
+
+
+def trained_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess | None, float]:
+    """The tiny config trained through the CLI once per session: (output_dir, result, seconds)."""
+    data = synth_root(tmp_path_factory)
+    out = tmp_path_factory.getbasetemp() / "vg_tiny_run"
+    marker = out / ".complete"
+    if _done(marker):
+        return out, None, float(marker.read_text())
+    t0 = time.perf_counter()
+    res = run(train_cmd(data, out), timeout=420)
+    dt = time.perf_counter() - t0
+    if res.returncode != 0:
+        raise AssertionError(f"tiny training failed (rc {res.returncode}):\n{res.stderr[-4000:]}")
+    marker.write_text(f"{dt:.1f}")
+    return out, res, dt
+
+
+def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None,
+             interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until true, the timeout, or ``proc`` exiting (then one last check)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        if proc is not None and proc.poll() is not None:
+            return bool(predicate())
+        time.sleep(interval)
+    return False

@@ -1,0 +1,335 @@
+"""Training configuration: YAML file -> validated, typed sections ``model``, ``data``, ``train``.
+
+- ``model``: :class:`~vita_grasp_core.config.ModelConfig` fields (it travels with checkpoints).
+- ``data``: :class:`DataConfig` (where the frames are, which scenes, target rendering).
+- ``train``: :class:`TrainConfig` (optimisation, schedule, caching, logging) with nested ``loss``
+  (:class:`~vita_grasp_core.training.losses.LossConfig`) and ``eval`` (:class:`EvalConfig`).
+
+Every key is checked: an unknown key or a value of the wrong type is a ``ConfigError`` naming the
+dotted key and listing the valid ones. ``--set a.b=value`` overrides any key; the value is parsed as
+YAML (``--set train.epochs=3``, ``--set data.train_scenes=[0,1,2]``, ``--set model.pretrained_model=null``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import ModelConfig
+from .losses import LossConfig
+
+#: Repository root (config/ lives there); relative --config paths are also tried against it.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid (message names the dotted key)."""
+
+
+@dataclass
+class DataConfig:
+    """``data`` section.
+
+    Attributes:
+        root: data set root (GraspNet layout); ``--dataset_root`` sets it.
+        camera: ``kinect`` or ``realsense``.
+        train_split / train_scenes: training frames (split name and/or explicit scene ids; both
+            given = intersection; see :data:`vita_grasp_core.data.graspnet.SPLITS`).
+        val_split / val_scenes: validation frames (never augmented).
+        val_max_frames: validate on at most this many frames, evenly spaced (``null`` = all).
+        train_max_frames: train on at most this many frames, evenly spaced (``null`` = all).
+        sigma: heatmap gaussian sigma in map px.
+        augment: ``false``, ``true`` (defaults) or a dict of
+            :class:`vita_grasp_core.data.augment.Augment` fields.
+        max_rects: keep the best N rectangles per frame (``null`` = all).
+        score_scale, min_score, owned_floor: target rendering (see ``render_targets``).
+    """
+
+    root: str | None = None
+    camera: str = "kinect"
+    train_split: str | None = "train"
+    train_scenes: list[int] | None = None
+    val_split: str | None = "test_seen"
+    val_scenes: list[int] | None = None
+    val_max_frames: int | None = 512
+    train_max_frames: int | None = None
+    sigma: float = 2.0
+    augment: bool | dict = True
+    max_rects: int | None = None
+    score_scale: float | None = 1.0
+    min_score: float = 0.05
+    owned_floor: float = 0.05
+
+    def __post_init__(self):
+        if self.camera not in ("kinect", "realsense"):
+            raise ConfigError(f"data.camera must be kinect or realsense, got {self.camera!r}")
+        if self.sigma <= 0:
+            raise ConfigError(f"data.sigma must be > 0, got {self.sigma}")
+        for name in ("val_max_frames", "train_max_frames", "max_rects"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ConfigError(f"data.{name} must be >= 1 or null, got {v}")
+        if isinstance(self.augment, dict):
+            from ..data.augment import Augment
+
+            try:
+                Augment(**self.augment)
+            except TypeError as e:
+                names = [f.name for f in dataclasses.fields(Augment)]
+                raise ConfigError(f"data.augment: {e}; valid keys: {names}") from None
+            except ValueError as e:
+                raise ConfigError(f"data.augment: {e}") from None
+
+    def make_augment(self):
+        """The dataset's ``augment`` argument (False, True or an ``Augment``)."""
+        if isinstance(self.augment, dict):
+            from ..data.augment import Augment
+
+            return Augment(**self.augment)
+        return bool(self.augment)
+
+
+@dataclass
+class EvalConfig:
+    """``train.eval``: decoding used for validation (rectangle metric, CONVENTIONS §5).
+
+    ``max_grasps`` should be at least the largest k of precision@k (10).
+    """
+
+    score_threshold: float = 0.0
+    max_grasps: int = 10
+    min_distance: int = 8
+    smooth_sigma: float = 1.0
+    batch_size: int | None = None
+
+    def __post_init__(self):
+        if not 0 <= self.score_threshold <= 1:
+            raise ConfigError(f"train.eval.score_threshold must be in [0, 1], got "
+                              f"{self.score_threshold}")
+        if self.max_grasps < 1 or self.min_distance < 0 or self.smooth_sigma < 0:
+            raise ConfigError("train.eval: max_grasps >= 1, min_distance >= 0, smooth_sigma >= 0")
+
+
+@dataclass
+class TrainConfig:
+    """``train`` section.
+
+    Attributes:
+        batch_size: per process (DDP: the global batch is ``batch_size * world_size``).
+        epochs: number of passes over the training frames.
+        learning_rate: peak AdamW learning rate (after warmup).
+        weight_decay: AdamW decoupled weight decay (not applied to norms and biases).
+        betas: AdamW betas.
+        warmup_epochs: linear warmup length in epochs (fractions allowed); then cosine decay.
+        min_lr_ratio: the cosine ends at ``learning_rate * min_lr_ratio``.
+        grad_clip: max global gradient norm (0 = off).
+        num_workers: DataLoader worker processes per rank.
+        amp: bfloat16 autocast on CUDA (ignored on CPU, where bf16 is slower here).
+        feature_cache: store frozen-backbone features of un-augmented frames on disk and train
+            the decoder from them (see :mod:`.feature_cache`).
+        feature_cache_dir: where (default ``<output_dir>/feature_cache``).
+        eval_every: validate every N epochs (and always after the last).
+        seed: seeds torch, numpy, random and the data-loader workers.
+        log_every: steps between TensorBoard/console loss logs.
+        torch_threads: intra-op CPU threads (``null`` = cores / processes per node).
+        max_nonfinite_steps: abort after this many consecutive NaN/inf losses.
+        loss: :class:`LossConfig`.
+        eval: :class:`EvalConfig`.
+    """
+
+    batch_size: int = 8
+    epochs: int = 100
+    learning_rate: float = 1.0e-4
+    weight_decay: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.01
+    grad_clip: float = 1.0
+    num_workers: int = 4
+    amp: bool = True
+    feature_cache: bool = False
+    feature_cache_dir: str | None = None
+    eval_every: int = 1
+    seed: int = 42
+    log_every: int = 20
+    torch_threads: int | None = None
+    max_nonfinite_steps: int = 50
+    loss: LossConfig = field(default_factory=LossConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self):
+        checks = [("batch_size", self.batch_size >= 1), ("epochs", self.epochs >= 1),
+                  ("learning_rate", self.learning_rate > 0), ("weight_decay", self.weight_decay >= 0),
+                  ("warmup_epochs", self.warmup_epochs >= 0),
+                  ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1), ("grad_clip", self.grad_clip >= 0),
+                  ("num_workers", self.num_workers >= 0), ("eval_every", self.eval_every >= 1),
+                  ("log_every", self.log_every >= 1),
+                  ("torch_threads", self.torch_threads is None or self.torch_threads >= 1),
+                  ("max_nonfinite_steps", self.max_nonfinite_steps >= 1),
+                  ("betas", len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas))]
+        bad = [name for name, ok in checks if not ok]
+        if bad:
+            raise ConfigError(f"invalid train.{bad[0]}: {getattr(self, bad[0])!r}")
+
+
+@dataclass
+class FullConfig:
+    """The resolved configuration of one training run."""
+
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+
+    def to_dict(self) -> dict:
+        return {"model": self.model.to_dict(), "data": _plain(dataclasses.asdict(self.data)),
+                "train": _plain(dataclasses.asdict(self.train))}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+# ------------------------------------------------------------------------------- building
+def _plain(x):
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _type_ok(value, tp) -> bool:
+    """Loose runtime check of YAML values against a dataclass field annotation."""
+    if tp is Any:
+        return True
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        return isinstance(value, (list, tuple)) and (
+            not args or all(_type_ok(v, args[0]) for v in value))
+    if origin is dict or tp is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _build(cls, d, where: str):
+    if d is None:
+        d = {}
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(d) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)}; "
+                          f"valid keys in {where}: {names}")
+    kw = {}
+    for name in names:
+        if name not in d:
+            continue
+        v, tp = d[name], hints[name]
+        if dataclasses.is_dataclass(tp):
+            kw[name] = _build(tp, v, f"{where}.{name}")
+            continue
+        if not _type_ok(v, tp):
+            raise ConfigError(f"{where}.{name} = {v!r} has the wrong type (expected "
+                              f"{getattr(tp, '__name__', str(tp))})")
+        if tp is float or (typing.get_origin(tp) in (typing.Union, types.UnionType)
+                           and float in typing.get_args(tp) and isinstance(v, int)
+                           and not isinstance(v, bool)):
+            v = float(v)
+        kw[name] = v
+    try:
+        return cls(**kw)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.epochs=3"`` -> ``(["train", "epochs"], 3)`` (value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value (dotted key), got {text!r}")
+    key, raw = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if len(parts) < 2:
+        raise ConfigError(f"--set key must be section.key (e.g. train.epochs), got {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r} as YAML ({e})") from None
+    return parts, value
+
+
+def apply_override(raw: dict, parts: list[str], value) -> None:
+    d = raw
+    for p in parts[:-1]:
+        nxt = d.get(p)
+        if nxt is None:
+            nxt = d[p] = {}
+        elif not isinstance(nxt, dict):
+            raise ConfigError(f"--set {'.'.join(parts)}: {p} is not a section")
+        d = nxt
+    d[parts[-1]] = value
+
+
+def resolve_config_path(path) -> Path:
+    """``path`` as given, else relative to the repository root (``config/x.yaml`` works anywhere)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    alt = REPO_ROOT / p
+    if not p.is_absolute() and alt.is_file():
+        return alt
+    raise ConfigError(f"config file not found: {path}")
+
+
+def load_raw(path) -> dict:
+    p = resolve_config_path(path)
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: invalid YAML ({e})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: top level must be a mapping with sections model, data, train")
+    return raw
+
+
+def build_config(raw: dict, overrides=()) -> FullConfig:
+    """Validate a raw dict (+ ``key=value`` overrides) into a :class:`FullConfig`."""
+    import copy
+
+    raw = copy.deepcopy(raw)
+    for o in overrides:
+        apply_override(raw, *parse_override(o))
+    unknown = sorted(set(raw) - {"model", "data", "train"})
+    if unknown:
+        raise ConfigError(f"unknown config section(s) {unknown}; valid: model, data, train")
+    try:
+        model = ModelConfig.from_dict(raw.get("model") or {})
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"model: {e}") from None
+    return FullConfig(model=model, data=_build(DataConfig, raw.get("data"), "data"),
+                      train=_build(TrainConfig, raw.get("train"), "train"))
+
+
+def load_config(path, overrides=()) -> FullConfig:
+    """Read a YAML config file, apply ``key=value`` overrides, validate."""
+    return build_config(load_raw(path), overrides)

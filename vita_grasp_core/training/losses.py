@@ -1,0 +1,130 @@
+"""Per-channel training losses on the decoder's logits (CONVENTIONS §3; docs/training.md).
+
+Inputs (all on one device):
+    logits: ``(B, 5, H, W)`` raw decoder outputs (:meth:`GraspModel.decode_logits`); activations
+        are applied here exactly as :meth:`GraspDecoder.activate` does (sigmoid for ch0, ch3, ch4;
+        tanh for ch1, ch2), in float32.
+    target: ``(B, 5, H, W)`` maps from :func:`vita_grasp_core.data.targets.render_targets`.
+    owned: ``(B, H, W)`` bool, pixels owned by a grasp.
+
+Terms (each a mean, so the weights are comparable across resolutions and batch sizes):
+
+=========  ==========================================================  ===============
+channel    loss                                                         pixels
+=========  ==========================================================  ===============
+0 position ``mse`` (GG-CNN), ``bce`` or ``qfocal`` (quality focal loss:     all
+           ``|sigmoid(z) - t|^gamma * BCE(z, t)``, soft targets), the
+           positive pixels (``t > pos_threshold``) weighted by ``pos_weight``
+1, 2       smooth-L1(tanh(z), cos 2a / sin 2a), summed over the 2 channels  owned
+3 width    smooth-L1(sigmoid(z), width)                                  owned
+4 semantic BCE-with-logits(z, mask)                                      all
+=========  ==========================================================  ===============
+
+A batch with no owned pixel contributes 0 to the angle and width terms (never NaN).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+POSITION_LOSSES = ("mse", "bce", "qfocal")
+
+
+@dataclass
+class LossConfig:
+    """Loss choice and weights (``train.loss`` in the YAML config).
+
+    Attributes:
+        position: ``mse``, ``bce`` or ``qfocal`` for the heatmap (channel 0).
+        pos_weight: weight of heatmap pixels with target > ``pos_threshold`` (the few pixels
+            near grasp centres) relative to the rest; 1 = plain mean.
+        pos_threshold: heatmap value above which a pixel counts as positive for ``pos_weight``.
+        focal_gamma: exponent of ``qfocal``.
+        beta: smooth-L1 transition point for angle and width (in map units).
+        w_position, w_angle, w_width, w_semantic: term weights.
+    """
+
+    position: str = "mse"
+    pos_weight: float = 1.0
+    pos_threshold: float = 0.05
+    focal_gamma: float = 2.0
+    beta: float = 0.05
+    w_position: float = 1.0
+    w_angle: float = 1.0
+    w_width: float = 1.0
+    w_semantic: float = 1.0
+
+    def __post_init__(self):
+        if self.position not in POSITION_LOSSES:
+            raise ValueError(f"loss.position must be one of {POSITION_LOSSES}, got {self.position!r}")
+        for name in ("pos_weight", "beta", "focal_gamma", "w_position", "w_angle", "w_width",
+                     "w_semantic"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
+        if self.beta == 0:
+            raise ValueError("loss.beta must be > 0")
+
+
+def _weighted_mean(per_pixel: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    if weight is None:
+        return per_pixel.mean()
+    return (per_pixel * weight).sum() / weight.sum().clamp_min(1e-6)
+
+
+def position_loss(logit: torch.Tensor, target: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
+    """Heatmap term: ``(B, H, W)`` logits vs targets in [0, 1] -> scalar."""
+    weight = None
+    if cfg.pos_weight != 1.0:
+        weight = torch.where(target > cfg.pos_threshold, cfg.pos_weight, 1.0).to(logit.dtype)
+    if cfg.position == "mse":
+        per = (torch.sigmoid(logit) - target) ** 2
+    elif cfg.position == "bce":
+        per = F.binary_cross_entropy_with_logits(logit, target, reduction="none")
+    else:  # qfocal: soft-target focal BCE (Li et al., Generalized Focal Loss)
+        bce = F.binary_cross_entropy_with_logits(logit, target, reduction="none")
+        per = (torch.sigmoid(logit) - target).abs().pow(cfg.focal_gamma) * bce
+    return _weighted_mean(per, weight)
+
+
+def _masked_mean(per_pixel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    n = mask.sum()
+    if n == 0:
+        return per_pixel.sum() * 0.0  # keeps the graph, never NaN
+    return (per_pixel * mask).sum() / n
+
+
+class GraspLoss(torch.nn.Module):
+    """Weighted sum of the per-channel terms; ``forward`` returns ``(total, parts)``.
+
+    ``parts`` holds detached float32 scalars ``position``, ``angle``, ``width``, ``semantic``,
+    ``total`` (for logging).
+    """
+
+    def __init__(self, cfg: LossConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or LossConfig()
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, owned: torch.Tensor):
+        if logits.shape != target.shape or logits.ndim != 4 or logits.shape[1] != 5:
+            raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must "
+                             "both be (B, 5, H, W)")
+        if owned.shape != (logits.shape[0], *logits.shape[2:]):
+            raise ValueError(f"owned must be (B, H, W) = {(logits.shape[0], *logits.shape[2:])}, "
+                             f"got {tuple(owned.shape)}")
+        c = self.cfg
+        z, t = logits.float(), target.float()
+        m = owned.to(z.dtype)
+        l_pos = position_loss(z[:, 0], t[:, 0], c)
+        ang = F.smooth_l1_loss(torch.tanh(z[:, 1:3]), t[:, 1:3], beta=c.beta,
+                               reduction="none").sum(1)
+        l_ang = _masked_mean(ang, m)
+        wid = F.smooth_l1_loss(torch.sigmoid(z[:, 3]), t[:, 3], beta=c.beta, reduction="none")
+        l_wid = _masked_mean(wid, m)
+        l_sem = F.binary_cross_entropy_with_logits(z[:, 4], t[:, 4])
+        total = (c.w_position * l_pos + c.w_angle * l_ang + c.w_width * l_wid
+                 + c.w_semantic * l_sem)
+        parts = {"position": l_pos.detach(), "angle": l_ang.detach(), "width": l_wid.detach(),
+                 "semantic": l_sem.detach(), "total": total.detach()}
+        return total, parts
