@@ -26,19 +26,25 @@ def gaussian_kernel1d(sigma: float, device=None, dtype=torch.float32) -> torch.T
 
 
 def smooth(heat: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable gaussian blur of ``(B, H, W)`` maps (replicate padding).
+    """Separable gaussian blur of ``(B, H, W)`` maps (replicate padding, radius ceil(3 sigma)).
 
-    Written as a sum of shifted slices: on CPU this is ~8x faster than ``conv2d`` with a 1-D kernel.
+    Written as in-place sums of shifted slices (one fused multiply-add per tap): on CPU this is
+    ~20x faster than ``conv2d`` with a 1-D kernel and ~2x faster than summing temporaries.
     """
     if sigma <= 0:
         return heat
-    k = gaussian_kernel1d(sigma, heat.device, heat.dtype)
-    r = k.numel() // 2
+    k = gaussian_kernel1d(sigma, dtype=torch.float64).tolist()
+    r = len(k) // 2
     h, w = heat.shape[-2:]
     x = F.pad(heat.unsqueeze(1), (r, r, 0, 0), mode="replicate").squeeze(1)
-    x = sum(k[i] * x[..., i:i + w] for i in range(k.numel()))
-    x = F.pad(x.unsqueeze(1), (0, 0, r, r), mode="replicate").squeeze(1)
-    return sum(k[i] * x[..., i:i + h, :] for i in range(k.numel()))
+    acc = x[..., 0:w] * k[0]
+    for i in range(1, len(k)):
+        acc.add_(x[..., i:i + w], alpha=k[i])
+    x = F.pad(acc.unsqueeze(1), (0, 0, r, r), mode="replicate").squeeze(1)
+    acc = x[..., 0:h, :] * k[0]
+    for i in range(1, len(k)):
+        acc.add_(x[..., i:i + h, :], alpha=k[i])
+    return acc
 
 
 def running_max(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
@@ -66,45 +72,63 @@ def max_pool_same(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def find_peaks(heat: torch.Tensor, *, min_distance: int, score_threshold: float, max_peaks: int,
-               valid: torch.Tensor | None = None, score: torch.Tensor | None = None):
+               valid: torch.Tensor | None = None, score: torch.Tensor | None = None,
+               boxes=None):
     """Local maxima of ``(B, H, W)`` heat maps (max-pool NMS).
 
-    ``score`` (default ``heat``) is the map that is thresholded and ranked at the peaks, e.g. the
-    raw heatmap when ``heat`` is a smoothed copy used only to locate maxima.
+    A pixel is a peak when it equals the maximum of its ``(2 * min_distance + 1)`` square window
+    (Chebyshev distance; every pixel of an equal-valued plateau counts) and its ``score`` is
+    >= ``score_threshold``. ``score`` (default ``heat``) is the map that is thresholded and ranked
+    at the peaks, e.g. the raw heatmap when ``heat`` is a smoothed copy used only to locate maxima.
+    ``valid`` (``(B, H, W)`` bool) or ``boxes`` (one ``(x0, y0, x1, y1)`` per image, exclusive
+    ends) restrict where peaks may lie.
     Returns ``(scores (B, K), rows (B, K), cols (B, K), keep (B, K) bool)`` with K = max_peaks,
-    best first; ``keep`` is False for slots without a peak above the threshold.
+    best first (equal scores in raster order); ``keep`` is False for slots without a peak.
     """
     b, h, w = heat.shape
     score = heat if score is None else score
     pooled = max_pool_same(heat, 2 * int(min_distance) + 1)
-    is_peak = (heat >= pooled) & (score >= score_threshold)
+    is_peak = heat >= pooled
     if valid is not None:
         is_peak &= valid
-    scores = torch.where(is_peak, score, torch.full_like(score, -1.0)).view(b, -1)
+    # Candidates only (a few hundred on a real heatmap): ~3x cheaper than top-k over all pixels.
+    flat = is_peak.view(-1).nonzero().squeeze(1)  # ascending, hence grouped by image
+    s = score.reshape(-1)[flat]
+    ok = s >= score_threshold
+    if boxes is not None:
+        bx = torch.as_tensor(boxes, dtype=torch.long, device=heat.device).view(b, 4)
+        bx = bx[flat // (h * w)]
+        r, c = (flat % (h * w)) // w, flat % w
+        ok &= (c >= bx[:, 0]) & (c < bx[:, 2]) & (r >= bx[:, 1]) & (r < bx[:, 3])
+    flat, s = flat[ok], s[ok]
     kk = min(int(max_peaks), h * w)
-    top, idx = scores.topk(kk, dim=1)
+    top = torch.full((b, kk), -1.0, dtype=score.dtype, device=heat.device)
+    idx = torch.zeros((b, kk), dtype=torch.long, device=heat.device)
+    counts = torch.bincount(flat // (h * w), minlength=b).tolist() if b > 1 else [flat.numel()]
+    start = 0
+    for i, n in enumerate(counts):
+        if n:
+            seg_s, seg_i = s[start:start + n], flat[start:start + n] - i * h * w
+            t, j = seg_s.topk(min(kk, n))
+            j = j.sort().values  # raster order, then a stable sort by score: deterministic ties
+            t, order = seg_s[j].sort(descending=True, stable=True)
+            top[i, :len(t)] = t
+            idx[i, :len(t)] = seg_i[j[order]]
+        start += n
     return top, idx // w, idx % w, top >= 0
 
 
-def _refine(logh: torch.Tensor, r: torch.Tensor, c: torch.Tensor):
-    """Sub-pixel offsets from a parabola through 3 samples of ``logh`` along each axis."""
-    b, h, w = logh.shape
-    bi = torch.arange(b, device=logh.device).view(-1, 1).expand_as(r)
+#: (row, col) offsets of the samples used for sub-pixel refinement: centre, left, right, up, down.
+_NEIGHBOURS = ((0, 0), (0, -1), (0, 1), (-1, 0), (1, 0))
 
-    def at(rr, cc):
-        return logh[bi, rr.clamp(0, h - 1), cc.clamp(0, w - 1)]
 
-    def offset(m, z, p):
-        den = m - 2 * z + p
-        off = torch.where(den < -1e-9, 0.5 * (m - p) / den, torch.zeros_like(den))
-        return off.clamp(-0.5, 0.5)
-
-    z = at(r, c)
-    dx = offset(at(r, c - 1), z, at(r, c + 1))
-    dy = offset(at(r - 1, c), z, at(r + 1, c))
-    dx = torch.where((c > 0) & (c < w - 1), dx, torch.zeros_like(dx))
-    dy = torch.where((r > 0) & (r < h - 1), dy, torch.zeros_like(dy))
-    return dx, dy
+def _parabola_offset(m: np.ndarray, z: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Vertex of the parabola through (-1, m), (0, z), (1, p), clipped to [-0.5, 0.5]; 0 unless
+    the parabola has a maximum."""
+    den = m - 2 * z + p
+    is_max = den < -1e-9
+    off = np.where(is_max, 0.5 * (m - p) / np.where(is_max, den, -1.0), 0.0)
+    return np.clip(off, -0.5, 0.5)
 
 
 def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_ratio: float = 0.5,
@@ -136,31 +160,41 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
         raise ValueError(f"got {len(letterboxes)} letterboxes for {b} map sets")
     maps = maps.float()
     heat = smooth(maps[:, 0], smooth_sigma)
-    valid = torch.zeros((b, h, w), dtype=torch.bool, device=maps.device)
-    for i, lb in enumerate(letterboxes):
+    boxes = []
+    for lb in letterboxes:
         if tuple(lb.dst_size) != (h, w):
             raise ValueError(f"letterbox canvas {lb.dst_size} does not match the maps {(h, w)}")
-        x0, y0, x1, y1 = lb.content_box
-        valid[i, y0:y1, x0:x1] = True
+        boxes.append(lb.content_box)
     score, r, c, keep = find_peaks(heat, min_distance=min_distance, score_threshold=score_threshold,
-                                   max_peaks=max_grasps, valid=valid, score=maps[:, 0])
-    dx, dy = _refine(torch.log(heat.clamp_min(1e-6)), r, c)
-    bi = torch.arange(b, device=maps.device).view(-1, 1).expand_as(r)
-    cos2, sin2 = maps[bi, 1, r, c], maps[bi, 2, r, c]
-    angle = 0.5 * torch.atan2(sin2, cos2)
-    width_map = maps[bi, 3, r, c].clamp(0, 1) * (width_scale * w)
-    obj = maps[bi, 4, r, c]
-    cols = torch.stack([c + dx, r + dy, angle, width_map, score, obj, keep.float()], dim=-1)
-    cols = cols.cpu().numpy().astype(np.float64)  # one small transfer per batch
+                                   max_peaks=max_grasps, boxes=boxes, score=maps[:, 0])
+    # Gather everything needed per peak on the device, then one small transfer; the per-peak
+    # arithmetic (K values) runs in numpy, where it costs microseconds instead of op launches.
+    dev = maps.device
+    dr = torch.tensor([o[0] for o in _NEIGHBOURS], device=dev)
+    dc = torch.tensor([o[1] for o in _NEIGHBOURS], device=dev)
+    bi = torch.arange(b, device=dev).view(-1, 1)
+    around = heat[bi.unsqueeze(-1), (r.unsqueeze(-1) + dr).clamp(0, h - 1),
+                  (c.unsqueeze(-1) + dc).clamp(0, w - 1)]  # (B, K, 5) smoothed heat
+    chans = maps[bi, 1:, r, c]  # (B, K, 4): cos 2a, sin 2a, width, object
+    packed = torch.cat([around, chans, score.unsqueeze(-1), r.unsqueeze(-1).to(around.dtype),
+                        c.unsqueeze(-1).to(around.dtype), keep.unsqueeze(-1).to(around.dtype)], -1)
+    packed = packed.cpu().numpy().astype(np.float64)  # one small transfer per batch
     out = []
     for i, lb in enumerate(letterboxes):
-        rows = cols[i][cols[i][:, 6] > 0]
-        xy = lb.to_src(rows[:, :2])
-        wid = lb.length_to_src(rows[:, 3])
-        ang = np.mod(rows[:, 2] + np.pi / 2, np.pi) - np.pi / 2
+        p = packed[i][packed[i][:, 12] > 0]
+        logh = np.log(np.maximum(p[:, 0:5], 1e-6))  # parabola through the log: exact for gaussians
+        rows, cols = p[:, 10], p[:, 11]
+        dx = _parabola_offset(logh[:, 1], logh[:, 0], logh[:, 2])
+        dy = _parabola_offset(logh[:, 3], logh[:, 0], logh[:, 4])
+        dx = np.where((cols > 0) & (cols < w - 1), dx, 0.0)
+        dy = np.where((rows > 0) & (rows < h - 1), dy, 0.0)
+        xy = lb.to_src(np.stack([cols + dx, rows + dy], axis=1))
+        ang = 0.5 * np.arctan2(p[:, 6], p[:, 5])
+        ang = np.mod(ang + np.pi / 2, np.pi) - np.pi / 2
+        wid = lb.length_to_src(np.clip(p[:, 7], 0, 1) * (width_scale * w))
         out.append([
-            Grasp(float(p[0]), float(p[1]), float(a), float(wd), float(height_ratio * wd),
-                  float(np.clip(q, 0, 1)), float(np.clip(o, 0, 1)))
-            for p, a, wd, q, o in zip(xy, ang, wid, rows[:, 4], rows[:, 5])
+            Grasp(float(q[0]), float(q[1]), float(a), float(wd), float(height_ratio * wd),
+                  float(np.clip(sc, 0, 1)), float(np.clip(o, 0, 1)))
+            for q, a, wd, sc, o in zip(xy, ang, wid, p[:, 9], p[:, 8])
         ])
     return out
