@@ -1,0 +1,377 @@
+"""Decoding benchmark: ``decode_maps`` vs a GR-ConvNet-style reference on the same 480x640 maps.
+
+References (numpy / scipy / scikit-image on the CPU, as GR-ConvNet's ``post_process_output`` +
+``detect_grasps`` do it):
+
+- ``ref_same``: the reference with **our semantics**, used for the peak agreement: scipy
+  ``gaussian_filter`` with our kernel (sigma, truncate 3, edge replicate) -> ``peak_local_max`` of
+  the smoothed map (all local maxima, ``min_distance`` = Chebyshev (2d+1) window like ours,
+  ``exclude_border=False``) -> keep peaks whose *raw* heatmap value is >= the threshold -> best
+  ``max_grasps`` by raw value -> angle = 0.5 * atan2(sin, cos), width, object score at the peaks.
+- ``ref_grconvnet``: the brief's reference: ``gaussian_filter`` -> ``peak_local_max(q_smoothed,
+  min_distance, threshold_abs, num_peaks, exclude_border=False)`` -> angle and width at the peaks.
+  It thresholds and ranks the *smoothed* map (ours: the raw one), so its peak set can differ
+  slightly near the threshold and in the order; its agreement is reported for information.
+- ``ref_literal``: GR-ConvNet's code path as written (skimage ``gaussian`` sigma 2 on quality and
+  on the full angle map, sigma 1 on width, full-map atan2, ``peak_local_max`` with its default
+  border exclusion). Timing only.
+
+Maps: ``blobs`` (a few dozen gaussian blobs of varied size and height + noise, like a trained
+model's output) and ``noise`` (uniform random, the worst case for peak counts).
+
+Agreement: a peak of one method is matched when a peak of the other lies within 1 px (Euclidean,
+map pixels; ours are sub-pixel refined by at most 0.5 px per axis). Equal-valued plateaus may be
+resolved differently by the two methods; unmatched peaks lying on such a plateau are counted.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from common import (add_common_args, fmt_s, machine_info, print_tables,  # noqa: E402
+                    time_interleaved, write_json)
+
+H, W = 480, 640
+WIDTH_SCALE = 0.25
+
+#: Decoding settings compared (decode_maps keyword arguments).
+SETTINGS = {
+    "predictor defaults": dict(min_distance=8, score_threshold=0.2, max_grasps=10,
+                               smooth_sigma=1.0),
+    "many peaks": dict(min_distance=4, score_threshold=0.1, max_grasps=100, smooth_sigma=1.0),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Maps
+# --------------------------------------------------------------------------------------------
+def blob_maps(rng: np.random.Generator, n_blobs: int = 40, noise: float = 0.02) -> np.ndarray:
+    """``(5, H, W)`` float32 maps like a trained model's: gaussian blobs (sigma 3-12 px, height
+    0.25-1) on a low background + gaussian noise; angle/width/object from the blob that owns
+    each pixel (CONVENTIONS §3 ranges)."""
+    maps = np.zeros((5, H, W), np.float32)
+    q = np.full((H, W), 0.02, np.float64)
+    cos2 = np.ones((H, W))
+    sin2 = np.zeros((H, W))
+    width = np.full((H, W), 0.1)
+    for _ in range(n_blobs):
+        cx, cy = rng.uniform(0, W - 1), rng.uniform(0, H - 1)
+        s = rng.uniform(3, 12)
+        amp = rng.uniform(0.25, 1.0)
+        a = rng.uniform(-np.pi / 2, np.pi / 2)
+        r = int(4 * s) + 1
+        x0, x1 = max(0, int(cx) - r), min(W, int(cx) + r + 1)
+        y0, y1 = max(0, int(cy) - r), min(H, int(cy) + r + 1)
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        g = amp * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s * s))
+        win = q[y0:y1, x0:x1]
+        own = g > win
+        win[own] = g[own]
+        cos2[y0:y1, x0:x1][own] = np.cos(2 * a)
+        sin2[y0:y1, x0:x1][own] = np.sin(2 * a)
+        width[y0:y1, x0:x1][own] = rng.uniform(0.05, 0.6)
+    q = q + rng.normal(0, noise, q.shape)
+    maps[0] = np.clip(q, 0, 1)
+    maps[1] = np.clip(cos2 + rng.normal(0, noise, q.shape), -1, 1)
+    maps[2] = np.clip(sin2 + rng.normal(0, noise, q.shape), -1, 1)
+    maps[3] = np.clip(width + rng.normal(0, noise, q.shape), 0, 1)
+    maps[4] = np.clip((q > 0.15).astype(np.float64) + rng.normal(0, noise, q.shape), 0, 1)
+    return maps
+
+
+def noise_maps(rng: np.random.Generator) -> np.ndarray:
+    """``(5, H, W)`` uniform random maps (ch1, ch2 in [-1, 1])."""
+    maps = rng.random((5, H, W), dtype=np.float32)
+    maps[1:3] = 2 * maps[1:3] - 1
+    return maps
+
+
+# --------------------------------------------------------------------------------------------
+# References
+# --------------------------------------------------------------------------------------------
+def _gauss_same(q: np.ndarray, sigma: float) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    if sigma <= 0:
+        return q
+    return gaussian_filter(q, sigma, mode="nearest", truncate=3.0)
+
+
+def ref_same(maps: np.ndarray, *, min_distance, score_threshold, max_grasps, smooth_sigma):
+    """Our semantics with scipy/skimage. Returns ``(N, 5)``: x, y, angle, width_px, quality."""
+    from skimage.feature import peak_local_max
+
+    q = maps[0]
+    qs = _gauss_same(q, smooth_sigma)
+    pk = peak_local_max(qs, min_distance=max(1, min_distance), threshold_abs=-np.inf,
+                        exclude_border=False)
+    score = q[pk[:, 0], pk[:, 1]]
+    ok = score >= score_threshold
+    pk, score = pk[ok], score[ok]
+    order = np.argsort(-score, kind="stable")[:max_grasps]
+    return _at_peaks(maps, pk[order], score[order])
+
+
+def ref_grconvnet(maps: np.ndarray, *, min_distance, score_threshold, max_grasps, smooth_sigma):
+    """gaussian_filter -> peak_local_max(threshold_abs, num_peaks) -> angle/width at the peaks."""
+    from skimage.feature import peak_local_max
+
+    qs = _gauss_same(maps[0], smooth_sigma)
+    pk = peak_local_max(qs, min_distance=max(1, min_distance), threshold_abs=score_threshold,
+                        num_peaks=max_grasps, exclude_border=False)
+    return _at_peaks(maps, pk, qs[pk[:, 0], pk[:, 1]])
+
+
+def ref_literal(maps: np.ndarray, *, min_distance, score_threshold, max_grasps, smooth_sigma):
+    """GR-ConvNet's post_process_output + detect_grasps as written (timing only)."""
+    from skimage.feature import peak_local_max
+    from skimage.filters import gaussian
+
+    q = gaussian(maps[0], 2.0, preserve_range=True)
+    ang = gaussian(np.arctan2(maps[2], maps[1]) / 2.0, 2.0, preserve_range=True)
+    width = gaussian(maps[3] * (WIDTH_SCALE * W), 1.0, preserve_range=True)
+    pk = peak_local_max(q, min_distance=max(1, min_distance), threshold_abs=score_threshold,
+                        num_peaks=max_grasps)
+    r, c = pk[:, 0], pk[:, 1]
+    return np.stack([c, r, ang[r, c], width[r, c], q[r, c]], axis=1)
+
+
+def _at_peaks(maps, pk, score):
+    r, c = pk[:, 0], pk[:, 1]
+    angle = 0.5 * np.arctan2(maps[2, r, c], maps[1, r, c])
+    width = np.clip(maps[3, r, c], 0, 1) * (WIDTH_SCALE * W)
+    return np.stack([c, r, angle, width, score], axis=1).astype(np.float64)
+
+
+def ours(maps_t, lb, **kw):
+    from vita_grasp_core import decode_maps
+
+    return decode_maps(maps_t, lb, width_scale=WIDTH_SCALE, **kw)[0]
+
+
+def ours_array(grasps) -> np.ndarray:
+    return np.array([[g.x, g.y, g.angle, g.width, g.quality] for g in grasps],
+                    np.float64).reshape(-1, 5)
+
+
+# --------------------------------------------------------------------------------------------
+# Agreement
+# --------------------------------------------------------------------------------------------
+def _on_plateau(qs: np.ndarray, x: float, y: float, d: int) -> bool:
+    """True when another pixel within the (2d+1) window has exactly the peak's smoothed value."""
+    r, c = int(round(y)), int(round(x))
+    win = qs[max(0, r - d):r + d + 1, max(0, c - d):c + d + 1]
+    return int((win == qs[r, c]).sum()) > 1
+
+
+def agreement(a: np.ndarray, b: np.ndarray, qs: np.ndarray, d: int, tol: float = 1.0) -> dict:
+    """Peaks of ``a`` (ours) vs ``b`` (reference), rows (x, y, angle, width, quality)."""
+    if len(a) == 0 or len(b) == 0:
+        same = len(a) == len(b)
+        return {"n_ours": len(a), "n_ref": len(b), "ref_found_by_ours": 1.0 if same else 0.0,
+                "ours_found_by_ref": 1.0 if same else 0.0, "unmatched_on_plateau": 0,
+                "unmatched": abs(len(a) - len(b)), "max_angle_diff_deg": 0.0,
+                "max_width_diff_px": 0.0}
+    dist = np.hypot(a[:, None, 0] - b[None, :, 0], a[:, None, 1] - b[None, :, 1])
+    a_hit = dist.min(axis=1) <= tol
+    b_hit = dist.min(axis=0) <= tol
+    un = [p for p in a[~a_hit]] + [p for p in b[~b_hit]]
+    plateau = sum(_on_plateau(qs, p[0], p[1], d) for p in un)
+    j = dist.argmin(axis=1)
+    pairs = a_hit
+    dang = np.abs(np.mod(a[pairs, 2] - b[j[pairs], 2] + np.pi / 2, np.pi) - np.pi / 2)
+    dwid = np.abs(a[pairs, 3] - b[j[pairs], 3])
+    return {"n_ours": int(len(a)), "n_ref": int(len(b)),
+            "ref_found_by_ours": float(b_hit.mean()), "ours_found_by_ref": float(a_hit.mean()),
+            "unmatched": len(un), "unmatched_on_plateau": int(plateau),
+            "max_angle_diff_deg": float(np.degrees(dang.max())) if pairs.any() else 0.0,
+            "max_width_diff_px": float(dwid.max()) if pairs.any() else 0.0}
+
+
+# --------------------------------------------------------------------------------------------
+# Stage profile of ours
+# --------------------------------------------------------------------------------------------
+def stage_profile(maps_t, kw, repeats) -> dict:
+    """Median time of each stage of decode_maps (same calls as decode_maps makes)."""
+    import torch
+
+    from vita_grasp_core import Letterbox
+    from vita_grasp_core import decoding as D
+
+    lb = Letterbox.fit((H, W), (H, W))
+    heat_raw = maps_t[None, 0]
+    heat = D.smooth(heat_raw, kw["smooth_sigma"])
+    valid = torch.ones((1, H, W), dtype=torch.bool)
+    k = 2 * kw["min_distance"] + 1
+    fns = {
+        "smooth (gaussian)": lambda: D.smooth(heat_raw, kw["smooth_sigma"]),
+        "max filter (2d+1)": lambda: D.max_pool_same(heat, k),
+        "find_peaks (max filter + mask + top-k)": lambda: D.find_peaks(
+            heat, min_distance=kw["min_distance"], score_threshold=kw["score_threshold"],
+            max_peaks=kw["max_grasps"], valid=valid, score=heat_raw),
+        "decode_maps (all)": lambda: ours(maps_t[None], lb, **kw),
+    }
+    t = time_interleaved(fns, warmup=2, repeats=repeats)
+    return {name: s["median"] for name, s in t.items()}
+
+
+# --------------------------------------------------------------------------------------------
+def run(quick: bool = False, threads: int | None = None) -> dict:
+    import torch
+
+    from vita_grasp_core import Letterbox
+
+    if threads:
+        torch.set_num_threads(threads)
+    n_maps = 2 if quick else 4
+    repeats = 5 if quick else 25
+    rng = np.random.default_rng(0)
+    kinds = {"blobs": [blob_maps(rng) for _ in range(n_maps)],
+             "noise": [noise_maps(rng) for _ in range(n_maps)]}
+    lb = Letterbox.fit((H, W), (H, W))  # identity: source pixels == map pixels
+    default_threads = torch.get_num_threads()
+    thread_opts = sorted({default_threads, 1}, reverse=True)
+
+    results = {"settings": SETTINGS, "timing": {}, "agreement": {}, "repeats": repeats,
+               "maps_per_kind": n_maps, "map_size": [H, W], "torch_threads": thread_opts}
+    for sname, kw in SETTINGS.items():
+        results["timing"][sname] = {}
+        results["agreement"][sname] = {}
+        for kind, maps_list in kinds.items():
+            per = {}
+            agree_same, agree_grc = [], []
+            for maps in maps_list:
+                mt = torch.from_numpy(maps)
+                mt4 = mt[None]
+                # One interleaved block per torch thread count (switching the count inside a
+                # block would rebuild the thread pool on every call); ratios within a block.
+                for nt in thread_opts:
+                    torch.set_num_threads(nt)
+                    fns = {f"ours_{nt}t": lambda: ours(mt4, lb, **kw),
+                           f"ref_grconvnet@{nt}t": lambda: ref_grconvnet(mt.numpy(), **kw)}
+                    if nt == default_threads:
+                        fns["ref_same"] = lambda: ref_same(mt.numpy(), **kw)
+                        fns["ref_literal"] = lambda: ref_literal(mt.numpy(), **kw)
+                    t = time_interleaved(fns, warmup=1, repeats=repeats)
+                    for k, v in t.items():
+                        per.setdefault(k, []).extend(v["times"])
+                torch.set_num_threads(default_threads)
+                a = ours_array(ours(mt4, lb, **kw))
+                qs = _gauss_same(maps[0], kw["smooth_sigma"])
+                agree_same.append(agreement(a, ref_same(maps, **kw), qs, kw["min_distance"]))
+                agree_grc.append(agreement(a, ref_grconvnet(maps, **kw), qs, kw["min_distance"]))
+            med = {k: float(np.median(v)) for k, v in per.items()}
+            p95 = {k: float(np.percentile(v, 95)) for k, v in per.items()}
+            med["ref_grconvnet"] = med[f"ref_grconvnet@{default_threads}t"]
+            mins = {k: float(np.min(v)) for k, v in per.items()}
+            results["timing"][sname][kind] = {"median_s": med, "p95_s": p95, "min_s": mins,
+                                              "n": len(per["ref_same"])}
+            results["agreement"][sname][kind] = {"ref_same": _merge(agree_same),
+                                                 "ref_grconvnet": _merge(agree_grc)}
+    results["stages_s"] = stage_profile(torch.from_numpy(kinds["noise"][0]),
+                                        SETTINGS["predictor defaults"], repeats=max(10, repeats))
+    torch.set_num_threads(default_threads)
+    results["tables"] = tables(results, default_threads)
+    results["title"] = "Decoding: decode_maps vs GR-ConvNet-style reference (480x640 maps, CPU)"
+    results["notes"] = notes(results, default_threads)
+    return results
+
+
+def _merge(items: list[dict]) -> dict:
+    out = {"n_ours": sum(i["n_ours"] for i in items), "n_ref": sum(i["n_ref"] for i in items),
+           "unmatched": sum(i["unmatched"] for i in items),
+           "unmatched_on_plateau": sum(i["unmatched_on_plateau"] for i in items),
+           "max_angle_diff_deg": max(i["max_angle_diff_deg"] for i in items),
+           "max_width_diff_px": max(i["max_width_diff_px"] for i in items)}
+    nr = sum(i["ref_found_by_ours"] * i["n_ref"] for i in items)
+    no = sum(i["ours_found_by_ref"] * i["n_ours"] for i in items)
+    out["ref_found_by_ours"] = nr / out["n_ref"] if out["n_ref"] else 1.0
+    out["ours_found_by_ref"] = no / out["n_ours"] if out["n_ours"] else 1.0
+    return out
+
+
+def tables(res: dict, nt: int) -> list[dict]:
+    rows = []
+    for sname, kinds in res["timing"].items():
+        for kind, t in kinds.items():
+            m = t["median_s"]
+            o = m[f"ours_{nt}t"]
+            row = [sname, kind, fmt_s(o)]
+            row.append(fmt_s(m["ours_1t"]) if "ours_1t" in m and nt != 1 else "-")
+            row += [fmt_s(m["ref_same"]), fmt_s(m["ref_grconvnet"]), fmt_s(m["ref_literal"]),
+                    f"{m['ref_same'] / o:.1f}x", f"{m['ref_grconvnet'] / o:.1f}x",
+                    f"{m['ref_literal'] / o:.1f}x"]
+            if "ours_1t" in m and nt != 1:
+                row.append(f"{m['ref_grconvnet@1t'] / m['ours_1t']:.1f}x")
+            else:
+                row.append("-")
+            rows.append(row)
+    timing = {
+        "title": "Time per frame (median), one 480x640 frame",
+        "headers": ["setting", "maps", f"ours ({nt} threads)", "ours (1 thread)", "ref_same",
+                    "ref_grconvnet", "ref_literal", "speed-up vs ref_same",
+                    "vs ref_grconvnet", "vs ref_literal", "vs ref_grconvnet, ours 1 thread"],
+        "rows": rows,
+        "notes": [f"{res['maps_per_kind']} maps per kind x {res['repeats']} interleaved repeats; "
+                  "medians over all of them. scipy/skimage run on one thread.",
+                  "settings: " + "; ".join(
+                      f"{k}: min_distance {v['min_distance']}, threshold {v['score_threshold']}, "
+                      f"max_grasps {v['max_grasps']}, sigma {v['smooth_sigma']}"
+                      for k, v in res["settings"].items())],
+    }
+    arows = []
+    for sname, kinds in res["agreement"].items():
+        for kind, refs in kinds.items():
+            for ref, a in refs.items():
+                arows.append([sname, kind, ref, f"{a['n_ours']} / {a['n_ref']}",
+                              f"{100 * a['ref_found_by_ours']:.1f} %",
+                              f"{100 * a['ours_found_by_ref']:.1f} %",
+                              f"{a['unmatched']} ({a['unmatched_on_plateau']})",
+                              f"{a['max_angle_diff_deg']:.2g}", f"{a['max_width_diff_px']:.2g}"])
+    agree = {
+        "title": "Peak agreement (within 1 px), summed over the maps",
+        "headers": ["setting", "maps", "reference", "peaks ours / ref", "ref peaks found by ours",
+                    "our peaks found by ref", "unmatched (on a plateau)",
+                    "max angle diff [deg]", "max width diff [px]"],
+        "rows": arows,
+        "notes": ["ref_same has our semantics (threshold and ranking on the raw heatmap, peaks "
+                  "located on the smoothed one); ref_grconvnet thresholds and ranks the smoothed "
+                  "map, so it "
+                  "may pick other peaks near the threshold or at the top-k cut."],
+    }
+    srows = [[k, fmt_s(v)] for k, v in res["stages_s"].items()]
+    stages = {"title": f"Stages of decode_maps (noise map, predictor defaults, {nt} threads)",
+              "headers": ["stage", "median"], "rows": srows, "notes": []}
+    return [timing, agree, stages]
+
+
+def notes(res: dict, nt: int) -> list[str]:
+    out = []
+    for sname, kinds in res["timing"].items():
+        for kind, t in kinds.items():
+            m = t["median_s"]
+            r = m["ref_grconvnet"] / m[f"ours_{nt}t"]
+            out.append(f"{sname} / {kind}: ours is {r:.1f}x faster than ref_grconvnet "
+                       f"({'meets' if r >= 10 else 'below'} the 10x target)")
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_args(p)
+    args = p.parse_args(argv)
+    res = run(quick=args.quick, threads=args.threads)
+    res["machine"] = machine_info()
+    print_tables(res)
+    write_json(args.json, res)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
