@@ -294,9 +294,21 @@ do_setup() {
   step_editable
 }
 
+# Two set-ups at once in one checkout (e.g. two `make test`) would share build/venv_msgs and pip.
+acquire_lock() {
+  command -v flock >/dev/null 2>&1 || return 0
+  mkdir -p "$ROOT/build"
+  exec 9> "$ROOT/build/.setup.lock"
+  if ! flock -n 9; then
+    say "another set-up is running in this checkout: waiting for it"
+    flock 9
+  fi
+}
+
 main_setup() {
   sanitize_env
   say "VITA-Grasp set-up in $ROOT"
+  acquire_lock
   do_setup
   if ! step_check; then
     if [[ "$DID_WORK" == 0 ]]; then
