@@ -269,6 +269,8 @@ class Trainer:
         self.tb = None
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
+            for stale in self.out.glob(".*.pt.*.tmp"):  # left by a process killed mid-write
+                stale.unlink(missing_ok=True)
             (self.out / "config.yaml").write_text(
                 "# Resolved configuration of this run (vita-grasp train).\n" + cfg.to_yaml())
             self.tb = _tensorboard(self.out / "tb")
