@@ -30,6 +30,8 @@ from common import (add_common_args, fmt_count, fmt_s, machine_info, print_table
                     time_interleaved, write_json)
 
 REAL_BACKBONES = ("internvit", "qwen2vl", "dinov2")
+#: --quick skips Qwen2-VL (about 7 s per fp32 forward on 2 CPU cores, more in bf16).
+QUICK_BACKBONES = ("internvit", "dinov2")
 DTYPES = ("fp32", "bf16")
 #: Tiny encoders (as in test/conftest.py): milliseconds on a CPU.
 TINY = {
@@ -43,6 +45,7 @@ TINY = {
                    input_size=(112, 140)),
 }
 FRAME_HW = (720, 1280)
+TINY_WARMUP = 1
 
 
 def _count(module, trainable_only=False) -> int:
@@ -167,7 +170,7 @@ def run(backbones, dtypes, repeats: int, warmup: int, tiny_only: bool, tiny_repe
     for bb in backbones:
         print(f"[bench_model] tiny {bb} ...", flush=True)
         res["tiny"][bb] = bench_backbone(bb, tiny=True, dtypes=dtypes, repeats=tiny_repeats,
-                                         warmup=2, device=device)
+                                         warmup=TINY_WARMUP, device=device)
     if not tiny_only:
         for bb in backbones:
             print(f"[bench_model] real-size {bb} (random weights), {dtypes}, "
@@ -206,7 +209,7 @@ def tables(res: dict) -> list[dict]:
                     ratio_rows.append(f"{bb} {what}: bf16 / fp32 = {ratio:.2f}")
         title = ("Real sizes (random weights): " if kind == "real" else "Tiny test configs: ") + \
             "parameters and time per frame"
-        warm = res["warmup"] if kind == "real" else 2
+        warm = res["warmup"] if kind == "real" else TINY_WARMUP
         notes = [f"median and p95 of n runs after {warm} warm-up run(s); fp32 and bf16 runs "
                  "interleaved in the same process",
                  "predict 1280x720 = GraspPredictor.predict on a 1280x720 RGB frame at input_size "
@@ -254,20 +257,24 @@ def notes(res: dict) -> list[str]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(p)
-    p.add_argument("--backbones", default=",".join(REAL_BACKBONES),
-                   help=f"comma-separated subset of {','.join(REAL_BACKBONES)}")
+    p.add_argument("--backbones", default=None,
+                   help=f"comma-separated subset of {','.join(REAL_BACKBONES)} (default: all; "
+                        f"--quick: {','.join(QUICK_BACKBONES)})")
     p.add_argument("--dtypes", default=",".join(DTYPES),
                    help="comma-separated subset of fp32,bf16")
     p.add_argument("--repeats", type=int, default=None,
                    help="timed runs per measurement at real size (default 3; --quick: 1)")
     p.add_argument("--warmup", type=int, default=1, help="warm-up runs at real size")
     p.add_argument("--tiny-only", action="store_true", help="only the tiny test configs (seconds)")
+    p.add_argument("--tiny-repeats", type=int, default=None,
+                   help="timed runs per measurement for the tiny configs (default 20; --quick: 5)")
     args = p.parse_args(argv)
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
+    names = args.backbones or ",".join(QUICK_BACKBONES if args.quick else REAL_BACKBONES)
+    backbones = [b.strip() for b in names.split(",") if b.strip()]
     from vita_grasp_core.backbones import list_backbones
 
     unknown = sorted(set(backbones) - set(list_backbones()))
@@ -278,7 +285,7 @@ def main(argv=None) -> int:
         p.error(f"--dtypes must be a subset of {DTYPES}")
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
     res = run(backbones, dtypes, repeats, args.warmup, args.tiny_only,
-              tiny_repeats=5 if args.quick else 20)
+              tiny_repeats=args.tiny_repeats or (5 if args.quick else 20))
     res["machine"] = machine_info()
     print_tables(res)
     write_json(args.json, res)
