@@ -170,7 +170,8 @@ def bench_qos(n_frames=150, rate=30.0):
                             else ReliabilityPolicy.BEST_EFFORT))
                         pub = h.publisher(Image, "/image", qos)
                         # graph-level count: an incompatible (unmatched) subscription counts too
-                        wait_for(lambda: not node.alive() or h.node.count_subscribers("/image") > 0,
+                        wait_for(lambda: (not node.alive()
+                                          or h.node.count_subscribers("/image") > 0),
                                  60, what="the node")
                         assert node.alive(), node.output()
                         time.sleep(1.0)  # let matching settle (no match for incompatible QoS)
@@ -193,8 +194,8 @@ def bench_qos(n_frames=150, rate=30.0):
                         got = received() - r0
                         rows.append([f"{pub_rel} -> {sub_rel}", size_name, n_frames, got,
                                      f"{100 * got / n_frames:.0f} %"])
-                        print(f"[bench_node] qos {pub_rel} -> {sub_rel} {size_name}: {got}/{n_frames}",
-                              flush=True)
+                        print(f"[bench_node] qos {pub_rel} -> {sub_rel} {size_name}: "
+                              f"{got}/{n_frames}", flush=True)
                         h.node.destroy_publisher(pub)
             finally:
                 node.stop()

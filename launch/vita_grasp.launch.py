@@ -1,14 +1,15 @@
 """Launch the VITA-Grasp node (and optionally RViz2).
 
     ros2 launch vita_grasp vita_grasp.launch.py checkpoint:=/path/best_model.pt
-    ros2 launch vita_grasp vita_grasp.launch.py checkpoint:=... image_topic:=/kinect2/qhd/image_color_rect
+    ros2 launch vita_grasp vita_grasp.launch.py checkpoint:=... \
+        image_topic:=/kinect2/qhd/image_color_rect
     ros2 launch vita_grasp vita_grasp.launch.py checkpoint:=... namespace:=robot use_rviz:=true
 
 The same start-up without `launch` (e.g. in the PyPI-wheel venv, where launch/launch_ros are not
 installable) is a plain command:
 
-    vita-grasp-node --ros-args --params-file config/vita_grasp.yaml -p checkpoint:=/path/best_model.pt \
-        -r image:=/rgb/image_raw -r __ns:=/robot
+    vita-grasp-node --ros-args --params-file config/vita_grasp.yaml \
+        -p checkpoint:=/path/best_model.pt -r image:=/rgb/image_raw -r __ns:=/robot
 
 Only standard actions are used (DeclareLaunchArgument, Node, FindPackageShare), so the file runs on
 Humble, Jazzy and Kilted. See docs/ros.md.

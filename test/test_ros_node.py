@@ -30,7 +30,9 @@ IMAGE_TOPIC = "/rgb/image_raw"
 
 def _node_command() -> list[str]:
     script = Path(sys.executable).parent / "vita-grasp-node"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "vita_grasp_ros.grasp_node"]
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "vita_grasp_ros.grasp_node"]
 
 
 @pytest.fixture(scope="module")
@@ -221,3 +223,16 @@ def test_diagnostics_report_rates_and_timings(setup):
     assert float(vals["inference_ms_p50"]) > 0
     assert float(vals["latency_ms_p95"]) >= float(vals["latency_ms_p50"]) > 0
     assert d.status[0].name == f"{NS}/vita_grasp_node: grasp detection"
+
+
+def test_incompatible_best_effort_camera_is_reported(setup):
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    pub = setup.h.publisher(Image, IMAGE_TOPIC, qos_profile_sensor_data)
+    try:
+        wait_for(lambda: "incompatible QoS" in setup.node.output(), 15,
+                 what="the incompatible-QoS error")
+        assert "input_reliability:=best_effort" in setup.node.output()
+    finally:
+        setup.h.node.destroy_publisher(pub)

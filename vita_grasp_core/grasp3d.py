@@ -22,8 +22,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class GraspPose:
-    """A grasp in 3-D: ``position`` (x, y, z) [m] in the optical frame, ``quaternion`` (x, y, z, w),
-    ``width_m`` [m] and the depth ``z`` used [m]."""
+    """A grasp in 3-D: ``position`` (x, y, z) [m] in the optical frame, ``quaternion``
+    (x, y, z, w), ``width_m`` [m] and the depth ``z`` used [m]."""
 
     position: tuple[float, float, float]
     quaternion: tuple[float, float, float, float]
@@ -46,7 +46,7 @@ def scale_intrinsics(K, from_size, to_size) -> np.ndarray:
 
 
 def valid_intrinsics(K) -> bool:
-    """True when ``K`` has positive, finite focal lengths (an uncalibrated CameraInfo has zeros)."""
+    """True when ``K`` has positive, finite focal lengths (uncalibrated CameraInfo: zeros)."""
     K = np.asarray(K, dtype=np.float64).reshape(3, 3)
     return bool(np.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0)
 

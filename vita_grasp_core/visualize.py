@@ -1,8 +1,8 @@
 """Drawing grasps and heatmaps on frames (numpy + OpenCV only, no ROS).
 
-Shared by the ROS node's ``debug/heatmap`` topic, the inference CLI and the bag tools, so every tool
-draws the same rectangles. All images here are ``HxWx3 uint8 RGB`` and colours are RGB triples;
-convert to BGR only when writing a file with OpenCV or publishing ``bgr8``.
+Shared by the ROS node's ``debug/heatmap`` topic, the inference CLI and the bag tools, so every
+tool draws the same rectangles. All images here are ``HxWx3 uint8 RGB`` and colours are RGB
+triples; convert to BGR only when writing a file with OpenCV or publishing ``bgr8``.
 
 Rectangle drawing follows CONVENTIONS §1 (:func:`vita_grasp_core.grasp.rect_corners`): the two
 *jaw* edges (where the fingers close, perpendicular to the opening, ``height`` long) are drawn in
@@ -29,7 +29,7 @@ _SHIFT = 4
 
 
 def _as_rows(grasps) -> np.ndarray:
-    """list[Grasp] or ``(N, >=5)`` array -> ``(N, >=5)`` float64 (x, y, angle, width, height, ...)."""
+    """list[Grasp] or ``(N, >=5)`` array -> ``(N, >=5)`` float64 rows (x, y, angle, w, h...)."""
     if isinstance(grasps, np.ndarray):
         arr = np.asarray(grasps, dtype=np.float64)
         if arr.size == 0:
@@ -47,9 +47,11 @@ def _as_rows(grasps) -> np.ndarray:
 
 
 def _check_rgb(rgb: np.ndarray) -> None:
-    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+    ok = isinstance(rgb, np.ndarray) and rgb.ndim == 3 and rgb.shape[2] == 3
+    if not ok or rgb.dtype != np.uint8:
         raise ValueError("expected an HxWx3 uint8 RGB image, got "
-                         f"{getattr(rgb, 'shape', type(rgb).__name__)} {getattr(rgb, 'dtype', '')}")
+                         f"{getattr(rgb, 'shape', type(rgb).__name__)} "
+                         f"{getattr(rgb, 'dtype', '')}")
 
 
 def draw_grasps(rgb: np.ndarray, grasps, *, jaw_color: Sequence[int] = JAW_COLOR,
@@ -109,7 +111,8 @@ def heatmap_to_source(heat: np.ndarray, letterbox: Letterbox) -> np.ndarray:
     """Resample a map on the model's output canvas back onto the source image's pixel grid.
 
     Args:
-        heat: ``(H_out, W_out)`` float map (e.g. channel 0), ``H_out x W_out == letterbox.dst_size``.
+        heat: ``(H_out, W_out)`` float map (e.g. channel 0) with ``(H_out, W_out) ==
+            letterbox.dst_size``.
         letterbox: the source -> canvas mapping of the frame (``Prediction.letterbox``).
     Returns:
         ``(H_src, W_src)`` float32, bilinear; exact inverse of :meth:`Letterbox.to_dst`.
@@ -162,7 +165,8 @@ def heatmap_overlay(rgb: np.ndarray, maps_or_heat: np.ndarray, letterbox: Letter
     heat_u8 = cv2.convertScaleAbs(np.nan_to_num(src_heat, nan=vmin) - vmin, alpha=255.0 / span)
     colored = cv2.applyColorMap(heat_u8, cv2.COLORMAP_JET if colormap is None else colormap)
     colored = cv2.cvtColor(colored, cv2.COLOR_BGR2RGB)
-    return cv2.addWeighted(colored, float(alpha), np.ascontiguousarray(rgb), 1.0 - float(alpha), 0.0)
+    return cv2.addWeighted(colored, float(alpha), np.ascontiguousarray(rgb), 1.0 - float(alpha),
+                           0.0)
 
 
 def render_prediction(rgb: np.ndarray, prediction, *, heatmap: bool = True, alpha: float = 0.45,

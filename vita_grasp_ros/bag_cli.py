@@ -1,4 +1,6 @@
-"""``vita-grasp bag make|play|record|eval|info``: rosbag2 tools without ros2cli/rosbag2 (docs/bags.md).
+"""``vita-grasp bag make|play|record|eval|info``: rosbag2 tools without ros2cli or rosbag2.
+
+See docs/bags.md.
 
 Options accept both spellings, ``--max_frames`` and ``--max-frames``. Exit codes: 0 success,
 1 failure at run time, 2 bad arguments or an unreadable / corrupt bag (one line on stderr that
@@ -220,7 +222,8 @@ def _init_ros(name: str):
         import rclpy
         from rclpy.signals import SignalHandlerOptions
     except ImportError as e:
-        raise ValueError(f"rclpy is not importable ({e}); run `make setup` or source ROS 2") from None
+        raise ValueError(f"rclpy is not importable ({e}); run `make setup` or source "
+                         "ROS 2") from None
     rclpy.init(args=[name], signal_handler_options=SignalHandlerOptions.NO)
     return rclpy, rclpy.create_node(name.replace("-", "_"))
 
@@ -254,7 +257,7 @@ def _parse_types(topics, items) -> dict[str, str]:
     plain = [i for i in items if ":=" not in i]
     if plain and len(plain) != len(topics):
         raise ValueError(f"--types: give one type per topic ({len(topics)}) or TOPIC:=TYPE pairs")
-    for t, ty in zip(topics, plain):
+    for t, ty in zip(topics, plain, strict=True):
         out[t] = ty
     for i in pairs:
         t, ty = i.split(":=", 1)

@@ -1,4 +1,4 @@
-"""``vita-grasp bag eval``: rectangle-metric accuracy, latency and drops of grasps against a bag's GT.
+"""``vita-grasp bag eval``: rectangle-metric accuracy, latency and drops against a bag's GT.
 
 Two modes, one report:
 
@@ -167,7 +167,8 @@ def _stats_ms(values_ns) -> dict | None:
     if not len(values_ns):
         return None
     v = np.asarray(values_ns, np.float64) / 1e6
-    return {"count": int(v.size), "mean_ms": float(v.mean()), "p50_ms": float(np.percentile(v, 50)),
+    return {"count": int(v.size), "mean_ms": float(v.mean()),
+            "p50_ms": float(np.percentile(v, 50)),
             "p95_ms": float(np.percentile(v, 95)), "max_ms": float(v.max()),
             "min_ms": float(v.min())}
 
@@ -199,13 +200,14 @@ def evaluate_bag(bag, *, predictions=None, checkpoint=None, gt_topic: str = bags
                  pred_topic: str = bags.PRED_TOPIC, image_topic: str | None = bags.IMAGE_TOPIC,
                  info_topic: str = bags.INFO_TOPIC, latency_ref: str = "auto",
                  device: str = "auto", decode: dict | None = None, predictor=None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, return_predictions: bool = False) -> dict:
     """Evaluate online (``predictions`` bag) or offline (``checkpoint``); see the module docstring.
 
     Returns a JSON-able dict: ``mode``, ``frames`` (GT frames), ``predicted_frames``,
     ``dropped_frames`` (+ ``dropped_stamps_ns``), ``unmatched_predictions``, ``duplicates``,
     ``metrics`` (= ``all_frames``), ``processed_frames``, ``latency`` (online), ``inference``
-    (offline, seconds per frame), ``per_frame``.
+    (offline, seconds per frame), ``per_frame``; with ``return_predictions`` also
+    ``_predictions`` (``{stamp: (N, 7) rows}``, not written to JSON).
     """
     if (predictions is None) == (checkpoint is None and predictor is None):
         raise ValueError("give exactly one of predictions (online) or checkpoint (offline)")
@@ -245,6 +247,8 @@ def evaluate_bag(bag, *, predictions=None, checkpoint=None, gt_topic: str = bags
     result["metrics"] = sc["all_frames"]
     result["processed_frames"] = sc["processed_frames"]
     result["per_frame"] = sc["frames"]
+    if return_predictions:
+        result["_predictions"] = preds
     return result
 
 
@@ -280,7 +284,8 @@ def format_table(result: dict) -> str:
              f"  frames: {result['frames']}  predicted: {result['predicted_frames']}  "
              f"dropped: {result['dropped_frames']}  unmatched predictions: "
              f"{result['unmatched_predictions']}"]
-    hdr = f"  {'view':<18}{'images':>7}{'top-1':>8}{'P@1':>8}{'P@5':>8}{'P@10':>8}{'grasps/img':>12}"
+    hdr = (f"  {'view':<18}{'images':>7}{'top-1':>8}{'P@1':>8}{'P@5':>8}{'P@10':>8}"
+           f"{'grasps/img':>12}")
     lines.append(hdr)
     for name, mm in (("all frames", m), ("processed frames", result["processed_frames"])):
         lines.append(f"  {name:<18}{mm['num_images']:>7}{mm['top1_accuracy']:>8.3f}"
@@ -288,8 +293,10 @@ def format_table(result: dict) -> str:
                      f"{mm['precision@10']:>8.3f}{mm['mean_predictions']:>12.1f}")
     lat = result.get("latency")
     if lat and lat.get("count"):
-        ref = lat["reference"] + (f" {lat['reference_topic']}" if lat.get("reference_topic") else "")
-        lines.append(f"  latency (vs {ref}): p50 {lat['p50_ms']:.1f} ms  p95 {lat['p95_ms']:.1f} ms"
+        ref = lat["reference"] + (f" {lat['reference_topic']}" if lat.get("reference_topic")
+                                  else "")
+        lines.append(f"  latency (vs {ref}): p50 {lat['p50_ms']:.1f} ms  p95 {lat['p95_ms']:.1f} "
+                     "ms"
                      f"  max {lat['max_ms']:.1f} ms  (n={lat['count']})")
     elif lat is not None:
         lines.append("  latency: not available (no input topic recorded and stamps are not live)")
@@ -305,7 +312,8 @@ def write_outputs(result: dict, out_dir, prefix: str = "") -> dict[str, str]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"json": str(out / f"{prefix}eval.json")}
-    Path(files["json"]).write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
+    public = {k: v for k, v in result.items() if not k.startswith("_")}
+    Path(files["json"]).write_text(json.dumps(public, indent=2, default=_json_default) + "\n")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,4 +1,4 @@
-"""``vita-grasp bag make``: a GraspNet-layout data set -> a rosbag2 an evaluation can be replayed from.
+"""``vita-grasp bag make``: a GraspNet-layout data set -> a rosbag2 to replay and evaluate.
 
 Per frame, all with the same header (stamp = ``start_time + i / rate``, frame_id
 ``rgb_camera_link``) and written at that time:
@@ -151,8 +151,8 @@ def make_bag(dataset_root, out, *, scenes=None, split=None, camera: str = "kinec
             frame_ids.append([rec.scene, rec.frame])
             written += 1
         if written == 0:
-            raise ValueError(f"none of the {len(frames)} frames under {dataset_root} could be read "
-                             f"({skipped})")
+            raise ValueError(f"none of the {len(frames)} frames under {dataset_root} could be "
+                             f"read ({skipped})")
         counts = dict(w.counts)
     if bar is not None:
         bar.close()

@@ -280,8 +280,8 @@ class BagWriter:
 
     # -- topics and messages ----------------------------------------------------------------
     def add_topic(self, topic: str, msgtype: str, qos=None) -> None:
-        """Declare ``topic`` with ``msgtype`` (``pkg/msg/Type``) and offered QoS profiles (a rosbags
-        ``Qos`` or a list of them; default reliable, volatile, keep last 10)."""
+        """Declare ``topic`` with ``msgtype`` (``pkg/msg/Type``) and offered QoS profiles (a
+        rosbags ``Qos`` or a list of them; default reliable, volatile, keep last 10)."""
         if topic in self._conns:
             return
         if not ensure_type(msgtype, self.store):
@@ -442,7 +442,8 @@ class BagReader:
         return int(self._reader.duration) if self.message_count else 0
 
     # -- messages ---------------------------------------------------------------------------
-    def messages(self, topics: Iterable[str] | None = None) -> Iterator[tuple[str, str, int, bytes]]:
+    def messages(self, topics: Iterable[str] | None = None
+                 ) -> Iterator[tuple[str, str, int, bytes]]:
         """Yield ``(topic, msgtype, timestamp_ns, raw_cdr)`` in timestamp order."""
         conns = self._reader.connections
         if topics is not None:

@@ -20,7 +20,7 @@ MIN_DRAWN_WIDTH = 0.005
 
 
 def copy_header(header, frame_id: str | None = None):
-    """A new ``std_msgs/Header`` with ``header``'s stamp and frame_id (or ``frame_id`` if given)."""
+    """A new ``std_msgs/Header`` with ``header``'s stamp and frame_id (``frame_id`` if given)."""
     from std_msgs.msg import Header
 
     h = Header()

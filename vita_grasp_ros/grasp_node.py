@@ -32,7 +32,7 @@ import numpy as np
 NODE_NAME = "vita_grasp_node"
 SIMULATED_LATENCY_ENV = "VITA_GRASP_SIMULATED_LATENCY_MS"
 
-USAGE = """usage: vita-grasp-node [--ros-args -p name:=value ... -r from:=to ... --params-file FILE]
+USAGE = """usage: vita-grasp-node [--ros-args -p name:=value -r from:=to --params-file FILE ...]
 
 Runs the VITA-Grasp ROS 2 node (name: vita_grasp_node). Subscribes `image` (or `image/compressed`),
 optionally `depth` + `camera_info`; publishes `grasps`, `debug/heatmap`, `markers`, /diagnostics.
@@ -100,7 +100,7 @@ class _Throttle:
         self._last: dict[str, tuple[float, int]] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, log_fn, key: str, message: str) -> None:
+    def __call__(self, logger, level: str, key: str, message: str) -> None:
         now = time.monotonic()
         with self._lock:
             last, suppressed = self._last.get(key, (-1e18, 0))
@@ -110,7 +110,13 @@ class _Throttle:
             self._last[key] = (now, 0)
         if suppressed:
             message += f" (+{suppressed} similar in the last {self.period:.0f} s)"
-        log_fn(message)
+        # One call site per severity: rclpy refuses a call site whose severity changes.
+        if level == "error":
+            logger.error(message)
+        elif level == "warning":
+            logger.warning(message)
+        else:
+            logger.info(message)
 
 
 def _stamp_ns(stamp) -> int:
@@ -177,7 +183,7 @@ def _make_node_class():
             self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics",
                                                   qos_profile_system_default)
 
-            # Inputs: sensor-data-like (keep last, small depth, volatile), reliability by parameter,
+            # Inputs: sensor-data-like (keep last, small depth, volatile), reliability by parameter
             # overridable with qos_overrides.<topic>.subscription.* parameters.
             qos = QoSProfile(
                 history=HistoryPolicy.KEEP_LAST, depth=int(p["input_depth"]),
@@ -232,7 +238,7 @@ def _make_node_class():
                 elif rng is not None and isinstance(default, float):
                     d.floating_point_range = [FloatingPointRange(from_value=float(rng[0]),
                                                                  to_value=float(rng[1]), step=0.0)]
-                elif rng is not None and isinstance(default, int) and not isinstance(default, bool):
+                elif rng is not None and type(default) is int:
                     d.integer_range = [IntegerRange(from_value=int(rng[0]), to_value=int(rng[1]),
                                                     step=1)]
                 try:
@@ -319,10 +325,12 @@ def _make_node_class():
 
         def _event_callbacks(self, what):
             def incompatible(event):
-                self._throttle(self.get_logger().error, f"qos:{what}",
-                               f"a publisher on '{what}' has an incompatible QoS (policy "
-                               f"{getattr(event, 'last_policy_kind', '?')}); a best-effort camera "
-                               "needs -p input_reliability:=best_effort")
+                kind = str(getattr(event, "last_policy_kind", "?")).split(".")[-1]
+                kind = kind.replace("RMW_QOS_POLICY_", "").lower()
+                self._throttle(self.get_logger(), "error", f"qos:{what}",
+                               f"a publisher on '{what}' has an incompatible QoS ({kind}); no "
+                               "frames will arrive from it. A best-effort camera needs "
+                               "-p input_reliability:=best_effort")
 
             try:
                 return SubscriptionEventCallbacks(incompatible_qos=incompatible)
@@ -358,7 +366,7 @@ def _make_node_class():
                     name=f"{self.get_fully_qualified_name()}: grasp detection",
                     hardware_id=self.get_fully_qualified_name(), extra=extra))
             except Exception as e:  # noqa: BLE001 - diagnostics must never kill the node
-                self._throttle(self.get_logger().error, "diag", f"diagnostics failed: {e!r}")
+                self._throttle(self.get_logger(), "error", "diag", f"diagnostics failed: {e!r}")
 
         # ---------------------------------------------------------------- worker
         def stop(self, timeout: float = 3.0):
@@ -381,12 +389,14 @@ def _make_node_class():
                 try:
                     self._process(msg)
                 except Exception as e:  # noqa: BLE001 - the worker must survive anything
+                    if self._stop.is_set() or not self.context.ok():
+                        break  # shutting down: publishing into a closed context fails
                     self._bad("internal", f"frame dropped, unexpected error: "
                                           f"{type(e).__name__}: {e}")
 
         def _bad(self, key, reason):
             self.stats.on_bad(reason)
-            self._throttle(self.get_logger().warning, key, reason)
+            self._throttle(self.get_logger(), "warning", key, reason)
 
         def _process(self, msg):
             try:
@@ -429,7 +439,7 @@ def _make_node_class():
                 try:
                     self.debug_pub.publish(grasp_msgs.debug_image_msg(rgb, pred, header))
                 except Exception as e:  # noqa: BLE001
-                    self._throttle(self.get_logger().error, "debug",
+                    self._throttle(self.get_logger(), "error", "debug",
                                    f"debug image failed: {type(e).__name__}: {e}")
 
         # ---------------------------------------------------------------- depth
@@ -460,13 +470,13 @@ def _make_node_class():
 
             info = self._camera_info
             if info is None:
-                self._throttle(self.get_logger().warning, "depth:info",
+                self._throttle(self.get_logger(), "warning", "depth:info",
                                f"use_depth: no CameraInfo on {self.info_sub.topic_name} yet; "
                                "publishing grasps without poses")
                 return None
             K = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
             if not valid_intrinsics(K):
-                self._throttle(self.get_logger().warning, "depth:k",
+                self._throttle(self.get_logger(), "warning", "depth:k",
                                "use_depth: CameraInfo has no valid intrinsics (K is zero); no "
                                "poses")
                 return None
@@ -475,7 +485,7 @@ def _make_node_class():
                 K = scale_intrinsics(K, (int(info.height), int(info.width)), image_size)
             depth_msg = self._find_depth(_stamp_ns(header.stamp))
             if depth_msg is None:
-                self._throttle(self.get_logger().warning, "depth:sync",
+                self._throttle(self.get_logger(), "warning", "depth:sync",
                                f"use_depth: no depth frame within "
                                f"{self._debug['depth_tolerance']:.3f} s of the image stamp; no "
                                "poses")
@@ -483,7 +493,7 @@ def _make_node_class():
             try:
                 depth = self._depth_to_m(depth_msg)
             except self._ImageConversionError as e:
-                self._throttle(self.get_logger().warning, "depth:bad",
+                self._throttle(self.get_logger(), "warning", "depth:bad",
                                f"bad depth frame refused: {e}")
                 return None
             return grasp_poses(pred.grasps, depth, K, image_size,

@@ -1,8 +1,8 @@
 """sensor_msgs Image / CompressedImage <-> numpy, without cv_bridge.
 
-Supported raw encodings (``sensor_msgs/image_encodings``): ``rgb8``, ``bgr8``, ``rgba8``, ``bgra8``,
-``mono8``, ``mono16`` (colour/grey frames) and ``16UC1`` (depth, mm), ``32FC1`` (depth, m).
-``step`` padding and ``is_bigendian`` are honoured. Anything malformed raises
+Supported raw encodings (``sensor_msgs/image_encodings``): ``rgb8``, ``bgr8``, ``rgba8``,
+``bgra8``, ``mono8``, ``mono16`` (colour/grey frames) and ``16UC1`` (depth, mm), ``32FC1``
+(depth, m). ``step`` padding and ``is_bigendian`` are honoured. Anything malformed raises
 :class:`ImageConversionError` (a ``ValueError``) with a message that names the problem, so the node
 can count the frame as bad and carry on.
 
@@ -156,7 +156,8 @@ def numpy_to_image_msg(arr: np.ndarray, encoding: str, header=None, *, step: int
                                    f"got {arr.shape}")
     dtype = np.dtype(kind).newbyteorder(">" if is_bigendian else "<")
     if arr.dtype.kind != dtype.kind or arr.dtype.itemsize != dtype.itemsize:
-        raise ImageConversionError(f"{encoding} needs dtype {np.dtype(kind).name}, got {arr.dtype}")
+        raise ImageConversionError(f"{encoding} needs dtype {np.dtype(kind).name}, "
+                                   f"got {arr.dtype}")
     h, w = arr.shape[:2]
     row = w * ch * dtype.itemsize
     step = row if step is None else int(step)
