@@ -112,7 +112,7 @@ def test_make_bag_contents(dataset, tmp_path, name, storage):
             by_time.setdefault(t, {})[topic] = msg
     times = sorted(by_time)
     assert np.allclose(np.diff(times), 0.25e9)  # 4 Hz
-    for rec, t in zip(frames, times):
+    for rec, t in zip(frames, times, strict=True):
         m = by_time[t]
         assert set(m) == set(topics)  # every topic of a frame carries the same stamp
         rgb, _, gt = load_frame(rec, require_label=False)

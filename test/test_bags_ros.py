@@ -1,5 +1,6 @@
-"""The replay loop with real processes: ``bag make`` -> ``bag play`` -> grasp node -> ``bag record``
--> ``bag eval``, and the recorder/player's own behaviour (remap, loop, Ctrl-C, valid bags).
+"""The replay loop with real processes: ``bag make`` -> ``bag play`` -> grasp node ->
+``bag record`` -> ``bag eval``, and the recorder/player's own behaviour (remap, loop, Ctrl-C,
+valid bags).
 
 Each test gets its own ROS_DOMAIN_ID (100-230), localhost discovery, ROS_HOME/ROS_LOG_DIR in
 tmp_path; every process is started in its own session and stopped in ``finally``.
@@ -65,7 +66,7 @@ CASES = [("mcap", False, "pred.db3"), ("sqlite3", True, "pred.mcap")]
 @pytest.mark.parametrize("storage,compressed,rec_name", CASES,
                          ids=["mcap-raw-to-db3", "db3-jpeg-to-mcap"])
 def test_replay_node_record_eval(dataset, checkpoint, tmp_path, storage, compressed, rec_name):
-    """Online (node via ROS) and offline (predictor on the bag) agree exactly when nothing drops."""
+    """Online (node via ROS) and offline (predictor on the bag) agree exactly without drops."""
     from vita_grasp_ros.bag_eval import evaluate_bag, predict_offline, read_predictions
     from vita_grasp_ros.bag_make import make_bag
 
