@@ -61,12 +61,14 @@ class NodeStats:
             self.consecutive_bad += 1
             self.last_error = reason
 
-    def on_processed(self, inference_s: float, latency_s: float) -> None:
+    def on_processed(self, inference_s: float, latency_s: float | None) -> None:
+        """``latency_s`` None: the frame had no stamp (left out of the latency window)."""
         with self._lock:
             self.processed += 1
             self.consecutive_bad = 0
             self._inference.append(float(inference_s))
-            self._latency.append(float(latency_s))
+            if latency_s is not None:
+                self._latency.append(float(latency_s))
 
     @staticmethod
     def _pct(values, q) -> float:

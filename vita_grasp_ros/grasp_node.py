@@ -427,8 +427,8 @@ def _make_node_class():
             out = grasp_msgs.grasps_to_msg(pred.grasps, header, rgb.shape[:2], poses)
             self.grasp_pub.publish(out)
             stamp = _stamp_ns(msg.header.stamp)
-            latency = (self.get_clock().now().nanoseconds - stamp) / 1e9 if stamp else float("nan")
-            self.stats.on_processed(inference_s, latency if stamp else 0.0)
+            latency = (self.get_clock().now().nanoseconds - stamp) / 1e9 if stamp else None
+            self.stats.on_processed(inference_s, latency)  # no latency for unstamped frames
             if poses is not None and any(p is not None for p in poses):
                 markers = grasp_msgs.grasps_to_markers(out)
                 if markers is not None:

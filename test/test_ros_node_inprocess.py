@@ -1,0 +1,142 @@
+"""The node object in this process (no subprocess): failures inside prediction and drawing are
+counted and survived, the one-frame slot counts drops, parameters reach the predictor, logging
+of mixed severities through the throttle works."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("vita_grasp.msg")
+
+from fixtures.ros_helpers import make_stamp, wait_for, write_tiny_checkpoint  # noqa: E402
+
+pytestmark = [pytest.mark.ros]
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    import os
+
+    from rclpy.parameter import Parameter
+
+    from vita_grasp_ros.grasp_node import _make_node_class
+
+    tmp = tmp_path_factory.mktemp("inproc")
+    os.environ.setdefault("ROS_LOG_DIR", str(tmp / "log"))
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    ckpt = write_tiny_checkpoint(tmp / "best_model.pt")
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=random.randint(100, 230))
+    n = _make_node_class()(
+        context=ctx, parameter_overrides=[Parameter("checkpoint", value=str(ckpt)),
+                                          Parameter("score_threshold", value=0.0)])
+    try:
+        yield n
+    finally:
+        n.stop()
+        n.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+
+
+def _msg(h=48, w=64, frame_id="cam"):
+    from vita_grasp_ros.image_conversions import rgb_to_image_msg
+
+    m = rgb_to_image_msg(np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8))
+    m.header.stamp = make_stamp()
+    m.header.frame_id = frame_id
+    return m
+
+
+def test_exception_in_prediction_is_a_bad_frame(node, monkeypatch):
+    bad0 = node.stats.bad
+
+    def boom(_):
+        raise RuntimeError("simulated failure inside the model")
+    monkeypatch.setattr(node.predictor, "predict", boom)
+    node._process(_msg())
+    node._process(_msg())
+    assert node.stats.bad == bad0 + 2
+    assert "simulated failure" in node.stats.last_error
+    monkeypatch.undo()
+    p0 = node.stats.processed
+    node._process(_msg())
+    assert node.stats.processed >= p0 + 1
+
+
+def test_worker_survives_unexpected_errors(node, monkeypatch):
+    bad0 = node.stats.bad
+
+    def broken(_):
+        raise KeyError("not a conversion error")
+    monkeypatch.setattr(node, "_convert", broken)
+    with node._cv:
+        node._slot = _msg()
+        node._cv.notify()
+    wait_for(lambda: node.stats.bad > bad0, 10, what="the worker to count the frame")
+    assert node._worker.is_alive()
+    assert "unexpected error" in node.stats.last_error
+    # mixed severities through the throttle (rclpy refuses a call site changing severity)
+    node._throttle(node.get_logger(), "warning", "t1", "a warning")
+    node._throttle(node.get_logger(), "error", "t2", "an error")
+    node._throttle(node.get_logger(), "info", "t3", "an info")
+
+
+def test_slot_counts_replaced_frames_as_dropped(node):
+    d0, r0 = node.stats.dropped, node.stats.received
+    with node._cv:  # hold the slot so that the worker cannot take frames meanwhile
+        for _ in range(3):
+            replaced = node._slot is not None
+            node._slot = _msg()
+            node.stats.on_received(replaced)
+        assert node._slot is not None
+    # the real callback does the same
+    node._on_image(_msg())
+    assert node.stats.received == r0 + 4
+    assert node.stats.dropped >= d0 + 2
+
+
+def test_parameters_reach_the_predictor(node):
+    from rclpy.parameter import Parameter
+
+    res = node.set_parameters([Parameter("score_threshold", value=0.7),
+                               Parameter("max_grasps", value=3),
+                               Parameter("min_distance", value=4),
+                               Parameter("smooth_sigma", value=0.0)])
+    assert all(r.successful for r in res)
+    p = node.predictor
+    assert (p.score_threshold, p.max_grasps, p.min_distance, p.smooth_sigma) == (0.7, 3, 4, 0.0)
+    res = node.set_parameters([Parameter("smooth_sigma", value=-1.0)])
+    assert not res[0].successful and node.predictor.smooth_sigma == 0.0
+    res = node.set_parameters_atomically([Parameter("max_grasps", value=5),
+                                          Parameter("score_threshold", value=7.0)])
+    assert not res.successful and node.predictor.max_grasps == 3  # nothing applied
+    res = node.set_parameters([Parameter("device", value="cuda")])
+    assert not res[0].successful
+    assert node.set_parameters([Parameter("score_threshold", value=0.0),
+                                Parameter("max_grasps", value=10)])[0].successful
+
+
+def test_debug_failure_does_not_lose_the_result(node, monkeypatch):
+    from vita_grasp_ros import grasp_msgs
+
+    def broken(*a, **k):
+        raise MemoryError("simulated")
+    monkeypatch.setattr(grasp_msgs, "debug_image_msg", broken)
+    monkeypatch.setattr(node.debug_pub, "get_subscription_count", lambda: 1)
+    p0, b0 = node.stats.processed, node.stats.bad
+    node._process(_msg())
+    assert node.stats.processed >= p0 + 1 and node.stats.bad == b0
+
+
+def test_zero_stamp_and_empty_frame_id(node):
+    m = _msg(frame_id="")
+    m.header.stamp.sec, m.header.stamp.nanosec = 0, 0
+    p0 = node.stats.processed
+    node._process(m)
+    assert node.stats.processed >= p0 + 1
+    assert node._warned_no_frame_id
+    snap = node.stats.snapshot(reset_rates=False)
+    assert snap["latency_ms_p95"] < 60_000  # the zero stamp is not in the latency window
