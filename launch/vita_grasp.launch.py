@@ -63,7 +63,8 @@ def generate_launch_description():
         parameters=[
             LaunchConfiguration('params_file'),
             {
-                'checkpoint': LaunchConfiguration('checkpoint'),
+                # value_type=str: an empty or numeric-looking path stays a string
+                'checkpoint': ParameterValue(LaunchConfiguration('checkpoint'), value_type=str),
                 'use_compressed': ParameterValue(LaunchConfiguration('use_compressed'),
                                                  value_type=bool),
             },
