@@ -257,8 +257,8 @@ def _parse_types(topics, items) -> dict[str, str]:
     plain = [i for i in items if ":=" not in i]
     if plain and len(plain) != len(topics):
         raise ValueError(f"--types: give one type per topic ({len(topics)}) or TOPIC:=TYPE pairs")
-    for t, ty in zip(topics, plain, strict=True):
-        out[t] = ty
+    if plain:
+        out.update(zip(topics, plain, strict=True))
     for i in pairs:
         t, ty = i.split(":=", 1)
         out[t] = ty
