@@ -138,10 +138,18 @@ def _is_scalar(v) -> bool:
 
 
 def render_data(data: dict) -> list[str]:
-    """Markdown for one sub-benchmark's JSON (tables > markdown > flat key/values > raw JSON)."""
+    """Markdown for one sub-benchmark's JSON (tables > markdown > flat key/values > raw JSON).
+
+    Per-benchmark "Machine" tables are left out (the report has one machine section); the load
+    average when the benchmark started is kept, since it varies between benchmarks.
+    """
     parts = []
-    if data.get("tables"):
-        for t in data["tables"]:
+    load = (data.get("machine") or {}).get("load_average_1_5_15")
+    if load is not None:
+        parts += [f"Load average when it started (1/5/15 min): {load}.", ""]
+    tables = [t for t in data.get("tables") or [] if t.get("title") != "Machine"]
+    if tables:
+        for t in tables:
             if t.get("title"):
                 parts.append(f"**{t['title']}**\n")
             parts.append(markdown_table(t["headers"], t["rows"]) + "\n")
@@ -151,8 +159,8 @@ def render_data(data: dict) -> list[str]:
     elif data.get("markdown"):
         parts.append(str(data["markdown"]).rstrip() + "\n")
     else:
-        body = {k: v for k, v in data.items() if k not in ("machine", "title", "notes")}
-        if body and all(_is_scalar(v) for v in body.values()):
+        body = {k: v for k, v in data.items() if k not in ("machine", "title", "notes", "tables")}
+        if body and all(_is_flat(v) for v in body.values()):
             parts.append(markdown_table(["quantity", "value"],
                                         [[k, _fmt_scalar(v)] for k, v in body.items()]) + "\n")
         else:
@@ -162,9 +170,15 @@ def render_data(data: dict) -> list[str]:
     return parts
 
 
+def _is_flat(v) -> bool:
+    return _is_scalar(v) or (isinstance(v, list) and len(v) <= 8 and all(map(_is_scalar, v)))
+
+
 def _fmt_scalar(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
+    if isinstance(v, list):
+        return ", ".join(_fmt_scalar(x) for x in v)
     return str(v)
 
 

@@ -82,8 +82,9 @@ def test_run_all_report_handles_missing_failed_and_plain_output():
 
     records = [
         rec("decoding", "ok", data={"title": "Dec", "tables": [
-            {"title": "T", "headers": ["a", "b"], "rows": [[1, "x|y"]], "notes": ["n1"]}]}),
-        rec("targets", "ok", data={"median_ms": 12.5, "rects": 5000}),
+            {"title": "T", "headers": ["a", "b"], "rows": [[1, "x|y"]], "notes": ["n1"]},
+            {"title": "Machine", "headers": ["", ""], "rows": [["CPU", "dup"]], "notes": []}]}),
+        rec("targets", "ok", data={"median_ms": 12.5, "rects": 5000, "src": [720, 1280]}),
         rec("train", "ok", stdout="steps/s 3.0\n"),
         rec("node", "failed", returncode=1, stderr="Traceback ...\nValueError: boom\n"),
         rec("model", "missing"),
@@ -91,8 +92,8 @@ def test_run_all_report_handles_missing_failed_and_plain_output():
     args = type("A", (), {"quick": True, "only": ""})()
     md = run_all.render(records, machine_info(), args, [0.1, 0.2, 0.3])
     assert md.startswith("# Benchmarks") and "## Machine" in md and "## Summary" in md
-    assert "| 1 | x\\|y |" in md and "- n1" in md
-    assert "| median_ms | 12.5 |" in md
+    assert "| 1 | x\\|y |" in md and "- n1" in md and "dup" not in md
+    assert "| median_ms | 12.5 |" in md and "| src | 720, 1280 |" in md
     assert "steps/s 3.0" in md
     assert "FAILED" in md and "ValueError: boom" in md
     assert "Not present: `bench/bench_model.py`" in md
