@@ -225,6 +225,7 @@ def test_diagnostics_report_rates_and_timings(setup):
     assert d.status[0].name == f"{NS}/vita_grasp_node: grasp detection"
 
 
+@pytest.mark.filterwarnings("ignore:Deprecated in favor of")  # rclpy's own default QoS handler
 def test_incompatible_best_effort_camera_is_reported(setup):
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image

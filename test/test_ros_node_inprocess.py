@@ -140,3 +140,18 @@ def test_zero_stamp_and_empty_frame_id(node):
     assert node._warned_no_frame_id
     snap = node.stats.snapshot(reset_rates=False)
     assert snap["latency_ms_p95"] < 60_000  # the zero stamp is not in the latency window
+
+
+def test_input_qos_is_overridable(node):
+    from rclpy.qos import ReliabilityPolicy
+
+    name = f"qos_overrides.{node.image_sub.topic_name}.subscription.reliability"
+    assert node.has_parameter(name), sorted(node._parameters)
+    assert node.get_parameter(name).value == "reliable"
+    assert node._input_qos.reliability == ReliabilityPolicy.RELIABLE
+    assert node._input_qos.depth == 2
+    for p in ("checkpoint", "device", "dtype", "use_compressed", "pretrained_model"):
+        assert node.describe_parameter(p).read_only, p
+    d = node.describe_parameter("score_threshold")
+    assert d.floating_point_range[0].to_value == 1.0 and d.description
+    assert node.describe_parameter("max_grasps").integer_range[0].from_value == 1
