@@ -279,7 +279,8 @@ def step_ros(o: Options, st: State, note, ckpt: Path, bag: Path) -> Path:
     from .bag_play import play
     from .bag_record import Recorder
 
-    domain = o.domain_id if o.domain_id is not None else random.randint(100, 230)
+    # SystemRandom: training seeds the global generator, which would give every run one id.
+    domain = o.domain_id if o.domain_id is not None else random.SystemRandom().randint(100, 230)
     env = _ros_env(o, domain)
     for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_HOME", "ROS_LOG_DIR"):
         os.environ[k] = env[k]
