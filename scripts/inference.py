@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Predict grasps for images (thin wrapper of ``vita_grasp_core.inference:main``; = ``vita-grasp infer``).
+"""Predict grasps for images: ``vita-grasp infer`` (thin wrapper of ``vita_grasp_core.inference``).
 
-    python scripts/inference.py --checkpoint runs/x/best_model.pt --image_path img.png --output_dir out
+    python scripts/inference.py --checkpoint runs/x/best_model.pt --image_path img.png \
+        --output_dir out
 
 ``--image_path`` is a file, a folder or a glob. Run with ``--help`` for every option.
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Train VITA-Grasp (thin wrapper of ``vita_grasp_core.training.train:main``; = ``vita-grasp train``).
+"""Train VITA-Grasp: ``vita-grasp train`` (thin wrapper of ``vita_grasp_core.training.train``).
 
     python scripts/train.py --model_type internvit --dataset_root data/graspnet --output_dir runs/x
     torchrun --nproc_per_node 2 scripts/train.py ...        (DistributedDataParallel)

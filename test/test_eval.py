@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from test_train_utils import REPO, run, synth_root, trained_run
 
 

@@ -6,7 +6,6 @@ import sys
 
 import cv2
 import numpy as np
-
 from test_train_utils import REPO, run
 
 

@@ -7,8 +7,15 @@ import time
 import numpy as np
 import pytest
 
-from vita_grasp_core.metrics import (SplitMetrics, candidate_pairs, image_scores, iou_matrix,
-                                     match_grasps, rotated_rect_iou, split_metrics)
+from vita_grasp_core.metrics import (
+    SplitMetrics,
+    candidate_pairs,
+    image_scores,
+    iou_matrix,
+    match_grasps,
+    rotated_rect_iou,
+    split_metrics,
+)
 
 D = math.radians
 

@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from test_train_utils import TINY, run, synth_root, train_cmd, trained_run
+
 from vita_grasp_core.training.config import ConfigError, build_config, load_config, load_raw
 
 
@@ -34,6 +34,8 @@ def test_overrides_and_validation():
     assert c.train.epochs == 3 and c.data.train_scenes == [0, 1]
     assert c.model.backbone_config["hidden_size"] == 32
     assert c.train.loss.w_angle == 2.0 and isinstance(c.train.loss.w_angle, float)
+    # YAML 1.2 floats: 1e-3 is a number, not the string "1e-3" of PyYAML's YAML 1.1 rules
+    assert build_config(raw, ["train.learning_rate=1e-3"]).train.learning_rate == 1e-3
     for bad, msg in (("train.epoch=3", "train.epoch"), ("train.epochs=many", "wrong type"),
                      ("train.loss.position=l2", "loss.position"), ("nosection.x=1", "nosection"),
                      ("model.decoder_chanels=8", "decoder_chanels"),
@@ -210,3 +212,21 @@ def test_feature_cache_trains_decoder_from_disk(tmp_path, tmp_path_factory):
     tr2 = Trainer(cfg, tmp_path, device="cpu", progress=False)
     tr2.close()
     assert {f: f.stat().st_mtime_ns for f in files} == mtimes
+
+
+def test_memory_cache_wraps_unaugmented_sets(tmp_path_factory):
+    from vita_grasp_core.model import build_model
+    from vita_grasp_core.training.feature_cache import MemoryCachedDataset
+    from vita_grasp_core.training.train import make_datasets
+
+    data = synth_root(tmp_path_factory)
+    cfg = _small_cfg(data, "data.memory_cache=true")
+    model = build_model(cfg.model)
+    train, val = make_datasets(cfg, model)
+    assert isinstance(train, MemoryCachedDataset) and isinstance(val, MemoryCachedDataset)
+    assert len(train) == 4 and len(val) == 2
+    a = train[1]
+    assert train[1] is a  # served from RAM the second time
+    cfg = _small_cfg(data, "data.memory_cache=true", "data.augment=true")
+    train, val = make_datasets(cfg, model)
+    assert not isinstance(train, MemoryCachedDataset) and isinstance(val, MemoryCachedDataset)

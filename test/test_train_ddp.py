@@ -6,7 +6,6 @@ import sys
 import textwrap
 
 import torch
-
 from test_train_utils import TINY, run, subprocess_env, synth_root
 
 SCRIPT = textwrap.dedent("""

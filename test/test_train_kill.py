@@ -7,7 +7,6 @@ import signal
 import subprocess
 
 import torch
-
 from test_train_utils import kill_group, run, subprocess_env, synth_root, train_cmd, wait_for
 
 SMALL = ("data.train_max_frames=4", "data.val_max_frames=2", "train.batch_size=2")

@@ -22,7 +22,8 @@ SYNTH_SCENES, SYNTH_FRAMES = 4, 8
 
 def subprocess_env(**extra) -> dict:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    old = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + old if old else "")
     env.setdefault("OMP_NUM_THREADS", "2")
     env["PYTHONUNBUFFERED"] = "1"
     env.update({k: str(v) for k, v in extra.items()})

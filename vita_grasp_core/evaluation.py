@@ -35,7 +35,7 @@ def evenly_spaced(n: int, k: int | None) -> list[int]:
 
 
 def _as_predict_fn(predictor_or_model, device, decode_kwargs) -> tuple[Callable, Callable | None]:
-    """Return ``(fn(batch) -> list of (P, 7) arrays, restore())`` for a model, predictor or callable."""
+    """``(fn(batch) -> list of (P, 7) arrays, restore())`` for a model, predictor or callable."""
     from .model import GraspModel
     from .predictor import GraspPredictor
 
@@ -197,9 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="best_model.pt / last.pt / .safetensors")
     p.add_argument("--dataset_root", required=True, help="root holding scenes/scene_XXXX")
     p.add_argument("--split", default="test_seen",
-                   help="train, test_seen, test_similar, test_novel, test or all (default test_seen)")
+                   help="train, test_seen, test_similar, test_novel, test or all "
+                        "(default test_seen)")
     p.add_argument("--scenes", type=int, nargs="*", default=None,
-                   help="explicit scene ids (intersected with --split; use --split all to disable)")
+                   help="explicit scene ids (intersected with --split; --split all to disable)")
     p.add_argument("--camera", default="kinect", choices=("kinect", "realsense"))
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--batch_size", type=int, default=4)
@@ -239,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vita-grasp eval: {e}", file=sys.stderr)
         return 2
     n = len(evenly_spaced(len(ds), args.max_frames))
-    print(f"evaluating {args.checkpoint} on {args.split} ({args.camera}): {n} of {len(ds)} frames, "
+    print(f"evaluating {args.checkpoint} on {args.split} ({args.camera}): {n} of {len(ds)} "
+          "frames, "
           f"scenes {ds.scene_ids[0]}-{ds.scene_ids[-1]}, device {predictor.device}")
     res = evaluate(predictor, ds, batch_size=args.batch_size, max_frames=args.max_frames,
                    num_workers=args.num_workers, score_threshold=args.score_threshold,

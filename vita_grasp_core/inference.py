@@ -32,7 +32,8 @@ def collect_images(path: str) -> list[Path]:
     """A file, every image file in a folder (sorted), or the matches of a glob (sorted)."""
     p = Path(path)
     if p.is_dir():
-        return sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS)
+        return sorted(q for q in p.iterdir()
+                      if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS)
     if p.is_file():
         return [p]
     if any(ch in path for ch in "*?["):
@@ -85,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image_path", required=True, help="an image file, a folder or a glob")
     p.add_argument("--output_dir", required=True)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, ...")
+    p.add_argument("--dtype", default="auto",
+                   help="auto (bf16 on CUDA, fp32 on CPU), float32, ...")
     p.add_argument("--score_threshold", type=float, default=0.2, help="minimum quality in [0, 1]")
     p.add_argument("--max_grasps", type=int, default=10, help="at most this many grasps per image")
     p.add_argument("--min_distance", type=int, default=8, help="peak NMS distance in map px")
@@ -144,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
             vis = visualize(rgb, pred, args.top_k_draw)
             cv2.imwrite(str(out / f"{stem}_vis.png"), cv2.cvtColor(vis, cv2.COLOR_RGB2BGR))
         best = pred.grasps[0] if pred.grasps else None
-        desc = (f"best ({best.x:.0f}, {best.y:.0f}) {np.degrees(best.angle):+.0f} deg width "
-                f"{best.width:.0f} px q {best.quality:.2f}") if best else "no grasp above threshold"
+        desc = "no grasp above threshold"
+        if best is not None:
+            desc = (f"best ({best.x:.0f}, {best.y:.0f}) {np.degrees(best.angle):+.0f} deg width "
+                    f"{best.width:.0f} px q {best.quality:.2f}")
         t = sum(pred.timings.values())
         print(f"  {path.name}: {w}x{h}, {len(pred.grasps)} grasp(s), {desc}, {1000 * t:.0f} ms")
         ok += 1

@@ -83,7 +83,7 @@ class FeatureCache:
         _atomic(path, lambda p: save_file(tensors, p))
 
     def load(self, path: Path) -> dict:
-        """``{"features": [fp16 (C, h, w)], "target": float32 (5, H, W), "owned": bool (H, W)}``."""
+        """``{"features": [fp16 (C, h, w)], "target": f32 (5, H, W), "owned": bool (H, W)}``."""
         from safetensors.torch import load_file
 
         t = load_file(str(path))
@@ -103,13 +103,44 @@ def _atomic(path: Path, write) -> None:
 
 
 def _frame_of(dataset, i: int):
-    """(base GraspNetDataset, its frame index) for index ``i`` of a dataset or a Subset."""
+    """(base GraspNetDataset, its frame index) for index ``i`` of a dataset wrapped in Subsets
+    and :class:`MemoryCachedDataset`."""
     from torch.utils.data import Subset
 
-    while isinstance(dataset, Subset):
-        i = dataset.indices[i]
-        dataset = dataset.dataset
-    return dataset, int(i)
+    while True:
+        if isinstance(dataset, Subset):
+            i = dataset.indices[i]
+            dataset = dataset.dataset
+        elif isinstance(dataset, MemoryCachedDataset):
+            dataset = dataset.dataset
+        else:
+            return dataset, int(i)
+
+
+def base_dataset(dataset):
+    """The innermost dataset under Subsets and :class:`MemoryCachedDataset` wrappers."""
+    return _frame_of(dataset, 0)[0] if len(dataset) else dataset
+
+
+class MemoryCachedDataset(torch.utils.data.Dataset):
+    """Keeps every item of ``dataset`` in RAM after its first load (``data.memory_cache``).
+
+    Only for deterministic items (no augmentation) and small sets; each data-loader worker
+    process holds its own copy, so use it with ``num_workers: 0``.
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self.items: dict[int, dict] = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.items.get(i)
+        if item is None:
+            item = self.items[i] = self.dataset[i]
+        return item
 
 
 def frame_path(cache: FeatureCache, dataset, i: int) -> Path:

@@ -58,7 +58,8 @@ class LossConfig:
 
     def __post_init__(self):
         if self.position not in POSITION_LOSSES:
-            raise ValueError(f"loss.position must be one of {POSITION_LOSSES}, got {self.position!r}")
+            raise ValueError(f"loss.position must be one of {POSITION_LOSSES}, "
+                             f"got {self.position!r}")
         for name in ("pos_weight", "beta", "focal_gamma", "w_position", "w_angle", "w_width",
                      "w_semantic"):
             if getattr(self, name) < 0:

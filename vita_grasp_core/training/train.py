@@ -1,4 +1,4 @@
-"""Training of the grasp decoder (and optionally the encoder): ``scripts/train.py`` / ``vita-grasp train``.
+"""Training of the grasp decoder (optionally the encoder): scripts/train.py / ``vita-grasp train``.
 
 Single process::
 
@@ -26,15 +26,14 @@ import random
 import sys
 import time
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import read_checkpoint, save_checkpoint
-from .config import REPO_ROOT, ConfigError, FullConfig, load_raw, build_config
+from ..checkpoint import save_checkpoint
+from .config import REPO_ROOT, ConfigError, FullConfig, build_config, load_raw
 from .losses import GraspLoss
 
 log = logging.getLogger("vita_grasp.train")
@@ -106,7 +105,8 @@ def rng_state() -> dict:
     np_state = np.random.get_state()
     st = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
           "python_version": random.getstate()[0],
-          "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+          "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                    "pos": int(np_state[2]),
                     "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])}}
     if torch.cuda.is_available():
         st["cuda"] = [s for s in torch.cuda.get_rng_state_all()]
@@ -164,11 +164,9 @@ class _TrainStep(nn.Module):
 
 
 def _base_dataset(ds):
-    from torch.utils.data import Subset
+    from .feature_cache import base_dataset
 
-    while isinstance(ds, Subset):
-        ds = ds.dataset
-    return ds
+    return base_dataset(ds)
 
 
 def _tensorboard(logdir: Path):
@@ -204,6 +202,18 @@ def make_datasets(cfg: FullConfig, model):
     if d.val_split is not None or d.val_scenes is not None:
         val = GraspNetDataset(d.root, scenes=d.val_scenes, split=d.val_split, augment=False,
                               seed=cfg.train.seed, **common)
+        if d.val_max_frames is not None and d.val_max_frames < len(val):
+            val = Subset(val, evenly_spaced(len(val), d.val_max_frames))
+    if d.memory_cache:
+        from .feature_cache import MemoryCachedDataset
+
+        if val is not None:
+            val = MemoryCachedDataset(val)
+        if d.augment:
+            log.warning("data.memory_cache: only the validation set is cached (augmentation "
+                        "changes the training frames every epoch)")
+        else:
+            train = MemoryCachedDataset(train)
     return train, val
 
 
@@ -219,7 +229,8 @@ class Trainer:
         self.dist = Dist(device)
         self.device = self.dist.device
         t = cfg.train
-        threads = t.torch_threads or max(1, (os.cpu_count() or 1) // max(1, self.dist.local_world_size))
+        per_proc = (os.cpu_count() or 1) // max(1, self.dist.local_world_size)
+        threads = t.torch_threads or max(1, per_proc)
         torch.set_num_threads(threads)
         self._setup_logging()
         seed_everything(t.seed + self.dist.rank)
@@ -238,9 +249,11 @@ class Trainer:
         self.model.to(self.device)
         self.model.train()
         log.info("model: %s backbone (%s, %s), decoder %d ch, input %s -> maps %s; trainable "
-                 "parameters %.2f M", cfg.model.backbone, cfg.model.pretrained_model or "random init",
-                 "frozen" if self.model.backbone.frozen else "trainable", cfg.model.decoder_channels,
-                 cfg.model.input_size, cfg.model.output_size, self.model.trainable_parameters() / 1e6)
+                 "parameters %.2f M", cfg.model.backbone,
+                 cfg.model.pretrained_model or "random init",
+                 "frozen" if self.model.backbone.frozen else "trainable",
+                 cfg.model.decoder_channels, cfg.model.input_size, cfg.model.output_size,
+                 self.model.trainable_parameters() / 1e6)
 
         self.train_ds, self.val_ds = make_datasets(cfg, self.model)
         self.cached = self._setup_feature_cache()
@@ -279,26 +292,34 @@ class Trainer:
 
     # ---------------------------------------------------------------- setup
     def _setup_logging(self) -> None:
-        level = logging.INFO if self.dist.is_main else logging.WARNING
-        log.setLevel(level)
-        if not any(getattr(h, "_vita", False) for h in log.handlers):
+        """INFO on rank 0 (WARNING elsewhere) to stderr - unless the caller already attached a
+        handler to the ``vita_grasp.train`` logger - and to ``<output_dir>/train.log``."""
+        if self.dist.is_main:
+            log.setLevel(logging.INFO)
+        elif log.level in (logging.NOTSET,) or log.level < logging.WARNING:
+            log.setLevel(logging.WARNING)
+        fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+        if not log.handlers:
             h = logging.StreamHandler(sys.stderr)
-            h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-            h._vita = True
+            h.setFormatter(fmt)
             log.addHandler(h)
-            if self.dist.is_main:
-                self.out.mkdir(parents=True, exist_ok=True)
-                fh = logging.FileHandler(self.out / "train.log")
-                fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-                fh._vita = True
-                log.addHandler(fh)
             log.propagate = False
+        self._file_handler = None
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            fh = logging.FileHandler(self.out / "train.log")
+            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            log.addHandler(fh)
+            self._file_handler = fh
         if self.dist.enabled:
             log.info("distributed: %d processes (%s), this is rank %d", self.dist.world_size,
                      torch.distributed.get_backend(), self.dist.rank)
 
     def _resolve_resume(self, resume):
         if resume is None:
+            if (self.out / "last.pt").is_file() and self.dist.is_main:
+                log.warning("%s already holds a last.pt: starting a NEW run that overwrites it "
+                            "(pass --resume to continue that run instead)", self.out)
             return None
         if resume == "auto":
             p = self.out / "last.pt"
@@ -331,25 +352,32 @@ class Trainer:
                             {k: (old.get(sec, {}).get(k), new[sec].get(k)) for k in d})
 
     def _setup_feature_cache(self) -> bool:
-        t, d = self.cfg.train, self.cfg.data
+        t = self.cfg.train
         if not t.feature_cache:
             return False
         if not self.model.backbone.frozen:
-            log.warning("train.feature_cache ignored: the encoder is trainable (freeze_vit: false)")
+            log.warning("train.feature_cache ignored: the encoder is trainable "
+                        "(freeze_vit: false)")
             return False
         if _base_dataset(self.train_ds).augment is not None:
             log.warning("train.feature_cache ignored for training: augmentation changes every "
                         "frame each epoch (set data.augment: false to cache)")
             return False
-        from .feature_cache import (CachedFeatureDataset, FeatureCache, build_cache,
-                                    dataset_signature, stored_bytes)
+        from .feature_cache import (
+            CachedFeatureDataset,
+            FeatureCache,
+            build_cache,
+            dataset_signature,
+            stored_bytes,
+        )
 
         root = Path(t.feature_cache_dir) if t.feature_cache_dir else self.out / "feature_cache"
         cache = FeatureCache(root, self.cfg.model, dataset_signature(_base_dataset(self.train_ds)))
         t0 = time.perf_counter()
         n = build_cache(self.model, self.train_ds, cache, device=self.device,
                         batch_size=t.batch_size, num_workers=t.num_workers, rank=self.dist.rank,
-                        world_size=self.dist.world_size, progress=self.progress and self.dist.is_main)
+                        world_size=self.dist.world_size,
+                        progress=self.progress and self.dist.is_main)
         self.dist.barrier()
         cached = CachedFeatureDataset(cache, self.train_ds)
         missing = cached.missing()
@@ -369,7 +397,8 @@ class Trainer:
 
         t = self.cfg.train
         sampler = DistributedSampler(self.train_ds, num_replicas=self.dist.world_size,
-                                     rank=self.dist.rank, shuffle=True, seed=t.seed, drop_last=False)
+                                     rank=self.dist.rank, shuffle=True, seed=t.seed,
+                                     drop_last=False)
         gen = torch.Generator()
         loader = DataLoader(self.train_ds, batch_size=t.batch_size, sampler=sampler,
                             num_workers=t.num_workers, collate_fn=cached_collate if self.cached
@@ -384,8 +413,8 @@ class Trainer:
         extra = blob.get("extra") or {}
         need = ("optimizer", "scheduler", "epoch")
         if any(k not in extra for k in need):
-            raise ValueError(f"--resume {path}: not a resumable checkpoint (no optimizer/scheduler "
-                             "state); use last.pt")
+            raise ValueError(f"--resume {path}: not a resumable checkpoint (no optimizer/"
+                             "scheduler state); use last.pt")
         self.optimizer.load_state_dict(extra["optimizer"])
         self.scheduler.load_state_dict(extra["scheduler"])
         self.epoch = int(extra["epoch"])
@@ -463,8 +492,9 @@ class Trainer:
         from ..evaluation import evaluate
 
         e = self.cfg.train.eval
-        res = evaluate(self.model, self.val_ds, batch_size=e.batch_size or self.cfg.train.batch_size,
-                       max_frames=self.cfg.data.val_max_frames, device=self.device,
+        res = evaluate(self.model, self.val_ds,
+                       batch_size=e.batch_size or self.cfg.train.batch_size,
+                       device=self.device,
                        num_workers=self.cfg.train.num_workers, score_threshold=e.score_threshold,
                        max_grasps=e.max_grasps, min_distance=e.min_distance,
                        smooth_sigma=e.smooth_sigma, progress=self.progress,
@@ -496,9 +526,11 @@ class Trainer:
         meta = self._meta(record)
         if improved:
             save_checkpoint(self.out / "best_model.pt", self.model, meta=meta)
-        extra = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "epoch": self.epoch, "global_step": self.global_step, "best_metric": self.best,
-                 "best_epoch": self.best_epoch, "nonfinite_steps": self.nonfinite_total, "rng": rngs}
+        extra = {"optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "epoch": self.epoch,
+                 "global_step": self.global_step, "best_metric": self.best,
+                 "best_epoch": self.best_epoch, "nonfinite_steps": self.nonfinite_total,
+                 "rng": rngs}
         save_checkpoint(self.out / "last.pt", self.model, meta=meta, extra=extra)
 
     # ---------------------------------------------------------------- the loop
@@ -507,7 +539,8 @@ class Trainer:
         more epochs; the schedule still spans ``train.epochs``, so ``--resume`` continues it)."""
         t = self.cfg.train
         start_epoch = self.epoch
-        end_epoch = t.epochs if stop_after is None else min(t.epochs, start_epoch + int(stop_after))
+        end_epoch = t.epochs if stop_after is None else min(t.epochs,
+                                                            start_epoch + int(stop_after))
         t_run = time.perf_counter()
         log.info("training %d epochs x %d steps (batch %d x %d process(es)), %d train frames%s, "
                  "%s validation frames, device %s, %d threads", t.epochs, self.steps_per_epoch,
@@ -598,11 +631,12 @@ class Trainer:
                 vs = ("" if val is None else f" | val top-1 {100 * val['top1_accuracy']:.1f} % "
                       f"P@5 {100 * val['precision@5']:.1f} % (best {100 * self.best:.1f} % @ "
                       f"epoch {self.best_epoch})")
+                tm = {k: train_means.get(k, float("nan"))
+                      for k in ("total", "position", "angle", "width", "semantic")}
                 log.info("epoch %d/%d: loss %.4f (pos %.4f ang %.4f wid %.4f sem %.4f) lr %.2e "
-                         "%.1f s%s | ETA %s", self.epoch, t.epochs, train_means.get("total", float("nan")),
-                         train_means.get("position", float("nan")), train_means.get("angle", float("nan")),
-                         train_means.get("width", float("nan")), train_means.get("semantic", float("nan")),
-                         record["lr"], dt, vs, _fmt_time(eta))
+                         "%.1f s%s | ETA %s", self.epoch, t.epochs, tm["total"], tm["position"],
+                         tm["angle"], tm["width"], tm["semantic"], record["lr"], dt, vs,
+                         _fmt_time(eta))
             self.dist.barrier()
         summary = {"output_dir": str(self.out), "epochs": self.epoch, "steps": self.global_step,
                    "best_top1": self.best, "best_epoch": self.best_epoch, "last_val": last_val,
@@ -616,6 +650,11 @@ class Trainer:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+            self.tb = None
+        if getattr(self, "_file_handler", None) is not None:
+            log.removeHandler(self._file_handler)
+            self._file_handler.close()
+            self._file_handler = None
         self.dist.close()
 
 
@@ -665,7 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Example: python scripts/train.py --model_type internvit --dataset_root "
                "data/graspnet --output_dir runs/internvit --set train.batch_size=4")
     p.add_argument("--model_type", choices=MODEL_TYPES, default=None,
-                   help="backbone; selects config/<model_type>_grasp.yaml when --config is omitted")
+                   help="backbone; selects config/<model_type>_grasp.yaml without --config")
     p.add_argument("--config", default=None, help="YAML config (sections model, data, train)")
     p.add_argument("--dataset_root", default=None, help="data set root (sets data.root)")
     p.add_argument("--output_dir", required=True, help="checkpoints, logs and metrics go here")
