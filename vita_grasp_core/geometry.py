@@ -23,20 +23,38 @@ def warp_axis_affine(image: np.ndarray, sx: float, sy: float, px: float, py: flo
                      dst_size: tuple[int, int], pad_value=0) -> np.ndarray:
     """Warp ``image`` with ``x_dst = (x + 0.5) * sx - 0.5 + px`` (same for y) onto ``dst_size``.
 
-    Shrinking goes through ``cv2.INTER_AREA`` first (no aliasing), then a sub-pixel exact affine.
+    Shrinking by 2x or more first goes through an integer-factor ``cv2.INTER_AREA`` reduction
+    (anti-aliased, and ~10x cheaper than INTER_AREA at a fractional ratio); the remaining factor
+    (> 0.5) is bilinear. When the content lands on whole pixels (the usual 1280x720 and 640x480
+    cases) the final step is a resize pasted into a padded canvas, else a sub-pixel exact affine.
     """
     import cv2
 
     h, w = image.shape[:2]
-    if sx < 1.0 or sy < 1.0:
-        nw, nh = max(1, int(round(w * sx))), max(1, int(round(h * sy)))
+    dh, dw = int(dst_size[0]), int(dst_size[1])
+    k = int(1.0 / max(sx, sy) + 1e-9)
+    if k >= 2:
+        nw, nh = max(1, int(round(w / k))), max(1, int(round(h / k)))
         image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
         # small u = (x + 0.5) * nw / w - 0.5  =>  x_dst = (u + 0.5) * sx * w / nw - 0.5 + px
-        sx, sy = sx * w / nw, sy * h / nh
+        sx, sy, h, w = sx * w / nw, sy * h / nh, nh, nw
+    cw, ch = w * sx, h * sy
+
+    def whole(v):
+        return abs(v - round(v)) < 1e-6
+
+    x0, y0, cw_i, ch_i = int(round(px)), int(round(py)), int(round(cw)), int(round(ch))
+    if (whole(cw) and whole(ch) and whole(px) and whole(py) and cw_i > 0 and ch_i > 0
+            and 0 <= x0 and x0 + cw_i <= dw and 0 <= y0 and y0 + ch_i <= dh):
+        small = image if (cw_i, ch_i) == (w, h) else cv2.resize(
+            image, (cw_i, ch_i), interpolation=cv2.INTER_LINEAR)
+        out = np.empty((dh, dw) + image.shape[2:], dtype=image.dtype)
+        out[...] = pad_value if np.isscalar(pad_value) else np.asarray(pad_value, dtype=image.dtype)
+        out[y0:y0 + ch_i, x0:x0 + cw_i] = small
+        return out
     m = np.array([[sx, 0.0, 0.5 * sx - 0.5 + px], [0.0, sy, 0.5 * sy - 0.5 + py]], dtype=np.float64)
-    dh, dw = dst_size
     border = pad_value if np.isscalar(pad_value) else tuple(float(v) for v in pad_value)
-    return cv2.warpAffine(image, m, (int(dw), int(dh)), flags=cv2.INTER_LINEAR,
+    return cv2.warpAffine(image, m, (dw, dh), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=border)
 
 

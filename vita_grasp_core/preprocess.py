@@ -38,9 +38,10 @@ def image_to_input(image: np.ndarray, input_size, output_size, mean, std):
     """
     validate_image(image)
     lb = Letterbox.fit(image.shape[:2], output_size)
-    pad = tuple(float(m) * 255.0 for m in mean)
+    pad = tuple(int(round(float(m) * 255.0)) for m in mean)
     canvas = lb.warp_to_input(image, input_size, pad_value=pad)
-    x = torch.from_numpy(canvas).permute(2, 0, 1).float().div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return (x - m) / s, lb
+    # (x / 255 - mean) / std as one multiply-add per channel on the contiguous HxWx3 float copy.
+    x = torch.from_numpy(canvas.astype(np.float32))
+    x.mul_(torch.tensor([1.0 / (255.0 * s) for s in std])).add_(
+        torch.tensor([-m / s for m, s in zip(mean, std)]))
+    return x.permute(2, 0, 1), lb
