@@ -92,8 +92,11 @@ def read_checkpoint(path) -> dict[str, Any]:
         else:
             blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        if "Weights only load failed" in first:  # torch's hint to disable the check is unsafe
+            first = "not a plain tensors-and-types file; refusing to unpickle arbitrary objects"
         raise ValueError(f"checkpoint {path} is corrupt, truncated or not a VITA-Grasp checkpoint "
-                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+                         f"({type(e).__name__}: {first[:200]})") from e
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"checkpoint {path} is not a VITA-Grasp checkpoint (format "
                          f"{blob.get('format') if isinstance(blob, dict) else type(blob).__name__!r}, "
