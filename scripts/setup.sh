@@ -86,7 +86,9 @@ pip_key() {
 }
 # The messages depend on the ROS wheels (and their pinned transitive versions), not on the rest.
 msgs_key() {
+  # launch/ and config/ are installed into $VENV/share/vita_grasp by the same CMake install.
   hash_of "$ROOT"/msg/*.msg "$ROOT/CMakeLists.txt" "$ROOT/package.xml" "$ROOT"/cmake/* \
+    "$ROOT"/launch/*.py "$ROOT"/config/*.yaml "$ROOT"/config/*.rviz \
     "$ROOT/requirements/ros.txt" "$ROOT/requirements/ros-build.txt" \
     "$ROOT/requirements/constraints.txt" "$VENV" "py$PYVER" "msgs-step-v2"
 }
@@ -187,7 +189,7 @@ step_msgs() {
   key="$(msgs_key)"
   write_local_setup
   if stamp_ok msgs "$key"; then
-    say "messages: up to date (msg/, CMakeLists.txt, package.xml, cmake/ unchanged)"
+    say "messages: up to date (msg/, CMakeLists.txt, package.xml, cmake/, launch/, config/ unchanged)"
     return
   fi
   command -v cmake >/dev/null 2>&1 || die "cmake not found (Debian: apt-get install cmake)."
