@@ -229,18 +229,21 @@ def _init_ros(name: str):
 
 
 def cmd_play(a) -> int:
-    from .bag_play import parse_remaps, play
+    from .bag_play import PlayStats, parse_remaps, play
 
     remaps = parse_remaps(a.remap)
     with bags.open_bag(a.bag):  # fail fast (exit 2) before touching ROS
         pass
     rclpy, node = _init_ros("vita_grasp_bag_play")
     log = (lambda *x, **k: None) if a.quiet else (lambda m: print(m, file=sys.stderr))
+    st = PlayStats()
     try:
-        st = play(a.bag, node, rate=a.rate, remaps=remaps, topics=a.topics, loop=a.loop,
-                  qos=a.qos, qos_depth=a.qos_depth, wait_for_subscribers=a.wait_for_subscribers,
-                  wait_topics=a.wait_topics, wait_timeout=a.wait_timeout, delay=a.delay,
-                  ack_timeout=a.ack_timeout, progress=not a.quiet, log=log)
+        play(a.bag, node, rate=a.rate, remaps=remaps, topics=a.topics, loop=a.loop,
+             qos=a.qos, qos_depth=a.qos_depth, wait_for_subscribers=a.wait_for_subscribers,
+             wait_topics=a.wait_topics, wait_timeout=a.wait_timeout, delay=a.delay,
+             ack_timeout=a.ack_timeout, progress=not a.quiet, log=log, stats=st)
+    except KeyboardInterrupt:
+        pass  # reported below (exit 130)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

@@ -90,7 +90,8 @@ class PlayStats:
 def play(bag, node, *, rate: float = 1.0, remaps=None, topics=None, loop: bool = False,
          qos: str = "reliable", qos_depth: int = 10, wait_for_subscribers: int = 0,
          wait_topics=None, wait_timeout: float = 10.0, delay: float = 0.0,
-         ack_timeout: float = 5.0, progress: bool = True, stop=None, log=print) -> PlayStats:
+         ack_timeout: float = 5.0, progress: bool = True, stop=None, log=print,
+         stats: PlayStats | None = None) -> PlayStats:
     """Publish the messages of ``bag`` through ``node`` (an rclpy node; nothing needs spinning).
 
     Args:
@@ -102,13 +103,15 @@ def play(bag, node, *, rate: float = 1.0, remaps=None, topics=None, loop: bool =
         wait_for_subscribers: before starting, wait until each topic in ``wait_topics`` (default:
             all published topics) has at least this many matched subscriptions.
         stop: optional ``threading.Event`` that ends playback early.
+        stats: a :class:`PlayStats` to fill (still readable when Ctrl-C interrupts playback).
     Raises:
-        :class:`~vita_grasp_ros.bags.BagError` when the bag cannot be read.
+        :class:`~vita_grasp_ros.bags.BagError` when the bag cannot be read; ``KeyboardInterrupt``
+        is re-raised after the publishers are cleaned up (``stats.interrupted`` is set).
     """
     if rate <= 0:
         raise ValueError(f"rate must be > 0, got {rate}")
     remaps = dict(remaps or {})
-    stats = PlayStats()
+    stats = PlayStats() if stats is None else stats
     with bags.open_bag(bag) as reader:
         summary = reader.topics()
         wanted = list(summary) if topics is None else list(topics)
@@ -132,6 +135,8 @@ def play(bag, node, *, rate: float = 1.0, remaps=None, topics=None, loop: bool =
         if not pubs:
             raise bags.BagError(f"{bag}: nothing to play (no topic with an installed type)")
         n_total = sum(summary[t].count for t in pubs)
+        t_play = None
+        bar = None
         try:
             if wait_for_subscribers > 0:
                 _wait_matched(pubs, remaps, wait_for_subscribers, wait_topics, wait_timeout,
@@ -139,7 +144,6 @@ def play(bag, node, *, rate: float = 1.0, remaps=None, topics=None, loop: bool =
             if delay > 0:
                 time.sleep(delay)
             t_play = time.perf_counter()
-            bar = None
             if progress:
                 from tqdm import tqdm
 
@@ -168,13 +172,15 @@ def play(bag, node, *, rate: float = 1.0, remaps=None, topics=None, loop: bool =
                         bar.update(1)
                 if not loop or (stop is not None and stop.is_set()):
                     break
-            if bar is not None:
-                bar.close()
         except KeyboardInterrupt:
             stats.interrupted = True
+            raise
         finally:
-            stats.seconds = time.perf_counter() - (locals().get("t_play") or time.perf_counter())
-            _wait_acked(pubs, remaps, qos, ack_timeout, stats)
+            if bar is not None:
+                bar.close()
+            stats.seconds = 0.0 if t_play is None else time.perf_counter() - t_play
+            if not stats.interrupted:
+                _wait_acked(pubs, remaps, qos, ack_timeout, stats)
             for p in pubs.values():
                 node.destroy_publisher(p)
     return stats
