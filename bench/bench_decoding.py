@@ -348,9 +348,13 @@ def tables(res: dict, nt: int) -> list[dict]:
                     "max angle diff [deg]", "max width diff [px]"],
         "rows": arows,
         "notes": ["ref_same has our semantics (threshold and ranking on the raw heatmap, peaks "
-                  "located on the smoothed one); ref_grconvnet thresholds and ranks the smoothed "
-                  "map, so it "
-                  "may pick other peaks near the threshold or at the top-k cut."],
+                  "located on the smoothed one): its agreement checks the peak finder itself. "
+                  "ref_grconvnet thresholds and ranks the smoothed map instead, so near the "
+                  "threshold and at the max_grasps cut it keeps other peaks; on noise maps, whose "
+                  "raw and smoothed rankings are unrelated, its top-k is mostly different peaks. "
+                  "That measures the ranking rule, not the peak finder.",
+                  "unmatched (on a plateau): peaks without a partner within 1 px, and how many of "
+                  "them sit on an equal-valued plateau (where both methods may pick any pixel)."],
     }
     srows = [[k, fmt_s(v)] for k, v in res["stages_s"].items()]
     stages = {"title": "Stages of decode_maps (noise map, predictor defaults, 1 thread)",
