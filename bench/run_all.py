@@ -87,7 +87,9 @@ def run_one(name: str, *, quick: bool, extra: list[str], timeout: float, workdir
     if "--json" in flags:
         cmd += ["--json", str(json_path)]
     cmd += extra
-    rec["command"] = " ".join(shlex.quote(c) for c in cmd).replace(sys.executable, "python")
+    shown = ["python"] + [("<tmp>/" + json_path.name) if c == str(json_path) else c
+                          for c in cmd[1:]]
+    rec["command"] = " ".join(shlex.quote(c) for c in shown)
     print(f"\n=== bench_{name}: {rec['command']}", flush=True)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
