@@ -87,9 +87,8 @@ def run_one(name: str, *, quick: bool, extra: list[str], timeout: float, workdir
     if "--json" in flags:
         cmd += ["--json", str(json_path)]
     cmd += extra
-    shown = ["python"] + [("<tmp>/" + json_path.name) if c == str(json_path) else c
-                          for c in cmd[1:]]
-    rec["command"] = " ".join(shlex.quote(c) for c in shown)
+    rec["command"] = " ".join(["python"] + [f"<tmp>/{json_path.name}" if c == str(json_path)
+                                            else shlex.quote(c) for c in cmd[1:]])
     print(f"\n=== bench_{name}: {rec['command']}", flush=True)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
