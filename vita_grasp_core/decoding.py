@@ -1,8 +1,9 @@
-"""Maps -> grasps (CONVENTIONS §4). Pure tensor functions; they run on the maps' device.
+"""Maps -> grasps (CONVENTIONS §4). Pure tensor functions; they run on the maps' device
+(on CPU the smoothing and max filter are OpenCV's SIMD kernels, elsewhere torch ops).
 
 heatmap -> optional gaussian smoothing -> local maxima within ``min_distance`` (max-pool NMS) ->
-peaks whose raw heatmap value is above ``score_threshold`` inside the image content -> best ``max_grasps`` -> sub-pixel peak
-refinement (parabola through the log-heatmap, exact for gaussian peaks) ->
+peaks whose raw heatmap value is above ``score_threshold`` inside the image content ->
+best ``max_grasps`` -> sub-pixel peak refinement (parabola through the log-heatmap, exact for gaussian peaks) ->
 ``angle = 0.5 * atan2(sin, cos)``, width from channel 3, ``height = height_ratio * width``,
 ``object_score`` = channel 4 -> back to source pixels through the letterbox -> best first.
 """
@@ -25,14 +26,38 @@ def gaussian_kernel1d(sigma: float, device=None, dtype=torch.float32) -> torch.T
     return k / k.sum()
 
 
+def _cv2_per_map(x: torch.Tensor, fn):
+    """Apply an OpenCV filter ``fn(cv2, src, dst)`` to each (H, W) map of a CPU float32
+    ``(B, H, W)`` tensor, writing into one preallocated output; None when OpenCV cannot serve
+    (other device or dtype): the torch path is used then."""
+    if x.device.type != "cpu" or x.dtype != torch.float32 or x.ndim != 3:
+        return None
+    import cv2
+
+    src = x.detach().contiguous().numpy()
+    out = torch.empty(src.shape, dtype=torch.float32)
+    dst = out.numpy()
+    for i in range(src.shape[0]):
+        fn(cv2, src[i], dst[i])
+    return out
+
+
 def smooth(heat: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable gaussian blur of ``(B, H, W)`` maps (replicate padding, radius ceil(3 sigma)).
+
+    On CPU this is OpenCV's SIMD ``GaussianBlur`` with the same truncated, normalised kernel
+    (~3x faster); on other devices the torch code below.
 
     Written as in-place sums of shifted slices (one fused multiply-add per tap): on CPU this is
     ~20x faster than ``conv2d`` with a 1-D kernel and ~2x faster than summing temporaries.
     """
     if sigma <= 0:
         return heat
+    r = max(1, int(math.ceil(3 * sigma)))
+    fast = _cv2_per_map(heat, lambda cv2, src, dst: cv2.GaussianBlur(
+        src, (2 * r + 1, 2 * r + 1), sigma, dst=dst, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE))
+    if fast is not None:
+        return fast
     k = gaussian_kernel1d(sigma, dtype=torch.float64).tolist()
     r = len(k) // 2
     h, w = heat.shape[-2:]
@@ -67,7 +92,14 @@ def running_max(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
 
 
 def max_pool_same(x: torch.Tensor, k: int) -> torch.Tensor:
-    """``(B, H, W)`` max filter of size k x k, same size output (== max_pool2d(k, 1, k // 2))."""
+    """``(B, H, W)`` max filter of size k x k, same size output (== max_pool2d(k, 1, k // 2)).
+
+    On CPU: OpenCV's ``dilate`` with a k x k box (separable, SIMD; the border never wins).
+    """
+    kernel = np.ones((k, k), np.uint8)
+    fast = _cv2_per_map(x, lambda cv2, src, dst: cv2.dilate(src, kernel, dst=dst))
+    if fast is not None:
+        return fast
     return running_max(running_max(x, k, -1), k, -2)
 
 
