@@ -120,6 +120,8 @@ def find_peaks(heat: torch.Tensor, *, min_distance: int, score_threshold: float,
     b, h, w = heat.shape
     score = heat if score is None else score
     pooled = max_pool_same(heat, 2 * int(min_distance) + 1)
+    if heat.device.type == "cpu" and valid is None:
+        return _find_peaks_numpy(heat, pooled, score, score_threshold, max_peaks, boxes)
     is_peak = heat >= pooled
     if valid is not None:
         is_peak &= valid
@@ -148,6 +150,39 @@ def find_peaks(heat: torch.Tensor, *, min_distance: int, score_threshold: float,
             idx[i, :len(t)] = seg_i[j[order]]
         start += n
     return top, idx // w, idx % w, top >= 0
+
+
+def _find_peaks_numpy(heat, pooled, score, score_threshold, max_peaks, boxes):
+    """CPU branch of :func:`find_peaks` (same results): masks and ranking in numpy on the
+    content box only, which avoids torch's slow ``nonzero`` over the whole map."""
+    b, h, w = heat.shape
+    hp, pp = heat.detach().numpy(), pooled.detach().numpy()
+    sp = score.detach().float().numpy()
+    kk = min(int(max_peaks), h * w)
+    top = np.full((b, kk), -1.0, np.float32)
+    idx = np.zeros((b, kk), np.int64)
+    for i in range(b):
+        x0, y0, x1, y1 = (0, 0, w, h) if boxes is None else (int(v) for v in boxes[i])
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        sc = sp[i, y0:y1, x0:x1]
+        m = (hp[i, y0:y1, x0:x1] >= pp[i, y0:y1, x0:x1]) & (sc >= score_threshold)
+        cand = np.flatnonzero(m)  # raster order inside the box
+        if cand.size == 0:
+            continue
+        vals = sc.reshape(-1)[cand]
+        if cand.size > kk:  # keep the kk best (ties at the cut: earliest in raster order)
+            part = np.argpartition(-vals, kk - 1)[:kk]
+            part.sort()
+            cand, vals = cand[part], vals[part]
+        order = np.argsort(-vals, kind="stable")  # best first, equal scores in raster order
+        cand, vals = cand[order], vals[order]
+        bw = x1 - x0
+        top[i, :len(cand)] = vals
+        idx[i, :len(cand)] = (cand // bw + y0) * w + (cand % bw + x0)
+    top_t, idx_t = torch.from_numpy(top).to(score.dtype), torch.from_numpy(idx)
+    return top_t, idx_t // w, idx_t % w, top_t >= 0
 
 
 #: (row, col) offsets of the samples used for sub-pixel refinement: centre, left, right, up, down.
