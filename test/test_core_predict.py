@@ -146,3 +146,28 @@ def test_checkpoint_predictor_matches_model(tiny_checkpoint, tiny_model_factory)
     a, b = pred.predict(img), ref.predict(img)
     np.testing.assert_allclose(a.maps, b.maps, atol=1e-6)
     assert a.grasp_array().tolist() == b.grasp_array().tolist()
+
+
+def test_cpu_peak_selection_matches_torch_path():
+    """The CPU fast path (OpenCV filters, numpy selection) finds the torch path's peaks."""
+    from vita_grasp_core.decoding import find_peaks
+
+    rng = np.random.default_rng(0)
+    lb = Letterbox.fit((720, 1280), (480, 640))
+    x0, y0, x1, y1 = lb.content_box
+    for trial in range(20):
+        heat = torch.from_numpy(np.round(rng.random((2, 480, 640)), 2).astype(np.float32))
+        md, thr, k = int(rng.integers(0, 9)), float(rng.random() * 0.5), int(rng.integers(1, 40))
+        fast = find_peaks(heat, min_distance=md, score_threshold=thr, max_peaks=k,
+                          boxes=[lb.content_box] * 2)
+        valid = torch.zeros((2, 480, 640), dtype=torch.bool)
+        valid[:, y0:y1, x0:x1] = True
+        ref = find_peaks(heat, min_distance=md, score_threshold=thr, max_peaks=k, valid=valid)
+        for i in range(2):
+            assert torch.equal(fast[3][i], ref[3][i])
+            keep = fast[3][i]
+            assert torch.equal(fast[0][i][keep], ref[0][i][keep])  # same scores, best first
+            a = set(zip(fast[1][i][keep].tolist(), fast[2][i][keep].tolist()))
+            b = set(zip(ref[1][i][keep].tolist(), ref[2][i][keep].tolist()))
+            cut = fast[0][i][keep].min().item() if keep.any() else 0.0
+            assert all(abs(heat[i, r, c].item() - cut) < 1e-6 for r, c in a ^ b)  # ties at the cut
