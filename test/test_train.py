@@ -230,3 +230,21 @@ def test_memory_cache_wraps_unaugmented_sets(tmp_path_factory):
     cfg = _small_cfg(data, "data.memory_cache=true", "data.augment=true")
     train, val = make_datasets(cfg, model)
     assert not isinstance(train, MemoryCachedDataset) and isinstance(val, MemoryCachedDataset)
+
+
+def test_head_bias_init_matches_target_means(tmp_path_factory):
+    from vita_grasp_core.data import GraspNetDataset
+    from vita_grasp_core.model import build_model
+    from vita_grasp_core.training.train import init_head_biases
+
+    cfg = load_config(TINY)
+    model = build_model(cfg.model)
+    ds = GraspNetDataset(synth_root(tmp_path_factory), scenes=[0], output_size=(60, 80),
+                         input_size=cfg.model.input_size, augment=False)
+    info = init_head_biases(model, ds, max_frames=3)
+    mean = info["mean"]
+    assert 0 < mean[0] < 0.2 and 0 < mean[4] < 0.5 and 0 < mean[3] < 1
+    for c, head in enumerate(model.decoder.heads):
+        b = head[-1].bias.detach()
+        act = torch.tanh(b) if c in (1, 2) else torch.sigmoid(b)
+        torch.testing.assert_close(act, torch.full_like(act, mean[c]), atol=2e-3, rtol=1e-3)

@@ -165,6 +165,10 @@ class TrainConfig:
         log_every: steps between TensorBoard/console loss logs.
         torch_threads: intra-op CPU threads (``null`` = cores / processes per node).
         max_nonfinite_steps: abort after this many consecutive NaN/inf losses.
+        head_bias_init: at the start of a new run, set the bias of each output head's last
+            convolution so that the initial maps equal the training targets' mean values (the
+            RetinaNet prior trick): without it the sigmoid outputs start at 0.5 and the first
+            few hundred steps only pull them down to the (small) mean heatmap and mask values.
         loss: :class:`LossConfig`.
         eval: :class:`EvalConfig`.
     """
@@ -186,6 +190,7 @@ class TrainConfig:
     log_every: int = 20
     torch_threads: int | None = None
     max_nonfinite_steps: int = 50
+    head_bias_init: bool = True
     loss: LossConfig = field(default_factory=LossConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 

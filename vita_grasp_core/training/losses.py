@@ -46,8 +46,8 @@ class LossConfig:
         w_position, w_angle, w_width, w_semantic: term weights.
     """
 
-    position: str = "mse"
-    pos_weight: float = 1.0
+    position: str = "bce"
+    pos_weight: float = 5.0
     pos_threshold: float = 0.05
     focal_gamma: float = 2.0
     beta: float = 0.05

@@ -151,6 +151,41 @@ def params_finite(model: nn.Module) -> bool:
     return all(torch.isfinite(p).all() for p in model.parameters() if p.requires_grad)
 
 
+@torch.no_grad()
+def init_head_biases(model, dataset, max_frames: int = 8) -> dict:
+    """Set each output head's final bias to the activation-inverse of the targets' mean value.
+
+    Means over up to ``max_frames`` evenly spaced training frames: position (ch0) and semantic
+    (ch4) over all pixels, width (ch3) and cos/sin (ch1, ch2) over owned pixels. Returns the
+    means used. Values are clamped to [1e-3, 1 - 1e-3] (sigmoid) / [-0.999, 0.999] (tanh).
+    """
+    from ..evaluation import evenly_spaced
+
+    idx = evenly_spaced(len(dataset), max_frames)
+    sums = torch.zeros(5, dtype=torch.float64)
+    n_all = n_owned = 0
+    for i in idx:
+        item = dataset[i]
+        t, o = item["target"].double(), item["owned"]
+        sums[0] += t[0].sum()
+        sums[4] += t[4].sum()
+        sums[1:4] += t[1:4][:, o].sum(dim=1)
+        n_all += t[0].numel()
+        n_owned += int(o.sum())
+    mean = torch.zeros(5, dtype=torch.float64)
+    mean[[0, 4]] = sums[[0, 4]] / max(1, n_all)
+    mean[1:4] = sums[1:4] / max(1, n_owned)
+    bias = torch.empty(5, dtype=torch.float64)
+    for c in (0, 3, 4):
+        p = float(mean[c].clamp(1e-3, 1 - 1e-3))
+        bias[c] = math.log(p / (1 - p))
+    for c in (1, 2):
+        bias[c] = torch.atanh(mean[c].clamp(-0.999, 0.999))
+    for c, head in enumerate(model.decoder.heads):
+        head[-1].bias.fill_(float(bias[c]))
+    return {"mean": [round(float(v), 5) for v in mean], "bias": [round(float(v), 4) for v in bias]}
+
+
 class _TrainStep(nn.Module):
     """The module DDP wraps: image or cached features -> logits."""
 
@@ -256,6 +291,9 @@ class Trainer:
                  self.model.trainable_parameters() / 1e6)
 
         self.train_ds, self.val_ds = make_datasets(cfg, self.model)
+        if t.head_bias_init and resume_path is None:
+            info = init_head_biases(self.model, self.train_ds)
+            log.info("output head biases set from the training targets' means %s", info["mean"])
         self.cached = self._setup_feature_cache()
         self.step_module = _TrainStep(self.model)
         if self.dist.enabled:
