@@ -221,6 +221,28 @@ def stage_profile(maps_t, kw, repeats) -> dict:
     return {name: s["median"] for name, s in t.items()}
 
 
+def _cv2_threads() -> int | None:
+    try:
+        import cv2
+
+        return cv2.getNumThreads()
+    except ImportError:
+        return None
+
+
+def _set_threads(n: int, cv2_n: int | None = None) -> None:
+    """torch and OpenCV thread counts (decode_maps uses OpenCV filters for CPU maps)."""
+    import torch
+
+    torch.set_num_threads(n)
+    try:
+        import cv2
+
+        cv2.setNumThreads(n if cv2_n is None else cv2_n)
+    except ImportError:
+        pass
+
+
 # --------------------------------------------------------------------------------------------
 def run(quick: bool = False, threads: int | None = None) -> dict:
     import torch
@@ -236,6 +258,7 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
              "noise": [noise_maps(rng) for _ in range(n_maps)]}
     lb = Letterbox.fit((H, W), (H, W))  # identity: source pixels == map pixels
     default_threads = torch.get_num_threads()
+    cv2_default = _cv2_threads()
     thread_opts = sorted({default_threads, 1}, reverse=True)
 
     results = {"settings": SETTINGS, "timing": {}, "agreement": {}, "repeats": repeats,
@@ -253,7 +276,7 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
                 # block would rebuild the thread pool on every call); ratios within a block.
                 # scipy/skimage are single-threaded: the fair comparison is the 1-thread block.
                 for nt in thread_opts:
-                    torch.set_num_threads(nt)
+                    _set_threads(nt)
                     fns = {f"ours@{nt}t": lambda: ours(mt4, lb, **kw),
                            f"ref_grconvnet@{nt}t": lambda: ref_grconvnet(mt.numpy(), **kw)}
                     if nt == 1:
@@ -262,7 +285,7 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
                     t = time_interleaved(fns, warmup=1, repeats=repeats)
                     for k, v in t.items():
                         per.setdefault(k, []).extend(v["times"])
-                torch.set_num_threads(default_threads)
+                _set_threads(default_threads, cv2_default)
                 a = ours_array(ours(mt4, lb, **kw))
                 qs = _gauss_same(maps[0], kw["smooth_sigma"])
                 agree_same.append(agreement(a, ref_same(maps, **kw), qs, kw["min_distance"]))
@@ -274,11 +297,11 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
                                               "n": len(per["ref_same"])}
             results["agreement"][sname][kind] = {"ref_same": _merge(agree_same),
                                                  "ref_grconvnet": _merge(agree_grc)}
-    torch.set_num_threads(1)
+    _set_threads(1)
     results["stages_s"] = stage_profile(torch.from_numpy(kinds["noise"][0]),
                                         SETTINGS["predictor defaults"],
                                         repeats=3 if quick else max(10, repeats))
-    torch.set_num_threads(default_threads)
+    _set_threads(default_threads, cv2_default)
     results["tables"] = tables(results, default_threads)
     results["title"] = "Decoding: decode_maps vs GR-ConvNet-style reference (480x640 maps, CPU)"
     results["notes"] = notes(results, default_threads)
@@ -322,11 +345,14 @@ def tables(res: dict, nt: int) -> list[dict]:
         "rows": rows,
         "notes": [f"{res['maps_per_kind']} map(s) per kind x {res['repeats']} interleaved "
                   "repeats; medians over all of them. scipy/skimage are single-threaded, so the "
-                  "main columns run torch on 1 thread too (torch.set_num_threads(1))."
+                  "main columns run torch and OpenCV on 1 thread too. Interleaving with the "
+                  "reference (which allocates and frees several full-size arrays) costs ours "
+                  "cache misses and fresh pages: compare 'decode_maps (all)' in the stage table, "
+                  "timed among torch stages only."
                   + (f" The last two columns are a separate interleaved block with torch's "
-                     f"default {nt} threads: on shared, loaded cores a multi-threaded torch op "
-                     "waits for a descheduled worker thread at every barrier, so it can be much "
-                     "slower than one thread." if multi else ""),
+                     f"(and OpenCV's) default {nt} threads: on shared, loaded cores a "
+                     "multi-threaded op waits for a descheduled worker thread at every barrier, "
+                     "so it can be much slower than one thread." if multi else ""),
                   "settings: " + "; ".join(
                       f"{k}: min_distance {v['min_distance']}, threshold {v['score_threshold']}, "
                       f"max_grasps {v['max_grasps']}, sigma {v['smooth_sigma']}"
