@@ -2,6 +2,7 @@
 exact), non-finite steps, the feature cache."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 
@@ -69,7 +70,8 @@ def test_tiny_training_outputs_and_accuracy(tiny_run):
     cfg = load_config(out / "config.yaml")
     for name in ("best_model.pt", "last.pt", "metrics.jsonl", "config.yaml", "train.log"):
         assert (out / name).is_file(), name
-    assert list((out / "tb").glob("events.out.tfevents.*")), "no TensorBoard events"
+    if importlib.util.find_spec("tensorboard") is not None:  # optional: a warning without it
+        assert list((out / "tb").glob("events.out.tfevents.*")), "no TensorBoard events"
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == list(range(1, cfg.train.epochs + 1))
     assert rows[-1]["train"]["total"] < rows[0]["train"]["total"]

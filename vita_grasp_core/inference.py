@@ -79,7 +79,7 @@ def _unique_stem(path: Path, used: set) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="scripts/inference.py",
+        prog="vita-grasp infer | scripts/inference.py",
         description="Predict planar grasps for image files with a VITA-Grasp checkpoint; writes "
                     "<stem>_grasps.json and <stem>_vis.png per image.")
     p.add_argument("--checkpoint", required=True, help="best_model.pt / last.pt / .safetensors")

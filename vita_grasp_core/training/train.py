@@ -736,7 +736,7 @@ def train(cfg: FullConfig, output_dir, *, resume=None, device: str = "auto",
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="scripts/train.py",
+        prog="vita-grasp train | scripts/train.py",
         description="Train the VITA-Grasp decoder on a GraspNet-layout data set "
                     "(torchrun --nproc_per_node N for DistributedDataParallel).",
         epilog="Example: python scripts/train.py --model_type internvit --dataset_root "
