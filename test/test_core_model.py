@@ -173,13 +173,19 @@ def test_internvit_missing_keys_error(tmp_path):
                                 feature_layers=(1,), decoder_channels=16, input_size=(56, 56)))
 
 
-def test_internvit_native_layout(tmp_path, tiny_model_factory):
+def _write_native_internvit(tmp_path, tiny_model_factory):
+    """A tiny InternViT saved in the native transformers layout: (source model, directory)."""
     src = tiny_model_factory("internvit")
     d = tmp_path / "native"
     d.mkdir()
     src.backbone.vit.config.save_pretrained(d)
     save_file({k: v.contiguous() for k, v in src.backbone.vit.state_dict().items()},
               str(d / "model.safetensors"))
+    return src, d
+
+
+def test_internvit_native_layout(tmp_path, tiny_model_factory):
+    src, d = _write_native_internvit(tmp_path, tiny_model_factory)
     m = build_model(tiny_config("internvit", pretrained_model=str(d)))
     x = torch.randn(1, 3, 112, 140)
     for a, b in zip(m.backbone_features(x), src.backbone_features(x)):
@@ -272,12 +278,7 @@ def test_checkpoint_round_trip_and_errors(tmp_path, tiny_model_factory):
 
 
 def test_frozen_pretrained_encoder_is_referenced_not_copied(tmp_path, tiny_model_factory):
-    src = tiny_model_factory("internvit")
-    d = tmp_path / "native"
-    d.mkdir()
-    src.backbone.vit.config.save_pretrained(d)
-    save_file({k: v.contiguous() for k, v in src.backbone.vit.state_dict().items()},
-              str(d / "model.safetensors"))
+    src, d = _write_native_internvit(tmp_path, tiny_model_factory)
     m = build_model(tiny_config("internvit", pretrained_model=str(d)))
     path = save_checkpoint(tmp_path / "best_model.pt", m)
     keys = read_checkpoint(path)["state_dict"].keys()
