@@ -40,6 +40,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from .grasp_msgs import msg_to_grasp_rows
+
 #: Storage plug-in per file suffix.
 STORAGE_SUFFIX = {".mcap": "mcap", ".db3": "sqlite3"}
 STORAGES = ("mcap", "sqlite3")
@@ -566,11 +568,9 @@ def grasp_array_msg(rows: np.ndarray, header, image_size: tuple[int, int]):
               grasps=grasps)
 
 
-def grasp_array_rows(msg) -> np.ndarray:
-    """``GraspArray`` (rosbags dataclass or rclpy message) -> ``(N, 7)`` float32 rows in
-    :data:`vita_grasp_core.grasp.GRASP_FIELDS` order."""
-    return np.array([[g.x, g.y, g.angle, g.width, g.height, g.quality, g.object_score]
-                     for g in msg.grasps], dtype=np.float32).reshape(-1, 7)
+#: ``GraspArray`` (rosbags dataclass or rclpy message) -> ``(N, 7)`` float32 rows in
+#: :data:`vita_grasp_core.grasp.GRASP_FIELDS` order (one implementation, shared with the node).
+grasp_array_rows = msg_to_grasp_rows
 
 
 def image_from_msg(msg) -> np.ndarray:
