@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-#: Channel order of the output maps (SPGrasp order).
-CHANNELS = ("position", "cos2a", "sin2a", "width", "semantic")
+from .conventions import CHANNELS
+
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .conventions import channel_to_width, channels_to_angle
 from .geometry import Letterbox
 from .grasp import Grasp
 
@@ -256,9 +257,8 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
         dx = np.where((cols > 0) & (cols < w - 1), dx, 0.0)
         dy = np.where((rows > 0) & (rows < h - 1), dy, 0.0)
         xy = lb.to_src(np.stack([cols + dx, rows + dy], axis=1))
-        ang = 0.5 * np.arctan2(p[:, 6], p[:, 5])
-        ang = np.mod(ang + np.pi / 2, np.pi) - np.pi / 2
-        wid = lb.length_to_src(np.clip(p[:, 7], 0, 1) * (width_scale * w))
+        ang = channels_to_angle(p[:, 5], p[:, 6])
+        wid = lb.length_to_src(channel_to_width(p[:, 7], width_scale, w))
         out.append([
             Grasp(float(q[0]), float(q[1]), float(a), float(wd), float(height_ratio * wd),
                   float(np.clip(sc, 0, 1)), float(np.clip(o, 0, 1)))

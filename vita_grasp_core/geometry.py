@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .conventions import axis_affine_matrix
+
 
 def warp_axis_affine(image: np.ndarray, sx: float, sy: float, px: float, py: float,
                      dst_size: tuple[int, int], pad_value=0) -> np.ndarray:
@@ -52,7 +54,7 @@ def warp_axis_affine(image: np.ndarray, sx: float, sy: float, px: float, py: flo
         out[...] = pad_value if np.isscalar(pad_value) else np.asarray(pad_value, dtype=image.dtype)
         out[y0:y0 + ch_i, x0:x0 + cw_i] = small
         return out
-    m = np.array([[sx, 0.0, 0.5 * sx - 0.5 + px], [0.0, sy, 0.5 * sy - 0.5 + py]], dtype=np.float64)
+    m = axis_affine_matrix(sx, sy, px, py)
     border = pad_value if np.isscalar(pad_value) else tuple(float(v) for v in pad_value)
     return cv2.warpAffine(image, m, (dw, dh), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=border)
@@ -87,6 +89,10 @@ class Letterbox:
         return (int(round(self.pad_x)), int(round(self.pad_y)),
                 int(round(self.pad_x + self.src_size[1] * self.scale)),
                 int(round(self.pad_y + self.src_size[0] * self.scale)))
+
+    def cv_matrix(self) -> np.ndarray:
+        """2x3 OpenCV matrix of :meth:`to_dst` (for ``cv2.warpAffine``)."""
+        return axis_affine_matrix(self.scale, self.scale, self.pad_x, self.pad_y)
 
     def to_dst(self, xy) -> np.ndarray:
         """Map (..., 2) source pixel coordinates (x, y) to canvas coordinates."""

@@ -10,20 +10,10 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from .conventions import angle_difference, wrap_angle  # noqa: F401  (re-exported)
+
 #: Column order of grasp arrays: ``(N, 7)`` float arrays use exactly these fields.
 GRASP_FIELDS = ("x", "y", "angle", "width", "height", "quality", "object_score")
-
-
-def wrap_angle(angle):
-    """Wrap angles (radians) into [-pi/2, pi/2): a parallel-jaw grasp is symmetric under a half turn."""
-    a = np.mod(np.asarray(angle, dtype=np.float64) + np.pi / 2, np.pi) - np.pi / 2
-    return a if a.ndim else float(a)
-
-
-def angle_difference(a, b):
-    """Absolute angle difference modulo pi, in [0, pi/2] (radians)."""
-    d = np.abs(np.mod(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64), np.pi))
-    return np.minimum(d, np.pi - d)
 
 
 @dataclass

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .conventions import scale_intrinsics  # noqa: F401  (re-exported)
+
 
 @dataclass(frozen=True)
 class GraspPose:
@@ -29,20 +31,6 @@ class GraspPose:
     quaternion: tuple[float, float, float, float]
     width_m: float
     depth: float
-
-
-def scale_intrinsics(K, from_size, to_size) -> np.ndarray:
-    """3x3 ``K`` of an image of ``from_size`` (h, w) -> the same camera at ``to_size`` (h, w).
-
-    Pixel-centre aware: ``u' = (u + 0.5) * s - 0.5``.
-    """
-    K = np.asarray(K, dtype=np.float64).reshape(3, 3).copy()
-    sy, sx = to_size[0] / from_size[0], to_size[1] / from_size[1]
-    K[0, 0] *= sx
-    K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
-    K[1, 1] *= sy
-    K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
-    return K
 
 
 def valid_intrinsics(K) -> bool:

@@ -123,10 +123,8 @@ def heatmap_to_source(heat: np.ndarray, letterbox: Letterbox) -> np.ndarray:
     if heat.ndim != 2 or tuple(heat.shape) != tuple(letterbox.dst_size):
         raise ValueError(f"heatmap {heat.shape} does not match the letterbox canvas "
                          f"{letterbox.dst_size}")
-    s = letterbox.scale
     # Maps each *source* pixel (the output here) to canvas coordinates: exactly Letterbox.to_dst.
-    m = np.array([[s, 0.0, 0.5 * s - 0.5 + letterbox.pad_x],
-                  [0.0, s, 0.5 * s - 0.5 + letterbox.pad_y]], dtype=np.float64)
+    m = letterbox.cv_matrix()
     h, w = letterbox.src_size
     return cv2.warpAffine(heat, m, (int(w), int(h)), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_REPLICATE)

@@ -26,20 +26,18 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bags
+from vita_grasp_core.conventions import CAMERA_INTRINSICS_1280x720 as INTRINSICS_1280x720
+from vita_grasp_core.conventions import camera_matrix
 
-#: 1280x720 intrinsics per camera (CONVENTIONS §2), fx, fy, cx, cy.
-INTRINSICS_1280x720 = {"kinect": (631.55, 631.21, 638.43, 366.50),
-                       "realsense": (927.17, 927.37, 651.32, 349.62)}
+from . import bags
 #: Default first header stamp [s since epoch] (fixed, so the same inputs give the same bag).
 DEFAULT_START_TIME = 1_700_000_000.0
 
 
 def default_K(camera: str, width: int, height: int) -> np.ndarray:
-    """CONVENTIONS intrinsics of ``camera`` scaled from 1280x720 to ``width x height``."""
-    fx, fy, cx, cy = INTRINSICS_1280x720[camera]
-    sx, sy = width / 1280.0, height / 720.0
-    return np.array([[fx * sx, 0, cx * sx], [0, fy * sy, cy * sy], [0, 0, 1]], np.float64)
+    """CONVENTIONS intrinsics of ``camera`` scaled from 1280x720 to ``width x height``
+    (pixel-centre aware, as :func:`vita_grasp_core.conventions.scale_intrinsics`)."""
+    return camera_matrix(camera, (height, width))
 
 
 def _camera_K(rgb_path: str, camera: str, width: int, height: int) -> np.ndarray:

@@ -12,9 +12,9 @@ import logging
 
 import torch
 
+from ..conventions import IMAGENET_MEAN, IMAGENET_STD
 from . import register_backbone
 from .base import Backbone
-from .internvit import IMAGENET_MEAN, IMAGENET_STD
 from .weights import load_prefixed_state, load_strict, read_config, resolve_pretrained
 
 log = logging.getLogger(__name__)

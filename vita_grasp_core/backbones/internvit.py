@@ -14,14 +14,13 @@ import re
 
 import torch
 
+from ..conventions import IMAGENET_MEAN, IMAGENET_STD
 from . import register_backbone
 from .base import Backbone
 from .weights import load_prefixed_state, load_strict, read_config, resolve_pretrained
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: InternViT-300M-448px (measured: 304.0 M parameters).
 REAL_CONFIG = dict(

@@ -14,14 +14,13 @@ import logging
 import torch
 from torch.nn import functional as F
 
+from ..conventions import CLIP_MEAN, CLIP_STD
 from . import register_backbone
 from .base import Backbone
 from .weights import load_prefixed_state, load_strict, read_config, resolve_pretrained
 
 log = logging.getLogger(__name__)
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 #: Qwen2-VL-7B vision tower.
 REAL_CONFIG = dict(depth=32, embed_dim=1280, hidden_size=3584, num_heads=16, mlp_ratio=4,

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..grasp import wrap_angle
+from ..conventions import IMAGENET_MEAN, mean_rgb_255, wrap_angle
 
-IMAGENET_MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_MEAN_RGB = mean_rgb_255(IMAGENET_MEAN)
 
 
 # --------------------------------------------------------------------------- matrices (2x3, px)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..conventions import IMAGENET_MEAN, IMAGENET_STD
 from ..geometry import Letterbox
 from ..grasp import graspnet_rects_to_grasps
 from .augment import Augment
@@ -44,8 +45,6 @@ SPLITS: dict[str, range | None] = {
     "all": None,
 }
 CAMERAS = ("kinect", "realsense")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _SCENE_RE = re.compile(r"scene_(\d{4})")
 _FRAME_RE = re.compile(r"(\d{4})\.(png|npy)")

@@ -37,12 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..conventions import CAMERA_INTRINSICS_1280x720, CAMERA_SIZE, camera_matrix
+
 #: 1280x720 intrinsics (CONVENTIONS §2).
-INTRINSICS = {
-    "kinect": np.array([[631.55, 0.0, 638.43], [0.0, 631.21, 366.50], [0.0, 0.0, 1.0]]),
-    "realsense": np.array([[927.17, 0.0, 651.32], [0.0, 927.37, 349.62], [0.0, 0.0, 1.0]]),
-}
-IMAGE_SIZE = (720, 1280)
+INTRINSICS = {cam: camera_matrix(cam) for cam in CAMERA_INTRINSICS_1280x720}
+IMAGE_SIZE = CAMERA_SIZE
 MAX_OPENING = 0.10  # m
 KINDS = ("box", "bar", "cylinder", "oval", "lshape")
 

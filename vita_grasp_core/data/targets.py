@@ -29,11 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..conventions import CHANNELS, angle_to_channels, width_to_channel
 from ..geometry import Letterbox
 from ..grasp import rect_corners
 
-#: Channel names in order (matches ``vita_grasp_core.decoder.CHANNELS``).
-CHANNELS = ("position", "cos2a", "sin2a", "width", "semantic")
 
 
 @dataclass
@@ -77,8 +76,7 @@ def warp_label_nearest(label: np.ndarray, lb: Letterbox) -> np.ndarray:
 
     if tuple(label.shape[:2]) != tuple(lb.src_size):
         raise ValueError(f"label is {label.shape[:2]}, letterbox expects {lb.src_size}")
-    s = lb.scale
-    m = np.array([[s, 0.0, 0.5 * s - 0.5 + lb.pad_x], [0.0, s, 0.5 * s - 0.5 + lb.pad_y]])
+    m = lb.cv_matrix()
     src = label if label.dtype in (np.uint8, np.uint16, np.int16, np.float32) else \
         label.astype(np.int32).astype(np.float32)
     dh, dw = lb.dst_size
@@ -197,11 +195,11 @@ def render_targets(grasps_src, label_mask_src, letterbox: Letterbox, width_scale
 
         maps[0] = heat.reshape(h, w)
         own_rows = g[owner[hit]]
-        a2 = 2.0 * own_rows[:, 2]
-        wn = np.clip(own_rows[:, 3] * letterbox.scale / (width_scale * w), 0.0, 1.0)
+        cos2a, sin2a = angle_to_channels(own_rows[:, 2])
+        wn = width_to_channel(own_rows[:, 3] * letterbox.scale, width_scale, w)
         owned = hit & (heat > owned_floor)
         ow = owned[hit]
-        for ch, val in ((1, np.cos(a2)), (2, np.sin(a2)), (3, wn)):
+        for ch, val in ((1, cos2a), (2, sin2a), (3, wn)):
             flat_ch = maps[ch].reshape(-1)
             flat_ch[np.flatnonzero(hit)[ow]] = val[ow]
         owned = owned.reshape(h, w)

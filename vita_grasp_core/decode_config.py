@@ -1,0 +1,111 @@
+"""Decoding settings (CONVENTIONS §4): defaults, ranges and help texts, defined once.
+
+Used by :func:`~vita_grasp_core.decoding.decode_maps`, the predictor, the inference and evaluation
+command lines, validation during training, bag evaluation and the ROS node (whose parameter
+descriptors are generated from :data:`DECODE_FIELDS`).
+
+A checkpoint may carry its own :class:`DecodeConfig` (``meta["decode"]``: the score threshold and
+quality calibration chosen on validation data); the predictor then starts from it, and every
+explicit setting overrides it field by field.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DecodeField:
+    """One tunable decoding setting: its type, default, inclusive range and help text."""
+
+    name: str
+    type: type
+    default: Any
+    lo: float
+    hi: float
+    description: str
+
+
+#: The tunable settings, in display order (also the ROS parameters of the same names).
+DECODE_FIELDS: tuple[DecodeField, ...] = (
+    DecodeField("score_threshold", float, 0.2, 0.0, 1.0,
+                "Minimum grasp quality in [0, 1]; grasps below it are not returned."),
+    DecodeField("max_grasps", int, 10, 1, 1000, "At most this many grasps per frame (best first)."),
+    DecodeField("min_distance", int, 8, 0, 200,
+                "Peak suppression radius on the output maps [map px]."),
+    DecodeField("smooth_sigma", float, 1.0, 0.0, 20.0,
+                "Gaussian smoothing of the heatmap before peak finding [map px]; 0 = off."),
+)
+_BY_NAME = {f.name: f for f in DECODE_FIELDS}
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Validated decoding settings (immutable; :meth:`replace` makes a changed copy).
+
+    Attributes:
+        score_threshold, max_grasps, min_distance, smooth_sigma: see :data:`DECODE_FIELDS`.
+        quality_knots: optional monotone calibration of grasp quality: ``((raw, quality), ...)``
+            knots of a piecewise-linear map from the raw heatmap peak value to the reported
+            quality (fitted on validation data by training); ``None`` = the raw value.
+    """
+
+    score_threshold: float = _BY_NAME["score_threshold"].default
+    max_grasps: int = _BY_NAME["max_grasps"].default
+    min_distance: int = _BY_NAME["min_distance"].default
+    smooth_sigma: float = _BY_NAME["smooth_sigma"].default
+    quality_knots: tuple[tuple[float, float], ...] | None = None
+
+    def __post_init__(self):
+        for f in DECODE_FIELDS:
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{f.name} must be a number, got {v!r}")
+            if f.type is int:
+                if float(v) != int(v):
+                    raise ValueError(f"{f.name} must be an integer, got {v!r}")
+                v = int(v)
+            else:
+                v = float(v)
+            if not f.lo <= v <= f.hi:
+                raise ValueError(f"{f.name} must be in [{f.lo:g}, {f.hi:g}], got {v!r}")
+            object.__setattr__(self, f.name, v)
+        if self.quality_knots is not None:
+            object.__setattr__(self, "quality_knots", _check_knots(self.quality_knots))
+
+    def replace(self, **changes) -> "DecodeConfig":
+        """A copy with ``changes`` applied; ``None`` values keep the current setting."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"unknown decoding setting(s) {unknown}; valid: "
+                             f"{[f.name for f in dataclasses.fields(self)]}")
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict:
+        """Plain types (JSON / checkpoint meta)."""
+        d = dataclasses.asdict(self)
+        if self.quality_knots is not None:
+            d["quality_knots"] = [list(k) for k in self.quality_knots]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "DecodeConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        return cls().replace(**dict(d or {}))
+
+
+def _check_knots(knots) -> tuple[tuple[float, float], ...]:
+    try:
+        pairs = tuple((float(a), float(b)) for a, b in knots)
+    except (TypeError, ValueError):
+        raise ValueError(f"quality_knots must be (raw, quality) pairs, got {knots!r}") from None
+    if len(pairs) < 2:
+        raise ValueError("quality_knots needs at least two (raw, quality) pairs")
+    xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
+    if any(b <= a for a, b in zip(xs, xs[1:])) or any(b < a for a, b in zip(ys, ys[1:])):
+        raise ValueError("quality_knots must increase strictly in raw and never decrease in "
+                         f"quality, got {pairs}")
+    if min(xs + ys) < 0 or max(xs + ys) > 1:
+        raise ValueError(f"quality_knots values must lie in [0, 1], got {pairs}")
+    return pairs
