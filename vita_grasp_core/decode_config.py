@@ -95,6 +95,20 @@ class DecodeConfig:
         return cls().replace(**dict(d or {}))
 
 
+def add_decode_arguments(parser) -> None:
+    """``--score_threshold`` ... ``--smooth_sigma`` options (default: the checkpoint's setting)."""
+    for f in DECODE_FIELDS:
+        parser.add_argument(f"--{f.name}", type=f.type, default=None,
+                            help=f"{f.description} Default: the checkpoint's setting, else "
+                                 f"{f.default}.")
+
+
+def decode_arguments(args) -> dict:
+    """The decoding settings given on a command line built with :func:`add_decode_arguments`."""
+    return {f.name: getattr(args, f.name) for f in DECODE_FIELDS
+            if getattr(args, f.name, None) is not None}
+
+
 def _check_knots(knots) -> tuple[tuple[float, float], ...]:
     try:
         pairs = tuple((float(a), float(b)) for a, b in knots)

@@ -16,6 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from .conventions import channel_to_width, channels_to_angle
+from .decode_config import DecodeConfig
 from .geometry import Letterbox
 from .grasp import Grasp
 
@@ -200,8 +201,7 @@ def _parabola_offset(m: np.ndarray, z: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_ratio: float = 0.5,
-                score_threshold: float = 0.2, max_grasps: int = 10, min_distance: int = 8,
-                smooth_sigma: float = 1.0) -> list[list[Grasp]]:
+                decode: DecodeConfig | None = None, **settings) -> list[list[Grasp]]:
     """Decode ``(B, 5, H, W)`` (or ``(5, H, W)``) maps into grasps in source-image pixels.
 
     Args:
@@ -209,14 +209,18 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
         letterboxes: one :class:`Letterbox` per image (source -> map canvas), or a single one.
         width_scale: channel 3 value 1.0 = ``width_scale * W`` map pixels (from the model config).
         height_ratio: jaw size as a fraction of the opening width.
-        score_threshold: minimum heatmap value of a peak, in [0, 1].
-        max_grasps: at most this many grasps per image.
-        min_distance: peaks closer than this (map pixels, Chebyshev) are suppressed.
-        smooth_sigma: gaussian smoothing of the heatmap before peak finding (map px; 0 = off).
+        decode: :class:`~vita_grasp_core.decode_config.DecodeConfig` (default: its defaults);
+            ``settings`` (``score_threshold=``, ``max_grasps=``, ``min_distance=``,
+            ``smooth_sigma=``) override single fields. ``score_threshold`` is the minimum
+            heatmap value of a peak; ``min_distance`` the NMS radius (map px, Chebyshev);
+            ``smooth_sigma`` the smoothing before peak finding (map px, 0 = off).
     Returns:
         per image, a list of :class:`Grasp` sorted by quality, best first. ``quality`` is the
         heatmap value at the peak (smoothing only locates maxima), ``object_score`` channel 4.
     """
+    cfg = (decode or DecodeConfig()).replace(**settings)
+    score_threshold, max_grasps = cfg.score_threshold, cfg.max_grasps
+    min_distance, smooth_sigma = cfg.min_distance, cfg.smooth_sigma
     if maps.ndim == 3:
         maps = maps.unsqueeze(0)
     if maps.ndim != 4 or maps.shape[1] != 5:

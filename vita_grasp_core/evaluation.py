@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .decode_config import add_decode_arguments, decode_arguments
 from .geometry import Letterbox
 from .metrics import DEFAULT_ANGLE_THRESHOLD, DEFAULT_IOU_THRESHOLD, DEFAULT_KS, SplitMetrics
 
@@ -173,6 +174,14 @@ def evaluate(predictor_or_model, dataset, *, batch_size: int = 4, max_frames: in
     return out
 
 
+def _keep_predictor_settings(settings: dict) -> dict:
+    """evaluate() keyword arguments: the given settings, ``None`` (= the predictor's own, i.e.
+    what the API returns with its defaults) for every other one."""
+    out = {k: None for k in ("score_threshold", "max_grasps", "min_distance", "smooth_sigma")}
+    out.update(settings)
+    return out
+
+
 def format_table(results: dict, title: str = "") -> str:
     """A small text table of the split metrics (percentages)."""
     rows = [("top-1 accuracy", f"{100 * results['top1_accuracy']:.2f} %")]
@@ -208,8 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_frames", type=int, default=None,
                    help="evaluate at most N frames, evenly spaced")
     p.add_argument("--out", default=None, help="write the results as JSON here")
-    p.add_argument("--score_threshold", type=float, default=0.0)
-    p.add_argument("--min_distance", type=int, default=None)
+    add_decode_arguments(p)
     p.add_argument("--pretrained_model", default=None,
                    help="override the encoder reference stored in the checkpoint (local copy)")
     p.add_argument("--no_progress", action="store_true")
@@ -244,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
           "frames, "
           f"scenes {ds.scene_ids[0]}-{ds.scene_ids[-1]}, device {predictor.device}")
     res = evaluate(predictor, ds, batch_size=args.batch_size, max_frames=args.max_frames,
-                   num_workers=args.num_workers, score_threshold=args.score_threshold,
-                   min_distance=args.min_distance, progress=not args.no_progress, per_image=True)
+                   num_workers=args.num_workers, **_keep_predictor_settings(decode_arguments(args)),
+                   progress=not args.no_progress, per_image=True)
     print(format_table(res, f"{args.split} ({args.camera})"))
     rep = ds.report()
     if rep["skipped"]:

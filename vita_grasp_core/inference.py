@@ -3,7 +3,7 @@
 ::
 
     python scripts/inference.py --checkpoint runs/x/best_model.pt --image_path 'photos/*.png' \\
-        --output_dir out [--device auto] [--score_threshold 0.2] [--max_grasps 10] [--top_k_draw 5]
+        --output_dir out [--device auto] [--score_threshold T] [--max_grasps 10] [--top_k_draw 5]
 
 ``--image_path`` is a file, a folder (every image in it, sorted) or a glob. Per image:
 
@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from .decode_config import add_decode_arguments, decode_arguments
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -88,9 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--dtype", default="auto",
                    help="auto (bf16 on CUDA, fp32 on CPU), float32, ...")
-    p.add_argument("--score_threshold", type=float, default=0.2, help="minimum quality in [0, 1]")
-    p.add_argument("--max_grasps", type=int, default=10, help="at most this many grasps per image")
-    p.add_argument("--min_distance", type=int, default=8, help="peak NMS distance in map px")
+    add_decode_arguments(p)
     p.add_argument("--top_k_draw", type=int, default=5, help="draw the best K grasps")
     p.add_argument("--pretrained_model", default=None,
                    help="override the encoder reference stored in the checkpoint (local copy)")
@@ -112,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         predictor = GraspPredictor.from_checkpoint(
             args.checkpoint, device=args.device, dtype=args.dtype,
-            pretrained_model=args.pretrained_model, score_threshold=args.score_threshold,
-            max_grasps=args.max_grasps, min_distance=args.min_distance)
+            pretrained_model=args.pretrained_model, **decode_arguments(args))
     except (FileNotFoundError, ValueError) as e:
         print(f"inference: {e}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .decode_config import DecodeConfig
 from .decoding import decode_maps
 from .geometry import Letterbox
 from .grasp import Grasp, grasps_to_array
@@ -78,47 +79,57 @@ class GraspPredictor:
         model: a :class:`~vita_grasp_core.model.GraspModel`.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1`` ...
         dtype: ``auto`` (bf16 on CUDA, fp32 on CPU), ``float32``, ``bfloat16``, ``float16``.
-        score_threshold, max_grasps, min_distance, smooth_sigma: decoding (CONVENTIONS §4).
+        decode: the decoding settings (:class:`~vita_grasp_core.decode_config.DecodeConfig`, a
+            dict of its fields, or ``None`` = its defaults); ``from_checkpoint`` starts from the
+            settings stored with the checkpoint.
+        **decode_overrides: single settings (``score_threshold=0.3``) applied on top.
     """
 
     def __init__(self, model, device: str = "auto", dtype: str | None = "auto", *,
-                 score_threshold: float = 0.2, max_grasps: int = 10, min_distance: int = 8,
-                 smooth_sigma: float = 1.0):
+                 decode: DecodeConfig | dict | None = None, **decode_overrides):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(self.device, self.dtype).eval()
         self.config = model.config
-        self.set_decoding(score_threshold=score_threshold, max_grasps=max_grasps,
-                          min_distance=min_distance, smooth_sigma=smooth_sigma)
+        if not isinstance(decode, DecodeConfig):
+            decode = DecodeConfig.from_dict(decode)
+        self.decode_config = decode.replace(**decode_overrides)
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "auto", dtype: str | None = "auto", *,
-                        pretrained_model: str | None = None, **decode_kwargs) -> "GraspPredictor":
-        """Load a checkpoint written by training (see :mod:`.checkpoint`)."""
+                        pretrained_model: str | None = None, **decode_overrides
+                        ) -> "GraspPredictor":
+        """Load a checkpoint written by training (see :mod:`.checkpoint`).
+
+        Decoding starts from the checkpoint's stored settings (``meta["decode"]``: threshold and
+        quality calibration chosen on validation data), else the :class:`DecodeConfig` defaults;
+        ``decode_overrides`` (``score_threshold=...``; ``None`` values ignored) go on top.
+        """
         from .checkpoint import load_model
 
-        model, _ = load_model(path, pretrained_model=pretrained_model)
-        return cls(model, device, dtype, **decode_kwargs)
+        model, blob = load_model(path, pretrained_model=pretrained_model)
+        stored = (blob.get("meta") or {}).get("decode")
+        return cls(model, device, dtype, decode=stored, **decode_overrides)
 
-    def set_decoding(self, *, score_threshold=None, max_grasps=None, min_distance=None,
-                     smooth_sigma=None) -> None:
-        """Change decoding parameters (validated); ``None`` keeps the current value."""
-        if score_threshold is not None:
-            if not 0.0 <= score_threshold <= 1.0:
-                raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
-            self.score_threshold = float(score_threshold)
-        if max_grasps is not None:
-            if int(max_grasps) < 1:
-                raise ValueError(f"max_grasps must be >= 1, got {max_grasps}")
-            self.max_grasps = int(max_grasps)
-        if min_distance is not None:
-            if int(min_distance) < 0:
-                raise ValueError(f"min_distance must be >= 0, got {min_distance}")
-            self.min_distance = int(min_distance)
-        if smooth_sigma is not None:
-            if smooth_sigma < 0:
-                raise ValueError(f"smooth_sigma must be >= 0, got {smooth_sigma}")
-            self.smooth_sigma = float(smooth_sigma)
+    def set_decoding(self, **changes) -> None:
+        """Change decoding settings (validated as a whole; ``None`` keeps the current value)."""
+        self.decode_config = self.decode_config.replace(**changes)
+
+    @property
+    def score_threshold(self) -> float:
+        return self.decode_config.score_threshold
+
+    @property
+    def max_grasps(self) -> int:
+        return self.decode_config.max_grasps
+
+    @property
+    def min_distance(self) -> int:
+        return self.decode_config.min_distance
+
+    @property
+    def smooth_sigma(self) -> float:
+        return self.decode_config.smooth_sigma
 
     def preprocess(self, images) -> tuple[torch.Tensor, list[Letterbox]]:
         """List of frames -> ``(B, 3, H_in, W_in)`` normalised tensor on the device, letterboxes."""
@@ -134,9 +145,7 @@ class GraspPredictor:
 
     def decode(self, maps: torch.Tensor, letterboxes) -> list[list[Grasp]]:
         return decode_maps(maps, letterboxes, width_scale=self.config.width_scale,
-                           height_ratio=self.config.height_ratio,
-                           score_threshold=self.score_threshold, max_grasps=self.max_grasps,
-                           min_distance=self.min_distance, smooth_sigma=self.smooth_sigma)
+                           height_ratio=self.config.height_ratio, decode=self.decode_config)
 
     def predict_batch(self, images) -> list[Prediction]:
         """Predict for a list of frames (any sizes). See :meth:`predict`."""
