@@ -22,7 +22,7 @@ def node(tmp_path_factory):
 
     from rclpy.parameter import Parameter
 
-    from vita_grasp_ros.grasp_node import _make_node_class
+    from vita_grasp_ros.grasp_node import GraspNode
 
     tmp = tmp_path_factory.mktemp("inproc")
     os.environ.setdefault("ROS_LOG_DIR", str(tmp / "log"))
@@ -30,7 +30,7 @@ def node(tmp_path_factory):
     ckpt = write_tiny_checkpoint(tmp / "best_model.pt")
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=random.randint(100, 230))
-    n = _make_node_class()(
+    n = GraspNode(
         context=ctx, parameter_overrides=[Parameter("checkpoint", value=str(ckpt)),
                                           Parameter("score_threshold", value=0.0)])
     try:

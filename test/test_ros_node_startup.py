@@ -81,16 +81,21 @@ def test_help_and_bad_arguments(tmp_path):
 
 
 def test_params_file_covers_every_parameter():
-    from vita_grasp_ros.grasp_node import _parameter_specs
+    """Every start-up parameter is in the file with the node's default; the decoding parameters
+    are left out (only commented) so the checkpoint's calibrated decoding applies."""
+    from vita_grasp_ros.node_params import DECODING_PARAMETERS, STARTUP_PARAMETERS
 
-    data = yaml.safe_load((REPO / "config" / "vita_grasp.yaml").read_text())
-    params = data["/**"]["ros__parameters"]
-    specs = {s[0]: s for s in _parameter_specs()}
+    text = (REPO / "config" / "vita_grasp.yaml").read_text()
+    params = yaml.safe_load(text)["/**"]["ros__parameters"]
+    specs = {s.name: s for s in STARTUP_PARAMETERS}
     assert set(params) == set(specs)
     for name, value in params.items():
-        default = specs[name][1]
+        default = specs[name].default
         assert type(value) is type(default), (name, value, default)  # noqa: E721
         assert value == default, f"{name}: the file and the node's default disagree"
+    for spec in DECODING_PARAMETERS:
+        assert spec.name not in params
+        assert f"# {spec.name}: {spec.default}" in text, spec.name
 
 
 def test_launch_file():

@@ -12,6 +12,10 @@ the image's ``header.frame_id``. Units: metres.
 
 The depth image must be *registered* to the colour image (same viewpoint, e.g. Azure Kinect
 ``depth_to_rgb``); when its resolution differs, grasp pixels are scaled into it proportionally.
+
+Intrinsics from a CameraInfo are checked before use (:func:`check_intrinsics`: finite, non-zero,
+plausible focal lengths and principal point, a CameraInfo size of the image's aspect ratio); a
+pose is never computed from intrinsics that fail, and never contains a non-finite number.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .conventions import scale_intrinsics  # noqa: F401  (re-exported)
+from .conventions import scale_intrinsics  # also re-exported
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,98 @@ class GraspPose:
     depth: float
 
 
-def valid_intrinsics(K) -> bool:
-    """True when ``K`` has positive, finite focal lengths (uncalibrated CameraInfo: zeros)."""
+#: Plausible focal lengths [px] relative to the image width (fx) and height (fy): a lens from a
+#: ~180 degree fisheye (about 0.3 x width) to a long telephoto (tens of widths) fits; 1e-30 does not.
+FOCAL_RANGE = (0.1, 100.0)
+#: The principal point may lie outside the image by at most this fraction of its size.
+PRINCIPAL_MARGIN = 0.5
+#: Largest relative difference between the aspect ratios of the CameraInfo and the image.
+ASPECT_TOLERANCE = 0.02
+#: A CameraInfo size more than this factor away from the image size is not the same camera mode.
+SIZE_FACTOR = 16.0
+_K_NAMES = {(0, 0): "fx", (1, 1): "fy", (0, 2): "cx", (1, 2): "cy"}
+
+
+def _num(v: float) -> str:
+    return "NaN" if v != v else f"{v:.6g}"
+
+
+def check_intrinsics(K, info_size=None, image_size=None) -> str | None:
+    """Why the pinhole ``K`` cannot be trusted for 3-D poses, or ``None`` when it is plausible.
+
+    Args:
+        K: 3x3 intrinsics (row-major, 9 values), as in ``sensor_msgs/CameraInfo.k``.
+        info_size: (h, w) the intrinsics belong to (the CameraInfo's height, width); ``None`` or
+            (0, 0) = the image's size.
+        image_size: (h, w) of the colour image the grasps are in; ``None`` skips the checks
+            relative to the image (focal range, principal point, sizes).
+
+    Checks, in order (the message names the first problem found): 9 finite values (``"fx is
+    NaN"``), not all zero (an uncalibrated driver), positive focal lengths, a CameraInfo size with
+    no zero side, no more than :data:`SIZE_FACTOR` away from the image and of the same aspect
+    ratio (within :data:`ASPECT_TOLERANCE`); then, with ``K`` scaled to the image size, focal
+    lengths within :data:`FOCAL_RANGE` times the image width/height and the principal point
+    within :data:`PRINCIPAL_MARGIN` of the image.
+    """
+    K = np.asarray(K, dtype=np.float64)
+    if K.size != 9:
+        return f"K has {K.size} values, expected 9 (3x3)"
+    K = K.reshape(3, 3)
+    for (i, j), v in np.ndenumerate(K):
+        if not np.isfinite(v):
+            return f"{_K_NAMES.get((i, j), f'K[{i}][{j}]')} is {_num(v)}"
+    if not K.any():
+        return "K is all zeros (an uncalibrated camera driver)"
+    for name, v in (("fx", K[0, 0]), ("fy", K[1, 1])):
+        if v <= 0:
+            return f"{name} is {_num(v)}; focal lengths must be positive"
+    if image_size is None:
+        return None
+    ih, iw = int(image_size[0]), int(image_size[1])
+    if info_size is not None and any(int(s) for s in info_size):
+        h, w = int(info_size[0]), int(info_size[1])
+        if h <= 0 or w <= 0:
+            return f"CameraInfo size {w}x{h} has a zero side"
+        if not (iw / SIZE_FACTOR <= w <= iw * SIZE_FACTOR and
+                ih / SIZE_FACTOR <= h <= ih * SIZE_FACTOR):
+            return (f"CameraInfo size {w}x{h} is implausible for a {iw}x{ih} image (more than "
+                    f"{SIZE_FACTOR:g}x apart)")
+        a_info, a_img = w / h, iw / ih
+        if abs(a_info / a_img - 1.0) > ASPECT_TOLERANCE:
+            return (f"CameraInfo aspect ratio {a_info:.4g} ({w}x{h}) differs from the image's "
+                    f"{a_img:.4g} ({iw}x{ih}): not the same camera mode, K cannot be rescaled")
+        if (h, w) != (ih, iw):
+            K = scale_intrinsics(K, (h, w), (ih, iw))
+    lo, hi = FOCAL_RANGE
+    for name, v, side, what in (("fx", K[0, 0], iw, "wide"), ("fy", K[1, 1], ih, "high")):
+        if not lo * side <= v <= hi * side:
+            return (f"{name} = {_num(v)} px is implausible for a {side} px {what} image "
+                    f"(expected {lo * side:g} .. {hi * side:g})")
+    cx, cy = K[0, 2], K[1, 2]
+    m = PRINCIPAL_MARGIN
+    if not (-m * iw <= cx <= (1 + m) * iw and -m * ih <= cy <= (1 + m) * ih):
+        return (f"principal point (cx, cy) = ({_num(cx)}, {_num(cy)}) is far outside the "
+                f"{iw}x{ih} image")
+    return None
+
+
+def intrinsics_for_image(K, info_size, image_size) -> tuple[np.ndarray | None, str | None]:
+    """``(K at image_size, None)`` when :func:`check_intrinsics` accepts ``K``, else
+    ``(None, reason)``. ``info_size`` (h, w) is the CameraInfo's size ((0, 0) = the image's)."""
+    reason = check_intrinsics(K, info_size, image_size)
+    if reason:
+        return None, reason
     K = np.asarray(K, dtype=np.float64).reshape(3, 3)
-    return bool(np.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0)
+    if info_size is not None and any(int(s) for s in info_size) and \
+            (int(info_size[0]), int(info_size[1])) != (int(image_size[0]), int(image_size[1])):
+        K = scale_intrinsics(K, info_size, image_size)
+    return K, None
+
+
+def valid_intrinsics(K) -> bool:
+    """True when ``K`` has 9 finite values and positive focal lengths (the checks that need no
+    image size; :func:`check_intrinsics` with the sizes is what the node uses)."""
+    return check_intrinsics(K) is None
 
 
 def robust_depth(depth_m: np.ndarray, x: float, y: float, window: int = 5) -> float:
@@ -65,7 +157,8 @@ def grasp_poses(grasps, depth_m: np.ndarray, K, image_size, *, window: int = 5,
         grasps: list of :class:`~vita_grasp_core.grasp.Grasp` (or objects with x, y, angle, width)
             in pixels of the colour image.
         depth_m: ``HxW`` float depth in metres (NaN/0 invalid), registered to the colour image.
-        K: 3x3 intrinsics of the colour image *at* ``image_size``.
+        K: 3x3 intrinsics of the colour image *at* ``image_size``, checked by the caller
+            (:func:`check_intrinsics` / :func:`intrinsics_for_image`).
         image_size: (h, w) of the colour image the grasps are in.
         window: side of the median window in depth pixels.
         min_depth, max_depth: depths outside this range [m] count as missing.
@@ -84,6 +177,10 @@ def grasp_poses(grasps, depth_m: np.ndarray, K, image_size, *, window: int = 5,
             continue
         px = (g.x - cx) * z / fx
         py = (g.y - cy) * z / fy
+        width_m = g.width * z / fx
+        if not np.isfinite([px, py, width_m, g.angle]).all():
+            out.append(None)  # never a pose with a non-finite number in it
+            continue
         out.append(GraspPose((float(px), float(py), float(z)), quaternion_about_z(g.angle),
-                             float(g.width * z / fx), float(z)))
+                             float(width_m), float(z)))
     return out

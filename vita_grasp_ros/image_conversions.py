@@ -192,11 +192,61 @@ def rgb_to_image_msg(rgb: np.ndarray, encoding: str = "rgb8", header=None):
     return numpy_to_image_msg(out, encoding, header)
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: JPEG start-of-frame markers (baseline, extended, progressive, lossless, arithmetic ...): their
+#: segment holds the frame size. Not C4 (DHT), C8 (JPG), CC (DAC).
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
+                       0xCF})
+
+
+def compressed_image_size(data) -> tuple[str, int, int] | None:
+    """``(format, width, height)`` read from a PNG (IHDR) or JPEG (SOF segment) header without
+    decoding the pixels; ``None`` when ``data`` is neither, or its header is cut short.
+
+    Args:
+        data: the encoded bytes (``bytes``, ``array('B')``, a uint8 numpy array ...).
+    """
+    head = memoryview(data).cast("B") if not isinstance(data, np.ndarray) else \
+        memoryview(np.ascontiguousarray(data, dtype=np.uint8).reshape(-1))
+    n = len(head)
+    if n >= 24 and bytes(head[:8]) == _PNG_SIGNATURE and bytes(head[12:16]) == b"IHDR":
+        return ("png", int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
+    if n < 4 or head[0] != 0xFF or head[1] != 0xD8:
+        return None
+    i = 2
+    while i + 4 <= n:
+        if head[i] != 0xFF:
+            return None  # not at a marker: corrupt
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # stand-alone markers, no length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
+            return None
+        length = int.from_bytes(head[i + 2:i + 4], "big")
+        if length < 2:
+            return None
+        if marker in _JPEG_SOF:
+            if i + 9 > n:
+                return None
+            height = int.from_bytes(head[i + 5:i + 7], "big")
+            width = int.from_bytes(head[i + 7:i + 9], "big")
+            return ("jpeg", width, height)
+        i += 2 + length
+    return None
+
+
 def compressed_msg_to_rgb(msg) -> np.ndarray:
     """``sensor_msgs/CompressedImage`` (jpeg/png, image_transport ``compressed``) -> ``HxWx3 uint8
     RGB``.
 
-    The ``compressedDepth`` transport is refused. Colour data is decoded as BGR (what
+    The size in the PNG/JPEG header is read first: data that is neither PNG nor JPEG, or that
+    declares a side over :data:`MAX_SIDE` (the raw path's limit) or a zero side, is refused before
+    decoding (a 17000 x 17000 PNG of a few hundred kB would otherwise take GBs and seconds). The
+    ``compressedDepth`` transport is refused. Colour data is decoded as BGR (what
     compressed_image_transport writes for bgr8 and rgb8 sources) and converted to RGB.
     """
     import cv2
@@ -208,6 +258,17 @@ def compressed_msg_to_rgb(msg) -> np.ndarray:
     data = msg.data
     if len(data) == 0:
         raise ImageConversionError("empty compressed image (0 bytes)", "size")
+    size = compressed_image_size(data)
+    if size is None:
+        raise ImageConversionError(f"corrupt or undecodable compressed image ({len(data)} bytes, "
+                                   f"format {msg.format!r}): no PNG or JPEG header found",
+                                   "corrupt")
+    kind, w, h = size
+    if w <= 0 or h <= 0:
+        raise ImageConversionError(f"{kind} header declares a zero-size image ({w}x{h})", "size")
+    if w > MAX_SIDE or h > MAX_SIDE:
+        raise ImageConversionError(f"{kind} header declares {w}x{h}, more than {MAX_SIDE} px per "
+                                   f"side ({len(data)} bytes); refused before decoding", "size")
     buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if img is None or img.size == 0:

@@ -1,0 +1,194 @@
+"""The grasp node's parameters: one typed table, one validation path, the run-time settings.
+
+No rclpy import at module level (``vita-grasp-node --help`` stays cheap); the ROS descriptor of a
+parameter is built on demand by :meth:`ParamSpec.descriptor`.
+
+- :data:`STARTUP_PARAMETERS` are declared first (model, input, QoS ...; most are read-only);
+- :data:`DECODING_PARAMETERS` come from :data:`vita_grasp_core.decode_config.DECODE_FIELDS`
+  (description, type, range). They are declared *after* the model is loaded, with the loaded
+  checkpoint's decoding (``predictor.decode_config``: the threshold calibrated on validation data)
+  as their defaults, so a params file or ``-p`` still overrides them;
+- :class:`NodeSettings` holds the run-time frame/depth/output settings the worker reads.
+
+Every value, at start-up and on ``ros2 param set``, goes through :meth:`ParamSpec.check` (called
+from the node's on-set-parameters callback, which rclpy also runs while declaring).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from vita_grasp_core.decode_config import DECODE_FIELDS
+
+
+class StartupError(RuntimeError):
+    """A start-up problem reported as one clear line (no traceback) before exiting with 1."""
+
+
+#: Python type -> the word a user sees (rclpy's names: a float parameter is a "double").
+_TYPE_WORDS = {bool: "bool", int: "integer", float: "double", str: "string"}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One node parameter.
+
+    Attributes:
+        name: parameter name (relative, as in the params file).
+        type: ``bool``, ``int``, ``float`` or ``str`` (the ROS type is inferred from it).
+        default: default value (for :data:`DECODING_PARAMETERS` the fallback when the checkpoint
+            stores no decoding; the node uses the loaded checkpoint's value).
+        description: one-line help (shown by ``ros2 param describe``).
+        read_only: fixed after start-up.
+        range: inclusive ``(lo, hi)`` for numbers.
+        choices: allowed values for strings.
+        required: a string that must not be empty.
+        from_checkpoint: the default comes from the loaded checkpoint's decoding.
+    """
+
+    name: str
+    type: type
+    default: Any
+    description: str
+    read_only: bool = False
+    range: tuple[float, float] | None = None
+    choices: tuple[str, ...] | None = None
+    required: bool = False
+    from_checkpoint: bool = False
+
+    def check(self, value) -> str | None:
+        """``None`` when ``value`` is acceptable, else a one-line reason naming the parameter."""
+        ok_type = isinstance(value, self.type) and not (self.type is not bool
+                                                        and isinstance(value, bool))
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            ok_type = False  # rclpy refuses an integer for a double parameter
+        if not ok_type:
+            hint = " (write 0.0, not 0)" if self.type is float else ""
+            return (f"parameter {self.name!r} must be a {_TYPE_WORDS[self.type]}{hint}, got "
+                    f"{value!r}")
+        if self.type is float and not math.isfinite(value):
+            return f"parameter {self.name!r} is {value!r}; it must be a finite number"
+        if self.range is not None and not self.range[0] <= value <= self.range[1]:
+            return (f"parameter {self.name!r} is {value!r}; it must be in "
+                    f"[{self.range[0]:g}, {self.range[1]:g}]")
+        if self.choices is not None and value not in self.choices:
+            return f"parameter {self.name!r} is {value!r}; use one of {', '.join(self.choices)}"
+        if self.required and not str(value).strip():
+            return (f"parameter {self.name!r} is empty: pass it as {self.name}:=... to ros2 "
+                    f"launch, -p {self.name}:=... on the command line, or set `{self.name}:` in "
+                    "the params file")
+        return None
+
+    def descriptor(self):
+        """The ``rcl_interfaces/ParameterDescriptor`` (type from the default, range, read-only)."""
+        from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+        d = ParameterDescriptor(description=self.description, read_only=self.read_only)
+        if self.choices:
+            d.additional_constraints = "one of: " + ", ".join(self.choices)
+        elif self.range is not None and self.type is float:
+            d.floating_point_range = [FloatingPointRange(
+                from_value=float(self.range[0]), to_value=float(self.range[1]), step=0.0)]
+        elif self.range is not None and self.type is int:
+            d.integer_range = [IntegerRange(from_value=int(self.range[0]),
+                                            to_value=int(self.range[1]), step=1)]
+        return d
+
+
+_DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16")
+
+#: Declared before the model is loaded (in this order).
+STARTUP_PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("checkpoint", str, "", "Path of the trained checkpoint (best_model.pt or "
+              ".safetensors). Required.", read_only=True, required=True),
+    ParamSpec("pretrained_model", str, "", "Override of the encoder weights (hub id or local "
+              "directory) stored in the checkpoint; empty = as stored.", read_only=True),
+    ParamSpec("device", str, "auto", "Inference device: auto (cuda if available), cpu, cuda, "
+              "cuda:N.", read_only=True),
+    ParamSpec("dtype", str, "auto", "Model dtype: auto (bfloat16 on CUDA, float32 on CPU), "
+              "float32, bfloat16, float16.", read_only=True, choices=_DTYPES),
+    ParamSpec("use_compressed", bool, False, "Subscribe `image/compressed` "
+              "(sensor_msgs/CompressedImage, jpeg/png) instead of `image`.", read_only=True),
+    ParamSpec("use_depth", bool, False, "Subscribe `depth` (16UC1 mm or 32FC1 m, registered to "
+              "the colour image) and `camera_info` and fill 3-D poses; publishes `markers`.",
+              read_only=True),
+    ParamSpec("input_reliability", str, "reliable", "QoS reliability of the image/depth "
+              "subscriptions: reliable or best_effort (use best_effort for best-effort camera "
+              "publishers).", read_only=True, choices=("reliable", "best_effort")),
+    ParamSpec("input_depth", int, 2, "QoS history depth of the image/depth subscriptions.",
+              read_only=True, range=(1, 100)),
+    ParamSpec("diagnostics_period", float, 1.0, "Period of the /diagnostics status [s].",
+              read_only=True, range=(0.05, 60.0)),
+    # Run-time settings (NodeSettings).
+    ParamSpec("publish_debug", bool, True, "Publish `debug/heatmap` (bgr8 heatmap overlay + "
+              "rectangles) when it has subscribers."),
+    ParamSpec("debug_every_n", int, 1, "Publish the debug image for every n-th processed frame.",
+              range=(1, 1000)),
+    ParamSpec("publish_detections", bool, True, "Also publish `detections` "
+              "(vision_msgs/Detection2DArray) when vision_msgs is installed."),
+    ParamSpec("depth_window", int, 5, "Side of the median window for the grasp depth "
+              "[depth px].", range=(1, 51)),
+    ParamSpec("depth_tolerance", float, 0.05, "Largest |depth stamp - image stamp| accepted "
+              "when pairing depth with a frame [s].", range=(0.0, 1.0)),
+    ParamSpec("frame_id", str, "", "Override of the output frame_id; empty = keep the "
+              "image's."),
+)
+
+#: The decoding settings (CONVENTIONS §4), described once in DECODE_FIELDS.
+DECODING_PARAMETERS: tuple[ParamSpec, ...] = tuple(
+    ParamSpec(f.name, f.type, f.default, f.description + " Default: the checkpoint's "
+              "calibrated setting.", range=(f.lo, f.hi), from_checkpoint=True)
+    for f in DECODE_FIELDS)
+
+PARAMETERS: dict[str, ParamSpec] = {p.name: p for p in STARTUP_PARAMETERS + DECODING_PARAMETERS}
+DECODING_NAMES = tuple(p.name for p in DECODING_PARAMETERS)
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Run-time settings the worker reads (replaced as a whole, so a frame sees one version).
+
+    Defaults and ranges live in :data:`STARTUP_PARAMETERS` (``NodeSettings.from_values({})``).
+
+    Attributes:
+        publish_debug: publish ``debug/heatmap`` while subscribed.
+        debug_every_n: debug image every n-th processed frame.
+        publish_detections: publish ``detections`` (when vision_msgs is available).
+        depth_window: median window side for the grasp depth [depth px].
+        depth_tolerance: largest |depth stamp - image stamp| [s].
+        frame_id: output frame_id override ("" = the image's).
+    """
+
+    publish_debug: bool
+    debug_every_n: int
+    publish_detections: bool
+    depth_window: int
+    depth_tolerance: float
+    frame_id: str
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_values(cls, values: dict) -> "NodeSettings":
+        """From a ``{name: value}`` dict (extra keys ignored; missing ones take the defaults of
+        :data:`PARAMETERS`)."""
+        return cls(**{k: values[k] if k in values else PARAMETERS[k].default
+                      for k in cls.names()})
+
+    def replace(self, **changes) -> "NodeSettings":
+        return dataclasses.replace(self, **changes)
+
+
+def check_values(values: dict) -> str | None:
+    """The first problem among ``{name: value}`` (unknown names are ignored), else ``None``."""
+    for name, value in values.items():
+        spec = PARAMETERS.get(name)
+        if spec is not None:
+            reason = spec.check(value)
+            if reason:
+                return reason
+    return None

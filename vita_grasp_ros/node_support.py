@@ -1,0 +1,86 @@
+"""Small helpers of the grasp node without rclpy imports: log throttling, stamps, model loading
+with one-line start-up errors."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from .node_params import StartupError
+
+
+class Throttle:
+    """Log a message at most once per ``period`` seconds per key, counting what it swallowed."""
+
+    def __init__(self, period: float = 5.0):
+        self.period = period
+        self._last: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, logger, level: str, key: str, message: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last, suppressed = self._last.get(key, (-1e18, 0))
+            if now - last < self.period:
+                self._last[key] = (last, suppressed + 1)
+                return
+            self._last[key] = (now, 0)
+        if suppressed:
+            message += f" (+{suppressed} similar in the last {self.period:.0f} s)"
+        # One call site per severity: rclpy refuses a call site whose severity changes.
+        if level == "error":
+            logger.error(message)
+        elif level == "warning":
+            logger.warning(message)
+        else:
+            logger.info(message)
+
+
+def stamp_ns(stamp) -> int:
+    """``builtin_interfaces/Time`` -> integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def one_line(text: str, limit: int = 600) -> str:
+    """Collapse a (possibly multi-line) error text into one line of at most ``limit`` chars."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[:limit - 3] + "..."
+
+
+def _encoder_hint(message: str) -> str:
+    low = message.lower()
+    if "pretrained_model" in low or "hub" in low or "huggingface" in low:
+        return (" The encoder is not available locally: copy it to this machine and pass "
+                "-p pretrained_model:=DIR (pretrained_model:=DIR with ros2 launch, or "
+                "`pretrained_model:` in the params file).")
+    return ""
+
+
+def load_predictor(p: dict, logger):
+    """``GraspPredictor.from_checkpoint`` from the node's start-up parameters ``p``.
+
+    Raises :class:`StartupError` with one line naming the problem (missing or corrupt checkpoint,
+    an encoder that is neither local nor downloadable, an unavailable device ...).
+    """
+    path = os.path.expanduser(str(p["checkpoint"]))
+    if not os.path.isfile(path):  # before importing torch: a fast, clear answer
+        what = "is a directory, not a file" if os.path.isdir(path) else "not found"
+        raise StartupError(f"cannot load the model: checkpoint {what}: {path}")
+    from vita_grasp_core.predictor import GraspPredictor
+
+    t0 = time.perf_counter()
+    kwargs = {k: p[k] for k in ("engine", "providers") if k in p}
+    if "providers" in kwargs:
+        kwargs["providers"] = [s for s in str(kwargs["providers"]).replace(",", " ").split()
+                               if s] or None
+    try:
+        pred = GraspPredictor.from_checkpoint(
+            path, device=p["device"], dtype=p["dtype"],
+            pretrained_model=str(p["pretrained_model"]) or None, **kwargs)
+    except (FileNotFoundError, ValueError) as e:
+        raise StartupError(one_line(f"cannot load the model: {e}")) from None
+    except Exception as e:  # noqa: BLE001 - hub access, device, runtime errors of the encoder
+        msg = one_line(f"cannot load the model from {path}: {type(e).__name__}: {e}")
+        raise StartupError(msg + _encoder_hint(msg)) from None
+    logger.info(f"loaded {path} in {time.perf_counter() - t0:.1f} s")
+    return pred
