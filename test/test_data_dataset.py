@@ -113,9 +113,11 @@ def test_faults_are_skipped_counted_and_warned_once(broken_root):
     assert not used & {(0, 0), (0, 1), (1, 1), (2, 0)}
     assert samples[0]["skipped"] and samples[0]["index"] != 0  # replaced by the next good frame
     rep = ds.report()
+    # labels are optional (require_label=False): a frame without one is no fault, but an
+    # existing empty label file is
     assert rep["skipped"] == {"bad_shape_rect": 1, "corrupt_rect": 1, "corrupt_rgb": 1,
-                              "empty_label": 1, "missing_label": 1, "missing_rect": 1,
-                              "no_rects_in_image": 1}
+                              "empty_label": 1, "missing_rect": 1, "no_rects_in_image": 1}
+    assert rep["fallbacks"] == 4 and rep["frames"] == 8
     assert rep["bad_frames_seen"] == 4
     assert any(p.endswith("rgb/0000.png") for p in ds.skipped["corrupt_rgb"])
 

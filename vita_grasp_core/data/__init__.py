@@ -1,21 +1,33 @@
-"""GraspNet-1Billion data: scanning + fault handling, targets, augmentation, synthetic data.
+"""Data: GraspNet-1Billion, Cornell and Jacquard behind one interface; targets, augmentation,
+splits, summaries, synthetic data.
 
 Public API::
 
-    GraspNetDataset, collate_fn, scan, load_frame, SPLITS, DataWarning   (graspnet.py)
-    render_targets, Targets                                              (targets.py)
-    Augment                                                              (augment.py)
-    synthesize                                                           (synth.py)
+    detect_format, scan_dataset, load_frame, check_frame, FORMATS          (formats.py)
+    FrameRecord, Frame, ScanResult, FaultLog, FrameFault, DataWarning      (common.py)
+    GraspDataset, GraspNetDataset, open_dataset, collate_fn                (dataset.py)
+    kfold, holdout, evenly_spaced                                          (splits.py)
+    summarize                                                              (summary.py)
+    scan, SPLITS, CAMERAS                                                  (graspnet.py)
+    render_targets, Targets                                                (targets.py)
+    Augment                                                                (augment.py)
+    synthesize                                                             (synth.py)
 
 The command line lives in :mod:`vita_grasp_core.data.cli` (``vita-grasp synth`` and
 ``vita-grasp data check|show``). See docs/data.md.
 """
 from .augment import Augment
-from .graspnet import (SPLITS, DataWarning, FaultLog, FrameFault, FrameRecord, GraspNetDataset,
-                       collate_fn, load_frame, scan)
+from .common import DataWarning, FaultLog, Frame, FrameFault, FrameRecord, ScanResult
+from .dataset import GraspDataset, GraspNetDataset, collate_fn, open_dataset
+from .formats import FORMATS, check_frame, detect_format, load_frame, scan_dataset
+from .graspnet import CAMERAS, SPLITS, scan
+from .splits import evenly_spaced, holdout, kfold
+from .summary import summarize
 from .synth import synthesize
 from .targets import CHANNELS, Targets, render_targets
 
-__all__ = ["Augment", "CHANNELS", "DataWarning", "FaultLog", "FrameFault", "FrameRecord",
-           "GraspNetDataset", "SPLITS", "Targets", "collate_fn", "load_frame", "render_targets",
-           "scan", "synthesize"]
+__all__ = ["Augment", "CAMERAS", "CHANNELS", "DataWarning", "FORMATS", "FaultLog", "Frame",
+           "FrameFault", "FrameRecord", "GraspDataset", "GraspNetDataset", "SPLITS",
+           "ScanResult", "Targets", "check_frame", "collate_fn", "detect_format", "evenly_spaced",
+           "holdout", "kfold", "load_frame", "open_dataset", "render_targets", "scan",
+           "scan_dataset", "summarize", "synthesize"]

@@ -76,126 +76,110 @@ def synth_main(argv: list[str] | None = None) -> int:
 
 # --------------------------------------------------------------------------- data check
 def check_dataset(root, camera: str = "kinect", full: bool = False, scenes=None, split=None,
-                  progress: bool | None = None) -> dict:
-    """Read every rect file and every png header (``full``: decode every png) of a data set.
+                  progress: bool | None = None, format: str = "auto") -> dict:
+    """Read every grasp file and every png header (``full``: decode every png) of a data set.
 
-    Returns a dict: ``scenes`` (ids with at least one usable frame), ``frames_found``,
-    ``frames_usable``, ``rects_total``, ``rects_per_frame`` (min, median, max over usable frames),
-    ``problems`` (kind -> count), ``examples`` (kind -> up to 3 paths).
+    Returns a dict: ``format``, ``root``, ``camera``, ``scenes_found`` / ``scenes`` (GraspNet:
+    selected ids on disk / with a usable frame), ``frames_found``, ``frames_usable``,
+    ``rects_total``, ``rects_per_frame`` (min, median, max over usable frames), ``problems``
+    (kind -> files, scan and check), ``examples`` (kind -> up to 3 paths), ``rows_skipped`` and
+    ``summary`` (:func:`~vita_grasp_core.data.summary.summarize`). Raises ``ValueError`` /
+    ``FileNotFoundError`` for a root that is not a data set.
     """
-    from tqdm import tqdm
+    from .common import FaultLog
+    from .formats import scan_dataset
+    from .summary import summarize
 
-    from ..grasp import graspnet_rects_to_grasps
-    from .graspnet import FaultLog, FrameFault, png_header, read_png, read_rect, scan, scenes_dir
-    from .targets import valid_grasp_rows
-
-    frames, faults, ids = scan(root, camera, scenes, split, require_label=True)
-    bad_keys = {(str(Path(q).parent.parent), Path(q).stem) for k, v in faults.paths.items()
-                if k != "missing_camera" for q in v}
-    n_found = len(frames) + len(bad_keys)
-    counts, usable_scenes = [], set()
-    it = tqdm(frames, desc="check", unit="frame", disable=(None if progress is None
-                                                           else not progress))
-    for rec in it:
-        try:
-            sizes = {}
-            for what, path in (("rgb", rec.rgb), ("label", rec.label), ("depth", rec.depth)):
-                if path is None:
-                    continue
-                try:
-                    hdr = png_header(path)
-                    sizes[what] = (hdr["height"], hdr["width"])
-                    if full:
-                        img = read_png(path, color=(what == "rgb"))
-                        if img.shape[:2] != sizes[what]:
-                            raise FrameFault("corrupt", path, "decoded size differs from header")
-                except FrameFault as e:
-                    if what == "depth":  # depth is optional for 2-D training: report, keep frame
-                        faults.add(f"{e.kind}_depth", e.path)
-                        continue
-                    raise FrameFault(f"{e.kind}_{what}", e.path, e.detail) from None
-            for what in ("label", "depth"):
-                if what in sizes and sizes[what] != sizes["rgb"]:
-                    if what == "depth":
-                        faults.add("size_mismatch_depth", getattr(rec, what))
-                        continue
-                    raise FrameFault(f"size_mismatch_{what}", getattr(rec, what))
-            try:
-                raw = read_rect(rec.rect)
-            except FrameFault as e:
-                raise FrameFault(f"{e.kind}_rect", e.path, e.detail) from None
-            with np.errstate(all="ignore"):
-                g = graspnet_rects_to_grasps(raw.astype(np.float64)) if len(raw) else raw
-            n_ok = int(valid_grasp_rows(g, sizes["rgb"]).sum()) if len(raw) else 0
-            if n_ok == 0:
-                raise FrameFault("no_rects_in_image", rec.rect)
-            counts.append(n_ok)
-            usable_scenes.add(rec.scene)
-        except FrameFault as e:
-            faults.add(e.kind, e.path)
-    c = np.array(counts) if counts else np.zeros(0)
+    res = scan_dataset(root, format, camera=camera, scenes=scenes, split=split)
     log = FaultLog()
-    log.merge(faults)
+    log.merge(res.faults)
+    s = summarize(res.frames, full=full, faults=log,
+                  progress=sys.stderr.isatty() if progress is None else bool(progress))
+    r = s["rects_per_frame"]
     return {
-        "root": str(scenes_dir(root)), "camera": camera, "scenes_found": ids,
-        "scenes": sorted(usable_scenes), "frames_found": n_found, "frames_usable": len(counts),
-        "rects_total": int(c.sum()),
-        "rects_per_frame": ([int(c.min()), float(np.median(c)), int(c.max())] if len(c) else None),
-        "problems": log.counts(), "examples": {k: v[:3] for k, v in sorted(log.paths.items())},
+        "format": res.format, "root": res.root,
+        "camera": camera if res.format == "graspnet" else None,
+        "scenes_found": res.scene_ids, "scenes": s["usable_scenes"],
+        "frames_found": res.found, "frames_usable": s["frames_usable"],
+        "rects_total": s["rects_total"],
+        "rects_per_frame": [r["min"], r["median"], r["max"]] if r else None,
+        "problems": s["problems"], "examples": s["examples"],
+        "rows_skipped": s["rows_skipped"], "summary": s,
     }
 
 
-def _print_check(r: dict) -> None:
-    def ranges(ids):
-        if not ids:
-            return "none"
-        out, start, prev = [], ids[0], ids[0]
-        for s in ids[1:] + [None]:
-            if s is not None and s == prev + 1:
-                prev = s
-                continue
-            out.append(f"{start}" if start == prev else f"{start}-{prev}")
-            if s is not None:
-                start = prev = s
-        return ", ".join(out)
+def _ranges(ids) -> str:
+    if not ids:
+        return "none"
+    out, start, prev = [], ids[0], ids[0]
+    for s in list(ids[1:]) + [None]:
+        if s is not None and s == prev + 1:
+            prev = s
+            continue
+        out.append(f"{start}" if start == prev else f"{start}-{prev}")
+        if s is not None:
+            start = prev = s
+    return ", ".join(out)
 
-    print(f"root: {r['root']} (camera {r['camera']})")
-    print(f"scenes: {len(r['scenes'])} usable of {len(r['scenes_found'])} found "
-          f"({ranges(r['scenes'])})")
+
+def _print_check(r: dict) -> None:
+    from .summary import format_summary
+
+    cam = f", camera {r['camera']}" if r["camera"] else ""
+    print(f"root: {r['root']} (format {r['format']}{cam})")
+    if r["format"] == "graspnet":
+        print(f"scenes: {len(r['scenes'])} usable of {len(r['scenes_found'])} found "
+              f"({_ranges(r['scenes'])})")
     print(f"frames: {r['frames_usable']} usable of {r['frames_found']} found")
-    if r["rects_per_frame"]:
-        lo, med, hi = r["rects_per_frame"]
-        print(f"rectangles (centre inside the image): {r['rects_total']} total; per frame "
-              f"min {lo} / median {med:g} / max {hi}")
+    for line in format_summary(r["summary"]).splitlines()[1:]:
+        print(line)
     if not r["problems"]:
         print("problems: none")
     else:
-        print(f"problems: {sum(r['problems'].values())}")
+        print(f"problems: {sum(r['problems'].values())} files")
         for kind, n in r["problems"].items():
-            print(f"  {kind}: {n}  e.g. {', '.join(r['examples'][kind])}")
+            rows = r["rows_skipped"].get(kind)
+            what = f"{rows} rows in {n} files" if rows is not None else str(n)
+            print(f"  {kind}: {what}  e.g. {', '.join(r['examples'].get(kind, []))}")
+
+
+def _format_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", default="auto", choices=("auto", "graspnet", "cornell", "jacquard"),
+                   help="data set layout (default auto: detected from the files)")
 
 
 def _check_main(argv) -> int:
     p = argparse.ArgumentParser(
         prog="vita-grasp data check",
-        description="Check a GraspNet-layout data set: count scenes, frames and rectangles, read "
-                    "every rect .npy and every png header (--full decodes every png), list "
-                    "missing / empty / corrupt files. Exit code 1 when no frame is usable.")
-    p.add_argument("root", type=Path, help="data set root (holding scenes/)")
-    p.add_argument("--camera", choices=("kinect", "realsense"), default="kinect")
+        description="Check a data set (GraspNet-1Billion, Cornell or Jacquard layout): count "
+                    "frames and rectangles, read every grasp file and every png header "
+                    "(--full decodes every png), list missing / empty / corrupt files and "
+                    "skipped rectangles, and print the data summary (image sizes, widths, jaw "
+                    "sizes). Exit code 1 when no frame is usable, 2 on bad arguments.")
+    p.add_argument("root", type=Path, help="data set root")
+    _format_arg(p)
+    p.add_argument("--camera", choices=("kinect", "realsense"), default="kinect",
+                   help="GraspNet camera folder (default kinect)")
     p.add_argument("--full", action="store_true", help="decode every png fully (slower)")
     p.add_argument("--scenes", type=_int_list, default=None,
-                   help="only these scene ids ('0-3,100')")
-    p.add_argument("--split", default=None, help="only the scenes of this GraspNet split "
+                   help="GraspNet: only these scene ids ('0-3,100')")
+    p.add_argument("--split", default=None, help="GraspNet: only the scenes of this split "
                    "(train, test_seen, test_similar, test_novel, test, all)")
     p.add_argument("--strict", action="store_true", help="exit 1 on any problem, too")
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
+    if not a.root.is_dir():
+        print(f"vita-grasp data check: data set root {a.root} is not a directory",
+              file=sys.stderr)
+        return 2
     try:
         r = check_dataset(a.root, a.camera, a.full, a.scenes, a.split,
-                          progress=False if a.quiet else None)
+                          progress=False if a.quiet else None, format=a.format)
     except ValueError as e:
+        if a.format == "auto" and "no known data set layout" in str(e):
+            print(f"vita-grasp data check: no usable frame: {e}", file=sys.stderr)
+            return 1
         print(f"vita-grasp data check: {e}", file=sys.stderr)
         return 2
     _print_check(r)
@@ -209,15 +193,34 @@ def _check_main(argv) -> int:
 
 
 # --------------------------------------------------------------------------- data show
+def _pick_frame(a, frames):
+    """The frame selected by --key / --index / --scene + --frame, or an error text."""
+    if a.key is not None:
+        rec = next((f for f in frames if f.key == a.key), None)
+        return rec, None if rec else f"no usable frame with key {a.key!r}"
+    if a.index is not None:
+        if not 0 <= a.index < len(frames):
+            return None, f"--index {a.index} out of range: {len(frames)} usable frames"
+        return frames[a.index], None
+    if a.scene is None or a.frame is None:
+        return None, "choose the frame with --key KEY, --index N, or --scene S --frame F"
+    rec = next((f for f in frames if f.scene == a.scene and f.frame == a.frame), None)
+    return rec, None if rec else (f"scene {a.scene} frame {a.frame} not found or unusable")
+
+
 def _show_main(argv) -> int:
     p = argparse.ArgumentParser(
         prog="vita-grasp data show",
         description="Save a picture of one frame: its grasp rectangles (subsampled) and the five "
                     "training target maps with the owned mask, as the dataset renders them.")
-    p.add_argument("root", type=Path, help="data set root (holding scenes/)")
-    p.add_argument("--scene", type=int, required=True, help="scene id")
-    p.add_argument("--frame", type=int, required=True, help="frame id")
+    p.add_argument("root", type=Path, help="data set root")
     p.add_argument("--out", type=Path, required=True, help="output image (.png)")
+    _format_arg(p)
+    p.add_argument("--key", default=None, help="frame key, e.g. pcd0100, <object>/0_<id>, "
+                   "kinect/s0000/f0001 (see the keys in data check --json)")
+    p.add_argument("--index", type=int, default=None, help="n-th usable frame (sorted by key)")
+    p.add_argument("--scene", type=int, default=None, help="GraspNet scene id (with --frame)")
+    p.add_argument("--frame", type=int, default=None, help="GraspNet frame id (with --scene)")
     p.add_argument("--camera", choices=("kinect", "realsense"), default="kinect")
     p.add_argument("--output-size", type=_size, default=(480, 640), help="map size HxW (480x640)")
     p.add_argument("--width-scale", type=float, default=0.25, help="model width_scale (0.25)")
@@ -229,29 +232,42 @@ def _show_main(argv) -> int:
 
     from ..geometry import Letterbox
     from .augment import Augment
-    from .graspnet import FrameFault, load_frame, scan
+    from .common import FrameFault, inside_image
+    from .formats import load_frame, scan_dataset
     from .show import show_frame
     from .targets import render_targets
 
-    frames, faults, _ = scan(a.root, a.camera, scenes=[a.scene], require_label=False)
-    rec = next((f for f in frames if f.frame == a.frame), None)
+    try:
+        res = scan_dataset(a.root, a.format, camera=a.camera,
+                           scenes=[a.scene] if a.scene is not None else None)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+        print(f"vita-grasp data show: {e}", file=sys.stderr)
+        return 2
+    rec, err = _pick_frame(a, res.frames)
     if rec is None:
-        print(f"vita-grasp data show: scene {a.scene} frame {a.frame} ({a.camera}) not found or "
-              f"unusable under {a.root} ({faults.summary()})", file=sys.stderr)
+        print(f"vita-grasp data show: {err} under {a.root} ({res.format}; problems: "
+              f"{res.faults.summary()})", file=sys.stderr)
         return 1
     try:
-        rgb, label, g = load_frame(rec, require_label=False)
+        fr = load_frame(rec)
     except FrameFault as e:
         print(f"vita-grasp data show: {e}", file=sys.stderr)
         return 1
-    title = f"scene {a.scene} frame {a.frame} ({a.camera})"
+    rgb, label, g = fr.rgb, fr.label, fr.grasps
+    title = (f"scene {rec.scene} frame {rec.frame} ({rec.camera})" if rec.format == "graspnet"
+             else f"{rec.format} {rec.key}")
     if a.augment_seed is not None:
+        g = g[inside_image(g, rgb.shape[:2])]
         rgb, label, g = Augment()(rgb, label, g, np.random.default_rng(a.augment_seed))
         title += f", augmented (seed {a.augment_seed})"
     lb = Letterbox.fit(rgb.shape[:2], a.output_size)
-    t = render_targets(g, label, lb, a.width_scale, a.sigma)
+    try:
+        t = render_targets(g, label, lb, a.width_scale, a.sigma)
+    except ValueError as e:
+        print(f"vita-grasp data show: {e}", file=sys.stderr)
+        return 2
     if label is None:
-        title += " [no label: ch4 = union of rectangles]"
+        title += " [no mask: ch4 = union of rectangles]"
     out = show_frame(rgb, g, t, lb, a.out, title=title, max_rects=a.max_rects)
     print(f"wrote {out}")
     return 0
@@ -259,8 +275,9 @@ def _show_main(argv) -> int:
 
 def data_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    usage = ("usage: vita-grasp data {check,show} ...\n\n"
-             "  check ROOT   count scenes/frames/rectangles, list problems "
+    usage = ("usage: vita-grasp data {check,show} ...  (GraspNet-1Billion, Cornell, Jacquard)"
+             "\n\n"
+             "  check ROOT   count frames/rectangles, list problems, summarise sizes "
              "(exit 1: nothing usable)\n"
              "  show ROOT    picture of a frame with its rectangles and target maps\n\n"
              "vita-grasp data <command> --help for details")

@@ -1,0 +1,134 @@
+"""Cornell grasping dataset: ``pcdNNNNr.png`` + ``pcdNNNNcpos.txt`` (+ optional files).
+
+Layout (flat, or the original numbered sub-folders ``01/`` ... ``10/``, found up to two levels
+below the root)::
+
+    ROOT/[01/]pcdNNNNr.png       RGB image (any size; the original frames are 640x480)
+    ROOT/[01/]pcdNNNNcpos.txt    positive rectangles: 4 lines "x y" per rectangle
+    ROOT/[01/]pcdNNNNcneg.txt    negative rectangles (optional; kept apart, never positives)
+    ROOT/[01/]pcdNNNNd.tiff      depth (optional)
+
+In each rectangle p0 -> p1 is the gripper OPENING (its direction is the grasp angle, its length
+the opening width), p1 -> p2 the jaw size (height); the centre is the mean of the four corners.
+Pixels: x right, y down. Rectangles with NaN corners (the original files have some) are skipped
+and counted (``nonfinite_rect``); a file whose line count is not a multiple of 4, or with a line
+that is not two numbers, is corrupt (``corrupt_grasps``: the frame is skipped). Every rectangle
+gets score 1.0 and obj_id 0. Key ``"pcdNNNN"``, group = the key (object ids are not known).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .common import (FaultLog, FrameFault, FrameRecord, ScanResult, corners_to_grasps,
+                     grasps_to_corners)
+
+_RGB_RE = re.compile(r"pcd(\d+)r\.png")
+_POS_RE = re.compile(r"pcd(\d+)cpos\.txt")
+#: How deep below the root the reader looks for pcd files (root itself = 0).
+MAX_DEPTH = 2
+
+
+def read_cornell_rects(path) -> np.ndarray:
+    """A ``cpos.txt`` / ``cneg.txt`` file -> ``(N, 7)`` float64 grasp rows (rows with a NaN
+    corner stay NaN). Raises :class:`FrameFault` (``missing``, ``empty``, ``corrupt``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="ascii", errors="strict")
+    except FileNotFoundError:
+        raise FrameFault("missing", path) from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise FrameFault("corrupt", path, str(e)[:80]) from None
+    lines = [ln.split() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise FrameFault("empty", path)
+    if len(lines) % 4:
+        raise FrameFault("corrupt", path, f"{len(lines)} lines, not a multiple of 4")
+    pts = np.empty((len(lines), 2), np.float64)
+    for i, parts in enumerate(lines):
+        if len(parts) != 2:
+            raise FrameFault("corrupt", path, f"line {i + 1}: expected 'x y'")
+        try:
+            pts[i] = float(parts[0]), float(parts[1])
+        except ValueError:
+            raise FrameFault("corrupt", path, f"line {i + 1}: not numbers") from None
+    return corners_to_grasps(pts.reshape(-1, 4, 2))
+
+
+def write_cornell_rects(path, grasps) -> Path:
+    """Write ``(N, >=5)`` grasp rows as a Cornell rectangle file (4 lines ``x y`` each, p0 -> p1
+    along the opening). Inverse of :func:`read_cornell_rects` up to the angle's half turn."""
+    path = Path(path)
+    corners = grasps_to_corners(np.asarray(grasps, np.float64))
+    path.write_text("".join(f"{x:.3f} {y:.3f}\n" for x, y in corners.reshape(-1, 2)))
+    return path
+
+
+def _walk(root: Path, depth: int = 0):
+    """Yield ``(directory, file names)`` for ``root`` and its sub-folders up to MAX_DEPTH."""
+    try:
+        with os.scandir(root) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return
+    yield root, [e.name for e in entries if e.is_file()]
+    if depth < MAX_DEPTH:
+        for e in entries:
+            if e.is_dir() and not e.name.startswith("."):
+                yield from _walk(Path(e.path), depth + 1)
+
+
+def is_cornell(root) -> bool:
+    """True when a ``pcdNNNNcpos.txt`` or ``pcdNNNNr.png`` lies within MAX_DEPTH of ``root``."""
+    return any(_POS_RE.fullmatch(n) or _RGB_RE.fullmatch(n)
+               for _, names in _walk(Path(root)) for n in names)
+
+
+def scan_cornell(root, require_label: bool = False) -> ScanResult:
+    """Find Cornell frames with cheap checks (existence, size > 0).
+
+    Faults: ``missing_rgb`` / ``missing_grasps`` (one of the pair absent), ``empty_rgb`` /
+    ``empty_grasps`` (0 bytes), ``duplicate_key`` (the same pcd id in two folders: the first in
+    path order is used), ``missing_label`` (only with ``require_label``: Cornell has no masks).
+    """
+    root = Path(root)
+    faults = FaultLog()
+    frames: dict[str, FrameRecord] = {}
+    n_found = 0
+    for d, names in _walk(root):
+        nameset = set(names)
+        ids = sorted({m.group(1) for n in names for m in [_RGB_RE.fullmatch(n) or
+                                                          _POS_RE.fullmatch(n)] if m})
+        n_found += len(ids)
+        for fid in ids:
+            rgb, pos = d / f"pcd{fid}r.png", d / f"pcd{fid}cpos.txt"
+            key = f"pcd{fid}"
+            bad = False
+            for kind, p in (("rgb", rgb), ("grasps", pos)):
+                if p.name not in nameset:
+                    faults.add(f"missing_{kind}", p)
+                    bad = True
+                elif p.stat().st_size == 0:
+                    faults.add(f"empty_{kind}", p)
+                    bad = True
+            if require_label:
+                faults.add("missing_label", rgb)
+                bad = True
+            if bad:
+                continue
+            if key in frames:
+                faults.add("duplicate_key", rgb)
+                continue
+            neg = d / f"pcd{fid}cneg.txt"
+            dep = next((d / n for n in (f"pcd{fid}d.tiff", f"pcd{fid}d.tif") if n in nameset),
+                       None)
+            frames[key] = FrameRecord(
+                key=key, group=key, rgb=str(rgb), grasps=str(pos),
+                negatives=str(neg) if neg.name in nameset else None,
+                depth=str(dep) if dep is not None else None, format="cornell",
+                frame=int(fid))
+    return ScanResult([frames[k] for k in sorted(frames)], faults, "cornell", str(root),
+                      found=n_found)

@@ -1,0 +1,149 @@
+"""Jacquard dataset: one folder per object, ``<k>_<id>_RGB.png`` + ``<k>_<id>_grasps.txt``.
+
+Layout (object folders directly under the root, or one level deeper, e.g. the archive parts
+``Jacquard_Dataset_0/`` ... )::
+
+    ROOT/[part/]<id>/<k>_<id>_RGB.png              RGB image (1024x1024 in the original)
+    ROOT/[part/]<id>/<k>_<id>_grasps.txt           one grasp a line: x;y;theta;w;h
+    ROOT/[part/]<id>/<k>_<id>_mask.png             object mask (optional: semantic channel)
+    ROOT/[part/]<id>/<k>_<id>_perfect_depth.tiff   depth (optional; else _stereo_depth.tiff)
+
+Grasp lines (pixels, x right, y down): ``theta`` in degrees is the direction of the gripper
+OPENING, ``(cos theta, sin theta)`` in image pixels with y down, i.e. positive theta turns
+clockwise on screen, exactly our angle (GR-ConvNet's ``load_jacquard`` negates it because its
+angles are measured with y up); ``w`` = opening width, ``h`` = jaw size. The same grasp repeats
+with several jaw sizes: each is a valid ground-truth rectangle and all are kept. Score 1.0,
+obj_id 0. Key ``"<folder>/<k>_<id>"``, group = the object folder.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..conventions import wrap_angle
+from .common import FaultLog, FrameFault, FrameRecord, ScanResult
+
+_GRASPS_RE = re.compile(r"(\d+)_(.+)_grasps\.txt")
+_RGB_RE = re.compile(r"(\d+)_(.+)_RGB\.png")
+#: Object folders are looked for this many levels below the root (1 = directly under it).
+MAX_DEPTH = 2
+
+
+def read_jacquard_grasps(path) -> np.ndarray:
+    """A ``_grasps.txt`` file -> ``(N, 7)`` float64 grasp rows (x, y, angle, width, height, 1, 0).
+
+    ``angle = radians(theta)`` wrapped to [-pi/2, pi/2). Raises :class:`FrameFault`
+    (``missing``, ``empty``, ``corrupt``: a line that is not 5 numbers separated by ``;``).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="ascii", errors="strict")
+    except FileNotFoundError:
+        raise FrameFault("missing", path) from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise FrameFault("corrupt", path, str(e)[:80]) from None
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise FrameFault("empty", path)
+    vals = np.empty((len(lines), 5), np.float64)
+    for i, ln in enumerate(lines):
+        parts = ln.split(";")
+        if len(parts) != 5:
+            raise FrameFault("corrupt", path, f"line {i + 1}: expected x;y;theta;w;h")
+        try:
+            vals[i] = [float(p) for p in parts]
+        except ValueError:
+            raise FrameFault("corrupt", path, f"line {i + 1}: not numbers") from None
+    out = np.zeros((len(vals), 7), np.float64)
+    out[:, 0], out[:, 1] = vals[:, 0], vals[:, 1]
+    with np.errstate(invalid="ignore"):
+        out[:, 2] = wrap_angle(np.radians(vals[:, 2]))
+    out[:, 3], out[:, 4] = vals[:, 3], vals[:, 4]
+    out[:, 5] = 1.0
+    return out
+
+
+def write_jacquard_grasps(path, grasps) -> Path:
+    """Write ``(N, >=5)`` grasp rows as a Jacquard ``_grasps.txt`` (theta in degrees)."""
+    path = Path(path)
+    g = np.asarray(grasps, np.float64)
+    rows = g.reshape(len(g), -1)[:, :5] if len(g) else np.zeros((0, 5))
+    path.write_text("".join(f"{x:.3f};{y:.3f};{math.degrees(a):.4f};{w:.3f};{h:.3f}\n"
+                            for x, y, a, w, h in rows))
+    return path
+
+
+def _object_dirs(root: Path, depth: int = 1):
+    """Yield ``(folder, file names)`` of every folder below ``root`` up to MAX_DEPTH."""
+    try:
+        with os.scandir(root) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return
+    for e in entries:
+        if e.is_dir() and not e.name.startswith("."):
+            sub = Path(e.path)
+            try:
+                with os.scandir(sub) as it2:
+                    names = sorted(x.name for x in it2 if x.is_file())
+            except (PermissionError, FileNotFoundError):
+                continue
+            yield sub, names
+            if depth < MAX_DEPTH:
+                yield from _object_dirs(sub, depth + 1)
+
+
+def is_jacquard(root) -> bool:
+    """True when some folder below ``root`` holds a ``<k>_<id>_grasps.txt`` or ``_RGB.png``."""
+    return any(_GRASPS_RE.fullmatch(n) or _RGB_RE.fullmatch(n)
+               for _, names in _object_dirs(Path(root)) for n in names)
+
+
+def scan_jacquard(root, require_label: bool = False) -> ScanResult:
+    """Find Jacquard frames with cheap checks (existence, size > 0).
+
+    Faults: ``missing_rgb`` / ``missing_grasps``, ``empty_rgb`` / ``empty_grasps``,
+    ``empty_label`` (a 0-byte mask: frame skipped), ``missing_label`` (with ``require_label``),
+    ``duplicate_key``.
+    """
+    root = Path(root)
+    faults = FaultLog()
+    frames: dict[str, FrameRecord] = {}
+    n_found = 0
+    for d, names in _object_dirs(root):
+        nameset = set(names)
+        stems = sorted({f"{m.group(1)}_{m.group(2)}" for n in names
+                        for m in [_GRASPS_RE.fullmatch(n) or _RGB_RE.fullmatch(n)] if m})
+        n_found += len(stems)
+        for stem in stems:
+            rgb, gr = d / f"{stem}_RGB.png", d / f"{stem}_grasps.txt"
+            mask = d / f"{stem}_mask.png"
+            bad = False
+            for kind, p, required in (("rgb", rgb, True), ("grasps", gr, True),
+                                      ("label", mask, require_label)):
+                if p.name not in nameset:
+                    if required:
+                        faults.add(f"missing_{kind}", p)
+                        bad = True
+                elif p.stat().st_size == 0:
+                    faults.add(f"empty_{kind}", p)
+                    bad = True
+            if bad:
+                continue
+            key = f"{d.name}/{stem}"
+            if key in frames:
+                faults.add("duplicate_key", rgb)
+                continue
+            dep = next((d / n for n in (f"{stem}_perfect_depth.tiff", f"{stem}_stereo_depth.tiff")
+                        if n in nameset), None)
+            k = stem.split("_", 1)[0]
+            frames[key] = FrameRecord(
+                key=key, group=d.name, rgb=str(rgb), grasps=str(gr),
+                label=str(mask) if mask.name in nameset else None,
+                depth=str(dep) if dep is not None else None, format="jacquard", frame=int(k))
+    return ScanResult([frames[k] for k in sorted(frames)], faults, "jacquard", str(root),
+                      found=n_found)
