@@ -16,6 +16,8 @@ COMMANDS = {
     "node": ("vita_grasp_ros.grasp_node:main", "run the ROS 2 grasp node (= vita-grasp-node)"),
     "demo": ("vita_grasp_ros.demo:main", "the whole loop on synthetic data (= make demo)"),
     "weights": ("vita_grasp_core.weights_cli:main", "prepare local encoder weights (offline)"),
+    "export": ("vita_grasp_core.export:main",
+               "export a checkpoint to ONNX and check it against PyTorch"),
 }
 
 

@@ -76,7 +76,9 @@ class GraspPredictor:
     """Predict planar grasps from ``HxWx3 uint8 RGB`` numpy frames.
 
     Args:
-        model: a :class:`~vita_grasp_core.model.GraspModel`.
+        model: a :class:`~vita_grasp_core.model.GraspModel` (PyTorch engine), or an
+            :class:`~vita_grasp_core.engines.OnnxRuntimeEngine` (see :meth:`from_onnx`; device
+            and dtype then come from its providers and file, and must stay ``auto``/cpu/fp32).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1`` ...
         dtype: ``auto`` (bf16 on CUDA, fp32 on CPU), ``float32``, ``bfloat16``, ``float16``.
         decode: the decoding settings (:class:`~vita_grasp_core.decode_config.DecodeConfig`, a
@@ -87,9 +89,22 @@ class GraspPredictor:
 
     def __init__(self, model, device: str = "auto", dtype: str | None = "auto", *,
                  decode: DecodeConfig | dict | None = None, **decode_overrides):
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.model = model.to(self.device, self.dtype).eval()
+        from .engines import OnnxRuntimeEngine
+
+        if isinstance(model, OnnxRuntimeEngine):
+            if str(device) not in ("auto", "cpu") or dtype not in (None, "auto", "float32",
+                                                                   "fp32", torch.float32):
+                raise ValueError("the onnxruntime engine takes its device from `providers` and "
+                                 "its precision from the exported file; leave device/dtype auto")
+            self.engine, self.model = model, None
+            self.device, self.dtype = torch.device("cpu"), torch.float32
+            self.mean, self.std = model.mean, model.std
+        else:
+            self.engine = None
+            self.device = resolve_device(device)
+            self.dtype = resolve_dtype(dtype, self.device)
+            self.model = model.to(self.device, self.dtype).eval()
+            self.mean, self.std = model.mean, model.std
         self.config = model.config
         if not isinstance(decode, DecodeConfig):
             decode = DecodeConfig.from_dict(decode)
@@ -97,19 +112,55 @@ class GraspPredictor:
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "auto", dtype: str | None = "auto", *,
-                        pretrained_model: str | None = None, **decode_overrides
+                        pretrained_model: str | None = None, engine: str = "torch",
+                        providers=None, onnx_path=None, onnx_precision: str = "fp32",
+                        intra_op_threads: int | None = None, **decode_overrides
                         ) -> "GraspPredictor":
         """Load a checkpoint written by training (see :mod:`.checkpoint`).
 
         Decoding starts from the checkpoint's stored settings (``meta["decode"]``: threshold and
         quality calibration chosen on validation data), else the :class:`DecodeConfig` defaults;
         ``decode_overrides`` (``score_threshold=...``; ``None`` values ignored) go on top.
+
+        ``engine="onnxruntime"`` runs the exported network in ONNX Runtime instead of PyTorch:
+        ``onnx_path`` when given (exported there if missing), else a cache file next to the
+        checkpoint exported and checked on first use (:func:`~.engines.onnx_for_checkpoint`);
+        ``onnx_precision`` fp32 / fp16 / int8 (dynamic, encoder MatMul weights); ``providers``
+        (default CPU) and ``intra_op_threads`` configure the session. Same pre-processing, same
+        decoding, same grasps (within the export tolerance).
         """
+        from .engines import check_engine
+
+        if check_engine(engine) == "onnxruntime":
+            from .engines import OnnxRuntimeEngine, onnx_for_checkpoint
+
+            onnx_file = onnx_for_checkpoint(path, onnx_path=onnx_path,
+                                            pretrained_model=pretrained_model,
+                                            precision=onnx_precision, providers=providers)
+            ort_engine = OnnxRuntimeEngine(onnx_file, providers,
+                                           intra_op_threads=intra_op_threads)
+            return cls(ort_engine, device, dtype, decode=ort_engine.info.decode,
+                       **decode_overrides)
         from .checkpoint import load_model
 
         model, blob = load_model(path, pretrained_model=pretrained_model)
         stored = (blob.get("meta") or {}).get("decode")
         return cls(model, device, dtype, decode=stored, **decode_overrides)
+
+    @classmethod
+    def from_onnx(cls, path, providers=None, *, intra_op_threads: int | None = None,
+                  **decode_overrides) -> "GraspPredictor":
+        """Predictor on an exported file alone (``vita-grasp export``; no checkpoint, no torch
+        model): config, mean/std and decoding settings come from its metadata."""
+        from .engines import OnnxRuntimeEngine
+
+        ort_engine = OnnxRuntimeEngine(path, providers, intra_op_threads=intra_op_threads)
+        return cls(ort_engine, decode=ort_engine.info.decode, **decode_overrides)
+
+    @property
+    def engine_name(self) -> str:
+        """``torch`` or ``onnxruntime``."""
+        return "torch" if self.engine is None else self.engine.name
 
     def set_decoding(self, **changes) -> None:
         """Change decoding settings (validated as a whole; ``None`` keeps the current value)."""
@@ -134,13 +185,15 @@ class GraspPredictor:
     def preprocess(self, images) -> tuple[torch.Tensor, list[Letterbox]]:
         """List of frames -> ``(B, 3, H_in, W_in)`` normalised tensor on the device, letterboxes."""
         c = self.config
-        xs, lbs = zip(*(image_to_input(im, c.input_size, c.output_size, self.model.mean,
-                                       self.model.std) for im in images))
+        xs, lbs = zip(*(image_to_input(im, c.input_size, c.output_size, self.mean, self.std)
+                        for im in images))
         return torch.stack(xs).to(self.device, self.dtype, non_blocking=True), list(lbs)
 
     @torch.inference_mode()
     def forward_maps(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Torch-level call: ``(B, 3, H_in, W_in)`` -> ``(B, 5, H_out, W_out)`` float32 maps."""
+        if self.engine is not None:
+            return self.engine.run(pixel_values)
         return self.model(pixel_values).float()
 
     def decode(self, maps: torch.Tensor, letterboxes) -> list[list[Grasp]]:

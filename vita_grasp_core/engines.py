@@ -1,0 +1,256 @@
+"""Inference engines behind :class:`~vita_grasp_core.predictor.GraspPredictor`.
+
+``torch`` (default) runs the :class:`~vita_grasp_core.model.GraspModel` in PyTorch eager.
+``onnxruntime`` runs the exported network (:mod:`.export`) in an ONNX Runtime session: same
+input (normalised ``pixel_values (B, 3, H_in, W_in)`` float32), same output (the five activated
+maps ``(B, 5, H_out, W_out)`` float32), so pre-processing and decoding are shared unchanged.
+
+ONNX Runtime execution providers: ``CPUExecutionProvider`` (default; the only one measured here),
+``CUDAExecutionProvider`` and ``TensorrtExecutionProvider`` where the installed onnxruntime build
+has them (``onnxruntime-gpu``); untested on this machine (no GPU). The CPU provider is always
+appended as the fallback for nodes another provider does not take.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .export import (DEFAULT_OPSET, INPUT_NAME, ONNX_FORMAT, OUTPUT_NAME, OnnxModelInfo,
+                     parse_metadata)
+
+log = logging.getLogger(__name__)
+
+#: Accepted values of ``engine``.
+ENGINES = ("torch", "onnxruntime")
+CPU_PROVIDER = "CPUExecutionProvider"
+#: Precisions of the on-the-fly ONNX cache (``GraspPredictor.from_checkpoint``).
+CACHE_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def require_onnxruntime():
+    """Import onnxruntime or raise a ``RuntimeError`` that says how to get it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise RuntimeError("engine 'onnxruntime' needs the onnxruntime package "
+                           "(`pip install onnxruntime==1.32.0`, installed by `make setup`; "
+                           "onnxruntime-gpu for the CUDA / TensorRT providers)") from None
+    return onnxruntime
+
+
+def check_engine(engine: str) -> str:
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; use one of {list(ENGINES)}")
+    return engine
+
+
+def resolve_providers(providers=None) -> list[str]:
+    """``None`` -> ``["CPUExecutionProvider"]``; a list or a comma-separated string of provider
+    names, each of which must be available in the installed onnxruntime (``ValueError`` naming
+    the missing ones and the available ones). The CPU provider is appended as the fallback."""
+    ort = require_onnxruntime()
+    if providers is None or (isinstance(providers, (list, tuple)) and not providers):
+        return [CPU_PROVIDER]
+    if isinstance(providers, str):
+        providers = [p.strip() for p in providers.split(",") if p.strip()]
+    names = [str(p) for p in providers]
+    available = ort.get_available_providers()
+    missing = [p for p in names if p not in available]
+    if missing:
+        raise ValueError(f"ONNX Runtime provider(s) {missing} not available in this onnxruntime "
+                         f"build; available: {available}")
+    return names if CPU_PROVIDER in names else names + [CPU_PROVIDER]
+
+
+class TorchEngine:
+    """PyTorch eager: the model on ``device`` in ``dtype``; maps come back as float32."""
+
+    name = "torch"
+
+    def __init__(self, model, device: torch.device, dtype: torch.dtype):
+        self.model = model.to(device, dtype).eval()
+        self.config = model.config
+        self.device, self.dtype = device, dtype
+
+    @torch.inference_mode()
+    def run(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values.to(self.device, self.dtype)).float()
+
+
+class OnnxRuntimeEngine:
+    """An exported VITA-Grasp ONNX file in an ONNX Runtime session (graph optimisation ALL).
+
+    Args:
+        path: ``.onnx`` written by ``vita-grasp export`` (its ``.data`` file beside it if any).
+        providers: see :func:`resolve_providers`.
+        intra_op_threads, inter_op_threads: ONNX Runtime thread pools (``None`` = its default,
+            one intra-op thread per physical core).
+
+    Attributes: ``config`` (:class:`~vita_grasp_core.config.ModelConfig` from the metadata),
+    ``info`` (:class:`~vita_grasp_core.export.OnnxModelInfo`), ``mean``/``std``, ``precision``,
+    ``dynamic_batch``, ``providers`` (the session's, in priority order), ``path``.
+    Raises ``FileNotFoundError`` / ``ValueError`` (unreadable or not a VITA-Grasp file) /
+    ``RuntimeError`` (onnxruntime missing).
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, path, providers=None, *, intra_op_threads: int | None = None,
+                 inter_op_threads: int | None = None):
+        from .config import ModelConfig
+
+        ort = require_onnxruntime()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {self.path}")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3  # errors only (constant-folding notes are not actionable)
+        for name, value in (("intra_op_threads", intra_op_threads),
+                            ("inter_op_threads", inter_op_threads)):
+            if value is not None and int(value) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 = ONNX Runtime's default), got {value}")
+        if intra_op_threads:
+            opts.intra_op_num_threads = int(intra_op_threads)
+        if inter_op_threads:
+            opts.inter_op_num_threads = int(inter_op_threads)
+        provs = resolve_providers(providers)
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=provs)
+        except Exception as e:  # InvalidProtobuf, Fail, NoSuchFile ...
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise ValueError(f"{self.path} is not a loadable ONNX model ({type(e).__name__}: "
+                             f"{first[:200]})") from None
+        self.info: OnnxModelInfo = parse_metadata(
+            self.session.get_modelmeta().custom_metadata_map, str(self.path))
+        try:
+            self.config = ModelConfig.from_dict(self.info.model_config)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{self.path} has an invalid model config: {e}") from None
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if INPUT_NAME not in inputs or OUTPUT_NAME not in {o.name for o in
+                                                           self.session.get_outputs()}:
+            raise ValueError(f"{self.path} lacks the {INPUT_NAME!r} input or {OUTPUT_NAME!r} "
+                             f"output of a {ONNX_FORMAT} file")
+        self.providers = self.session.get_providers()
+        self._batch = None if self.info.dynamic_batch else int(self.info.batch)
+
+    @property
+    def mean(self):
+        return self.info.mean
+
+    @property
+    def std(self):
+        return self.info.std
+
+    @property
+    def precision(self) -> str:
+        return self.info.precision
+
+    @property
+    def dynamic_batch(self) -> bool:
+        return self._batch is None
+
+    def run(self, pixel_values) -> torch.Tensor:
+        """``(B, 3, H_in, W_in)`` float (torch or numpy) -> ``(B, 5, H_out, W_out)`` float32 CPU
+        tensor. A fixed-batch graph is fed in chunks of its batch size (zero-padded)."""
+        if isinstance(pixel_values, torch.Tensor):
+            x = pixel_values.detach().to("cpu", torch.float32).numpy()
+        else:
+            x = np.asarray(pixel_values, dtype=np.float32)
+        h, w = self.config.input_size
+        if x.ndim != 4 or x.shape[1:] != (3, h, w):
+            raise ValueError(f"pixel_values must be (B, 3, {h}, {w}) for {self.path.name}, got "
+                             f"{tuple(x.shape)}")
+        x = np.ascontiguousarray(x)
+        if self._batch is None or len(x) == self._batch:
+            out = self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        else:
+            k, n, parts = self._batch, len(x), []
+            for i in range(0, n, k):
+                chunk = x[i:i + k]
+                if len(chunk) < k:
+                    chunk = np.concatenate([chunk, np.zeros((k - len(chunk),) + x.shape[1:],
+                                                            np.float32)])
+                parts.append(self.session.run([OUTPUT_NAME], {INPUT_NAME: chunk})[0])
+            out = np.concatenate(parts)[:n]
+        return torch.from_numpy(out)
+
+
+# --------------------------------------------------------------------------------------------
+# On-the-fly export cache for GraspPredictor.from_checkpoint(engine="onnxruntime")
+# --------------------------------------------------------------------------------------------
+def _pretrained_fingerprint(pretrained_model: str | None) -> list:
+    """Name, size and mtime of a local encoder directory's files (a hub id: the id only)."""
+    if not pretrained_model:
+        return []
+    d = Path(os.path.expanduser(pretrained_model))
+    if not d.is_dir():
+        return [pretrained_model]
+    return [str(d.resolve())] + sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                                       for p in d.iterdir() if p.is_file())
+
+
+def cache_key(checkpoint_sha256: str, *, pretrained_model: str | None, precision: str,
+              opset: int) -> str:
+    """12 hex digits identifying an export of this checkpoint content with these settings."""
+    blob = json.dumps({"checkpoint": checkpoint_sha256, "format": ONNX_FORMAT,
+                       "pretrained": _pretrained_fingerprint(pretrained_model),
+                       "precision": precision, "opset": int(opset)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def cache_dir_fallback() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "vita_grasp" / "onnx"
+
+
+def onnx_for_checkpoint(checkpoint, *, onnx_path=None, pretrained_model: str | None = None,
+                        precision: str = "fp32", opset: int = DEFAULT_OPSET,
+                        check_frames: int = 2, providers=None) -> Path:
+    """The ONNX file for ``checkpoint``, exported (and checked) on first use.
+
+    Without ``onnx_path`` the file is ``<checkpoint>.<precision>.<key>.onnx`` next to the
+    checkpoint (``key`` = :func:`cache_key` of the checkpoint's content and the export settings;
+    falls back to ``~/.cache/vita_grasp/onnx/`` when that directory is not writable), reused
+    while neither changes. With ``onnx_path`` that file is used when it exists (it must have been
+    exported from this checkpoint's content) and written otherwise.
+    """
+    from .export import export_checkpoint, file_sha256, read_onnx_metadata
+
+    if precision not in CACHE_PRECISIONS:
+        raise ValueError(f"unknown ONNX precision {precision!r}; use one of {CACHE_PRECISIONS}")
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    digest = file_sha256(checkpoint)
+    if onnx_path is not None:
+        path = Path(onnx_path)
+        if path.is_file():
+            info = read_onnx_metadata(path)
+            if info.source_sha256 and info.source_sha256 != digest:
+                raise ValueError(f"{path} was exported from another checkpoint (sha256 "
+                                 f"{info.source_sha256[:12]}..., {checkpoint} is {digest[:12]}...)"
+                                 "; delete it or give another onnx_path")
+            return path
+    else:
+        key = cache_key(digest, pretrained_model=pretrained_model, precision=precision,
+                        opset=opset)
+        name = f"{checkpoint.name}.{precision}.{key}.onnx"
+        folder = checkpoint.parent if os.access(checkpoint.parent, os.W_OK) else \
+            cache_dir_fallback()
+        path = folder / name
+        if path.is_file():
+            return path
+    log.info("exporting %s to %s (%s, first use; cached for later runs)", checkpoint, path,
+             precision)
+    export_checkpoint(checkpoint, path, pretrained_model=pretrained_model,
+                      fp16=precision == "fp16", int8=precision == "int8", opset=opset,
+                      check=check_frames, providers=providers)
+    return path

@@ -1,0 +1,548 @@
+"""ONNX export of the whole predictor network, its self-description and its check against PyTorch.
+
+The exported graph is ``GraspModel.forward``: normalised ``pixel_values (B, 3, H_in, W_in)``
+float32 at the model's ``input_size`` -> the five ACTIVATED maps ``maps (B, 5, H_out, W_out)``
+float32 (CONVENTIONS §3). Pre-processing (letterbox, normalisation) and decoding stay in Python
+(:class:`~vita_grasp_core.predictor.GraspPredictor`), so both engines share them exactly.
+
+Everything needed to use the file without the checkpoint travels in its ``metadata_props``
+(``vita_grasp.*`` keys, see :data:`META_KEYS`): the model config (``ModelConfig.to_dict()`` JSON),
+the checkpoint's decoding settings, the input mean/std, precision, batch mode and source hash.
+
+Exporter: PyTorch's TorchScript-based exporter (``dynamo=False``). Measured here with torch 2.13:
+it exports all three backbones in about a second for tiny configs; the torch.export-based
+exporter (needs ``onnxscript``) fails on Qwen2-VL's packed-patch attention (``tolist()`` of the
+sequence lengths) and is about 8x slower on the others. Qwen2-VL's per-image attention split is
+traced for one batch size, so its graphs have a fixed batch (1 by default) and the engine feeds
+frames one at a time; InternViT and DINOv2 graphs take any batch.
+
+Large encoders: above :data:`EXTERNAL_DATA_THRESHOLD` bytes of weights (or always, with
+``external_data=True``) the weights go to ``<name>.onnx.data`` beside the graph (ONNX external
+data; a protobuf file cannot exceed 2 GB). Keep both files together.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+#: Format tag in ``metadata_props["vita_grasp.format"]``; files without it are not ours.
+ONNX_FORMAT = "vita_grasp.onnx/1"
+INPUT_NAME, OUTPUT_NAME = "pixel_values", "maps"
+DEFAULT_OPSET = 17
+#: Weights above this many bytes are written as external data (InternViT-300M fp32: 1.2 GB).
+EXTERNAL_DATA_THRESHOLD = 1 << 30
+#: Default check tolerance (max abs difference of any map value) per precision.
+DEFAULT_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "int8": 0.15}
+#: Backbones whose traced graph only works at the traced batch size.
+FIXED_BATCH_BACKBONES = {"qwen2vl"}
+#: The metadata keys written into every exported file.
+META_KEYS = ("format", "model_config", "decode", "mean", "std", "input_size", "output_size",
+             "precision", "batch", "source", "source_sha256", "exporter")
+
+
+class ExportError(RuntimeError):
+    """The export or its check failed (the message says which and by how much)."""
+
+
+class _ExportWrapper(nn.Module):
+    """fp32 in, fp32 out; the model itself may run in fp16 inside the graph."""
+
+    def __init__(self, model: nn.Module, compute_dtype: torch.dtype):
+        super().__init__()
+        self.model = model
+        self.compute_dtype = compute_dtype
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values.to(self.compute_dtype)).float()
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_onnx` wrote.
+
+    Attributes:
+        path: the ``.onnx`` file; ``data_path`` the external weights file or ``None``.
+        size_bytes: graph + external data on disk. ``seconds``: wall time of the export.
+        batch: ``"dynamic"`` or the fixed batch size. ``metadata``: the ``vita_grasp.*`` props.
+    """
+
+    path: Path
+    data_path: Path | None
+    size_bytes: int
+    seconds: float
+    precision: str
+    batch: str | int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CheckResult:
+    """Exported maps vs PyTorch fp32 on ``frames`` generated frames.
+
+    ``max_abs_diff``: per output channel (position, cos2a, sin2a, width, mask), over all frames
+    and pixels; ``passed`` = every value <= ``tolerance``.
+    """
+
+    max_abs_diff: list[float]
+    tolerance: float
+    frames: int
+    batched: bool
+    seconds: float
+
+    @property
+    def worst(self) -> float:
+        return max(self.max_abs_diff)
+
+    @property
+    def passed(self) -> bool:
+        return self.worst <= self.tolerance
+
+    def summary(self) -> str:
+        from .conventions import CHANNELS
+
+        per = ", ".join(f"{n} {d:.2e}" for n, d in zip(CHANNELS, self.max_abs_diff))
+        return (f"max |onnx - torch| per channel over {self.frames} frame(s)"
+                f"{' (+ one batch of all)' if self.batched else ''}: {per}; worst "
+                f"{self.worst:.2e} {'<=' if self.passed else '>'} tolerance {self.tolerance:g}")
+
+
+# --------------------------------------------------------------------------------------------
+# Metadata
+# --------------------------------------------------------------------------------------------
+def build_metadata(model, *, precision: str, batch, decode: dict | None = None,
+                   source: str | None = None, source_sha256: str | None = None,
+                   opset: int = DEFAULT_OPSET) -> dict[str, str]:
+    """The ``vita_grasp.*`` metadata of an exported ``model`` (all values are strings)."""
+    cfg = model.config
+    meta = {
+        "format": ONNX_FORMAT,
+        "model_config": json.dumps(cfg.to_dict()),
+        "decode": json.dumps(decode),
+        "mean": json.dumps([float(v) for v in model.mean]),
+        "std": json.dumps([float(v) for v in model.std]),
+        "input_size": json.dumps(list(cfg.input_size)),
+        "output_size": json.dumps(list(cfg.output_size)),
+        "precision": precision,
+        "batch": str(batch),
+        "source": source or "",
+        "source_sha256": source_sha256 or "",
+        "exporter": f"torch {torch.__version__} TorchScript exporter, opset {opset}",
+    }
+    return {f"vita_grasp.{k}": v for k, v in meta.items()}
+
+
+@dataclass
+class OnnxModelInfo:
+    """The self-description of an exported file (parsed ``vita_grasp.*`` metadata)."""
+
+    model_config: dict[str, Any]
+    decode: dict | None
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    precision: str
+    batch: str | int
+    source: str
+    source_sha256: str
+    raw: dict[str, str]
+
+    @property
+    def dynamic_batch(self) -> bool:
+        return self.batch == "dynamic"
+
+
+def parse_metadata(props: dict[str, str], where: str = "ONNX file") -> OnnxModelInfo:
+    """``{key: value}`` metadata props -> :class:`OnnxModelInfo`; ``ValueError`` if not ours."""
+    fmt = props.get("vita_grasp.format")
+    if fmt is None:
+        raise ValueError(f"{where} is not a VITA-Grasp ONNX model (no 'vita_grasp.format' "
+                         "metadata); export one with `vita-grasp export --checkpoint CKPT --out "
+                         "model.onnx`")
+    if fmt != ONNX_FORMAT:
+        raise ValueError(f"{where} has VITA-Grasp format {fmt!r}; this version reads "
+                         f"{ONNX_FORMAT!r} (re-export it with this version)")
+    try:
+        batch = props.get("vita_grasp.batch", "dynamic")
+        return OnnxModelInfo(
+            model_config=json.loads(props["vita_grasp.model_config"]),
+            decode=json.loads(props.get("vita_grasp.decode", "null")),
+            mean=tuple(float(v) for v in json.loads(props["vita_grasp.mean"])),
+            std=tuple(float(v) for v in json.loads(props["vita_grasp.std"])),
+            precision=props.get("vita_grasp.precision", "fp32"),
+            batch=batch if batch == "dynamic" else int(batch),
+            source=props.get("vita_grasp.source", ""),
+            source_sha256=props.get("vita_grasp.source_sha256", ""),
+            raw=dict(props))
+    except (KeyError, ValueError, TypeError) as e:
+        raise ValueError(f"{where} has damaged VITA-Grasp metadata ({type(e).__name__}: {e})"
+                         ) from None
+
+
+def read_onnx_metadata(path) -> OnnxModelInfo:
+    """Read the metadata of an exported file without loading its external weights."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {path}")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # DecodeError, OSError ...
+        raise ValueError(f"{path} is not a readable ONNX file ({type(e).__name__}: "
+                         f"{str(e).strip()[:200]})") from None
+    return parse_metadata({p.key: p.value for p in proto.metadata_props}, str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# Export
+# --------------------------------------------------------------------------------------------
+def file_sha256(path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _weight_bytes(model: nn.Module, dtype_bytes: int) -> int:
+    n = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+    return n * dtype_bytes
+
+
+def _save_onnx(proto, out: Path, external: bool) -> Path | None:
+    """Write ``proto`` to ``out`` atomically (and ``out.data`` for external weights)."""
+    import onnx
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        tmp = tmpdir / out.name
+        data_name = out.name + ".data"
+        if external:
+            onnx.save_model(proto, str(tmp), save_as_external_data=True,
+                            all_tensors_to_one_file=True, location=data_name, size_threshold=1024)
+            os.replace(tmpdir / data_name, out.parent / data_name)
+        else:
+            onnx.save_model(proto, str(tmp))
+            (out.parent / data_name).unlink(missing_ok=True)  # a stale one from an older export
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return out.parent / data_name if external else None
+
+
+def export_onnx(model, out, *, fp16: bool = False, opset: int = DEFAULT_OPSET,
+                batch: int | None = None, external_data: bool | None = None,
+                decode: dict | None = None, source: str | None = None,
+                source_sha256: str | None = None) -> ExportResult:
+    """Export ``model`` (a :class:`~vita_grasp_core.model.GraspModel`) to ``out`` (``.onnx``).
+
+    Args:
+        fp16: compute in float16 inside the graph (inputs and outputs stay float32). Meant for
+            GPUs / TensorRT; ONNX Runtime's CPU provider runs it, slowly.
+        opset: ONNX opset (17 default: has LayerNormalization; TensorRT >= 8.6 reads it).
+        batch: ``None`` = dynamic batch where the backbone allows it (fixed 1 for Qwen2-VL), else
+            a fixed batch size.
+        external_data: ``None`` = only when the weights exceed :data:`EXTERNAL_DATA_THRESHOLD`.
+        decode: the checkpoint's decoding settings (``meta["decode"]``) to embed.
+        source, source_sha256: where the weights came from (checkpoint name and content hash).
+    """
+    import onnx
+
+    out = Path(out)
+    precision = "fp16" if fp16 else "fp32"
+    backbone = model.config.backbone
+    if batch is not None and int(batch) < 1:
+        raise ValueError(f"batch must be >= 1 or None (dynamic), got {batch}")
+    fixed = batch is not None or backbone in FIXED_BATCH_BACKBONES
+    trace_batch = int(batch) if batch is not None else 1
+    model = model.cpu().eval()
+    compute = copy.deepcopy(model).half() if fp16 else model
+    wrapper = _ExportWrapper(compute, torch.float16 if fp16 else torch.float32).eval()
+    h, w = model.config.input_size
+    dummy = torch.zeros(trace_batch, 3, h, w)
+    axes = None if fixed else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+    size_estimate = _weight_bytes(compute, 2 if fp16 else 4)
+    external = bool(external_data) if external_data is not None else (
+        size_estimate > EXTERNAL_DATA_THRESHOLD)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="vita_onnx_") as tmp:
+        raw_path = Path(tmp) / "model.onnx"
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+            warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export")
+            torch.onnx.export(wrapper, (dummy,), str(raw_path), dynamo=False,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              dynamic_axes=axes, opset_version=int(opset),
+                              do_constant_folding=True)
+        proto = onnx.load(str(raw_path), load_external_data=True)
+    meta = build_metadata(model, precision=precision,
+                          batch="dynamic" if not fixed else trace_batch, decode=decode,
+                          source=source, source_sha256=source_sha256, opset=opset)
+    set_metadata(proto, meta)
+    data_path = _save_onnx(proto, out, external)
+    del proto
+    if compute is not model:
+        del compute
+    size = out.stat().st_size + (data_path.stat().st_size if data_path else 0)
+    return ExportResult(out, data_path, size, time.perf_counter() - t0, precision,
+                        "dynamic" if not fixed else trace_batch, meta)
+
+
+def set_metadata(proto, meta: dict[str, str]) -> None:
+    """Replace the ``vita_grasp.*`` metadata props of an in-memory ONNX ``proto``."""
+    keep = [(p.key, p.value) for p in proto.metadata_props if p.key not in meta]
+    del proto.metadata_props[:]
+    for k, v in keep + sorted(meta.items()):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+
+
+def quantize_int8(src, dst, *, encoder_only: bool = True) -> ExportResult:
+    """Dynamic int8 quantisation of the encoder's linear layers of an exported fp32 file.
+
+    ONNX Runtime's ``quantize_dynamic`` with int8 weights for ``MatMul``/``Gemm`` nodes only
+    (activations are quantised on the fly per call); with ``encoder_only`` only nodes under
+    ``/model/backbone/`` (the frozen ViT) are touched, so the decoder's convolutions and heads
+    stay fp32. The metadata is carried over with ``precision = int8``.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src, dst = Path(src), Path(dst)
+    info = read_onnx_metadata(src)
+    if info.precision != "fp32":
+        raise ValueError(f"{src} is {info.precision}; int8 quantisation starts from an fp32 "
+                         "export")
+    t0 = time.perf_counter()
+    graph = onnx.load(str(src), load_external_data=False)
+    # Excluded by name (the quantiser renames a Gemm it rewrites to "<name>_MatMul").
+    exclude = [n.name + suffix for n in graph.graph.node if n.op_type in ("MatMul", "Gemm")
+               and encoder_only and "/backbone/" not in n.name for suffix in ("", "_MatMul")]
+    external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.graph.initializer)
+    del graph
+    with tempfile.TemporaryDirectory(prefix="vita_q_") as tmp:
+        qpath = Path(tmp) / "q.onnx"
+        root = logging.getLogger()
+        was_disabled = root.disabled
+        root.disabled = True  # quantize_dynamic logs a pre-processing hint on the root logger
+        try:
+            quantize_dynamic(str(src), str(qpath), weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=exclude,
+                             use_external_data_format=external)
+        finally:
+            root.disabled = was_disabled
+        proto = onnx.load(str(qpath), load_external_data=True)
+    meta = dict(info.raw)
+    meta["vita_grasp.precision"] = "int8"
+    set_metadata(proto, meta)
+    data_path = _save_onnx(proto, dst, external)
+    size = dst.stat().st_size + (data_path.stat().st_size if data_path else 0)
+    return ExportResult(dst, data_path, size, time.perf_counter() - t0, "int8", info.batch, meta)
+
+
+# --------------------------------------------------------------------------------------------
+# Check
+# --------------------------------------------------------------------------------------------
+def check_frames(n: int, seed: int = 0) -> list[np.ndarray]:
+    """``n`` generated ``HxWx3 uint8 RGB`` frames of varied sizes and aspect ratios (smooth colour
+    ramps, blobs and noise), so that the letterbox padding is exercised too."""
+    rng = np.random.default_rng(seed)
+    sizes = [(480, 640), (720, 1280), (300, 220), (224, 224), (600, 500)]
+    frames = []
+    for i in range(n):
+        h, w = sizes[i % len(sizes)]
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        img = np.empty((h, w, 3), np.float32)
+        for c in range(3):
+            a, b, ph = rng.uniform(0.005, 0.05, 2).tolist() + [rng.uniform(0, 6.28)]
+            img[..., c] = 127 + 90 * np.sin(a * xx + b * yy + ph)
+        for _ in range(4):
+            cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(10, min(h, w) / 3)
+            img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.uniform(0, 255, 3)
+        img += rng.normal(0, 8, img.shape)
+        frames.append(np.clip(img, 0, 255).astype(np.uint8))
+    return frames
+
+
+def check_export(model, engine, *, frames: int = 3, tolerance: float | None = None,
+                 seed: int = 0) -> CheckResult:
+    """Compare ``engine`` (an :class:`~vita_grasp_core.engines.OnnxRuntimeEngine`) with
+    ``model`` in PyTorch fp32 on ``frames`` generated frames, one at a time and (for a dynamic
+    batch) once as a batch of all of them. Never raises on a mismatch: see ``passed``."""
+    from .preprocess import image_to_input
+
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    if tolerance is None:
+        tolerance = DEFAULT_TOLERANCE.get(engine.precision, DEFAULT_TOLERANCE["fp32"])
+    t0 = time.perf_counter()
+    cfg = model.config
+    xs = torch.stack([image_to_input(im, cfg.input_size, cfg.output_size, model.mean, model.std)[0]
+                      for im in check_frames(frames, seed)])
+    model = model.cpu().float().eval()
+    worst = np.zeros(5)
+    with torch.inference_mode():
+        ref = torch.cat([model(x[None]) for x in xs]).numpy()
+    for i in range(len(xs)):
+        got = engine.run(xs[i:i + 1]).numpy()
+        worst = np.maximum(worst, np.abs(got - ref[i:i + 1]).max(axis=(0, 2, 3)))
+    batched = engine.dynamic_batch and len(xs) > 1
+    if batched:
+        got = engine.run(xs).numpy()
+        worst = np.maximum(worst, np.abs(got - ref).max(axis=(0, 2, 3)))
+    return CheckResult([float(v) for v in worst], float(tolerance), len(xs), batched,
+                       time.perf_counter() - t0)
+
+
+def export_checkpoint(checkpoint, out, *, pretrained_model: str | None = None,
+                      fp16: bool = False, int8: bool = False, opset: int = DEFAULT_OPSET,
+                      batch: int | None = None, external_data: bool | None = None,
+                      check: int = 3, tolerance: float | None = None,
+                      providers=None) -> tuple[ExportResult, CheckResult | None]:
+    """Export a training checkpoint to ``out`` and check it (the ``vita-grasp export`` path).
+
+    ``int8``: export fp32, then quantise (:func:`quantize_int8`) into ``out``. ``check``: number
+    of generated frames compared with PyTorch (0 = no check). A failed check raises
+    :class:`ExportError` after deleting ``out`` (an export that disagrees is never left behind).
+    """
+    from .checkpoint import load_model
+    from .engines import OnnxRuntimeEngine
+
+    if fp16 and int8:
+        raise ValueError("choose one of fp16 and int8")
+    checkpoint = Path(checkpoint)
+    model, blob = load_model(checkpoint, pretrained_model=pretrained_model)
+    decode = (blob.get("meta") or {}).get("decode")
+    digest = file_sha256(checkpoint)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if int8:
+        with tempfile.TemporaryDirectory(prefix="vita_fp32_", dir=out.parent) as tmp:
+            fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", opset=opset, batch=batch,
+                               external_data=external_data, decode=decode,
+                               source=checkpoint.name, source_sha256=digest)
+            seconds = fp32.seconds
+            res = quantize_int8(fp32.path, out)
+            res.seconds += seconds
+    else:
+        res = export_onnx(model, out, fp16=fp16, opset=opset, batch=batch,
+                          external_data=external_data, decode=decode, source=checkpoint.name,
+                          source_sha256=digest)
+    if not check:
+        return res, None
+    engine = OnnxRuntimeEngine(out, providers=providers)
+    result = check_export(model, engine, frames=check, tolerance=tolerance)
+    if not result.passed:
+        del engine
+        remove_export(out)
+        raise ExportError(f"exported maps differ from PyTorch: {result.summary()}; {out} was "
+                          "removed (raise --tolerance to keep a lower-precision export)")
+    return res, result
+
+
+def remove_export(path) -> None:
+    """Delete an exported file and its external data file, if any."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    Path(str(path) + ".data").unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def build_parser():
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="vita-grasp export",
+        description="Export a checkpoint's whole network (frozen encoder + decoder, normalised "
+                    "pixel_values -> the 5 activated maps) to ONNX with its config, decoding "
+                    "settings and mean/std as metadata, then check the exported maps against "
+                    "PyTorch. Exit status: 0 exported and checked, 1 the check failed (the file "
+                    "is removed), 2 bad arguments, checkpoint or environment.")
+    p.add_argument("--checkpoint", required=True, help="training checkpoint (best_model.pt)")
+    p.add_argument("--out", required=True, help="output .onnx path (weights over 1 GiB go to "
+                   "OUT.data beside it)")
+    p.add_argument("--pretrained-model", "--pretrained_model", dest="pretrained_model",
+                   default=None, help="local encoder directory overriding the checkpoint's "
+                   "reference (offline machines)")
+    prec = p.add_mutually_exclusive_group()
+    prec.add_argument("--fp16", action="store_true",
+                      help="compute in float16 inside the graph (GPU / TensorRT; fp32 I/O)")
+    prec.add_argument("--int8", action="store_true",
+                      help="dynamic int8 quantisation of the encoder's MatMul/Gemm weights (CPU)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                   help=f"ONNX opset (default {DEFAULT_OPSET})")
+    p.add_argument("--batch", type=int, default=None,
+                   help="fixed batch size (default: dynamic; Qwen2-VL is always fixed, 1)")
+    p.add_argument("--external-data", action="store_true",
+                   help="always write the weights to OUT.data (default: only above 1 GiB)")
+    p.add_argument("--check-frames", type=int, default=3,
+                   help="generated frames compared with PyTorch (0 = skip the check)")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="max abs map difference allowed (default: fp32 1e-3, fp16 2e-2, "
+                        "int8 0.15)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    args = build_parser().parse_args(argv)
+    if args.check_frames < 0:
+        print("vita-grasp export: --check-frames must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as e:
+        print(f"vita-grasp export: needs the {e.name} package (installed by `make setup`)",
+              file=sys.stderr)
+        return 2
+    print(f"exporting {args.checkpoint} -> {args.out} "
+          f"({'fp16' if args.fp16 else 'int8' if args.int8 else 'fp32'}, opset {args.opset})")
+    try:
+        res, chk = export_checkpoint(
+            args.checkpoint, args.out, pretrained_model=args.pretrained_model, fp16=args.fp16,
+            int8=args.int8, opset=args.opset, batch=args.batch,
+            external_data=True if args.external_data else None, check=args.check_frames,
+            tolerance=args.tolerance)
+    except ExportError as e:
+        print(f"vita-grasp export: FAILED: {e}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"vita-grasp export: {e}", file=sys.stderr)
+        return 2
+    data = f" + {res.data_path.name} (external data)" if res.data_path else ""
+    print(f"wrote {res.path}{data}: {_human_bytes(res.size_bytes)}, {res.precision}, batch "
+          f"{res.batch}, {res.seconds:.1f} s")
+    if chk is not None:
+        print(f"check: {chk.summary()}")
+    else:
+        print("check: skipped (--check-frames 0)")
+    return 0
