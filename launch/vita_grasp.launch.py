@@ -4,6 +4,14 @@
     ros2 launch vita_grasp vita_grasp.launch.py checkpoint:=... \
         image_topic:=/kinect2/qhd/image_color_rect
     ros2 launch vita_grasp vita_grasp.launch.py checkpoint:=... namespace:=robot use_rviz:=true
+    ros2 launch vita_grasp vita_grasp.launch.py params_file:=/path/my.yaml   # checkpoint in it
+
+Precedence of the node's parameters: `checkpoint:=` / `use_compressed:=` given here > the
+params file > the node's defaults (decoding: the checkpoint's). Those two arguments are passed to
+the node only when given, so a params file can set them.
+
+`use_rviz:=true` where the rviz2 package is not installed logs a warning and starts the node
+alone: the check runs before anything is started, so nothing is left running on its own.
 
 The same start-up without `launch` (e.g. in the PyPI-wheel venv, where launch/launch_ros are not
 installable) is a plain command:
@@ -11,16 +19,91 @@ installable) is a plain command:
     vita-grasp-node --ros-args --params-file config/vita_grasp.yaml \
         -p checkpoint:=/path/best_model.pt -r image:=/rgb/image_raw -r __ns:=/robot
 
-Only standard actions are used (DeclareLaunchArgument, Node, FindPackageShare), so the file runs on
-Humble, Jazzy and Kilted. See docs/ros.md.
+Only standard actions are used (DeclareLaunchArgument, OpaqueFunction, LogInfo, Node,
+FindPackageShare), so the file runs on Humble, Jazzy and Kilted. See docs/ros.md.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+_TRUE = ('true', '1', 'yes', 'on')
+_FALSE = ('false', '0', 'no', 'off')
+
+
+def parse_bool(name, text):
+    """A launch argument's text as a bool ('true'/'false', '1'/'0', 'yes'/'no', 'on'/'off')."""
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"launch argument {name}:={text!r} is not a boolean (use true or false)")
+
+
+def node_parameters(params_file, checkpoint='', use_compressed=''):
+    """The node's `parameters`: the params file, then only the launch arguments that were given
+    (an empty string = not given, so the params file's value stands)."""
+    overrides = {}
+    if checkpoint.strip():
+        # value_type=str: a numeric-looking path stays a string
+        overrides['checkpoint'] = ParameterValue(checkpoint, value_type=str)
+    if use_compressed.strip():
+        overrides['use_compressed'] = parse_bool('use_compressed', use_compressed)
+    return [params_file] + ([overrides] if overrides else [])
+
+
+def package_available(name):
+    """True when the ament index knows package `name` (e.g. rviz2)."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    try:
+        get_package_prefix(name)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+def launch_setup(context, *args, **kwargs):
+    """Build the actions from the resolved launch arguments (runs before anything starts)."""
+    def arg(name):
+        return LaunchConfiguration(name).perform(context)
+
+    namespace = arg('namespace')
+    image_topic = arg('image_topic')
+    node = Node(
+        package='vita_grasp',
+        executable='grasp_node',
+        name='vita_grasp_node',
+        namespace=namespace,
+        output='screen',
+        emulate_tty=True,
+        arguments=['--lifecycle'] if parse_bool('lifecycle', arg('lifecycle')) else [],
+        parameters=node_parameters(arg('params_file'), arg('checkpoint'),
+                                   arg('use_compressed')),
+        remappings=[
+            ('image', image_topic),
+            ('image/compressed', image_topic + '/compressed'),
+        ],
+    )
+    actions = [node]
+    if parse_bool('use_rviz', arg('use_rviz')):
+        if package_available('rviz2'):
+            actions.append(Node(
+                package='rviz2',
+                executable='rviz2',
+                name='vita_grasp_rviz',
+                namespace=namespace,
+                arguments=['-d', arg('rviz_config')],
+                output='log',
+            ))
+        else:
+            actions.insert(0, LogInfo(msg=(
+                "WARNING: use_rviz:=true but the rviz2 package is not installed "
+                "(apt install ros-$ROS_DISTRO-rviz2): starting the grasp node without RViz")))
+    return actions
 
 
 def generate_launch_description():
@@ -28,11 +111,12 @@ def generate_launch_description():
     args = [
         DeclareLaunchArgument(
             'checkpoint', default_value='',
-            description='Path of the trained checkpoint (best_model.pt); required'),
+            description='Path of the trained checkpoint (best_model.pt); required here or in '
+                        'params_file (this argument wins when given)'),
         DeclareLaunchArgument(
             'image_topic', default_value='/rgb/image_raw',
             description='Colour image topic (Azure Kinect: /rgb/image_raw; Kinect v2: '
-                        '/kinect2/qhd/image_color_rect). With use_compressed:=true the node '
+                        '/kinect2/qhd/image_color_rect). With use_compressed the node '
                         'subscribes <image_topic>/compressed.'),
         DeclareLaunchArgument(
             'namespace', default_value='',
@@ -42,45 +126,20 @@ def generate_launch_description():
             default_value=PathJoinSubstitution([share, 'config', 'vita_grasp.yaml']),
             description='Parameter file of the node'),
         DeclareLaunchArgument(
-            'use_compressed', default_value='false',
-            description='Subscribe <image_topic>/compressed (sensor_msgs/CompressedImage)'),
+            'use_compressed', default_value='',
+            description='true: subscribe <image_topic>/compressed (sensor_msgs/CompressedImage); '
+                        'empty = as in params_file (default there: false)'),
+        DeclareLaunchArgument(
+            'lifecycle', default_value='false',
+            description='Run the managed (lifecycle) node: configure/activate it with '
+                        'ros2 lifecycle set or a lifecycle manager'),
         DeclareLaunchArgument(
             'use_rviz', default_value='false',
-            description='Also start RViz2 with config/vita_grasp.rviz'),
+            description='Also start RViz2 with rviz_config (skipped with a warning when rviz2 '
+                        'is not installed)'),
         DeclareLaunchArgument(
             'rviz_config',
             default_value=PathJoinSubstitution([share, 'config', 'vita_grasp.rviz']),
             description='RViz2 configuration'),
     ]
-    image_topic = LaunchConfiguration('image_topic')
-    node = Node(
-        package='vita_grasp',
-        executable='grasp_node',
-        name='vita_grasp_node',
-        namespace=LaunchConfiguration('namespace'),
-        output='screen',
-        emulate_tty=True,
-        parameters=[
-            LaunchConfiguration('params_file'),
-            {
-                # value_type=str: an empty or numeric-looking path stays a string
-                'checkpoint': ParameterValue(LaunchConfiguration('checkpoint'), value_type=str),
-                'use_compressed': ParameterValue(LaunchConfiguration('use_compressed'),
-                                                 value_type=bool),
-            },
-        ],
-        remappings=[
-            ('image', image_topic),
-            ('image/compressed', [image_topic, '/compressed']),
-        ],
-    )
-    rviz = Node(
-        package='rviz2',
-        executable='rviz2',
-        name='vita_grasp_rviz',
-        namespace=LaunchConfiguration('namespace'),
-        arguments=['-d', LaunchConfiguration('rviz_config')],
-        condition=IfCondition(LaunchConfiguration('use_rviz')),
-        output='log',
-    )
-    return LaunchDescription(args + [node, rviz])
+    return LaunchDescription(args + [OpaqueFunction(function=launch_setup)])

@@ -1,9 +1,8 @@
 """Start-up of the node: a missing/corrupt checkpoint or a bad parameter is one clear error line
-and a non-zero exit (no traceback); --help; the parameter file, the launch file and the RViz
-configuration agree with the node."""
+and a non-zero exit (no traceback); --help; the parameter file and the RViz configuration agree
+with the node (the launch file: test_ros_launch.py)."""
 from __future__ import annotations
 
-import py_compile
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +15,23 @@ from fixtures.ros_helpers import REPO, ros_env
 pytestmark = [pytest.mark.ros]
 
 
+def _hub_checkpoint(path: Path) -> Path:
+    """A checkpoint whose frozen encoder is referenced by a hub id (not stored): what training on
+    a connected machine writes. Offline, the encoder cannot be found."""
+    import torch
+
+    from fixtures.ros_helpers import write_tiny_checkpoint
+
+    blob = torch.load(write_tiny_checkpoint(path), weights_only=True)
+    blob["model_config"]["pretrained_model"] = "OpenGVLab/InternViT-300M-448px"
+    blob["state_dict"] = {k: v for k, v in blob["state_dict"].items() if k.startswith("decoder.")}
+    torch.save(blob, path)
+    return path
+
+
 def _run_many(cases, tmp_path, timeout=90):
     """Start every case's node at once (saves the start-up time), wait for all."""
-    env = ros_env(tmp_path)
+    env = ros_env(tmp_path, HF_HUB_OFFLINE=1)
     procs = {}
     for name, args in cases.items():
         procs[name] = subprocess.Popen(
@@ -51,13 +64,20 @@ def test_bad_start_up_is_one_clear_error_and_a_nonzero_exit(tmp_path):
         "reliability": ["--ros-args", "-p", f"checkpoint:={corrupt}",
                         "-p", "input_reliability:=sometimes"],
         "range": ["--ros-args", "-p", f"checkpoint:={corrupt}", "-p", "score_threshold:=2.0"],
+        "directory": ["--ros-args", "-p", f"checkpoint:={tmp_path}"],
+        "hub": ["--ros-args", "-p", f"checkpoint:={_hub_checkpoint(tmp_path / 'hub.pt')}"],
+        "lifecycle": ["--lifecycle", "--ros-args", "-p", f"checkpoint:={corrupt}",
+                      "-p", "input_depth:=0"],
     }, tmp_path)
     expect = {
         "missing": "checkpoint not found",
         "corrupt": "is corrupt, truncated or not a VITA-Grasp checkpoint",
         "empty": "parameter 'checkpoint' is empty",
         "reliability": "parameter 'input_reliability' is 'sometimes'",
-        "range": "score_threshold",
+        "range": "parameter 'score_threshold' is 2.0; it must be in [0, 1]",
+        "directory": "checkpoint is a directory, not a file",
+        "hub": "not available locally: copy it to this machine and pass -p pretrained_model:=DIR",
+        "lifecycle": "parameter 'input_depth' is 0; it must be in [1, 100]",
     }
     for name, (rc, text) in res.items():
         assert rc == 1, (name, rc, text)
@@ -96,31 +116,6 @@ def test_params_file_covers_every_parameter():
     for spec in DECODING_PARAMETERS:
         assert spec.name not in params
         assert f"# {spec.name}: {spec.default}" in text, spec.name
-
-
-def test_launch_file():
-    path = REPO / "launch" / "vita_grasp.launch.py"
-    py_compile.compile(str(path), doraise=True)
-    text = path.read_text()
-    for needle in ("executable='grasp_node'", "name='vita_grasp_node'", "'/rgb/image_raw'",
-                   "('image', image_topic)", "vita_grasp.yaml", "vita_grasp.rviz",
-                   "DeclareLaunchArgument", "FindPackageShare"):
-        assert needle in text, needle
-    try:
-        import launch  # noqa: F401
-        import launch_ros  # noqa: F401
-    except ImportError:
-        pytest.skip("launch/launch_ros are not installable from PyPI here; the file compiles "
-                    "(run `ros2 launch vita_grasp vita_grasp.launch.py` on a ROS install)")
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("vita_grasp_launch", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    ld = mod.generate_launch_description()
-    names = {a.name for a in ld.entities if hasattr(a, "name") and hasattr(a, "default_value")}
-    assert {"checkpoint", "image_topic", "namespace", "params_file", "use_rviz",
-            "use_compressed"} <= names
 
 
 def test_rviz_config():

@@ -1,0 +1,162 @@
+"""The node's parameter table in this process: the decoding parameters take their defaults from
+the checkpoint's stored decoding (a params file or -p overrides them), their descriptors come
+from DECODE_FIELDS, a params file can set `checkpoint` and `use_compressed` (the precedence the
+launch file relies on), and one validation path refuses bad values at start-up and at run time.
+"""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("vita_grasp.msg")
+
+from fixtures.ros_helpers import REPO, write_tiny_checkpoint  # noqa: E402
+
+pytestmark = [pytest.mark.ros]
+
+STORED = {"score_threshold": 0.05, "max_grasps": 3, "min_distance": 4, "smooth_sigma": 0.5}
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """A tiny checkpoint with decoding stored in its meta (as training writes it)."""
+    import torch
+
+    from conftest import tiny_config
+    from vita_grasp_core import build_model
+    from vita_grasp_core.checkpoint import save_checkpoint
+    from vita_grasp_core.decode_config import DecodeConfig
+
+    tmp = tmp_path_factory.mktemp("params")
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp / "calibrated.pt", build_model(tiny_config()),
+                           meta={"epoch": 0, "decode": DecodeConfig(**STORED).to_dict()})
+    return {"calibrated": path, "plain": write_tiny_checkpoint(tmp / "plain.pt")}
+
+
+class _Ctx:
+    """An rclpy context initialised with real command-line ROS arguments (rcl parses them)."""
+
+    def __init__(self, tmp_path, ros_args):
+        import os
+
+        os.environ.setdefault("ROS_LOG_DIR", str(tmp_path / "log"))
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+        self.ctx = rclpy.Context()
+        rclpy.init(args=["node", "--ros-args", *ros_args], context=self.ctx,
+                   domain_id=random.randint(100, 230))
+        self.nodes = []
+
+    def node(self, cls_name="GraspNode"):
+        from vita_grasp_ros import grasp_node
+
+        n = getattr(grasp_node, cls_name)(context=self.ctx)
+        self.nodes.append(n)
+        return n
+
+    def close(self):
+        for n in self.nodes:
+            n.stop()
+            n.destroy_node()
+        rclpy.try_shutdown(context=self.ctx)
+
+
+@pytest.fixture
+def ros(tmp_path):
+    made = []
+
+    def make(*ros_args):
+        c = _Ctx(tmp_path, [str(a) for a in ros_args])
+        made.append(c)
+        return c
+    yield make
+    for c in made:
+        c.close()
+
+
+def _decoding(node):
+    return {k: node.get_parameter(k).value for k in STORED}
+
+
+def test_decoding_defaults_come_from_the_checkpoint(ros, ckpt):
+    from vita_grasp_core.decode_config import DECODE_FIELDS
+    n = ros("--params-file", REPO / "config" / "vita_grasp.yaml", "-p", f"checkpoint:={ckpt['calibrated']}").node()
+    assert _decoding(n) == STORED
+    p = n.predictor
+    assert (p.score_threshold, p.max_grasps, p.min_distance, p.smooth_sigma) == \
+        tuple(STORED.values())
+    for f in DECODE_FIELDS:  # descriptors generated from the one definition
+        d = n.describe_parameter(f.name)
+        assert f.description in d.description and not d.read_only
+        rng = d.floating_point_range or d.integer_range
+        assert (rng[0].from_value, rng[0].to_value) == (f.lo, f.hi)
+
+
+def test_params_file_and_command_line_override_the_checkpoint(ros, ckpt, tmp_path):
+    own = tmp_path / "own.yaml"
+    own.write_text("/**:\n  ros__parameters:\n    max_grasps: 7\n    smooth_sigma: 0.0\n")
+    n = ros("--params-file", own, "-p", f"checkpoint:={ckpt['calibrated']}",
+            "-p", "score_threshold:=0.3").node()
+    assert _decoding(n) == {"score_threshold": 0.3, "max_grasps": 7, "min_distance": 4,
+                            "smooth_sigma": 0.0}
+    assert n.predictor.max_grasps == 7 and n.predictor.score_threshold == 0.3
+
+
+def test_checkpoint_without_stored_decoding_uses_the_decode_config_defaults(ros, ckpt):
+    from vita_grasp_core.decode_config import DecodeConfig
+
+    n = ros("-p", f"checkpoint:={ckpt['plain']}").node()
+    d = DecodeConfig()
+    assert _decoding(n) == {k: getattr(d, k) for k in STORED}
+
+
+def test_params_file_sets_checkpoint_and_use_compressed(ros, ckpt, tmp_path):
+    """What `ros2 launch ... params_file:=my.yaml` passes when no launch argument is given."""
+    own = tmp_path / "robot.yaml"
+    own.write_text("/**:\n  ros__parameters:\n"
+                   f"    checkpoint: \"{ckpt['plain']}\"\n    use_compressed: true\n")
+    n = ros("--params-file", own).node()
+    assert n.get_parameter("checkpoint").value == str(ckpt["plain"])
+    assert n.image_sub.topic_name.endswith("/image/compressed")
+    assert n.image_sub.msg_type.__name__ == "CompressedImage"
+    # a later -p (the launch argument when given) wins over the file
+    n2 = ros("--params-file", own, "-p", "use_compressed:=false").node()
+    assert n2.image_sub.topic_name.endswith("/image")
+
+
+def test_one_validation_path_at_start_up_and_run_time(ros, ckpt):
+    from rclpy.parameter import Parameter
+
+    from vita_grasp_ros.node_params import PARAMETERS, StartupError
+
+    with pytest.raises(StartupError, match=r"'depth_window' is 99; it must be in \[1, 51\]"):
+        ros("-p", f"checkpoint:={ckpt['plain']}", "-p", "depth_window:=99").node()
+    with pytest.raises(StartupError, match="'depth_tolerance' must be a double"):
+        ros("-p", f"checkpoint:={ckpt['plain']}", "-p", "depth_tolerance:=1").node()
+    n = ros("-p", f"checkpoint:={ckpt['plain']}").node()
+    # at run time the descriptor (built from the same spec) refuses it first
+    res = n.set_parameters([Parameter("depth_window", value=99)])[0]
+    assert not res.successful and "depth_window" in res.reason and n.settings.depth_window == 5
+    # what the descriptor cannot express goes through the same check as at start-up
+    assert n._on_set_parameters([Parameter("depth_tolerance", value=float("nan"))]).reason == \
+        PARAMETERS["depth_tolerance"].check(float("nan"))
+    # run-time settings: a new NodeSettings object, the rest unchanged
+    before = n.settings
+    assert n.set_parameters([Parameter("depth_window", value=9),
+                             Parameter("frame_id", value="tool0")])[1].successful
+    assert (n.settings.depth_window, n.settings.frame_id) == (9, "tool0")
+    assert n.settings.debug_every_n == before.debug_every_n and n.settings is not before
+
+
+@pytest.mark.parametrize("value,reason", [
+    (float("nan"), "must be a finite number"), (-0.1, "must be in [0, 1]"),
+    (1, "must be a double (write 0.0, not 0)")])
+def test_param_spec_check(value, reason):
+    from vita_grasp_ros.node_params import PARAMETERS
+
+    assert reason in PARAMETERS["score_threshold"].check(value)
+    assert PARAMETERS["score_threshold"].check(0.5) is None
+    assert "use one of" in PARAMETERS["input_reliability"].check("sometimes")
+    assert PARAMETERS["max_grasps"].check(True) is not None  # a bool is not an integer here
