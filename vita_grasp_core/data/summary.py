@@ -79,7 +79,10 @@ def summarize(frames, max_frames: int | None = None, *, full: bool = False,
         negatives += info["negatives"]
         if rec.scene >= 0:
             scenes.add(int(rec.scene))
-    cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
+
+    def cat(parts):
+        return np.concatenate(parts) if parts else np.zeros(0)
+
     n_rects = int(sum(per_frame))
     pf = np.asarray(per_frame, np.float64)
     return {

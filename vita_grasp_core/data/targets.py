@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..conventions import CHANNELS, angle_to_channels, width_to_channel
+from ..conventions import CHANNELS, angle_to_channels, width_to_channel  # noqa: F401
 from ..geometry import Letterbox
 from ..grasp import rect_corners
 
