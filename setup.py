@@ -1,7 +1,9 @@
 """pip install -e .  (scripts/setup.sh does it): the Python packages of VITA-Grasp.
 
 Installs the ROS-free core `vita_grasp_core` and the ROS adapter `vita_grasp_ros` with the console
-scripts `vita-grasp` and `vita-grasp-node`. The distribution is named `vita-grasp-python`, not
+scripts `vita-grasp` and `vita-grasp-node`. The adapter adds its `vita-grasp` subcommands (bag,
+node, demo) through the entry-point group `vita_grasp.commands` (see vita_grasp_core/cli.py), so
+the core's command line names no ROS module. The distribution is named `vita-grasp-python`, not
 `vita_grasp`: the message build installs a `vita_grasp` egg-info (the `vita_grasp.msg` module)
 into the same site-packages, and pip must not take one for the other.
 
@@ -27,6 +29,11 @@ setup(
         'console_scripts': [
             'vita-grasp = vita_grasp_core.cli:main',
             'vita-grasp-node = vita_grasp_ros.grasp_node:main',
+        ],
+        'vita_grasp.commands': [
+            'bag = vita_grasp_ros.commands:BAG',
+            'node = vita_grasp_ros.commands:NODE',
+            'demo = vita_grasp_ros.commands:DEMO',
         ],
     },
     zip_safe=False,

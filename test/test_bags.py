@@ -1,8 +1,10 @@
 """Bag tools without a ROS graph: type hashes and CDR against rosidl/rclpy, ``bag make`` contents
-(.mcap, .db3, directory, compressed), ``bag eval`` on known answers, corrupt bags -> exit 2."""
+(.mcap, .db3, directory, compressed), ``bag eval`` on known answers, corrupt bags and checkpoints
+that cannot be loaded -> exit 2, no traceback."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vita_grasp_ros import bags
-from vita_grasp_ros.bag_cli import main as bag_main
+from vita_grasp_ros.bag import io as bags
+from vita_grasp_ros.bag import messages as bmsg
+from vita_grasp_ros.bag import types as bt
+from vita_grasp_ros.bag.cli import main as bag_main
+
+pytest.importorskip("rclpy")  # bag make builds messages with the node's rclpy builders
+pytest.importorskip("vita_grasp.msg")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,7 +34,7 @@ def dataset(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mcap_bag(dataset, tmp_path_factory):
-    from vita_grasp_ros.bag_make import make_bag
+    from vita_grasp_ros.bag.make import make_bag
 
     out = tmp_path_factory.mktemp("bags_out") / "eval.mcap"
     make_bag(dataset, out, progress=False)
@@ -38,59 +45,71 @@ def mcap_bag(dataset, tmp_path_factory):
 def test_type_hashes_match_rosidl():
     share = Path(sys.prefix) / "share"
     checked = 0
-    for t in (bags.IMAGE_TYPE, bags.COMPRESSED_TYPE, bags.INFO_TYPE, bags.GRASP_TYPE,
-              bags.GRASP_ARRAY_TYPE):
+    for t in (bt.IMAGE_TYPE, bt.COMPRESSED_TYPE, bt.INFO_TYPE, bt.GRASP_TYPE,
+              bt.GRASP_ARRAY_TYPE, bt.CLOCK_TYPE):
         pkg, _, name = t.split("/")
         f = share / pkg / "msg" / f"{name}.json"
         if not f.is_file():
             continue
         want = json.loads(f.read_text())["type_hashes"][0]["hash_string"]
-        assert bags.typestore().hash_rihs01(t) == want, t
+        assert bt.typestore().hash_rihs01(t) == want, t
         checked += 1
     if checked == 0:
         pytest.skip("no rosidl type descriptions installed (run make setup)")
 
 
-def test_cdr_identical_to_rclpy():
-    pytest.importorskip("rclpy")
-    pytest.importorskip("vita_grasp.msg")
-    from rclpy.serialization import deserialize_message, serialize_message
-    from sensor_msgs.msg import Image
+def test_rclpy_builders_read_back_with_rosbags():
+    """What the bag writer stores (rclpy's CDR of the node's builders) is what rosbags reads,
+    field for field, and rosbags' re-encoding equals rclpy's bytes (same definitions)."""
+    from rclpy.serialization import serialize_message
 
-    from vita_grasp.msg import GraspArray
+    from vita_grasp_ros.image_conversions import numpy_to_image_msg
 
+    st = bt.typestore()
     rows = np.random.default_rng(0).random((37, 7)).astype(np.float32)
-    header = bags.make_header(1_700_000_000_123_456_789, "cam")
-    ours = bytes(bags.typestore().serialize_cdr(bags.grasp_array_msg(rows, header, (720, 1280)),
-                                                bags.GRASP_ARRAY_TYPE))
-    msg = deserialize_message(ours, GraspArray)
-    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (1_700_000_000, 123_456_789)
-    assert (msg.image_width, msg.image_height, len(msg.grasps)) == (1280, 720, 37)
-    np.testing.assert_array_equal(bags.grasp_array_rows(msg), rows)
-    assert _same_cdr(serialize_message(msg), ours, bags.GRASP_ARRAY_TYPE)
+    header = bmsg.make_header(1_700_000_000_123_456_789, "cam")
+    raw = serialize_message(bmsg.grasp_array_msg(rows, header, (720, 1280)))
+    back = st.deserialize_cdr(raw, bt.GRASP_ARRAY_TYPE)
+    assert bmsg.stamp_to_ns(back.header.stamp) == 1_700_000_000_123_456_789
+    assert (back.header.frame_id, back.image_width, back.image_height) == ("cam", 1280, 720)
+    np.testing.assert_array_equal(bmsg.grasp_array_rows(back), rows)
+    assert all(not g.has_pose and g.pose.orientation.w == 1.0 for g in back.grasps)
+    assert _same_cdr(raw, bt.GRASP_ARRAY_TYPE)
 
     rgb = np.random.default_rng(1).integers(0, 255, (5, 7, 3), dtype=np.uint8)
-    ours = bytes(bags.typestore().serialize_cdr(bags.image_msg(rgb, "rgb8", header),
-                                                bags.IMAGE_TYPE))
-    assert _same_cdr(serialize_message(deserialize_message(ours, Image)), ours, bags.IMAGE_TYPE)
+    raw = serialize_message(numpy_to_image_msg(rgb, "rgb8", header))
+    np.testing.assert_array_equal(bmsg.image_from_msg(st.deserialize_cdr(raw, bt.IMAGE_TYPE)),
+                                  rgb)
+    assert _same_cdr(raw, bt.IMAGE_TYPE)
+    K = np.array([[600.0, 0, 320.5], [0, 601.0, 240.5], [0, 0, 1]])
+    raw = serialize_message(bmsg.camera_info_msg(K, 640, 480, header))
+    info = st.deserialize_cdr(raw, bt.INFO_TYPE)
+    np.testing.assert_array_equal(np.asarray(info.k).reshape(3, 3), K)
+    np.testing.assert_array_equal(np.asarray(info.p).reshape(3, 4)[:, :3], K)
+    assert (info.width, info.height, info.distortion_model) == (640, 480, "plumb_bob")
+    assert _same_cdr(raw, bt.INFO_TYPE)
 
 
-def _same_cdr(theirs: bytes, ours: bytes, msgtype: str) -> bool:
-    """Same encoding: same length, and byte-identical once rosbags re-serialises rclpy's bytes
-    (Fast CDR leaves alignment padding uninitialised, rosbags writes zeros)."""
-    st = bags.typestore()
-    return len(theirs) == len(ours) and \
-        bytes(st.serialize_cdr(st.deserialize_cdr(theirs, msgtype), msgtype)) == ours
+def _same_cdr(theirs: bytes, msgtype: str) -> bool:
+    """rosbags re-encodes what it decoded from rclpy's bytes to the same length, and the bytes
+    differ at most in alignment padding (Fast CDR leaves it uninitialised, rosbags writes zeros):
+    every differing byte of rclpy's is a byte rosbags wrote as zero."""
+    st = bt.typestore()
+    ours = bytes(st.serialize_cdr(st.deserialize_cdr(theirs, msgtype), msgtype))
+    return len(theirs) == len(ours) and all(b == 0 for a, b in zip(theirs, ours) if a != b)
 
 
-def test_grasp_array_roundtrip_large():
+def test_grasp_array_roundtrip_large(tmp_path):
     rows = np.random.default_rng(2).random((5000, 7)).astype(np.float32)
-    st = bags.typestore()
-    raw = st.serialize_cdr(bags.grasp_array_msg(rows, bags.make_header(5), (10, 20)),
-                           bags.GRASP_ARRAY_TYPE)
-    back = st.deserialize_cdr(raw, bags.GRASP_ARRAY_TYPE)
-    np.testing.assert_array_equal(bags.grasp_array_rows(back), rows)
-    assert all(not g.has_pose and g.pose.orientation.w == 1.0 for g in back.grasps[:3])
+    out = tmp_path / "g.mcap"
+    with bags.BagWriter(out) as w:
+        w.add_topic("/g", bt.GRASP_ARRAY_TYPE)
+        w.write("/g", 5, bmsg.grasp_array_msg(rows, bmsg.make_header(5), (10, 20)))
+        w.write("/g", 6, bmsg.grasp_array_msg(rows[:0], bmsg.make_header(6), (10, 20)))
+    with bags.open_bag(out) as r:
+        (_, t, back), (_, _, empty) = list(r.read())
+    assert t == 5 and len(empty.grasps) == 0
+    np.testing.assert_array_equal(bmsg.grasp_array_rows(back), rows)
 
 
 # --------------------------------------------------------------------------- bag make
@@ -111,12 +130,12 @@ def test_make_bag_contents(dataset, tmp_path, name, storage):
         assert r.storage == storage
         topics = r.topics()
         assert {t: i.count for t, i in topics.items()} == {
-            bags.IMAGE_TOPIC: 4, bags.INFO_TOPIC: 4, bags.DEPTH_TOPIC: 4, bags.GT_TOPIC: 4}
-        assert topics[bags.GT_TOPIC].msgtype == bags.GRASP_ARRAY_TYPE
+            bt.IMAGE_TOPIC: 4, bt.INFO_TOPIC: 4, bt.DEPTH_TOPIC: 4, bt.GT_TOPIC: 4}
+        assert topics[bt.GT_TOPIC].msgtype == bt.GRASP_ARRAY_TYPE
         by_time: dict[int, dict] = {}
         for topic, t, msg in r.read():
-            assert bags.stamp_to_ns(msg.header.stamp) == t  # bag time == header stamp
-            assert msg.header.frame_id == bags.FRAME_ID
+            assert bmsg.stamp_to_ns(msg.header.stamp) == t  # bag time == header stamp
+            assert msg.header.frame_id == bt.FRAME_ID
             by_time.setdefault(t, {})[topic] = msg
     times = sorted(by_time)
     assert np.allclose(np.diff(times), 0.25e9)  # 4 Hz
@@ -124,37 +143,37 @@ def test_make_bag_contents(dataset, tmp_path, name, storage):
         m = by_time[t]
         assert set(m) == set(topics)  # every topic of a frame carries the same stamp
         rgb, _, gt = load_frame(rec, require_label=False)
-        np.testing.assert_array_equal(bags.image_from_msg(m[bags.IMAGE_TOPIC]), rgb)
-        rows = bags.grasp_array_rows(m[bags.GT_TOPIC])
+        np.testing.assert_array_equal(bmsg.image_from_msg(m[bt.IMAGE_TOPIC]), rgb)
+        rows = bmsg.grasp_array_rows(m[bt.GT_TOPIC])
         assert len(rows) == len(gt) > 100  # every GT rectangle
         np.testing.assert_array_equal(rows[:, :6], gt[:, :6].astype(np.float32))
         assert (rows[:, 6] == 1).all()
-        assert (m[bags.GT_TOPIC].image_height, m[bags.GT_TOPIC].image_width) == rgb.shape[:2]
-        info = m[bags.INFO_TOPIC]
+        assert (m[bt.GT_TOPIC].image_height, m[bt.GT_TOPIC].image_width) == rgb.shape[:2]
+        info = m[bt.INFO_TOPIC]
         K = np.load(Path(rec.rgb).parent.parent / "camK.npy")
         np.testing.assert_allclose(np.asarray(info.k).reshape(3, 3), K)
         assert (info.height, info.width) == rgb.shape[:2]
-        d = m[bags.DEPTH_TOPIC]
+        d = m[bt.DEPTH_TOPIC]
         assert d.encoding == "16UC1" and (d.height, d.width) == rgb.shape[:2]
 
 
 def test_make_bag_compressed_and_limits(dataset, tmp_path):
-    from vita_grasp_ros.bag_make import make_bag
+    from vita_grasp_ros.bag.make import make_bag
 
     out = tmp_path / "c.mcap"
     s = make_bag(dataset, out, compressed=True, max_frames=2, depth_topic=None, progress=False)
-    assert s["frames"] == 2 and s["topics"] == {f"{bags.IMAGE_TOPIC}/compressed": 2,
-                                                bags.INFO_TOPIC: 2, bags.GT_TOPIC: 2}
+    assert s["frames"] == 2 and s["topics"] == {f"{bt.IMAGE_TOPIC}/compressed": 2,
+                                                bt.INFO_TOPIC: 2, bt.GT_TOPIC: 2}
     with bags.open_bag(out) as r:
-        (_, _, msg), = list(r.read([f"{bags.IMAGE_TOPIC}/compressed"]))[:1]
-        rgb = bags.image_from_msg(msg)
+        (_, _, msg), = list(r.read([f"{bt.IMAGE_TOPIC}/compressed"]))[:1]
+        rgb = bmsg.image_from_msg(msg)
         assert rgb.shape == (720, 1280, 3) and rgb.dtype == np.uint8
-    with pytest.raises(bags.BagError, match="exists already"):
+    with pytest.raises(bt.BagError, match="exists already"):
         make_bag(dataset, out, progress=False)
     make_bag(dataset, out, max_frames=1, overwrite=True, progress=False)
     with bags.open_bag(out) as r:
-        assert r.topics()[bags.GT_TOPIC].count == 1
-    assert not list(tmp_path.glob(".*partial*"))  # no temporary left behind
+        assert r.topics()[bt.GT_TOPIC].count == 1
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary
     with pytest.raises(ValueError, match="no frames"):
         make_bag(dataset, tmp_path / "none.mcap", scenes=[42], progress=False)
     assert not (tmp_path / "none.mcap").exists()
@@ -167,20 +186,21 @@ def _predictions_bag(mcap_bag, out, *, drop=(), delay_ns=10_000_000, perturb=Non
     from vita_grasp_core.metrics import sort_by_quality
 
     with bags.open_bag(mcap_bag) as r, bags.BagWriter(out) as w:
-        w.add_topic(bags.PRED_TOPIC, bags.GRASP_ARRAY_TYPE)
-        for i, (_, t, msg) in enumerate(r.read([bags.GT_TOPIC])):
+        w.add_topic(bt.PRED_TOPIC, bt.GRASP_ARRAY_TYPE)
+        for i, (_, t, msg) in enumerate(r.read([bt.GT_TOPIC])):
             if i in drop:
                 continue
-            rows = sort_by_quality(bags.grasp_array_rows(msg))[:10]
+            rows = sort_by_quality(bmsg.grasp_array_rows(msg))[:10]
             if perturb is not None:
                 rows = perturb(rows)
-            w.write(bags.PRED_TOPIC, t + delay_ns,
-                    bags.grasp_array_msg(rows, msg.header, (msg.image_height, msg.image_width)))
+            header = bmsg.make_header(bmsg.stamp_to_ns(msg.header.stamp), msg.header.frame_id)
+            w.write(bt.PRED_TOPIC, t + delay_ns,
+                    bmsg.grasp_array_msg(rows, header, (msg.image_height, msg.image_width)))
     return out
 
 
 def test_eval_known_answers(mcap_bag, tmp_path):
-    from vita_grasp_ros.bag_eval import evaluate_bag, write_outputs
+    from vita_grasp_ros.bag.evaluate import evaluate_bag, write_outputs
 
     perfect = _predictions_bag(mcap_bag, tmp_path / "perfect.mcap")
     res = evaluate_bag(mcap_bag, predictions=perfect, progress=False)
@@ -198,7 +218,7 @@ def test_eval_known_answers(mcap_bag, tmp_path):
 
     def rotate(rows):  # 90 degrees off: never a match
         rows = rows.copy()
-        rows[:, 2] = bags.np.mod(rows[:, 2] + np.pi, np.pi) - np.pi / 2
+        rows[:, 2] = np.mod(rows[:, 2] + np.pi, np.pi) - np.pi / 2
         return rows
 
     wrong = _predictions_bag(mcap_bag, tmp_path / "wrong.mcap", perturb=rotate)
@@ -281,6 +301,77 @@ def test_writer_abort_leaves_nothing(tmp_path):
     out = tmp_path / "x.mcap"
     with pytest.raises(RuntimeError):
         with bags.BagWriter(out) as w:
-            w.add_topic("/a", bags.GRASP_ARRAY_TYPE)
+            w.add_topic("/a", bt.GRASP_ARRAY_TYPE)
             raise RuntimeError("boom")
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_writer_replaces_only_bags(tmp_path):
+    rows = np.zeros((1, 7), np.float32)
+    for name in ("b.mcap", "bdir"):
+        out = tmp_path / name
+        for _ in range(2):  # the second write replaces the first (file and directory outputs)
+            with bags.BagWriter(out, overwrite=True) as w:
+                w.add_topic("/g", bt.GRASP_ARRAY_TYPE)
+                w.write("/g", 1, bmsg.grasp_array_msg(rows, bmsg.make_header(1), (2, 2)))
+        with bags.open_bag(out) as r:
+            assert r.message_count == 1
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(bt.BagError, match="not a rosbag2 bag"):
+        bags.BagWriter(other, overwrite=True)
+    assert (other / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.mcap", "bdir", "notes"]
+
+
+# --------------------------------------------------------------------------- bad checkpoints
+def _hub_checkpoint(tmp_path, tiny_model_factory) -> tuple[Path, Path]:
+    """A checkpoint whose frozen encoder is referenced by a hub id (not stored), and a local
+    directory with that encoder's weights (what --pretrained_model would point at)."""
+    import torch
+
+    from conftest import tiny_config
+    from vita_grasp_core import build_model
+    from vita_grasp_core.checkpoint import save_checkpoint
+
+    enc = tmp_path / "encoder"
+    tiny_model_factory().backbone.vit.save_pretrained(enc)
+    torch.manual_seed(0)
+    model = build_model(tiny_config(pretrained_model=str(enc), freeze_vit=True))
+    ckpt = save_checkpoint(tmp_path / "hub.pt", model, meta={"epoch": 0})
+    blob = torch.load(ckpt, weights_only=True)
+    assert not any(k.startswith("backbone.") for k in blob["state_dict"])  # referenced only
+    blob["model_config"]["pretrained_model"] = "no-such-org/no-such-encoder"
+    torch.save(blob, ckpt)
+    return ckpt, enc
+
+
+def test_eval_bad_checkpoints_one_line(mcap_bag, tmp_path, tiny_model_factory, capsys):
+    """A directory, random bytes, a missing file: exit 2 and one line naming the file; a hub
+    encoder that is not available offline: the same, and --pretrained_model DIR fixes it."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(np.random.default_rng(0).bytes(4096))
+    for bad in (folder, noise, tmp_path / "missing.pt"):
+        rc = bag_main(["eval", "--bag", str(mcap_bag), "--checkpoint", str(bad), "--quiet"])
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        assert str(bad) in err and "Traceback" not in err and err.strip().count("\n") == 0, err
+    rc = bag_main(["eval", "--bag", str(mcap_bag), "--checkpoint", str(noise),
+                   "--score_threshold", "2", "--quiet"])
+    assert rc == 2 and "score_threshold" in capsys.readouterr().err
+
+    ckpt, enc = _hub_checkpoint(tmp_path, tiny_model_factory)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    p = subprocess.run([sys.executable, "-m", "vita_grasp_core.cli", "bag", "eval", "--bag",
+                        str(mcap_bag), "--checkpoint", str(ckpt), "--quiet"],
+                       capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert p.returncode == 2, p.stderr
+    assert "Traceback" not in p.stderr and p.stderr.strip().count("\n") == 0, p.stderr
+    assert "no-such-org/no-such-encoder" in p.stderr and "pretrained_model" in p.stderr
+    rc = bag_main(["eval", "--bag", str(mcap_bag), "--checkpoint", str(ckpt),
+                   "--pretrained_model", str(enc), "--json", "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["predicted_frames"] == 4

@@ -18,7 +18,9 @@ pytest.importorskip("rclpy")
 pytest.importorskip("vita_grasp.msg")
 
 from fixtures.ros_helpers import NodeProcess, ros_env, wait_for, write_tiny_checkpoint  # noqa: E402
-from vita_grasp_ros import bags  # noqa: E402
+from vita_grasp_ros.bag import io as bags  # noqa: E402
+from vita_grasp_ros.bag import messages as bmsg  # noqa: E402
+from vita_grasp_ros.bag import types as bt  # noqa: E402
 
 pytestmark = [pytest.mark.ros]
 
@@ -67,8 +69,8 @@ CASES = [("mcap", False, "pred.db3"), ("sqlite3", True, "pred.mcap")]
                          ids=["mcap-raw-to-db3", "db3-jpeg-to-mcap"])
 def test_replay_node_record_eval(dataset, checkpoint, tmp_path, storage, compressed, rec_name):
     """Online (node via ROS) and offline (predictor on the bag) agree exactly without drops."""
-    from vita_grasp_ros.bag_eval import evaluate_bag, predict_offline, read_predictions
-    from vita_grasp_ros.bag_make import make_bag
+    from vita_grasp_ros.bag.evaluate import evaluate_bag, predict_offline, read_predictions
+    from vita_grasp_ros.bag.make import make_bag
 
     src = tmp_path / ("eval.mcap" if storage == "mcap" else "eval.db3")
     # 1 frame/s: the tiny model answers in well under a second, so the node's latest-wins slot
@@ -76,26 +78,26 @@ def test_replay_node_record_eval(dataset, checkpoint, tmp_path, storage, compres
     make_bag(dataset, src, compressed=compressed, rate=1.0, progress=False)
     rec = tmp_path / rec_name
     env = ros_env(tmp_path, random.randint(100, 230))
-    img = bags.IMAGE_TOPIC + ("/compressed" if compressed else "")
+    img = bt.IMAGE_TOPIC + ("/compressed" if compressed else "")
     node_args = [sys.executable, "-m", "vita_grasp_ros.grasp_node", "--ros-args",
                  "-p", f"checkpoint:={checkpoint}", "-p", "score_threshold:=0.0",
                  "-p", "input_depth:=10",
                  "-p", f"use_compressed:={'true' if compressed else 'false'}",
-                 "-r", f"image:={bags.IMAGE_TOPIC}",
-                 "-r", f"image/compressed:={bags.IMAGE_TOPIC}/compressed"]
+                 "-r", f"image:={bt.IMAGE_TOPIC}",
+                 "-r", f"image/compressed:={bt.IMAGE_TOPIC}/compressed"]
     procs = []
     try:
         node = _proc(node_args, env, tmp_path / "x", "node")
         procs.append(node)
-        recorder = _proc(CLI + ["record", "--topics", "/grasps", bags.INFO_TOPIC, "--types",
-                                bags.GRASP_ARRAY_TYPE, bags.INFO_TYPE, "--out", str(rec),
+        recorder = _proc(CLI + ["record", "--topics", "/grasps", bt.INFO_TOPIC, "--types",
+                                bt.GRASP_ARRAY_TYPE, bt.INFO_TYPE, "--out", str(rec),
                                 "--max-messages", "8", "--idle-timeout", "10"],
                          env, tmp_path / "x", "record")
         procs.append(recorder)
         wait_for(lambda: "subscribed /grasps" in recorder.output() or not node.alive()
                  or not recorder.alive(), 120, what="the recorder to match the node's /grasps")
         assert node.alive(), node.output()
-        player = _proc(CLI + ["play", str(src), "--topics", img, bags.INFO_TOPIC,
+        player = _proc(CLI + ["play", str(src), "--topics", img, bt.INFO_TOPIC,
                               "--wait-for-subscribers", "1",
                               "--wait-timeout", "60", "--quiet"], env, tmp_path / "x", "play")
         procs.append(player)
@@ -108,7 +110,7 @@ def test_replay_node_record_eval(dataset, checkpoint, tmp_path, storage, compres
 
     preds, recv, dup = read_predictions(rec)
     assert len(preds) == 4 and dup == 0
-    offline, _, topic = predict_offline(src, checkpoint, image_topic=bags.IMAGE_TOPIC,
+    offline, _, topic = predict_offline(src, checkpoint, image_topic=bt.IMAGE_TOPIC,
                                         decode={"score_threshold": 0.0}, progress=False)
     assert topic == img and set(offline) == set(preds)
     for s in preds:  # the very same grasps, bit for bit
@@ -125,7 +127,7 @@ def test_replay_node_record_eval(dataset, checkpoint, tmp_path, storage, compres
 def test_record_remap_loop_and_sigint(dataset, tmp_path):
     """play --loop --remap into record; SIGINT ends both cleanly and the bag is valid."""
     src = tmp_path / "src.mcap"
-    from vita_grasp_ros.bag_make import make_bag
+    from vita_grasp_ros.bag.make import make_bag
 
     make_bag(dataset, src, rate=10.0, max_frames=2, progress=False)
     env = ros_env(tmp_path, random.randint(100, 230))
@@ -135,8 +137,8 @@ def test_record_remap_loop_and_sigint(dataset, tmp_path):
         recorder = _proc(CLI + ["record", "--topics", "/cam/info", "--out", str(out)], env,
                          tmp_path / "x", "record")
         procs.append(recorder)
-        player = _proc(CLI + ["play", str(src), "--topics", bags.INFO_TOPIC, "--loop",
-                              "--remap", f"{bags.INFO_TOPIC}:=/cam/info", "--rate", "2"],
+        player = _proc(CLI + ["play", str(src), "--topics", bt.INFO_TOPIC, "--loop",
+                              "--remap", f"{bt.INFO_TOPIC}:=/cam/info", "--rate", "2"],
                        env, tmp_path / "x", "play")
         procs.append(player)
         # type discovered from the graph, then messages arrive
@@ -153,7 +155,7 @@ def test_record_remap_loop_and_sigint(dataset, tmp_path):
         _stop_all(procs)
     with bags.open_bag(out) as r:
         t = r.topics()
-        assert t["/cam/info"].msgtype == bags.INFO_TYPE and t["/cam/info"].count >= 2
-        stamps = [bags.stamp_to_ns(m.header.stamp) for _, _, m in r.read()]
+        assert t["/cam/info"].msgtype == bt.INFO_TYPE and t["/cam/info"].count >= 2
+        stamps = [bmsg.stamp_to_ns(m.header.stamp) for _, _, m in r.read()]
     # looping replays the same two stamps again and again
     assert len(set(stamps)) == 2 and len(stamps) == t["/cam/info"].count

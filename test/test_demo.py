@@ -1,9 +1,11 @@
-"""Smoke test of the demo (``make demo``) with a shrunken config: 2 scenes x 2 frames, 1 epoch.
+"""Smoke test of the demo (``make demo``) with a shrunken config: 3 scenes x 2 frames, 1 epoch
+(scene 0 trains, 1 validates, 2 is scored).
 
 Slow (about a minute on 2 busy cores): deselect with ``-m 'not slow'``. Checks the whole chain
 (synth -> train -> bag -> node subprocess fed by the in-process player/recorder -> eval ->
-report), that online equals offline, that the node process is gone afterwards, and that a second
-run reuses the data and the checkpoint.
+report), that the scored scene is used neither for training nor for validation, that online equals
+offline, that the node process is gone afterwards, and that a second run reuses the data and the
+checkpoint.
 """
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ def test_demo_small(tmp_path):
     cfg = tmp_path / "tiny_smoke.yaml"
     cfg.write_text(yaml.safe_dump(raw))
     out = tmp_path / "demo"
-    args = ["--out", str(out), "--scenes", "2", "--frames", "2", "--config", str(cfg),
+    args = ["--out", str(out), "--scenes", "3", "--frames", "2", "--config", str(cfg),
             "--domain-id", str(random.randint(100, 230)), "--rate", "1"]
     p = _run(args, tmp_path)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
@@ -57,7 +59,10 @@ def test_demo_small(tmp_path):
     assert "online and offline metrics are identical" in p.stdout
     pid = int(re.search(r"started the grasp node \(pid (\d+)\)", p.stdout).group(1))
     assert not _alive(pid)  # the node subprocess was stopped
+    assert "eval.mcap: scene 2 (training scenes [0], validation scenes [1])" in p.stdout
     report = (out / "report.md").read_text()
+    assert "scene 2, used neither for training (scenes [0]) nor for choosing the checkpoint" \
+        in report
     assert "| online (node via ROS, recorded) | 2 | 2 | 0 |" in report
     assert "**identical**" in report and "ros2 launch vita_grasp" in report
     for f in re.findall(r"\]\(([^)]+\.png)\)", report):
@@ -70,3 +75,17 @@ def test_demo_small(tmp_path):
     p2 = _run(args, tmp_path)
     assert p2.returncode == 0, p2.stdout[-3000:] + p2.stderr[-3000:]
     assert "reusing" in p2.stdout and "same config and data" in p2.stdout
+
+
+def test_demo_refuses_a_scene_it_trained_or_validated_on(tmp_path):
+    """The score must come from a scene that neither trained nor selected the model: exit 2 with
+    one line, before anything is synthesized or trained."""
+    cfg = REPO / "config" / "tiny.yaml"  # trains on 0-2, validates on 3
+    for extra, why in ((["--eval-scene", "3"], "validation scene"),
+                       (["--eval-scene", "1"], "training scene"),
+                       (["--scenes", "4"], "--scenes 5")):
+        p = _run(["--out", str(tmp_path / "d"), "--config", str(cfg), *extra], tmp_path,
+                 timeout=120)
+        assert p.returncode == 2, p.stdout + p.stderr
+        assert why in p.stderr and "Traceback" not in p.stderr, p.stderr
+        assert not (tmp_path / "d").exists()

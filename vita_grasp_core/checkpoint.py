@@ -12,14 +12,13 @@ Writes are atomic (temp file + ``os.replace``): a killed process leaves the prev
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .config import ModelConfig
+from .fileio import atomic_write
 
 FORMAT = "vita_grasp.checkpoint/1"
 
@@ -29,20 +28,6 @@ def model_state_for_checkpoint(model) -> dict[str, torch.Tensor]:
     if model.config.pretrained_model is None or not model.backbone.frozen:
         sd.update({f"backbone.{k}": v for k, v in model.backbone.state_dict().items()})
     return {k: v.detach().cpu().contiguous() for k, v in sd.items()}
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path, model, *, meta: dict[str, Any] | None = None,
@@ -62,12 +47,12 @@ def save_checkpoint(path, model, *, meta: dict[str, Any] | None = None,
         if extra:
             raise ValueError("resume state (extra) needs a .pt checkpoint")
         header = {"format": FORMAT, "model_config": json.dumps(cfg), "meta": json.dumps(meta)}
-        _atomic_write(path, lambda tmp: save_file(state, tmp, metadata=header))
+        atomic_write(path, lambda tmp: save_file(state, tmp, metadata=header))
     else:
         blob = {"format": FORMAT, "model_config": cfg, "state_dict": state, "meta": meta}
         if extra:
             blob["extra"] = extra
-        _atomic_write(path, lambda tmp: torch.save(blob, tmp))
+        atomic_write(path, lambda tmp: torch.save(blob, tmp))
     return path
 
 

@@ -24,12 +24,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class FeatureCache:
         if not meta.exists():
             info = {"encoder": {k: model_config.to_dict()[k] for k in ENCODER_KEYS},
                     "data": data_signature}
-            _atomic(meta, lambda p: Path(p).write_text(json.dumps(info, indent=2, default=str)))
+            atomic_write(meta, lambda p: p.write_text(json.dumps(info, indent=2, default=str)))
         self.num_levels = len(model_config.feature_layers)
 
     def path(self, camera: str, scene: int, frame: int) -> Path:
@@ -80,7 +80,7 @@ class FeatureCache:
                    for i, f in enumerate(feats)}
         tensors["target"] = target.detach().to("cpu", torch.float16).contiguous()
         tensors["owned"] = owned.detach().to("cpu", torch.uint8).contiguous()
-        _atomic(path, lambda p: save_file(tensors, p))
+        atomic_write(path, lambda p: save_file(tensors, p))
 
     def load(self, path: Path) -> dict:
         """``{"features": [fp16 (C, h, w)], "target": f32 (5, H, W), "owned": bool (H, W)}``."""
@@ -89,17 +89,6 @@ class FeatureCache:
         t = load_file(str(path))
         feats = [t[f"feat{i}"] for i in range(self.num_levels)]
         return {"features": feats, "target": t["target"].float(), "owned": t["owned"].bool()}
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _frame_of(dataset, i: int):

@@ -8,7 +8,9 @@ Two modes, one report:
   without a prediction are **dropped frames**; predictions whose stamp is not a GT frame are
   counted as ``unmatched_predictions``; repeated stamps (``--loop``) keep the first.
 - **offline** (``--checkpoint C``): the predictor runs directly over the bag's image messages (no
-  ROS graph), with the same decoding parameters as the node's defaults unless given.
+  ROS graph). Decoding starts from the checkpoint's stored settings (else the
+  :class:`~vita_grasp_core.decode_config.DecodeConfig` defaults, which are also the node's); given
+  settings override them.
 
 Accuracy uses :mod:`vita_grasp_core.metrics` (CONVENTIONS §5): top-1 and precision@1/5/10. Two
 views are reported: ``all_frames`` (every GT frame; a dropped frame scores as an empty
@@ -25,7 +27,8 @@ reference time for the same stamp:
   ``auto`` when there is no input topic and the differences look like real latencies (0-60 s).
 
 Outputs (``--out DIR``): ``eval.json`` (summary + per-frame rows), ``latency_hist.png``,
-``accuracy_over_time.png``. Unreadable bags end with exit code 2 and a one-line message.
+``accuracy_over_time.png``. Unreadable bags and checkpoints that cannot be loaded end with exit
+code 2 and a one-line message (:mod:`.cli`).
 """
 from __future__ import annotations
 
@@ -38,11 +41,32 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bags
+from .io import open_bag
+from .messages import grasp_array_rows, image_from_msg, stamp_to_ns
+from .types import (COMPRESSED_TYPE, GRASP_ARRAY_TYPE, GT_TOPIC, IMAGE_TOPIC, IMAGE_TYPE,
+                    INFO_TOPIC, PRED_TOPIC, BagError)
 
-#: Decoding defaults = GraspPredictor's = the node's parameter defaults.
-DECODE_DEFAULTS = {"score_threshold": 0.2, "max_grasps": 10, "min_distance": 8,
-                   "smooth_sigma": 1.0}
+
+class CheckpointError(Exception):
+    """A checkpoint, or the encoder it references, that cannot be loaded. One line that says
+    why (the core's message: not found, a directory, corrupt, encoder not available locally)."""
+
+
+def load_predictor(checkpoint, *, device: str = "auto", decode: dict | None = None,
+                   pretrained_model: str | None = None):
+    """:meth:`GraspPredictor.from_checkpoint` with ``decode`` overrides on top of the
+    checkpoint's stored decoding; every loading failure becomes a one-line
+    :class:`CheckpointError`."""
+    from vita_grasp_core.predictor import GraspPredictor
+
+    try:
+        return GraspPredictor.from_checkpoint(checkpoint, device=device,
+                                              pretrained_model=pretrained_model,
+                                              **(decode or {}))
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        text = " ".join(str(e).split()) or type(e).__name__
+        raise CheckpointError(text if str(checkpoint) in text else
+                              f"checkpoint {checkpoint}: {text}") from None
 
 
 @dataclass
@@ -61,86 +85,85 @@ def _pick_topic(summary, wanted, types, what, bag) -> str:
     cands = [t for t, i in summary.items() if i.msgtype in types]
     if wanted is None and len(cands) >= 1:
         return cands[0]
-    raise bags.BagError(f"{bag}: no {what} topic {wanted!r} (topics: "
+    raise BagError(f"{bag}: no {what} topic {wanted!r} (topics: "
                         f"{', '.join(f'{t} [{i.msgtype}]' for t, i in sorted(summary.items()))})")
 
 
-def read_ground_truth(bag, gt_topic: str = bags.GT_TOPIC) -> dict[int, Frame]:
+def read_ground_truth(bag, gt_topic: str = GT_TOPIC) -> dict[int, Frame]:
     """``{stamp_ns: Frame}`` of the GT GraspArray topic of ``bag`` (first of repeated stamps)."""
     out: dict[int, Frame] = {}
-    with bags.open_bag(bag) as r:
+    with open_bag(bag) as r:
         summary = r.topics()
-        topic = _pick_topic(summary, gt_topic, (bags.GRASP_ARRAY_TYPE,), "ground-truth", bag)
-        if summary[topic].msgtype != bags.GRASP_ARRAY_TYPE:
-            raise bags.BagError(f"{bag}: {topic} is {summary[topic].msgtype}, expected "
-                                f"{bags.GRASP_ARRAY_TYPE}")
+        topic = _pick_topic(summary, gt_topic, (GRASP_ARRAY_TYPE,), "ground-truth", bag)
+        if summary[topic].msgtype != GRASP_ARRAY_TYPE:
+            raise BagError(f"{bag}: {topic} is {summary[topic].msgtype}, expected "
+                                f"{GRASP_ARRAY_TYPE}")
         for _, t, msg in r.read([topic]):
-            s = bags.stamp_to_ns(msg.header.stamp)
+            s = stamp_to_ns(msg.header.stamp)
             if s not in out:
-                out[s] = Frame(s, bags.grasp_array_rows(msg),
+                out[s] = Frame(s, grasp_array_rows(msg),
                                (int(msg.image_height), int(msg.image_width)), t)
     if not out:
-        raise bags.BagError(f"{bag}: the ground-truth topic {topic} has no messages")
+        raise BagError(f"{bag}: the ground-truth topic {topic} has no messages")
     return out
 
 
-def read_predictions(bag, pred_topic: str = bags.PRED_TOPIC):
+def read_predictions(bag, pred_topic: str = PRED_TOPIC):
     """Online predictions: ``({stamp: rows}, {stamp: receive_ns}, duplicates)``."""
     preds, recv, dup = {}, {}, 0
-    with bags.open_bag(bag) as r:
+    with open_bag(bag) as r:
         summary = r.topics()
-        topic = _pick_topic(summary, pred_topic, (bags.GRASP_ARRAY_TYPE,), "prediction", bag)
+        topic = _pick_topic(summary, pred_topic, (GRASP_ARRAY_TYPE,), "prediction", bag)
         for _, t, msg in r.read([topic]):
-            s = bags.stamp_to_ns(msg.header.stamp)
+            s = stamp_to_ns(msg.header.stamp)
             if s in preds:
                 dup += 1
                 continue
-            preds[s] = bags.grasp_array_rows(msg)
+            preds[s] = grasp_array_rows(msg)
             recv[s] = t
     return preds, recv, dup
 
 
 def read_input_times(bag, topics) -> tuple[dict[int, int], str | None]:
     """``{stamp: receive_ns}`` of the first of ``topics`` recorded in ``bag`` (input frames)."""
-    with bags.open_bag(bag) as r:
+    with open_bag(bag) as r:
         summary = r.topics()
         for topic in topics:
             if topic in summary and summary[topic].count:
                 out: dict[int, int] = {}
                 for _, t, msg in r.read([topic]):
-                    out.setdefault(bags.stamp_to_ns(msg.header.stamp), t)
+                    out.setdefault(stamp_to_ns(msg.header.stamp), t)
                 return out, topic
     return {}, None
 
 
 def image_topic_of(bag, image_topic: str | None) -> str:
-    with bags.open_bag(bag) as r:
+    with open_bag(bag) as r:
         summary = r.topics()
     if image_topic and image_topic not in summary and f"{image_topic}/compressed" in summary:
         return f"{image_topic}/compressed"
-    return _pick_topic(summary, image_topic, (bags.IMAGE_TYPE, bags.COMPRESSED_TYPE), "image",
+    return _pick_topic(summary, image_topic, (IMAGE_TYPE, COMPRESSED_TYPE), "image",
                        bag)
 
 
-def predict_offline(bag, checkpoint, *, image_topic: str | None = bags.IMAGE_TOPIC,
+def predict_offline(bag, checkpoint=None, *, image_topic: str | None = IMAGE_TOPIC,
                     device: str = "auto", decode: dict | None = None, predictor=None,
-                    stamps=None, progress: bool = True):
+                    pretrained_model: str | None = None, stamps=None, progress: bool = True):
     """Run the predictor over the image messages of ``bag``.
 
     Returns ``({stamp: (N, 7) float32 rows}, seconds per frame list, topic)``. ``stamps``
     restricts to those header stamps (e.g. the GT frames). ``predictor`` reuses a loaded
-    :class:`~vita_grasp_core.predictor.GraspPredictor`.
+    :class:`~vita_grasp_core.predictor.GraspPredictor` as it is (``decode`` applies only when
+    ``checkpoint`` is loaded here, with :func:`load_predictor`).
     """
     from vita_grasp_core.grasp import grasps_to_array
 
     topic = image_topic_of(bag, image_topic)
     if predictor is None:
-        from vita_grasp_core.predictor import GraspPredictor
-
-        predictor = GraspPredictor.from_checkpoint(checkpoint, device=device,
-                                                   **{**DECODE_DEFAULTS, **(decode or {})})
+        predictor = load_predictor(checkpoint, device=device, decode=decode,
+                                   pretrained_model=pretrained_model)
     preds, times = {}, []
-    with bags.open_bag(bag) as r:
+    with open_bag(bag) as r:
         n = r.topics()[topic].count
         bar = None
         if progress:
@@ -150,10 +173,10 @@ def predict_offline(bag, checkpoint, *, image_topic: str | None = bags.IMAGE_TOP
         for _, _, msg in r.read([topic]):
             if bar is not None:
                 bar.update(1)
-            s = bags.stamp_to_ns(msg.header.stamp)
+            s = stamp_to_ns(msg.header.stamp)
             if s in preds or (stamps is not None and s not in stamps):
                 continue
-            rgb = bags.image_from_msg(msg)
+            rgb = image_from_msg(msg)
             t0 = time.perf_counter()
             pred = predictor.predict(rgb)
             times.append(time.perf_counter() - t0)
@@ -196,21 +219,28 @@ def score(gt: dict[int, Frame], preds: dict[int, np.ndarray], ks=(1, 5, 10)) -> 
     return {"all_frames": all_m.as_dict(), "processed_frames": proc_m.as_dict(), "frames": frames}
 
 
-def evaluate_bag(bag, *, predictions=None, checkpoint=None, gt_topic: str = bags.GT_TOPIC,
-                 pred_topic: str = bags.PRED_TOPIC, image_topic: str | None = bags.IMAGE_TOPIC,
-                 info_topic: str = bags.INFO_TOPIC, latency_ref: str = "auto",
+def evaluate_bag(bag, *, predictions=None, checkpoint=None, gt_topic: str = GT_TOPIC,
+                 pred_topic: str = PRED_TOPIC, image_topic: str | None = IMAGE_TOPIC,
+                 info_topic: str = INFO_TOPIC, latency_ref: str = "auto",
                  device: str = "auto", decode: dict | None = None, predictor=None,
-                 progress: bool = True, return_predictions: bool = False) -> dict:
+                 pretrained_model: str | None = None, progress: bool = True,
+                 return_predictions: bool = False) -> dict:
     """Evaluate online (``predictions`` bag) or offline (``checkpoint``); see the module docstring.
 
     Returns a JSON-able dict: ``mode``, ``frames`` (GT frames), ``predicted_frames``,
     ``dropped_frames`` (+ ``dropped_stamps_ns``), ``unmatched_predictions``, ``duplicates``,
     ``metrics`` (= ``all_frames``), ``processed_frames``, ``latency`` (online), ``inference``
-    (offline, seconds per frame), ``per_frame``; with ``return_predictions`` also
-    ``_predictions`` (``{stamp: (N, 7) rows}``, not written to JSON).
+    (offline, seconds per frame) and ``decode`` (offline, the decoding settings used),
+    ``per_frame``; with ``return_predictions`` also ``_predictions`` (``{stamp: (N, 7) rows}``,
+    not written to JSON).
+    Raises :class:`~.types.BagError` for unreadable bags and :class:`CheckpointError` when the
+    checkpoint cannot be loaded (before any bag is read).
     """
     if (predictions is None) == (checkpoint is None and predictor is None):
         raise ValueError("give exactly one of predictions (online) or checkpoint (offline)")
+    if predictions is None and predictor is None:
+        predictor = load_predictor(checkpoint, device=device, decode=decode,
+                                   pretrained_model=pretrained_model)
     gt = read_ground_truth(bag, gt_topic)
     result = {"bag": str(bag), "gt_topic": gt_topic, "frames": len(gt)}
     latencies: dict[int, int] = {}
@@ -229,11 +259,10 @@ def evaluate_bag(bag, *, predictions=None, checkpoint=None, gt_topic: str = bags
             span = (max(recv.values()) - min(recv.values())) / 1e9
             result["output_rate_hz"] = (len(recv) - 1) / span if span > 0 else None
     else:
-        preds, times, topic = predict_offline(bag, checkpoint, image_topic=image_topic,
-                                              device=device, decode=decode, predictor=predictor,
+        preds, times, topic = predict_offline(bag, image_topic=image_topic, predictor=predictor,
                                               stamps=set(gt), progress=progress)
         result.update({"mode": "offline", "checkpoint": str(checkpoint) if checkpoint else None,
-                       "image_topic": topic, "decode": {**DECODE_DEFAULTS, **(decode or {})},
+                       "image_topic": topic, "decode": predictor.decode_config.to_dict(),
                        "inference": _stats_ms([t * 1e9 for t in times])})
     matched = [s for s in preds if s in gt]
     dropped = sorted(s for s in gt if s not in preds)
@@ -263,12 +292,12 @@ def _latency_reference(pred_bag, image_topic, info_topic, mode, recv):
         if ref:
             return "input", topic, ref
         if mode == "input":
-            raise bags.BagError(f"{pred_bag}: --latency_ref input needs one of {cands} recorded "
+            raise BagError(f"{pred_bag}: --latency_ref input needs one of {cands} recorded "
                                 "beside the predictions")
     if mode.startswith("/"):
         ref, topic = read_input_times(pred_bag, [mode])
         if not ref:
-            raise bags.BagError(f"{pred_bag}: latency reference topic {mode} is not in the bag")
+            raise BagError(f"{pred_bag}: latency reference topic {mode} is not in the bag")
         return "input", topic, ref
     d = [t - s for s, t in recv.items()]
     if mode == "stamp" or (d and 0 <= float(np.median(d)) <= 60e9):
@@ -373,9 +402,3 @@ def _json_default(o):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
-
-def main(argv) -> int:
-    """CLI (``vita-grasp bag eval``); see :mod:`.bag_cli` for the argument parser."""
-    from .bag_cli import main as cli_main
-
-    return cli_main(["eval", *argv])

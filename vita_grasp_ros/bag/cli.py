@@ -3,8 +3,8 @@
 See docs/bags.md.
 
 Options accept both spellings, ``--max_frames`` and ``--max-frames``. Exit codes: 0 success,
-1 failure at run time, 2 bad arguments or an unreadable / corrupt bag (one line on stderr that
-names the file, no traceback), 130 interrupted.
+1 failure at run time, 2 bad arguments, an unreadable / corrupt bag or a checkpoint that cannot be
+loaded (one line on stderr that names the file, no traceback), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ import sys
 import threading
 import time
 
-from . import bags
+from vita_grasp_core.decode_config import DECODE_FIELDS, DecodeConfig, decode_arguments
+
+from .types import (DEPTH_TOPIC, FRAME_ID, GT_TOPIC, IMAGE_TOPIC, INFO_TOPIC, PRED_TOPIC,
+                    STORAGES, BagError)
 
 PROG = "vita-grasp bag"
 
@@ -52,18 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--split", help="train | test_seen | test_similar | test_novel | test | all")
     m.add_argument("--scenes", type=_csv_ints, help="scene ids, e.g. 0,1 or 100-103")
     m.add_argument("--out", required=True, help="x.mcap / x.db3 (single file) or a directory")
-    m.add_argument("--storage", choices=bags.STORAGES, help="for directory outputs (default mcap)")
+    m.add_argument("--storage", choices=STORAGES, help="for directory outputs (default mcap)")
     m.add_argument("--camera", default="kinect", choices=("kinect", "realsense"))
     m.add_argument("--rate", type=float, default=5.0, help="frames per second (default 5)")
     m.add_argument("--compressed", action="store_true",
                    help="JPEG CompressedImage on <image_topic>/compressed instead of rgb8")
     m.add_argument(*_opt("jpeg_quality"), type=int, default=90)
     m.add_argument(*_opt("max_frames"), type=int)
-    m.add_argument(*_opt("image_topic"), default=bags.IMAGE_TOPIC)
-    m.add_argument(*_opt("info_topic"), default=bags.INFO_TOPIC)
-    m.add_argument(*_opt("depth_topic"), default=bags.DEPTH_TOPIC, help="'' to leave depth out")
-    m.add_argument(*_opt("gt_topic"), default=bags.GT_TOPIC)
-    m.add_argument(*_opt("frame_id"), default=bags.FRAME_ID)
+    m.add_argument(*_opt("image_topic"), default=IMAGE_TOPIC)
+    m.add_argument(*_opt("info_topic"), default=INFO_TOPIC)
+    m.add_argument(*_opt("depth_topic"), default=DEPTH_TOPIC, help="'' to leave depth out")
+    m.add_argument(*_opt("gt_topic"), default=GT_TOPIC)
+    m.add_argument(*_opt("frame_id"), default=FRAME_ID)
     m.add_argument(*_opt("start_time"), type=float, default=None,
                    help="first header stamp [s since epoch] (default 1700000000, fixed)")
     m.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -74,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--rate", type=float, default=1.0, help="speed factor (default 1)")
     pl.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO")
     pl.add_argument("--topics", nargs="+", help="only these bag topics")
-    pl.add_argument("--loop", action="store_true")
+    pl.add_argument("--loop", action="store_true", help="replay until Ctrl-C")
+    pl.add_argument("--clock", type=float, nargs="?", const=40.0, default=0.0, metavar="HZ",
+                    help="publish /clock (rosgraph_msgs/Clock) from the bag's time line for "
+                    "use_sim_time nodes, HZ times a second (default 40) and before every message")
     pl.add_argument("--qos", choices=("reliable", "best_effort", "bag"), default="reliable")
     pl.add_argument(*_opt("qos_depth"), type=int, default=10)
     pl.add_argument(*_opt("wait_for_subscribers"), type=int, default=0, metavar="N",
@@ -92,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--types", nargs="+", default=[], metavar="TYPE|TOPIC:=TYPE",
                    help="message types (pkg/msg/Type) in --topics order, or TOPIC:=TYPE pairs; "
                    "otherwise discovered from the graph")
-    r.add_argument("--storage", choices=bags.STORAGES)
+    r.add_argument("--storage", choices=STORAGES)
     r.add_argument("--duration", type=float, help="stop after S seconds")
     r.add_argument(*_opt("max_messages"), type=int, help="stop after N messages (all topics)")
     r.add_argument(*_opt("idle_timeout"), type=float,
@@ -107,16 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--predictions", help="online: bag recorded from the node's output")
     src.add_argument("--checkpoint", help="offline: run this checkpoint over the bag's images")
-    e.add_argument(*_opt("gt_topic"), default=bags.GT_TOPIC)
-    e.add_argument(*_opt("pred_topic"), default=bags.PRED_TOPIC)
-    e.add_argument(*_opt("image_topic"), default=bags.IMAGE_TOPIC)
-    e.add_argument(*_opt("info_topic"), default=bags.INFO_TOPIC)
+    e.add_argument(*_opt("gt_topic"), default=GT_TOPIC)
+    e.add_argument(*_opt("pred_topic"), default=PRED_TOPIC)
+    e.add_argument(*_opt("image_topic"), default=IMAGE_TOPIC)
+    e.add_argument(*_opt("info_topic"), default=INFO_TOPIC)
     e.add_argument(*_opt("latency_ref"), default="auto",
                    help="auto | input | stamp | none | /topic (see docs/bags.md)")
     e.add_argument("--device", default="auto")
-    for k, v in (("score_threshold", float), ("max_grasps", int), ("min_distance", int),
-                 ("smooth_sigma", float)):
-        e.add_argument(*_opt(k), type=v, help="offline decoding (default: node default)")
+    e.add_argument(*_opt("pretrained_model"), metavar="DIR",
+                   help="offline: local encoder weights (hub id or directory) instead of the "
+                   "reference stored in the checkpoint")
+    for f in DECODE_FIELDS:
+        e.add_argument(*_opt(f.name), dest=f.name, type=f.type, default=None,
+                       help=f"offline decoding: {f.description} Default: the checkpoint's "
+                       f"setting, else {f.default}.")
     e.add_argument("--out", help="directory for eval.json and plots")
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
     e.add_argument("--quiet", action="store_true")
@@ -134,11 +144,12 @@ def main(argv=None) -> int:
     try:
         return {"make": cmd_make, "play": cmd_play, "record": cmd_record, "eval": cmd_eval,
                 "info": cmd_info}[args.cmd](args)
-    except bags.BagError as e:
+    except (BagError, ValueError) as e:
         print(f"{PROG} {args.cmd}: error: {e}", file=sys.stderr)
         return 2
-    except ValueError as e:
-        print(f"{PROG} {args.cmd}: error: {e}", file=sys.stderr)
+    except ImportError as e:  # make / play / record without the ROS 2 Python packages
+        print(f"{PROG} {args.cmd}: error: needs the ROS 2 Python packages ({e}); run "
+              "`make setup` or source ROS 2", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG} {args.cmd}: interrupted", file=sys.stderr)
@@ -147,7 +158,7 @@ def main(argv=None) -> int:
 
 # --------------------------------------------------------------------------- make / info / eval
 def cmd_make(a) -> int:
-    from .bag_make import DEFAULT_START_TIME, make_bag
+    from .make import DEFAULT_START_TIME, make_bag
 
     s = make_bag(a.dataset_root, a.out, scenes=a.scenes, split=a.split, camera=a.camera,
                  storage=a.storage, rate=a.rate, compressed=a.compressed,
@@ -166,7 +177,9 @@ def cmd_make(a) -> int:
 
 
 def bag_info(path) -> dict:
-    with bags.open_bag(path) as r:
+    from .io import open_bag
+
+    with open_bag(path) as r:
         topics = r.topics()
         return {"path": str(path), "storage": r.storage, "messages": r.message_count,
                 "start_ns": r.start_time, "duration_s": r.duration / 1e9,
@@ -190,19 +203,22 @@ def cmd_info(a) -> int:
 
 
 def cmd_eval(a) -> int:
-    from .bag_eval import evaluate_bag, format_table, write_outputs
+    from .evaluate import CheckpointError, evaluate_bag, format_table, write_outputs
 
-    decode = {k: getattr(a, k) for k in ("score_threshold", "max_grasps", "min_distance",
-                                         "smooth_sigma") if getattr(a, k) is not None}
-    if a.checkpoint:
-        from pathlib import Path
-
-        if not Path(a.checkpoint).exists():
-            raise ValueError(f"checkpoint {a.checkpoint} does not exist")
-    res = evaluate_bag(a.bag, predictions=a.predictions, checkpoint=a.checkpoint,
-                       gt_topic=a.gt_topic, pred_topic=a.pred_topic, image_topic=a.image_topic,
-                       info_topic=a.info_topic, latency_ref=a.latency_ref, device=a.device,
-                       decode=decode, progress=not a.quiet)
+    decode = decode_arguments(a)
+    DecodeConfig().replace(**decode)  # bad values: one line, exit 2, before anything loads
+    if a.predictions and (decode or a.pretrained_model):
+        raise ValueError("decoding options and --pretrained_model apply to --checkpoint "
+                         "(offline) only")
+    try:
+        res = evaluate_bag(a.bag, predictions=a.predictions, checkpoint=a.checkpoint,
+                           gt_topic=a.gt_topic, pred_topic=a.pred_topic,
+                           image_topic=a.image_topic, info_topic=a.info_topic,
+                           latency_ref=a.latency_ref, device=a.device, decode=decode,
+                           pretrained_model=a.pretrained_model, progress=not a.quiet)
+    except CheckpointError as e:
+        print(f"{PROG} eval: error: {e}", file=sys.stderr)
+        return 2
     if a.out:
         files = write_outputs(res, a.out)
         res["files"] = files
@@ -229,18 +245,22 @@ def _init_ros(name: str):
 
 
 def cmd_play(a) -> int:
-    from .bag_play import PlayStats, parse_remaps, play
+    from .io import open_bag
+    from .play import PlayStats, parse_remaps, play
 
     remaps = parse_remaps(a.remap)
-    with bags.open_bag(a.bag):  # fail fast (exit 2) before touching ROS
+    if a.clock < 0:
+        raise ValueError(f"--clock must be a frequency >= 0 Hz, got {a.clock:g}")
+    with open_bag(a.bag):  # fail fast (exit 2) before touching ROS
         pass
     rclpy, node = _init_ros("vita_grasp_bag_play")
     log = (lambda *x, **k: None) if a.quiet else (lambda m: print(m, file=sys.stderr))
     st = PlayStats()
     try:
         play(a.bag, node, rate=a.rate, remaps=remaps, topics=a.topics, loop=a.loop,
-             qos=a.qos, qos_depth=a.qos_depth, wait_for_subscribers=a.wait_for_subscribers,
-             wait_topics=a.wait_topics, wait_timeout=a.wait_timeout, delay=a.delay,
+             clock_hz=a.clock, qos=a.qos, qos_depth=a.qos_depth,
+             wait_for_subscribers=a.wait_for_subscribers, wait_topics=a.wait_topics,
+             wait_timeout=a.wait_timeout, delay=a.delay,
              ack_timeout=a.ack_timeout, progress=not a.quiet, log=log, stats=st)
     except KeyboardInterrupt:
         pass  # reported below (exit 130)
@@ -249,6 +269,7 @@ def cmd_play(a) -> int:
         rclpy.try_shutdown()
     print(f"played {st.total} messages in {st.seconds:.2f} s ({st.loops} loop(s)); "
           + ", ".join(f"{t}: {n}" for t, n in st.published.items())
+          + (f"; {st.clock_published} /clock messages" if st.clock_published else "")
           + (f"; not acknowledged by every subscriber: {st.unacked}" if st.unacked else "")
           + ("; interrupted" if st.interrupted else ""))
     return 130 if st.interrupted else 0
@@ -269,7 +290,7 @@ def _parse_types(topics, items) -> dict[str, str]:
 
 
 def cmd_record(a) -> int:
-    from .bag_record import Recorder
+    from .record import Recorder
 
     topics = [t if t.startswith("/") else "/" + t for t in a.topics]
     types = {(t if t.startswith("/") else "/" + t): ty

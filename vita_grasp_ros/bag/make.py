@@ -16,7 +16,9 @@ topic                                      message
                                            has_pose false)
 =========================================  =================================================
 
-ROS-free (rosbags only). Unreadable frames are skipped with a count (as the data loader does).
+The messages are built with the node's own builders (rclpy messages, :mod:`.messages`), so this
+command needs the ROS 2 Python packages (``make setup``). Unreadable frames are skipped with a
+count (as the data loader does).
 """
 from __future__ import annotations
 
@@ -26,21 +28,20 @@ from pathlib import Path
 
 import numpy as np
 
-from vita_grasp_core.conventions import CAMERA_INTRINSICS_1280x720 as INTRINSICS_1280x720
-from vita_grasp_core.conventions import camera_matrix
+from vita_grasp_core.conventions import CAMERA_INTRINSICS_1280x720, camera_matrix
 
-from . import bags
+from . import messages
+from .io import BagWriter, storage_for
+from .types import (COMPRESSED_TYPE, DEPTH_TOPIC, FRAME_ID, GRASP_ARRAY_TYPE, GT_TOPIC,
+                    IMAGE_TOPIC, IMAGE_TYPE, INFO_TOPIC, INFO_TYPE)
+
 #: Default first header stamp [s since epoch] (fixed, so the same inputs give the same bag).
 DEFAULT_START_TIME = 1_700_000_000.0
 
 
-def default_K(camera: str, width: int, height: int) -> np.ndarray:
-    """CONVENTIONS intrinsics of ``camera`` scaled from 1280x720 to ``width x height``
-    (pixel-centre aware, as :func:`vita_grasp_core.conventions.scale_intrinsics`)."""
-    return camera_matrix(camera, (height, width))
-
-
 def _camera_K(rgb_path: str, camera: str, width: int, height: int) -> np.ndarray:
+    """``camK.npy`` beside the camera folder when it is a valid 3x3, else the CONVENTIONS
+    intrinsics of ``camera`` scaled to ``width x height`` (pixel-centre aware)."""
     f = Path(rgb_path).parent.parent / "camK.npy"
     if f.is_file():
         try:
@@ -49,7 +50,7 @@ def _camera_K(rgb_path: str, camera: str, width: int, height: int) -> np.ndarray
                 return K
         except (OSError, ValueError):
             pass
-    return default_K(camera, width, height)
+    return camera_matrix(camera, (height, width))
 
 
 def _read_depth(path: str | None, shape) -> np.ndarray | None:
@@ -66,9 +67,9 @@ def _read_depth(path: str | None, shape) -> np.ndarray | None:
 def make_bag(dataset_root, out, *, scenes=None, split=None, camera: str = "kinect",
              storage: str | None = None, rate: float = 5.0, compressed: bool = False,
              jpeg_quality: int = 90, max_frames: int | None = None,
-             image_topic: str = bags.IMAGE_TOPIC, info_topic: str = bags.INFO_TOPIC,
-             depth_topic: str | None = bags.DEPTH_TOPIC, gt_topic: str = bags.GT_TOPIC,
-             frame_id: str = bags.FRAME_ID, start_time: float = DEFAULT_START_TIME,
+             image_topic: str = IMAGE_TOPIC, info_topic: str = INFO_TOPIC,
+             depth_topic: str | None = DEPTH_TOPIC, gt_topic: str = GT_TOPIC,
+             frame_id: str = FRAME_ID, start_time: float = DEFAULT_START_TIME,
              overwrite: bool = False, progress: bool = True) -> dict:
     """Write the frames of ``dataset_root`` (selected by ``scenes`` and/or ``split``) into ``out``.
 
@@ -83,15 +84,18 @@ def make_bag(dataset_root, out, *, scenes=None, split=None, camera: str = "kinec
         summary dict (``path``, ``frames``, ``skipped``, ``topics`` with counts, ``gt_rects``,
         ``seconds``, ``scenes``, ``frame_ids`` as ``[scene, frame]`` per written frame).
     Raises:
-        :class:`~vita_grasp_ros.bags.BagError` for output problems, ``ValueError`` for bad
-        arguments or when no frame can be written.
+        :class:`~.types.BagError` for output problems, ``ValueError`` for bad arguments or when
+        no frame can be written, ``ImportError`` without the ROS 2 message packages.
     """
     from vita_grasp_core.data.graspnet import FrameFault, load_frame, scan
 
+    from ..image_conversions import numpy_to_image_msg, rgb_to_compressed_msg
+
     if rate <= 0:
         raise ValueError(f"rate must be > 0, got {rate}")
-    if camera not in INTRINSICS_1280x720:
-        raise ValueError(f"camera must be one of {sorted(INTRINSICS_1280x720)}, got {camera!r}")
+    if camera not in CAMERA_INTRINSICS_1280x720:
+        raise ValueError(f"camera must be one of {sorted(CAMERA_INTRINSICS_1280x720)}, "
+                         f"got {camera!r}")
     t0 = time.perf_counter()
     frames, faults, ids = scan(dataset_root, camera=camera, scenes=scenes, split=split,
                                require_label=False)
@@ -111,10 +115,10 @@ def make_bag(dataset_root, out, *, scenes=None, split=None, camera: str = "kinec
         from tqdm import tqdm
 
         bar = tqdm(total=len(frames), desc="bag make", unit="frame")
-    with bags.BagWriter(out, storage, overwrite=overwrite) as w:
-        w.add_topic(img_topic, bags.COMPRESSED_TYPE if compressed else bags.IMAGE_TYPE)
-        w.add_topic(info_topic, bags.INFO_TYPE)
-        w.add_topic(gt_topic, bags.GRASP_ARRAY_TYPE)
+    with BagWriter(out, storage, overwrite=overwrite) as w:
+        w.add_topic(img_topic, COMPRESSED_TYPE if compressed else IMAGE_TYPE)
+        w.add_topic(info_topic, INFO_TYPE)
+        w.add_topic(gt_topic, GRASP_ARRAY_TYPE)
         depth_declared = False
         for rec in frames:
             if bar is not None:
@@ -126,25 +130,25 @@ def make_bag(dataset_root, out, *, scenes=None, split=None, camera: str = "kinec
                 continue
             h, wd = rgb.shape[:2]
             t = t_start + written * period_ns
-            header = bags.make_header(t, frame_id)
+            header = messages.make_header(t, frame_id)
             if compressed:
-                w.write(img_topic, t, bags.compressed_image_msg(rgb, header, jpeg_quality))
+                w.write(img_topic, t, rgb_to_compressed_msg(rgb, "jpeg", jpeg_quality, header))
             else:
-                w.write(img_topic, t, bags.image_msg(rgb, "rgb8", header))
-            w.write(info_topic, t, bags.camera_info_msg(_camera_K(rec.rgb, camera, wd, h), wd, h,
-                                                        header))
+                w.write(img_topic, t, numpy_to_image_msg(rgb, "rgb8", header))
+            K = _camera_K(rec.rgb, camera, wd, h)
+            w.write(info_topic, t, messages.camera_info_msg(K, wd, h, header))
             if depth_topic:
                 depth = _read_depth(rec.depth, rgb.shape)
                 if depth is not None:
                     if not depth_declared:
-                        w.add_topic(depth_topic, bags.IMAGE_TYPE)
+                        w.add_topic(depth_topic, IMAGE_TYPE)
                         depth_declared = True
-                    w.write(depth_topic, t, bags.image_msg(depth, "16UC1", header))
+                    w.write(depth_topic, t, numpy_to_image_msg(depth, "16UC1", header))
                 elif rec.depth is not None:
                     skipped["bad_depth"] = skipped.get("bad_depth", 0) + 1
             rows = np.asarray(gt, np.float64)[:, :7].copy()
             rows[:, 6] = 1.0  # object_score: GT rectangles lie on objects by construction
-            w.write(gt_topic, t, bags.grasp_array_msg(rows, header, (h, wd)))
+            w.write(gt_topic, t, messages.grasp_array_msg(rows, header, (h, wd)))
             gt_total += len(rows)
             frame_ids.append([rec.scene, rec.frame])
             written += 1
@@ -159,6 +163,6 @@ def make_bag(dataset_root, out, *, scenes=None, split=None, camera: str = "kinec
     if skipped:
         warnings.warn(f"bag make: skipped {sum(skipped.values())} frame problem(s): {skipped}",
                       stacklevel=2)
-    return {"path": str(out), "storage": bags.storage_for(out, storage)[0], "frames": written,
+    return {"path": str(out), "storage": storage_for(out, storage)[0], "frames": written,
             "skipped": skipped, "topics": counts, "gt_rects": gt_total, "scenes": ids,
             "frame_ids": frame_ids, "rate": rate, "seconds": round(time.perf_counter() - t0, 2)}

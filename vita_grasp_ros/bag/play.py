@@ -7,6 +7,13 @@ included (they are not rewritten, as with ``ros2 bag play``).
 Timing: a message recorded ``dt`` after the bag's first message is published ``dt / rate`` after
 playback starts (``time.perf_counter`` schedule, so delays do not accumulate).
 
+Clock (``clock_hz > 0``, ``--clock``): ``/clock`` (rosgraph_msgs/Clock) carries the bag's time
+line - the bag timestamp of the first message at the start, advancing at ``rate`` times wall
+speed - published ``clock_hz`` times a second and once more right before every message with
+that message's bag timestamp, so a ``use_sim_time`` node's ``now()`` is never behind the data it
+receives. QoS as rosbag2's: best effort, keep last 1. With ``loop`` every pass starts over at the
+bag's first timestamp (the clock jumps back, as with ``ros2 bag play --loop --clock``).
+
 QoS (see docs/bags.md for measurements): ``reliable`` (default; keep-last ``--qos-depth`` 10,
 volatile), ``best_effort``, or ``bag`` (the first offered profile stored in the bag per topic).
 Before the first message ``--wait-for-subscribers N`` waits until every played topic matched
@@ -16,24 +23,12 @@ freshly started node loses nothing to discovery or to exiting early.
 """
 from __future__ import annotations
 
-import importlib
 import sys
 import time
 from dataclasses import dataclass, field
 
-from . import bags
-
-
-def import_msg_type(msgtype: str):
-    """``pkg/msg/Type`` -> the generated rclpy message class (ImportError/AttributeError if
-    the package is not installed)."""
-    parts = msgtype.split("/")
-    if len(parts) == 2:
-        parts = [parts[0], "msg", parts[1]]
-    if len(parts) != 3:
-        raise ImportError(f"not a message type name: {msgtype!r}")
-    mod = importlib.import_module(f"{parts[0]}.{parts[1]}")
-    return getattr(mod, parts[2])
+from .io import open_bag
+from .types import CLOCK_TOPIC, BagError, import_msg_type
 
 
 def qos_profile(kind: str = "reliable", depth: int = 10, bag_qos=None):
@@ -80,6 +75,7 @@ class PlayStats:
     max_lag_ms: float = 0.0  # worst lateness of a publish versus its schedule
     matched: dict = field(default_factory=dict)  # output topic -> subscriptions at the start
     unacked: list = field(default_factory=list)  # topics whose subscribers did not ack in time
+    clock_published: int = 0  # /clock messages
     interrupted: bool = False
 
     @property
@@ -87,38 +83,68 @@ class PlayStats:
         return sum(self.published.values())
 
 
+class _Clock:
+    """``/clock`` publisher: bag time = ``t0_bag + (now - w0) * rate`` between messages."""
+
+    def __init__(self, node, hz: float, stats: PlayStats):
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from rosgraph_msgs.msg import Clock
+
+        self._cls = Clock
+        self.pub = node.create_publisher(
+            Clock, CLOCK_TOPIC, QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                                           reliability=ReliabilityPolicy.BEST_EFFORT,
+                                           durability=DurabilityPolicy.VOLATILE))
+        self.period = 1.0 / hz
+        self.stats = stats
+        self.next_due = 0.0
+
+    def publish(self, bag_ns: int, now: float) -> None:
+        msg = self._cls()
+        msg.clock.sec, msg.clock.nanosec = divmod(int(bag_ns), 1_000_000_000)
+        self.pub.publish(msg)
+        self.stats.clock_published += 1
+        self.next_due = now + self.period
+
+
 def play(bag, node, *, rate: float = 1.0, remaps=None, topics=None, loop: bool = False,
-         qos: str = "reliable", qos_depth: int = 10, wait_for_subscribers: int = 0,
-         wait_topics=None, wait_timeout: float = 10.0, delay: float = 0.0,
-         ack_timeout: float = 5.0, progress: bool = True, stop=None, log=print,
-         stats: PlayStats | None = None) -> PlayStats:
+         clock_hz: float = 0.0, qos: str = "reliable", qos_depth: int = 10,
+         wait_for_subscribers: int = 0, wait_topics=None, wait_timeout: float = 10.0,
+         delay: float = 0.0, ack_timeout: float = 5.0, progress: bool = True, stop=None,
+         log=print, stats: PlayStats | None = None) -> PlayStats:
     """Publish the messages of ``bag`` through ``node`` (an rclpy node; nothing needs spinning).
 
     Args:
-        bag: bag path (see :mod:`.bags`).
+        bag: bag path (see :mod:`.io`).
         rate: playback speed factor (2 = twice as fast).
         remaps: ``{bag topic: published topic}``.
         topics: only these bag topics (default all with an importable type).
         loop: start over at the end until ``stop`` is set (or Ctrl-C).
+        clock_hz: publish ``/clock`` from the bag's time line at this rate [Hz] (0 = off; see
+            the module docstring).
         wait_for_subscribers: before starting, wait until each topic in ``wait_topics`` (default:
             all published topics) has at least this many matched subscriptions.
         stop: optional ``threading.Event`` that ends playback early.
         stats: a :class:`PlayStats` to fill (still readable when Ctrl-C interrupts playback).
     Raises:
-        :class:`~vita_grasp_ros.bags.BagError` when the bag cannot be read; ``KeyboardInterrupt``
-        is re-raised after the publishers are cleaned up (``stats.interrupted`` is set).
+        :class:`~.types.BagError` when the bag cannot be read; ``KeyboardInterrupt`` is re-raised
+        after the publishers are cleaned up (``stats.interrupted`` is set).
     """
     if rate <= 0:
         raise ValueError(f"rate must be > 0, got {rate}")
+    if clock_hz < 0:
+        raise ValueError(f"clock frequency must be >= 0 Hz, got {clock_hz}")
     remaps = dict(remaps or {})
     stats = PlayStats() if stats is None else stats
-    with bags.open_bag(bag) as reader:
+    with open_bag(bag) as reader:
         summary = reader.topics()
         wanted = list(summary) if topics is None else list(topics)
         missing = [t for t in wanted if t not in summary]
         if missing:
-            raise bags.BagError(f"{bag}: no topic(s) {missing} in the bag (it has "
-                                f"{sorted(summary)})")
+            raise BagError(f"{bag}: no topic(s) {missing} in the bag (it has {sorted(summary)})")
+        if clock_hz > 0 and CLOCK_TOPIC in [remaps.get(t, t) for t in wanted]:
+            raise ValueError(f"--clock publishes {CLOCK_TOPIC} itself, but the bag's "
+                             f"{CLOCK_TOPIC} would be played too; leave it out with --topics")
         pubs = {}
         for t in wanted:
             info = summary[t]
@@ -133,7 +159,8 @@ def play(bag, node, *, rate: float = 1.0, remaps=None, topics=None, loop: bool =
                                             qos_profile(qos, qos_depth, info.qos))
             stats.published[out_topic] = 0
         if not pubs:
-            raise bags.BagError(f"{bag}: nothing to play (no topic with an installed type)")
+            raise BagError(f"{bag}: nothing to play (no topic with an installed type)")
+        clock = _Clock(node, clock_hz, stats) if clock_hz > 0 else None
         n_total = sum(summary[t].count for t in pubs)
         t_play = None
         bar = None
@@ -147,29 +174,11 @@ def play(bag, node, *, rate: float = 1.0, remaps=None, topics=None, loop: bool =
             if progress:
                 from tqdm import tqdm
 
-                bar = tqdm(total=n_total * (1 if not loop else 0) or None, desc="bag play",
-                           unit="msg", file=sys.stderr)
+                bar = tqdm(total=None if loop else n_total, desc="bag play", unit="msg",
+                           file=sys.stderr)
             while True:
                 stats.loops += 1
-                t_first = None
-                w0 = time.perf_counter()
-                for topic, _, t, raw in reader.messages(list(pubs)):
-                    if stop is not None and stop.is_set():
-                        break
-                    if t_first is None:
-                        t_first = t
-                    due = w0 + (t - t_first) / 1e9 / rate
-                    now = time.perf_counter()
-                    while now < due:
-                        if stop is not None and stop.is_set():
-                            break
-                        time.sleep(min(due - now, 0.05))
-                        now = time.perf_counter()
-                    stats.max_lag_ms = max(stats.max_lag_ms, (now - due) * 1e3)
-                    pubs[topic].publish(raw if isinstance(raw, bytes) else bytes(raw))
-                    stats.published[remaps.get(topic, topic)] += 1
-                    if bar is not None:
-                        bar.update(1)
+                _play_once(reader, pubs, remaps, rate, clock, stop, stats, bar)
                 if not loop or (stop is not None and stop.is_set()):
                     break
         except KeyboardInterrupt:
@@ -183,7 +192,41 @@ def play(bag, node, *, rate: float = 1.0, remaps=None, topics=None, loop: bool =
                 _wait_acked(pubs, remaps, qos, ack_timeout, stats)
             for p in pubs.values():
                 node.destroy_publisher(p)
+            if clock is not None:
+                node.destroy_publisher(clock.pub)
     return stats
+
+
+def _play_once(reader, pubs, remaps, rate, clock, stop, stats, bar) -> None:
+    """One pass over the bag: sleep until each message is due (publishing ``/clock`` on the way),
+    then publish its raw bytes."""
+    t_first = None
+    w0 = time.perf_counter()
+    for topic, _, t, raw in reader.messages(list(pubs)):
+        if stop is not None and stop.is_set():
+            return
+        if t_first is None:
+            t_first = t
+            if clock is not None:
+                clock.publish(t, w0)
+        due = w0 + (t - t_first) / 1e9 / rate
+        now = time.perf_counter()
+        while now < due:
+            if stop is not None and stop.is_set():
+                return
+            wake = due if clock is None else min(due, clock.next_due)
+            if wake > now:
+                time.sleep(min(wake - now, 0.05))
+            now = time.perf_counter()
+            if clock is not None and clock.next_due <= now < due:
+                clock.publish(t_first + int((now - w0) * rate * 1e9), now)
+        stats.max_lag_ms = max(stats.max_lag_ms, (now - due) * 1e3)
+        if clock is not None:
+            clock.publish(t, now)
+        pubs[topic].publish(raw if isinstance(raw, bytes) else bytes(raw))
+        stats.published[remaps.get(topic, topic)] += 1
+        if bar is not None:
+            bar.update(1)
 
 
 def _wait_matched(pubs, remaps, n, wait_topics, timeout, stats, stop, log) -> None:
@@ -216,10 +259,3 @@ def _wait_acked(pubs, remaps, qos, timeout, stats) -> None:
             ok = True
         if not ok:
             stats.unacked.append(remaps.get(t, t))
-
-
-def main(argv) -> int:
-    """CLI (``vita-grasp bag play``); see :mod:`.bag_cli` for the argument parser."""
-    from .bag_cli import main as cli_main
-
-    return cli_main(["play", *argv])

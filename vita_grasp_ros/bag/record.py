@@ -17,8 +17,8 @@ from __future__ import annotations
 import threading
 import time
 
-from . import bags
-from .bag_play import import_msg_type
+from .io import BagWriter
+from .types import BagError, import_msg_type, make_qos
 
 
 def _qos_to_bag(q):
@@ -67,7 +67,7 @@ class Recorder:
         self.types = dict(types or {})
         self.depth = int(depth)
         self.qos = qos
-        self.writer = bags.BagWriter(out, storage, overwrite=overwrite).open()
+        self.writer = BagWriter(out, storage, overwrite=overwrite).open()
         self.path = self.writer.path
         self.counts = {t: 0 for t in self.topics}
         self.subscriptions: dict[str, object] = {}
@@ -132,11 +132,11 @@ class Recorder:
             try:
                 cls = import_msg_type(msgtype)
             except (ImportError, AttributeError) as e:
-                raise bags.BagError(f"{self.path}: cannot record {topic}: type {msgtype} is not "
+                raise BagError(f"{self.path}: cannot record {topic}: type {msgtype} is not "
                                     f"installed ({e})") from None
             qos, offered = self._subscription_qos(topic)
             with self._lock:
-                self.writer.add_topic(topic, msgtype, offered or [bags.make_qos(depth=self.depth)])
+                self.writer.add_topic(topic, msgtype, offered or [make_qos(depth=self.depth)])
             self.subscriptions[topic] = self.node.create_subscription(
                 cls, topic, self._callback(topic), qos, raw=True)
             new.append(topic)
@@ -175,9 +175,3 @@ class Recorder:
             self._closed = True
             self.writer.abort()
 
-
-def main(argv) -> int:
-    """CLI (``vita-grasp bag record``); see :mod:`.bag_cli` for the argument parser."""
-    from .bag_cli import main as cli_main
-
-    return cli_main(["record", *argv])
