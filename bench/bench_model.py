@@ -29,21 +29,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common import (add_common_args, fmt_count, fmt_s, machine_info, print_tables,  # noqa: E402
                     time_interleaved, write_json)
 
-REAL_BACKBONES = ("internvit", "qwen2vl", "dinov2")
-#: --quick skips Qwen2-VL (about 7 s per fp32 forward on 2 CPU cores, more in bf16).
-QUICK_BACKBONES = ("internvit", "dinov2")
+from vita_grasp_core.backbones import get_spec, list_backbones  # noqa: E402
+
 DTYPES = ("fp32", "bf16")
-#: Tiny encoders (as in test/conftest.py): milliseconds on a CPU.
-TINY = {
-    "internvit": dict(backbone_config=dict(hidden_size=64, num_hidden_layers=2,
-                                           num_attention_heads=2, intermediate_size=128),
-                      input_size=(112, 140)),
-    "qwen2vl": dict(backbone_config=dict(depth=2, embed_dim=64, num_heads=2, hidden_size=64),
-                    input_size=(112, 168)),
-    "dinov2": dict(backbone_config=dict(hidden_size=64, num_hidden_layers=2,
-                                        num_attention_heads=2),
-                   input_size=(112, 140)),
-}
 FRAME_HW = (720, 1280)
 TINY_WARMUP = 1
 
@@ -58,7 +46,9 @@ def _build(backbone: str, tiny: bool, attn: str = "sdpa"):
     from vita_grasp_core import ModelConfig, build_model
 
     torch.manual_seed(0)
-    kw = dict(TINY[backbone], decoder_channels=32) if tiny else {}
+    spec = get_spec(backbone)
+    kw = dict(backbone_config=dict(spec.tiny_config), input_size=spec.tiny_input_size,
+              decoder_channels=32) if tiny else {}
     t0 = time.perf_counter()
     model = build_model(ModelConfig(backbone=backbone, attn_implementation=attn, **kw))
     return model.eval(), time.perf_counter() - t0
@@ -258,8 +248,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(p)
     p.add_argument("--backbones", default=None,
-                   help=f"comma-separated subset of {','.join(REAL_BACKBONES)} (default: all; "
-                        f"--quick: {','.join(QUICK_BACKBONES)})")
+                   help=f"comma-separated subset of {','.join(list_backbones())} (default: "
+                        "all; --quick skips the heavy ones: "
+                        f"{','.join(b for b in list_backbones() if get_spec(b).heavy)})")
     p.add_argument("--dtypes", default=",".join(DTYPES),
                    help="comma-separated subset of fp32,bf16")
     p.add_argument("--repeats", type=int, default=None,
@@ -273,10 +264,9 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    names = args.backbones or ",".join(QUICK_BACKBONES if args.quick else REAL_BACKBONES)
+    names = args.backbones or ",".join(b for b in list_backbones()
+                                       if not (args.quick and get_spec(b).heavy))
     backbones = [b.strip() for b in names.split(",") if b.strip()]
-    from vita_grasp_core.backbones import list_backbones
-
     unknown = sorted(set(backbones) - set(list_backbones()))
     if unknown:
         p.error(f"unknown backbones {unknown}; available: {list_backbones()}")

@@ -17,12 +17,13 @@ def table() -> str:
     import torch
 
     from vita_grasp_core import ModelConfig, build_model
-    from vita_grasp_core.config import DEFAULT_PRETRAINED
+    from vita_grasp_core.backbones import get_spec, list_backbones
+    from vita_grasp_core.conventions import IMAGENET_MEAN
 
     rows = ["| backbone | encoder (frozen) | decoder (trainable) | input canvas (H x W) | patch unit "
             "| feature maps fed to the decoder | normalisation | default weights |",
             "|---|---|---|---|---|---|---|---|"]
-    for bb in ("internvit", "qwen2vl", "dinov2"):
+    for bb in list_backbones():
         cfg = ModelConfig(backbone=bb)
         with torch.device("meta"):
             m = build_model(cfg)
@@ -32,9 +33,9 @@ def table() -> str:
         s = m.backbone.stride
         feats = f"{len(cfg.feature_layers)} x {m.backbone.out_channels[0]} ch at {h // s}x{w // s} " \
                 f"(layers {', '.join(map(str, cfg.feature_layers))})"
-        norm = "ImageNet" if m.backbone.mean[0] == 0.485 else "CLIP"
+        norm = "ImageNet" if tuple(m.backbone.mean) == IMAGENET_MEAN else "CLIP"
         rows.append(f"| `{bb}` | {enc / 1e6:.1f} M | {dec / 1e6:.2f} M | {h} x {w} | "
-                    f"{m.backbone.size_multiple} px | {feats} | {norm} | `{DEFAULT_PRETRAINED[bb]}` |")
+                    f"{m.backbone.size_multiple} px | {feats} | {norm} | `{get_spec(bb).hub_id}` |")
     oh, ow = ModelConfig().output_size
     rows.append("")
     rows.append(f"Output: 5 maps at {oh} x {ow} for every backbone. Counts from "

@@ -5,19 +5,26 @@ import os
 
 import pytest
 
+def _tiny(backbone: str) -> dict:
+    from vita_grasp_core.backbones import get_spec
+
+    return dict(get_spec(backbone).tiny_config)
+
+
 #: Tiny InternViT (hidden 64, 2 layers) - the real one is hidden 1024, 24 layers.
-TINY_INTERNVIT = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                      intermediate_size=128)
+TINY_INTERNVIT = _tiny("internvit")
 #: Tiny Qwen2-VL tower.
-TINY_QWEN2VL = dict(depth=2, embed_dim=64, num_heads=2, hidden_size=64)
+TINY_QWEN2VL = _tiny("qwen2vl")
 
 
 def tiny_config(backbone: str = "internvit", **overrides):
+    """A tiny random-weight ``ModelConfig`` of any registered backbone (from its registry facts)."""
     from vita_grasp_core import ModelConfig
+    from vita_grasp_core.backbones import get_spec
 
-    bb = TINY_INTERNVIT if backbone == "internvit" else TINY_QWEN2VL
-    kw = dict(backbone=backbone, backbone_config=dict(bb), decoder_channels=32,
-              input_size=(112, 140) if backbone == "internvit" else (112, 168))
+    spec = get_spec(backbone)
+    kw = dict(backbone=backbone, backbone_config=dict(spec.tiny_config), decoder_channels=32,
+              input_size=spec.tiny_input_size)
     kw.update(overrides)
     return ModelConfig(**kw)
 

@@ -10,14 +10,14 @@ from conftest import TINY_INTERNVIT, TINY_QWEN2VL, tiny_config
 from safetensors.torch import save_file
 
 from vita_grasp_core import GraspPredictor, ModelConfig, build_model
+from vita_grasp_core.backbones import get_spec, list_backbones
 from vita_grasp_core.backbones.qwen2vl import pack_patches, tokens_to_map
 from vita_grasp_core.checkpoint import load_model, read_checkpoint, save_checkpoint
-from vita_grasp_core.config import DEFAULT_PRETRAINED
 
 from reference.original_internvit import OriginalInternViT, tiny_original_config
 
 
-@pytest.mark.parametrize("backbone", ["internvit", "qwen2vl"])
+@pytest.mark.parametrize("backbone", list_backbones())
 @pytest.mark.parametrize("hw", [(720, 1280), (480, 640), (333, 517)])
 def test_tiny_end_to_end_cpu(tiny_model_factory, backbone, hw):
     """image -> maps of output_size in range -> grasps inside the source image."""
@@ -222,7 +222,7 @@ def test_unreachable_pretrained_is_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(RuntimeError, match="cannot find pretrained_model"):
-        build_model(ModelConfig(backbone="internvit", pretrained_model=DEFAULT_PRETRAINED["internvit"]))
+        build_model(ModelConfig(backbone="internvit", pretrained_model=get_spec("internvit").hub_id))
 
 
 def test_config_validation():

@@ -10,15 +10,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Default hub ids of the supported pretrained encoders.
-DEFAULT_PRETRAINED = {
-    "internvit": "OpenGVLab/InternViT-300M-448px",
-    "qwen2vl": "Qwen/Qwen2-VL-7B-Instruct",
-    "dinov2": "facebook/dinov2-small",
-}
-#: Default intermediate layers (1-based hidden-state indices) fed to the decoder.
-DEFAULT_LAYERS = {"internvit": (6, 12, 18, 24), "qwen2vl": (8, 16, 24, 32), "dinov2": (3, 6, 9, 12)}
-
 
 @dataclass
 class ModelConfig:
@@ -31,8 +22,12 @@ class ModelConfig:
             encoder with random weights from ``backbone_config`` (tests, benchmarks).
         backbone_config: overrides of the encoder's transformers config (e.g. tiny sizes).
         freeze_vit: keep the encoder frozen and in eval mode.
-        feature_layers: hidden-state indices (1 = first block's output) fed to the decoder.
+        feature_layers: hidden-state indices (1 = first block's output) fed to the decoder;
+            ``None`` = 4 layers spread evenly over the depth of the encoder actually built
+            (written back here when the model is built, so checkpoints record it).
         decoder_channels: width of the FPN decoder.
+        decoder_stages: x2 upsampling stages after the feature grid (4: heads at 16x the patch
+            grid; 3 halves the heads' resolution, ~2.5x cheaper, for small outputs).
         input_size: (H, W) of the backbone input canvas; multiples of the backbone's patch unit.
         output_size: (H, W) of the five output maps.
         width_scale: grasp opening that maps to 1.0 in channel 3, as a fraction of the output
@@ -47,6 +42,7 @@ class ModelConfig:
     freeze_vit: bool = True
     feature_layers: tuple[int, ...] | None = None
     decoder_channels: int = 256
+    decoder_stages: int = 4
     input_size: tuple[int, int] = (448, 588)
     output_size: tuple[int, int] = (480, 640)
     width_scale: float = 0.25
@@ -54,22 +50,26 @@ class ModelConfig:
     attn_implementation: str = "sdpa"
 
     def __post_init__(self):
-        from .backbones import list_backbones
+        from .backbones import get_spec, spread_layers
 
-        if self.backbone not in list_backbones():
-            raise ValueError(f"unknown backbone {self.backbone!r}; available: {list_backbones()}")
+        spec = get_spec(self.backbone)
         self.input_size = _pair(self.input_size, "input_size")
         self.output_size = _pair(self.output_size, "output_size")
         if self.feature_layers is None:
-            n = self.backbone_config.get("num_hidden_layers", self.backbone_config.get("depth"))
-            self.feature_layers = (
-                _spread_layers(int(n)) if n is not None else DEFAULT_LAYERS[self.backbone]
-            )
-        self.feature_layers = tuple(int(v) for v in self.feature_layers)
-        if not self.feature_layers or min(self.feature_layers) < 1:
-            raise ValueError(f"feature_layers must be >= 1, got {self.feature_layers}")
+            n = self.backbone_config.get(spec.depth_key)
+            if n is not None:
+                self.feature_layers = spread_layers(int(n))
+            elif self.pretrained_model is None:
+                self.feature_layers = spec.default_layers
+            # else: follows the depth of the encoder actually loaded (set when it is built)
+        if self.feature_layers is not None:
+            self.feature_layers = tuple(int(v) for v in self.feature_layers)
+            if not self.feature_layers or min(self.feature_layers) < 1:
+                raise ValueError(f"feature_layers must be >= 1, got {self.feature_layers}")
         if self.decoder_channels < 8 or self.decoder_channels % 8:
             raise ValueError(f"decoder_channels must be a multiple of 8, got {self.decoder_channels}")
+        if not 1 <= self.decoder_stages <= 6:
+            raise ValueError(f"decoder_stages must be in [1, 6], got {self.decoder_stages}")
         if not 0 < self.width_scale <= 1:
             raise ValueError(f"width_scale must be in (0, 1], got {self.width_scale}")
         if self.height_ratio <= 0:
@@ -82,7 +82,7 @@ class ModelConfig:
         """Plain types only (safe to store next to weights and to load with weights_only=True)."""
         d = dataclasses.asdict(self)
         for k in ("input_size", "output_size", "feature_layers"):
-            d[k] = list(d[k])
+            d[k] = None if d[k] is None else list(d[k])
         return d
 
     @classmethod
@@ -107,9 +107,3 @@ def _pair(v, name) -> tuple[int, int]:
         raise ValueError(f"{name} must be positive, got {v!r}")
     return h, w
 
-
-def _spread_layers(n: int, k: int = 4) -> tuple[int, ...]:
-    """k layer indices spread evenly over n blocks, ending at the last (24 -> 6, 12, 18, 24)."""
-    if n < k:
-        return tuple(range(1, n + 1))
-    return tuple(round(n * (i + 1) / k) for i in range(k))

@@ -1,8 +1,9 @@
 """FPN-style grasp decoder: multi-layer ViT features -> five dense maps (CONVENTIONS §3).
 
 Per level: channel LayerNorm + 1x1 lateral projection to ``D`` channels; top-down fusion from the
-deepest level (sum, then 3x3 conv block); a refine block; four x2 upsampling stages
-(D -> D/2 -> D/4 -> D/8 -> D/8); five small heads; bilinear resize to ``output_size``.
+deepest level (sum, then 3x3 conv block); a refine block; ``stages`` x2 upsampling stages
+(default 4: D -> D/2 -> D/4 -> D/8 -> D/8; 3: D -> D/2 -> D/4 -> D/8); five small heads; bilinear
+resize to ``output_size``.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ class GraspDecoder(nn.Module):
     """``list[(B, C_i, h, w)]`` -> ``(B, 5, H_out, W_out)`` logits (see :meth:`activate`)."""
 
     def __init__(self, in_channels: list[int], channels: int = 256,
-                 output_size: tuple[int, int] = (480, 640)):
+                 output_size: tuple[int, int] = (480, 640), stages: int = 4):
         super().__init__()
         d = channels
         self.output_size = tuple(output_size)
@@ -43,8 +44,8 @@ class GraspDecoder(nn.Module):
         self.laterals = nn.ModuleList(nn.Conv2d(c, d, 1) for c in in_channels)
         self.fuse = nn.ModuleList(_block(d, d) for _ in in_channels)
         self.refine = _block(d, d)
-        widths = [d, d // 2, d // 4, d // 8, d // 8]
-        self.up = nn.ModuleList(_block(widths[i], widths[i + 1]) for i in range(4))
+        widths = [d] + [max(d >> (i + 1), d // 8) for i in range(stages)]
+        self.up = nn.ModuleList(_block(widths[i], widths[i + 1]) for i in range(stages))
         hc = widths[-1]
         self.heads = nn.ModuleList(
             nn.Sequential(nn.Conv2d(hc, hc, 3, padding=1), nn.GELU(), nn.Conv2d(hc, 1, 1))

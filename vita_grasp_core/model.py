@@ -28,7 +28,7 @@ class GraspModel(nn.Module):
             raise ValueError(f"input_size {config.input_size} must be multiples of {m} for the "
                              f"{config.backbone} backbone")
         self.decoder = GraspDecoder(self.backbone.out_channels, config.decoder_channels,
-                                    config.output_size)
+                                    config.output_size, config.decoder_stages)
 
     @property
     def mean(self):

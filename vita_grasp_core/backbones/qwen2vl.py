@@ -15,7 +15,7 @@ import torch
 from torch.nn import functional as F
 
 from ..conventions import CLIP_MEAN, CLIP_STD
-from . import register_backbone
+from . import register_backbone, resolve_feature_layers
 from .base import Backbone
 from .weights import load_prefixed_state, load_strict, read_config, resolve_pretrained
 
@@ -105,10 +105,16 @@ def _build(kwargs, config):
     merge_tokens = kwargs.pop("merge_tokens", True)
     vcfg = cfg_cls(**kwargs)
     vcfg._attn_implementation = config.attn_implementation
-    return Qwen2VLBackbone(vcfg, config.feature_layers, config.freeze_vit, merge_tokens)
+    return Qwen2VLBackbone(vcfg, resolve_feature_layers(config, vcfg.depth), config.freeze_vit,
+                           merge_tokens)
 
 
-@register_backbone("qwen2vl")
+@register_backbone(
+    "qwen2vl", hub_id="Qwen/Qwen2-VL-7B-Instruct", depth=32, depth_key="depth", mean=CLIP_MEAN,
+    std=CLIP_STD, patch_unit=28, tiny_config=dict(depth=2, embed_dim=64, num_heads=2,
+                                                  hidden_size=64),
+    tiny_input_size=(112, 168), heavy=True,
+    description="Qwen2-VL vision tower (675 M with its merger; dynamic resolution)")
 def build_qwen2vl(config) -> Qwen2VLBackbone:
     """From a full Qwen2-VL checkpoint (tower under ``visual.`` or ``model.visual.``), a tower-only
     directory (``qwen2_vl_vision`` config, no prefix), or random weights when

@@ -38,8 +38,6 @@ from .losses import GraspLoss
 
 log = logging.getLogger("vita_grasp.train")
 
-MODEL_TYPES = ("internvit", "qwen2vl")
-
 
 # ----------------------------------------------------------------------------- distributed
 class Dist:
@@ -741,7 +739,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "(torchrun --nproc_per_node N for DistributedDataParallel).",
         epilog="Example: python scripts/train.py --model_type internvit --dataset_root "
                "data/graspnet --output_dir runs/internvit --set train.batch_size=4")
-    p.add_argument("--model_type", choices=MODEL_TYPES, default=None,
+    from ..backbones import list_backbones
+
+    p.add_argument("--model_type", choices=list_backbones(), default=None,
                    help="backbone; selects config/<model_type>_grasp.yaml without --config")
     p.add_argument("--config", default=None, help="YAML config (sections model, data, train)")
     p.add_argument("--dataset_root", default=None, help="data set root (sets data.root)")
