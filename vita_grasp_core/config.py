@@ -87,10 +87,14 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        """Build from a dict; unknown keys are an error naming them. ``model_type`` aliases backbone."""
+        """Build from a dict; unknown keys are an error naming them. ``model_type`` and ``type``
+        (the seed README's spelling) are aliases of ``backbone``."""
         d = dict(d)
-        if "model_type" in d:
-            d.setdefault("backbone", d.pop("model_type"))
+        for alias in ("model_type", "type"):
+            if alias in d:
+                value = d.pop(alias)
+                if d.setdefault("backbone", value) != value:
+                    raise ValueError(f"{alias}={value!r} contradicts backbone={d['backbone']!r}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:

@@ -303,6 +303,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set expects key=value (dotted key), got {text!r}")
     key, raw = text.split("=", 1)
     parts = [p for p in key.strip().split(".") if p]
+    if parts and parts[0] == "training":  # alias of the train section
+        parts[0] = "train"
     if len(parts) < 2:
         raise ConfigError(f"--set key must be section.key (e.g. train.epochs), got {key!r}")
     try:
@@ -351,11 +353,16 @@ def build_config(raw: dict, overrides=()) -> FullConfig:
     import copy
 
     raw = copy.deepcopy(raw)
+    if "training" in raw:  # the seed README's section name
+        if "train" in raw:
+            raise ConfigError("both 'train' and its alias 'training' are given: use one section")
+        raw["train"] = raw.pop("training")
     for o in overrides:
         apply_override(raw, *parse_override(o))
     unknown = sorted(set(raw) - {"model", "data", "train"})
     if unknown:
-        raise ConfigError(f"unknown config section(s) {unknown}; valid: model, data, train")
+        raise ConfigError(f"unknown config section(s) {unknown}; valid: model, data, train "
+                          "('training' is accepted for train)")
     try:
         model = ModelConfig.from_dict(raw.get("model") or {})
     except (TypeError, ValueError) as e:
