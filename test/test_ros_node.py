@@ -111,6 +111,16 @@ def test_results_carry_the_input_headers(setup):
     assert len({stamp_ns(m.header.stamp) for m in sent}) == len(sent)
 
 
+def test_missing_vision_msgs_is_one_info_line(setup):
+    import importlib.util
+
+    if importlib.util.find_spec("vision_msgs") is not None:
+        pytest.skip("vision_msgs is installed here (test_ros_detections.py covers it)")
+    lines = [ln for ln in setup.node.output().splitlines() if "vision_msgs" in ln]
+    assert len(lines) == 1 and "[INFO]" in lines[0], lines
+    assert "`detections` topic (vision_msgs/Detection2DArray) is off" in lines[0]
+
+
 def test_debug_images_match_their_frames(setup):
     msg = _frame(100, "bgr8", 360, 480)
     _send_and_wait(setup, msg)
