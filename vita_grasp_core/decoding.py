@@ -1,11 +1,21 @@
 """Maps -> grasps (CONVENTIONS §4). Pure tensor functions; they run on the maps' device
-(on CPU the smoothing and max filter are OpenCV's SIMD kernels, elsewhere torch ops).
+(on CPU the smoothing and max filter are OpenCV's SIMD kernels, elsewhere torch ops; the few
+per-peak numbers are gathered on the device and finished in numpy, the same code for both).
 
-heatmap -> optional gaussian smoothing -> local maxima within ``min_distance`` (max-pool NMS) ->
-peaks whose raw heatmap value is above ``score_threshold`` inside the image content ->
-best ``max_grasps`` -> sub-pixel peak refinement (parabola through the log-heatmap, exact for gaussian peaks) ->
-``angle = 0.5 * atan2(sin, cos)``, width from channel 3, ``height = height_ratio * width``,
-``object_score`` = channel 4 -> back to source pixels through the letterbox -> best first.
+heatmap -> optional gaussian smoothing -> local maxima within ``min_distance`` (max-pool NMS)
+inside the letterbox content, never on its outermost row or column -> candidates by raw heat ->
+sub-pixel peak (parabola through the smoothed log-heat, exact for gaussian peaks) -> quality =
+raw heat at that sub-pixel peak (weighted log-quadratic fit over 5 x 5 px), calibrated by
+``quality_knots`` when given -> ``quality >= score_threshold`` -> best ``max_grasps`` ->
+angle from the heat-weighted mean ``(cos 2a, sin 2a)`` over the same 5 x 5 window, width and
+``object_score`` heat-weighted means there, ``height = height_ratio * width`` -> back to source
+pixels through the letterbox -> best first.
+
+Why a window and not the peak pixel: with pixel noise one pixel's angle and width are as noisy as
+the map, and a whole-pixel maximum under-reads a peak that lies between pixels, which reorders
+grasps of nearly equal quality (``bench/bench_decoding.py``, rendered-maps section). The angle
+and width maps themselves are never blurred (blurring an angle map mixes angles across the
++-90 degree wrap and across neighbouring grasps).
 """
 from __future__ import annotations
 
@@ -15,6 +25,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .calibration import apply_quality_calibration, raw_threshold
 from .conventions import channel_to_width, channels_to_angle
 from .decode_config import DecodeConfig
 from .geometry import Letterbox
@@ -57,7 +68,8 @@ def smooth(heat: torch.Tensor, sigma: float) -> torch.Tensor:
         return heat
     r = max(1, int(math.ceil(3 * sigma)))
     fast = _cv2_per_map(heat, lambda cv2, src, dst: cv2.GaussianBlur(
-        src, (2 * r + 1, 2 * r + 1), sigma, dst=dst, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE))
+        src, (2 * r + 1, 2 * r + 1), sigma, dst=dst, sigmaY=sigma,
+        borderType=cv2.BORDER_REPLICATE))
     if fast is not None:
         return fast
     k = gaussian_kernel1d(sigma, dtype=torch.float64).tolist()
@@ -173,7 +185,7 @@ def _find_peaks_numpy(heat, pooled, score, score_threshold, max_peaks, boxes):
         cand = np.flatnonzero(m)  # raster order inside the box
         if cand.size == 0:
             continue
-        vals = sc.reshape(-1)[cand]
+        vals = sc[m]  # (a boolean mask does not copy a strided box, unlike reshape)
         if cand.size > kk:  # keep the kk best (ties at the cut: earliest in raster order)
             part = np.argpartition(-vals, kk - 1)[:kk]
             part.sort()
@@ -187,8 +199,31 @@ def _find_peaks_numpy(heat, pooled, score, score_threshold, max_peaks, boxes):
     return top_t, idx_t // w, idx_t % w, top_t >= 0
 
 
-#: (row, col) offsets of the samples used for sub-pixel refinement: centre, left, right, up, down.
-_NEIGHBOURS = ((0, 0), (0, -1), (0, 1), (-1, 0), (1, 0))
+#: Radius of the square window around a peak (map px): the quality fit and the angle, width and
+#: object averages use the (2 R + 1)^2 = 5 x 5 pixels around the integer peak.
+WINDOW_RADIUS = 2
+#: Pixels whose raw heat is below this fraction of the peak's quality get no weight in the
+#: angle / width / object averages (keeps the background and neighbouring grasps out).
+WEIGHT_FLOOR = 0.1
+#: Candidates taken from the peak finder before the final ranking: ``2 * max_grasps + 8``, with
+#: a raw pre-threshold of half the threshold (the refined quality can exceed the pixel value).
+_CANDIDATE_FACTOR, _CANDIDATE_EXTRA, _PRE_THRESHOLD = 2, 8, 0.5
+#: Ridge on the non-constant coefficients of the quality fit, relative to the normalised
+#: weights (numerical safety for windows with one bright pixel; negligible otherwise).
+_FIT_RIDGE = 1e-4
+
+_OFF = np.arange(-WINDOW_RADIUS, WINDOW_RADIUS + 1)
+_WIN_DY, _WIN_DX = (a.reshape(-1) for a in np.meshgrid(_OFF, _OFF, indexing="ij"))
+_N_WIN = _WIN_DY.size
+_CENTRE = _N_WIN // 2
+#: Design matrix of the log-quadratic ``c0 + c1 x + c2 y + c3 x^2 + c4 y^2 + c5 x y``.
+_DESIGN = np.stack([np.ones(_N_WIN), _WIN_DX, _WIN_DY, _WIN_DX ** 2, _WIN_DY ** 2,
+                    _WIN_DX * _WIN_DY], axis=1).astype(np.float64)
+#: Per-pixel outer products of the design rows, ``(25, 36)``: normal matrices as one matmul.
+_DESIGN_OUTER = (_DESIGN[:, :, None] * _DESIGN[:, None, :]).reshape(_N_WIN, -1)
+#: Window indices of the smoothed-heat samples of the sub-pixel refinement: centre, left,
+#: right, up, down.
+_CROSS = [_CENTRE, _CENTRE - 1, _CENTRE + 1, _CENTRE - len(_OFF), _CENTRE + len(_OFF)]
 
 
 def _parabola_offset(m: np.ndarray, z: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -198,6 +233,83 @@ def _parabola_offset(m: np.ndarray, z: np.ndarray, p: np.ndarray) -> np.ndarray:
     is_max = den < -1e-9
     off = np.where(is_max, 0.5 * (m - p) / np.where(is_max, den, -1.0), 0.0)
     return np.clip(off, -0.5, 0.5)
+
+
+def fit_peak_value(window: np.ndarray, inside: np.ndarray, dx: np.ndarray,
+                   dy: np.ndarray) -> np.ndarray:
+    """Heat at the sub-pixel peak from a weighted least-squares fit of the log heat.
+
+    A quadratic in the log (a gaussian peak, any width or elongation) is fitted to the 5 x 5
+    window around each integer peak with weights ``heat^2`` (Guo's weighting: least squares on
+    the heat itself, so low, noisy pixels count little) and evaluated at the refined offset.
+    Exact for noise-free gaussian peaks; with pixel noise it averages ~25 samples instead of
+    trusting one, and unlike the smoothed map's value it does not depend on the peak's width.
+
+    Args:
+        window: ``(N, 25)`` raw heat of each window, row-major from offset (-2, -2).
+        inside: ``(N, 25)`` bool, window pixels inside the content box (others get no weight).
+        dx, dy: ``(N,)`` refined offsets of the peak from the window centre [map px].
+    Returns:
+        ``(N,)`` float64 values in [0, 1]; the centre pixel's value where the fit is not finite
+        or the pixels do not resolve the peak (narrower than about 0.7 px, or a 4-neighbour
+        below a tenth of the centre).
+    """
+    y = np.clip(window, 1e-6, None)
+    w = (np.clip(window, 0.0, None) ** 2 + 1e-12) * inside
+    w /= w.sum(axis=1, keepdims=True)  # the centre is always inside: the sum is > 0
+    k = _DESIGN.shape[1]
+    m = (w @ _DESIGN_OUTER).reshape(-1, k, k)
+    idx = np.arange(1, k)
+    m[:, idx, idx] += _FIT_RIDGE  # the constant is never shrunk (log 1 would pull it up)
+    b = (w * np.log(y)) @ _DESIGN
+    coef = np.linalg.solve(m, b[..., None])[..., 0]
+    at = np.stack([np.ones_like(dx), dx, dy, dx * dx, dy * dy, dx * dy], axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        val = np.exp(np.sum(coef * at, axis=1))
+    # A peak the pixels do not resolve - narrower than ~0.7 px (log-curvature below -1 on an
+    # axis), or with a 4-neighbour near zero (such pixels carry no weight, so the fit could not
+    # see the fall) - is read at its own pixel. So is a fit that failed numerically.
+    centre = window[:, _CENTRE]
+    lone = (window[:, _CROSS[1:]] < 0.1 * centre[:, None]).any(axis=1)
+    sharp = (coef[:, 3] < -1.0) | (coef[:, 4] < -1.0) | lone | ~np.isfinite(val)
+    val = np.where(sharp, centre, val)
+    return np.clip(val, 0.0, 1.0)
+
+
+def _one_per_plateau(rows: np.ndarray, cols: np.ndarray, order: np.ndarray, d: int
+                     ) -> np.ndarray:
+    """Keep the first of candidates (``order``, best first) that lie within ``d`` px (Chebyshev)
+    of each other. The max filter lets only equal-valued pixels come that close (a plateau, or a
+    peak exactly between pixels), and they are one peak."""
+    if d <= 0 or len(order) < 2:
+        return order
+    r, c = rows[order], cols[order]
+    close = (np.abs(r[:, None] - r[None]) <= d) & (np.abs(c[:, None] - c[None]) <= d)
+    np.fill_diagonal(close, False)
+    if not close.any():
+        return order
+    keep = np.ones(len(order), bool)
+    for i in np.flatnonzero(close.any(axis=1)):
+        if keep[i]:
+            keep[i + 1:] &= ~close[i, i + 1:]
+    return order[keep]
+
+
+def _smooth_content(raw: torch.Tensor, sigma: float, boxes) -> torch.Tensor:
+    """Smoothed ``(B, H, W)`` heat in which the padding plays no part.
+
+    Each image's content box is smoothed on its own (replicated edges), so low padding cannot
+    turn a heatmap that rises towards the content's edge into an inner maximum, nor high padding
+    leak in; the padding itself is set to -inf so the max filter never lets it win.
+    """
+    b, h, w = raw.shape
+    if all(tuple(bx) == (0, 0, w, h) for bx in boxes):
+        return smooth(raw, sigma)
+    heat = torch.full_like(raw, float("-inf"))
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
+        if x1 > x0 and y1 > y0:
+            heat[i, y0:y1, x0:x1] = smooth(raw[i:i + 1, y0:y1, x0:x1].contiguous(), sigma)[0]
+    return heat
 
 
 def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_ratio: float = 0.5,
@@ -211,16 +323,20 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
         height_ratio: jaw size as a fraction of the opening width.
         decode: :class:`~vita_grasp_core.decode_config.DecodeConfig` (default: its defaults);
             ``settings`` (``score_threshold=``, ``max_grasps=``, ``min_distance=``,
-            ``smooth_sigma=``) override single fields. ``score_threshold`` is the minimum
-            heatmap value of a peak; ``min_distance`` the NMS radius (map px, Chebyshev);
-            ``smooth_sigma`` the smoothing before peak finding (map px, 0 = off).
+            ``smooth_sigma=``, ``quality_knots=``) override single fields. ``min_distance`` is
+            the NMS radius (map px, Chebyshev); ``smooth_sigma`` the smoothing before peak
+            finding (map px, 0 = off); ``score_threshold`` the minimum (calibrated) quality.
     Returns:
-        per image, a list of :class:`Grasp` sorted by quality, best first. ``quality`` is the
-        heatmap value at the peak (smoothing only locates maxima), ``object_score`` channel 4.
+        per image, a list of :class:`Grasp` sorted by quality, best first. The raw quality is
+        the heat at the sub-pixel peak (:func:`fit_peak_value`); ``quality`` is that value
+        through the calibration ``quality_knots`` (:mod:`.calibration`; the raw value without
+        knots). Angle, width and ``object_score`` are heat-weighted means over the 5 x 5 window
+        around the peak (the angle from the mean ``(cos 2a, sin 2a)`` vector). Peaks on the
+        outermost row or column of the letterbox content, in the padding, or that are not a
+        maximum of the smoothed heat among their 4 neighbours are never returned.
     """
     cfg = (decode or DecodeConfig()).replace(**settings)
-    score_threshold, max_grasps = cfg.score_threshold, cfg.max_grasps
-    min_distance, smooth_sigma = cfg.min_distance, cfg.smooth_sigma
+    max_grasps, knots = cfg.max_grasps, cfg.quality_knots
     if maps.ndim == 3:
         maps = maps.unsqueeze(0)
     if maps.ndim != 4 or maps.shape[1] != 5:
@@ -230,42 +346,67 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
         letterboxes = [letterboxes] * b
     if len(letterboxes) != b:
         raise ValueError(f"got {len(letterboxes)} letterboxes for {b} map sets")
-    maps = maps.float()
-    heat = smooth(maps[:, 0], smooth_sigma)
-    boxes = []
+    boxes, inner = [], []
     for lb in letterboxes:
         if tuple(lb.dst_size) != (h, w):
             raise ValueError(f"letterbox canvas {lb.dst_size} does not match the maps {(h, w)}")
-        boxes.append(lb.content_box)
-    score, r, c, keep = find_peaks(heat, min_distance=min_distance, score_threshold=score_threshold,
-                                   max_peaks=max_grasps, boxes=boxes, score=maps[:, 0])
+        x0, y0, x1, y1 = (int(v) for v in lb.content_box)
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        boxes.append((x0, y0, x1, y1))
+        inner.append((x0 + 1, y0 + 1, x1 - 1, y1 - 1))  # the outermost rows/columns: unverified
+    t_raw = raw_threshold(cfg.score_threshold, knots)
+    if not math.isfinite(t_raw):
+        return [[] for _ in range(b)]
+    maps = maps.float()
+    heat = _smooth_content(maps[:, 0], cfg.smooth_sigma, boxes)
+    n_cand = _CANDIDATE_FACTOR * max_grasps + _CANDIDATE_EXTRA
+    _, r, c, keep = find_peaks(heat, min_distance=cfg.min_distance,
+                               score_threshold=_PRE_THRESHOLD * t_raw, max_peaks=n_cand,
+                               boxes=inner, score=maps[:, 0])
     # Gather everything needed per peak on the device, then one small transfer; the per-peak
-    # arithmetic (K values) runs in numpy, where it costs microseconds instead of op launches.
+    # arithmetic (K candidates) runs in numpy, where it costs microseconds instead of op launches.
     dev = maps.device
-    dr = torch.tensor([o[0] for o in _NEIGHBOURS], device=dev)
-    dc = torch.tensor([o[1] for o in _NEIGHBOURS], device=dev)
-    bi = torch.arange(b, device=dev).view(-1, 1)
-    around = heat[bi.unsqueeze(-1), (r.unsqueeze(-1) + dr).clamp(0, h - 1),
-                  (c.unsqueeze(-1) + dc).clamp(0, w - 1)]  # (B, K, 5) smoothed heat
-    chans = maps[bi, 1:, r, c]  # (B, K, 4): cos 2a, sin 2a, width, object
-    packed = torch.cat([around, chans, score.unsqueeze(-1), r.unsqueeze(-1).to(around.dtype),
-                        c.unsqueeze(-1).to(around.dtype), keep.unsqueeze(-1).to(around.dtype)], -1)
+    k = r.shape[1]
+    rows = (r.unsqueeze(-1) + torch.as_tensor(_WIN_DY, device=dev)).clamp(0, h - 1)
+    cols = (c.unsqueeze(-1) + torch.as_tensor(_WIN_DX, device=dev)).clamp(0, w - 1)
+    flat = (rows * w + cols).view(b, 1, -1)  # (B, 1, K * 25), row-major windows
+    win = torch.gather(maps.flatten(2), 2, flat.expand(b, 5, -1))  # (B, 5, K * 25)
+    sm = torch.gather(heat.flatten(1), 1, flat[:, 0])  # (B, K * 25) smoothed heat
+    packed = torch.cat([win.view(b, 5, k, _N_WIN).transpose(1, 2).flatten(2),
+                        sm.view(b, k, _N_WIN)[..., _CROSS],
+                        torch.stack([r, c, keep.long()], -1).to(win.dtype)], -1)
     packed = packed.cpu().numpy().astype(np.float64)  # one small transfer per batch
     out = []
     for i, lb in enumerate(letterboxes):
-        p = packed[i][packed[i][:, 12] > 0]
-        logh = np.log(np.maximum(p[:, 0:5], 1e-6))  # parabola through the log: exact for gaussians
-        rows, cols = p[:, 10], p[:, 11]
+        p = packed[i][packed[i][:, -1] > 0]
+        chans = p[:, :5 * _N_WIN].reshape(-1, 5, _N_WIN)
+        sm = p[:, 5 * _N_WIN:5 * _N_WIN + 5]
+        rows_i, cols_i = p[:, -3], p[:, -2]
+        # A verified maximum: the smoothed heat at the peak is >= its 4 neighbours (min_distance
+        # 0 keeps every pixel as a candidate), so the refined position lies within half a pixel.
+        interior = (sm[:, 0:1] >= sm[:, 1:5]).all(axis=1)
+        logh = np.log(np.maximum(sm, 1e-6))  # parabola through the log: exact for gaussians
         dx = _parabola_offset(logh[:, 1], logh[:, 0], logh[:, 2])
         dy = _parabola_offset(logh[:, 3], logh[:, 0], logh[:, 4])
-        dx = np.where((cols > 0) & (cols < w - 1), dx, 0.0)
-        dy = np.where((rows > 0) & (rows < h - 1), dy, 0.0)
-        xy = lb.to_src(np.stack([cols + dx, rows + dy], axis=1))
-        ang = channels_to_angle(p[:, 5], p[:, 6])
-        wid = lb.length_to_src(channel_to_width(p[:, 7], width_scale, w))
-        out.append([
-            Grasp(float(q[0]), float(q[1]), float(a), float(wd), float(height_ratio * wd),
-                  float(np.clip(sc, 0, 1)), float(np.clip(o, 0, 1)))
-            for q, a, wd, sc, o in zip(xy, ang, wid, p[:, 9], p[:, 8])
-        ])
+        x0, y0, x1, y1 = boxes[i]
+        wy = rows_i[:, None] + _WIN_DY[None]
+        wx = cols_i[:, None] + _WIN_DX[None]
+        inside = (wy >= y0) & (wy < y1) & (wx >= x0) & (wx < x1)
+        q_raw = fit_peak_value(chans[:, 0], inside, dx, dy)
+        quality = np.asarray(apply_quality_calibration(q_raw, knots), dtype=np.float64)
+        ok = interior & (quality >= cfg.score_threshold)
+        order = np.flatnonzero(ok)
+        order = order[np.argsort(-quality[order], kind="stable")]
+        order = _one_per_plateau(rows_i, cols_i, order, cfg.min_distance)[:max_grasps]
+        wts = np.clip(chans[order, 0] - WEIGHT_FLOOR * q_raw[order, None], 0.0, None)
+        wts *= inside[order]
+        wts[:, _CENTRE] += 1e-12  # an all-zero window falls back to the peak pixel
+        wsum = wts.sum(axis=1)
+        mean = np.einsum("kn,kcn->kc", wts, chans[order, 1:]) / wsum[:, None]
+        xy = lb.to_src(np.stack([cols_i[order] + dx[order], rows_i[order] + dy[order]], axis=1))
+        ang = channels_to_angle(mean[:, 0], mean[:, 1])
+        wid = lb.length_to_src(channel_to_width(mean[:, 2], width_scale, w))
+        qual, obj = np.clip(quality[order], 0, 1).tolist(), np.clip(mean[:, 3], 0, 1).tolist()
+        out.append([Grasp(q[0], q[1], a, wd, height_ratio * wd, sc, o) for q, a, wd, sc, o
+                    in zip(xy.tolist(), ang.tolist(), wid.tolist(), qual, obj)])
     return out
