@@ -116,7 +116,7 @@ def test_grasp_array_roundtrip_large(tmp_path):
 @pytest.mark.parametrize("name,storage", [("a.mcap", "mcap"), ("a.db3", "sqlite3"),
                                           ("adir", "sqlite3")])
 def test_make_bag_contents(dataset, tmp_path, name, storage):
-    from vita_grasp_core.data.graspnet import load_frame, scan
+    from vita_grasp_core.data import load_frame, scan_dataset
 
     out = tmp_path / name
     rc = bag_main(["make", "--dataset_root", str(dataset), "--scenes", "0", "--out", str(out),
@@ -125,7 +125,7 @@ def test_make_bag_contents(dataset, tmp_path, name, storage):
     assert out.is_dir() == (name == "adir")
     if out.is_dir():
         assert (out / "metadata.yaml").is_file() and list(out.glob("*.db3"))
-    frames, _, _ = scan(dataset, require_label=False)
+    frames, _, _ = scan_dataset(dataset)
     with bags.open_bag(out) as r:
         assert r.storage == storage
         topics = r.topics()
@@ -142,7 +142,7 @@ def test_make_bag_contents(dataset, tmp_path, name, storage):
     for rec, t in zip(frames, times, strict=True):
         m = by_time[t]
         assert set(m) == set(topics)  # every topic of a frame carries the same stamp
-        rgb, _, gt = load_frame(rec, require_label=False)
+        rgb, _, gt = load_frame(rec)
         np.testing.assert_array_equal(bmsg.image_from_msg(m[bt.IMAGE_TOPIC]), rgb)
         rows = bmsg.grasp_array_rows(m[bt.GT_TOPIC])
         assert len(rows) == len(gt) > 100  # every GT rectangle
@@ -177,6 +177,55 @@ def test_make_bag_compressed_and_limits(dataset, tmp_path):
     with pytest.raises(ValueError, match="no frames"):
         make_bag(dataset, tmp_path / "none.mcap", scenes=[42], progress=False)
     assert not (tmp_path / "none.mcap").exists()
+
+
+@pytest.mark.parametrize("fmt", ["cornell", "jacquard"])
+def test_make_bag_other_formats(tmp_path, fmt, capsys):
+    """Cornell and Jacquard folders (tiny generated files) become bags like GraspNet ones: every
+    GT rectangle the loader keeps, in key order; camera info marked uncalibrated (K = 0)."""
+    from vita_grasp_core.data import load_frame, scan_dataset
+    from vita_grasp_core.data.toy import write_toy_dataset
+
+    root = tmp_path / fmt
+    truth = write_toy_dataset(root, fmt, frames=3, negatives=fmt == "cornell", depth=True,
+                              nested=fmt == "cornell")
+    out = tmp_path / f"{fmt}.mcap"
+    assert bag_main(["make", "--dataset_root", str(root), "--out", str(out), "--quiet"]) == 0
+    assert f"a {fmt} data set" in capsys.readouterr().out
+    frames = scan_dataset(root).frames
+    assert sorted(truth) == [rec.key for rec in frames]
+    with bags.open_bag(out) as r:
+        assert {t: i.count for t, i in r.topics().items()} == {
+            bt.IMAGE_TOPIC: len(frames), bt.INFO_TOPIC: len(frames), bt.GT_TOPIC: len(frames)}
+        gts = [m for _, _, m in r.read([bt.GT_TOPIC])]
+        infos = [m for _, _, m in r.read([bt.INFO_TOPIC])]
+        images = [m for _, _, m in r.read([bt.IMAGE_TOPIC])]
+    for rec, gt, info, img in zip(frames, gts, infos, images, strict=True):
+        frame = load_frame(rec)
+        np.testing.assert_array_equal(bmsg.image_from_msg(img), frame.rgb)
+        rows = bmsg.grasp_array_rows(gt)
+        np.testing.assert_allclose(rows[:, :5], truth[rec.key][:, :5], atol=1e-3)
+        np.testing.assert_array_equal(rows[:, :6], frame.grasps[:, :6])
+        assert (gt.image_height, gt.image_width) == frame.size == (info.height, info.width)
+        assert not np.asarray(info.k).any()  # no intrinsics in these layouts
+    # GraspNet-only selections are refused for them, with one line
+    assert bag_main(["make", "--dataset_root", str(root), "--out", str(tmp_path / "x.mcap"),
+                     "--scenes", "0", "--quiet"]) == 2
+    assert "scenes" in capsys.readouterr().err
+    assert bag_main(["make", "--dataset_root", str(root), "--format", "graspnet", "--out",
+                     str(tmp_path / "x.mcap"), "--quiet"]) == 2
+    assert not (tmp_path / "x.mcap").exists()
+
+
+def test_make_bag_unknown_layout(tmp_path, capsys):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.png").write_bytes(b"not really")
+    for root in (tmp_path / "photos", tmp_path / "missing"):
+        rc = bag_main(["make", "--dataset_root", str(root), "--out", str(tmp_path / "o.mcap"),
+                       "--quiet"])
+        err = capsys.readouterr().err
+        assert rc == 2 and str(root) in err and "Traceback" not in err, err
+        assert err.strip().count("\n") == 0
 
 
 # --------------------------------------------------------------------------- bag eval

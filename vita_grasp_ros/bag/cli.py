@@ -49,14 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", metavar="{make,play,record,eval,info}")
     sub.required = True
 
-    m = sub.add_parser("make", help="GraspNet-layout data set -> evaluation bag (images, camera "
-                       "info, depth, ground-truth grasps)")
-    m.add_argument(*_opt("dataset_root"), required=True, help="GraspNet layout root")
-    m.add_argument("--split", help="train | test_seen | test_similar | test_novel | test | all")
-    m.add_argument("--scenes", type=_csv_ints, help="scene ids, e.g. 0,1 or 100-103")
+    m = sub.add_parser("make", help="data set (GraspNet, Cornell or Jacquard layout) -> "
+                       "evaluation bag (images, camera info, depth, ground-truth grasps)")
+    m.add_argument(*_opt("dataset_root"), required=True,
+                   help="data set root: GraspNet-1Billion, Cornell or Jacquard layout")
+    m.add_argument("--format", default="auto",
+                   help="data set layout: auto (default: detected), graspnet, cornell, jacquard")
+    m.add_argument("--split", help="GraspNet: train | test_seen | test_similar | test_novel | "
+                   "test | all")
+    m.add_argument("--scenes", type=_csv_ints, help="GraspNet scene ids, e.g. 0,1 or 100-103")
     m.add_argument("--out", required=True, help="x.mcap / x.db3 (single file) or a directory")
     m.add_argument("--storage", choices=STORAGES, help="for directory outputs (default mcap)")
-    m.add_argument("--camera", default="kinect", choices=("kinect", "realsense"))
+    m.add_argument("--camera", default="kinect", choices=("kinect", "realsense"),
+                   help="GraspNet camera folder and default intrinsics")
     m.add_argument("--rate", type=float, default=5.0, help="frames per second (default 5)")
     m.add_argument("--compressed", action="store_true",
                    help="JPEG CompressedImage on <image_topic>/compressed instead of rgb8")
@@ -144,7 +149,7 @@ def main(argv=None) -> int:
     try:
         return {"make": cmd_make, "play": cmd_play, "record": cmd_record, "eval": cmd_eval,
                 "info": cmd_info}[args.cmd](args)
-    except (BagError, ValueError) as e:
+    except (BagError, ValueError, FileNotFoundError, NotADirectoryError) as e:
         print(f"{PROG} {args.cmd}: error: {e}", file=sys.stderr)
         return 2
     except ImportError as e:  # make / play / record without the ROS 2 Python packages
@@ -160,15 +165,16 @@ def main(argv=None) -> int:
 def cmd_make(a) -> int:
     from .make import DEFAULT_START_TIME, make_bag
 
-    s = make_bag(a.dataset_root, a.out, scenes=a.scenes, split=a.split, camera=a.camera,
-                 storage=a.storage, rate=a.rate, compressed=a.compressed,
+    s = make_bag(a.dataset_root, a.out, format=a.format, scenes=a.scenes, split=a.split,
+                 camera=a.camera, storage=a.storage, rate=a.rate, compressed=a.compressed,
                  jpeg_quality=a.jpeg_quality, max_frames=a.max_frames,
                  image_topic=a.image_topic, info_topic=a.info_topic,
                  depth_topic=a.depth_topic or None, gt_topic=a.gt_topic, frame_id=a.frame_id,
                  start_time=DEFAULT_START_TIME if a.start_time is None else a.start_time,
                  overwrite=a.force, progress=not a.quiet)
+    src = f"scenes {s['scenes']}" if s["format"] == "graspnet" else f"a {s['format']} data set"
     print(f"wrote {s['path']} ({s['storage']}): {s['frames']} frames at {s['rate']:g} Hz from "
-          f"scenes {s['scenes']}, {s['gt_rects']} GT rectangles, {s['seconds']:.1f} s")
+          f"{src}, {s['gt_rects']} GT rectangles, {s['seconds']:.1f} s")
     for t, n in s["topics"].items():
         print(f"  {t}: {n}")
     if s["skipped"]:
