@@ -116,6 +116,10 @@ def test_int8_engine_through_the_predictor(ckpt):
 def test_provider_and_engine_errors(ckpt, monkeypatch):
     assert resolve_providers(None) == ["CPUExecutionProvider"]
     assert resolve_providers("CPUExecutionProvider") == ["CPUExecutionProvider"]
+    opts = ("CPUExecutionProvider", {"arena_extend_strategy": "kSameAsRequested"})
+    assert resolve_providers([opts]) == [opts]
+    with pytest.raises(ValueError, match="a provider is a name or a"):
+        resolve_providers([3])
     with pytest.raises(ValueError, match=r"provider\(s\) \['NoSuchExecutionProvider'\] not "
                                          r"available.*available: \["):
         GraspPredictor.from_checkpoint(ckpt, engine="onnxruntime",

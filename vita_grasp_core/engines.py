@@ -50,22 +50,33 @@ def check_engine(engine: str) -> str:
     return engine
 
 
-def resolve_providers(providers=None) -> list[str]:
+def resolve_providers(providers=None) -> list:
     """``None`` -> ``["CPUExecutionProvider"]``; a list or a comma-separated string of provider
     names, each of which must be available in the installed onnxruntime (``ValueError`` naming
-    the missing ones and the available ones). The CPU provider is appended as the fallback."""
+    the missing ones and the available ones). A list entry may also be ONNX Runtime's
+    ``(name, {option: value})`` pair, e.g. ``("TensorrtExecutionProvider",
+    {"trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": DIR})``.
+    The CPU provider is appended as the fallback."""
     ort = require_onnxruntime()
     if providers is None or (isinstance(providers, (list, tuple)) and not providers):
         return [CPU_PROVIDER]
     if isinstance(providers, str):
         providers = [p.strip() for p in providers.split(",") if p.strip()]
-    names = [str(p) for p in providers]
+    entries = []
+    for p in providers:
+        if isinstance(p, (tuple, list)) and len(p) == 2 and isinstance(p[1], dict):
+            entries.append((str(p[0]), dict(p[1])))
+        elif isinstance(p, str):
+            entries.append(p)
+        else:
+            raise ValueError(f"a provider is a name or a (name, options dict) pair, got {p!r}")
+    names = [e if isinstance(e, str) else e[0] for e in entries]
     available = ort.get_available_providers()
     missing = [p for p in names if p not in available]
     if missing:
         raise ValueError(f"ONNX Runtime provider(s) {missing} not available in this onnxruntime "
                          f"build; available: {available}")
-    return names if CPU_PROVIDER in names else names + [CPU_PROVIDER]
+    return entries if CPU_PROVIDER in names else entries + [CPU_PROVIDER]
 
 
 class TorchEngine:
