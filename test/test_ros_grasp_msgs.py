@@ -8,8 +8,9 @@ import pytest
 
 from vita_grasp_core.geometry import Letterbox
 from vita_grasp_core.grasp import Grasp
-from vita_grasp_core.grasp3d import (grasp_poses, quaternion_about_z, robust_depth,
-                                     scale_intrinsics, valid_intrinsics)
+from vita_grasp_core.grasp3d import (check_intrinsics, grasp_poses, intrinsics_for_image,
+                                     quaternion_about_z, robust_depth, scale_intrinsics,
+                                     valid_intrinsics)
 
 K = np.array([[600.0, 0, 320.0], [0, 610.0, 240.0], [0, 0, 1]])
 GRASPS = [Grasp(100.0, 50.0, 0.3, 80.0, 40.0, 0.9, 0.7), Grasp(400.5, 300.25, -1.2, 30.0, 15.0,
@@ -60,6 +61,53 @@ def test_other_resolutions():
     Ks = scale_intrinsics(K2, (960, 1280), (480, 640))
     np.testing.assert_allclose(Ks, K)
     assert valid_intrinsics(K) and not valid_intrinsics(np.zeros(9))
+
+
+KV = [600.0, 0, 320.0, 0, 610.0, 240.0, 0, 0, 1]
+
+
+@pytest.mark.parametrize("k,info_size,reason", [
+    # the hostile values of issue 12: a pose at x = 2e32 m, a 192 km opening, silent rescaling
+    ([1e-30, 0, 320, 0, 1e-30, 240, 0, 0, 1], (480, 640),
+     "fx = 1e-30 px is implausible for a 640 px wide image (expected 64 .. 64000)"),
+    (KV, (4_000_000_000, 4_000_000_000),
+     "CameraInfo size 4000000000x4000000000 is implausible for a 640x480 image"),
+    (KV, (720, 1280), "CameraInfo aspect ratio 1.778 (1280x720) differs from the image's 1.333"),
+    ([float("nan"), 0, 320, 0, 610, 240, 0, 0, 1], (480, 640), "fx is NaN"),
+    ([600, 0, 320, 0, 610, float("inf"), 0, 0, 1], (480, 640), "cy is inf"),
+    ([600, 0, 320, 0, 610, 240, 0, float("nan"), 1], (480, 640), "K[2][1] is NaN"),
+    ([0.0] * 9, (480, 640), "K is all zeros (an uncalibrated camera driver)"),
+    ([600, 0, 320, 0, -610, 240, 0, 0, 1], (480, 640), "fy is -610; focal lengths must be"),
+    ([600, 0, 5000, 0, 610, 240, 0, 0, 1], (480, 640), "principal point (cx, cy) = (5000, 240)"),
+    ([600, 0, 320, 0, 610, 240, 0, 0, 1], (0, 640), "CameraInfo size 640x0 has a zero side"),
+    ([600, 0, 320], (480, 640), "K has 3 values, expected 9"),
+    ([6e6, 0, 320, 0, 6e6, 240, 0, 0, 1], (480, 640), "fx = 6e+06 px is implausible"),
+])
+def test_implausible_intrinsics_are_rejected_with_the_real_cause(k, info_size, reason):
+    got = check_intrinsics(k, info_size, (480, 640))
+    assert got is not None and got.startswith(reason), got
+    K, why = intrinsics_for_image(k, info_size, (480, 640))
+    assert K is None and why == got
+
+
+def test_plausible_intrinsics_pass_and_are_scaled_to_the_image():
+    assert check_intrinsics(KV, (480, 640), (480, 640)) is None
+    assert check_intrinsics(KV, (0, 0), (480, 640)) is None  # size unknown: the image's
+    # the same camera at 2x (pixel-centre aware), within the aspect tolerance
+    K2 = [1200.0, 0, 640.5, 0, 1220.0, 480.5, 0, 0, 1]
+    K, why = intrinsics_for_image(K2, (960, 1280), (480, 640))
+    assert why is None
+    np.testing.assert_allclose(K, np.array(KV).reshape(3, 3))
+    # a fisheye-like short focal length and a slightly off-centre principal point are fine
+    assert check_intrinsics([100, 0, 700, 0, 100, -100, 0, 0, 1], None, (480, 640)) is None
+    assert valid_intrinsics(KV) and not valid_intrinsics([float("nan")] + KV[1:])
+
+
+def test_no_pose_has_a_non_finite_number():
+    depth = np.full((480, 640), 0.8, np.float32)
+    g = [Grasp(float("nan"), 50.0, 0.3, 80.0, 40.0, 0.9, 0.7), GRASPS[0]]
+    poses = grasp_poses(g, depth, K, (480, 640))
+    assert poses[0] is None and poses[1] is not None
 
 
 def test_quaternion_about_z():

@@ -183,3 +183,55 @@ def test_header_is_kept():
     h.stamp.sec, h.stamp.nanosec = 12, 34
     msg = rgb_to_image_msg(np.zeros((2, 2, 3), np.uint8), "bgr8", header=h)
     assert msg.header.frame_id == "cam" and msg.header.stamp.nanosec == 34
+
+
+def _png_declaring(width: int, height: int, payload: int = 2000) -> bytes:
+    """A small PNG whose IHDR declares width x height (the IDAT is a short zlib stream): what a
+    hostile or corrupt publisher can send in a few kB."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * payload)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + \
+        chunk(b"IEND", b"")
+
+
+def test_compressed_header_size_is_read_without_decoding():
+    import cv2
+
+    from vita_grasp_ros.image_conversions import compressed_image_size
+
+    img = np.zeros((37, 53, 3), np.uint8)
+    for ext, kind, params in ((".png", "png", []), (".jpg", "jpeg", []),
+                              (".jpg", "jpeg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])):
+        data = cv2.imencode(ext, img, params)[1]
+        assert compressed_image_size(data) == (kind, 53, 37)
+        assert compressed_image_size(array("B", data.tobytes())) == (kind, 53, 37)
+        assert compressed_image_size(data.tobytes()[:12]) is None  # cut short
+    assert compressed_image_size(_png_declaring(17000, 17000)) == ("png", 17000, 17000)
+    assert compressed_image_size(b"\x00" * 100) is None
+    assert compressed_image_size(b"\xff\xd8\xff\xd9") is None  # JPEG without a frame header
+
+
+@pytest.mark.parametrize("w,h", [(17000, 17000), (640, 17000), (0, 480)])
+def test_oversized_compressed_frames_are_refused_before_decoding(w, h, monkeypatch):
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    from vita_grasp_ros.image_conversions import MAX_SIDE, compressed_msg_to_rgb
+
+    def never(*a, **k):
+        raise AssertionError("cv2.imdecode must not run for a refused header")
+    monkeypatch.setattr(cv2, "imdecode", never)
+    msg = CompressedImage(format="png")
+    msg.data = array("B", _png_declaring(w, h))
+    with pytest.raises(ImageConversionError) as e:
+        compressed_msg_to_rgb(msg)
+    assert e.value.kind == "size"
+    assert f"{w}x{h}" in str(e.value)
+    if w > MAX_SIDE or h > MAX_SIDE:
+        assert f"more than {MAX_SIDE} px per side" in str(e.value)

@@ -17,6 +17,7 @@ pytest.importorskip("vita_grasp.msg")
 
 from fixtures.ros_helpers import (NodeProcess, RosHarness, make_stamp, ros_env,  # noqa: E402
                                   stamp_ns, wait_for, write_tiny_checkpoint)
+from test_ros_image_conversions import _png_declaring  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -83,19 +84,19 @@ def _warm_up(s, timeout=60.0):
         assert time.monotonic() < deadline, "the node never produced poses"
 
 
-def _camera_info(stamp, h=480, w=640, scale=1.0):
+def _camera_info(stamp, h=480, w=640, scale=1.0, k=None):
     from sensor_msgs.msg import CameraInfo
 
     m = CameraInfo()
     m.header.stamp = stamp
     m.header.frame_id = "rgb_camera_link"
     m.height, m.width = int(h * scale), int(w * scale)
-    m.k = [FX * scale, 0.0, (CX + 0.5) * scale - 0.5, 0.0, FY * scale, (CY + 0.5) * scale - 0.5,
-           0.0, 0.0, 1.0]
+    m.k = k or [FX * scale, 0.0, (CX + 0.5) * scale - 0.5, 0.0, FY * scale,
+                (CY + 0.5) * scale - 0.5, 0.0, 0.0, 1.0]
     return m
 
 
-def _depth_msg(stamp, h=480, w=640, encoding="16UC1"):
+def _depth_msg(stamp, h=480, w=640, encoding="16UC1", fill=None):
     from vita_grasp_ros.image_conversions import numpy_to_image_msg
 
     if encoding == "16UC1":
@@ -103,7 +104,7 @@ def _depth_msg(stamp, h=480, w=640, encoding="16UC1"):
         d[::3, ::3] = 0  # holes: the median ignores them
         d[1::7, 1::7] = 5000  # a few outliers: the median ignores them too
     else:
-        d = np.full((h, w), Z_MM / 1000.0, np.float32)
+        d = np.full((h, w), Z_MM / 1000.0 if fill is None else fill, np.float32)
         d[::3, ::3] = np.nan
     m = numpy_to_image_msg(d, encoding)
     m.header.stamp = stamp
@@ -188,6 +189,52 @@ def test_no_matching_depth_means_no_pose(setup):
     assert all(g.width_m == 0.0 for g in out.grasps)
 
 
+@pytest.mark.parametrize("info,cause", [
+    (dict(k=[1e-30, 0.0, CX, 0.0, 1e-30, CY, 0.0, 0.0, 1.0]), "fx = 1e-30 px is implausible"),
+    (dict(h=4_000_000_000, w=4_000_000_000), "CameraInfo size 4000000000x4000000000 is"),
+    (dict(h=720, w=1280), "CameraInfo aspect ratio 1.778 (1280x720) differs"),
+    (dict(k=[float("nan"), 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0]), "fx is NaN"),
+])
+def test_bad_intrinsics_never_give_a_pose(setup, info, cause):
+    """Issue 12's hostile CameraInfos: grasps come without poses and a warning names the cause;
+    a good CameraInfo afterwards gives poses again."""
+    log0 = len(setup.node.output())
+
+    def attempt():
+        stamp = make_stamp()
+        setup.info.publish(_camera_info(stamp, **info))
+        setup.depth.publish(_depth_msg(stamp))
+        setup.img.publish(_jpeg(stamp, seed=5))
+        out = _result(setup, stamp)
+        return cause in setup.node.output()[log0:] and out
+    wait_for(attempt, 60, interval=0.0, what=f"the warning {cause!r}")
+    # from now on the node holds the bad CameraInfo: no pose, whatever the depth says
+    stamp = make_stamp()
+    setup.depth.publish(_depth_msg(stamp))
+    setup.img.publish(_jpeg(stamp, seed=6))
+    out = _result(setup, stamp)
+    assert out.grasps and not any(g.has_pose for g in out.grasps)
+    assert all(g.width_m == 0.0 for g in out.grasps)
+    warning = [ln for ln in setup.node.output()[log0:].splitlines() if cause in ln][0]
+    assert "WARN" in warning and "publishing grasps without poses" in warning
+    _warm_up(setup)  # a good CameraInfo: poses again
+
+
+def test_all_invalid_depth_warns(setup):
+    log0 = len(setup.node.output())
+
+    def attempt():
+        stamp = make_stamp()
+        setup.info.publish(_camera_info(stamp))
+        setup.depth.publish(_depth_msg(stamp, encoding="32FC1", fill=np.nan))
+        setup.img.publish(_jpeg(stamp, seed=8))
+        out = _result(setup, stamp)
+        return "has no valid pixel" in setup.node.output()[log0:] and out
+    out = wait_for(attempt, 60, interval=0.0, what="the all-invalid depth warning")
+    assert out.grasps and not any(g.has_pose for g in out.grasps)
+    _warm_up(setup)
+
+
 def test_corrupt_compressed_frames_are_refused(setup):
     from sensor_msgs.msg import CompressedImage
 
@@ -206,6 +253,11 @@ def test_corrupt_compressed_frames_are_refused(setup):
     m = CompressedImage(format="jpeg")  # jpeg with its header destroyed
     m.data = array("B", b"\x00" * 64 + bytes(good.data)[64:])
     corrupt.append(m)
+    # a few kB declaring 17000 x 17000: refused unread (before the empty frame: both are kind
+    # "size", whose warnings are throttled together)
+    m = CompressedImage(format="png")
+    m.data = array("B", _png_declaring(17000, 17000))
+    corrupt.append(m)
     corrupt.append(CompressedImage(format="jpeg"))  # empty
     corrupt.append(CompressedImage(format="16UC1; compressedDepth", data=good.data))
     for k, c in enumerate(corrupt):
@@ -220,3 +272,4 @@ def test_corrupt_compressed_frames_are_refused(setup):
     log = setup.node.output()
     assert "corrupt or undecodable compressed image" in log
     assert "compressedDepth" in log
+    assert "png header declares 17000x17000, more than 16384 px per side" in log

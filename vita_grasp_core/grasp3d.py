@@ -133,9 +133,12 @@ def valid_intrinsics(K) -> bool:
 
 def robust_depth(depth_m: np.ndarray, x: float, y: float, window: int = 5) -> float:
     """Median of the valid (finite, > 0) depth values in a ``window x window`` patch centred on
-    pixel ``(x, y)`` of ``depth_m`` (HxW float metres). NaN when the patch has no valid value."""
+    pixel ``(x, y)`` of ``depth_m`` (HxW float metres). NaN when the patch has no valid value or
+    the centre is not finite."""
     h, w = depth_m.shape[:2]
     r = max(0, int(window) // 2)
+    if not (np.isfinite(x) and np.isfinite(y)):
+        return float("nan")
     c, rr = int(round(x)), int(round(y))
     if not (0 <= c < w and 0 <= rr < h):
         return float("nan")

@@ -396,8 +396,8 @@ class GraspPipeline:
             return None
         K, reason = intrinsics_for_image(info.k, (int(info.height), int(info.width)),
                                          image_size)
-        if reason:
-            self._no_pose("k", f"CameraInfo rejected: {reason}")
+        if reason:  # throttled per cause: a constant bad CameraInfo warns every 5 s, not per frame
+            self._no_pose(f"k:{reason}", f"CameraInfo rejected: {reason}")
             return None
         depth_msg = self._find_depth(stamp_ns(header.stamp), float(cfg.depth_tolerance))
         if depth_msg is None:
