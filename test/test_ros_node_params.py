@@ -82,7 +82,8 @@ def _decoding(node):
 
 def test_decoding_defaults_come_from_the_checkpoint(ros, ckpt):
     from vita_grasp_core.decode_config import DECODE_FIELDS
-    n = ros("--params-file", REPO / "config" / "vita_grasp.yaml", "-p", f"checkpoint:={ckpt['calibrated']}").node()
+    n = ros("--params-file", REPO / "config" / "vita_grasp.yaml",
+            "-p", f"checkpoint:={ckpt['calibrated']}").node()
     assert _decoding(n) == STORED
     p = n.predictor
     assert (p.score_threshold, p.max_grasps, p.min_distance, p.smooth_sigma) == \
@@ -160,3 +161,38 @@ def test_param_spec_check(value, reason):
     assert PARAMETERS["score_threshold"].check(0.5) is None
     assert "use one of" in PARAMETERS["input_reliability"].check("sometimes")
     assert PARAMETERS["max_grasps"].check(True) is not None  # a bool is not an integer here
+
+
+def test_engine_parameter_choices_are_the_core_engines():
+    from vita_grasp_core.engines import ENGINES
+    from vita_grasp_ros.node_params import PARAMETERS, check_values
+
+    assert PARAMETERS["engine"].choices == ENGINES
+    assert PARAMETERS["engine"].read_only and PARAMETERS["providers"].read_only
+    assert "add -p engine:=onnxruntime" in check_values({"engine": "torch",
+                                                         "providers": "CUDAExecutionProvider"})
+
+
+def test_onnxruntime_engine_gives_the_same_grasps(ros, ckpt, tmp_path):
+    """engine:=onnxruntime exports the checkpoint on first use and answers like torch."""
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+
+    from vita_grasp_ros.node_params import StartupError
+
+    base = ["-p", f"checkpoint:={ckpt['calibrated']}", "-p", "score_threshold:=0.0"]
+    with pytest.raises(StartupError, match="providers.*engine is torch"):
+        ros(*base, "-p", "providers:=CPUExecutionProvider").node()
+    with pytest.raises(StartupError, match="not available"):
+        ros(*base, "-p", "engine:=onnxruntime", "-p", "providers:=NoSuchExecutionProvider").node()
+    ort = ros(*base, "-p", "engine:=onnxruntime", "-p", "providers:=CPUExecutionProvider").node()
+    assert ort.predictor.engine_name == "onnxruntime"
+    assert ort._diagnostics_extra()["engine"] == "onnxruntime"
+    torch_node = ros(*base).node()
+    assert torch_node.predictor.engine_name == "torch"
+    rgb = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    a = ort.predictor.predict(rgb).grasp_array()
+    b = torch_node.predictor.predict(rgb).grasp_array()
+    assert a.shape == b.shape and len(a) > 0
+    np.testing.assert_allclose(a[:, :2], b[:, :2], atol=0.5)  # centres [px]
+    np.testing.assert_allclose(a[:, 5], b[:, 5], atol=1e-3)  # quality

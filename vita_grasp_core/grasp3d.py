@@ -38,7 +38,8 @@ class GraspPose:
 
 
 #: Plausible focal lengths [px] relative to the image width (fx) and height (fy): a lens from a
-#: ~180 degree fisheye (about 0.3 x width) to a long telephoto (tens of widths) fits; 1e-30 does not.
+#: ~180 degree fisheye (about 0.3 x width) to a long telephoto (tens of widths) fits; 1e-30
+#: does not.
 FOCAL_RANGE = (0.1, 100.0)
 #: The principal point may lie outside the image by at most this fraction of its size.
 PRINCIPAL_MARGIN = 0.5

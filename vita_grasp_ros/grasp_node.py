@@ -38,7 +38,7 @@ Example:
 Parameters and topics: docs/ros.md.
 """
 
-__all__ = ["GraspNode", "GraspLifecycleNode", "NODE_NAME", "StartupError", "USAGE", "main"]
+__all__ = ["NODE_NAME", "USAGE", "StartupError", "main"]  # + GraspNode, GraspLifecycleNode (lazy)
 
 
 def __getattr__(name):  # PEP 562: the node classes without importing rclpy for --help

@@ -207,7 +207,8 @@ class GraspPipeline:
 
     def _log_ready(self, p: dict) -> None:
         self.get_logger().info(
-            f"ready: {self.predictor.config.backbone} on {self.predictor.device} "
+            f"ready: {self.predictor.config.backbone} ({self.predictor.engine_name}) on "
+            f"{self.predictor.device} "
             f"({str(self.predictor.dtype).replace('torch.', '')}), input "
             f"{self.image_sub.topic_name} ({p['input_reliability']}), output "
             f"{self.grasp_pub.topic_name}"
@@ -272,6 +273,7 @@ class GraspPipeline:
 
     def _diagnostics_extra(self) -> dict:
         extra = {"device": str(self.predictor.device) if self.predictor is not None else "",
+                 "engine": self.predictor.engine_name if self.predictor is not None else "",
                  "input_topic": self.image_sub.topic_name if self.image_sub is not None else "",
                  "score_threshold": (self.predictor.score_threshold
                                      if self.predictor is not None else float("nan"))}

@@ -109,6 +109,13 @@ STARTUP_PARAMETERS: tuple[ParamSpec, ...] = (
               "cuda:N.", read_only=True),
     ParamSpec("dtype", str, "auto", "Model dtype: auto (bfloat16 on CUDA, float32 on CPU), "
               "float32, bfloat16, float16.", read_only=True, choices=_DTYPES),
+    ParamSpec("engine", str, "torch", "Inference engine: torch (PyTorch eager) or onnxruntime "
+              "(the exported network in ONNX Runtime, exported next to the checkpoint and "
+              "checked on first use; docs/deploy.md).", read_only=True,
+              choices=("torch", "onnxruntime")),  # = vita_grasp_core.engines.ENGINES (a test)
+    ParamSpec("providers", str, "", "ONNX Runtime execution providers, comma-separated in "
+              "priority order (e.g. TensorrtExecutionProvider,CUDAExecutionProvider); empty = "
+              "CPU. Only with engine onnxruntime.", read_only=True),
     ParamSpec("use_compressed", bool, False, "Subscribe `image/compressed` "
               "(sensor_msgs/CompressedImage, jpeg/png) instead of `image`.", read_only=True),
     ParamSpec("use_depth", bool, False, "Subscribe `depth` (16UC1 mm or 32FC1 m, registered to "
@@ -184,11 +191,15 @@ class NodeSettings:
 
 
 def check_values(values: dict) -> str | None:
-    """The first problem among ``{name: value}`` (unknown names are ignored), else ``None``."""
+    """The first problem among ``{name: value}`` (unknown names are ignored), else ``None``.
+    With both ``engine`` and ``providers`` present, also that providers need onnxruntime."""
     for name, value in values.items():
         spec = PARAMETERS.get(name)
         if spec is not None:
             reason = spec.check(value)
             if reason:
                 return reason
+    if str(values.get("providers", "")).strip() and values.get("engine") == "torch":
+        return ("parameter 'providers' is set but engine is torch: providers are ONNX Runtime's "
+                "(add -p engine:=onnxruntime)")
     return None

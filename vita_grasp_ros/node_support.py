@@ -69,10 +69,9 @@ def load_predictor(p: dict, logger):
     from vita_grasp_core.predictor import GraspPredictor
 
     t0 = time.perf_counter()
-    kwargs = {k: p[k] for k in ("engine", "providers") if k in p}
-    if "providers" in kwargs:
-        kwargs["providers"] = [s for s in str(kwargs["providers"]).replace(",", " ").split()
-                               if s] or None
+    kwargs = {}
+    if p.get("engine", "torch") != "torch":  # providers: "" = CPU, else "A,B" in priority order
+        kwargs = {"engine": p["engine"], "providers": str(p.get("providers", "")).strip() or None}
     try:
         pred = GraspPredictor.from_checkpoint(
             path, device=p["device"], dtype=p["dtype"],
