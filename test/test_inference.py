@@ -77,3 +77,39 @@ def test_inference_in_process(tmp_path, tiny_checkpoint):
     assert main(["--checkpoint", str(tiny_checkpoint), "--image_path", str(tmp_path / "one.png"),
                  "--output_dir", str(tmp_path / "out"), "--device", "cpu"]) == 0
     assert (tmp_path / "out" / "one_vis.png").is_file()
+
+
+def test_summary_says_which_threshold_and_where_from(tmp_path, tiny_model_factory, capsys):
+    """The decoding settings come from the checkpoint, the defaults or the command line; the
+    printed summary and the JSON say which (issue 10 item 6: one threshold, stored with it)."""
+    from vita_grasp_core import GraspPredictor
+    from vita_grasp_core.checkpoint import save_checkpoint
+    from vita_grasp_core.inference import main
+
+    knots = [[0.0, 0.0], [0.5, 0.4], [1.0, 1.0]]
+    ckpt = save_checkpoint(tmp_path / "best_model.pt", tiny_model_factory(),
+                           meta={"decode": {"score_threshold": 0.05, "quality_knots": knots}})
+    _image(tmp_path / "one.png")
+    args = ["--checkpoint", str(ckpt), "--image_path", str(tmp_path / "one.png"), "--device",
+            "cpu", "--no_vis"]
+    assert main(args + ["--output_dir", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "score_threshold 0.05 (checkpoint)" in out and "max_grasps 10 (default)" in out
+    assert "quality calibration 3 knots (checkpoint)" in out
+    assert main(args + ["--output_dir", str(tmp_path / "b"), "--score_threshold", "0.3"]) == 0
+    out = capsys.readouterr().out
+    assert "score_threshold 0.3 (command line)" in out
+    rec = json.loads((tmp_path / "b" / "one_grasps.json").read_text())
+    assert rec["decoding"]["score_threshold"] == 0.3
+    assert rec["decoding"]["sources"]["score_threshold"] == "command line"
+    assert rec["decoding"]["sources"]["quality_knots"] == "checkpoint"
+    assert all(g["quality"] >= 0.3 for g in rec["grasps"])
+    pred = GraspPredictor.from_checkpoint(ckpt, device="cpu", max_grasps=3)
+    assert pred.decode_sources == {"score_threshold": "checkpoint", "max_grasps": "override",
+                                   "min_distance": "default", "smooth_sigma": "default",
+                                   "quality_knots": "checkpoint"}
+    pred.set_decoding(min_distance=4)
+    assert pred.decode_sources["min_distance"] == "override"
+    plain = save_checkpoint(tmp_path / "plain.pt", tiny_model_factory())
+    assert set(GraspPredictor.from_checkpoint(plain, device="cpu").decode_sources.values()) == {
+        "default"}

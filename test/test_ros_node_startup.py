@@ -71,7 +71,7 @@ def test_bad_start_up_is_one_clear_error_and_a_nonzero_exit(tmp_path):
     }, tmp_path)
     expect = {
         "missing": "checkpoint not found",
-        "corrupt": "is corrupt, truncated or not a VITA-Grasp checkpoint",
+        "corrupt": "is not a VITA-Grasp checkpoint (unknown file format",
         "empty": "parameter 'checkpoint' is empty",
         "reliability": "parameter 'input_reliability' is 'sometimes'",
         "range": "parameter 'score_threshold' is 2.0; it must be in [0, 1]",

