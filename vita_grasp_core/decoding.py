@@ -376,6 +376,7 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
                         sm.view(b, k, _N_WIN)[..., _CROSS],
                         torch.stack([r, c, keep.long()], -1).to(win.dtype)], -1)
     packed = packed.cpu().numpy().astype(np.float64)  # one small transfer per batch
+    np.nan_to_num(packed, copy=False, nan=0.0, posinf=1.0, neginf=0.0)  # a broken map: no crash
     out = []
     for i, lb in enumerate(letterboxes):
         p = packed[i][packed[i][:, -1] > 0]
