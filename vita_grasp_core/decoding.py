@@ -212,6 +212,7 @@ _CANDIDATE_FACTOR, _CANDIDATE_EXTRA, _PRE_THRESHOLD = 2, 8, 0.5
 #: weights (numerical safety for windows with one bright pixel; negligible otherwise).
 _FIT_RIDGE = 1e-4
 
+_DEFAULT_DECODE = DecodeConfig()
 _OFF = np.arange(-WINDOW_RADIUS, WINDOW_RADIUS + 1)
 _WIN_DY, _WIN_DX = (a.reshape(-1) for a in np.meshgrid(_OFF, _OFF, indexing="ij"))
 _N_WIN = _WIN_DY.size
@@ -335,7 +336,9 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
         outermost row or column of the letterbox content, in the padding, or that are not a
         maximum of the smoothed heat among their 4 neighbours are never returned.
     """
-    cfg = (decode or DecodeConfig()).replace(**settings)
+    cfg = decode or _DEFAULT_DECODE
+    if settings:
+        cfg = cfg.replace(**settings)
     max_grasps, knots = cfg.max_grasps, cfg.quality_knots
     if maps.ndim == 3:
         maps = maps.unsqueeze(0)
@@ -363,8 +366,8 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
     _, r, c, keep = find_peaks(heat, min_distance=cfg.min_distance,
                                score_threshold=_PRE_THRESHOLD * t_raw, max_peaks=n_cand,
                                boxes=inner, score=maps[:, 0])
-    # Gather everything needed per peak on the device, then one small transfer; the per-peak
-    # arithmetic (K candidates) runs in numpy, where it costs microseconds instead of op launches.
+    # Gather the 5 x 5 windows of every candidate on the device, then small transfers; the
+    # per-peak arithmetic (K candidates) runs in numpy: microseconds instead of op launches.
     dev = maps.device
     k = r.shape[1]
     rows = (r.unsqueeze(-1) + torch.as_tensor(_WIN_DY, device=dev)).clamp(0, h - 1)
@@ -372,17 +375,18 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
     flat = (rows * w + cols).view(b, 1, -1)  # (B, 1, K * 25), row-major windows
     win = torch.gather(maps.flatten(2), 2, flat.expand(b, 5, -1))  # (B, 5, K * 25)
     sm = torch.gather(heat.flatten(1), 1, flat[:, 0])  # (B, K * 25) smoothed heat
-    packed = torch.cat([win.view(b, 5, k, _N_WIN).transpose(1, 2).flatten(2),
-                        sm.view(b, k, _N_WIN)[..., _CROSS],
-                        torch.stack([r, c, keep.long()], -1).to(win.dtype)], -1)
-    packed = packed.cpu().numpy().astype(np.float64)  # one small transfer per batch
-    np.nan_to_num(packed, copy=False, nan=0.0, posinf=1.0, neginf=0.0)  # a broken map: no crash
+    # Small transfers (free on CPU); the rest is numpy.
+    win_np = win.cpu().numpy().reshape(b, 5, k, _N_WIN)
+    sm_np = sm.cpu().numpy().reshape(b, k, _N_WIN)[:, :, _CROSS]
+    r_np, c_np, keep_np = r.cpu().numpy(), c.cpu().numpy(), keep.cpu().numpy()
     out = []
     for i, lb in enumerate(letterboxes):
-        p = packed[i][packed[i][:, -1] > 0]
-        chans = p[:, :5 * _N_WIN].reshape(-1, 5, _N_WIN)
-        sm = p[:, 5 * _N_WIN:5 * _N_WIN + 5]
-        rows_i, cols_i = p[:, -3], p[:, -2]
+        sel = keep_np[i]
+        chans = win_np[i][:, sel].astype(np.float64)  # (5, K, 25)
+        sm = sm_np[i][sel].astype(np.float64)
+        if not (np.isfinite(chans).all() and np.isfinite(sm).all()):  # a broken map: no crash
+            chans, sm = (np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=0.0) for a in (chans, sm))
+        rows_i, cols_i = r_np[i][sel].astype(np.float64), c_np[i][sel].astype(np.float64)
         # A verified maximum: the smoothed heat at the peak is >= its 4 neighbours (min_distance
         # 0 keeps every pixel as a candidate), so the refined position lies within half a pixel.
         interior = (sm[:, 0:1] >= sm[:, 1:5]).all(axis=1)
@@ -393,17 +397,17 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
         wy = rows_i[:, None] + _WIN_DY[None]
         wx = cols_i[:, None] + _WIN_DX[None]
         inside = (wy >= y0) & (wy < y1) & (wx >= x0) & (wx < x1)
-        q_raw = fit_peak_value(chans[:, 0], inside, dx, dy)
+        q_raw = fit_peak_value(chans[0], inside, dx, dy)
         quality = np.asarray(apply_quality_calibration(q_raw, knots), dtype=np.float64)
         ok = interior & (quality >= cfg.score_threshold)
         order = np.flatnonzero(ok)
         order = order[np.argsort(-quality[order], kind="stable")]
         order = _one_per_plateau(rows_i, cols_i, order, cfg.min_distance)[:max_grasps]
-        wts = np.clip(chans[order, 0] - WEIGHT_FLOOR * q_raw[order, None], 0.0, None)
+        wts = np.clip(chans[0, order] - WEIGHT_FLOOR * q_raw[order, None], 0.0, None)
         wts *= inside[order]
         wts[:, _CENTRE] += 1e-12  # an all-zero window falls back to the peak pixel
         wsum = wts.sum(axis=1)
-        mean = np.einsum("kn,kcn->kc", wts, chans[order, 1:]) / wsum[:, None]
+        mean = np.einsum("kn,ckn->kc", wts, chans[1:, order]) / wsum[:, None]
         xy = lb.to_src(np.stack([cols_i[order] + dx[order], rows_i[order] + dy[order]], axis=1))
         ang = channels_to_angle(mean[:, 0], mean[:, 1])
         wid = lb.length_to_src(channel_to_width(mean[:, 2], width_scale, w))
