@@ -33,7 +33,7 @@ COMMANDS = {
     "synth": Command("vita_grasp_core.data.cli:synth_main",
                      "write a synthetic GraspNet-layout data set"),
     "data": Command("vita_grasp_core.data.cli:data_main",
-                    "check or show a GraspNet-layout data set"),
+                    "check or show a data set (GraspNet, Cornell, Jacquard)"),
     "train": Command("vita_grasp_core.training.train:main",
                      "train the grasp decoder (= scripts/train.py)"),
     "eval": Command("vita_grasp_core.evaluation:main",
