@@ -47,13 +47,19 @@ def one_line(text: str, limit: int = 600) -> str:
     return flat if len(flat) <= limit else flat[:limit - 3] + "..."
 
 
+_NODE_FORM = "-p pretrained_model:=DIR (or `pretrained_model: DIR` in the params file)"
+
+
 def _encoder_hint(message: str) -> str:
+    """The node's way to pass a local encoder, in place of the command-line form of the core's
+    message, or appended when the message is about an unreachable encoder."""
+    if "--pretrained_model DIR" in message:
+        return message.replace("--pretrained_model DIR", _NODE_FORM)
     low = message.lower()
     if "pretrained_model" in low or "hub" in low or "huggingface" in low:
-        return (" The encoder is not available locally: copy it to this machine and pass "
-                "-p pretrained_model:=DIR (pretrained_model:=DIR with ros2 launch, or "
-                "`pretrained_model:` in the params file).")
-    return ""
+        return (message + " The encoder is not available locally: copy it to this machine and "
+                f"pass {_NODE_FORM}.")
+    return message
 
 
 def load_predictor(p: dict, logger):
@@ -77,9 +83,9 @@ def load_predictor(p: dict, logger):
             path, device=p["device"], dtype=p["dtype"],
             pretrained_model=str(p["pretrained_model"]) or None, **kwargs)
     except (FileNotFoundError, ValueError) as e:
-        raise StartupError(one_line(f"cannot load the model: {e}")) from None
+        raise StartupError(_encoder_hint(one_line(f"cannot load the model: {e}"))) from None
     except Exception as e:  # noqa: BLE001 - hub access, device, runtime errors of the encoder
-        msg = one_line(f"cannot load the model from {path}: {type(e).__name__}: {e}")
-        raise StartupError(msg + _encoder_hint(msg)) from None
+        raise StartupError(_encoder_hint(one_line(
+            f"cannot load the model from {path}: {type(e).__name__}: {e}"))) from None
     logger.info(f"loaded {path} in {time.perf_counter() - t0:.1f} s")
     return pred
