@@ -140,3 +140,46 @@ def test_project_cli_dispatches_here(synth2, capsys):
     with pytest.raises(SystemExit):
         main(["synth", "--help"])
     assert "--first-scene" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- Cornell / Jacquard
+def test_check_and_show_cornell_and_jacquard(tmp_path, capsys):
+    from vita_grasp_core.data.toy import write_toy_dataset
+
+    c, j = tmp_path / "c", tmp_path / "j"
+    write_toy_dataset(c, "cornell", frames=4, nested=True, negatives=True)
+    write_toy_dataset(j, "jacquard", frames=2, views=2)
+    (c / "02/pcd0101cpos.txt").write_text("1 2\n3 4\n")                  # corrupt
+    with open(c / "01/pcd0100cpos.txt", "a") as f:
+        f.write("nan nan\nnan nan\nnan nan\nnan nan\n")                  # one NaN rectangle
+    capsys.readouterr()
+    js = tmp_path / "c.json"
+    assert data_main(["check", str(c), "--quiet", "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert "format cornell" in out and "frames: 3 usable of 4 found" in out
+    assert "corrupt_grasps: 1" in out and "nonfinite_rect: 1 rows in 1 files" in out
+    assert "negative rectangles: 3" in out and "image sizes: 96x128 (3)" in out
+    r = json.loads(js.read_text())
+    assert r["format"] == "cornell" and r["rows_skipped"] == {"nonfinite_rect": 1}
+    assert r["summary"]["rects_per_frame"]["min"] == 2
+    assert data_main(["check", str(c), "--quiet", "--strict"]) == 1
+    assert data_main(["check", str(j), "--quiet", "--format", "jacquard"]) == 0
+    assert "format jacquard" in capsys.readouterr().out
+    # a directory with no known layout: exit 1 with what was looked for; bad format: 2
+    (tmp_path / "none").mkdir()
+    assert data_main(["check", str(tmp_path / "none"), "--quiet"]) == 1
+    assert "pcdNNNNcpos.txt" in capsys.readouterr().err
+    assert data_main(["check", str(c), "--quiet", "--format", "jacquard"]) == 1
+    assert data_main(["check", str(c), "--quiet", "--split", "train"]) == 2
+    assert data_main(["check", str(tmp_path / "missing"), "--quiet"]) == 2
+    # show: by key and by index; the Cornell title says channel 4 is the rectangle union
+    out_png = tmp_path / "c.png"
+    assert data_main(["show", str(c), "--key", "pcd0102", "--out", str(out_png),
+                      "--output-size", "96x128"]) == 0
+    assert out_png.read_bytes()[:4] == b"\x89PNG"
+    assert data_main(["show", str(j), "--index", "3", "--augment-seed", "1", "--out",
+                      str(tmp_path / "j.png"), "--output-size", "96x128"]) == 0
+    assert data_main(["show", str(c), "--key", "pcd0101", "--out", str(out_png)]) == 1
+    assert data_main(["show", str(c), "--index", "9", "--out", str(out_png)]) == 1
+    assert data_main(["show", str(c), "--out", str(out_png)]) == 1
+    assert "--key KEY, --index N" in capsys.readouterr().err
