@@ -41,7 +41,8 @@ def test_cornell_corner_order_and_angle_sign(tmp_path):
     np.testing.assert_allclose(g[0], [25, 25, 0, 30, 10, 1, 0], atol=1e-5)
     np.testing.assert_allclose(g[1, :2], [33, 37], atol=1e-5)
     assert g[1, 2] == pytest.approx(math.pi / 4, abs=1e-5)  # positive = clockwise on screen
-    assert g[1, 3] == pytest.approx(math.hypot(10, 10)) and g[1, 4] == pytest.approx(math.hypot(4, 4))
+    assert g[1, 3] == pytest.approx(math.hypot(10, 10))
+    assert g[1, 4] == pytest.approx(math.hypot(4, 4))
     assert g[2, 2] == pytest.approx(-math.pi / 2) and g[2, 3] == pytest.approx(20)
     assert g[2, 4] == pytest.approx(6)
     assert g[3, 2] == pytest.approx(math.pi / 4, abs=1e-5)

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from ..conventions import wrap_angle
-from .common import grasps_to_corners
 
 
 def _frame(rng: np.random.Generator, size, bars: int):
