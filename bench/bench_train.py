@@ -124,7 +124,11 @@ def scenario_tiny(repeats: int, batch_size: int, frames: int, workdir: Path) -> 
 def scenario_real(repeats: int, batch_size: int, workdir: Path) -> dict:
     import torch
 
+    import numpy as np
+
     from vita_grasp_core.config import ModelConfig
+    from vita_grasp_core.data.targets import render_targets
+    from vita_grasp_core.geometry import Letterbox
     from vita_grasp_core.model import build_model
     from vita_grasp_core.training.feature_cache import FeatureCache
     from vita_grasp_core.training.losses import GraspLoss
@@ -138,16 +142,25 @@ def scenario_real(repeats: int, batch_size: int, workdir: Path) -> dict:
     h, w = cfg.input_size
     x = torch.randn(batch_size, 3, h, w)
     oh, ow = cfg.output_size
-    target = torch.rand(batch_size, 5, oh, ow)
-    owned = torch.rand(batch_size, oh, ow) < 0.05
+    # 200 GraspNet-like rectangles per 1280x720 frame; the cache stores them, targets are
+    # rendered when a view is loaded (as CachedFeatureDataset does)
+    rng = np.random.default_rng(0)
+    grasps = np.column_stack([rng.uniform(100, 1180, 200), rng.uniform(100, 620, 200),
+                              rng.uniform(-1.5, 1.5, 200), rng.uniform(20, 120, 200),
+                              rng.uniform(10, 40, 200), rng.uniform(0.1, 1, 200),
+                              np.zeros(200)]).astype(np.float32)
+    lb = Letterbox.fit((720, 1280), (oh, ow))
+    t = render_targets(grasps, None, lb, cfg.width_scale)
+    target = torch.from_numpy(t.maps)[None].repeat(batch_size, 1, 1, 1)
+    owned = torch.from_numpy(t.owned)[None].repeat(batch_size, 1, 1)
     t0 = time.perf_counter()
     feats = model.backbone_features(x)
     t_encoder = time.perf_counter() - t0
     cache = FeatureCache(workdir / "cache_real", cfg, {"bench": "real"})
     paths = []
     for b in range(batch_size):
-        p = cache.path("kinect", 0, b)
-        cache.save(p, [f[b] for f in feats], target[b], owned[b])
+        p = cache.path(f"bench_{b}")
+        cache.save(p, [f[b] for f in feats], grasps, (720, 1280))
         paths.append(p)
 
     def get_uncached():
@@ -155,10 +168,11 @@ def scenario_real(repeats: int, batch_size: int, workdir: Path) -> dict:
 
     def get_cached():
         items = [cache.load(p) for p in paths]
+        rendered = [render_targets(it["grasps"], None, lb, cfg.width_scale) for it in items]
         return {"features": [torch.stack([it["features"][k] for it in items])
                              for k in range(len(feats))],
-                "target": torch.stack([it["target"] for it in items]),
-                "owned": torch.stack([it["owned"] for it in items])}
+                "target": torch.stack([torch.from_numpy(r.maps) for r in rendered]),
+                "owned": torch.stack([torch.from_numpy(r.owned) for r in rendered])}
 
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     fns = _step_fns(model, opt, GraspLoss(), get_uncached, get_cached)

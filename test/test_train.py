@@ -134,7 +134,7 @@ def test_resume_is_exact(tmp_path, tmp_path_factory):
     b.close()
     assert _state(tmp_path / "b" / "last.pt")["extra"]["epoch"] == 1
     b2 = Trainer(cfg, tmp_path / "b", device="cpu", resume="auto", progress=False)
-    assert b2.epoch == 1
+    assert b2.state.epoch == 1
     b2.run()
     b2.close()
     sa, sb = _state(tmp_path / "a" / "last.pt"), _state(tmp_path / "b" / "last.pt")
@@ -169,8 +169,9 @@ def test_nonfinite_loss_skips_step_and_keeps_checkpoint(tmp_path, tmp_path_facto
         # weights gone bad: the last good checkpoint is not overwritten
         with torch.no_grad():
             next(tr.model.decoder.parameters()).fill_(float("inf"))
-        tr.epoch += 1
-        tr.save({"epoch": tr.epoch}, improved=True)
+        tr.state.epoch += 1
+        tr.ckpt.save(tr.model, tr.state, {"epoch": tr.state.epoch}, True, tr.optimizer,
+                     tr.scheduler)
         after = _state(tmp_path / "last.pt")
         assert after["extra"]["epoch"] == good["extra"]["epoch"]
         for k, v in good["state_dict"].items():
@@ -189,11 +190,11 @@ def test_feature_cache_trains_decoder_from_disk(tmp_path, tmp_path_factory):
     try:
         assert tr.cached and isinstance(tr.train_ds, CachedFeatureDataset)
         files = sorted((tmp_path / "feature_cache").glob("*/*.safetensors"))
-        assert len(files) == 4
+        assert len(files) == 4 + 2  # training frames, and the validation frames' own view
         # the cached features are the encoder's output for that frame (fp16)
-        from vita_grasp_core.training.train import make_datasets
+        from vita_grasp_core.training.data import make_datasets
 
-        ds, _ = make_datasets(cfg, tr.model)
+        ds = make_datasets(cfg, tr.model).train
         item = ds[0]
         feats = tr.model.backbone_features(item["image"][None])
         cached = tr.train_ds[0]
@@ -219,25 +220,27 @@ def test_feature_cache_trains_decoder_from_disk(tmp_path, tmp_path_factory):
 def test_memory_cache_wraps_unaugmented_sets(tmp_path_factory):
     from vita_grasp_core.model import build_model
     from vita_grasp_core.training.feature_cache import MemoryCachedDataset
-    from vita_grasp_core.training.train import make_datasets
+    from vita_grasp_core.training.data import make_datasets, memory_cached
 
     data = synth_root(tmp_path_factory)
     cfg = _small_cfg(data, "data.memory_cache=true")
     model = build_model(cfg.model)
-    train, val = make_datasets(cfg, model)
+    run_data = make_datasets(cfg, model)
+    train, val = memory_cached(run_data.train, run_data.val)
     assert isinstance(train, MemoryCachedDataset) and isinstance(val, MemoryCachedDataset)
     assert len(train) == 4 and len(val) == 2
     a = train[1]
     assert train[1] is a  # served from RAM the second time
     cfg = _small_cfg(data, "data.memory_cache=true", "data.augment=true")
-    train, val = make_datasets(cfg, model)
+    run_data = make_datasets(cfg, model)
+    train, val = memory_cached(run_data.train, run_data.val)
     assert not isinstance(train, MemoryCachedDataset) and isinstance(val, MemoryCachedDataset)
 
 
 def test_head_bias_init_matches_target_means(tmp_path_factory):
     from vita_grasp_core.data import GraspNetDataset
     from vita_grasp_core.model import build_model
-    from vita_grasp_core.training.train import init_head_biases
+    from vita_grasp_core.training.data import init_head_biases
 
     cfg = load_config(TINY)
     model = build_model(cfg.model)

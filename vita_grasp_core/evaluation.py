@@ -84,7 +84,8 @@ def evaluate(predictor_or_model, dataset, *, batch_size: int = 4, max_frames: in
              iou_threshold: float = DEFAULT_IOU_THRESHOLD, score_threshold: float | None = 0.0,
              max_grasps: int | None = None, min_distance: int | None = None,
              smooth_sigma: float | None = None, progress: bool = True,
-             per_image: bool = False, distributed: bool = False) -> dict:
+             per_image: bool = False, distributed: bool = False, collate=None,
+             keep_predictions: bool = False) -> dict:
     """Rectangle-metric scores of a model on ``dataset``.
 
     Args:
@@ -105,6 +106,9 @@ def evaluate(predictor_or_model, dataset, *, batch_size: int = 4, max_frames: in
             precision@k, num_gt, num_gt_outside).
         distributed: shard frames over the initialised process group and all-reduce the sums
             (every rank gets the same result).
+        collate: the DataLoader's collate function (default: the datasets' ``collate_fn``).
+        keep_predictions: also return ``"predictions"``: ``(key, pred (P, 7), gt (G, >=5))`` per
+            frame of this rank, best first (quality calibration, overlays).
     Returns:
         ``{"top1_accuracy", "precision@1", "precision@5", "precision@10", "num_images",
         "num_images_without_gt", "mean_predictions", "angle_threshold_deg", "iou_threshold",
@@ -128,11 +132,11 @@ def evaluate(predictor_or_model, dataset, *, batch_size: int = 4, max_frames: in
     indices = evenly_spaced(len(dataset), max_frames)
     shard = indices[rank::world]
     loader = DataLoader(Subset(dataset, shard), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, collate_fn=collate_fn)
+                        num_workers=num_workers, collate_fn=collate or collate_fn)
     fn, restore = _as_predict_fn(predictor_or_model, device, decode)
     acc = SplitMetrics(ks, angle_threshold, iou_threshold)
     gt_count = np.zeros(2, np.float64)  # GT rectangles, of which centre outside the image
-    images = []
+    images, kept = [], []
     t0 = time.perf_counter()
     it = loader
     if progress and rank == 0:
@@ -150,9 +154,13 @@ def evaluate(predictor_or_model, dataset, *, batch_size: int = 4, max_frames: in
                 s = acc.add(pred, gt)
                 n_out = int((~inside_image(gt, batch["src_size"][b])).sum()) if len(gt) else 0
                 gt_count += (len(gt), n_out)
+                if keep_predictions:
+                    kept.append((batch["key"][b] if "key" in batch else "", pred, gt))
                 if per_image:
-                    row = {"key": batch["key"][b] if "key" in batch else "",
-                           "scene": int(batch["scene"][b]), "frame": int(batch["frame"][b])}
+                    row = {"key": batch["key"][b] if "key" in batch else ""}
+                    for k in ("scene", "frame"):
+                        if k in batch:
+                            row[k] = int(batch[k][b])
                     row.update(s if s is not None else {"no_gt": True})
                     row["num_gt_outside"] = n_out
                     images.append(row)
@@ -179,6 +187,8 @@ def evaluate(predictor_or_model, dataset, *, batch_size: int = 4, max_frames: in
     out["frames_per_second"] = (acc.num_images + acc.num_images_without_gt) / dt if dt > 0 else 0.0
     if per_image:
         out["images"] = images
+    if keep_predictions:
+        out["predictions"] = kept
     return out
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from ..config import ModelConfig
+from ..decode_config import DecodeConfig
 from .losses import LossConfig
 
 #: Repository root (config/ lives there); relative --config paths are also tried against it.
@@ -58,11 +59,21 @@ class DataConfig:
     """``data`` section.
 
     Attributes:
-        root: data set root (GraspNet layout); ``--dataset_root`` sets it.
-        camera: ``kinect`` or ``realsense``.
-        train_split / train_scenes: training frames (split name and/or explicit scene ids; both
-            given = intersection; see :data:`vita_grasp_core.data.graspnet.SPLITS`).
-        val_split / val_scenes: validation frames (never augmented).
+        root: data set root; ``--dataset_root`` sets it.
+        format: ``auto`` (detected from the layout), ``graspnet``, ``cornell`` or ``jacquard``.
+        require_label: frames without an object mask are faults (default false: channel 4 is
+            then the union of the frame's grasp rectangles, see docs/data.md).
+        camera: GraspNet camera, ``kinect`` or ``realsense``.
+        train_split / train_scenes: GraspNet training frames (split name and/or explicit scene
+            ids; both given = intersection; see :data:`vita_grasp_core.data.graspnet.SPLITS`).
+        val_split / val_scenes: GraspNet validation frames (never augmented).
+        val_fraction: Cornell / Jacquard: the seeded share of the training frames held out for
+            validation (model selection and the score threshold).
+        split_by: Cornell / Jacquard folds and hold-out: ``image`` or ``object`` (``null`` =
+            ``object`` where object identity is known (Jacquard), else ``image``).
+        folds, test_fold: Cornell / Jacquard: with ``test_fold`` set, the frames of that fold of
+            a seeded ``folds``-fold split are left out entirely (``vita-grasp cv`` scores them).
+        split_seed: seed of the folds and of the hold-out.
         val_max_frames: validate on at most this many frames, evenly spaced (``null`` = all).
         train_max_frames: train on at most this many frames, evenly spaced (``null`` = all).
         sigma: heatmap gaussian sigma in map px.
@@ -77,11 +88,18 @@ class DataConfig:
     """
 
     root: str | None = None
+    format: str = "auto"
+    require_label: bool = False
     camera: str = "kinect"
     train_split: str | None = "train"
     train_scenes: list[int] | None = None
     val_split: str | None = "test_seen"
     val_scenes: list[int] | None = None
+    val_fraction: float = 0.1
+    split_by: str | None = None
+    folds: int = 5
+    test_fold: int | None = None
+    split_seed: int = 0
     val_max_frames: int | None = 512
     train_max_frames: int | None = None
     sigma: float = 2.0
@@ -93,8 +111,23 @@ class DataConfig:
     owned_floor: float = 0.05
 
     def __post_init__(self):
+        from ..data import FORMATS
+
+        if self.format not in ("auto", *FORMATS):
+            raise ConfigError(f"data.format must be auto or one of {list(FORMATS)}, got "
+                              f"{self.format!r}")
         if self.camera not in ("kinect", "realsense"):
             raise ConfigError(f"data.camera must be kinect or realsense, got {self.camera!r}")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.split_by not in (None, "image", "object"):
+            raise ConfigError(f"data.split_by must be image, object or null, got "
+                              f"{self.split_by!r}")
+        if self.folds < 2:
+            raise ConfigError(f"data.folds must be >= 2, got {self.folds}")
+        if self.test_fold is not None and not 0 <= self.test_fold < self.folds:
+            raise ConfigError(f"data.test_fold must be in [0, {self.folds - 1}] or null, got "
+                              f"{self.test_fold}")
         if self.sigma <= 0:
             raise ConfigError(f"data.sigma must be > 0, got {self.sigma}")
         for name in ("val_max_frames", "train_max_frames", "max_rects"):
@@ -125,21 +158,29 @@ class DataConfig:
 class EvalConfig:
     """``train.eval``: decoding used for validation (rectangle metric, CONVENTIONS §5).
 
-    ``max_grasps`` should be at least the largest k of precision@k (10).
+    The fields are those of :class:`~vita_grasp_core.decode_config.DecodeConfig` (same defaults
+    and ranges) except ``score_threshold``, 0 here: the checkpoint is selected on every image's
+    best grasp, and the threshold the API then uses is chosen afterwards on the same validation
+    frames (``train.calibrate``). ``max_grasps`` should be at least the largest k of
+    precision@k (10). ``min_distance`` and ``smooth_sigma`` are stored with the checkpoint.
     """
 
     score_threshold: float = 0.0
-    max_grasps: int = 10
-    min_distance: int = 8
-    smooth_sigma: float = 1.0
+    max_grasps: int = DecodeConfig.max_grasps
+    min_distance: int = DecodeConfig.min_distance
+    smooth_sigma: float = DecodeConfig.smooth_sigma
     batch_size: int | None = None
 
     def __post_init__(self):
-        if not 0 <= self.score_threshold <= 1:
-            raise ConfigError(f"train.eval.score_threshold must be in [0, 1], got "
-                              f"{self.score_threshold}")
-        if self.max_grasps < 1 or self.min_distance < 0 or self.smooth_sigma < 0:
-            raise ConfigError("train.eval: max_grasps >= 1, min_distance >= 0, smooth_sigma >= 0")
+        try:
+            self.decode()
+        except ValueError as e:
+            raise ConfigError(f"train.eval: {e}") from None
+
+    def decode(self) -> DecodeConfig:
+        """The validated decoding settings of validation."""
+        return DecodeConfig(score_threshold=self.score_threshold, max_grasps=self.max_grasps,
+                            min_distance=self.min_distance, smooth_sigma=self.smooth_sigma)
 
 
 @dataclass
@@ -155,11 +196,21 @@ class TrainConfig:
         warmup_epochs: linear warmup length in epochs (fractions allowed); then cosine decay.
         min_lr_ratio: the cosine ends at ``learning_rate * min_lr_ratio``.
         grad_clip: max global gradient norm (0 = off).
-        num_workers: DataLoader worker processes per rank.
+        num_workers: DataLoader worker processes per rank (``null`` = what suits this machine:
+            0 on 1-2 cores, else a quarter of the cores, at most 4).
         amp: bfloat16 autocast on CUDA (ignored on CPU, where bf16 is slower here).
-        feature_cache: store frozen-backbone features of un-augmented frames on disk and train
-            the decoder from them (see :mod:`.feature_cache`).
-        feature_cache_dir: where (default ``<output_dir>/feature_cache``).
+        feature_cache: store frozen-backbone features on disk and train the decoder from them
+            (see :mod:`.feature_cache`): without augmentation one view per frame; with
+            augmentation ``cache_views`` views per frame (the first un-augmented, the others
+            augmented once, with the grasps moved along), one of which is drawn per frame and
+            epoch, so the encoder runs ``cache_views`` times per frame in the whole run instead
+            of once per frame and epoch.
+        feature_cache_dir: where (default ``<output_dir>/feature_cache``; runs on the same data
+            and encoder may share one directory, e.g. the folds of ``vita-grasp cv``).
+        cache_views: views per frame of the augmented feature cache (>= 2).
+        calibrate: after training, fit the quality calibration and choose the score threshold
+            on the validation frames, and store both with ``best_model.pt`` (the API, the CLIs
+            and the node then use them by default).
         eval_every: validate every N epochs (and always after the last).
         seed: seeds torch, numpy, random and the data-loader workers.
         log_every: steps between TensorBoard/console loss logs.
@@ -181,10 +232,12 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
     grad_clip: float = 1.0
-    num_workers: int = 4
+    num_workers: int | None = None
     amp: bool = True
     feature_cache: bool = False
     feature_cache_dir: str | None = None
+    cache_views: int = 8
+    calibrate: bool = True
     eval_every: int = 1
     seed: int = 42
     log_every: int = 20
@@ -201,7 +254,8 @@ class TrainConfig:
                   ("warmup_epochs", self.warmup_epochs >= 0),
                   ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1),
                   ("grad_clip", self.grad_clip >= 0),
-                  ("num_workers", self.num_workers >= 0), ("eval_every", self.eval_every >= 1),
+                  ("num_workers", self.num_workers is None or self.num_workers >= 0),
+                  ("cache_views", self.cache_views >= 2), ("eval_every", self.eval_every >= 1),
                   ("log_every", self.log_every >= 1),
                   ("torch_threads", self.torch_threads is None or self.torch_threads >= 1),
                   ("max_nonfinite_steps", self.max_nonfinite_steps >= 1),

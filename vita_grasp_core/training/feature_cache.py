@@ -1,26 +1,38 @@
-"""On-disk cache of frozen-backbone features (+ the frame's targets) for decoder-only training.
+"""On-disk cache of frozen-encoder features of (augmented) views, for decoder-only training.
 
-With a frozen encoder and no augmentation, the encoder's output for a frame never changes, so it is
-computed once and every later epoch runs only the decoder. One ``.safetensors`` file per frame:
+With a frozen encoder, the features of a given image never change, so they are computed once:
 
-    <cache_dir>/<key>/<camera>_s<scene>_f<frame>.safetensors
-        feat0 ... featN-1   fp16 (C, h, w)  backbone_features() of the frame
-        target              fp16 (5, H, W)  the rendered targets (CONVENTIONS §3)
-        owned               uint8 (H, W)    owned-pixel mask
-    <cache_dir>/<key>/meta.json             what the key stands for (human readable)
+- without augmentation: one view per frame (the frame itself);
+- with augmentation (``train.cache_views = V``): V views per frame, view 0 the frame itself and
+  views 1 .. V-1 augmented once (flips, rotation, scale, colour; the grasps and the mask move with
+  the image) with a generator seeded by ``(train.seed, view, frame key)``. Each epoch draws one
+  view per frame, seeded by ``(seed, epoch, index)``. The encoder thus runs V times per frame for
+  the whole run instead of once per frame and epoch.
 
-``key`` is a hash of everything the stored tensors depend on: the encoder recipe
-(backbone, pretrained_model, backbone_config, feature_layers, input_size, attention
-implementation; mean/std follow from the backbone), the target rendering (output_size,
-width_scale, sigma, score/owned parameters, max_rects) and the data set (absolute root, camera).
-Change any of them and a new sub-directory is used; stale ones can simply be deleted.
+One ``.safetensors`` file per view::
 
-Files are written atomically (temp + ``os.replace``), so a killed build leaves only complete files
-and the next run fills in the rest. Disk use per frame at the real InternViT size (4 layers x 1024
-x 32 x 42 fp16 + 5 x 480 x 640 fp16 targets) is about 14 MB; the tiny config needs ~0.3 MB.
+    <cache_dir>/<key>/<frame key>.v<k>.safetensors
+        feat0 ... featN-1  fp16 (C, h, w)  backbone_features() of the view
+        grasps             fp32 (N, 7)     the view's grasps (source px of the view)
+        size               int64 (2,)      (h, w) of the view
+        semantic           uint8 (H, W)    object mask on the output canvas (only with a mask)
+    <cache_dir>/<key>/meta.json            what the key stands for (human readable)
+
+Targets are rendered from the stored grasps when a view is loaded (cheap), so the target
+parameters (sigma, width scale, scores) can change without rebuilding the cache. ``key`` hashes
+everything the stored tensors depend on: the encoder recipe (backbone, pretrained_model,
+backbone_config, feature_layers, input_size, attention; mean/std follow from the backbone), the
+output size, the data set (absolute root, camera, format, max_rects) and the augmentation (its
+settings and seed). Views are indexed, so runs with different ``cache_views`` (and the folds of
+``vita-grasp cv``, which use the same frames and seed) share their files.
+
+Files are written atomically, so a killed build leaves only complete files and the next run
+fills in the rest. Size per view: 4 x 384 x 16 x 16 fp16 = 0.8 MB for DINOv2-S at 224 x 224;
+about 11 MB for InternViT at 448 x 588.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -35,28 +47,36 @@ log = logging.getLogger(__name__)
 
 ENCODER_KEYS = ("backbone", "pretrained_model", "backbone_config", "feature_layers", "input_size",
                 "attn_implementation")
+FORMAT = "vita_grasp.feature_cache/2"
+
+
+def _hash(blob) -> str:
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def cache_key(model_config, data_signature: dict) -> str:
-    """16-hex-digit hash of the encoder recipe and the data/target signature."""
+    """16-hex-digit hash of the encoder recipe, the output size and the data signature."""
     cfg = model_config.to_dict()
-    blob = {"encoder": {k: cfg[k] for k in ENCODER_KEYS}, "data": data_signature,
-            "format": "vita_grasp.feature_cache/1"}
-    text = json.dumps(blob, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    blob = {"encoder": {k: cfg[k] for k in ENCODER_KEYS}, "output_size": cfg["output_size"],
+            "data": data_signature, "format": FORMAT}
+    return _hash(blob)[:16]
 
 
 def dataset_signature(dataset) -> dict:
-    """What a :class:`~vita_grasp_core.data.graspnet.GraspNetDataset`'s targets depend on."""
+    """What the views of a :class:`~vita_grasp_core.data.GraspDataset` depend on."""
+    aug = dataset.augment
     return {"root": str(Path(dataset.root).resolve()), "camera": dataset.camera,
-            "output_size": list(dataset.output_size), "input_size": list(dataset.input_size),
-            "width_scale": dataset.width_scale, "sigma": dataset.sigma,
-            "max_rects": dataset.max_rects, "render": dict(dataset.render_kw),
-            "mean": list(dataset.mean), "std": list(dataset.std)}
+            "format": dataset.format, "max_rects": dataset.max_rects,
+            "augment": None if aug is None else dataclasses.asdict(aug),
+            "seed": dataset.seed if aug is not None else None}
+
+
+def _stable_int(text: str) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
 
 
 class FeatureCache:
-    """Per-frame feature files under ``directory/<key>/`` (see module docstring)."""
+    """View files under ``directory/<key>/`` (see module docstring)."""
 
     def __init__(self, directory, model_config, data_signature: dict):
         self.key = cache_key(model_config, data_signature)
@@ -65,50 +85,191 @@ class FeatureCache:
         meta = self.dir / "meta.json"
         if not meta.exists():
             info = {"encoder": {k: model_config.to_dict()[k] for k in ENCODER_KEYS},
-                    "data": data_signature}
+                    "output_size": list(model_config.output_size), "data": data_signature}
             atomic_write(meta, lambda p: p.write_text(json.dumps(info, indent=2, default=str)))
         self.num_levels = len(model_config.feature_layers)
+        self.output_size = tuple(model_config.output_size)
 
-    def path(self, camera: str, scene: int, frame: int) -> Path:
-        return self.dir / f"{camera}_s{int(scene):04d}_f{int(frame):04d}.safetensors"
+    def path(self, frame_key: str, view: int = 0) -> Path:
+        safe = frame_key.replace("/", "__").replace("\\", "__")
+        return self.dir / f"{safe}.v{int(view)}.safetensors"
 
-    def save(self, path: Path, feats, target: torch.Tensor, owned: torch.Tensor) -> None:
-        """Atomically write one frame (features as fp16, targets fp16, owned uint8)."""
+    def has(self, frame_key: str, views: int) -> bool:
+        return all(self.path(frame_key, v).is_file() for v in range(views))
+
+    def save(self, path: Path, feats, grasps: np.ndarray, size, semantic=None) -> None:
+        """Atomically write one view (features as fp16)."""
         from safetensors.torch import save_file
 
         tensors = {f"feat{i}": f.detach().to("cpu", torch.float16).contiguous()
                    for i, f in enumerate(feats)}
-        tensors["target"] = target.detach().to("cpu", torch.float16).contiguous()
-        tensors["owned"] = owned.detach().to("cpu", torch.uint8).contiguous()
-        atomic_write(path, lambda p: save_file(tensors, p))
+        tensors["grasps"] = torch.from_numpy(np.ascontiguousarray(grasps, np.float32))
+        tensors["size"] = torch.tensor([int(size[0]), int(size[1])], dtype=torch.int64)
+        if semantic is not None:
+            tensors["semantic"] = torch.from_numpy(np.ascontiguousarray(semantic, np.uint8))
+        atomic_write(path, lambda p: save_file(tensors, str(p)))
 
     def load(self, path: Path) -> dict:
-        """``{"features": [fp16 (C, h, w)], "target": f32 (5, H, W), "owned": bool (H, W)}``."""
+        """``{"features": [fp16 (C, h, w)], "grasps": (N, 7), "size": (h, w),
+        "semantic": (H, W) uint8 or None}``."""
         from safetensors.torch import load_file
 
         t = load_file(str(path))
-        feats = [t[f"feat{i}"] for i in range(self.num_levels)]
-        return {"features": feats, "target": t["target"].float(), "owned": t["owned"].bool()}
+        return {"features": [t[f"feat{i}"] for i in range(self.num_levels)],
+                "grasps": t["grasps"].numpy(), "size": tuple(int(v) for v in t["size"]),
+                "semantic": t["semantic"].numpy() if "semantic" in t else None}
 
 
-def _frame_of(dataset, i: int):
-    """(base GraspNetDataset, its frame index) for index ``i`` of a dataset wrapped in Subsets
-    and :class:`MemoryCachedDataset`."""
-    from torch.utils.data import Subset
+def frame_views(dataset, i: int, views: int) -> list[tuple]:
+    """``[(rgb, label, grasps), ...]`` of frame ``i``: the frame itself, then ``views - 1``
+    augmentations seeded by ``(dataset.seed, view, frame key)``. Raises ``FrameFault``."""
+    from ..data.common import inside_image
+    from ..data.formats import load_frame
 
-    while True:
-        if isinstance(dataset, Subset):
-            i = dataset.indices[i]
-            dataset = dataset.dataset
-        elif isinstance(dataset, MemoryCachedDataset):
-            dataset = dataset.dataset
-        else:
-            return dataset, int(i)
+    rec = dataset.frames[i]
+    fr = load_frame(rec, require_label=dataset.require_label)
+    g = fr.grasps
+    if dataset.max_rects is not None and len(g) > dataset.max_rects:
+        g = g[np.sort(np.argsort(-g[:, 5], kind="stable")[: int(dataset.max_rects)])]
+    out = [(fr.rgb, fr.label, g)]
+    if views > 1:
+        if dataset.augment is None:
+            raise ValueError("several cached views need an augmenting dataset")
+        inside = g[inside_image(g, fr.rgb.shape[:2])]
+        for v in range(1, views):
+            rng = np.random.default_rng([dataset.seed, v, _stable_int(rec.key)])
+            out.append(dataset.augment(fr.rgb, fr.label, inside, rng))
+    return out
 
 
-def base_dataset(dataset):
-    """The innermost dataset under Subsets and :class:`MemoryCachedDataset` wrappers."""
-    return _frame_of(dataset, 0)[0] if len(dataset) else dataset
+def _semantic(label, lb) -> np.ndarray | None:
+    if label is None:
+        return None
+    from ..data.targets import warp_label_nearest
+
+    return (warp_label_nearest(np.asarray(label), lb) > 0).astype(np.uint8)
+
+
+@torch.no_grad()
+def build_cache(model, dataset, cache: FeatureCache, *, views: int = 1, device="cpu",
+                batch_size: int = 8, rank: int = 0, world_size: int = 1,
+                progress: bool = True) -> int:
+    """Compute and store the views of every frame of ``dataset`` that is not cached yet.
+
+    With several processes each rank fills the frames ``i % world_size == rank`` (call a barrier
+    afterwards). Frames that cannot be read are skipped (the dataset records the fault). Returns
+    the number of views computed by this rank.
+    """
+    from ..data.common import FrameFault
+    from ..preprocess import image_to_input
+
+    if not model.backbone.frozen:
+        raise ValueError("the feature cache needs a frozen backbone (model.freeze_vit: true)")
+    todo = [i for i in range(len(dataset)) if i % world_size == rank
+            and not cache.has(dataset.frames[i].key, views)]
+    if not todo:
+        return 0
+    model.backbone.eval()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo) * views, desc=f"feature cache ({views} view(s) per frame)",
+                   unit="view", dynamic_ncols=True)
+    pending: list[tuple] = []  # (path, image tensor, grasps, size, semantic)
+    done = 0
+
+    def flush():
+        nonlocal done
+        x = torch.stack([p[1] for p in pending]).to(device)
+        feats = model.backbone_features(x)
+        for b, (path, _, g, size, sem) in enumerate(pending):
+            cache.save(path, [f[b] for f in feats], g, size, sem)
+        done += len(pending)
+        if bar is not None:
+            bar.update(len(pending))
+        pending.clear()
+
+    for i in todo:
+        key = dataset.frames[i].key
+        try:
+            vs = frame_views(dataset, i, views)
+        except FrameFault as e:
+            dataset.record_skips([(e.kind, e.path)])
+            continue
+        for v, (rgb, label, g) in enumerate(vs):
+            path = cache.path(key, v)
+            if path.is_file():
+                continue
+            image, lb = image_to_input(rgb, dataset.input_size, dataset.output_size,
+                                       dataset.mean, dataset.std)
+            pending.append((path, image, g, rgb.shape[:2], _semantic(label, lb)))
+            if len(pending) >= batch_size:
+                flush()
+    if pending:
+        flush()
+    if bar is not None:
+        bar.close()
+    log.info("feature cache %s: computed %d views", cache.dir, done)
+    return done
+
+
+class CachedFeatureDataset(torch.utils.data.Dataset):
+    """Frame ``i`` of ``dataset`` served from the cache: one of its ``views`` (drawn per epoch,
+    seeded by ``(seed, epoch, i)``; always view 0 with ``views=1``) as features, rendered targets
+    and the owned mask. Frames without all their view files are left out (``missing()``)."""
+
+    def __init__(self, cache: FeatureCache, dataset, views: int = 1, seed: int = 0):
+        self.cache, self.dataset = cache, dataset
+        self.views, self.seed, self.epoch = int(views), int(seed), 0
+        self.index = [i for i in range(len(dataset)) if cache.has(dataset.frames[i].key, views)]
+        self.frames = [dataset.frames[i] for i in self.index]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def missing(self) -> list[int]:
+        """Frame indices of ``dataset`` that have no complete set of views in the cache."""
+        have = set(self.index)
+        return [i for i in range(len(self.dataset)) if i not in have]
+
+    def view_of(self, i: int) -> int:
+        if self.views == 1:
+            return 0
+        return int(np.random.default_rng([self.seed, self.epoch, int(i)]).integers(self.views))
+
+    def load(self, i: int, view: int) -> dict:
+        """Features and targets of view ``view`` of item ``i``."""
+        from ..data.targets import render_targets
+        from ..geometry import Letterbox
+
+        ds = self.dataset
+        item = self.cache.load(self.cache.path(self.frames[i].key, view))
+        lb = Letterbox.fit(item["size"], ds.output_size)
+        t = render_targets(item["grasps"], None, lb, ds.width_scale, ds.sigma, **ds.render_kw)
+        if item["semantic"] is not None:
+            t.maps[4] = item["semantic"]
+        return {"features": item["features"], "target": torch.from_numpy(t.maps),
+                "owned": torch.from_numpy(t.owned), "rects": torch.from_numpy(item["grasps"]),
+                "src_size": item["size"], "index": int(i), "key": self.frames[i].key}
+
+    def __getitem__(self, i: int) -> dict:
+        return self.load(i, self.view_of(i))
+
+
+def cached_collate(batch: list[dict]) -> dict:
+    """Stack features level by level, targets and owned masks; ground truth as lists."""
+    n = len(batch[0]["features"])
+    return {"features": [torch.stack([b["features"][k] for b in batch]) for k in range(n)],
+            "target": torch.stack([b["target"] for b in batch]),
+            "owned": torch.stack([b["owned"] for b in batch]),
+            "rects": [b["rects"] for b in batch],
+            "src_size": [tuple(b["src_size"]) for b in batch],
+            "key": [b["key"] for b in batch],
+            "index": torch.tensor([b["index"] for b in batch], dtype=torch.int64)}
 
 
 class MemoryCachedDataset(torch.utils.data.Dataset):
@@ -132,85 +293,13 @@ class MemoryCachedDataset(torch.utils.data.Dataset):
         return item
 
 
-def frame_path(cache: FeatureCache, dataset, i: int) -> Path:
-    base, j = _frame_of(dataset, i)
-    rec = base.frames[j]
-    return cache.path(base.camera, rec.scene, rec.frame)
+def base_dataset(dataset):
+    """The innermost dataset under Subset / cache wrappers."""
+    from torch.utils.data import Subset
 
-
-class CachedFeatureDataset(torch.utils.data.Dataset):
-    """Index ``i`` of ``dataset`` served from the cache: features, target, owned (no image I/O).
-
-    The file of index ``i`` is named after ``dataset``'s frame ``i``. (If that frame is unreadable
-    the dataset substitutes the next good one; the cache stores what the dataset returned, so both
-    paths train on the same data.)
-    """
-
-    def __init__(self, cache: FeatureCache, dataset):
-        self.cache = cache
-        self.paths = [frame_path(cache, dataset, i) for i in range(len(dataset))]
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> dict:
-        item = self.cache.load(self.paths[i])
-        item["index"] = int(i)
-        return item
-
-    def missing(self) -> list[int]:
-        return [i for i, p in enumerate(self.paths) if not p.is_file()]
-
-
-def cached_collate(batch: list[dict]) -> dict:
-    """Stack features level by level, targets and owned masks."""
-    n = len(batch[0]["features"])
-    return {"features": [torch.stack([b["features"][k] for b in batch]) for k in range(n)],
-            "target": torch.stack([b["target"] for b in batch]),
-            "owned": torch.stack([b["owned"] for b in batch]),
-            "index": torch.tensor([b["index"] for b in batch], dtype=torch.int64)}
-
-
-@torch.no_grad()
-def build_cache(model, dataset, cache: FeatureCache, *, device, batch_size: int = 8,
-                num_workers: int = 0, rank: int = 0, world_size: int = 1,
-                progress: bool = True) -> int:
-    """Compute and store the features of every frame of ``dataset`` that is not cached yet.
-
-    With several processes each rank fills the indices ``i % world_size == rank`` (call a barrier
-    afterwards). Returns the number of frames computed by this rank.
-    """
-    from torch.utils.data import DataLoader, Subset
-
-    from ..data.graspnet import collate_fn
-
-    todo = [i for i in range(len(dataset)) if i % world_size == rank
-            and not frame_path(cache, dataset, i).is_file()]
-    if not todo:
-        return 0
-    if not model.backbone.frozen:
-        raise ValueError("the feature cache needs a frozen backbone (model.freeze_vit: true)")
-    loader = DataLoader(Subset(dataset, todo), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, collate_fn=collate_fn)
-    it = loader
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(loader, desc="feature cache", unit="batch", dynamic_ncols=True)
-    model.backbone.eval()
-    done = 0
-    pos = 0
-    for batch in it:
-        x = batch["image"].to(device, non_blocking=True)
-        feats = model.backbone_features(x)
-        for b in range(x.shape[0]):
-            i = todo[pos + b]
-            cache.save(frame_path(cache, dataset, i), [f[b] for f in feats], batch["target"][b],
-                       batch["owned"][b])
-        pos += x.shape[0]
-        done += x.shape[0]
-    log.info("feature cache %s: computed %d frames", cache.dir, done)
-    return done
+    while isinstance(dataset, (Subset, MemoryCachedDataset, CachedFeatureDataset)):
+        dataset = dataset.dataset
+    return dataset
 
 
 def stored_bytes(cache: FeatureCache) -> int:

@@ -1,0 +1,128 @@
+"""What a training run tells its user: the log (stderr + ``train.log``), TensorBoard,
+``metrics.jsonl`` (one line per epoch) and the per-epoch summary line with an ETA."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+log = logging.getLogger("vita_grasp.train")
+
+_LOSS_KEYS = ("total", "position", "angle", "width", "semantic")
+_VAL_KEYS = ("top1_accuracy", "precision@1", "precision@5", "precision@10")
+
+
+def fmt_time(s: float) -> str:
+    s = int(round(s))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
+
+
+class RunLog:
+    """Logging of one run in ``out`` (rank 0 writes files; other ranks log warnings only)."""
+
+    def __init__(self, out: Path, is_main: bool):
+        self.out = Path(out)
+        self.is_main = is_main
+        self.tb = None
+        self._file_handler = None
+        self._setup_logging()
+
+    def _setup_logging(self) -> None:
+        """INFO on rank 0 (WARNING elsewhere) to stderr - unless the caller already attached a
+        handler to the ``vita_grasp.train`` logger - and to ``<out>/train.log``."""
+        if self.is_main:
+            log.setLevel(logging.INFO)
+        elif log.level in (logging.NOTSET,) or log.level < logging.WARNING:
+            log.setLevel(logging.WARNING)
+        if not log.handlers:
+            h = logging.StreamHandler(sys.stderr)
+            h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+            log.addHandler(h)
+            log.propagate = False
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            fh = logging.FileHandler(self.out / "train.log")
+            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            log.addHandler(fh)
+            self._file_handler = fh
+
+    def start(self, config_yaml: str, epoch: int, global_step: int, resume_record) -> None:
+        """Rank 0: write the resolved config, open TensorBoard, align ``metrics.jsonl``."""
+        if not self.is_main:
+            return
+        for stale in self.out.glob(".*.pt.*.tmp"):  # left by a process killed mid-write
+            stale.unlink(missing_ok=True)
+        (self.out / "config.yaml").write_text(
+            "# Resolved configuration of this run (vita-grasp train).\n" + config_yaml)
+        self.tb = _tensorboard(self.out / "tb")
+        self._sync_metrics_file(epoch, global_step, resume_record)
+
+    def _sync_metrics_file(self, epoch: int, global_step: int, resume_record) -> None:
+        """On resume: keep metrics.jsonl lines of epochs <= the resumed epoch (+ the last one)."""
+        path = self.out / "metrics.jsonl"
+        if epoch == 0:
+            if path.exists() and global_step == 0:
+                path.rename(path.with_suffix(".jsonl.old"))
+            return
+        rows = []
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if r.get("epoch", 0) <= epoch:
+                    rows.append(r)
+        if resume_record and not any(r.get("epoch") == epoch for r in rows):
+            rows.append(resume_record)
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def step(self, parts: dict, lr: float, global_step: int, every: int) -> None:
+        if self.tb is not None and global_step % every == 0:
+            for k, v in parts.items():
+                self.tb.add_scalar(f"train/{k}", v, global_step)
+            self.tb.add_scalar("train/lr", lr, global_step)
+
+    def epoch(self, record: dict, epochs: int, eta_s: float) -> None:
+        """Rank 0: append the record to ``metrics.jsonl``, TensorBoard, one summary line."""
+        if not self.is_main:
+            return
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        train, val, ep = record["train"], record["val"], record["epoch"]
+        if self.tb is not None:
+            for k, v in train.items():
+                self.tb.add_scalar(f"epoch/train_{k}", v, ep)
+            for k in _VAL_KEYS if val else ():
+                self.tb.add_scalar(f"val/{k}", val[k], ep)
+            self.tb.flush()
+        vs = ("" if val is None else f" | val top-1 {100 * val['top1_accuracy']:.1f} % "
+              f"P@5 {100 * val['precision@5']:.1f} % (best {100 * record['best_top1']:.1f} % @ "
+              f"epoch {record['best_epoch']})")
+        tm = [train.get(k, float("nan")) for k in _LOSS_KEYS]
+        log.info("epoch %d/%d: loss %.4f (pos %.4f ang %.4f wid %.4f sem %.4f) lr %.2e "
+                 "%.1f s%s | ETA %s", ep, epochs, *tm, record["lr"], record["epoch_seconds"], vs,
+                 fmt_time(eta_s))
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
+        if self._file_handler is not None:
+            log.removeHandler(self._file_handler)
+            self._file_handler.close()
+            self._file_handler = None
+
+
+def _tensorboard(logdir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:  # tensorboard is in requirements/core.txt; do not fail without it
+        warnings.warn(f"TensorBoard logging disabled: {e} (pip install tensorboard, or run "
+                      "`make setup`)", RuntimeWarning, stacklevel=2)
+        return None
+    return SummaryWriter(str(logdir))
