@@ -101,7 +101,7 @@ def test_int8_quantises_only_encoder_matmuls(exported, tmp_path):
     assert any(n.op_type == "Conv" and "/decoder/" in n.name for n in graph.node)  # fp32 decoder
     engine = OnnxRuntimeEngine(q.path)
     chk = check_export(model, engine, frames=1)
-    assert chk.tolerance == 0.15 and chk.passed, chk.summary()
+    assert chk.tolerance == 0.25 and chk.passed, chk.summary()
     assert chk.worst > 1e-6  # it really is quantised
     with pytest.raises(ValueError, match="starts from an fp32 export"):
         quantize_int8(q.path, tmp_path / "qq.onnx")
@@ -131,6 +131,18 @@ def test_cli_exports_checks_and_reports(checkpoint, tmp_path, capsys):
     info = read_onnx_metadata(out)
     assert info.decode == DECODE and info.source == "best_model.pt"
     assert len(info.source_sha256) == 64
+
+
+def test_cli_without_out_fills_the_predictor_cache(checkpoint, capsys):
+    from vita_grasp_core import GraspPredictor
+
+    assert main(["--checkpoint", str(checkpoint), "--check-frames", "1"]) == 0
+    cached = [p for p in checkpoint.parent.iterdir() if p.suffix == ".onnx"]
+    assert len(cached) == 1 and cached[0].name.startswith("best_model.pt.fp32.")
+    assert f"wrote {cached[0]}" in capsys.readouterr().out
+    stamp = cached[0].stat().st_mtime_ns
+    pred = GraspPredictor.from_checkpoint(checkpoint, engine="onnxruntime")
+    assert pred.engine.path == cached[0] and cached[0].stat().st_mtime_ns == stamp  # re-used
 
 
 def test_cli_failed_check_exits_1_and_removes_the_file(checkpoint, tmp_path, capsys):

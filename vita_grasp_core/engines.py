@@ -222,6 +222,18 @@ def cache_dir_fallback() -> Path:
     return Path(base) / "vita_grasp" / "onnx"
 
 
+def cache_path(checkpoint, checkpoint_sha256: str, *, pretrained_model: str | None = None,
+               precision: str = "fp32", opset: int = DEFAULT_OPSET) -> Path:
+    """Where :func:`onnx_for_checkpoint` keeps the export of ``checkpoint`` with these settings:
+    ``<checkpoint>.<precision>.<key>.onnx`` next to it, or in ``~/.cache/vita_grasp/onnx/`` when
+    the checkpoint's directory is not writable."""
+    checkpoint = Path(checkpoint)
+    key = cache_key(checkpoint_sha256, pretrained_model=pretrained_model, precision=precision,
+                    opset=opset)
+    folder = checkpoint.parent if os.access(checkpoint.parent, os.W_OK) else cache_dir_fallback()
+    return folder / f"{checkpoint.name}.{precision}.{key}.onnx"
+
+
 def onnx_for_checkpoint(checkpoint, *, onnx_path=None, pretrained_model: str | None = None,
                         precision: str = "fp32", opset: int = DEFAULT_OPSET,
                         check_frames: int = 2, providers=None) -> Path:
@@ -251,12 +263,8 @@ def onnx_for_checkpoint(checkpoint, *, onnx_path=None, pretrained_model: str | N
                                  "; delete it or give another onnx_path")
             return path
     else:
-        key = cache_key(digest, pretrained_model=pretrained_model, precision=precision,
-                        opset=opset)
-        name = f"{checkpoint.name}.{precision}.{key}.onnx"
-        folder = checkpoint.parent if os.access(checkpoint.parent, os.W_OK) else \
-            cache_dir_fallback()
-        path = folder / name
+        path = cache_path(checkpoint, digest, pretrained_model=pretrained_model,
+                          precision=precision, opset=opset)
         if path.is_file():
             return path
     log.info("exporting %s to %s (%s, first use; cached for later runs)", checkpoint, path,

@@ -47,8 +47,10 @@ INPUT_NAME, OUTPUT_NAME = "pixel_values", "maps"
 DEFAULT_OPSET = 17
 #: Weights above this many bytes are written as external data (InternViT-300M fp32: 1.2 GB).
 EXTERNAL_DATA_THRESHOLD = 1 << 30
-#: Default check tolerance (max abs difference of any map value) per precision.
-DEFAULT_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "int8": 0.15}
+#: Default check tolerance (max abs difference of any map value) per precision. int8 changes the
+#: maps measurably (real DINOv2-S weights: max 0.09, mean 0.005); its check only catches a broken
+#: quantisation, its accuracy is measured on data (bench/bench_engines.py --cornell-checkpoint).
+DEFAULT_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "int8": 0.25}
 #: Backbones whose traced graph only works at the traced batch size.
 FIXED_BATCH_BACKBONES = {"qwen2vl"}
 #: The metadata keys written into every exported file.
@@ -317,10 +319,12 @@ def set_metadata(proto, meta: dict[str, str]) -> None:
 def quantize_int8(src, dst, *, encoder_only: bool = True) -> ExportResult:
     """Dynamic int8 quantisation of the encoder's linear layers of an exported fp32 file.
 
-    ONNX Runtime's ``quantize_dynamic`` with int8 weights for ``MatMul``/``Gemm`` nodes only
-    (activations are quantised on the fly per call); with ``encoder_only`` only nodes under
-    ``/model/backbone/`` (the frozen ViT) are touched, so the decoder's convolutions and heads
-    stay fp32. The metadata is carried over with ``precision = int8``.
+    ONNX Runtime's ``quantize_dynamic``: int8 weights, per output channel, for ``MatMul``/``Gemm``
+    nodes with a constant weight (activations are quantised on the fly per call; attention's
+    activation x activation products stay fp32); with ``encoder_only`` only nodes under
+    ``/model/backbone/`` (the frozen ViT) are touched, so the decoder stays fp32. Per-channel
+    weights halved the map error of per-tensor ones on real DINOv2-S weights (max 0.09 vs 0.13).
+    The metadata is carried over with ``precision = int8``.
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -345,6 +349,7 @@ def quantize_int8(src, dst, *, encoder_only: bool = True) -> ExportResult:
         try:
             quantize_dynamic(str(src), str(qpath), weight_type=QuantType.QInt8,
                              op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=exclude,
+                             per_channel=True,
                              use_external_data_format=external)
         finally:
             root.disabled = was_disabled
@@ -486,8 +491,10 @@ def build_parser():
                     "PyTorch. Exit status: 0 exported and checked, 1 the check failed (the file "
                     "is removed), 2 bad arguments, checkpoint or environment.")
     p.add_argument("--checkpoint", required=True, help="training checkpoint (best_model.pt)")
-    p.add_argument("--out", required=True, help="output .onnx path (weights over 1 GiB go to "
-                   "OUT.data beside it)")
+    p.add_argument("--out", default=None, help="output .onnx path (weights over 1 GiB go to "
+                   "OUT.data beside it); default: the cache file that GraspPredictor."
+                   "from_checkpoint(engine='onnxruntime') and the node use, next to the "
+                   "checkpoint (pre-export before starting a robot)")
     p.add_argument("--pretrained-model", "--pretrained_model", dest="pretrained_model",
                    default=None, help="local encoder directory overriding the checkpoint's "
                    "reference (offline machines)")
@@ -506,7 +513,7 @@ def build_parser():
                    help="generated frames compared with PyTorch (0 = skip the check)")
     p.add_argument("--tolerance", type=float, default=None,
                    help="max abs map difference allowed (default: fp32 1e-3, fp16 2e-2, "
-                        "int8 0.15)")
+                        "int8 0.25)")
     return p
 
 
@@ -524,8 +531,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vita-grasp export: needs the {e.name} package (installed by `make setup`)",
               file=sys.stderr)
         return 2
+    precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
+    if args.out is None:
+        from .engines import cache_path
+
+        if not Path(args.checkpoint).is_file():
+            print(f"vita-grasp export: checkpoint not found: {args.checkpoint}", file=sys.stderr)
+            return 2
+        if args.batch is not None or args.external_data:
+            print("vita-grasp export: --batch / --external-data need --out (the cache file "
+                  "always uses the defaults)", file=sys.stderr)
+            return 2
+        args.out = cache_path(args.checkpoint, file_sha256(args.checkpoint),
+                              pretrained_model=args.pretrained_model, precision=precision,
+                              opset=args.opset)
     print(f"exporting {args.checkpoint} -> {args.out} "
-          f"({'fp16' if args.fp16 else 'int8' if args.int8 else 'fp32'}, opset {args.opset})")
+          f"({precision}, opset {args.opset})")
     try:
         res, chk = export_checkpoint(
             args.checkpoint, args.out, pretrained_model=args.pretrained_model, fp16=args.fp16,
