@@ -286,8 +286,10 @@ def select_frames(args) -> tuple:
                            split=split)
         frames = res.frames
         ids = res.scene_ids
-        desc = (f"{graspnet_split or 'scenes'} ({args.camera}), scenes "
-                + (f"{ids[0]}-{ids[-1]}" if ids else "none"))
+        from .data.cli import _ranges
+
+        desc = (f"{graspnet_split + ' ' if graspnet_split else ''}scenes {_ranges(ids)} "
+                f"({args.camera})")
         sel.update(split=graspnet_split, scenes=ids, camera=args.camera)
     else:
         if args.split is not None or args.scenes:
