@@ -67,3 +67,4 @@ def test_data_check_prints_the_summary(capsys):
     assert "format cornell" in out and "frames: 568 usable of 568 found" in out
     assert "image sizes: 224x224 (568)" in out and "opening width px" in out
     assert "centres outside the image" in out and "problems: none" in out
+    assert "frames without a mask: 568" in out

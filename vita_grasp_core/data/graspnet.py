@@ -175,9 +175,9 @@ def scan_graspnet(root, camera: str = "kinect", scenes=None, split=None,
 
 
 def scan(root, camera: str = "kinect", scenes=None, split=None,
-         require_label: bool = True) -> ScanResult:
-    """Former name of :func:`scan_graspnet` (labels required by default); the result unpacks
-    as ``frames, faults, scene_ids``."""
+         require_label: bool = False) -> ScanResult:
+    """Former name of :func:`scan_graspnet`; the result unpacks as ``frames, faults,
+    scene_ids``."""
     return scan_graspnet(root, camera, scenes, split, require_label)
 
 

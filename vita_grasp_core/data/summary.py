@@ -42,7 +42,8 @@ def summarize(frames, max_frames: int | None = None, *, full: bool = False,
         ``width_rel`` (width / longer image side, same percentiles), ``height_width_ratio``
         (median of height / width), ``outside_count`` / ``outside_fraction`` (rectangles whose
         centre lies outside the image: kept as ground truth, never matchable), ``negatives``
-        (total), ``rows_skipped`` (kind -> rows, e.g. ``nonfinite_rect``), ``problems`` (kind ->
+        (total), ``frames_without_mask`` (usable frames whose channel 4 is the rectangle union),
+        ``rows_skipped`` (kind -> rows, e.g. ``nonfinite_rect``), ``problems`` (kind ->
         files), ``examples`` and ``usable_scenes`` (GraspNet scene ids with a usable frame).
     """
     from .formats import check_frame
@@ -53,7 +54,7 @@ def summarize(frames, max_frames: int | None = None, *, full: bool = False,
     faults = FaultLog() if faults is None else faults
     sizes: Counter = Counter()
     per_frame, widths, heights, rel, ratios = [], [], [], [], []
-    outside = negatives = 0
+    outside = negatives = no_mask = 0
     scenes = set()
     it = recs
     if progress:
@@ -77,6 +78,7 @@ def summarize(frames, max_frames: int | None = None, *, full: bool = False,
         ratios.append(g[:, 4] / g[:, 3])
         outside += int((~inside_image(g, (h, w))).sum())
         negatives += info["negatives"]
+        no_mask += rec.label is None
         if rec.scene >= 0:
             scenes.add(int(rec.scene))
 
@@ -96,7 +98,7 @@ def summarize(frames, max_frames: int | None = None, *, full: bool = False,
         "height_width_ratio": float(np.median(cat(ratios))) if n_rects else None,
         "outside_count": outside,
         "outside_fraction": outside / n_rects if n_rects else 0.0,
-        "negatives": negatives,
+        "negatives": negatives, "frames_without_mask": no_mask,
         "rows_skipped": faults.row_counts(),
         "problems": faults.counts(),
         "examples": {k: v[:3] for k, v in sorted(faults.paths.items())},
@@ -127,6 +129,9 @@ def format_summary(s: dict) -> str:
                      f"({100 * s['outside_fraction']:.2f} %; kept as ground truth, unmatchable)")
     if s["negatives"]:
         lines.append(f"negative rectangles: {s['negatives']}")
+    if s["frames_without_mask"]:
+        lines.append(f"frames without a mask: {s['frames_without_mask']} (semantic channel = "
+                     "union of their rectangles)")
     rows = s["rows_skipped"]
     lines.append("rows skipped: " + (", ".join(f"{k} {v}" for k, v in rows.items())
                                      if rows else "none"))
