@@ -114,6 +114,10 @@ def test_fp16_export_matches_within_its_tolerance(tmp_path):
     chk = check_export(model, engine, frames=1)
     assert engine.precision == "fp16" and chk.tolerance == 2e-2 and chk.passed, chk.summary()
     assert next(model.parameters()).dtype == torch.float32  # the caller's model is untouched
+    bf = _model("internvit").to(torch.bfloat16).train()
+    export_onnx(bf, tmp_path / "bf.onnx")  # exported from an fp32 CPU copy
+    assert next(bf.parameters()).dtype == torch.bfloat16 and bf.training
+    assert check_export(model, OnnxRuntimeEngine(tmp_path / "bf.onnx"), frames=1).worst < 0.1
 
 
 @pytest.fixture

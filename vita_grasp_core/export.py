@@ -221,6 +221,15 @@ def file_sha256(path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def _cpu_fp32(model: nn.Module) -> nn.Module:
+    """``model`` itself when it is on the CPU in float32 and in eval mode, else an eval-mode CPU
+    float32 copy (the caller's model is never moved, cast or switched to eval)."""
+    p = next(model.parameters(), None)
+    if p is None or (p.device.type == "cpu" and p.dtype == torch.float32 and not model.training):
+        return model
+    return copy.deepcopy(model).to("cpu", torch.float32).eval()
+
+
 def _weight_bytes(model: nn.Module, dtype_bytes: int) -> int:
     n = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
     return n * dtype_bytes
@@ -273,7 +282,7 @@ def export_onnx(model, out, *, fp16: bool = False, opset: int = DEFAULT_OPSET,
         raise ValueError(f"batch must be >= 1 or None (dynamic), got {batch}")
     fixed = batch is not None or backbone in FIXED_BATCH_BACKBONES
     trace_batch = int(batch) if batch is not None else 1
-    model = model.cpu().eval()
+    model = _cpu_fp32(model)
     compute = copy.deepcopy(model).half() if fp16 else model
     wrapper = _ExportWrapper(compute, torch.float16 if fp16 else torch.float32).eval()
     h, w = model.config.input_size
@@ -401,7 +410,7 @@ def check_export(model, engine, *, frames: int = 3, tolerance: float | None = No
     cfg = model.config
     xs = torch.stack([image_to_input(im, cfg.input_size, cfg.output_size, model.mean, model.std)[0]
                       for im in check_frames(frames, seed)])
-    model = model.cpu().float().eval()
+    model = _cpu_fp32(model)
     worst = np.zeros(5)
     with torch.inference_mode():
         ref = torch.cat([model(x[None]) for x in xs]).numpy()
