@@ -3,17 +3,34 @@
 Installs the ROS-free core `vita_grasp_core` and the ROS adapter `vita_grasp_ros` with the console
 scripts `vita-grasp` and `vita-grasp-node`. The adapter adds its `vita-grasp` subcommands (bag,
 node, demo) through the entry-point group `vita_grasp.commands` (see vita_grasp_core/cli.py), so
-the core's command line names no ROS module. The distribution is named `vita-grasp-python`, not
-`vita_grasp`: the message build installs a `vita_grasp` egg-info (the `vita_grasp.msg` module)
-into the same site-packages, and pip must not take one for the other.
+the core's command line names no ROS module; they are listed in
+cmake/vita_grasp_ros_entry_points.cfg, which colcon builds (CMakeLists.txt) read too.
+
+The distribution is named `vita-grasp-python`, not `vita_grasp`: the message build installs a
+`vita_grasp` egg-info (the `vita_grasp.msg` module) into the same site-packages, and pip must not
+take one for the other.
 
 Dependencies are not listed here on purpose: requirements.txt / requirements/*.txt are the source
 of truth (pinned torch CPU build, ROS 2 wheels in a venv; apt packages on a real ROS install).
 """
+import configparser
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 PACKAGES = find_packages(
     include=['vita_grasp_core', 'vita_grasp_core.*', 'vita_grasp_ros', 'vita_grasp_ros.*'])
+
+
+def _ros_commands() -> list[str]:
+    """`name = module:object` lines of the vita_grasp.commands group (one definition)."""
+    cfg = configparser.ConfigParser()
+    path = Path(__file__).resolve().parent / 'cmake' / 'vita_grasp_ros_entry_points.cfg'
+    if not cfg.read(path):
+        raise SystemExit(f'setup.py: {path} is missing')
+    lines = cfg['options.entry_points']['vita_grasp.commands'].splitlines()
+    return [line.strip() for line in lines if line.strip()]
+
 
 setup(
     name='vita-grasp-python',
@@ -30,11 +47,7 @@ setup(
             'vita-grasp = vita_grasp_core.cli:main',
             'vita-grasp-node = vita_grasp_ros.grasp_node:main',
         ],
-        'vita_grasp.commands': [
-            'bag = vita_grasp_ros.commands:BAG',
-            'node = vita_grasp_ros.commands:NODE',
-            'demo = vita_grasp_ros.commands:DEMO',
-        ],
+        'vita_grasp.commands': _ros_commands(),
     },
     zip_safe=False,
 )

@@ -46,6 +46,20 @@ def test_help_lists_every_command_without_importing_ros():
     assert p.stderr == ""  # no broken entry point
 
 
+def test_entry_points_written_once():
+    """setup.py (pip) and CMakeLists.txt (colcon) both take the ROS commands from one file."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    assert cfg.read(REPO / "cmake" / "vita_grasp_ros_entry_points.cfg")
+    lines = [x.strip() for x in cfg["options.entry_points"][cli.ENTRY_POINT_GROUP].splitlines()
+             if x.strip()]
+    assert sorted(x.split("=")[0].strip() for x in lines) == ["bag", "demo", "node"]
+    assert "vita_grasp_ros_entry_points.cfg" in (REPO / "CMakeLists.txt").read_text()
+    assert "vita_grasp_ros_entry_points.cfg" in (REPO / "setup.py").read_text()
+    assert "vita_grasp_ros.commands" not in (REPO / "setup.py").read_text()
+
+
 def test_ros_commands_come_from_entry_points():
     eps = {e.name: e.value for e in
            importlib.metadata.entry_points(group=cli.ENTRY_POINT_GROUP)}
@@ -73,14 +87,16 @@ class _EP:
 
 @pytest.fixture
 def plugins(monkeypatch, tmp_path):
-    """Fake entry points: a working command, one whose module imports a missing package, a
-    broken plug-in, a non-command object and one shadowing a core command."""
+    """Fake entry points: a working command (installed twice, as pip + colcon installs do), one
+    whose module imports a missing package, a broken plug-in, a non-command object and one
+    shadowing a core command."""
     (tmp_path / "vg_fake_cmd.py").write_text(
         "def main(argv):\n    print('fake', argv)\n    return 7\n")
     (tmp_path / "vg_needs_missing.py").write_text(
         "import vg_no_such_package  # noqa\n\ndef main(argv):\n    return 0\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     eps = [_EP("fake", "x:FAKE", cli.Command("vg_fake_cmd:main", "a fake command")),
+           _EP("fake", "x:FAKE", cli.Command("vg_fake_cmd:main", "a fake command")),  # twice
            _EP("needy", "x:NEEDY", cli.Command("vg_needs_missing:main", "needs a package")),
            _EP("broken", "x:BROKEN", error=ImportError("boom")),
            _EP("odd", "x:ODD", obj=42),

@@ -36,6 +36,8 @@ COMMANDS = {
                     "check or show a data set (GraspNet, Cornell, Jacquard)"),
     "train": Command("vita_grasp_core.training.train:main",
                      "train the grasp decoder (= scripts/train.py)"),
+    "cv": Command("vita_grasp_core.training.cv:main",
+                  "k-fold cross-validation on Cornell / Jacquard (mean +- std top-1, P@5)"),
     "eval": Command("vita_grasp_core.evaluation:main",
                     "rectangle-metric evaluation of a checkpoint"),
     "infer": Command("vita_grasp_core.inference:main",
@@ -51,16 +53,19 @@ def installed_commands() -> tuple[dict[str, Command], list[str]]:
     """The core's commands plus those of the :data:`ENTRY_POINT_GROUP` entry points.
 
     Returns ``(commands, problems)``: an entry point that cannot be loaded or is not a
-    :class:`Command` is left out and described in ``problems``; one that reuses a core name is
-    ignored (the core's command wins).
+    :class:`Command` is left out and described in ``problems``; one that reuses a taken name is
+    ignored (the core's command wins), silently when it is the same entry point installed twice.
     """
     from importlib.metadata import entry_points
 
-    out, problems = dict(COMMANDS), []
+    out, problems, seen = dict(COMMANDS), [], {}
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if seen.get(ep.name) == ep.value:
+            continue  # the same package installed twice (e.g. pip and colcon): one command
         if ep.name in out:
             problems.append(f"{ep.name} ({ep.value}): a command of that name exists already")
             continue
+        seen[ep.name] = ep.value
         try:
             cmd = ep.load()
         except Exception as e:  # noqa: BLE001 - a broken plug-in must not break the others
