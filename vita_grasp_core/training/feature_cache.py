@@ -62,6 +62,18 @@ def cache_key(model_config, data_signature: dict) -> str:
     return _hash(blob)[:16]
 
 
+def encoder_fingerprint(model) -> str | None:
+    """Hash of the encoder's weights when they are not named by ``pretrained_model`` (a random or
+    fine-tuned encoder stored in the checkpoint); ``None`` for a referenced pretrained one."""
+    if model.config.pretrained_model is not None and model.backbone.frozen:
+        return None
+    h = hashlib.sha256()
+    for k, v in sorted(model.backbone.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def dataset_signature(dataset) -> dict:
     """What the views of a :class:`~vita_grasp_core.data.GraspDataset` depend on."""
     aug = dataset.augment
@@ -78,7 +90,10 @@ def _stable_int(text: str) -> int:
 class FeatureCache:
     """View files under ``directory/<key>/`` (see module docstring)."""
 
-    def __init__(self, directory, model_config, data_signature: dict):
+    def __init__(self, directory, model_config, data_signature: dict,
+                 fingerprint: str | None = None):
+        if fingerprint is not None:  # the encoder's own weights, not a named checkpoint
+            data_signature = dict(data_signature, encoder_weights=fingerprint)
         self.key = cache_key(model_config, data_signature)
         self.dir = Path(directory) / self.key
         self.dir.mkdir(parents=True, exist_ok=True)

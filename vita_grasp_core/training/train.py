@@ -156,7 +156,7 @@ class Trainer:
         """Train from cached encoder features (``train.feature_cache``); with augmentation,
         ``train.cache_views`` views per frame. The validation frames' own view is cached too."""
         from .feature_cache import (CachedFeatureDataset, FeatureCache, build_cache,
-                                    dataset_signature, stored_bytes)
+                                    dataset_signature, encoder_fingerprint, stored_bytes)
 
         t = self.cfg.train
         if not t.feature_cache:
@@ -167,7 +167,8 @@ class Trainer:
             return False
         views = t.cache_views if self.train_ds.augment is not None else 1
         root = Path(t.feature_cache_dir) if t.feature_cache_dir else self.out / "feature_cache"
-        self.cache = FeatureCache(root, self.cfg.model, dataset_signature(self.train_ds))
+        self.cache = FeatureCache(root, self.cfg.model, dataset_signature(self.train_ds),
+                                  encoder_fingerprint(self.model))
         t0 = time.perf_counter()
         kw = dict(device=self.device, batch_size=max(t.batch_size, views), rank=self.dist.rank,
                   world_size=self.dist.world_size, progress=self.progress and self.dist.is_main)
@@ -393,6 +394,10 @@ class Trainer:
         if self.dist.is_main:
             meta = dict(blob.get("meta") or {}, decode=decode.to_dict(), calibration=report)
             save_checkpoint(best, best_model, meta=meta)
+        if "note" in report:
+            log.warning("calibration on %d validation frames: %s", report["frames"],
+                        report["note"])
+        else:
             log.info("calibrated on %d validation frames: score threshold %.2f (top-1 %.1f %% -> "
                      "%.1f %% with it; precision of all grasps %.1f %%)", report["frames"],
                      decode.score_threshold, 100 * report.get("top1_accuracy_threshold0", 0),

@@ -1,0 +1,249 @@
+"""k-fold cross-validation: ``vita-grasp cv`` (Cornell / Jacquard protocol).
+
+::
+
+    vita-grasp cv --config config/dinov2_cornell.yaml --dataset_root ../shared/data/cornell \\
+        --output_dir runs/cv [--folds 5] [--split_by image|object] [--only 0 2] [--set ...]
+
+For fold k of a seeded k-fold split (image-wise: the Cornell convention; object-wise where object
+identity is known): train on the other folds with a seeded validation part held out of them (it
+selects the checkpoint and chooses the score threshold and quality calibration), then score fold
+k — never seen by training or selection — with the API's defaults (``GraspPredictor`` from the
+checkpoint, exactly what the node publishes): top-1 accuracy (IoU > 0.25 and angle difference
+< 30 degrees) and precision@k. The frozen encoder's features of every frame's views are computed
+once into a cache shared by all folds.
+
+Writes ``<out>/fold_<k>/`` (the fold's training run + ``test_images.json``), ``<out>/cv.json``
+(per fold and mean +- std), ``<out>/overlays/`` (the best and worst test frames) and prints a
+table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .config import ConfigError, FullConfig, build_config, load_raw
+
+log = logging.getLogger("vita_grasp.train")
+
+
+def fold_frames(cfg: FullConfig):
+    """``(frames, folds)``: every frame of ``cfg.data.root`` and the k test folds."""
+    from ..data import kfold, scan_dataset
+
+    d = cfg.data
+    res = scan_dataset(d.root, d.format)
+    if res.format == "graspnet":
+        raise ConfigError("vita-grasp cv splits Cornell / Jacquard frames; GraspNet-1Billion has "
+                          "fixed scene splits (use vita-grasp train and vita-grasp eval)")
+    by = d.split_by or ("object" if res.format == "jacquard" else "image")
+    return res.frames, kfold(res.frames, d.folds, seed=d.split_seed, by=by), by
+
+
+def prebuild_cache(cfg: FullConfig, frames, device, progress: bool) -> dict:
+    """Encoder features of every frame's views, once for all folds (``train.feature_cache``)."""
+    from ..data import GraspDataset
+    from ..model import build_model
+    from .dist import seed_everything
+    from .feature_cache import FeatureCache, build_cache, dataset_signature, encoder_fingerprint
+
+    t = cfg.train
+    seed_everything(t.seed)  # as the fold trainers do: the same (random-init) encoder
+    model = build_model(cfg.model).to(device)
+    ds = GraspDataset(frames, output_size=cfg.model.output_size, input_size=cfg.model.input_size,
+                      mean=model.mean, std=model.std, width_scale=cfg.model.width_scale,
+                      augment=cfg.data.make_augment(), seed=t.seed, max_rects=cfg.data.max_rects,
+                      root=cfg.data.root, require_label=cfg.data.require_label)
+    views = t.cache_views if ds.augment is not None else 1
+    cache = FeatureCache(t.feature_cache_dir, cfg.model, dataset_signature(ds),
+                         encoder_fingerprint(model))
+    t0 = time.perf_counter()
+    n = build_cache(model, ds, cache, views=views, device=device,
+                    batch_size=max(t.batch_size, views), progress=progress)
+    return {"views_per_frame": views, "views_computed": n, "seconds": time.perf_counter() - t0,
+            "dir": str(cache.dir)}
+
+
+def score_fold(checkpoint: Path, frames, device, *, time_frames: int = 20) -> dict:
+    """Score frames with the checkpoint's API defaults; per-image rows; CPU predict time."""
+    from ..data import GraspDataset, load_frame
+    from ..evaluation import evaluate
+    from ..predictor import GraspPredictor
+
+    pred = GraspPredictor.from_checkpoint(checkpoint, device=device)
+    c = pred.config
+    ds = GraspDataset(frames, output_size=c.output_size, input_size=c.input_size,
+                      mean=pred.model.mean, std=pred.model.std, width_scale=c.width_scale)
+    res = evaluate(pred, ds, batch_size=8, progress=False, per_image=True,
+                   keep_predictions=True, score_threshold=None, max_grasps=None,
+                   min_distance=None, smooth_sigma=None)
+    times = []
+    for rec in frames[:time_frames]:
+        rgb = load_frame(rec).rgb
+        t0 = time.perf_counter()
+        pred.predict(rgb)
+        times.append(time.perf_counter() - t0)
+    res["predict_ms_median"] = 1000 * float(np.median(times[1:] or times))
+    res["decode"] = pred.decode_config.to_dict()
+    return res
+
+
+def _frame_rows(res: dict) -> list[dict]:
+    rows = []
+    for img, (key, p, gt) in zip(res["images"], res["predictions"]):
+        rows.append({**img, "key": key, "num_predictions": int(len(p)),
+                     "best_quality": float(p[0, 5]) if len(p) else None,
+                     "predictions": np.round(np.asarray(p)[:5, :6], 3).tolist()})
+    return rows
+
+
+def overlays(rows: list[dict], frames_by_key: dict, out: Path, n: int = 6) -> dict:
+    """Pictures of the ``n`` best (correct, most confident) and ``n`` worst (missed, most
+    confident) test frames: predicted grasps (best in green) over the ground truth (thin grey)."""
+    import cv2
+
+    from ..data import load_frame
+    from ..visualize import draw_grasps
+
+    out.mkdir(parents=True, exist_ok=True)
+    ok = sorted((r for r in rows if r.get("top1")), key=lambda r: -(r["best_quality"] or 0))
+    bad = sorted((r for r in rows if not r.get("top1")), key=lambda r: -(r["best_quality"] or 0))
+    written = {}
+    for name, sel in (("best", ok[:n]), ("worst", bad[:n])):
+        tiles = []
+        for r in sel:
+            fr = load_frame(frames_by_key[r["key"]])
+            img = draw_grasps(fr.rgb, fr.grasps, jaw_color=(150, 150, 150),
+                              open_color=(150, 150, 150), highlight_best=False, thickness=1)
+            img = draw_grasps(img, np.asarray(r["predictions"]).reshape(-1, 6), max_grasps=5)
+            tiles.append(cv2.resize(img, (224, 224), interpolation=cv2.INTER_AREA))
+        if tiles:
+            grid = np.concatenate(tiles, axis=1)
+            path = out / f"{name}.png"
+            cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+            written[name] = {"path": str(path), "keys": [r["key"] for r in sel]}
+    return written
+
+
+def run_cv(cfg: FullConfig, out, *, device: str = "auto", only=None, progress: bool = True
+           ) -> dict:
+    """Train and score every fold (or the ``only`` ones); returns and writes ``cv.json``."""
+    from .train import train
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    frames, folds, by = fold_frames(cfg)
+    k = len(folds)
+    if cfg.train.feature_cache and cfg.train.feature_cache_dir is None:
+        cfg.train.feature_cache_dir = str(out / "feature_cache")
+    t_all = time.perf_counter()
+    cache = prebuild_cache(cfg, frames, device, progress) if cfg.train.feature_cache else None
+    results, all_rows = [], []
+    for f in (range(k) if only is None else only):
+        t0 = time.perf_counter()
+        cfg_f = build_config(cfg.to_dict(), [f"data.test_fold={f}", f"data.folds={k}"])
+        summary = train(cfg_f, out / f"fold_{f}", device=device, progress=progress)
+        t_train = time.perf_counter() - t0
+        test = [frames[i] for i in folds[f]]
+        res = score_fold(out / f"fold_{f}" / "best_model.pt", test, device)
+        rows = _frame_rows(res)
+        (out / f"fold_{f}" / "test_images.json").write_text(json.dumps(rows, indent=1))
+        all_rows += [dict(r, fold=f) for r in rows]
+        results.append({"fold": f, "test_frames": len(test),
+                        "top1_accuracy": res["top1_accuracy"],
+                        "precision@1": res["precision@1"], "precision@5": res["precision@5"],
+                        "precision@10": res["precision@10"],
+                        "mean_predictions": res["mean_predictions"],
+                        "gt_rects_outside": res["gt_rects_outside"],
+                        "val_top1": summary["best_top1"], "best_epoch": summary["best_epoch"],
+                        "score_threshold": res["decode"]["score_threshold"],
+                        "train_seconds": round(t_train, 1),
+                        "fold_seconds": round(time.perf_counter() - t0, 1),
+                        "predict_ms_median": round(res["predict_ms_median"], 1)})
+        log.info("fold %d/%d: test top-1 %.1f %%, P@5 %.1f %% (%d frames, threshold %.2f), "
+                 "%.0f s", f + 1, k, 100 * res["top1_accuracy"], 100 * res["precision@5"],
+                 len(test), res["decode"]["score_threshold"], time.perf_counter() - t0)
+    by_key = {fr.key: fr for fr in frames}
+    pictures = overlays(all_rows, by_key, out / "overlays")
+    report = {"data_root": str(cfg.data.root), "frames": len(frames), "folds": k,
+              "split_by": by, "split_seed": cfg.data.split_seed, "config": cfg.to_dict(),
+              "cache": cache, "per_fold": results, "overlays": pictures,
+              "seconds_total": round(time.perf_counter() - t_all, 1)}
+    for key in ("top1_accuracy", "precision@5", "precision@10", "fold_seconds",
+                "predict_ms_median"):
+        v = np.array([r[key] for r in results], np.float64)
+        report[f"{key}_mean"], report[f"{key}_std"] = float(v.mean()), float(v.std())
+    (out / "cv.json").write_text(json.dumps(report, indent=1, default=str))
+    (out / "cv_images.json").write_text(json.dumps(all_rows, indent=1))
+    return report
+
+
+def format_report(r: dict) -> str:
+    lines = [f"{r['folds']}-fold cross-validation ({r['split_by']}-wise) on {r['frames']} frames "
+             f"of {r['data_root']}",
+             "  fold  frames  top-1    P@5     P@10   threshold  val top-1  fold time"]
+    for f in r["per_fold"]:
+        lines.append(f"  {f['fold']:>4}  {f['test_frames']:>6}  {100 * f['top1_accuracy']:5.1f} %"
+                     f"  {100 * f['precision@5']:5.1f} %  {100 * f['precision@10']:5.1f} %"
+                     f"  {f['score_threshold']:9.2f}  {100 * f['val_top1']:7.1f} %"
+                     f"  {f['fold_seconds']:7.0f} s")
+    lines.append(f"  mean +- std: top-1 {100 * r['top1_accuracy_mean']:.1f} +- "
+                 f"{100 * r['top1_accuracy_std']:.1f} %, P@5 {100 * r['precision@5_mean']:.1f} "
+                 f"+- {100 * r['precision@5_std']:.1f} %; predict {r['predict_ms_median_mean']:.0f}"
+                 f" ms/frame; total {r['seconds_total'] / 60:.1f} min")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vita-grasp cv",
+        description="k-fold cross-validation on a Cornell or Jacquard data set: train each fold "
+                    "(checkpoint and threshold selected on a validation part of its training "
+                    "folds), score the held-out fold with the API's defaults (top-1 and P@k, "
+                    "IoU > 0.25, angle < 30 deg), print mean +- std.")
+    p.add_argument("--config", required=True, help="YAML config, e.g. config/dinov2_cornell.yaml")
+    p.add_argument("--dataset_root", required=True, help="Cornell or Jacquard data set root")
+    p.add_argument("--output_dir", required=True, help="fold runs, cv.json, overlays")
+    p.add_argument("--folds", type=int, default=None, help="number of folds (data.folds, 5)")
+    p.add_argument("--split_by", choices=("image", "object"), default=None,
+                   help="image-wise (Cornell convention) or object-wise folds (data.split_by)")
+    p.add_argument("--seed", type=int, default=None, help="split seed (data.split_seed)")
+    p.add_argument("--only", type=int, nargs="+", default=None, metavar="K",
+                   help="run only these folds (0-based)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key (as in vita-grasp train)")
+    p.add_argument("--no_progress", action="store_true")
+    return p
+
+
+def main(argv=None) -> int:
+    """Exit status 0 done, 2 configuration / data problems (one line)."""
+    args = build_parser().parse_args(argv)
+    ovr = list(args.overrides) + [f"data.root={json.dumps(args.dataset_root)}"]
+    for key, val in (("data.folds", args.folds), ("data.split_by", args.split_by),
+                     ("data.split_seed", args.seed)):
+        if val is not None:
+            ovr.append(f"{key}={val}")
+    try:
+        cfg = build_config(load_raw(args.config), ovr)
+        if args.only and any(not 0 <= f < cfg.data.folds for f in args.only):
+            raise ConfigError(f"--only {args.only}: folds are 0 .. {cfg.data.folds - 1}")
+        report = run_cv(cfg, args.output_dir, device=args.device, only=args.only,
+                        progress=not args.no_progress)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"vita-grasp cv: {e}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    print(f"wrote {Path(args.output_dir) / 'cv.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
