@@ -109,6 +109,12 @@ def test_calibrated_quality_is_reported_and_thresholded():
     kept = decode_maps(torch.from_numpy(maps), LB, width_scale=WS, decode=DecodeConfig(
         score_threshold=0.2, quality_knots=knots))[0]
     assert [round(g.quality, 3) for g in kept] == [0.64]
+    # a flat part of the calibration keeps the raw order among equal calibrated qualities
+    flat = ((0.0, 0.0), (0.2, 0.5), (0.9, 0.5), (1.0, 1.0))
+    maps2 = gaussian_maps([(100.0, 100.0, 0.57, 0.0, 40.0), (300.5, 200.5, 0.6, 0.0, 40.0)])
+    assert maps2[0, 100, 100] > maps2[0, 200, 300]  # the weaker peak has the higher pixel
+    tied = decode(maps2, score_threshold=0.01, quality_knots=flat)
+    assert [g.quality for g in tied] == [0.5, 0.5] and round(tied[0].x, 1) == 300.5
     # a threshold above the calibration's best quality returns nothing
     none = decode(maps, score_threshold=0.9, quality_knots=((0.0, 0.0), (1.0, 0.85)))
     assert none == []

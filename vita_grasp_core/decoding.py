@@ -401,7 +401,8 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
         quality = np.asarray(apply_quality_calibration(q_raw, knots), dtype=np.float64)
         ok = interior & (quality >= cfg.score_threshold)
         order = np.flatnonzero(ok)
-        order = order[np.argsort(-quality[order], kind="stable")]
+        # best first; equal calibrated qualities (a flat part of the calibration) by raw heat
+        order = order[np.lexsort((-q_raw[order], -quality[order]))]
         order = _one_per_plateau(rows_i, cols_i, order, cfg.min_distance)[:max_grasps]
         wts = np.clip(chans[0, order] - WEIGHT_FLOOR * q_raw[order, None], 0.0, None)
         wts *= inside[order]
