@@ -50,11 +50,13 @@ def prebuild_cache(cfg: FullConfig, frames, device, progress: bool) -> dict:
     """Encoder features of every frame's views, once for all folds (``train.feature_cache``)."""
     from ..data import GraspDataset
     from ..model import build_model
+    from ..predictor import resolve_device
     from .dist import seed_everything
     from .feature_cache import FeatureCache, build_cache, dataset_signature, encoder_fingerprint
 
     t = cfg.train
     seed_everything(t.seed)  # as the fold trainers do: the same (random-init) encoder
+    device = resolve_device(device)
     model = build_model(cfg.model).to(device)
     ds = GraspDataset(frames, output_size=cfg.model.output_size, input_size=cfg.model.input_size,
                       mean=model.mean, std=model.std, width_scale=cfg.model.width_scale,

@@ -122,7 +122,8 @@ class FeatureCache:
         tensors["size"] = torch.tensor([int(size[0]), int(size[1])], dtype=torch.int64)
         if semantic is not None:
             tensors["semantic"] = torch.from_numpy(np.ascontiguousarray(semantic, np.uint8))
-        atomic_write(path, lambda p: save_file(tensors, str(p)))
+        # atomic (a killed build leaves no partial file) but not fsynced: a cache, recomputable
+        atomic_write(path, lambda p: save_file(tensors, str(p)), durable=False)
 
     def load(self, path: Path) -> dict:
         """``{"features": [fp16 (C, h, w)], "grasps": (N, 7), "size": (h, w),
