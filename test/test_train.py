@@ -253,3 +253,43 @@ def test_head_bias_init_matches_target_means(tmp_path_factory):
         b = head[-1].bias.detach()
         act = torch.tanh(b) if c in (1, 2) else torch.sigmoid(b)
         torch.testing.assert_close(act, torch.full_like(act, mean[c]), atol=2e-3, rtol=1e-3)
+
+
+# ----------------------------------------------------------------------------- faults (issue 12)
+def test_resume_from_a_corrupt_last_pt_is_one_line_exit_2(tmp_path, capsys):
+    from vita_grasp_core.training.train import main
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "last.pt").write_bytes(b"\x00garbage, not a checkpoint" * 10)
+    rc = main(["--config", str(TINY), "--dataset_root", str(tmp_path), "--output_dir",
+               str(run_dir), "--resume", "auto", "--no_progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert "--resume" in err[0] and "last.pt" in err[0] and "Traceback" not in err[0]
+
+
+def test_bad_frames_are_dropped_from_the_epoch_and_counted(tmp_path, tmp_path_factory, caplog):
+    import logging
+
+    from vita_grasp_core.training.train import Trainer
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_root(tmp_path_factory) / "scenes" / "scene_0000",
+                    data / "scenes" / "scene_0000")
+    rgb = sorted((data / "scenes" / "scene_0000" / "kinect" / "rgb").glob("*.png"))
+    rgb[1].write_bytes(b"not a png")  # corrupt image
+    rgb[2].write_bytes(rgb[2].read_bytes()[:100])  # truncated image
+    cfg = build_config(load_raw(TINY), [f"data.root={data}", "data.train_scenes=[0]",
+                                        "data.val_scenes=null", "train.batch_size=2",
+                                        "train.epochs=1", "data.memory_cache=false"])
+    with caplog.at_level(logging.INFO, logger="vita_grasp"):
+        tr = Trainer(cfg, tmp_path / "run", device="cpu", progress=False)
+    try:
+        assert len(tr.train_ds) == 6  # 8 found, 2 unreadable: never replaced by a neighbour
+        assert "training frames: 6 usable of 8 (skipped: {'corrupt_rgb': 2})" in caplog.text
+        assert tr.steps_per_epoch == 3
+        keys = set(tr.train_ds.keys)
+        assert len(keys) == 6 and all("f0001" not in k and "f0002" not in k for k in keys)
+    finally:
+        tr.close()

@@ -197,8 +197,9 @@ def format_report(r: dict) -> str:
                      f"  {f['fold_seconds']:7.0f} s")
     lines.append(f"  mean +- std: top-1 {100 * r['top1_accuracy_mean']:.1f} +- "
                  f"{100 * r['top1_accuracy_std']:.1f} %, P@5 {100 * r['precision@5_mean']:.1f} "
-                 f"+- {100 * r['precision@5_std']:.1f} %; predict {r['predict_ms_median_mean']:.0f}"
-                 f" ms/frame; total {r['seconds_total'] / 60:.1f} min")
+                 f"+- {100 * r['precision@5_std']:.1f} %; predict "
+                 f"{r['predict_ms_median_mean']:.0f} ms/frame; total "
+                 f"{r['seconds_total'] / 60:.1f} min")
     return "\n".join(lines)
 
 

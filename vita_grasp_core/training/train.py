@@ -17,19 +17,16 @@ with the decoding calibrated on validation), ``last.pt`` (+ optimizer, scheduler
 ``--resume`` continues from it exactly), ``metrics.jsonl`` (one line per epoch), ``tb/``
 (TensorBoard), ``train.log``. See docs/training.md.
 
-The pieces: :mod:`.dist` (processes, seeds, RNG), :mod:`.data` (which frames), :mod:`.feature_cache`
-(frozen-encoder features of augmented views), :mod:`.checkpointing` (best/last, resume),
-:mod:`.run_log` (log, TensorBoard, metrics) and :mod:`.calibrate` (scores and threshold).
+The pieces: :mod:`.dist` (processes, seeds, RNG), :mod:`.data` (which frames),
+:mod:`.feature_cache` (frozen-encoder features of augmented views), :mod:`.checkpointing`
+(best/last, resume), :mod:`.run_log` (log, TensorBoard, metrics), :mod:`.calibrate` (scores and
+threshold) and :mod:`.cli` (the command line).
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import logging
 import math
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -37,10 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..backbones.weights import EncoderUnavailableError
-from ..checkpoint import CheckpointError
 from .checkpointing import Checkpointer, TrainState
-from .config import REPO_ROOT, ConfigError, FullConfig, build_config, load_raw
+from .config import ConfigError, FullConfig
 from .data import check_sizes_against_data, init_head_biases, make_datasets, memory_cached
 from .dist import Dist, default_threads, default_workers, seed_everything, worker_init
 from .losses import GraspLoss
@@ -116,9 +111,11 @@ class Trainer:
         data = make_datasets(cfg, self.model)
         log.info("data: %s", data.description)
         self.train_ds, self.val_ds = data.train, data.val
-        for ds in (self.train_ds, self.val_ds):
-            if ds is not None:  # drops unreadable frames before any epoch; logs N usable of M
-                ds.check_frames()
+        for name, ds in (("training", self.train_ds), ("validation", self.val_ds)):
+            if ds is not None:  # unreadable frames leave before any epoch, never replaced
+                c = ds.check_frames()
+                log.info("%s frames: %d usable of %d%s", name, c["usable"], c["found"],
+                         f" (skipped: {c['skipped']})" if c["removed"] else "")
         if self.dist.is_main:
             check_sizes_against_data(cfg, self.train_ds)
         if t.head_bias_init and resume_path is None:
@@ -155,8 +152,14 @@ class Trainer:
     def _setup_feature_cache(self) -> bool:
         """Train from cached encoder features (``train.feature_cache``); with augmentation,
         ``train.cache_views`` views per frame. The validation frames' own view is cached too."""
-        from .feature_cache import (CachedFeatureDataset, FeatureCache, build_cache,
-                                    dataset_signature, encoder_fingerprint, stored_bytes)
+        from .feature_cache import (
+            CachedFeatureDataset,
+            FeatureCache,
+            build_cache,
+            dataset_signature,
+            encoder_fingerprint,
+            stored_bytes,
+        )
 
         t = self.cfg.train
         if not t.feature_cache:
@@ -360,7 +363,8 @@ class Trainer:
                       "val": val, "best_top1": st.best_metric, "best_epoch": st.best_epoch}
             self.ckpt.save(self.model, st, record, improved, self.optimizer, self.scheduler)
             done = st.epoch - start
-            self.log.epoch(record, t.epochs, (time.perf_counter() - t_run) / done * (end - st.epoch))
+            eta = (time.perf_counter() - t_run) / done * (end - st.epoch)
+            self.log.epoch(record, t.epochs, eta)
             self.dist.barrier()
         calibration = self.calibrate_best() if t.calibrate and st.epoch >= t.epochs else None
         summary = {"output_dir": str(self.out), "epochs": st.epoch, "steps": st.global_step,
@@ -368,8 +372,8 @@ class Trainer:
                    "last_val": last_val, "calibration": calibration,
                    "seconds": round(time.perf_counter() - t_run, 2),
                    "nonfinite_steps": st.nonfinite_steps}
-        log.info("done: best validation top-1 %.2f %% (epoch %s); %s", 100 * max(st.best_metric, 0),
-                 st.best_epoch, self.out)
+        log.info("done: best validation top-1 %.2f %% (epoch %s); %s",
+                 100 * max(st.best_metric, 0), st.best_epoch, self.out)
         return summary
 
     def calibrate_best(self) -> dict | None:
@@ -414,27 +418,7 @@ class Trainer:
         self.dist.close()
 
 
-# ----------------------------------------------------------------------------- entry points
-def resolve_run_config(model_type: str | None, config: str | None, dataset_root: str | None,
-                       seed: int | None, overrides) -> FullConfig:
-    """The run's config from the CLI arguments (``--config`` or ``config/<model_type>_grasp.yaml``,
-    then ``--set`` overrides, then ``--dataset_root`` / ``--seed``)."""
-    if config is None:
-        config = str(REPO_ROOT / "config" / f"{model_type or 'internvit'}_grasp.yaml")
-    raw = load_raw(config)
-    ovr = list(overrides or [])
-    if dataset_root is not None:
-        ovr.append(f"data.root={json.dumps(str(dataset_root))}")
-    if seed is not None:
-        ovr.append(f"train.seed={int(seed)}")
-    cfg = build_config(raw, ovr)
-    if model_type is not None and cfg.model.backbone != model_type:
-        raise ConfigError(f"--model_type {model_type} but {config} has model.backbone "
-                          f"{cfg.model.backbone!r}: pass the matching --config "
-                          f"(config/{model_type}_grasp.yaml) or omit --model_type")
-    return cfg
-
-
+# ----------------------------------------------------------------------------- entry point
 def train(cfg: FullConfig, output_dir, *, resume=None, device: str = "auto",
           progress: bool = True) -> dict:
     """Programmatic entry point: run a whole training and return its summary."""
@@ -445,63 +429,5 @@ def train(cfg: FullConfig, output_dir, *, resume=None, device: str = "auto",
         trainer.close()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from ..backbones import list_backbones
-
-    p = argparse.ArgumentParser(
-        prog="vita-grasp train | scripts/train.py",
-        description="Train the VITA-Grasp decoder on a GraspNet-1Billion, Cornell or Jacquard "
-                    "data set (torchrun --nproc_per_node N for DistributedDataParallel).",
-        epilog="Examples: python scripts/train.py --model_type internvit --dataset_root "
-               "data/graspnet --output_dir runs/internvit --set train.batch_size=4 | "
-               "python scripts/train.py --config config/dinov2_cornell.yaml --dataset_root "
-               "../shared/data/cornell --output_dir runs/cornell")
-    p.add_argument("--model_type", choices=list_backbones(), default=None,
-                   help="backbone; selects config/<model_type>_grasp.yaml without --config")
-    p.add_argument("--config", default=None, help="YAML config (sections model, data, train)")
-    p.add_argument("--dataset_root", default=None, help="data set root (sets data.root)")
-    p.add_argument("--output_dir", required=True, help="checkpoints, logs and metrics go here")
-    p.add_argument("--resume", nargs="?", const="auto", default=None,
-                   help="continue from a last.pt (path, run directory, or 'auto' = "
-                        "<output_dir>/last.pt if it exists)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
-    p.add_argument("--seed", type=int, default=None, help="sets train.seed")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key (dotted, value parsed as YAML), repeatable: "
-                        "--set train.epochs=3 --set data.train_scenes=[0,1]")
-    p.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
-    p.add_argument("--print_config", action="store_true",
-                   help="print the resolved config and exit")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Exit status: 0 done, 1 aborted on non-finite losses, 2 configuration, data, checkpoint or
-    encoder problems (one line on stderr)."""
-    args = build_parser().parse_args(argv)
-    try:
-        cfg = resolve_run_config(args.model_type, args.config, args.dataset_root, args.seed,
-                                 args.overrides)
-    except ConfigError as e:
-        print(f"train: config error: {e}", file=sys.stderr)
-        return 2
-    if args.print_config:
-        print(cfg.to_yaml(), end="")
-        return 0
-    try:
-        summary = train(cfg, args.output_dir, resume=args.resume, device=args.device,
-                        progress=not args.no_progress)
-    except (ConfigError, FileNotFoundError, CheckpointError, EncoderUnavailableError) as e:
-        print(f"train: {e}", file=sys.stderr)
-        return 2
-    except FloatingPointError as e:
-        print(f"train: {e}", file=sys.stderr)
-        return 1
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({k: v for k, v in summary.items()
-                          if k not in ("last_val", "calibration")}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+# The command line lives in :mod:`.cli` (``scripts/train.py``, ``vita-grasp train``).
+from .cli import build_parser, main, resolve_run_config  # noqa: E402,F401

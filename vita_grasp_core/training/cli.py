@@ -1,0 +1,95 @@
+"""``scripts/train.py`` / ``vita-grasp train``: the training command line (see :mod:`.train`)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from ..backbones.weights import EncoderUnavailableError
+from ..checkpoint import CheckpointError
+from .config import REPO_ROOT, ConfigError, FullConfig, build_config, load_raw
+
+
+def resolve_run_config(model_type: str | None, config: str | None, dataset_root: str | None,
+                       seed: int | None, overrides) -> FullConfig:
+    """The run's config from the CLI arguments (``--config`` or ``config/<model_type>_grasp.yaml``,
+    then ``--set`` overrides, then ``--dataset_root`` / ``--seed``)."""
+    if config is None:
+        config = str(REPO_ROOT / "config" / f"{model_type or 'internvit'}_grasp.yaml")
+    raw = load_raw(config)
+    ovr = list(overrides or [])
+    if dataset_root is not None:
+        ovr.append(f"data.root={json.dumps(str(dataset_root))}")
+    if seed is not None:
+        ovr.append(f"train.seed={int(seed)}")
+    cfg = build_config(raw, ovr)
+    if model_type is not None and cfg.model.backbone != model_type:
+        raise ConfigError(f"--model_type {model_type} but {config} has model.backbone "
+                          f"{cfg.model.backbone!r}: pass the matching --config "
+                          f"(config/{model_type}_grasp.yaml) or omit --model_type")
+    return cfg
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..backbones import list_backbones
+
+    p = argparse.ArgumentParser(
+        prog="vita-grasp train | scripts/train.py",
+        description="Train the VITA-Grasp decoder on a GraspNet-1Billion, Cornell or Jacquard "
+                    "data set (torchrun --nproc_per_node N for DistributedDataParallel).",
+        epilog="Examples: python scripts/train.py --model_type internvit --dataset_root "
+               "data/graspnet --output_dir runs/internvit --set train.batch_size=4 | "
+               "python scripts/train.py --config config/dinov2_cornell.yaml --dataset_root "
+               "../shared/data/cornell --output_dir runs/cornell")
+    p.add_argument("--model_type", choices=list_backbones(), default=None,
+                   help="backbone; selects config/<model_type>_grasp.yaml without --config")
+    p.add_argument("--config", default=None, help="YAML config (sections model, data, train)")
+    p.add_argument("--dataset_root", default=None, help="data set root (sets data.root)")
+    p.add_argument("--output_dir", required=True, help="checkpoints, logs and metrics go here")
+    p.add_argument("--resume", nargs="?", const="auto", default=None,
+                   help="continue from a last.pt (path, run directory, or 'auto' = "
+                        "<output_dir>/last.pt if it exists)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
+    p.add_argument("--seed", type=int, default=None, help="sets train.seed")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key (dotted, value parsed as YAML), repeatable: "
+                        "--set train.epochs=3 --set data.train_scenes=[0,1]")
+    p.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
+    p.add_argument("--print_config", action="store_true",
+                   help="print the resolved config and exit")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 done, 1 aborted on non-finite losses, 2 configuration, data, checkpoint or
+    encoder problems (one line on stderr)."""
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = resolve_run_config(args.model_type, args.config, args.dataset_root, args.seed,
+                                 args.overrides)
+    except ConfigError as e:
+        print(f"train: config error: {e}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(cfg.to_yaml(), end="")
+        return 0
+    from .train import train
+
+    try:
+        summary = train(cfg, args.output_dir, resume=args.resume, device=args.device,
+                        progress=not args.no_progress)
+    except (ConfigError, FileNotFoundError, CheckpointError, EncoderUnavailableError) as e:
+        print(f"train: {e}", file=sys.stderr)
+        return 2
+    except FloatingPointError as e:
+        print(f"train: {e}", file=sys.stderr)
+        return 1
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({k: v for k, v in summary.items()
+                          if k not in ("last_val", "calibration")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
