@@ -15,7 +15,10 @@ COLCON_WS ?= build/colcon_ws
 # venv's python would keep this venv's python from setting up its own library path.
 unexport _ROS_WHEELS_BOOTSTRAP_COMPLETE
 
-.PHONY: help setup test demo bench colcon clean distclean
+# make real CORNELL=DIR: the real-photograph experiment on another Cornell-layout copy.
+CORNELL ?= ../shared/data/cornell
+
+.PHONY: help setup test demo bench real colcon clean distclean
 
 help:  ## List the targets
 	@echo "VITA-Grasp make targets:"
@@ -32,6 +35,9 @@ demo: setup  ## Run the demo: scripts/demo.py $(ARGS)
 
 bench: setup  ## Run the benchmarks: bench/run_all.py $(ARGS)
 	$(PY) bench/run_all.py $(ARGS)
+
+real: setup  ## Cornell 5-fold cross-validation (CORNELL=dir), regenerates docs/real_images.md
+	$(PY) scripts/real_images.py --root $(CORNELL) $(ARGS)
 
 colcon: setup  ## colcon build the ROS package into $(COLCON_WS) against the venv
 	@bash scripts/setup.sh colcon $(COLCON_WS)
