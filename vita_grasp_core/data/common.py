@@ -283,6 +283,34 @@ def tagged(fn, what: str, *args):
 
 
 # --------------------------------------------------------------------------- grasp rows
+def read_number_rows(path, columns: int, sep: str | None, layout: str) -> np.ndarray:
+    """A text file of numeric rows (blank lines ignored) -> ``(N, columns)`` float64.
+
+    ``sep`` splits a line (``None`` = whitespace); ``layout`` names the expected line for messages
+    (``"x y"``). Raises :class:`FrameFault`: ``missing``, ``empty``, ``corrupt`` (not ASCII, a
+    line with another number of fields or a field that is not a number; NaN is a number).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="ascii", errors="strict")
+    except FileNotFoundError:
+        raise FrameFault("missing", path) from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise FrameFault("corrupt", path, str(e)[:80]) from None
+    lines = [ln.split(sep) for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise FrameFault("empty", path)
+    vals = np.empty((len(lines), columns), np.float64)
+    for i, parts in enumerate(lines):
+        if len(parts) != columns:
+            raise FrameFault("corrupt", path, f"line {i + 1}: expected {layout!r}")
+        try:
+            vals[i] = [float(p) for p in parts]
+        except ValueError:
+            raise FrameFault("corrupt", path, f"line {i + 1}: not numbers") from None
+    return vals
+
+
 def corners_to_grasps(corners) -> np.ndarray:
     """Rectangles as 4 corners -> ``(N, 7)`` float64 grasp rows (score 1, obj_id 0).
 

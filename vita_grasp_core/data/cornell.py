@@ -23,8 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import (FaultLog, FrameFault, FrameRecord, ScanResult, corners_to_grasps,
-                     grasps_to_corners)
+from .common import (
+    FaultLog,
+    FrameFault,
+    FrameRecord,
+    ScanResult,
+    corners_to_grasps,
+    grasps_to_corners,
+    read_number_rows,
+)
 
 _RGB_RE = re.compile(r"pcd(\d+)r\.png")
 _POS_RE = re.compile(r"pcd(\d+)cpos\.txt")
@@ -35,26 +42,9 @@ MAX_DEPTH = 2
 def read_cornell_rects(path) -> np.ndarray:
     """A ``cpos.txt`` / ``cneg.txt`` file -> ``(N, 7)`` float64 grasp rows (rows with a NaN
     corner stay NaN). Raises :class:`FrameFault` (``missing``, ``empty``, ``corrupt``)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="ascii", errors="strict")
-    except FileNotFoundError:
-        raise FrameFault("missing", path) from None
-    except (UnicodeDecodeError, OSError) as e:
-        raise FrameFault("corrupt", path, str(e)[:80]) from None
-    lines = [ln.split() for ln in text.splitlines() if ln.strip()]
-    if not lines:
-        raise FrameFault("empty", path)
-    if len(lines) % 4:
-        raise FrameFault("corrupt", path, f"{len(lines)} lines, not a multiple of 4")
-    pts = np.empty((len(lines), 2), np.float64)
-    for i, parts in enumerate(lines):
-        if len(parts) != 2:
-            raise FrameFault("corrupt", path, f"line {i + 1}: expected 'x y'")
-        try:
-            pts[i] = float(parts[0]), float(parts[1])
-        except ValueError:
-            raise FrameFault("corrupt", path, f"line {i + 1}: not numbers") from None
+    pts = read_number_rows(path, 2, None, "x y")
+    if len(pts) % 4:
+        raise FrameFault("corrupt", path, f"{len(pts)} lines, not a multiple of 4")
     return corners_to_grasps(pts.reshape(-1, 4, 2))
 
 

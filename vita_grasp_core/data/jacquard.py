@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..conventions import wrap_angle
-from .common import FaultLog, FrameFault, FrameRecord, ScanResult
+from .common import FaultLog, FrameRecord, ScanResult, read_number_rows
 
 _GRASPS_RE = re.compile(r"(\d+)_(.+)_grasps\.txt")
 _RGB_RE = re.compile(r"(\d+)_(.+)_RGB\.png")
@@ -39,25 +39,7 @@ def read_jacquard_grasps(path) -> np.ndarray:
     ``angle = radians(theta)`` wrapped to [-pi/2, pi/2). Raises :class:`FrameFault`
     (``missing``, ``empty``, ``corrupt``: a line that is not 5 numbers separated by ``;``).
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="ascii", errors="strict")
-    except FileNotFoundError:
-        raise FrameFault("missing", path) from None
-    except (UnicodeDecodeError, OSError) as e:
-        raise FrameFault("corrupt", path, str(e)[:80]) from None
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if not lines:
-        raise FrameFault("empty", path)
-    vals = np.empty((len(lines), 5), np.float64)
-    for i, ln in enumerate(lines):
-        parts = ln.split(";")
-        if len(parts) != 5:
-            raise FrameFault("corrupt", path, f"line {i + 1}: expected x;y;theta;w;h")
-        try:
-            vals[i] = [float(p) for p in parts]
-        except ValueError:
-            raise FrameFault("corrupt", path, f"line {i + 1}: not numbers") from None
+    vals = read_number_rows(path, 5, ";", "x;y;theta;w;h")
     out = np.zeros((len(vals), 7), np.float64)
     out[:, 0], out[:, 1] = vals[:, 0], vals[:, 1]
     with np.errstate(invalid="ignore"):
