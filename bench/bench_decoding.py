@@ -39,8 +39,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common import (add_common_args, fmt_s, machine_info, print_tables,  # noqa: E402
-                    time_interleaved, write_json)
+from common import add_common_args, fmt_s, machine_info, print_tables, time_interleaved, write_json  # noqa: E402
 
 H, W = 480, 640
 WIDTH_SCALE = 0.25

@@ -26,8 +26,15 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common import (add_common_args, fmt_count, fmt_s, machine_info, print_tables,  # noqa: E402
-                    time_interleaved, write_json)
+from common import (  # noqa: E402
+    add_common_args,
+    fmt_count,
+    fmt_s,
+    machine_info,
+    print_tables,
+    time_interleaved,
+    write_json,
+)
 
 from vita_grasp_core.backbones import get_spec, list_backbones  # noqa: E402
 
@@ -108,7 +115,9 @@ def bench_backbone(backbone: str, *, tiny: bool, dtypes, repeats: int, warmup: i
         st = stages[dt][warmup:] or stages[dt]
         res["timing"][f"predict 1280x720 {dt}"]["stages_median"] = {
             k: float(np.median([s[k] for s in st])) for k in st[0]}
-    del preds, xs, model
+    preds.clear()  # free the copies before the next backbone (closures still name them)
+    xs.clear()
+    model = None
     gc.collect()
     return res
 
@@ -144,7 +153,7 @@ def bench_cuda_variants(backbone: str, repeats: int, warmup: int) -> dict:
                     s = time_interleaved({"c": lambda: cm(x)}, warmup=warmup, repeats=repeats)["c"]
                 out["sdpa + torch.compile"] = {k: s[k] for k in ("median", "p95", "n")}
                 out["sdpa + torch.compile"]["compile_s"] = compile_s
-            del model
+            model = None
             torch.cuda.empty_cache()
         except Exception as e:  # report, do not crash the whole benchmark
             out[impl] = {"error": f"{type(e).__name__}: {e}"}

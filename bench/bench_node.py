@@ -42,8 +42,15 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common import (add_common_args, fmt_s, machine_info, machine_table,  # noqa: E402
-                    print_tables, time_interleaved, write_json)
+from common import (  # noqa: E402
+    add_common_args,
+    fmt_s,
+    machine_info,
+    machine_table,
+    print_tables,
+    time_interleaved,
+    write_json,
+)
 
 SIZES = {"640x480": (480, 640), "1280x720": (720, 1280)}
 OVERHEAD_STAGES = ("deserialize Image", "bgr8 -> RGB", "preprocess", "grasp decoding",
@@ -84,12 +91,16 @@ def bench_stages(size_name, hw, predictor, repeats, model_repeats):
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
-
     from vita_grasp.msg import GraspArray
+
     from vita_grasp_core.grasp3d import grasp_poses
     from vita_grasp_ros import grasp_msgs
-    from vita_grasp_ros.image_conversions import (compressed_msg_to_rgb, image_msg_to_rgb,
-                                                  rgb_to_compressed_msg, rgb_to_image_msg)
+    from vita_grasp_ros.image_conversions import (
+        compressed_msg_to_rgb,
+        image_msg_to_rgb,
+        rgb_to_compressed_msg,
+        rgb_to_image_msg,
+    )
 
     h, w = hw
     rgb = _frame(h, w)
@@ -154,8 +165,15 @@ def bench_qos(n_frames=150, rate=30.0):
     from sensor_msgs.msg import Image
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
-    from fixtures.ros_helpers import (NodeProcess, RosHarness, make_stamp, ros_env, wait_for,
-                                      write_tiny_checkpoint)
+    from fixtures.ros_helpers import (
+        NodeProcess,
+        RosHarness,
+        make_stamp,
+        ros_env,
+        wait_for,
+        write_tiny_checkpoint,
+    )
+
     from vita_grasp_ros.diagnostics import diagnostic_values
     from vita_grasp_ros.image_conversions import rgb_to_image_msg
 
@@ -222,9 +240,18 @@ def bench_load(size_name, hw, duration=60.0, rate=30.0, checkpoint=None):
     from sensor_msgs.msg import Image
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
-    from fixtures.ros_helpers import (NodeProcess, RosHarness, make_stamp, ros_env, rss_mb,
-                                      stamp_ns, wait_for, write_tiny_checkpoint)
+    from fixtures.ros_helpers import (
+        NodeProcess,
+        RosHarness,
+        make_stamp,
+        ros_env,
+        rss_mb,
+        stamp_ns,
+        wait_for,
+        write_tiny_checkpoint,
+    )
     from vita_grasp.msg import GraspArray
+
     from vita_grasp_ros.diagnostics import diagnostic_values
     from vita_grasp_ros.image_conversions import rgb_to_image_msg
 

@@ -122,9 +122,8 @@ def scenario_tiny(repeats: int, batch_size: int, frames: int, workdir: Path) -> 
 
 
 def scenario_real(repeats: int, batch_size: int, workdir: Path) -> dict:
-    import torch
-
     import numpy as np
+    import torch
 
     from vita_grasp_core.config import ModelConfig
     from vita_grasp_core.data.targets import render_targets

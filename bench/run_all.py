@@ -13,7 +13,6 @@ of a sub-benchmark is described in ``bench/common.py``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import shlex

@@ -22,12 +22,13 @@ installable) is a plain command:
 Only standard actions are used (DeclareLaunchArgument, OpaqueFunction, LogInfo, Node,
 FindPackageShare), so the file runs on Humble, Jazzy and Kilted. See docs/ros.md.
 """
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 _TRUE = ('true', '1', 'yes', 'on')
 _FALSE = ('false', '0', 'no', 'off')

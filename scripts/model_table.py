@@ -20,7 +20,8 @@ def table() -> str:
     from vita_grasp_core.backbones import get_spec, list_backbones
     from vita_grasp_core.conventions import IMAGENET_MEAN
 
-    rows = ["| backbone | encoder (frozen) | decoder (trainable) | input canvas (H x W) | patch unit "
+    rows = ["| backbone | encoder (frozen) | decoder (trainable) | input canvas (H x W) "
+            "| patch unit "
             "| feature maps fed to the decoder | normalisation | default weights |",
             "|---|---|---|---|---|---|---|---|"]
     for bb in list_backbones():
@@ -31,11 +32,13 @@ def table() -> str:
         dec = m.trainable_parameters()
         h, w = cfg.input_size
         s = m.backbone.stride
-        feats = f"{len(cfg.feature_layers)} x {m.backbone.out_channels[0]} ch at {h // s}x{w // s} " \
+        feats = f"{len(cfg.feature_layers)} x {m.backbone.out_channels[0]} ch at " \
+                f"{h // s}x{w // s} " \
                 f"(layers {', '.join(map(str, cfg.feature_layers))})"
         norm = "ImageNet" if tuple(m.backbone.mean) == IMAGENET_MEAN else "CLIP"
         rows.append(f"| `{bb}` | {enc / 1e6:.1f} M | {dec / 1e6:.2f} M | {h} x {w} | "
-                    f"{m.backbone.size_multiple} px | {feats} | {norm} | `{get_spec(bb).hub_id}` |")
+                    f"{m.backbone.size_multiple} px | {feats} | {norm} | "
+                    f"`{get_spec(bb).hub_id}` |")
     oh, ow = ModelConfig().output_size
     rows.append("")
     rows.append(f"Output: 5 maps at {oh} x {ow} for every backbone. Counts from "
@@ -46,7 +49,8 @@ def table() -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", type=Path, help="compare with the table between the markers in FILE")
+    ap.add_argument("--check", type=Path,
+                    help="compare with the table between the markers in FILE")
     ap.add_argument("--write", type=Path, help="replace the table between the markers in FILE")
     args = ap.parse_args()
     t = table()

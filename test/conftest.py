@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+
 def _tiny(backbone: str) -> dict:
     from vita_grasp_core.backbones import get_spec
 
@@ -18,7 +19,7 @@ TINY_QWEN2VL = _tiny("qwen2vl")
 
 
 def tiny_config(backbone: str = "internvit", **overrides):
-    """A tiny random-weight ``ModelConfig`` of any registered backbone (from its registry facts)."""
+    """A tiny random-weight ``ModelConfig`` of any registered backbone (its registry facts)."""
     from vita_grasp_core import ModelConfig
     from vita_grasp_core.backbones import get_spec
 

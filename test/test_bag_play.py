@@ -18,6 +18,7 @@ pytest.importorskip("vita_grasp.msg")
 pytest.importorskip("rosgraph_msgs.msg")
 
 from fixtures.ros_helpers import NodeProcess, RosHarness, ros_env, wait_for  # noqa: E402
+
 from vita_grasp_ros.bag import io as bags  # noqa: E402
 from vita_grasp_ros.bag import messages as bmsg  # noqa: E402
 from vita_grasp_ros.bag import types as bt  # noqa: E402

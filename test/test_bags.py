@@ -379,8 +379,8 @@ def _hub_checkpoint(tmp_path, tiny_model_factory) -> tuple[Path, Path]:
     """A checkpoint whose frozen encoder is referenced by a hub id (not stored), and a local
     directory with that encoder's weights (what --pretrained_model would point at)."""
     import torch
-
     from conftest import tiny_config
+
     from vita_grasp_core import build_model
     from vita_grasp_core.checkpoint import save_checkpoint
 

@@ -14,8 +14,12 @@ import torch
 from test_train_utils import REPO, run, subprocess_env
 
 from vita_grasp_core import GraspPredictor
-from vita_grasp_core.checkpoint import (CheckpointError, EncoderUnavailableError,
-                                        read_checkpoint, save_checkpoint)
+from vita_grasp_core.checkpoint import (
+    CheckpointError,
+    EncoderUnavailableError,
+    read_checkpoint,
+    save_checkpoint,
+)
 from vita_grasp_core.inference import main as infer_main
 
 HUB_ID = "OpenGVLab/InternViT-300M-448px"

@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY_INTERNVIT, TINY_QWEN2VL, tiny_config
+from reference.original_internvit import OriginalInternViT, tiny_original_config
 from safetensors.torch import save_file
 
 from vita_grasp_core import GraspPredictor, ModelConfig, build_model
 from vita_grasp_core.backbones import get_spec, list_backbones
 from vita_grasp_core.backbones.qwen2vl import pack_patches, tokens_to_map
 from vita_grasp_core.checkpoint import load_model, read_checkpoint, save_checkpoint
-
-from reference.original_internvit import OriginalInternViT, tiny_original_config
 
 
 @pytest.mark.parametrize("backbone", list_backbones())
@@ -49,7 +48,8 @@ def test_backbone_features_shapes(tiny_model_factory):
 
 
 def test_frozen_backbone_stays_eval_and_decoder_trains(tiny_model_factory):
-    m = tiny_model_factory("internvit", backbone_config={**TINY_INTERNVIT, "hidden_dropout_prob": 0.5})
+    m = tiny_model_factory("internvit",
+                           backbone_config={**TINY_INTERNVIT, "hidden_dropout_prob": 0.5})
     m.train()
     assert not m.backbone.training and m.decoder.training
     assert all(not p.requires_grad for p in m.backbone.parameters())
@@ -222,7 +222,8 @@ def test_unreachable_pretrained_is_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(RuntimeError, match="not available locally"):
-        build_model(ModelConfig(backbone="internvit", pretrained_model=get_spec("internvit").hub_id))
+        build_model(ModelConfig(backbone="internvit",
+                                pretrained_model=get_spec("internvit").hub_id))
 
 
 def test_config_validation():

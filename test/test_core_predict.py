@@ -7,8 +7,12 @@ import torch
 
 from vita_grasp_core import GraspPredictor, Letterbox, decode_maps
 from vita_grasp_core.decoding import max_pool_same, smooth
-from vita_grasp_core.grasp import (angle_difference, graspnet_rects_to_grasps, rect_corners,
-                                   wrap_angle)
+from vita_grasp_core.grasp import (
+    angle_difference,
+    graspnet_rects_to_grasps,
+    rect_corners,
+    wrap_angle,
+)
 from vita_grasp_core.preprocess import image_to_input
 
 WIDTH_SCALE = 0.25

@@ -7,9 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from vita_grasp_core.data.augment import (Augment, apply_affine, color_jitter, compose,
-                                          hflip_matrix, rot90_matrix, rotation_matrix,
-                                          scale_matrix, transform_grasps, vflip_matrix)
+from vita_grasp_core.data.augment import (
+    Augment,
+    apply_affine,
+    color_jitter,
+    compose,
+    hflip_matrix,
+    rot90_matrix,
+    rotation_matrix,
+    scale_matrix,
+    transform_grasps,
+    vflip_matrix,
+)
 from vita_grasp_core.data.targets import render_targets
 from vita_grasp_core.decoding import decode_maps
 from vita_grasp_core.geometry import Letterbox

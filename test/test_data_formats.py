@@ -8,8 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vita_grasp_core.data import (FrameFault, check_frame, detect_format, load_frame,
-                                  scan_dataset)
+from vita_grasp_core.data import FrameFault, check_frame, detect_format, load_frame, scan_dataset
 from vita_grasp_core.data.common import clean_grasp_rows, corners_to_grasps, grasps_to_corners
 from vita_grasp_core.data.toy import write_toy_dataset
 from vita_grasp_core.grasp import angle_difference, grasps_to_graspnet_rects, rect_corners

@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 
 from vita_grasp_core.conventions import IMAGENET_MEAN, IMAGENET_STD
-from vita_grasp_core.data import (GraspDataset, detect_format, kfold, load_frame, scan_dataset,
-                                  summarize)
+from vita_grasp_core.data import (
+    GraspDataset,
+    detect_format,
+    kfold,
+    load_frame,
+    scan_dataset,
+    summarize,
+)
 from vita_grasp_core.data.cli import data_main
 
 CORNELL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cornell"

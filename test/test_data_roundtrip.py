@@ -9,8 +9,15 @@ import pytest
 import torch
 
 from vita_grasp_core.conventions import IMAGENET_MEAN, IMAGENET_STD
-from vita_grasp_core.data import (DataWarning, GraspDataset, collate_fn, holdout, kfold,
-                                  open_dataset, scan_dataset)
+from vita_grasp_core.data import (
+    DataWarning,
+    GraspDataset,
+    collate_fn,
+    holdout,
+    kfold,
+    open_dataset,
+    scan_dataset,
+)
 from vita_grasp_core.data.targets import rect_union_mask
 from vita_grasp_core.data.toy import write_toy_dataset
 from vita_grasp_core.decoding import decode_maps

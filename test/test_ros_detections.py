@@ -135,11 +135,18 @@ def vision_msgs_prefix(request):
 def test_node_publishes_detections_to_another_process(tmp_path, vision_msgs_prefix):
     pytest.importorskip("rclpy")
     pytest.importorskip("vita_grasp.msg")
+    from fixtures.ros_helpers import (
+        NodeProcess,
+        RosHarness,
+        make_stamp,
+        ros_env,
+        stamp_ns,
+        wait_for,
+        write_tiny_checkpoint,
+    )
     from sensor_msgs.msg import Image
-
-    from fixtures.ros_helpers import (NodeProcess, RosHarness, make_stamp, ros_env, stamp_ns,
-                                      wait_for, write_tiny_checkpoint)
     from vita_grasp.msg import GraspArray
+
     from vita_grasp_ros.image_conversions import rgb_to_image_msg
 
     share = vision_msgs_prefix.prefix / "share" / "vision_msgs" / "msg"

@@ -8,9 +8,15 @@ import pytest
 
 from vita_grasp_core.geometry import Letterbox
 from vita_grasp_core.grasp import Grasp
-from vita_grasp_core.grasp3d import (check_intrinsics, grasp_poses, intrinsics_for_image,
-                                     quaternion_about_z, robust_depth, scale_intrinsics,
-                                     valid_intrinsics)
+from vita_grasp_core.grasp3d import (
+    check_intrinsics,
+    grasp_poses,
+    intrinsics_for_image,
+    quaternion_about_z,
+    robust_depth,
+    scale_intrinsics,
+    valid_intrinsics,
+)
 
 K = np.array([[600.0, 0, 320.0], [0, 610.0, 240.0], [0, 0, 1]])
 GRASPS = [Grasp(100.0, 50.0, 0.3, 80.0, 40.0, 0.9, 0.7), Grasp(400.5, 300.25, -1.2, 30.0, 15.0,
@@ -131,8 +137,8 @@ def _header(frame="rgb_camera_link", sec=5, nsec=7):
 
 def test_grasp_array_fields_and_serialization():
     from rclpy.serialization import deserialize_message, serialize_message
-
     from vita_grasp.msg import GraspArray
+
     from vita_grasp_ros.grasp_msgs import copy_header, grasps_to_msg, msg_to_grasp_rows
 
     h = _header()

@@ -11,11 +11,17 @@ pytest.importorskip("sensor_msgs.msg")
 
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
-from vita_grasp_ros.image_conversions import (ENCODINGS, ImageConversionError,  # noqa: E402
-                                              compressed_msg_to_rgb, depth_msg_to_meters,
-                                              image_msg_to_numpy, image_msg_to_rgb,
-                                              numpy_to_image_msg, rgb_to_compressed_msg,
-                                              rgb_to_image_msg)
+from vita_grasp_ros.image_conversions import (  # noqa: E402
+    ENCODINGS,
+    ImageConversionError,
+    compressed_msg_to_rgb,
+    depth_msg_to_meters,
+    image_msg_to_numpy,
+    image_msg_to_rgb,
+    numpy_to_image_msg,
+    rgb_to_compressed_msg,
+    rgb_to_image_msg,
+)
 
 RNG = np.random.default_rng(0)
 

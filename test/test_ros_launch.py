@@ -15,7 +15,6 @@ import sys
 import types
 
 import pytest
-
 from fixtures.ros_helpers import REPO
 
 LAUNCH_FILE = REPO / "launch" / "vita_grasp.launch.py"
@@ -147,8 +146,9 @@ def test_lifecycle_argument(stub_launch, ament_index):
 
 def test_with_the_real_launch_api(tmp_path, ament_index):
     try:
-        import launch
         import launch_ros.actions
+
+        import launch
     except ImportError:
         pytest.skip("launch/launch_ros are not installable from PyPI here (the logic is tested "
                     "with stand-ins above; run `ros2 launch vita_grasp vita_grasp.launch.py` "

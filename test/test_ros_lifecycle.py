@@ -15,8 +15,15 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vita_grasp.msg")
 
-from fixtures.ros_helpers import (NodeProcess, RosHarness, make_stamp, ros_env,  # noqa: E402
-                                  stamp_ns, wait_for, write_tiny_checkpoint)
+from fixtures.ros_helpers import (  # noqa: E402
+    NodeProcess,
+    RosHarness,
+    make_stamp,
+    ros_env,
+    stamp_ns,
+    wait_for,
+    write_tiny_checkpoint,
+)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -67,7 +74,6 @@ def _frame(i):
 
 def test_lifecycle_transitions(tmp_path):
     from sensor_msgs.msg import Image
-
     from vita_grasp.msg import GraspArray
 
     ckpt = write_tiny_checkpoint(tmp_path / "best_model.pt")

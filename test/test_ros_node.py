@@ -19,8 +19,16 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vita_grasp.msg")
 
-from fixtures.ros_helpers import (REPO, NodeProcess, RosHarness, make_stamp,  # noqa: E402
-                                  ros_env, stamp_ns, wait_for, write_tiny_checkpoint)
+from fixtures.ros_helpers import (  # noqa: E402
+    REPO,
+    NodeProcess,
+    RosHarness,
+    make_stamp,
+    ros_env,
+    stamp_ns,
+    wait_for,
+    write_tiny_checkpoint,
+)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -39,7 +47,6 @@ def _node_command() -> list[str]:
 def setup(tmp_path_factory):
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
-
     from vita_grasp.msg import GraspArray
 
     tmp = tmp_path_factory.mktemp("ros_node")

@@ -15,8 +15,15 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vita_grasp.msg")
 
-from fixtures.ros_helpers import (NodeProcess, RosHarness, make_stamp, ros_env,  # noqa: E402
-                                  stamp_ns, wait_for, write_tiny_checkpoint)
+from fixtures.ros_helpers import (  # noqa: E402
+    NodeProcess,
+    RosHarness,
+    make_stamp,
+    ros_env,
+    stamp_ns,
+    wait_for,
+    write_tiny_checkpoint,
+)
 from test_ros_image_conversions import _png_declaring  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -31,7 +38,6 @@ def setup(tmp_path_factory):
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
     from visualization_msgs.msg import MarkerArray
-
     from vita_grasp.msg import GraspArray
 
     tmp = tmp_path_factory.mktemp("ros_depth")

@@ -18,8 +18,16 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vita_grasp.msg")
 
-from fixtures.ros_helpers import (NodeProcess, RosHarness, make_stamp, ros_env,  # noqa: E402
-                                  rss_mb, stamp_ns, wait_for, write_tiny_checkpoint)
+from fixtures.ros_helpers import (  # noqa: E402
+    NodeProcess,
+    RosHarness,
+    make_stamp,
+    ros_env,
+    rss_mb,
+    stamp_ns,
+    wait_for,
+    write_tiny_checkpoint,
+)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -31,8 +39,8 @@ DURATION_S = 8.0
 def test_30hz_into_a_slow_model_drops_frames_with_bounded_latency(tmp_path):
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
-
     from vita_grasp.msg import GraspArray
+
     from vita_grasp_ros.diagnostics import diagnostic_values
     from vita_grasp_ros.image_conversions import rgb_to_image_msg
 

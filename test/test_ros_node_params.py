@@ -23,8 +23,8 @@ STORED = {"score_threshold": 0.05, "max_grasps": 3, "min_distance": 4, "smooth_s
 def ckpt(tmp_path_factory):
     """A tiny checkpoint with decoding stored in its meta (as training writes it)."""
     import torch
-
     from conftest import tiny_config
+
     from vita_grasp_core import build_model
     from vita_grasp_core.checkpoint import save_checkpoint
     from vita_grasp_core.decode_config import DecodeConfig

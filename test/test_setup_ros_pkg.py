@@ -216,7 +216,8 @@ def test_colcon_build_of_the_package(tmp_path, ros_env):
 
     prefix = ws / 'install' / 'vita_grasp'
     assert (prefix / 'share' / 'vita_grasp' / 'package.xml').is_file()
-    assert (prefix / 'share' / 'ament_index' / 'resource_index' / 'packages' / 'vita_grasp').is_file()
+    index = prefix / 'share' / 'ament_index' / 'resource_index'
+    assert (index / 'packages' / 'vita_grasp').is_file()
     msg_modules = list(prefix.glob('lib/python3*/site-packages/vita_grasp/msg/_grasp_array.py'))
     assert msg_modules, 'generated Python message module not installed'
     node_exe = prefix / 'lib' / 'vita_grasp' / 'grasp_node'

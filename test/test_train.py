@@ -219,8 +219,8 @@ def test_feature_cache_trains_decoder_from_disk(tmp_path, tmp_path_factory):
 
 def test_memory_cache_wraps_unaugmented_sets(tmp_path_factory):
     from vita_grasp_core.model import build_model
-    from vita_grasp_core.training.feature_cache import MemoryCachedDataset
     from vita_grasp_core.training.data import make_datasets, memory_cached
+    from vita_grasp_core.training.feature_cache import MemoryCachedDataset
 
     data = synth_root(tmp_path_factory)
     cfg = _small_cfg(data, "data.memory_cache=true")

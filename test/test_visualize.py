@@ -7,9 +7,16 @@ import pytest
 
 from vita_grasp_core.geometry import Letterbox
 from vita_grasp_core.grasp import Grasp, grasps_to_array
-from vita_grasp_core.visualize import (BEST_COLOR, JAW_COLOR, OPEN_COLOR, draw_grasps,
-                                       grasp_colors, heatmap_overlay, heatmap_to_source,
-                                       render_prediction)
+from vita_grasp_core.visualize import (
+    BEST_COLOR,
+    JAW_COLOR,
+    OPEN_COLOR,
+    draw_grasps,
+    grasp_colors,
+    heatmap_overlay,
+    heatmap_to_source,
+    render_prediction,
+)
 
 
 def _blank(h=200, w=300):

@@ -67,7 +67,8 @@ class ModelConfig:
             if not self.feature_layers or min(self.feature_layers) < 1:
                 raise ValueError(f"feature_layers must be >= 1, got {self.feature_layers}")
         if self.decoder_channels < 8 or self.decoder_channels % 8:
-            raise ValueError(f"decoder_channels must be a multiple of 8, got {self.decoder_channels}")
+            raise ValueError("decoder_channels must be a multiple of 8, got "
+                             f"{self.decoder_channels}")
         if not 1 <= self.decoder_stages <= 6:
             raise ValueError(f"decoder_stages must be in [1, 6], got {self.decoder_stages}")
         if not 0 < self.width_scale <= 1:

@@ -14,7 +14,6 @@ from torch.nn import functional as F
 from .conventions import CHANNELS
 
 
-
 def _block(cin: int, cout: int) -> nn.Sequential:
     groups = 8 if cout % 8 == 0 else 1
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False),
@@ -54,7 +53,8 @@ class GraspDecoder(nn.Module):
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         if len(feats) != len(self.laterals):
-            raise ValueError(f"decoder expects {len(self.laterals)} feature maps, got {len(feats)}")
+            raise ValueError(f"decoder expects {len(self.laterals)} feature maps, "
+                             f"got {len(feats)}")
         lat = [conv(norm(f)) for f, norm, conv in zip(feats, self.norms, self.laterals)]
         x = None
         for i in reversed(range(len(lat))):

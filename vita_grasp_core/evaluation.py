@@ -24,9 +24,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .data.splits import evenly_spaced  # noqa: F401  (re-exported: training imports it here)
 from .decode_config import add_decode_arguments, decode_arguments
 from .geometry import Letterbox
-from .data.splits import evenly_spaced  # noqa: F401  (re-exported: training imports it here)
 from .metrics import DEFAULT_ANGLE_THRESHOLD, DEFAULT_IOU_THRESHOLD, DEFAULT_KS, SplitMetrics
 
 log = logging.getLogger(__name__)

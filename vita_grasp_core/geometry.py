@@ -1,11 +1,13 @@
 """Letterbox geometry between a source image and the model's fixed-size canvases.
 
-Pixel coordinates are (x = column, y = row), origin top-left, y down, and a pixel's *centre* sits at
+Pixel coordinates are (x = column, y = row), origin top-left, y down, and a pixel's *centre* sits
+at
 integer coordinates (pixel (r, c) covers [c - 0.5, c + 0.5] x [r - 0.5, r + 0.5]); this is OpenCV's
 ``resize`` convention, so an image warped with :meth:`Letterbox.warp_image` and points mapped with
 :meth:`Letterbox.to_dst` agree exactly.
 
-A source image of any size is scaled *uniformly* (aspect ratio kept) to fit a destination canvas and
+A source image of any size is scaled *uniformly* (aspect ratio kept) to fit a destination canvas
+and
 centred; the rest is padding. Because the scale is uniform, angles are unchanged by the mapping and
 lengths (grasp widths) scale by ``scale``. The model's output maps (default 480x640) are such a
 canvas. The backbone input (e.g. 448x588) is the *same* canvas resized to the backbone's size
@@ -51,7 +53,8 @@ def warp_axis_affine(image: np.ndarray, sx: float, sy: float, px: float, py: flo
         small = image if (cw_i, ch_i) == (w, h) else cv2.resize(
             image, (cw_i, ch_i), interpolation=cv2.INTER_LINEAR)
         out = np.empty((dh, dw) + image.shape[2:], dtype=image.dtype)
-        out[...] = pad_value if np.isscalar(pad_value) else np.asarray(pad_value, dtype=image.dtype)
+        out[...] = (pad_value if np.isscalar(pad_value)
+                    else np.asarray(pad_value, dtype=image.dtype))
         out[y0:y0 + ch_i, x0:x0 + cw_i] = small
         return out
     m = axis_affine_matrix(sx, sy, px, py)
@@ -79,13 +82,16 @@ class Letterbox:
         sh, sw = (int(v) for v in src_size)
         dh, dw = (int(v) for v in dst_size)
         if min(sh, sw, dh, dw) <= 0:
-            raise ValueError(f"letterbox sizes must be positive, got src={src_size} dst={dst_size}")
+            raise ValueError(f"letterbox sizes must be positive, got src={src_size} "
+                             f"dst={dst_size}")
         scale = min(dh / sh, dw / sw)
-        return cls((sh, sw), (dh, dw), float(scale), (dw - sw * scale) / 2.0, (dh - sh * scale) / 2.0)
+        return cls((sh, sw), (dh, dw), float(scale), (dw - sw * scale) / 2.0,
+                   (dh - sh * scale) / 2.0)
 
     @property
     def content_box(self) -> tuple[int, int, int, int]:
-        """Integer (x0, y0, x1, y1) of the canvas region holding image content (x1, y1 exclusive)."""
+        """Integer (x0, y0, x1, y1) of the canvas region holding image content (x1, y1
+        exclusive)."""
         return (int(round(self.pad_x)), int(round(self.pad_y)),
                 int(round(self.pad_x + self.src_size[1] * self.scale)),
                 int(round(self.pad_y + self.src_size[0] * self.scale)))

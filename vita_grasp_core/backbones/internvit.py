@@ -1,4 +1,5 @@
-"""InternViT-300M-448px (the vision encoder of VITA / InternVL) on transformers' InternVLVisionModel.
+"""InternViT-300M-448px (the vision encoder of VITA / InternVL) on transformers'
+``InternVLVisionModel``.
 
 Loads either layout of ``pretrained_model`` (hub id or local directory):
 - the original OpenGVLab repo (config ``model_type: intern_vit_6b`` or ``internvl_chat`` with a
@@ -174,7 +175,8 @@ def build_internvit(config) -> InternViTBackbone:
         layout, vcfg = "native", raw["vision_config"]
         prefixes = ["model.vision_tower.", "vision_tower."]
     else:
-        raise ValueError(f"{directory}/config.json has model_type {mtype!r}; expected intern_vit_6b, "
+        raise ValueError(f"{directory}/config.json has model_type {mtype!r}; expected "
+                         "intern_vit_6b, "
                          "internvl_chat, internvl_vision or internvl")
     if layout == "original":
         kwargs = original_to_native_config(vcfg)

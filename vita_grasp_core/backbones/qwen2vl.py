@@ -33,7 +33,9 @@ _IGNORED = {"model_type", "architectures", "torch_dtype", "dtype", "transformers
 def _vision_classes():
     """The one place that touches transformers' internal Qwen2-VL vision module."""
     from transformers import Qwen2VLVisionConfig
-    from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel
+    from transformers.models.qwen2_vl.modeling_qwen2_vl import (
+        Qwen2VisionTransformerPretrainedModel,
+    )
 
     return Qwen2VLVisionConfig, Qwen2VisionTransformerPretrainedModel
 
@@ -52,7 +54,8 @@ def pack_patches(pixel_values: torch.Tensor, patch: int, merge: int, temporal: i
 
 
 def tokens_to_map(tokens: torch.Tensor, b: int, gh: int, gw: int, merge: int) -> torch.Tensor:
-    """Inverse of the block-major token order: ``(B * gh * gw, C)`` -> ``(B, C, gh, gw)`` raster."""
+    """Inverse of the block-major token order: ``(B * gh * gw, C)`` -> ``(B, C, gh, gw)``
+    in raster order."""
     c = tokens.shape[-1]
     x = tokens.reshape(b, gh // merge, gw // merge, merge, merge, c)
     x = x.permute(0, 5, 1, 3, 2, 4)  # b, c, bh, mh, bw, mw
@@ -72,7 +75,8 @@ class Qwen2VLBackbone(Backbone):
         super().__init__(freeze)
         _, model_cls = _vision_classes()
         if max(layers) > vision_config.depth:
-            raise ValueError(f"feature_layers {tuple(layers)} exceed the tower's {vision_config.depth} blocks")
+            raise ValueError(f"feature_layers {tuple(layers)} exceed the tower's "
+                             f"{vision_config.depth} blocks")
         self.vit = model_cls(vision_config)
         self.vit.merger = torch.nn.Identity()  # the language-model projection is not used
         self.layers = tuple(layers)
@@ -89,7 +93,8 @@ class Qwen2VLBackbone(Backbone):
         self.check_input(pixel_values)
         b = pixel_values.shape[0]
         dtype = next(self.vit.parameters()).dtype
-        packed, gh, gw = pack_patches(pixel_values.to(dtype), self.patch, self.merge, self.temporal)
+        packed, gh, gw = pack_patches(pixel_values.to(dtype), self.patch, self.merge,
+                                      self.temporal)
         grid = torch.tensor([[1, gh, gw]] * b, device=pixel_values.device)
         out = self.vit(packed, grid_thw=grid, output_hidden_states=True)
         feats = []
@@ -121,7 +126,8 @@ def build_qwen2vl(config) -> Qwen2VLBackbone:
     ``pretrained_model`` is None (``REAL_CONFIG`` updated by ``backbone_config``)."""
     if config.pretrained_model is None:
         return _build({**REAL_CONFIG, **config.backbone_config}, config).finalize()
-    directory = resolve_pretrained(config.pretrained_model, allow_patterns=["*.json", "*.safetensors"])
+    directory = resolve_pretrained(config.pretrained_model,
+                                   allow_patterns=["*.json", "*.safetensors"])
     raw = read_config(directory)
     mtype = raw.get("model_type")
     if mtype in ("qwen2_vl", "qwen2_vl_vision"):

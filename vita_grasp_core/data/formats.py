@@ -15,8 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import (Frame, FrameFault, FrameRecord, ScanResult, clean_grasp_rows, inside_image,
-                     png_header, read_depth, read_png, tagged)
+from .common import (
+    Frame,
+    FrameFault,
+    FrameRecord,
+    ScanResult,
+    clean_grasp_rows,
+    inside_image,
+    png_header,
+    read_depth,
+    read_png,
+    tagged,
+)
 
 FORMATS = ("graspnet", "cornell", "jacquard")
 

@@ -21,8 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from ..grasp import graspnet_rects_to_grasps
-from .common import (DataWarning, FaultLog, FrameFault, FrameRecord, ScanResult,  # noqa: F401
-                     png_header, read_png)
+from .common import (  # noqa: F401
+    DataWarning,
+    FaultLog,
+    FrameFault,
+    FrameRecord,
+    ScanResult,
+    png_header,
+    read_png,
+)
 
 #: GraspNet-1Billion scene splits (scene ids, inclusive-exclusive ranges).
 SPLITS: dict[str, range | None] = {

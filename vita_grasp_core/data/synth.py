@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..conventions import CAMERA_INTRINSICS_1280x720, CAMERA_SIZE, camera_matrix
+from ..conventions import CAMERA_SIZE, CAMERA_INTRINSICS_1280x720, camera_matrix
 
 #: 1280x720 intrinsics (CONVENTIONS §2).
 INTRINSICS = {cam: camera_matrix(cam) for cam in CAMERA_INTRINSICS_1280x720}

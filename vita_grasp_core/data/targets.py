@@ -34,7 +34,6 @@ from ..geometry import Letterbox
 from ..grasp import rect_corners
 
 
-
 @dataclass
 class Targets:
     """Rendered training targets on the map canvas.

@@ -17,8 +17,16 @@ import time
 
 from vita_grasp_core.decode_config import DECODE_FIELDS, DecodeConfig, decode_arguments
 
-from .types import (DEPTH_TOPIC, FRAME_ID, GT_TOPIC, IMAGE_TOPIC, INFO_TOPIC, PRED_TOPIC,
-                    STORAGES, BagError)
+from .types import (
+    DEPTH_TOPIC,
+    FRAME_ID,
+    GT_TOPIC,
+    IMAGE_TOPIC,
+    INFO_TOPIC,
+    PRED_TOPIC,
+    STORAGES,
+    BagError,
+)
 
 PROG = "vita-grasp bag"
 

@@ -43,8 +43,16 @@ import numpy as np
 
 from .io import open_bag
 from .messages import grasp_array_rows, image_from_msg, stamp_to_ns
-from .types import (COMPRESSED_TYPE, GRASP_ARRAY_TYPE, GT_TOPIC, IMAGE_TOPIC, IMAGE_TYPE,
-                    INFO_TOPIC, PRED_TOPIC, BagError)
+from .types import (
+    COMPRESSED_TYPE,
+    GRASP_ARRAY_TYPE,
+    GT_TOPIC,
+    IMAGE_TOPIC,
+    IMAGE_TYPE,
+    INFO_TOPIC,
+    PRED_TOPIC,
+    BagError,
+)
 
 
 class CheckpointError(Exception):

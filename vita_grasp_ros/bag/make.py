@@ -41,8 +41,17 @@ from vita_grasp_core.data.common import FrameRecord
 
 from . import messages
 from .io import BagWriter, storage_for
-from .types import (COMPRESSED_TYPE, DEPTH_TOPIC, FRAME_ID, GRASP_ARRAY_TYPE, GT_TOPIC,
-                    IMAGE_TOPIC, IMAGE_TYPE, INFO_TOPIC, INFO_TYPE)
+from .types import (
+    COMPRESSED_TYPE,
+    DEPTH_TOPIC,
+    FRAME_ID,
+    GRASP_ARRAY_TYPE,
+    GT_TOPIC,
+    IMAGE_TOPIC,
+    IMAGE_TYPE,
+    INFO_TOPIC,
+    INFO_TYPE,
+)
 
 #: Default first header stamp [s since epoch] (fixed, so the same inputs give the same bag).
 DEFAULT_START_TIME = 1_700_000_000.0

@@ -23,8 +23,14 @@ from .types import BagError, import_msg_type, make_qos
 
 def _qos_to_bag(q):
     """rclpy ``QoSProfile`` -> rosbags ``Qos`` (what rosbag2 stores as offered profiles)."""
-    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness,
-                                    QosReliability, QosTime)
+    from rosbags.interfaces import (
+        Qos,
+        QosDurability,
+        QosHistory,
+        QosLiveliness,
+        QosReliability,
+        QosTime,
+    )
 
     def t(d):
         ns = int(getattr(d, "nanoseconds", 0))

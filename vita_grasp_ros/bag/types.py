@@ -144,8 +144,14 @@ def import_msg_type(msgtype: str):
 
 def make_qos(reliable: bool = True, depth: int = 10, transient_local: bool = False):
     """A rosbags ``Qos`` record (what rosbag2 stores as a topic's ``offered_qos_profiles``)."""
-    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness,
-                                    QosReliability, QosTime)
+    from rosbags.interfaces import (
+        Qos,
+        QosDurability,
+        QosHistory,
+        QosLiveliness,
+        QosReliability,
+        QosTime,
+    )
 
     zero = QosTime(0, 0)
     return Qos(QosHistory.KEEP_LAST, int(depth),
