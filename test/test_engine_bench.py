@@ -27,10 +27,12 @@ def _run(args, timeout=300):
 
 def test_bench_engines_tiny(tmp_path):
     path = tmp_path / "engines.json"
-    out = _run(["--tiny", "--frames", "1", "--threads", "1", "--json", str(path)])
+    out = _run(["--tiny", "--frames", "1", "--thread-counts", "1", "--json", str(path)])
     assert "onnxruntime int8" in out.stdout
     res = json.loads(path.read_text())
-    h = res["headline"]
+    assert len(res["headlines"]) == 1
+    h = res["headlines"][0]
+    assert h["threads"] == 1
     assert set(h["timing"]) == {f"{v} @ {s}" for v in ("torch fp32", "torch bf16",
                                                        "onnxruntime fp32", "onnxruntime int8")
                                 for s in ("640x480", "1280x720")}
