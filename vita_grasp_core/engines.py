@@ -102,6 +102,10 @@ class OnnxRuntimeEngine:
         providers: see :func:`resolve_providers`.
         intra_op_threads, inter_op_threads: ONNX Runtime thread pools (``None`` = its default,
             one intra-op thread per physical core).
+        allow_spinning: let idle intra-op threads busy-wait for the next call (ONNX Runtime's
+            default). Off here: measured on this 2-core CPU it brought no latency gain, and the
+            spinning threads slowed everything else in the process (PyTorch's forward by 40 %)
+            and on the machine.
 
     Attributes: ``config`` (:class:`~vita_grasp_core.config.ModelConfig` from the metadata),
     ``info`` (:class:`~vita_grasp_core.export.OnnxModelInfo`), ``mean``/``std``, ``precision``,
@@ -113,7 +117,7 @@ class OnnxRuntimeEngine:
     name = "onnxruntime"
 
     def __init__(self, path, providers=None, *, intra_op_threads: int | None = None,
-                 inter_op_threads: int | None = None):
+                 inter_op_threads: int | None = None, allow_spinning: bool = False):
         from .config import ModelConfig
 
         ort = require_onnxruntime()
@@ -131,6 +135,8 @@ class OnnxRuntimeEngine:
             opts.intra_op_num_threads = int(intra_op_threads)
         if inter_op_threads:
             opts.inter_op_num_threads = int(inter_op_threads)
+        opts.add_session_config_entry("session.intra_op.allow_spinning",
+                                      "1" if allow_spinning else "0")
         provs = resolve_providers(providers)
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=provs)
