@@ -16,9 +16,10 @@ For each variant and input frame size (640x480, 1280x720): the whole ``predict()
 (p50 / p95 over ``--frames`` frames), its model stage alone (p50), the speed-up over torch fp32
 and the max abs difference of its maps from torch fp32 (the export check: target <= 1e-3 fp32).
 The table is measured once per thread count (``--thread-counts``, default 1 and all cores;
-torch and ONNX Runtime get the same count): on a machine whose cores are shared with other jobs,
-torch's multi-threaded (OpenMP) forward degrades far more than ONNX Runtime's, so the 1-thread
-table shows the compute efficiency and the all-core table what a busy robot computer sees.
+torch and ONNX Runtime get the same count): 1 thread shows the compute efficiency without any
+thread contention, all cores what a robot computer with free cores gets. On cores shared with
+other jobs torch's multi-threaded (OpenMP) forward was seen to slow down far more than ONNX
+Runtime's (2.7 s vs 0.34 s at load 4 here, 0.11 s each when calm): compare calm runs.
 
 Large-model row (``--large internvit``; ``qwen2vl`` too on request): the real-size encoder with
 random weights, exported with ONNX external data (weights > 1 GiB); export time, file sizes,
