@@ -49,8 +49,15 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common import (ROOT, add_common_args, fmt_s, machine_info, print_tables,  # noqa: E402
-                    time_interleaved, write_json)
+from common import (  # noqa: E402
+    ROOT,
+    add_common_args,
+    fmt_s,
+    machine_info,
+    print_tables,
+    time_interleaved,
+    write_json,
+)
 
 SIZES = {"640x480": (480, 640), "1280x720": (720, 1280)}
 VARIANTS = ("torch fp32", "torch bf16", "onnxruntime fp32", "onnxruntime int8")
@@ -133,9 +140,7 @@ def bench_headline(args, workdir: Path, threads: int) -> dict:
     import torch
 
     from vita_grasp_core import build_model
-    from vita_grasp_core.checkpoint import save_checkpoint
-
-    from vita_grasp_core.checkpoint import read_checkpoint
+    from vita_grasp_core.checkpoint import read_checkpoint, save_checkpoint
     from vita_grasp_core.config import ModelConfig
 
     torch.set_num_threads(threads)
@@ -180,8 +185,6 @@ def bench_headline(args, workdir: Path, threads: int) -> dict:
                               "model_p50": float(np.median([s["model"] for s in st])),
                               "preprocess_p50": float(np.median([s["preprocess"] for s in st])),
                               "decode_p50": float(np.median([s["decode"] for s in st]))}
-    del preds
-    gc.collect()
     return res
 
 
@@ -220,9 +223,7 @@ def bench_large(backbone: str, args, workdir: Path) -> dict:
     t = time_interleaved({"torch fp32": run_torch, "onnxruntime fp32": lambda: engine.run(x)},
                          warmup=1, repeats=args.large_repeats)
     out["timing"] = {k: {"p50": v["median"], "n": v["n"]} for k, v in t.items()}
-    del engine, model
     remove_export(path)
-    gc.collect()
     return out
 
 
@@ -397,11 +398,13 @@ def main(argv=None) -> int:
         for n in counts if args.headline else []:
             print(f"headline: export + interleaved timing, {n} thread(s) ...", flush=True)
             res["headlines"].append(bench_headline(args, work, n))
+            gc.collect()
         torch.set_num_threads(args.threads)
         res["large"] = []
         for bb in large:
             print(f"large: {bb} real size, export + check + timing ...", flush=True)
             res["large"].append(bench_large(bb, args, work))
+            gc.collect()
         if args.cornell_checkpoint:
             print("cornell: scoring the engine variants ...", flush=True)
             res["cornell"] = bench_cornell(args, work)

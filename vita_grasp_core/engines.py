@@ -21,8 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .export import (DEFAULT_OPSET, INPUT_NAME, ONNX_FORMAT, OUTPUT_NAME, OnnxModelInfo,
-                     parse_metadata)
+from .export import (
+    DEFAULT_OPSET,
+    INPUT_NAME,
+    ONNX_FORMAT,
+    OUTPUT_NAME,
+    OnnxModelInfo,
+    parse_metadata,
+)
 
 log = logging.getLogger(__name__)
 
