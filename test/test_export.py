@@ -127,10 +127,13 @@ def test_fp16_export_matches_within_its_tolerance(tmp_path):
     assert check_export(model, OnnxRuntimeEngine(tmp_path / "bf.onnx"), frames=1).worst < 0.1
 
 
+def checkpoint_file(folder):
+    return save_checkpoint(folder / "best_model.pt", _model("internvit"), meta={"decode": DECODE})
+
+
 @pytest.fixture
 def checkpoint(tmp_path):
-    return save_checkpoint(tmp_path / "best_model.pt", _model("internvit"),
-                           meta={"decode": DECODE})
+    return checkpoint_file(tmp_path)
 
 
 def test_cli_exports_checks_and_reports(checkpoint, tmp_path, capsys):
@@ -173,6 +176,10 @@ def test_cli_user_errors_exit_2_with_one_line(tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint")
     assert main(["--checkpoint", str(bad), "--out", str(tmp_path / "m.onnx")]) == 2
     assert "not a VITA-Grasp checkpoint" in capsys.readouterr().err
+    (tmp_path / "adir.onnx").mkdir()
+    assert main(["--checkpoint", str(checkpoint_file(tmp_path)), "--out",
+                 str(tmp_path / "adir.onnx"), "--check-frames", "0"]) == 2
+    assert capsys.readouterr().err.startswith("vita-grasp export: ")
     with pytest.raises(SystemExit):  # argparse: --fp16 and --int8 are exclusive
         main(["--checkpoint", str(bad), "--out", "x.onnx", "--fp16", "--int8"])
 

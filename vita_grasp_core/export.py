@@ -565,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     except ExportError as e:
         print(f"vita-grasp export: FAILED: {e}", file=sys.stderr)
         return 1
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
+    except (OSError, ValueError, RuntimeError) as e:  # missing/unwritable paths, bad files
         print(f"vita-grasp export: {e}", file=sys.stderr)
         return 2
     data = f" + {res.data_path.name} (external data)" if res.data_path else ""
