@@ -79,3 +79,14 @@ def test_fit_edge_cases_and_errors():
         fit_quality_calibration([0.1, 0.5], [2, 0])
     with pytest.raises(ValueError, match="n_knots"):
         fit_quality_calibration([0.1, 0.5], [1, 0], n_knots=1)
+
+
+def test_knots_follow_the_rise_not_the_crowd_of_wrong_peaks():
+    """Most decoded grasps are near-zero wrong peaks: the knots must still describe where the
+    precision rises (raw 0.03-0.18 here), not a straight line from the crowd to raw 1."""
+    rng = np.random.default_rng(0)
+    raw = np.concatenate([rng.uniform(0, 0.01, 400), rng.uniform(0.02, 0.3, 60)])
+    ok = rng.random(len(raw)) < np.clip((raw - 0.03) / 0.15, 0, 1)
+    knots = fit_quality_calibration(raw, ok)
+    q = apply_quality_calibration(np.array([0.005, 0.2, 0.3]), knots)
+    assert q[0] < 0.05 and q[1] > 0.8 and q[2] > 0.8

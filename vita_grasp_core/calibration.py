@@ -90,9 +90,9 @@ def fit_quality_calibration(raw_scores, is_correct, n_knots: int = DEFAULT_KNOTS
     Isotonic regression (pool adjacent violators) of ``is_correct`` on ``raw_scores`` gives a
     non-decreasing step function (equal raw values are pooled first); a piecewise-linear
     function through the blocks' (mean raw, precision) points, constant beyond the data,
-    is then sampled at ``n_knots`` raw positions: 0, 1 and ``n_knots - 2`` quantiles of the
-    raw scores (where the data is). When the isotonic fit has few enough blocks, its points are
-    kept exactly instead.
+    is then sampled at ``n_knots`` raw positions: 0, 1, the last block at the lowest precision
+    and the first blocks reaching evenly spaced precision levels up to the highest (where the
+    fit rises). When the isotonic fit has few enough blocks, its points are kept exactly.
 
     Args:
         raw_scores: ``(N,)`` raw heatmap peak values of decoded grasps (``quality`` decoded
@@ -134,8 +134,14 @@ def fit_quality_calibration(raw_scores, is_correct, n_knots: int = DEFAULT_KNOTS
     if len(bx) + 2 <= n_knots:
         xs = np.concatenate([[0.0], bx, [1.0]])
     else:
-        qs = np.quantile(raw, np.linspace(0, 1, n_knots)[1:-1])
-        xs = np.concatenate([[0.0], qs, [1.0]])
+        # Knots where the fit rises: the last block still at the lowest value, then the first
+        # block reaching each of n_knots - 3 evenly spaced levels up to the highest value.
+        # (Quantiles of the raw scores would put every knot among the many near-zero peaks of
+        # wrong grasps and turn the informative rise into one straight line.)
+        levels = np.linspace(vals[0], vals[-1], n_knots - 2)[1:]
+        picks = [int(np.flatnonzero(vals <= vals[0])[-1])]
+        picks += [int(np.argmax(vals >= lv - 1e-12)) for lv in levels]
+        xs = np.concatenate([[0.0], bx[sorted(set(picks))], [1.0]])
     xs = np.unique(np.clip(xs, 0.0, 1.0))  # sorted, duplicates (ties, ends) dropped
     if len(xs) < 2:  # cannot happen with 0 and 1 present; kept for clarity
         xs = np.array([0.0, 1.0])
