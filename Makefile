@@ -18,7 +18,7 @@ unexport _ROS_WHEELS_BOOTSTRAP_COMPLETE
 # make real CORNELL=DIR: the real-photograph experiment on another Cornell-layout copy.
 CORNELL ?= ../shared/data/cornell
 
-.PHONY: help setup test demo bench real colcon clean distclean
+.PHONY: help setup test lint demo bench real colcon clean distclean
 
 help:  ## List the targets
 	@echo "VITA-Grasp make targets:"
@@ -27,8 +27,12 @@ help:  ## List the targets
 setup:  ## Create/upgrade .venv: pinned packages, ROS 2 wheels, messages, pip install -e . (idempotent)
 	@bash scripts/setup.sh
 
-test: setup  ## Run the test suite (PYTEST_ARGS=... to pass options)
+test: setup  ## Lint (ruff, 99 columns) and run the test suite (PYTEST_ARGS=... to pass options)
+	$(PY) -m ruff check .
 	$(PY) -m pytest test -q -ra --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
+
+lint: setup  ## Only the linter: ruff check (make lint ARGS=--fix to fix what it can)
+	$(PY) -m ruff check . $(ARGS)
 
 demo: setup  ## Run the demo: scripts/demo.py $(ARGS)
 	$(PY) scripts/demo.py $(ARGS)
