@@ -39,7 +39,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common import add_common_args, fmt_s, machine_info, print_tables, time_interleaved, write_json  # noqa: E402
+from common import add_common_args, fmt_s, report, time_interleaved  # noqa: E402
 
 H, W = 480, 640
 WIDTH_SCALE = 0.25
@@ -592,10 +592,7 @@ def main(argv=None) -> int:
     add_common_args(p)
     args = p.parse_args(argv)
     res = run(quick=args.quick, threads=args.threads)
-    res["machine"] = machine_info()
-    print_tables(res)
-    write_json(args.json, res)
-    return 0
+    return report(res, args.json)
 
 
 if __name__ == "__main__":

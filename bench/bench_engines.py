@@ -53,10 +53,8 @@ from common import (  # noqa: E402
     ROOT,
     add_common_args,
     fmt_s,
-    machine_info,
-    print_tables,
+    report,
     time_interleaved,
-    write_json,
 )
 
 SIZES = {"640x480": (480, 640), "1280x720": (720, 1280)}
@@ -414,10 +412,7 @@ def main(argv=None) -> int:
                      "checkpoint) to fill the top-1 column.")
     res["tables"] = tables(res)
     res["notes"] = notes
-    res["machine"] = machine_info()
-    print_tables(res)
-    write_json(args.json, res)
-    return 0
+    return report(res, args.json)
 
 
 if __name__ == "__main__":

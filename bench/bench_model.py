@@ -30,10 +30,8 @@ from common import (  # noqa: E402
     add_common_args,
     fmt_count,
     fmt_s,
-    machine_info,
-    print_tables,
+    report,
     time_interleaved,
-    write_json,
 )
 
 from vita_grasp_core.backbones import get_spec, list_backbones  # noqa: E402
@@ -285,10 +283,7 @@ def main(argv=None) -> int:
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
     res = run(backbones, dtypes, repeats, args.warmup, args.tiny_only,
               tiny_repeats=args.tiny_repeats or (5 if args.quick else 20))
-    res["machine"] = machine_info()
-    print_tables(res)
-    write_json(args.json, res)
-    return 0
+    return report(res, args.json)
 
 
 if __name__ == "__main__":

@@ -268,6 +268,15 @@ def write_json(path: str | os.PathLike | None, obj: dict) -> None:
     p.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
+def report(result: dict, json_path=None) -> int:
+    """The end of every benchmark: attach ``machine_info()``, print the tables, write the JSON
+    (when a path is given). Returns 0, the benchmark's exit status."""
+    result["machine"] = machine_info()
+    print_tables(result)
+    write_json(json_path, result)
+    return 0
+
+
 def _json_default(o):
     try:
         import numpy as np

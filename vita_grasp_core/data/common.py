@@ -17,6 +17,7 @@ kind and path.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -283,6 +284,21 @@ def tagged(fn, what: str, *args):
 
 
 # --------------------------------------------------------------------------- grasp rows
+def walk_folders(root: Path, max_depth: int, depth: int = 0):
+    """Yield ``(folder, sorted file names)`` for ``root`` and its sub-folders down to
+    ``max_depth`` levels, in name order; hidden and unreadable folders are skipped."""
+    try:
+        with os.scandir(root) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return
+    yield Path(root), [e.name for e in entries if e.is_file()]
+    if depth < max_depth:
+        for e in entries:
+            if e.is_dir() and not e.name.startswith("."):
+                yield from walk_folders(Path(e.path), max_depth, depth + 1)
+
+
 def read_number_rows(path, columns: int, sep: str | None, layout: str) -> np.ndarray:
     """A text file of numeric rows (blank lines ignored) -> ``(N, columns)`` float64.
 

@@ -17,7 +17,6 @@ gets score 1.0 and obj_id 0. Key ``"pcdNNNN"``, group = the key (object ids are 
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from .common import (
     corners_to_grasps,
     grasps_to_corners,
     read_number_rows,
+    walk_folders,
 )
 
 _RGB_RE = re.compile(r"pcd(\d+)r\.png")
@@ -57,18 +57,9 @@ def write_cornell_rects(path, grasps) -> Path:
     return path
 
 
-def _walk(root: Path, depth: int = 0):
-    """Yield ``(directory, file names)`` for ``root`` and its sub-folders up to MAX_DEPTH."""
-    try:
-        with os.scandir(root) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return
-    yield root, [e.name for e in entries if e.is_file()]
-    if depth < MAX_DEPTH:
-        for e in entries:
-            if e.is_dir() and not e.name.startswith("."):
-                yield from _walk(Path(e.path), depth + 1)
+def _walk(root: Path):
+    """``(directory, file names)`` for ``root`` and its sub-folders up to MAX_DEPTH."""
+    return walk_folders(root, MAX_DEPTH)
 
 
 def is_cornell(root) -> bool:

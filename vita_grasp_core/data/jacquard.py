@@ -18,14 +18,13 @@ obj_id 0. Key ``"<folder>/<k>_<id>"``, group = the object folder.
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 
 from ..conventions import wrap_angle
-from .common import FaultLog, FrameRecord, ScanResult, read_number_rows
+from .common import FaultLog, FrameRecord, ScanResult, read_number_rows, walk_folders
 
 _GRASPS_RE = re.compile(r"(\d+)_(.+)_grasps\.txt")
 _RGB_RE = re.compile(r"(\d+)_(.+)_RGB\.png")
@@ -59,24 +58,11 @@ def write_jacquard_grasps(path, grasps) -> Path:
     return path
 
 
-def _object_dirs(root: Path, depth: int = 1):
+def _object_dirs(root: Path):
     """Yield ``(folder, file names)`` of every folder below ``root`` up to MAX_DEPTH."""
-    try:
-        with os.scandir(root) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return
-    for e in entries:
-        if e.is_dir() and not e.name.startswith("."):
-            sub = Path(e.path)
-            try:
-                with os.scandir(sub) as it2:
-                    names = sorted(x.name for x in it2 if x.is_file())
-            except (PermissionError, FileNotFoundError):
-                continue
-            yield sub, names
-            if depth < MAX_DEPTH:
-                yield from _object_dirs(sub, depth + 1)
+    for folder, names in walk_folders(root, MAX_DEPTH):
+        if folder != Path(root):
+            yield folder, names
 
 
 def is_jacquard(root) -> bool:
