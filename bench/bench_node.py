@@ -229,7 +229,7 @@ def bench_qos(n_frames=150, rate=30.0):
     return rows
 
 
-def bench_load(size_name, hw, duration=60.0, rate=30.0, checkpoint=None):
+def bench_load(size_name, hw, duration=60.0, rate=30.0, checkpoint=None, node_params=()):
     """30 Hz for ``duration`` s into a fresh node process; see the module docstring."""
     import random
     import tempfile
@@ -260,8 +260,9 @@ def bench_load(size_name, hw, duration=60.0, rate=30.0, checkpoint=None):
         tmp = Path(td)
         ckpt = checkpoint or write_tiny_checkpoint(tmp / "best_model.pt")
         domain = random.randint(100, 230)
+        extra = [a for kv in node_params for a in ("-p", kv)]
         node = NodeProcess(["-p", f"checkpoint:={ckpt}", "-p", "diagnostics_period:=0.5",
-                            "-r", "__ns:=/load"], ros_env(tmp, domain), tmp / "node.log")
+                            *extra, "-r", "__ns:=/load"], ros_env(tmp, domain), tmp / "node.log")
         h = RosHarness(domain)
         try:
             pub = h.publisher(Image, "/load/image", 10)
@@ -397,6 +398,9 @@ def main(argv=None):
                    help="--load: frame sizes")
     p.add_argument("--checkpoint", default=None,
                    help="--load: checkpoint for the node (default: a tiny random model)")
+    p.add_argument("--node-param", dest="node_params", action="append", default=[],
+                   metavar="NAME:=VALUE",
+                   help="--load: extra node parameter, repeatable (engine:=onnxruntime ...)")
     a = p.parse_args(argv)
     import torch
 
@@ -407,7 +411,8 @@ def main(argv=None):
            "tables": []}
     if a.load:
         duration = a.duration or (10.0 if a.quick else 60.0)
-        rows = [bench_load(s, SIZES[s], duration, checkpoint=a.checkpoint) for s in a.sizes]
+        rows = [bench_load(s, SIZES[s], duration, checkpoint=a.checkpoint,
+                           node_params=a.node_params) for s in a.sizes]
         res = {"title": "ROS node: load test", "load": rows, "machine": machine_info(),
                "tables": [_load_table(rows, duration)]}
         res["tables"].append(machine_table(res["machine"]))

@@ -196,3 +196,7 @@ def test_onnxruntime_engine_gives_the_same_grasps(ros, ckpt, tmp_path):
     assert a.shape == b.shape and len(a) > 0
     np.testing.assert_allclose(a[:, :2], b[:, :2], atol=0.5)  # centres [px]
     np.testing.assert_allclose(a[:, 5], b[:, 5], atol=1e-3)  # quality
+    int8 = ros(*base, "-p", "engine:=onnxruntime", "-p", "onnx_precision:=int8").node()
+    assert int8.predictor.engine.precision == "int8"
+    with pytest.raises(StartupError, match="onnx_precision"):
+        ros(*base, "-p", "engine:=onnxruntime", "-p", "onnx_precision:=int4").node()

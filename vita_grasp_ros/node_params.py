@@ -116,6 +116,9 @@ STARTUP_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("providers", str, "", "ONNX Runtime execution providers, comma-separated in "
               "priority order (e.g. TensorrtExecutionProvider,CUDAExecutionProvider); empty = "
               "CPU. Only with engine onnxruntime.", read_only=True),
+    ParamSpec("onnx_precision", str, "fp32", "Precision of the exported network with engine "
+              "onnxruntime: fp32, fp16 or int8 (dynamic int8 encoder weights; docs/deploy.md).",
+              read_only=True, choices=("fp32", "fp16", "int8")),
     ParamSpec("use_compressed", bool, False, "Subscribe `image/compressed` "
               "(sensor_msgs/CompressedImage, jpeg/png) instead of `image`.", read_only=True),
     ParamSpec("use_depth", bool, False, "Subscribe `depth` (16UC1 mm or 32FC1 m, registered to "

@@ -77,7 +77,8 @@ def load_predictor(p: dict, logger):
     t0 = time.perf_counter()
     kwargs = {}
     if p.get("engine", "torch") != "torch":  # providers: "" = CPU, else "A,B" in priority order
-        kwargs = {"engine": p["engine"], "providers": str(p.get("providers", "")).strip() or None}
+        kwargs = {"engine": p["engine"], "providers": str(p.get("providers", "")).strip() or None,
+                  "onnx_precision": p.get("onnx_precision", "fp32")}
     try:
         pred = GraspPredictor.from_checkpoint(
             path, device=p["device"], dtype=p["dtype"],
