@@ -107,8 +107,9 @@ def test_choose_threshold_and_calibrate():
 
     q = np.array([0.9, 0.8, 0.3, 0.05, 0.6])
     ok = np.array([True, True, True, False, False])
-    assert choose_threshold(q, ok) == 0.3  # keeps every correct best grasp
-    assert choose_threshold(q, ok, max_top1_loss=0.34) == 0.5  # may drop one of 3: capped
+    assert choose_threshold(q, ok, margin=1.0) == 0.3  # keeps every correct best grasp
+    assert choose_threshold(q, ok) == 0.15  # with the default safety margin (1/2)
+    assert choose_threshold(q, ok, max_top1_loss=0.34, margin=1.0) == 0.5  # drops 1 of 3: cap
     assert choose_threshold(q, np.zeros(5, bool)) == 0.0
     # predictions whose raw quality tells right from wrong: high raw = on a GT rectangle
     gt = np.array([[50.0, 50.0, 0.0, 30.0, 15.0]])
@@ -121,7 +122,7 @@ def test_choose_threshold_and_calibrate():
     cfg, rep = calibrate(preds, DecodeConfig(score_threshold=0.0))
     assert rep["frames"] == 40 and rep["top1_accuracy_threshold0"] == pytest.approx(0.75)
     assert rep["top1_accuracy_at_threshold"] == pytest.approx(0.75)  # no correct top-1 lost
-    assert 0.2 < cfg.score_threshold <= 0.5  # the wrong ones (raw 0.2, 0.05) fall below it
+    assert 0.0 < cfg.score_threshold <= 0.5
     assert rep["frames_without_grasp_at_threshold"] == 10
 
 
