@@ -386,15 +386,22 @@ class Trainer:
         if self.val_ds is None or not best.is_file():
             log.info("no validation frames: decoding defaults stored as they are (no calibration)")
             return None
-        trained = {k: v.detach().clone() for k, v in self.model.decoder.state_dict().items()}
+        # the best epoch's weights: the decoder, and the encoder too when it was trained
+        parts = [self.model.decoder] + ([] if self.model.backbone.frozen
+                                        else [self.model.backbone])
+        trained = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in parts]
         best_model, blob = load_model(best)
-        self.model.decoder.load_state_dict(best_model.decoder.state_dict())
+        best_parts = [best_model.decoder] + ([] if self.model.backbone.frozen
+                                             else [best_model.backbone])
+        for m, b in zip(parts, best_parts):
+            m.load_state_dict(b.state_dict())
         try:
             res = self.validate(keep_predictions=True)
             decode, report = calibrate(self._gathered(res["predictions"]),
                                        self.cfg.train.eval.decode())
         finally:
-            self.model.decoder.load_state_dict(trained)
+            for m, state in zip(parts, trained):
+                m.load_state_dict(state)
         if self.dist.is_main:
             meta = dict(blob.get("meta") or {}, decode=decode.to_dict(), calibration=report)
             save_checkpoint(best, best_model, meta=meta)
