@@ -168,6 +168,14 @@ def test_cv_command_scores_every_frame_once(toy_cornell, tmp_path, capsys):
     tr, va, te = split_frames(cfg, frames)
     assert not (set(tr) | set(va)) & set(te) and len(tr) + len(va) + len(te) == 8
     assert main(argv + ["--only", "5"]) == 2  # no such fold: one line, exit 2
+    # the same folds and checkpoints, scored again through ONNX Runtime (issue #13)
+    pytest.importorskip("onnxruntime")
+    assert main(["--rescore", str(tmp_path / "cv"), "--engine", "onnxruntime"]) == 0
+    s = json.loads((tmp_path / "cv" / "rescore_engine-onnxruntime.json").read_text())
+    assert len(s["per_fold"]) == 2
+    for r in s["per_fold"]:
+        assert abs(r["top1_accuracy"] - r["reference_top1"]) <= 0.25  # 1 of 4 frames at most
+    assert main(["--rescore", str(tmp_path / "nothing")]) == 2
 
 
 @pytest.mark.skipif(not SHARED_CORNELL.is_dir(), reason="../shared/data/cornell not present")

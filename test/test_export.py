@@ -20,10 +20,10 @@ from vita_grasp_core.export import (  # noqa: E402
     check_export,
     export_checkpoint,
     export_onnx,
-    main,
     quantize_int8,
     read_onnx_metadata,
 )
+from vita_grasp_core.export_cli import main  # noqa: E402
 
 DECODE = {"score_threshold": 0.05, "max_grasps": 7, "min_distance": 6, "smooth_sigma": 0.5,
           "quality_knots": [[0.0, 0.0], [0.5, 0.8], [1.0, 1.0]]}

@@ -44,7 +44,7 @@ COMMANDS = {
                      "predict grasps for images (= scripts/inference.py)"),
     "weights": Command("vita_grasp_core.weights_cli:main",
                        "prepare local encoder weights (offline)"),
-    "export": Command("vita_grasp_core.export:main",
+    "export": Command("vita_grasp_core.export_cli:main",
                       "export a checkpoint to ONNX and check it against PyTorch"),
 }
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -33,18 +32,24 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from .onnx_meta import (  # noqa: F401  (re-exported: the export's public names)
+    DEFAULT_OPSET,
+    META_KEYS,
+    ONNX_FORMAT,
+    OnnxModelInfo,
+    build_metadata,
+    parse_metadata,
+    read_onnx_metadata,
+)
+
 log = logging.getLogger(__name__)
 
-#: Format tag in ``metadata_props["vita_grasp.format"]``; files without it are not ours.
-ONNX_FORMAT = "vita_grasp.onnx/1"
 INPUT_NAME, OUTPUT_NAME = "pixel_values", "maps"
-DEFAULT_OPSET = 17
 #: Weights above this many bytes are written as external data (InternViT-300M fp32: 1.2 GB).
 EXTERNAL_DATA_THRESHOLD = 1 << 30
 #: Default check tolerance (max abs difference of any map value) per precision. int8 changes the
@@ -53,9 +58,6 @@ EXTERNAL_DATA_THRESHOLD = 1 << 30
 DEFAULT_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "int8": 0.25}
 #: Backbones whose traced graph only works at the traced batch size.
 FIXED_BATCH_BACKBONES = {"qwen2vl"}
-#: The metadata keys written into every exported file.
-META_KEYS = ("format", "model_config", "decode", "mean", "std", "input_size", "output_size",
-             "precision", "batch", "source", "source_sha256", "exporter")
 
 
 class ExportError(RuntimeError):
@@ -122,92 +124,6 @@ class CheckResult:
         return (f"max |onnx - torch| per channel over {self.frames} frame(s)"
                 f"{' (+ one batch of all)' if self.batched else ''}: {per}; worst "
                 f"{self.worst:.2e} {'<=' if self.passed else '>'} tolerance {self.tolerance:g}")
-
-
-# --------------------------------------------------------------------------------------------
-# Metadata
-# --------------------------------------------------------------------------------------------
-def build_metadata(model, *, precision: str, batch, decode: dict | None = None,
-                   source: str | None = None, source_sha256: str | None = None,
-                   opset: int = DEFAULT_OPSET) -> dict[str, str]:
-    """The ``vita_grasp.*`` metadata of an exported ``model`` (all values are strings)."""
-    cfg = model.config
-    meta = {
-        "format": ONNX_FORMAT,
-        "model_config": json.dumps(cfg.to_dict()),
-        "decode": json.dumps(decode),
-        "mean": json.dumps([float(v) for v in model.mean]),
-        "std": json.dumps([float(v) for v in model.std]),
-        "input_size": json.dumps(list(cfg.input_size)),
-        "output_size": json.dumps(list(cfg.output_size)),
-        "precision": precision,
-        "batch": str(batch),
-        "source": source or "",
-        "source_sha256": source_sha256 or "",
-        "exporter": f"torch {torch.__version__} TorchScript exporter, opset {opset}",
-    }
-    return {f"vita_grasp.{k}": v for k, v in meta.items()}
-
-
-@dataclass
-class OnnxModelInfo:
-    """The self-description of an exported file (parsed ``vita_grasp.*`` metadata)."""
-
-    model_config: dict[str, Any]
-    decode: dict | None
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    precision: str
-    batch: str | int
-    source: str
-    source_sha256: str
-    raw: dict[str, str]
-
-    @property
-    def dynamic_batch(self) -> bool:
-        return self.batch == "dynamic"
-
-
-def parse_metadata(props: dict[str, str], where: str = "ONNX file") -> OnnxModelInfo:
-    """``{key: value}`` metadata props -> :class:`OnnxModelInfo`; ``ValueError`` if not ours."""
-    fmt = props.get("vita_grasp.format")
-    if fmt is None:
-        raise ValueError(f"{where} is not a VITA-Grasp ONNX model (no 'vita_grasp.format' "
-                         "metadata); export one with `vita-grasp export --checkpoint CKPT --out "
-                         "model.onnx`")
-    if fmt != ONNX_FORMAT:
-        raise ValueError(f"{where} has VITA-Grasp format {fmt!r}; this version reads "
-                         f"{ONNX_FORMAT!r} (re-export it with this version)")
-    try:
-        batch = props.get("vita_grasp.batch", "dynamic")
-        return OnnxModelInfo(
-            model_config=json.loads(props["vita_grasp.model_config"]),
-            decode=json.loads(props.get("vita_grasp.decode", "null")),
-            mean=tuple(float(v) for v in json.loads(props["vita_grasp.mean"])),
-            std=tuple(float(v) for v in json.loads(props["vita_grasp.std"])),
-            precision=props.get("vita_grasp.precision", "fp32"),
-            batch=batch if batch == "dynamic" else int(batch),
-            source=props.get("vita_grasp.source", ""),
-            source_sha256=props.get("vita_grasp.source_sha256", ""),
-            raw=dict(props))
-    except (KeyError, ValueError, TypeError) as e:
-        raise ValueError(f"{where} has damaged VITA-Grasp metadata ({type(e).__name__}: {e})"
-                         ) from None
-
-
-def read_onnx_metadata(path) -> OnnxModelInfo:
-    """Read the metadata of an exported file without loading its external weights."""
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ONNX model not found: {path}")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # DecodeError, OSError ...
-        raise ValueError(f"{path} is not a readable ONNX file ({type(e).__name__}: "
-                         f"{str(e).strip()[:200]})") from None
-    return parse_metadata({p.key: p.value for p in proto.metadata_props}, str(path))
 
 
 # --------------------------------------------------------------------------------------------
@@ -476,103 +392,3 @@ def remove_export(path) -> None:
     path = Path(path)
     path.unlink(missing_ok=True)
     Path(str(path) + ".data").unlink(missing_ok=True)
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-def _human_bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
-def build_parser():
-    import argparse
-
-    p = argparse.ArgumentParser(
-        prog="vita-grasp export",
-        description="Export a checkpoint's whole network (frozen encoder + decoder, normalised "
-                    "pixel_values -> the 5 activated maps) to ONNX with its config, decoding "
-                    "settings and mean/std as metadata, then check the exported maps against "
-                    "PyTorch. Exit status: 0 exported and checked, 1 the check failed (the file "
-                    "is removed), 2 bad arguments, checkpoint or environment.")
-    p.add_argument("--checkpoint", required=True, help="training checkpoint (best_model.pt)")
-    p.add_argument("--out", default=None, help="output .onnx path (weights over 1 GiB go to "
-                   "OUT.data beside it); default: the cache file that GraspPredictor."
-                   "from_checkpoint(engine='onnxruntime') and the node use, next to the "
-                   "checkpoint (pre-export before starting a robot)")
-    p.add_argument("--pretrained-model", "--pretrained_model", dest="pretrained_model",
-                   default=None, help="local encoder directory overriding the checkpoint's "
-                   "reference (offline machines)")
-    prec = p.add_mutually_exclusive_group()
-    prec.add_argument("--fp16", action="store_true",
-                      help="compute in float16 inside the graph (GPU / TensorRT; fp32 I/O)")
-    prec.add_argument("--int8", action="store_true",
-                      help="dynamic int8 quantisation of the encoder's MatMul/Gemm weights (CPU)")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
-                   help=f"ONNX opset (default {DEFAULT_OPSET})")
-    p.add_argument("--batch", type=int, default=None,
-                   help="fixed batch size (default: dynamic; Qwen2-VL is always fixed, 1)")
-    p.add_argument("--external-data", action="store_true",
-                   help="always write the weights to OUT.data (default: only above 1 GiB)")
-    p.add_argument("--check-frames", type=int, default=3,
-                   help="generated frames compared with PyTorch (0 = skip the check)")
-    p.add_argument("--tolerance", type=float, default=None,
-                   help="max abs map difference allowed (default: fp32 1e-3, fp16 2e-2, "
-                        "int8 0.25)")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    import sys
-
-    args = build_parser().parse_args(argv)
-    if args.check_frames < 0:
-        print("vita-grasp export: --check-frames must be >= 0", file=sys.stderr)
-        return 2
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError as e:
-        print(f"vita-grasp export: needs the {e.name} package (installed by `make setup`)",
-              file=sys.stderr)
-        return 2
-    precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
-    if args.out is None:
-        from .engines import cache_path
-
-        if not Path(args.checkpoint).is_file():
-            print(f"vita-grasp export: checkpoint not found: {args.checkpoint}", file=sys.stderr)
-            return 2
-        if args.batch is not None or args.external_data:
-            print("vita-grasp export: --batch / --external-data need --out (the cache file "
-                  "always uses the defaults)", file=sys.stderr)
-            return 2
-        args.out = cache_path(args.checkpoint, file_sha256(args.checkpoint),
-                              pretrained_model=args.pretrained_model, precision=precision,
-                              opset=args.opset)
-    print(f"exporting {args.checkpoint} -> {args.out} "
-          f"({precision}, opset {args.opset})")
-    try:
-        res, chk = export_checkpoint(
-            args.checkpoint, args.out, pretrained_model=args.pretrained_model, fp16=args.fp16,
-            int8=args.int8, opset=args.opset, batch=args.batch,
-            external_data=True if args.external_data else None, check=args.check_frames,
-            tolerance=args.tolerance)
-    except ExportError as e:
-        print(f"vita-grasp export: FAILED: {e}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError, RuntimeError) as e:  # missing/unwritable paths, bad files
-        print(f"vita-grasp export: {e}", file=sys.stderr)
-        return 2
-    data = f" + {res.data_path.name} (external data)" if res.data_path else ""
-    print(f"wrote {res.path}{data}: {_human_bytes(res.size_bytes)}, {res.precision}, batch "
-          f"{res.batch}, {res.seconds:.1f} s")
-    if chk is not None:
-        print(f"check: {chk.summary()}")
-    else:
-        print("check: skipped (--check-frames 0)")
-    return 0

@@ -72,16 +72,19 @@ def prebuild_cache(cfg: FullConfig, frames, device, progress: bool) -> dict:
             "dir": str(cache.dir)}
 
 
-def score_fold(checkpoint: Path, frames, device, *, time_frames: int = 20) -> dict:
-    """Score frames with the checkpoint's API defaults; per-image rows; CPU predict time."""
+def score_fold(checkpoint: Path, frames, device, *, time_frames: int = 20,
+               **predictor_kwargs) -> dict:
+    """Score frames with the checkpoint's API defaults; per-image rows; CPU predict time.
+    ``predictor_kwargs`` go to ``GraspPredictor.from_checkpoint`` (``dtype``, ``engine``,
+    ``onnx_precision``, ...): the same protocol for another inference variant."""
     from ..data import GraspDataset, load_frame
     from ..evaluation import evaluate
     from ..predictor import GraspPredictor
 
-    pred = GraspPredictor.from_checkpoint(checkpoint, device=device)
+    pred = GraspPredictor.from_checkpoint(checkpoint, device=device, **predictor_kwargs)
     c = pred.config
     ds = GraspDataset(frames, output_size=c.output_size, input_size=c.input_size,
-                      mean=pred.model.mean, std=pred.model.std, width_scale=c.width_scale)
+                      mean=pred.mean, std=pred.std, width_scale=c.width_scale)
     res = evaluate(pred, ds, batch_size=8, progress=False, per_image=True,
                    keep_predictions=True, score_threshold=None, max_grasps=None,
                    min_distance=None, smooth_sigma=None)
@@ -186,6 +189,33 @@ def run_cv(cfg: FullConfig, out, *, device: str = "auto", only=None, progress: b
     return report
 
 
+def rescore_cv(out, *, device: str = "auto", **predictor_kwargs) -> dict:
+    """Score every fold of a finished ``run_cv`` again with another inference variant
+    (``dtype="bfloat16"``, ``engine="onnxruntime"``, ``onnx_precision="int8"``): the same
+    checkpoints and test frames; writes ``<out>/rescore_<variant>.json``."""
+    out = Path(out)
+    rep = json.loads((out / "cv.json").read_text())
+    cfg = build_config(rep["config"])
+    frames, folds, _ = fold_frames(cfg)
+    variant = "_".join(f"{k}-{v}" for k, v in sorted(predictor_kwargs.items())) or "default"
+    rows = []
+    for f in rep["per_fold"]:
+        k = f["fold"]
+        res = score_fold(out / f"fold_{k}" / "best_model.pt", [frames[i] for i in folds[k]],
+                         device, **predictor_kwargs)
+        rows.append({"fold": k, "top1_accuracy": res["top1_accuracy"],
+                     "precision@5": res["precision@5"], "reference_top1": f["top1_accuracy"],
+                     "predict_ms_median": round(res["predict_ms_median"], 1)})
+    top1 = np.array([r["top1_accuracy"] for r in rows])
+    ref = np.array([r["reference_top1"] for r in rows])
+    summary = {"variant": variant, "settings": predictor_kwargs, "per_fold": rows,
+               "top1_accuracy_mean": float(top1.mean()), "top1_accuracy_std": float(top1.std()),
+               "reference_top1_mean": float(ref.mean()),
+               "predict_ms_median_mean": float(np.mean([r["predict_ms_median"] for r in rows]))}
+    (out / f"rescore_{variant}.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
 def format_report(r: dict) -> str:
     lines = [f"{r['folds']}-fold cross-validation ({r['split_by']}-wise) on {r['frames']} frames "
              f"of {r['data_root']}",
@@ -210,9 +240,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "(checkpoint and threshold selected on a validation part of its training "
                     "folds), score the held-out fold with the API's defaults (top-1 and P@k, "
                     "IoU > 0.25, angle < 30 deg), print mean +- std.")
-    p.add_argument("--config", required=True, help="YAML config, e.g. config/dinov2_cornell.yaml")
-    p.add_argument("--dataset_root", required=True, help="Cornell or Jacquard data set root")
-    p.add_argument("--output_dir", required=True, help="fold runs, cv.json, overlays")
+    p.add_argument("--config", help="YAML config, e.g. config/dinov2_cornell.yaml")
+    p.add_argument("--dataset_root", help="Cornell or Jacquard data set root")
+    p.add_argument("--output_dir", help="fold runs, cv.json, overlays")
+    p.add_argument("--rescore", metavar="DIR", default=None,
+                   help="instead of training: score the folds of a finished cross-validation in "
+                        "DIR again with another inference variant (--engine, --onnx_precision, "
+                        "--dtype)")
+    p.add_argument("--engine", default=None, choices=("torch", "onnxruntime"),
+                   help="--rescore: inference engine")
+    p.add_argument("--onnx_precision", default=None, choices=("fp32", "fp16", "int8"),
+                   help="--rescore with --engine onnxruntime: precision of the exported network")
+    p.add_argument("--dtype", default=None, help="--rescore with torch: float32, bfloat16")
     p.add_argument("--folds", type=int, default=None, help="number of folds (data.folds, 5)")
     p.add_argument("--split_by", choices=("image", "object"), default=None,
                    help="image-wise (Cornell convention) or object-wise folds (data.split_by)")
@@ -228,7 +267,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Exit status 0 done, 2 configuration / data problems (one line)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.rescore:
+        kw = {k: v for k, v in (("engine", args.engine), ("onnx_precision", args.onnx_precision),
+                                ("dtype", args.dtype)) if v is not None}
+        try:
+            s = rescore_cv(args.rescore, device=args.device, **kw)
+        except (FileNotFoundError, ValueError, ConfigError) as e:
+            print(f"vita-grasp cv: {e}", file=sys.stderr)
+            return 2
+        print(f"{s['variant']}: top-1 {100 * s['top1_accuracy_mean']:.1f} +- "
+              f"{100 * s['top1_accuracy_std']:.1f} % (reference "
+              f"{100 * s['reference_top1_mean']:.1f} %), predict "
+              f"{s['predict_ms_median_mean']:.0f} ms/frame")
+        return 0
+    missing = [n for n in ("config", "dataset_root", "output_dir") if not getattr(args, n)]
+    if missing:
+        parser.error(f"the following arguments are required: "
+                     f"{', '.join('--' + m for m in missing)} (or --rescore DIR)")
     ovr = list(args.overrides) + [f"data.root={json.dumps(args.dataset_root)}"]
     for key, val in (("data.folds", args.folds), ("data.split_by", args.split_by),
                      ("data.split_seed", args.seed)):
