@@ -287,3 +287,21 @@ def test_frozen_pretrained_encoder_is_referenced_not_copied(tmp_path, tiny_model
     m2, _ = load_model(path)
     x = torch.randn(1, 3, 112, 140)
     torch.testing.assert_close(m.eval()(x), m2(x))
+
+
+def test_image_stem_reads_the_input_image(tiny_model_factory, tmp_path):
+    """``image_stem``: the decoder also sees the input image (edges finer than the patches)."""
+    m = tiny_model_factory("internvit", image_stem=8)
+    assert m.needs_image and not tiny_model_factory("internvit").needs_image
+    x = torch.randn(2, 3, 112, 140)
+    feats = m.backbone_features(x)
+    with pytest.raises(ValueError, match="image stem"):
+        m.decode_logits(feats)
+    out = m(x)
+    assert out.shape == (2, 5, 480, 640)
+    torch.testing.assert_close(m.decoder.activate(m.decode_logits(feats, x)), out)
+    # the image changes the maps through the stem even with the same features
+    assert not torch.allclose(m.decode_logits(feats, x), m.decode_logits(feats, x.flip(-1)))
+    again, _ = load_model(save_checkpoint(tmp_path / "s.pt", m))
+    assert again.config.image_stem == 8
+    torch.testing.assert_close(again(x), out)

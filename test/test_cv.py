@@ -194,3 +194,23 @@ def test_short_cv_on_shared_cornell_frames(tmp_path):
     assert rep["frames"] == 6
     _check_cv(tmp_path / "cv", 6, 2)
     assert (tmp_path / "cv" / "overlays").is_dir()
+
+
+def test_image_stem_trains_from_the_cache(toy_cornell, tmp_path):
+    """A decoder with an image stem trains from cached views: the cache keeps each view's input
+    canvas, so the stem sees exactly the augmented image the features came from."""
+    from vita_grasp_core.preprocess import image_to_input
+    from vita_grasp_core.training.feature_cache import frame_views
+    from vita_grasp_core.training.train import Trainer
+
+    root, _ = toy_cornell
+    tr = Trainer(_cfg(root, "model.image_stem=8"), tmp_path, device="cpu", progress=False)
+    try:
+        cds, base = tr.train_ds, tr.train_ds.dataset
+        rgb = frame_views(base, 0, 3)[2][0]
+        x, _ = image_to_input(rgb, base.input_size, base.output_size, base.mean, base.std)
+        torch.testing.assert_close(cds.load(0, 2)["image"], x)
+        summary = tr.run()
+    finally:
+        tr.close()
+    assert summary["epochs"] == 1 and summary["last_val"]["num_images"] == 2

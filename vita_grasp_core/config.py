@@ -28,6 +28,8 @@ class ModelConfig:
         decoder_channels: width of the FPN decoder.
         decoder_stages: x2 upsampling stages after the feature grid (4: heads at 16x the patch
             grid; 3 halves the heads' resolution, ~2.5x cheaper, for small outputs).
+        image_stem: channels of a light convolutional stem on the input image fused into the
+            decoder's last stage (0 = none): edges at a finer scale than the encoder's patches.
         input_size: (H, W) of the backbone input canvas; multiples of the backbone's patch unit.
         output_size: (H, W) of the five output maps.
         width_scale: grasp opening that maps to 1.0 in channel 3, as a fraction of the output
@@ -43,6 +45,7 @@ class ModelConfig:
     feature_layers: tuple[int, ...] | None = None
     decoder_channels: int = 256
     decoder_stages: int = 4
+    image_stem: int = 0
     input_size: tuple[int, int] = (448, 588)
     output_size: tuple[int, int] = (480, 640)
     width_scale: float = 0.25
@@ -69,6 +72,8 @@ class ModelConfig:
         if self.decoder_channels < 8 or self.decoder_channels % 8:
             raise ValueError("decoder_channels must be a multiple of 8, got "
                              f"{self.decoder_channels}")
+        if self.image_stem < 0 or self.image_stem > 256:
+            raise ValueError(f"image_stem must be in [0, 256] channels, got {self.image_stem}")
         if not 1 <= self.decoder_stages <= 6:
             raise ValueError(f"decoder_stages must be in [1, 6], got {self.decoder_stages}")
         if not 0 < self.width_scale <= 1:

@@ -2,8 +2,10 @@
 
 Per level: channel LayerNorm + 1x1 lateral projection to ``D`` channels; top-down fusion from the
 deepest level (sum, then 3x3 conv block); a refine block; ``stages`` x2 upsampling stages
-(default 4: D -> D/2 -> D/4 -> D/8 -> D/8; 3: D -> D/2 -> D/4 -> D/8); five small heads; bilinear
-resize to ``output_size``.
+(default 4: D -> D/2 -> D/4 -> D/8 -> D/8; 3: D -> D/2 -> D/4 -> D/8); optionally (``image_stem``
+channels > 0) a light convolutional stem on the input image itself (stride 2), resized to the last
+stage and fused there, which gives the heads the edges that a 14 px patch grid lacks; five small
+heads; bilinear resize to ``output_size``.
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ class GraspDecoder(nn.Module):
     """``list[(B, C_i, h, w)]`` -> ``(B, 5, H_out, W_out)`` logits (see :meth:`activate`)."""
 
     def __init__(self, in_channels: list[int], channels: int = 256,
-                 output_size: tuple[int, int] = (480, 640), stages: int = 4):
+                 output_size: tuple[int, int] = (480, 640), stages: int = 4,
+                 image_stem: int = 0):
         super().__init__()
         d = channels
         self.output_size = tuple(output_size)
@@ -46,12 +49,22 @@ class GraspDecoder(nn.Module):
         widths = [d] + [max(d >> (i + 1), d // 8) for i in range(stages)]
         self.up = nn.ModuleList(_block(widths[i], widths[i + 1]) for i in range(stages))
         hc = widths[-1]
+        self.stem = self.stem_fuse = None
+        if image_stem:
+            s = int(image_stem)
+            self.stem = nn.Sequential(
+                nn.Conv2d(3, s, 3, stride=2, padding=1, bias=False),
+                nn.GroupNorm(8 if s % 8 == 0 else 1, s), nn.GELU(), _block(s, s))
+            self.stem_fuse = _block(hc + s, hc)
         self.heads = nn.ModuleList(
             nn.Sequential(nn.Conv2d(hc, hc, 3, padding=1), nn.GELU(), nn.Conv2d(hc, 1, 1))
             for _ in CHANNELS
         )
 
-    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, feats: list[torch.Tensor], pixel_values: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """``feats`` -> logits; ``pixel_values`` (the normalised input canvas) feeds the image
+        stem and is required when there is one."""
         if len(feats) != len(self.laterals):
             raise ValueError(f"decoder expects {len(self.laterals)} feature maps, "
                              f"got {len(feats)}")
@@ -63,6 +76,12 @@ class GraspDecoder(nn.Module):
         x = self.refine(x)
         for stage in self.up:
             x = stage(F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False))
+        if self.stem is not None:
+            if pixel_values is None:
+                raise ValueError("this decoder has an image stem: pass the input image too")
+            s = self.stem(pixel_values.to(x.dtype))
+            s = F.interpolate(s, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            x = self.stem_fuse(torch.cat([x, s], dim=1))
         x = torch.cat([h(x) for h in self.heads], dim=1)
         return F.interpolate(x, size=self.output_size, mode="bilinear", align_corners=False)
 

@@ -28,7 +28,8 @@ class GraspModel(nn.Module):
             raise ValueError(f"input_size {config.input_size} must be multiples of {m} for the "
                              f"{config.backbone} backbone")
         self.decoder = GraspDecoder(self.backbone.out_channels, config.decoder_channels,
-                                    config.output_size, config.decoder_stages)
+                                    config.output_size, config.decoder_stages,
+                                    config.image_stem)
 
     @property
     def mean(self):
@@ -48,13 +49,20 @@ class GraspModel(nn.Module):
                 return self.backbone(pixel_values)
         return self.backbone(pixel_values)
 
-    def decode_logits(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        """Decoder only: features -> ``(B, 5, H_out, W_out)`` logits (training, feature cache)."""
+    def decode_logits(self, feats: list[torch.Tensor],
+                      pixel_values: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoder only: features (+ the input image when the decoder has an image stem) ->
+        ``(B, 5, H_out, W_out)`` logits (training, feature cache)."""
         dtype = self.decoder.laterals[0].weight.dtype
-        return self.decoder([f.to(dtype) for f in feats])
+        return self.decoder([f.to(dtype) for f in feats], pixel_values)
+
+    @property
+    def needs_image(self) -> bool:
+        """Whether the decoder reads the input image itself (``config.image_stem``)."""
+        return self.decoder.stem is not None
 
     def forward(self, pixel_values: torch.Tensor, return_logits: bool = False) -> torch.Tensor:
-        logits = self.decode_logits(self.backbone_features(pixel_values))
+        logits = self.decode_logits(self.backbone_features(pixel_values), pixel_values)
         return logits if return_logits else GraspDecoder.activate(logits)
 
     def trainable_parameters(self) -> int:

@@ -31,8 +31,8 @@ def validate_image(image) -> np.ndarray:
     return image
 
 
-def image_to_input(image: np.ndarray, input_size, output_size, mean, std):
-    """One image -> (``3 x input_size`` float32 tensor normalised with mean/std, Letterbox).
+def input_canvas(image: np.ndarray, input_size, output_size, mean):
+    """One image -> (``input_size`` HxWx3 uint8 RGB canvas, Letterbox).
 
     The letterbox maps source pixels to the ``output_size`` maps; the input canvas is the same
     layout at ``input_size``. Padding takes the mean colour, i.e. zero after normalisation.
@@ -40,9 +40,20 @@ def image_to_input(image: np.ndarray, input_size, output_size, mean, std):
     validate_image(image)
     lb = Letterbox.fit(image.shape[:2], output_size)
     pad = tuple(int(round(float(m) * 255.0)) for m in mean)
-    canvas = lb.warp_to_input(image, input_size, pad_value=pad)
-    # (x / 255 - mean) / std as one multiply-add per channel on the contiguous HxWx3 float copy.
-    x = torch.from_numpy(canvas.astype(np.float32))
+    return lb.warp_to_input(image, input_size, pad_value=pad), lb
+
+
+def normalize_canvas(canvas: np.ndarray, mean, std) -> torch.Tensor:
+    """``HxWx3 uint8`` RGB -> ``3xHxW`` float32 tensor ``(x / 255 - mean) / std``."""
+    # one multiply-add per channel on the contiguous HxWx3 float copy
+    x = torch.from_numpy(np.ascontiguousarray(canvas).astype(np.float32))
     x.mul_(torch.tensor([1.0 / (255.0 * s) for s in std])).add_(
         torch.tensor([-m / s for m, s in zip(mean, std)]))
-    return x.permute(2, 0, 1), lb
+    return x.permute(2, 0, 1)
+
+
+def image_to_input(image: np.ndarray, input_size, output_size, mean, std):
+    """One image -> (``3 x input_size`` float32 tensor normalised with mean/std, Letterbox):
+    :func:`input_canvas` then :func:`normalize_canvas`."""
+    canvas, lb = input_canvas(image, input_size, output_size, mean)
+    return normalize_canvas(canvas, mean, std), lb

@@ -13,6 +13,8 @@ One ``.safetensors`` file per view::
 
     <cache_dir>/<key>/<frame key>.v<k>.safetensors
         feat0 ... featN-1  fp16 (C, h, w)  backbone_features() of the view
+        canvas             uint8 (H, W, 3) the view's input canvas (for decoders with an
+                                           image stem, ``model.image_stem``)
         grasps             fp32 (N, 7)     the view's grasps (source px of the view)
         size               int64 (2,)      (h, w) of the view
         semantic           uint8 (H, W)    object mask on the output canvas (only with a mask)
@@ -47,7 +49,7 @@ log = logging.getLogger(__name__)
 
 ENCODER_KEYS = ("backbone", "pretrained_model", "backbone_config", "feature_layers", "input_size",
                 "attn_implementation")
-FORMAT = "vita_grasp.feature_cache/2"
+FORMAT = "vita_grasp.feature_cache/3"
 
 
 def _hash(blob) -> str:
@@ -112,12 +114,15 @@ class FeatureCache:
     def has(self, frame_key: str, views: int) -> bool:
         return all(self.path(frame_key, v).is_file() for v in range(views))
 
-    def save(self, path: Path, feats, grasps: np.ndarray, size, semantic=None) -> None:
-        """Atomically write one view (features as fp16)."""
+    def save(self, path: Path, feats, grasps: np.ndarray, size, semantic=None,
+             canvas=None) -> None:
+        """Atomically write one view (features as fp16; ``canvas`` the uint8 input canvas)."""
         from safetensors.torch import save_file
 
         tensors = {f"feat{i}": f.detach().to("cpu", torch.float16).contiguous()
                    for i, f in enumerate(feats)}
+        if canvas is not None:
+            tensors["canvas"] = torch.from_numpy(np.ascontiguousarray(canvas, np.uint8))
         tensors["grasps"] = torch.from_numpy(np.ascontiguousarray(grasps, np.float32))
         tensors["size"] = torch.tensor([int(size[0]), int(size[1])], dtype=torch.int64)
         if semantic is not None:
@@ -127,11 +132,12 @@ class FeatureCache:
 
     def load(self, path: Path) -> dict:
         """``{"features": [fp16 (C, h, w)], "grasps": (N, 7), "size": (h, w),
-        "semantic": (H, W) uint8 or None}``."""
+        "semantic": (H, W) uint8 or None, "canvas": (H_in, W_in, 3) uint8 or None}``."""
         from safetensors.torch import load_file
 
         t = load_file(str(path))
         return {"features": [t[f"feat{i}"] for i in range(self.num_levels)],
+                "canvas": t["canvas"].numpy() if "canvas" in t else None,
                 "grasps": t["grasps"].numpy(), "size": tuple(int(v) for v in t["size"]),
                 "semantic": t["semantic"].numpy() if "semantic" in t else None}
 
@@ -177,7 +183,7 @@ def build_cache(model, dataset, cache: FeatureCache, *, views: int = 1, device="
     the number of views computed by this rank.
     """
     from ..data.common import FrameFault
-    from ..preprocess import image_to_input
+    from ..preprocess import input_canvas, normalize_canvas
 
     if not model.backbone.frozen:
         raise ValueError("the feature cache needs a frozen backbone (model.freeze_vit: true)")
@@ -192,15 +198,15 @@ def build_cache(model, dataset, cache: FeatureCache, *, views: int = 1, device="
 
         bar = tqdm(total=len(todo) * views, desc=f"feature cache ({views} view(s) per frame)",
                    unit="view", dynamic_ncols=True)
-    pending: list[tuple] = []  # (path, image tensor, grasps, size, semantic)
+    pending: list[tuple] = []  # (path, image tensor, grasps, size, semantic, canvas)
     done = 0
 
     def flush():
         nonlocal done
         x = torch.stack([p[1] for p in pending]).to(device)
         feats = model.backbone_features(x)
-        for b, (path, _, g, size, sem) in enumerate(pending):
-            cache.save(path, [f[b] for f in feats], g, size, sem)
+        for b, (path, _, g, size, sem, canvas) in enumerate(pending):
+            cache.save(path, [f[b] for f in feats], g, size, sem, canvas)
         done += len(pending)
         if bar is not None:
             bar.update(len(pending))
@@ -217,9 +223,9 @@ def build_cache(model, dataset, cache: FeatureCache, *, views: int = 1, device="
             path = cache.path(key, v)
             if path.is_file():
                 continue
-            image, lb = image_to_input(rgb, dataset.input_size, dataset.output_size,
-                                       dataset.mean, dataset.std)
-            pending.append((path, image, g, rgb.shape[:2], _semantic(label, lb)))
+            canvas, lb = input_canvas(rgb, dataset.input_size, dataset.output_size, dataset.mean)
+            image = normalize_canvas(canvas, dataset.mean, dataset.std)
+            pending.append((path, image, g, rgb.shape[:2], _semantic(label, lb), canvas))
             if len(pending) >= batch_size:
                 flush()
     if pending:
@@ -268,9 +274,14 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
         t = render_targets(item["grasps"], None, lb, ds.width_scale, ds.sigma, **ds.render_kw)
         if item["semantic"] is not None:
             t.maps[4] = item["semantic"]
-        return {"features": item["features"], "target": torch.from_numpy(t.maps),
+        out = {"features": item["features"], "target": torch.from_numpy(t.maps),
                 "owned": torch.from_numpy(t.owned), "rects": torch.from_numpy(item["grasps"]),
                 "src_size": item["size"], "index": int(i), "key": self.frames[i].key}
+        if item["canvas"] is not None:
+            from ..preprocess import normalize_canvas
+
+            out["image"] = normalize_canvas(item["canvas"], ds.mean, ds.std)
+        return out
 
     def __getitem__(self, i: int) -> dict:
         return self.load(i, self.view_of(i))
@@ -279,7 +290,9 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
 def cached_collate(batch: list[dict]) -> dict:
     """Stack features level by level, targets and owned masks; ground truth as lists."""
     n = len(batch[0]["features"])
-    return {"features": [torch.stack([b["features"][k] for b in batch]) for k in range(n)],
+    extra = {"image": torch.stack([b["image"] for b in batch])} if "image" in batch[0] else {}
+    return {**extra,
+            "features": [torch.stack([b["features"][k] for b in batch]) for k in range(n)],
             "target": torch.stack([b["target"] for b in batch]),
             "owned": torch.stack([b["owned"] for b in batch]),
             "rects": [b["rects"] for b in batch],

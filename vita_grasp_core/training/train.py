@@ -75,8 +75,9 @@ class _TrainStep(nn.Module):
         self.model = model
 
     def forward(self, pixel_values=None, features=None):
+        """Logits from the image, or from cached features (+ the image for a decoder stem)."""
         feats = features if features is not None else self.model.backbone_features(pixel_values)
-        return self.model.decode_logits(feats)
+        return self.model.decode_logits(feats, pixel_values)
 
 
 class Trainer:
@@ -221,8 +222,10 @@ class Trainer:
         owned = batch["owned"].to(dev, non_blocking=True)
         with self.amp:
             if self.cached:
-                logits = self.step_module(features=[f.to(dev, non_blocking=True)
-                                                    for f in batch["features"]])
+                image = batch.get("image") if self.model.needs_image else None
+                logits = self.step_module(
+                    features=[f.to(dev, non_blocking=True) for f in batch["features"]],
+                    pixel_values=None if image is None else image.to(dev, non_blocking=True))
             else:
                 logits = self.step_module(pixel_values=batch["image"].to(dev, non_blocking=True))
         loss, parts = self.criterion(logits.float(), target, owned)
@@ -319,7 +322,9 @@ class Trainer:
         def fn(batch):
             model.eval()
             with torch.no_grad():
-                logits = model.decode_logits([f.to(self.device) for f in batch["features"]])
+                image = batch.get("image") if model.needs_image else None
+                logits = model.decode_logits([f.to(self.device) for f in batch["features"]],
+                                             None if image is None else image.to(self.device))
                 maps = model.decoder.activate(logits).float()
             lbs = [Letterbox.fit(s, cfg.output_size) for s in batch["src_size"]]
             out = decode_maps(maps, lbs, width_scale=cfg.width_scale,
