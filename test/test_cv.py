@@ -214,3 +214,33 @@ def test_image_stem_trains_from_the_cache(toy_cornell, tmp_path):
     finally:
         tr.close()
     assert summary["epochs"] == 1 and summary["last_val"]["num_images"] == 2
+
+
+@pytest.mark.parametrize("name", ["dinov2_cornell", "internvit_cornell"])
+def test_shipped_cornell_configs_train_as_written(name, toy_cornell, tmp_path):
+    """The real-photograph recipes validate, and train and calibrate on a Cornell layout with
+    every other setting as shipped: only the encoder is swapped for its tiny random config (no
+    weights are downloaded) and the sizes shrunk."""
+    from vita_grasp_core.backbones import get_spec
+    from vita_grasp_core.training.train import Trainer
+
+    raw = load_raw(Path(__file__).resolve().parents[1] / "config" / f"{name}.yaml")
+    cfg = build_config(raw)
+    spec = get_spec(cfg.model.backbone)
+    assert cfg.model.freeze_vit and cfg.train.feature_cache and cfg.train.cache_views >= 2
+    assert cfg.data.format == "auto" and cfg.train.calibrate and cfg.model.width_scale == 0.5
+    assert cfg.model.pretrained_model is not None  # a real pretrained encoder
+    raw["model"].update(pretrained_model=None, backbone_config=dict(spec.tiny_config),
+                        input_size=[56, 56], output_size=[48, 48], decoder_channels=16)
+    raw["data"].update(root=str(toy_cornell[0]), val_fraction=0.25)
+    raw["train"].update(epochs=1, cache_views=2, batch_size=4,
+                        feature_cache_dir=str(tmp_path / "cache"))
+    tr = Trainer(build_config(raw), tmp_path / "run", device="cpu", progress=False)
+    try:
+        summary = tr.run()
+    finally:
+        tr.close()
+    assert summary["epochs"] == 1
+    meta = torch.load(tmp_path / "run" / "best_model.pt", map_location="cpu",
+                      weights_only=True)["meta"]
+    assert "decode" in meta and meta["decode"]["score_threshold"] <= 0.5
