@@ -216,7 +216,7 @@ def test_image_stem_trains_from_the_cache(toy_cornell, tmp_path):
     assert summary["epochs"] == 1 and summary["last_val"]["num_images"] == 2
 
 
-@pytest.mark.parametrize("name", ["dinov2_cornell", "internvit_cornell"])
+@pytest.mark.parametrize("name", ["dinov2_cornell", "internvit_cornell", "dinov2_realtime"])
 def test_shipped_cornell_configs_train_as_written(name, toy_cornell, tmp_path):
     """The real-photograph recipes validate, and train and calibrate on a Cornell layout with
     every other setting as shipped: only the encoder is swapped for its tiny random config (no
