@@ -230,8 +230,11 @@ def test_shipped_cornell_configs_train_as_written(name, toy_cornell, tmp_path):
     assert cfg.model.freeze_vit and cfg.train.feature_cache and cfg.train.cache_views >= 2
     assert cfg.data.format == "auto" and cfg.train.calibrate and cfg.model.width_scale == 0.5
     assert cfg.model.pretrained_model is not None  # a real pretrained encoder
+    if cfg.model.feature_layers:  # the layers exist in the real encoder
+        assert max(cfg.model.feature_layers) <= spec.depth
     raw["model"].update(pretrained_model=None, backbone_config=dict(spec.tiny_config),
-                        input_size=[56, 56], output_size=[48, 48], decoder_channels=16)
+                        feature_layers=None, input_size=[56, 56], output_size=[48, 48],
+                        decoder_channels=16)
     raw["data"].update(root=str(toy_cornell[0]), val_fraction=0.25)
     raw["train"].update(epochs=1, cache_views=2, batch_size=4,
                         feature_cache_dir=str(tmp_path / "cache"))
