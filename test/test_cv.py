@@ -222,6 +222,7 @@ def test_shipped_cornell_configs_train_as_written(name, toy_cornell, tmp_path):
     every other setting as shipped: only the encoder is swapped for its tiny random config (no
     weights are downloaded) and the sizes shrunk."""
     from vita_grasp_core.backbones import get_spec
+    from vita_grasp_core.checkpoint import read_checkpoint
     from vita_grasp_core.training.train import Trainer
 
     raw = load_raw(Path(__file__).resolve().parents[1] / "config" / f"{name}.yaml")
@@ -244,6 +245,5 @@ def test_shipped_cornell_configs_train_as_written(name, toy_cornell, tmp_path):
     finally:
         tr.close()
     assert summary["epochs"] == 1
-    meta = torch.load(tmp_path / "run" / "best_model.pt", map_location="cpu",
-                      weights_only=True)["meta"]
+    meta = read_checkpoint(tmp_path / "run" / "best_model.pt")["meta"]
     assert "decode" in meta and meta["decode"]["score_threshold"] <= 0.5
