@@ -49,6 +49,34 @@ def test_overrides_and_validation():
     assert again.to_dict() == c.to_dict()
 
 
+def test_a_config_can_start_from_a_base_config(tmp_path):
+    """``base:`` takes another file's values; this file's override them key by key (nested
+    mappings merge), relative to the file or to the repository root; a loop is an error."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "child.yaml").write_text(
+        "base: ../mid.yaml\nmodel: {decoder_channels: 24}\ntrain: {loss: {w_angle: 3.0}}\n")
+    (tmp_path / "mid.yaml").write_text(
+        f"base: {TINY}\ntrain: {{epochs: 2, loss: {{w_width: 4.0}}}}\n")
+    raw = load_raw(tmp_path / "sub" / "child.yaml")
+    c, tiny = build_config(raw), load_config(TINY)
+    assert "base" not in raw and c.model.decoder_channels == 24 and c.train.epochs == 2
+    assert (c.train.loss.w_angle, c.train.loss.w_width) == (3.0, 4.0)
+    assert c.model.backbone_config == tiny.model.backbone_config  # untouched keys inherited
+    assert c.train.loss.position == tiny.train.loss.position
+    (tmp_path / "rel.yaml").write_text("base: config/tiny.yaml\ntrain: {epochs: 5}\n")
+    assert load_config(tmp_path / "rel.yaml").train.epochs == 5  # the repository's config/
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="includes itself"):
+        load_raw(tmp_path / "a.yaml")
+    (tmp_path / "bad.yaml").write_text("base: [x]\n")
+    with pytest.raises(ConfigError, match="base must be"):
+        load_raw(tmp_path / "bad.yaml")
+    (tmp_path / "gone.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="not found: nowhere.yaml"):
+        load_raw(tmp_path / "gone.yaml")
+
+
 def test_model_type_must_match_config(tmp_path):
     from vita_grasp_core.training.train import main
 

@@ -391,7 +391,20 @@ def resolve_config_path(path) -> Path:
     raise ConfigError(f"config file not found: {path}")
 
 
-def load_raw(path) -> dict:
+def _merge_into(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``, key by key: mappings merge, anything else replaces."""
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge_into(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+def load_raw(path, _chain=()) -> dict:
+    """A config file as a raw dict. ``base: other.yaml`` (relative to the file, else to the
+    repository root) starts from that file; what this file gives overrides the base's values key
+    by key (sections and nested mappings merge, any other value replaces)."""
     p = resolve_config_path(path)
     try:
         raw = yaml_load(p.read_text()) or {}
@@ -399,7 +412,18 @@ def load_raw(path) -> dict:
         raise ConfigError(f"{p}: invalid YAML ({e})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: top level must be a mapping with sections model, data, train")
-    return raw
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"{p}: base must be the path of another config file, got {base!r}")
+    chain = _chain + (p.resolve(),)
+    local = p.parent / base
+    base_path = resolve_config_path(local if local.is_file() else base)
+    if base_path.resolve() in chain:
+        raise ConfigError(f"{p}: base {base} includes itself "
+                          f"({' -> '.join(c.name for c in chain + (base_path,))})")
+    return _merge_into(load_raw(base_path, chain), raw)
 
 
 def build_config(raw: dict, overrides=()) -> FullConfig:
