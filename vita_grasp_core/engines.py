@@ -238,11 +238,16 @@ def cache_path(checkpoint, checkpoint_sha256: str, *, pretrained_model: str | No
                precision: str = "fp32", opset: int = DEFAULT_OPSET) -> Path:
     """Where :func:`onnx_for_checkpoint` keeps the export of ``checkpoint`` with these settings:
     ``<checkpoint>.<precision>.<key>.onnx`` next to it, or in ``~/.cache/vita_grasp/onnx/`` when
-    the checkpoint's directory is not writable."""
-    checkpoint = Path(checkpoint)
+    the checkpoint's directory is not writable or the checkpoint is a shipped model
+    (:mod:`vita_grasp_core.zoo`)."""
+    from .zoo import is_shipped_file, resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(checkpoint)
     key = cache_key(checkpoint_sha256, pretrained_model=pretrained_model, precision=precision,
                     opset=opset)
-    folder = checkpoint.parent if os.access(checkpoint.parent, os.W_OK) else cache_dir_fallback()
+    # shipped weights live inside the installed package: their exports go to the user's cache
+    writable = os.access(checkpoint.parent, os.W_OK) and not is_shipped_file(checkpoint)
+    folder = checkpoint.parent if writable else cache_dir_fallback()
     return folder / f"{checkpoint.name}.{precision}.{key}.onnx"
 
 
@@ -261,7 +266,9 @@ def onnx_for_checkpoint(checkpoint, *, onnx_path=None, pretrained_model: str | N
 
     if precision not in CACHE_PRECISIONS:
         raise ValueError(f"unknown ONNX precision {precision!r}; use one of {CACHE_PRECISIONS}")
-    checkpoint = Path(checkpoint)
+    from .zoo import resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     digest = file_sha256(checkpoint)

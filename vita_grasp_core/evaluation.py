@@ -230,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Examples: --dataset_root data/graspnet --split test_seen; --dataset_root "
                "data/graspnet --scenes 100 101; --dataset_root ../shared/data/cornell --fold 0 "
                "--folds 5 --seed 0")
-    p.add_argument("--checkpoint", required=True, help="best_model.pt / last.pt / .safetensors")
+    p.add_argument("--checkpoint", required=True,
+                   help="best_model.pt / last.pt / .safetensors, or the name of a shipped model "
+                        "(cornell, realtime, sim: `vita-grasp weights list`)")
     p.add_argument("--dataset_root", required=True, help="data set root")
     p.add_argument("--format", default="auto", choices=("auto", "graspnet", "cornell", "jacquard"),
                    help="data set layout (default auto: detected from the files)")

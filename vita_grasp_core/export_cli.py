@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "settings and mean/std as metadata, then check the exported maps against "
                     "PyTorch. Exit status: 0 exported and checked, 1 the check failed (the file "
                     "is removed), 2 bad arguments, checkpoint or environment.")
-    p.add_argument("--checkpoint", required=True, help="training checkpoint (best_model.pt)")
+    p.add_argument("--checkpoint", required=True, help="training checkpoint (best_model.pt) or a "
+                   "shipped model name (`vita-grasp weights list`)")
     p.add_argument("--out", default=None, help="output .onnx path (weights over 1 GiB go to "
                    "OUT.data beside it); default: the cache file that GraspPredictor."
                    "from_checkpoint(engine='onnxruntime') and the node use, next to the "
@@ -65,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
+    from .zoo import ZooError, resolve_checkpoint
+
+    try:  # a shipped model's short name or a path
+        args.checkpoint = resolve_checkpoint(args.checkpoint)
+    except ZooError as e:
+        print(f"vita-grasp export: {e}", file=sys.stderr)
+        return 2
     if args.out is None:
         from .engines import cache_path
 

@@ -106,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vita-grasp infer | scripts/inference.py",
         description="Predict planar grasps for image files with a VITA-Grasp checkpoint; writes "
                     "<stem>_grasps.json and <stem>_vis.png per image.")
-    p.add_argument("--checkpoint", required=True, help="best_model.pt / last.pt / .safetensors")
+    p.add_argument("--checkpoint", required=True,
+                   help="best_model.pt / last.pt / .safetensors, or the name of a shipped model "
+                        "(cornell, realtime, sim: `vita-grasp weights list`)")
     p.add_argument("--image_path", required=True, help="an image file, a folder or a glob")
     p.add_argument("--output_dir", required=True)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")

@@ -68,7 +68,12 @@ def load_predictor(p: dict, logger):
     Raises :class:`StartupError` with one line naming the problem (missing or corrupt checkpoint,
     an encoder that is neither local nor downloadable, an unavailable device ...).
     """
-    path = os.path.expanduser(str(p["checkpoint"]))
+    from vita_grasp_core.zoo import ZooError, resolve_checkpoint
+
+    try:  # a shipped model's short name (checkpoint:=cornell) or a path
+        path = str(resolve_checkpoint(os.path.expanduser(str(p["checkpoint"]))))
+    except ZooError as e:
+        raise StartupError(f"cannot load the model: {e}") from None
     if not os.path.isfile(path):  # before importing torch: a fast, clear answer
         what = "is a directory, not a file" if os.path.isdir(path) else "not found"
         raise StartupError(f"cannot load the model: checkpoint {what}: {path}")
