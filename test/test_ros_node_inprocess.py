@@ -72,11 +72,9 @@ def test_worker_survives_unexpected_errors(node, monkeypatch):
     def broken(_):
         raise KeyError("not a conversion error")
     monkeypatch.setattr(node, "_convert", broken)
-    with node._cv:
-        node._slot = _msg()
-        node._cv.notify()
+    node._on_image(_msg())
     wait_for(lambda: node.stats.bad > bad0, 10, what="the worker to count the frame")
-    assert node._worker.is_alive()
+    assert node.worker.is_alive()
     assert "unexpected error" in node.stats.last_error
     # mixed severities through the throttle (rclpy refuses a call site changing severity)
     node._throttle(node.get_logger(), "warning", "t1", "a warning")
@@ -86,15 +84,11 @@ def test_worker_survives_unexpected_errors(node, monkeypatch):
 
 def test_slot_counts_replaced_frames_as_dropped(node):
     d0, r0 = node.stats.dropped, node.stats.received
-    with node._cv:  # hold the slot so that the worker cannot take frames meanwhile
+    with node.worker._cv:  # hold the slot so that the worker cannot take frames meanwhile
         for _ in range(3):
-            replaced = node._slot is not None
-            node._slot = _msg()
-            node.stats.on_received(replaced)
-        assert node._slot is not None
-    # the real callback does the same
-    node._on_image(_msg())
-    assert node.stats.received == r0 + 4
+            node._on_image(_msg())
+        assert node.worker._slot is not None
+    assert node.stats.received == r0 + 3
     assert node.stats.dropped >= d0 + 2
 
 
@@ -125,7 +119,8 @@ def test_debug_failure_does_not_lose_the_result(node, monkeypatch):
     def broken(*a, **k):
         raise MemoryError("simulated")
     monkeypatch.setattr(grasp_msgs, "debug_image_msg", broken)
-    monkeypatch.setattr(node.debug_pub, "get_subscription_count", lambda: 1)
+    debug = next(o for o in node.outputs if o.name == "debug_image")
+    monkeypatch.setattr(debug.pub, "get_subscription_count", lambda: 1)
     p0, b0 = node.stats.processed, node.stats.bad
     node._process(_msg())
     assert node.stats.processed >= p0 + 1 and node.stats.bad == b0
@@ -155,3 +150,58 @@ def test_input_qos_is_overridable(node):
     d = node.describe_parameter("score_threshold")
     assert d.floating_point_range[0].to_value == 1.0 and d.description
     assert node.describe_parameter("max_grasps").integer_range[0].from_value == 1
+
+
+def test_a_registered_toy_output_is_one_class_and_publishes_every_frame(tmp_path):
+    """A new output topic is one class + one registration: its parameter joins the node's table
+    (declared, checked, changeable at run time) and it gets every frame's result."""
+    import os
+
+    from rclpy.parameter import Parameter
+    from std_msgs.msg import UInt32
+
+    from vita_grasp_ros.grasp_node import GraspNode
+    from vita_grasp_ros.node_outputs import NodeOutput, register_output, unregister_output
+    from vita_grasp_ros.node_params import ParamSpec
+
+    @register_output
+    class GraspCount(NodeOutput):
+        name = "grasp_count"
+        parameters = (ParamSpec("publish_grasp_count", bool, True, "Publish `grasp_count`."),)
+
+        def __init__(self, node, publishers):
+            super().__init__(node, publishers)
+            self.pub = publishers.create(UInt32, "grasp_count", 10)
+            self.sent = []
+
+        def publish(self, result, settings):
+            if settings.publish_grasp_count:
+                n = len(result.grasps_msg.grasps)
+                self.pub.publish(UInt32(data=n))
+                self.sent.append(n)
+
+    os.environ.setdefault("ROS_LOG_DIR", str(tmp_path / "log"))
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=random.randint(100, 230))
+    n = None
+    try:
+        ckpt = write_tiny_checkpoint(tmp_path / "best_model.pt")
+        n = GraspNode(context=ctx, parameter_overrides=[
+            Parameter("checkpoint", value=str(ckpt)), Parameter("score_threshold", value=0.0),
+            Parameter("max_grasps", value=4)])
+        toy = next(o for o in n.outputs if o.name == "grasp_count")
+        assert "/grasp_count" in toy.topics()
+        assert n.get_parameter("publish_grasp_count").value is True
+        n._process(_msg())
+        assert toy.sent == [4]
+        res = n.set_parameters([Parameter("publish_grasp_count", value="yes")])[0]
+        assert not res.successful  # the same check as every parameter
+        assert n.set_parameters([Parameter("publish_grasp_count", value=False)])[0].successful
+        n._process(_msg())
+        assert toy.sent == [4] and n.stats.processed >= 2
+    finally:
+        unregister_output("grasp_count")
+        if n is not None:
+            n.stop()
+            n.destroy_node()
+        rclpy.try_shutdown(context=ctx)

@@ -130,8 +130,10 @@ def test_params_file_sets_checkpoint_and_use_compressed(ros, ckpt, tmp_path):
 def test_one_validation_path_at_start_up_and_run_time(ros, ckpt):
     from rclpy.parameter import Parameter
 
-    from vita_grasp_ros.node_params import PARAMETERS, StartupError
+    from vita_grasp_ros.node_outputs import parameter_table
+    from vita_grasp_ros.node_params import StartupError
 
+    PARAMETERS = parameter_table()
     with pytest.raises(StartupError, match=r"'depth_window' is 99; it must be in \[1, 51\]"):
         ros("-p", f"checkpoint:={ckpt['plain']}", "-p", "depth_window:=99").node()
     with pytest.raises(StartupError, match="'depth_tolerance' must be a double"):
@@ -143,7 +145,7 @@ def test_one_validation_path_at_start_up_and_run_time(ros, ckpt):
     # what the descriptor cannot express goes through the same check as at start-up
     assert n._on_set_parameters([Parameter("depth_tolerance", value=float("nan"))]).reason == \
         PARAMETERS["depth_tolerance"].check(float("nan"))
-    # run-time settings: a new NodeSettings object, the rest unchanged
+    # run-time settings: a new Settings object, the rest unchanged
     before = n.settings
     assert n.set_parameters([Parameter("depth_window", value=9),
                              Parameter("frame_id", value="tool0")])[1].successful
@@ -155,8 +157,9 @@ def test_one_validation_path_at_start_up_and_run_time(ros, ckpt):
     (float("nan"), "must be a finite number"), (-0.1, "must be in [0, 1]"),
     (1, "must be a double (write 0.0, not 0)")])
 def test_param_spec_check(value, reason):
-    from vita_grasp_ros.node_params import PARAMETERS
+    from vita_grasp_ros.node_outputs import parameter_table
 
+    PARAMETERS = parameter_table()
     assert reason in PARAMETERS["score_threshold"].check(value)
     assert PARAMETERS["score_threshold"].check(0.5) is None
     assert "use one of" in PARAMETERS["input_reliability"].check("sometimes")
@@ -165,12 +168,13 @@ def test_param_spec_check(value, reason):
 
 def test_engine_parameter_choices_are_the_core_engines():
     from vita_grasp_core.engines import ENGINES
-    from vita_grasp_ros.node_params import PARAMETERS, check_values
+    from vita_grasp_ros.node_outputs import parameter_table
 
-    assert PARAMETERS["engine"].choices == ENGINES
-    assert PARAMETERS["engine"].read_only and PARAMETERS["providers"].read_only
-    assert "add -p engine:=onnxruntime" in check_values({"engine": "torch",
-                                                         "providers": "CUDAExecutionProvider"})
+    table = parameter_table()
+    assert table["engine"].choices == ENGINES
+    assert table["engine"].read_only and table["providers"].read_only
+    assert "add -p engine:=onnxruntime" in table.check({"engine": "torch",
+                                                        "providers": "CUDAExecutionProvider"})
 
 
 def test_onnxruntime_engine_gives_the_same_grasps(ros, ckpt, tmp_path):

@@ -103,11 +103,12 @@ def test_help_and_bad_arguments(tmp_path):
 def test_params_file_covers_every_parameter():
     """Every start-up parameter is in the file with the node's default; the decoding parameters
     are left out (only commented) so the checkpoint's calibrated decoding applies."""
-    from vita_grasp_ros.node_params import DECODING_PARAMETERS, STARTUP_PARAMETERS
+    from vita_grasp_ros.node_outputs import parameter_table
+    from vita_grasp_ros.node_params import DECODING_PARAMETERS
 
     text = (REPO / "config" / "vita_grasp.yaml").read_text()
     params = yaml.safe_load(text)["/**"]["ros__parameters"]
-    specs = {s.name: s for s in STARTUP_PARAMETERS}
+    specs = {n: s for n, s in parameter_table().specs.items() if not s.from_checkpoint}
     assert set(params) == set(specs)
     for name, value in params.items():
         default = specs[name].default

@@ -14,8 +14,11 @@ The depth image must be *registered* to the colour image (same viewpoint, e.g. A
 ``depth_to_rgb``); when its resolution differs, grasp pixels are scaled into it proportionally.
 
 Intrinsics from a CameraInfo are checked before use (:func:`check_intrinsics`: finite, non-zero,
-plausible focal lengths and principal point, a CameraInfo size of the image's aspect ratio); a
-pose is never computed from intrinsics that fail, and never contains a non-finite number.
+a pinhole form without skew, plausible focal lengths and principal point, a CameraInfo size of the
+image's aspect ratio; :func:`check_distortion`: finite coefficients); so is a depth image's size
+(:func:`check_size`). A pose is never computed from intrinsics or a depth image that fail, and
+never contains a non-finite number. Poses assume a *rectified* image (the distortion
+coefficients are not applied).
 """
 from __future__ import annotations
 
@@ -47,11 +50,55 @@ PRINCIPAL_MARGIN = 0.5
 ASPECT_TOLERANCE = 0.02
 #: A CameraInfo size more than this factor away from the image size is not the same camera mode.
 SIZE_FACTOR = 16.0
+#: Largest |skew| (K[0][1]) accepted, relative to fx (the back-projection ignores skew).
+SKEW_TOLERANCE = 1e-6
 _K_NAMES = {(0, 0): "fx", (1, 1): "fy", (0, 2): "cx", (1, 2): "cy"}
 
 
 def _num(v: float) -> str:
     return "NaN" if v != v else f"{v:.6g}"
+
+
+def check_size(what: str, size, image_size) -> str | None:
+    """Why an image of ``size`` (h, w) cannot belong to the colour image of ``image_size`` (the
+    same camera mode at another resolution), or ``None``: no zero side, at most
+    :data:`SIZE_FACTOR` away from the image, the same aspect ratio within
+    :data:`ASPECT_TOLERANCE`. ``what`` names it in the message ("CameraInfo", "depth image")."""
+    h, w = int(size[0]), int(size[1])
+    ih, iw = int(image_size[0]), int(image_size[1])
+    if h <= 0 or w <= 0:
+        return f"{what} size {w}x{h} has a zero side"
+    if not (iw / SIZE_FACTOR <= w <= iw * SIZE_FACTOR and
+            ih / SIZE_FACTOR <= h <= ih * SIZE_FACTOR):
+        return (f"{what} size {w}x{h} is implausible for a {iw}x{ih} image (more than "
+                f"{SIZE_FACTOR:g}x apart)")
+    a_other, a_img = w / h, iw / ih
+    if abs(a_other / a_img - 1.0) > ASPECT_TOLERANCE:
+        return (f"{what} aspect ratio {a_other:.4g} ({w}x{h}) differs from the image's "
+                f"{a_img:.4g} ({iw}x{ih}): not the same camera mode")
+    return None
+
+
+def _check_pinhole(K: np.ndarray) -> str | None:
+    """The form of a pinhole K: finite, not all zero, positive focal lengths, no skew, bottom
+    row (0, 0, 1) (the back-projection of :func:`grasp_poses` assumes exactly this form)."""
+    for (i, j), v in np.ndenumerate(K):
+        if not np.isfinite(v):
+            return f"{_K_NAMES.get((i, j), f'K[{i}][{j}]')} is {_num(v)}"
+    if not K.any():
+        return "K is all zeros (an uncalibrated camera driver)"
+    for name, v in (("fx", K[0, 0]), ("fy", K[1, 1])):
+        if v <= 0:
+            return f"{name} is {_num(v)}; focal lengths must be positive"
+    if not np.allclose(K[2], (0.0, 0.0, 1.0), rtol=0.0, atol=1e-9):
+        return (f"K's bottom row is ({', '.join(_num(v) for v in K[2])}), expected (0, 0, 1): "
+                "not a pinhole camera matrix")
+    if abs(K[1, 0]) > 1e-9:
+        return f"K[1][0] is {_num(K[1, 0])}, expected 0: not a pinhole camera matrix"
+    if abs(K[0, 1]) > SKEW_TOLERANCE * K[0, 0]:
+        return (f"K has skew K[0][1] = {_num(K[0, 1])}; poses assume zero skew (rectify the "
+                "image, e.g. with image_proc)")
+    return None
 
 
 def check_intrinsics(K, info_size=None, image_size=None) -> str | None:
@@ -65,39 +112,25 @@ def check_intrinsics(K, info_size=None, image_size=None) -> str | None:
             relative to the image (focal range, principal point, sizes).
 
     Checks, in order (the message names the first problem found): 9 finite values (``"fx is
-    NaN"``), not all zero (an uncalibrated driver), positive focal lengths, a CameraInfo size with
-    no zero side, no more than :data:`SIZE_FACTOR` away from the image and of the same aspect
-    ratio (within :data:`ASPECT_TOLERANCE`); then, with ``K`` scaled to the image size, focal
-    lengths within :data:`FOCAL_RANGE` times the image width/height and the principal point
-    within :data:`PRINCIPAL_MARGIN` of the image.
+    NaN"``), not all zero (an uncalibrated driver), positive focal lengths, a bottom row
+    (0, 0, 1), no skew (``|K[0][1]|`` at most :data:`SKEW_TOLERANCE` x fx); a CameraInfo size
+    that passes :func:`check_size`; then, with ``K`` scaled to the image size, focal lengths
+    within :data:`FOCAL_RANGE` times the image width/height and the principal point within
+    :data:`PRINCIPAL_MARGIN` of the image.
     """
     K = np.asarray(K, dtype=np.float64)
     if K.size != 9:
         return f"K has {K.size} values, expected 9 (3x3)"
     K = K.reshape(3, 3)
-    for (i, j), v in np.ndenumerate(K):
-        if not np.isfinite(v):
-            return f"{_K_NAMES.get((i, j), f'K[{i}][{j}]')} is {_num(v)}"
-    if not K.any():
-        return "K is all zeros (an uncalibrated camera driver)"
-    for name, v in (("fx", K[0, 0]), ("fy", K[1, 1])):
-        if v <= 0:
-            return f"{name} is {_num(v)}; focal lengths must be positive"
-    if image_size is None:
-        return None
+    reason = _check_pinhole(K)
+    if reason or image_size is None:
+        return reason
     ih, iw = int(image_size[0]), int(image_size[1])
     if info_size is not None and any(int(s) for s in info_size):
         h, w = int(info_size[0]), int(info_size[1])
-        if h <= 0 or w <= 0:
-            return f"CameraInfo size {w}x{h} has a zero side"
-        if not (iw / SIZE_FACTOR <= w <= iw * SIZE_FACTOR and
-                ih / SIZE_FACTOR <= h <= ih * SIZE_FACTOR):
-            return (f"CameraInfo size {w}x{h} is implausible for a {iw}x{ih} image (more than "
-                    f"{SIZE_FACTOR:g}x apart)")
-        a_info, a_img = w / h, iw / ih
-        if abs(a_info / a_img - 1.0) > ASPECT_TOLERANCE:
-            return (f"CameraInfo aspect ratio {a_info:.4g} ({w}x{h}) differs from the image's "
-                    f"{a_img:.4g} ({iw}x{ih}): not the same camera mode, K cannot be rescaled")
+        reason = check_size("CameraInfo", (h, w), image_size)
+        if reason:
+            return reason + (", K cannot be rescaled" if "camera mode" in reason else "")
         if (h, w) != (ih, iw):
             K = scale_intrinsics(K, (h, w), (ih, iw))
     lo, hi = FOCAL_RANGE
@@ -111,6 +144,26 @@ def check_intrinsics(K, info_size=None, image_size=None) -> str | None:
         return (f"principal point (cx, cy) = ({_num(cx)}, {_num(cy)}) is far outside the "
                 f"{iw}x{ih} image")
     return None
+
+
+def check_distortion(D) -> str | None:
+    """Why a CameraInfo's distortion coefficients ``D`` make its intrinsics untrustworthy (a
+    non-finite value), or ``None``. Poses assume a *rectified* image: non-zero finite
+    coefficients are accepted (see :func:`has_distortion`)."""
+    d = np.asarray(D, dtype=np.float64).ravel()
+    if d.size > 64:
+        return f"the distortion array has {d.size} values (at most 64 expected)"
+    bad = np.flatnonzero(~np.isfinite(d))
+    if bad.size:
+        return f"distortion coefficient D[{bad[0]}] is {_num(d[bad[0]])}"
+    return None
+
+
+def has_distortion(D) -> bool:
+    """True when a CameraInfo's distortion coefficients are not all zero (an unrectified image;
+    poses ignore the distortion)."""
+    d = np.asarray(D, dtype=np.float64).ravel()
+    return bool(d.size and np.any(d != 0))
 
 
 def intrinsics_for_image(K, info_size, image_size) -> tuple[np.ndarray | None, str | None]:

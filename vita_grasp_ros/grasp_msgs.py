@@ -31,7 +31,7 @@ def copy_header(header, frame_id: str | None = None):
 
 
 def grasps_to_msg(grasps, header, image_size: tuple[int, int],
-                  poses: Sequence[GraspPose | None] | None = None):
+                  poses: Sequence[GraspPose | None] | None = None, depth_stamp=None):
     """Build a ``vita_grasp/GraspArray``.
 
     Args:
@@ -39,6 +39,8 @@ def grasps_to_msg(grasps, header, image_size: tuple[int, int],
         header: ``std_msgs/Header`` to put on the message (the source image's, copied as is).
         image_size: (height, width) of the source image.
         poses: optional, one :class:`GraspPose` or ``None`` per grasp (``has_pose`` false).
+        depth_stamp: ``builtin_interfaces/Time`` of the depth frame the poses came from (the
+            message's ``depth_stamp``; left zero when None).
     """
     from vita_grasp.msg import Grasp as GraspMsg
     from vita_grasp.msg import GraspArray
@@ -46,6 +48,8 @@ def grasps_to_msg(grasps, header, image_size: tuple[int, int],
     out = GraspArray()
     out.header = header
     out.image_height, out.image_width = int(image_size[0]), int(image_size[1])
+    if depth_stamp is not None and hasattr(out, "depth_stamp"):
+        out.depth_stamp.sec, out.depth_stamp.nanosec = depth_stamp.sec, depth_stamp.nanosec
     msgs = []
     for i, g in enumerate(grasps):
         m = GraspMsg(x=float(g.x), y=float(g.y), angle=float(g.angle), width=float(g.width),

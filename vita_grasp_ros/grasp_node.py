@@ -14,20 +14,25 @@ The node classes live in :mod:`.node_base` (:class:`GraspNode`, the default) and
 (``from vita_grasp_ros.grasp_node import GraspNode``). Parameters: :mod:`.node_params`.
 
 Exit status: 0 after Ctrl-C / SIGTERM, 1 when the node cannot start (one error line, no
-traceback), 2 for bad arguments or a missing ROS environment.
+traceback), 2 for bad arguments or a missing ROS environment. Signals: the first SIGINT or SIGTERM
+stops the node (during start-up it interrupts the model load); later ones are ignored, so a
+terminal Ctrl-C under ``ros2 launch`` (SIGINT from the terminal and from launch) never interrupts
+the shutdown.
 """
 from __future__ import annotations
 
 import sys
 
-from .node_params import StartupError
+from .node_params import NODE_NAME, StartupError
+from .node_support import ShutdownSignals
 
-NODE_NAME = "vita_grasp_node"
+#: How often the spin loop looks at the shutdown request [s].
+SPIN_PERIOD = 0.1
 
 USAGE = """usage: vita-grasp-node [--lifecycle] [--ros-args -p name:=value -r from:=to \
 --params-file FILE ...]
 
-Runs the VITA-Grasp ROS 2 node (name: vita_grasp_node). Subscribes `image` (or `image/compressed`),
+Runs the VITA-Grasp ROS 2 node (name: {name}). Subscribes `image` (or `image/compressed`),
 optionally `depth` + `camera_info`; publishes `grasps`, `detections` (with vision_msgs),
 `debug/heatmap`, `markers`, /diagnostics.
   --lifecycle   run as a managed (lifecycle) node: configure loads the model, activate starts
@@ -36,7 +41,7 @@ Example:
   vita-grasp-node --ros-args --params-file config/vita_grasp.yaml -p checkpoint:=best_model.pt \\
       -r image:=/rgb/image_raw -r __ns:=/robot
 Parameters and topics: docs/ros.md.
-"""
+""".format(name=NODE_NAME)
 
 __all__ = ["NODE_NAME", "USAGE", "StartupError", "main"]  # + GraspNode, GraspLifecycleNode (lazy)
 
@@ -68,10 +73,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     lifecycle = "--lifecycle" in user_args
     user_args = [a for a in user_args if a != "--lifecycle"]
-    args = user_args + ros_part
+    signals = ShutdownSignals()
+    signals.install()  # first thing: a Ctrl-C from now on never ends in a traceback
+    try:
+        return _run(user_args + ros_part, lifecycle, signals)
+    except KeyboardInterrupt:  # a signal before the node existed (imports, model load)
+        signals.shutting_down()
+        return 0
+
+
+def _run(args: list[str], lifecycle: bool, signals: ShutdownSignals) -> int:
+    """Import rclpy, start the node, spin until a signal; the exit status."""
     try:
         import rclpy
         from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
         from rclpy.utilities import remove_ros_args
     except ImportError as e:
         print(f"vita-grasp-node: error: rclpy is not importable ({e}); run `make setup` or source "
@@ -82,38 +98,48 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vita-grasp-node: error: unexpected arguments {extra} (ROS arguments go after "
               f"--ros-args)\n\n{USAGE}", file=sys.stderr)
         return 2
-    try:
-        rclpy.init(args=["vita-grasp-node"] + args)
-    except Exception as e:  # noqa: BLE001 - malformed --ros-args
-        print(f"vita-grasp-node: error: bad ROS arguments: {e}", file=sys.stderr)
-        return 2
     node = None
     try:
-        try:
-            if lifecycle:
-                from .lifecycle_node import GraspLifecycleNode as NodeClass
-            else:
-                from .node_base import GraspNode as NodeClass
-        except ImportError as e:
-            print(f"vita-grasp-node: error: {e} (the vita_grasp messages are built by "
-                  "`make setup` / colcon build)", file=sys.stderr)
+        try:  # rclpy's own handlers off: ShutdownSignals decides
+            rclpy.init(args=["vita-grasp-node"] + args,
+                       signal_handler_options=SignalHandlerOptions.NO)
+        except Exception as e:  # noqa: BLE001 - malformed --ros-args
+            print(f"vita-grasp-node: error: bad ROS arguments: {e}", file=sys.stderr)
             return 2
-        try:
-            node = NodeClass()
-        except StartupError as e:
-            rclpy.logging.get_logger(NODE_NAME).error(str(e))
-            return 1
+        node = _make_node(lifecycle)
+        if node is None:
+            return 2
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        signals.interrupt = False  # from now on a signal ends the loop below
+        while not signals.requested.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=SPIN_PERIOD)
+    except StartupError as e:
+        rclpy.logging.get_logger(NODE_NAME).error(str(e))
+        return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        signals.shutting_down()  # signals are ignored from now on: nothing interrupts this
         if node is not None:
             node.stop()
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def _make_node(lifecycle: bool):
+    """The node (StartupError when it cannot start); None when the messages are missing."""
+    try:
+        if lifecycle:
+            from .lifecycle_node import GraspLifecycleNode as NodeClass
+        else:
+            from .node_base import GraspNode as NodeClass
+    except ImportError as e:
+        print(f"vita-grasp-node: error: {e} (the vita_grasp messages are built by "
+              "`make setup` / colcon build)", file=sys.stderr)
+        return None
+    return NodeClass()
 
 
 if __name__ == "__main__":

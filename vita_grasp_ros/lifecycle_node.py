@@ -23,18 +23,19 @@ import gc
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from .node_base import NODE_NAME, GraspPipeline
-from .node_params import StartupError
+from .node_base import GraspPipeline
+from .node_params import NODE_NAME, StartupError
 
 
 class GraspLifecycleNode(GraspPipeline, LifecycleNode):
-    """The VITA-Grasp node as a managed node. Raises
-    :class:`~vita_grasp_ros.node_params.StartupError` for bad parameters at construction."""
+    """The VITA-Grasp node as a managed node: each transition is one stage of
+    :class:`~vita_grasp_ros.node_base.GraspPipeline` (the stages the plain node runs at start).
+    Raises :class:`~vita_grasp_ros.node_params.StartupError` for bad parameters at
+    construction."""
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs):
         super().__init__(node_name, **kwargs)
         self._init_pipeline()
-        self._p = self._declare_startup_parameters()
         self._state_label = "unconfigured"  # what diagnostics report (published when configured)
         self.get_logger().info("unconfigured: waiting for the configure transition")
 
@@ -44,10 +45,7 @@ class GraspLifecycleNode(GraspPipeline, LifecycleNode):
         return extra
 
     def _release(self) -> None:
-        self.stop()
-        self._destroy_inputs()
-        self._destroy_outputs()
-        self.predictor = None
+        self.cleanup()
         gc.collect()
         try:
             import torch
@@ -60,8 +58,7 @@ class GraspLifecycleNode(GraspPipeline, LifecycleNode):
     # ---------------------------------------------------------------- transitions
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            self._load_model(self._p)
-            self._create_outputs(self._p, lifecycle=True)
+            self.configure(lifecycle=True)
         except StartupError as e:
             self.get_logger().error(str(e))
             self._release()
@@ -75,16 +72,14 @@ class GraspLifecycleNode(GraspPipeline, LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._create_inputs(self._p)
-        self._start_worker()
+        self.activate()
         ret = super().on_activate(state)  # enables the lifecycle publishers
         self._state_label = "active"
-        self._log_ready(self._p)
+        self._log_ready()
         return ret
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._destroy_inputs()
-        self.stop()
+        self.deactivate()
         ret = super().on_deactivate(state)
         self._state_label = "inactive"
         self.get_logger().info("deactivated: not subscribed, model kept")
@@ -92,11 +87,13 @@ class GraspLifecycleNode(GraspPipeline, LifecycleNode):
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
+        self._state_label = "unconfigured"
         self.get_logger().info("cleaned up: model freed")
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
+        self._state_label = "finalized"
         self.get_logger().info("shut down")
         return TransitionCallbackReturn.SUCCESS
 
@@ -104,4 +101,5 @@ class GraspLifecycleNode(GraspPipeline, LifecycleNode):
         self.get_logger().error(f"error during a transition from {state.label}: releasing "
                                 "everything (back to unconfigured)")
         self._release()
+        self._state_label = "unconfigured"
         return TransitionCallbackReturn.SUCCESS

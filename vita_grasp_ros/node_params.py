@@ -3,24 +3,30 @@
 No rclpy import at module level (``vita-grasp-node --help`` stays cheap); the ROS descriptor of a
 parameter is built on demand by :meth:`ParamSpec.descriptor`.
 
-- :data:`STARTUP_PARAMETERS` are declared first (model, input, QoS ...; most are read-only);
+- :data:`STARTUP_PARAMETERS` are declared first (model, input, QoS, depth pairing ...; most are
+  read-only). The outputs (:mod:`.node_outputs`) bring their own parameters (``publish_debug``
+  ...), declared with them;
 - :data:`DECODING_PARAMETERS` come from :data:`vita_grasp_core.decode_config.DECODE_FIELDS`
   (description, type, range). They are declared *after* the model is loaded, with the loaded
   checkpoint's decoding (``predictor.decode_config``: the threshold calibrated on validation data)
   as their defaults, so a params file or ``-p`` still overrides them;
-- :class:`NodeSettings` holds the run-time frame/depth/output settings the worker reads.
+- :class:`ParameterTable` is the node's whole table (start-up + outputs + decoding) and its one
+  check; :class:`Settings` holds the run-time values the worker and the outputs read.
 
 Every value, at start-up and on ``ros2 param set``, goes through :meth:`ParamSpec.check` (called
 from the node's on-set-parameters callback, which rclpy also runs while declaring).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Iterable
 
 from vita_grasp_core.decode_config import DECODE_FIELDS
+
+#: The node's default name (``-r __node:=...`` renames it).
+NODE_NAME = "vita_grasp_node"
 
 
 class StartupError(RuntimeError):
@@ -131,17 +137,16 @@ STARTUP_PARAMETERS: tuple[ParamSpec, ...] = (
               read_only=True, range=(1, 100)),
     ParamSpec("diagnostics_period", float, 1.0, "Period of the /diagnostics status [s].",
               read_only=True, range=(0.05, 60.0)),
-    # Run-time settings (NodeSettings).
-    ParamSpec("publish_debug", bool, True, "Publish `debug/heatmap` (bgr8 heatmap overlay + "
-              "rectangles) when it has subscribers."),
-    ParamSpec("debug_every_n", int, 1, "Publish the debug image for every n-th processed frame.",
-              range=(1, 1000)),
-    ParamSpec("publish_detections", bool, True, "Also publish `detections` "
-              "(vision_msgs/Detection2DArray) when vision_msgs is installed."),
+    # Run-time settings (Settings); the outputs' own ones are in .node_outputs.
     ParamSpec("depth_window", int, 5, "Side of the median window for the grasp depth "
               "[depth px].", range=(1, 51)),
     ParamSpec("depth_tolerance", float, 0.05, "Largest |depth stamp - image stamp| accepted "
-              "when pairing depth with a frame [s].", range=(0.0, 1.0)),
+              "when no depth frame (CameraInfo) has the image's exact stamp [s].",
+              range=(0.0, 1.0)),
+    ParamSpec("depth_wait", float, 0.5, "Longest wait for the depth frame and CameraInfo of a "
+              "colour frame, counted from the frame's arrival [s]: the worker waits until one "
+              "with the image's stamp (or a newer one) has arrived, at most this long.",
+              range=(0.0, 5.0)),
     ParamSpec("frame_id", str, "", "Override of the output frame_id; empty = keep the "
               "image's."),
 )
@@ -151,58 +156,82 @@ DECODING_PARAMETERS: tuple[ParamSpec, ...] = tuple(
     ParamSpec(f.name, f.type, f.default, f.description + " Default: the checkpoint's "
               "calibrated setting.", range=(f.lo, f.hi), from_checkpoint=True)
     for f in DECODE_FIELDS)
-
-PARAMETERS: dict[str, ParamSpec] = {p.name: p for p in STARTUP_PARAMETERS + DECODING_PARAMETERS}
 DECODING_NAMES = tuple(p.name for p in DECODING_PARAMETERS)
 
 
-@dataclass(frozen=True)
-class NodeSettings:
-    """Run-time settings the worker reads (replaced as a whole, so a frame sees one version).
+class ParameterTable:
+    """A node's parameters (start-up, its outputs', decoding) and their one check.
 
-    Defaults and ranges live in :data:`STARTUP_PARAMETERS` (``NodeSettings.from_values({})``).
-
-    Attributes:
-        publish_debug: publish ``debug/heatmap`` while subscribed.
-        debug_every_n: debug image every n-th processed frame.
-        publish_detections: publish ``detections`` (when vision_msgs is available).
-        depth_window: median window side for the grasp depth [depth px].
-        depth_tolerance: largest |depth stamp - image stamp| [s].
-        frame_id: output frame_id override ("" = the image's).
+    ``table[name]`` is the :class:`ParamSpec`; names not in the table (e.g. rclpy's
+    ``qos_overrides.*``, ``use_sim_time``) are left to rclpy.
     """
 
-    publish_debug: bool
-    debug_every_n: int
-    publish_detections: bool
-    depth_window: int
-    depth_tolerance: float
-    frame_id: str
+    def __init__(self, specs: Iterable[ParamSpec]):
+        self.specs: dict[str, ParamSpec] = {}
+        for spec in specs:
+            if spec.name in self.specs:
+                raise ValueError(f"node parameter {spec.name!r} is defined twice")
+            self.specs[spec.name] = spec
 
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(cls))
+    def __getitem__(self, name: str) -> ParamSpec:
+        return self.specs[name]
 
-    @classmethod
-    def from_values(cls, values: dict) -> "NodeSettings":
-        """From a ``{name: value}`` dict (extra keys ignored; missing ones take the defaults of
-        :data:`PARAMETERS`)."""
-        return cls(**{k: values[k] if k in values else PARAMETERS[k].default
-                      for k in cls.names()})
+    def __contains__(self, name) -> bool:
+        return name in self.specs
 
-    def replace(self, **changes) -> "NodeSettings":
-        return dataclasses.replace(self, **changes)
+    def runtime_names(self) -> tuple[str, ...]:
+        """Names of the :class:`Settings` values: neither read-only nor decoding."""
+        return tuple(n for n, s in self.specs.items() if not s.read_only and not s.from_checkpoint)
+
+    def check(self, values: dict) -> str | None:
+        """The first problem among ``{name: value}`` (unknown names are ignored), else ``None``.
+        With both ``engine`` and ``providers`` present, also that providers need onnxruntime."""
+        for name, value in values.items():
+            spec = self.specs.get(name)
+            if spec is not None:
+                reason = spec.check(value)
+                if reason:
+                    return reason
+        if str(values.get("providers", "")).strip() and values.get("engine") == "torch":
+            return ("parameter 'providers' is set but engine is torch: providers are ONNX "
+                    "Runtime's (add -p engine:=onnxruntime)")
+        return None
+
+    def settings(self, values: dict) -> "Settings":
+        """The run-time :class:`Settings` from ``{name: value}`` (missing ones: the defaults)."""
+        return Settings({n: values[n] if n in values else self.specs[n].default
+                         for n in self.runtime_names()})
 
 
-def check_values(values: dict) -> str | None:
-    """The first problem among ``{name: value}`` (unknown names are ignored), else ``None``.
-    With both ``engine`` and ``providers`` present, also that providers need onnxruntime."""
-    for name, value in values.items():
-        spec = PARAMETERS.get(name)
-        if spec is not None:
-            reason = spec.check(value)
-            if reason:
-                return reason
-    if str(values.get("providers", "")).strip() and values.get("engine") == "torch":
-        return ("parameter 'providers' is set but engine is torch: providers are ONNX Runtime's "
-                "(add -p engine:=onnxruntime)")
-    return None
+class Settings:
+    """Run-time parameter values the worker and the outputs read (``settings.depth_window``).
+
+    Immutable and replaced as a whole on ``ros2 param set`` (:meth:`replace`), so a frame sees
+    one version of them.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict):
+        object.__setattr__(self, "_values", MappingProxyType(dict(values)))
+
+    def __getattr__(self, name: str):
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"no run-time setting {name!r}") from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Settings are immutable: use replace()")
+
+    def __repr__(self) -> str:
+        return f"Settings({dict(self._values)!r})"
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._values)
+
+    def replace(self, **changes) -> "Settings":
+        unknown = set(changes) - set(self._values)
+        if unknown:
+            raise KeyError(f"not run-time settings: {sorted(unknown)}")
+        return Settings({**self._values, **changes})

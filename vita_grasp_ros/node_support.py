@@ -3,6 +3,7 @@ with one-line start-up errors."""
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 
@@ -34,6 +35,44 @@ class Throttle:
             logger.warning(message)
         else:
             logger.info(message)
+
+
+class ShutdownSignals:
+    """SIGINT / SIGTERM of a node process: the first one requests shutdown (:attr:`requested`;
+    while :attr:`interrupt` is true - start-up - it also raises ``KeyboardInterrupt``); once
+    shutdown has begun (:meth:`shutting_down`) both are ignored, also while the interpreter
+    exits, so nothing interrupts the shutdown (a terminal Ctrl-C under ``ros2 launch`` delivers
+    SIGINT twice: the terminal's and launch's)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.requested = threading.Event()
+        self.interrupt = True
+
+    def _main_thread(self) -> bool:
+        return threading.current_thread() is threading.main_thread()
+
+    def install(self) -> None:
+        """Install the handlers (main thread only; elsewhere Python's stay)."""
+        if self._main_thread():
+            for sig in self.SIGNALS:
+                signal.signal(sig, self._handle)
+
+    def shutting_down(self) -> None:
+        """Ignore both signals from now on (SIG_IGN survives the interpreter's finalisation,
+        which would otherwise restore the default, deadly handler)."""
+        self.requested.set()
+        if self._main_thread():
+            for sig in self.SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested.is_set():
+            return
+        self.requested.set()
+        if self.interrupt:
+            raise KeyboardInterrupt
 
 
 def stamp_ns(stamp) -> int:

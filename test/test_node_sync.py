@@ -1,0 +1,171 @@
+"""Pairing side inputs with colour frames by stamp (vita_grasp_ros.node_sync) and the one-slot
+frame worker (vita_grasp_ros.node_worker), without ROS: the exact stamp wins even when it arrives
+after the frame (a bounded wait for it), the nearest is used only within the tolerance and never
+from before a newer one nearer the image, a silent stream costs no wait, the reasons never blame
+identical stamps. The same through a real node process: test_ros_node_depth.py."""
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from vita_grasp_ros.node_sync import StampedInput
+from vita_grasp_ros.node_worker import FrameWorker
+
+MS = 1_000_000
+T0 = 1_700_000_000 * 1_000_000_000
+
+
+def _msg(stamp_ns: int, tag: str = ""):
+    return SimpleNamespace(header=SimpleNamespace(
+        stamp=SimpleNamespace(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)),
+        tag=tag)
+
+
+def _deadline(s: float) -> float:
+    return time.monotonic() + s
+
+
+def test_exact_stamp_already_there_wins_without_waiting():
+    s = StampedInput("depth frame")
+    for k in (-66, -33, 0):
+        s.add(_msg(T0 + k * MS, str(k)))
+    p = s.open(T0)
+    m = s.resolve(p, 0.05, _deadline(5.0))
+    assert m.msg.tag == "0" and m.exact and m.offset_s == 0.0
+    assert m.waited_s < 0.5
+
+
+def test_exact_stamp_arriving_after_the_frame_is_waited_for():
+    """A driver publishing colour and depth back to back on a loaded machine: the depth frame of
+    the image's stamp comes 150 ms after the image; an older one (33 ms, within the tolerance)
+    is already there and must not be used."""
+    s = StampedInput("depth frame")
+    s.add(_msg(T0 - 33 * MS, "old"))
+    p = s.open(T0)
+    threading.Timer(0.15, s.add, args=(_msg(T0, "exact"),)).start()
+    m = s.resolve(p, 0.05, _deadline(2.0))
+    assert m.msg.tag == "exact" and m.exact
+    assert 0.1 <= m.waited_s < 1.5
+
+
+def test_newer_message_settles_the_wait_and_the_nearest_within_tolerance_is_used():
+    """Unsynchronised streams (no exact stamp ever): the first message stamped after the image
+    ends the wait; the nearer one is used."""
+    s = StampedInput("depth frame")
+    s.add(_msg(T0 - 20 * MS, "before"))
+    p = s.open(T0)
+    s.add(_msg(T0 + 13 * MS, "after"))
+    m = s.resolve(p, 0.05, _deadline(5.0))
+    assert m.msg.tag == "after" and m.offset_s == pytest.approx(0.013)
+    assert not m.exact and m.waited_s < 0.5
+
+
+def test_never_an_older_message_when_a_newer_one_is_nearer():
+    """With a generous tolerance the previous scene's depth (500 ms old) was used: not any more
+    while a nearer one exists."""
+    s = StampedInput("depth frame")
+    s.add(_msg(T0 - 500 * MS, "previous scene"))
+    p = s.open(T0)
+    s.add(_msg(T0 + 2 * MS, "this scene"))
+    assert s.resolve(p, 0.9, _deadline(5.0)).msg.tag == "this scene"
+
+
+def test_outside_the_tolerance_is_refused_and_the_reason_says_the_streams_are_out_of_step():
+    s = StampedInput("depth frame")
+    p = s.open(T0)
+    s.add(_msg(T0 + 200 * MS, "late stamp"))
+    m = s.resolve(p, 0.05, _deadline(5.0))
+    assert m.msg is None
+    assert "nearest depth frame stamp is 200.0 ms newer" in m.reason
+    assert "not in step" in m.reason
+
+
+def test_timeout_with_only_older_frames_does_not_blame_the_stamps():
+    s = StampedInput("depth frame")
+    s.add(_msg(T0 - 100 * MS))
+    p = s.open(T0)
+    m = s.resolve(p, 0.05, _deadline(0.2))
+    assert m.msg is None and 0.15 <= m.waited_s < 1.0
+    assert "arrives late or not at all" in m.reason and "depth_wait" in m.reason
+    assert "not in step" not in m.reason
+
+
+def test_an_older_frame_within_tolerance_is_the_fallback_after_the_wait():
+    s = StampedInput("depth frame")
+    s.add(_msg(T0 - 10 * MS, "10 ms older"))
+    p = s.open(T0)
+    m = s.resolve(p, 0.05, _deadline(0.1))
+    assert m.msg.tag == "10 ms older" and m.offset_s == pytest.approx(-0.010)
+
+
+def test_a_silent_stream_costs_no_wait():
+    s = StampedInput("depth frame", silent_after=0.05)
+    p = s.open(T0)
+    m = s.resolve(p, 0.05, _deadline(3.0))
+    assert m.msg is None and m.waited_s < 0.5 and m.reason == "no depth frame received yet"
+    s.add(_msg(T0 - 5_000 * MS))
+    time.sleep(0.1)  # the stream falls silent
+    p = s.open(T0 + 1)
+    t0 = time.monotonic()
+    s.resolve(p, 0.05, _deadline(3.0))
+    assert time.monotonic() - t0 < 0.5
+
+
+def test_memory_is_bounded_by_the_open_pairings():
+    """A slow model: many side messages arrive while a frame waits; only the best is kept."""
+    s = StampedInput("depth frame", keep=3)
+    p = s.open(T0)
+    for k in range(1000):
+        s.add(_msg(T0 - (1000 - k) * MS))
+    assert len(s._recent) == 3
+    assert s.resolve(p, 0.05, _deadline(0.01)).offset_s == pytest.approx(-0.001)
+    assert not s._open  # resolved pairings are forgotten
+    p2 = s.open(T0)
+    s.close(p2)  # a dropped frame's pairing too
+    assert not s._open
+
+
+def test_stop_ends_the_wait():
+    s = StampedInput("depth frame")
+    s.add(_msg(T0 - 100 * MS))
+    p = s.open(T0)
+    stop = threading.Event()
+    threading.Timer(0.1, stop.set).start()
+    t0 = time.monotonic()
+    s.resolve(p, 0.05, _deadline(10.0), stop)
+    assert time.monotonic() - t0 < 2.0
+
+
+def test_worker_processes_the_newest_frame_and_hands_back_replaced_ones():
+    done, errors = [], []
+    gate, started = threading.Event(), threading.Event()
+
+    def process(frame):
+        started.set()
+        gate.wait(5)
+        if frame == "boom":
+            raise RuntimeError("inside process")
+        done.append(frame)
+
+    w = FrameWorker(process, errors.append)
+    w.start()
+    try:
+        assert w.put("a") is None
+        assert started.wait(5)  # the worker took "a" and blocks on the gate
+        assert w.put("b") is None
+        assert w.put("c") == "b"  # replaced before it was processed: dropped
+        gate.set()
+        deadline = time.monotonic() + 5
+        while len(done) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert done == ["a", "c"]
+        w.put("boom")
+        while not errors and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert isinstance(errors[0], RuntimeError) and w.is_alive()
+    finally:
+        w.stop()
+    assert not w.is_alive()
