@@ -46,6 +46,8 @@ COMMANDS = {
                        "prepare local encoder weights (offline)"),
     "export": Command("vita_grasp_core.export_cli:main",
                       "export a checkpoint to ONNX and check it against PyTorch"),
+    "sim": Command("vita_grasp_core.sim.cli:main",
+                   "simulated tabletop: physics-labelled data, the pick benchmark (pybullet)"),
 }
 
 
