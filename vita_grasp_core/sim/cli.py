@@ -100,9 +100,10 @@ def label_main(argv) -> int:
         print(f"{prog}: interrupted; run the same command again to continue", file=sys.stderr)
         return 130
     rate = f", {s['frames_per_hour']:.0f} frames/hour" if s["frames_per_hour"] else ""
-    print(f"sim label: {s['frames_now']} frames labelled now ({s['frames_total']} in {a.out}), "
-          f"{s['positives']} successful and {s['negatives']} failed grasps, "
-          f"{s['scenes_skipped']} scenes skipped, {s['seconds']:.0f} s{rate}")
+    print(f"sim label: {s['frames_now']} frames labelled now (of {s['views_now']} views; "
+          f"{s['frames_total']} in {a.out}), {s['positives']} successful and "
+          f"{s['negatives']} failed grasps, {s['scenes_skipped']} scenes skipped, "
+          f"{s['seconds']:.0f} s{rate}")
     return 0
 
 

@@ -10,20 +10,24 @@ evaluation and ``bag make`` read it unchanged::
         rect_neg/NNNN.npy  the failed candidates (score 0), same columns
         meta/NNNN.json   camera pose and view, light, objects, outcome counts per reason
         camK.npy         3x3 intrinsics of the camera mode
+
+A view where no candidate succeeded keeps only its ``meta`` and ``rect_neg`` files (no rgb, so
+the data readers never see a frame without a grasp).
     OUT/sim_label.json        the settings (a resumed run must use the same)
     OUT/sim_label_log.jsonl   one line per finished or skipped scene
 
 Per scene (:func:`~vita_grasp_core.sim.episode.scene_spec`: singulated or clutter, tray or not,
 random appearance) and per view (random camera height, tilt, yaw and light), candidates from
 :func:`~vita_grasp_core.sim.candidates.antipodal_candidates` are converted to 3-D poses with the
-node's convention and each is executed from the same saved simulator state. A frame is complete
-when its ``rect`` file exists (written last, atomically), so a killed run continues where it
-stopped; scenes run in worker processes.
+node's convention and each is executed from the same saved simulator state. A view is complete
+when its ``meta`` file exists (written last, atomically), so a killed run (Ctrl-C, SIGTERM,
+SIGKILL) continues where it stopped; scenes run in worker processes.
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -89,7 +93,8 @@ def _npy(path: Path, arr) -> None:
 
 
 def frame_done(cam: Path, view: int) -> bool:
-    return (cam / "rect" / f"{view:04d}.npy").is_file()
+    """A view is complete when its meta file (written last) exists."""
+    return (cam / "meta" / f"{view:04d}.json").is_file()
 
 
 def _rect_rows(grasps, objs) -> np.ndarray:
@@ -156,7 +161,8 @@ def label_scene(root: str, settings: LabelSettings, index: int) -> dict:
                                      index_of)
             reasons.update(r)
             _write_frame(cam, v, obs, pos, neg, index_of, view, light, spec, r)
-            entry["frames"] += 1
+            entry["views"] = entry.get("views", 0) + 1
+            entry["frames"] += int(len(pos) > 0)
             entry["positives"] += len(pos)
             entry["negatives"] += len(neg)
         entry["reasons"] = dict(reasons)
@@ -175,17 +181,18 @@ def _write_frame(cam: Path, v: int, obs, pos, neg, index_of, view, light, spec, 
     for body, k in index_of.items():
         label[obs.segmentation == body] = k + 1
     depth_mm = np.clip(np.round(obs.depth * 1000.0), 0, 65535).astype(np.uint16)
-    _png(cam / "rgb" / f"{name}.png", cv2.cvtColor(obs.rgb, cv2.COLOR_RGB2BGR))
-    _png(cam / "depth" / f"{name}.png", depth_mm)
-    _png(cam / "label" / f"{name}.png", label)
     _npy(cam / "rect_neg" / f"{name}.npy", neg)
+    if len(pos):
+        _png(cam / "rgb" / f"{name}.png", cv2.cvtColor(obs.rgb, cv2.COLOR_RGB2BGR))
+        _png(cam / "depth" / f"{name}.png", depth_mm)
+        _png(cam / "label" / f"{name}.png", label)
+        _npy(cam / "rect" / f"{name}.npy", pos)
     meta = {"view": view.to_dict(), "camera_to_world": obs.pose.matrix.round(6).tolist(),
             "light": asdict(light), "objects": list(spec.names), "kind": spec.kind,
             "tray": spec.tray, "positives": int(len(pos)), "negatives": int(len(neg)),
             "reasons": dict(reasons), "K": obs.K.round(4).tolist()}
-    _atomic_write(cam / "meta" / f"{name}.json",
+    _atomic_write(cam / "meta" / f"{name}.json",  # last: marks the view complete
                   lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
-    _npy(cam / "rect" / f"{name}.npy", pos)  # last: marks the frame complete
 
 
 # ---------------------------------------------------------------------------------- the run
@@ -224,12 +231,21 @@ def _skipped_scenes(root: Path) -> set[int]:
     return out
 
 
+def _worker_init() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the pool
+
+
 def _worker(args):
     root, settings, index = args
-    try:
-        return label_scene(root, settings, index)
-    except KeyboardInterrupt:
-        return None
+    return label_scene(root, settings, index)
+
+
+class _Terminated(KeyboardInterrupt):
+    pass
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
 
 
 def label_dataset(out, settings: LabelSettings, scenes, *, workers: int = 2,
@@ -257,33 +273,46 @@ def label_dataset(out, settings: LabelSettings, scenes, *, workers: int = 2,
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, initial=done_before, desc="sim label", unit="frame")
+        bar = tqdm(total=total, initial=done_before, desc="sim label", unit="view")
     jobs = [(str(root), settings, s) for s in todo]
     ctx = mp.get_context("spawn")
-    with ctx.Pool(max(1, int(workers))) as pool, open(root / LOG_FILE, "a") as logf:
+    old_term = signal.signal(signal.SIGTERM, _raise_terminated)  # stop like Ctrl-C
+    try:
+        _run_pool(ctx, workers, jobs, root, settings, stats, bar, log)
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - t0
+    frames = stats["frames"]
+    return {"frames_now": frames, "views_now": stats["views"],
+            "frames_total": _frames_written(root, scenes, settings),
+            "positives": stats["positives"], "negatives": stats["negatives"],
+            "scenes_skipped": stats["skipped"], "seconds": round(wall, 1),
+            "cpu_seconds": round(stats["cpu_seconds"], 1),
+            "frames_per_hour": round(3600 * frames / wall, 1) if frames and wall > 0 else None}
+
+
+def _frames_written(root: Path, scenes, settings) -> int:
+    return sum((root / "scenes" / f"scene_{s:04d}" / CAMERA_DIR / "rect" / f"{v:04d}.npy")
+               .is_file() for s in scenes for v in range(settings.views))
+
+
+def _run_pool(ctx, workers, jobs, root, settings, stats, bar, log) -> None:
+    with ctx.Pool(max(1, int(workers)), initializer=_worker_init) as pool, \
+            open(root / LOG_FILE, "a") as logf:
         for entry in pool.imap_unordered(_worker, jobs):
-            if entry is None:
-                continue
             logf.write(json.dumps(entry) + "\n")
             logf.flush()
             stats["frames"] += entry["frames"]
+            stats["views"] += entry.get("views", 0)
             stats["positives"] += entry["positives"]
             stats["negatives"] += entry["negatives"]
             stats["cpu_seconds"] += entry.get("cpu_seconds", 0.0)
             if entry["status"] == "skipped":
                 stats["skipped"] += 1
                 log(f"sim label: scene {entry['scene']} skipped: {entry['detail']}")
-                total -= settings.views
                 if bar is not None:
-                    bar.total = total
+                    bar.total -= settings.views
             if bar is not None:
-                bar.update(entry["frames"])
-    if bar is not None:
-        bar.close()
-    wall = time.perf_counter() - t0
-    frames = stats["frames"]
-    return {"frames_now": frames, "frames_total": done_before + frames,
-            "positives": stats["positives"], "negatives": stats["negatives"],
-            "scenes_skipped": stats["skipped"], "seconds": round(wall, 1),
-            "cpu_seconds": round(stats["cpu_seconds"], 1),
-            "frames_per_hour": round(3600 * frames / wall, 1) if frames and wall > 0 else None}
+                bar.update(entry.get("views", 0))
