@@ -2,8 +2,9 @@
 
 Installs the ROS-free core `vita_grasp_core` and the ROS adapter `vita_grasp_ros` with the console
 scripts `vita-grasp` and `vita-grasp-node`. The adapter adds its `vita-grasp` subcommands (bag,
-node, demo) through the entry-point group `vita_grasp.commands` (see vita_grasp_core/cli.py), so
-the core's command line names no ROS module; they are listed in
+node, demo) through the entry-point group `vita_grasp.commands` (see vita_grasp_core/cli.py) and
+its grasp source of the pick benchmark (node) through `vita_grasp.sim_sources`
+(vita_grasp_core/sim/sources.py), so the core names no ROS module; they are listed in
 cmake/vita_grasp_ros_entry_points.cfg, which colcon builds (CMakeLists.txt) read too.
 
 The distribution is named `vita-grasp-python`, not `vita_grasp`: the message build installs a
@@ -22,14 +23,15 @@ PACKAGES = find_packages(
     include=['vita_grasp_core', 'vita_grasp_core.*', 'vita_grasp_ros', 'vita_grasp_ros.*'])
 
 
-def _ros_commands() -> list[str]:
-    """`name = module:object` lines of the vita_grasp.commands group (one definition)."""
+def _ros_entry_points() -> dict[str, list[str]]:
+    """Group -> `name = module:object` lines of the ROS adapter's entry points (one
+    definition, shared with the colcon build)."""
     cfg = configparser.ConfigParser()
     path = Path(__file__).resolve().parent / 'cmake' / 'vita_grasp_ros_entry_points.cfg'
     if not cfg.read(path):
         raise SystemExit(f'setup.py: {path} is missing')
-    lines = cfg['options.entry_points']['vita_grasp.commands'].splitlines()
-    return [line.strip() for line in lines if line.strip()]
+    return {group: [line.strip() for line in text.splitlines() if line.strip()]
+            for group, text in cfg['options.entry_points'].items()}
 
 
 setup(
@@ -47,7 +49,7 @@ setup(
             'vita-grasp = vita_grasp_core.cli:main',
             'vita-grasp-node = vita_grasp_ros.grasp_node:main',
         ],
-        'vita_grasp.commands': _ros_commands(),
+        **_ros_entry_points(),
     },
     zip_safe=False,
 )

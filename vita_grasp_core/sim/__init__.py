@@ -39,8 +39,9 @@ def _flush_c_stdio() -> None:
 def pybullet():
     """The ``pybullet`` module, imported on first use (:class:`SimUnavailable` when absent);
     its build banner is not printed."""
-    if "pybullet" in sys.modules:
-        return sys.modules["pybullet"]
+    module = sys.modules.get("pybullet")
+    if module is not None:
+        return module
     try:
         with quiet_native_output():
             import pybullet as p

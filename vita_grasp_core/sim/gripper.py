@@ -51,7 +51,8 @@ SPEED = 0.25  # m/s of the approach and the lift
 PARK = (5.0, 5.0, 5.0)
 
 FAILURES = ("no_grasp", "no_pose", "unreachable", "collided_table", "collided_tray",
-            "collided_neighbour", "missed", "slipped", "timeout", "not_settled", "load_failed")
+            "collided_neighbour", "missed", "slipped", "timeout", "not_settled", "load_failed",
+            "empty_scene")
 
 
 @dataclass

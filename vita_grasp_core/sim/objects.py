@@ -40,6 +40,8 @@ GROUPS = {"others": tuple(OTHER_OBJECTS), "train": ("random:000-899",),
           "heldout": ("random:900-999", "others")}
 #: Default size range [m] of an object's largest side.
 SIZE_RANGE = (0.03, 0.10)
+#: Below this largest side [m] at scale 1 a file loaded as nothing (a bounding-box margin).
+MIN_NATIVE_SIZE = 0.01
 _RANDOM_RE = re.compile(r"random:(\d{1,3})(?:-(\d{1,3}))?")
 
 
@@ -174,6 +176,9 @@ def _prepare(name: str, client: int) -> tuple[str, float, np.ndarray | None]:
         pybullet().removeBody(body, physicsClientId=client)
         _NATIVE[name] = (float((hi - lo).max()), (lo + hi) / 2 - com)
     size, offset = _NATIVE[name]
+    if size < MIN_NATIVE_SIZE:  # e.g. random_urdfs/168: its mesh loads as nothing
+        raise SimError("load_failed", f"object {name!r}: its collision shape is degenerate "
+                                      f"(largest side {size * 1e3:.1f} mm in {path})")
     if path.endswith(".urdf"):
         return _centred_urdf(path, offset), size, None
     return path, size, offset

@@ -27,6 +27,7 @@ TRAY_FLOOR = 0.015
 TRAY_INNER = 0.2  # half side [m] of its flat floor
 #: Objects settled outside this half extent [m] (or below the table) left the workspace.
 WORKSPACE = 0.35
+LOST_Z = -0.05
 
 
 @dataclass
@@ -198,6 +199,9 @@ class SimWorld:
                                     physicsClientId=self.client)
             self.objects[obj.body] = obj
         self.settle()
+        if not self.objects:
+            raise SimError("empty_scene", "no object stayed in the workspace (all fell off or "
+                                          "through the table)")
 
     def _lift_clear(self, body: int) -> None:
         """Raise a just-spawned body until it touches nothing (no interpenetration)."""
@@ -256,6 +260,8 @@ class SimWorld:
         """(speed [m/s], name) of the fastest object moving above the tolerances, else None."""
         p, worst = pybullet(), None
         for body, obj in self.objects.items():
+            if self.position(body)[2] < LOST_Z:
+                continue  # fell off (or through) the table: removed as lost after settling
             lin, ang = p.getBaseVelocity(body, physicsClientId=self.client)
             v, w = float(np.linalg.norm(lin)), float(np.linalg.norm(ang))
             if not (v <= lin_tol and w <= ang_tol) and (worst is None or v > worst[0]):
@@ -271,7 +277,7 @@ class SimWorld:
         lost = []
         for body in list(self.objects):
             x, y, z = self.position(body)
-            if abs(x) > WORKSPACE or abs(y) > WORKSPACE or z < -0.05:
+            if abs(x) > WORKSPACE or abs(y) > WORKSPACE or z < LOST_Z:
                 lost.append(self.remove(body))
         return lost
 

@@ -1,0 +1,269 @@
+"""Grasp sources for the pick benchmark: a registry of builders.
+
+A source looks at an :class:`~vita_grasp_core.sim.camera.Observation` (RGB, depth, CameraInfo,
+and for the baselines the ground-truth segmentation) and answers one :class:`GraspAnswer`: a 3-D
+grasp in the camera's optical frame (position, quaternion, opening ``width_m``) plus the pixel
+grasp it came from, or a failure reason (``no_grasp``, ``no_pose``, ``timeout``). The executor
+takes the 3-D pose and ``width_m`` as answered.
+
+Built in: ``random`` (a random pixel of a random object, random angle, random opening 2-11 cm),
+``analytic`` (the ground-truth mask of the object nearest the camera: its centroid, opening along
+the mask's minor axis to the mask's extent plus 2 cm) and ``api`` (a checkpoint through
+:class:`~vita_grasp_core.GraspPredictor`: RGB in, its best grasp, 3-D from depth + K with
+:mod:`vita_grasp_core.grasp3d`). Other packages add sources through the entry-point group
+:data:`ENTRY_POINT_GROUP` (the ROS adapter adds ``node``: the grasp node in the loop), so the core
+never imports ROS.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..conventions import wrap_angle
+from ..grasp import Grasp
+from .candidates import object_masks, pixel_to_pose
+
+#: Entry-point group through which installed packages add grasp sources.
+ENTRY_POINT_GROUP = "vita_grasp.sim_sources"
+
+
+@dataclass
+class GraspAnswer:
+    """One answer of a source (camera optical frame, metres).
+
+    Attributes:
+        pixel: the pixel grasp (for pictures and checks), or ``None``.
+        position, quaternion, width_m: the 3-D grasp to execute (``None`` when there is none).
+        reason: ``""`` or why there is no grasp to execute (``no_grasp``, ``no_pose``,
+            ``timeout``, ...).
+        latency: seconds from the observation to the answer.
+        extra: source-specific facts (e.g. the node's pose check).
+    """
+
+    pixel: Grasp | None = None
+    position: tuple | None = None
+    quaternion: tuple | None = None
+    width_m: float = 0.0
+    reason: str = ""
+    latency: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def answer_from_pixel(grasp: Grasp | None, obs, t0: float, window: int = 5) -> GraspAnswer:
+    """A pixel grasp -> its answer with the documented 3-D convention (``no_grasp`` /
+    ``no_pose`` when there is none / no depth at its centre)."""
+    if grasp is None:
+        return GraspAnswer(reason="no_grasp", latency=time.perf_counter() - t0)
+    pose = pixel_to_pose(grasp, obs.depth, obs.K, window)
+    if pose is None:
+        return GraspAnswer(grasp, reason="no_pose", latency=time.perf_counter() - t0)
+    return GraspAnswer(grasp, pose.position, pose.quaternion, pose.width_m,
+                       latency=time.perf_counter() - t0)
+
+
+class GraspSource:
+    """Base class: ``plan(obs, rng)`` -> :class:`GraspAnswer`; ``close()`` frees resources."""
+
+    name = "?"
+    #: True when the source reads the ground-truth segmentation (the baselines).
+    uses_ground_truth = False
+
+    def plan(self, obs, rng: np.random.Generator) -> GraspAnswer:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """What a builder may need: a checkpoint (path or short name), device, the node's answer
+    timeout [s], extra node parameters (``NAME:=VALUE``), a directory for logs (the
+    benchmark's output directory) and ``depth_lead`` [s]: how long before the image the node
+    source publishes depth and CameraInfo (0: back to back, as many drivers do)."""
+
+    checkpoint: str | None = None
+    device: str = "auto"
+    timeout: float = 30.0
+    node_params: tuple[str, ...] = ()
+    log_dir: str | None = None
+    depth_lead: float = 0.0
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """A registered source: ``builder(SourceOptions) -> GraspSource`` and one line of help."""
+
+    builder: Callable[[SourceOptions], GraspSource]
+    help: str
+
+
+SOURCES: dict[str, SourceEntry] = {}
+
+
+def register_source(name: str, help: str):
+    """Decorator: register a builder ``builder(SourceOptions) -> GraspSource`` under ``name``."""
+    def deco(builder):
+        SOURCES[name] = SourceEntry(builder, help)
+        return builder
+    return deco
+
+
+def available_sources() -> tuple[dict[str, SourceEntry], list[str]]:
+    """Built-in sources plus those of the :data:`ENTRY_POINT_GROUP` entry points (each loads to
+    a :class:`SourceEntry`); ``(sources, problems)`` as in :mod:`vita_grasp_core.cli`."""
+    from importlib.metadata import entry_points
+
+    out, problems = dict(SOURCES), []
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if ep.name in out:
+            continue
+        try:
+            entry = ep.load()
+        except Exception as e:  # noqa: BLE001 - a broken plug-in must not break the others
+            problems.append(f"{ep.name} ({ep.value}): {type(e).__name__}: {e}")
+            continue
+        if not (callable(getattr(entry, "builder", None)) and isinstance(
+                getattr(entry, "help", None), str)):
+            problems.append(f"{ep.name} ({ep.value}): not a SourceEntry (builder and help)")
+            continue
+        out[ep.name] = SourceEntry(entry.builder, entry.help)
+    return out, problems
+
+
+def make_source(name: str, options: SourceOptions | None = None) -> GraspSource:
+    """Build the source ``name``; ``ValueError`` (one line listing the sources) when unknown or
+    when its options are wrong (e.g. no checkpoint)."""
+    sources, problems = available_sources()
+    if name not in sources:
+        extra = f" (not loaded: {'; '.join(problems)})" if problems else ""
+        raise ValueError(f"unknown grasp source {name!r}; available: "
+                         f"{', '.join(sorted(sources))}{extra}")
+    return sources[name].builder(options or SourceOptions())
+
+
+def _visible(obs, min_pixels: int = 40) -> dict:
+    return object_masks(obs.segmentation, obs.extra.get("object_ids", []), min_pixels)
+
+
+# ------------------------------------------------------------------------------ baselines
+class RandomSource(GraspSource):
+    """A random pixel of a random visible object, a random angle and opening (2-11 cm)."""
+
+    name = "random"
+    uses_ground_truth = True
+
+    def __init__(self, options: SourceOptions | None = None):
+        pass
+
+    def plan(self, obs, rng):
+        t0 = time.perf_counter()
+        masks = _visible(obs)
+        if not masks:
+            return answer_from_pixel(None, obs, t0)
+        body = list(masks)[int(rng.integers(len(masks)))]
+        ys, xs = np.nonzero(masks[body])
+        i = int(rng.integers(len(xs)))
+        z = float(np.median(obs.depth[ys, xs][obs.depth[ys, xs] > 0])) if \
+            (obs.depth[ys, xs] > 0).any() else 0.6
+        width = float(rng.uniform(0.02, 0.11)) * obs.K[0, 0] / z
+        grasp = Grasp(float(xs[i]), float(ys[i]), float(rng.uniform(-math.pi / 2, math.pi / 2)),
+                      width, 0.022 * obs.K[0, 0] / z, 1.0, 1.0)
+        return answer_from_pixel(grasp, obs, t0)
+
+
+def minor_axis_grasp(mask: np.ndarray, K, depth: np.ndarray, margin_m: float = 0.02) -> Grasp:
+    """The analytic grasp of a mask: centroid, opening along the minor axis, width = the mask's
+    extent along it plus ``margin_m`` (pixels at the median depth of the mask)."""
+    ys, xs = np.nonzero(mask)
+    pts = np.stack([xs, ys], axis=1).astype(np.float64)
+    c = pts.mean(axis=0)
+    if len(pts) > 2:
+        _, vecs = np.linalg.eigh(np.cov((pts - c).T))
+        minor = vecs[:, 0]
+    else:
+        minor = np.array([1.0, 0.0])
+    proj = (pts - c) @ minor
+    d = depth[ys, xs]
+    z = float(np.median(d[d > 0])) if (d > 0).any() else 0.6
+    width = float(proj.max() - proj.min() + 1.0) + margin_m * K[0, 0] / z
+    return Grasp(float(c[0]), float(c[1]), float(wrap_angle(math.atan2(minor[1], minor[0]))),
+                 width, 0.022 * K[0, 0] / z, 1.0, 1.0)
+
+
+class AnalyticSource(GraspSource):
+    """The ground-truth mask of the object nearest the camera (the top of a pile): centroid,
+    opening along its minor axis."""
+
+    name = "analytic"
+    uses_ground_truth = True
+
+    def __init__(self, options: SourceOptions | None = None):
+        pass
+
+    def plan(self, obs, rng):
+        t0 = time.perf_counter()
+        masks = _visible(obs)
+        if not masks:
+            return answer_from_pixel(None, obs, t0)
+
+        def nearness(b):
+            d = obs.depth[masks[b]]
+            return float(np.median(d[d > 0])) if (d > 0).any() else np.inf
+
+        body = min(masks, key=nearness)
+        return answer_from_pixel(minor_axis_grasp(masks[body], obs.K, obs.depth), obs, t0)
+
+
+class PredictorSource(GraspSource):
+    """A checkpoint through :class:`~vita_grasp_core.GraspPredictor` (RGB in, the best grasp,
+    3-D pose from depth + K with :mod:`vita_grasp_core.grasp3d`)."""
+
+    name = "api"
+
+    def __init__(self, options: SourceOptions):
+        from ..predictor import GraspPredictor
+
+        if not options.checkpoint:
+            raise ValueError("grasp source 'api' needs --checkpoint (a checkpoint path or a "
+                             "short name)")
+        self.checkpoint = str(options.checkpoint)
+        self.predictor = GraspPredictor.from_checkpoint(resolve_checkpoint(self.checkpoint),
+                                                        device=options.device)
+
+    def describe(self) -> str:
+        return f"api ({self.checkpoint})"
+
+    def plan(self, obs, rng):
+        t0 = time.perf_counter()
+        pred = self.predictor.predict(obs.rgb)
+        return answer_from_pixel(pred.grasps[0] if pred.grasps else None, obs, t0)
+
+
+def resolve_checkpoint(name: str) -> str:
+    """A checkpoint path, or a short name of :mod:`vita_grasp_core.zoo` when it exists."""
+    from pathlib import Path
+
+    if Path(name).exists():
+        return name
+    try:
+        from .. import zoo
+    except ImportError:
+        return name
+    resolve = getattr(zoo, "resolve", None)
+    return str(resolve(name)) if callable(resolve) else name
+
+
+register_source("random", "a random pixel of a random object, random angle and opening "
+                          "(ground-truth mask; baseline)")(RandomSource)
+register_source("analytic", "mask centroid of the object nearest the camera, opening along the "
+                            "mask's minor axis (ground-truth mask; baseline)")(AnalyticSource)
+register_source("api", "a checkpoint through GraspPredictor (--checkpoint): RGB in, depth + K "
+                       "for the 3-D pose")(PredictorSource)

@@ -1,0 +1,281 @@
+"""The grasp node in the loop of the pick benchmark: grasp source ``node``
+(``vita-grasp sim bench --source node --checkpoint ...``).
+
+The node runs as a real process (``python -m vita_grasp_ros.grasp_node``, ``use_depth`` on) on its
+own ``ROS_DOMAIN_ID`` (random in 100-230, localhost discovery) with ``ROS_HOME`` in a temporary
+directory (its log: ``node.log`` in the benchmark's output). Per attempt the simulated camera
+publishes ``camera_info``, ``depth`` (32FC1 metres, registered) and ``image`` (rgb8) with one
+header (a fresh stamp, the optical frame id), back to back (``--node-depth-lead`` puts a pause
+before the image); the source waits for the ``grasps`` message with that stamp and answers
+``grasps[0].pose`` and ``grasps[0].width_m`` exactly as published (never recomputed). The first
+frame is a warm-up (first inference, fresh connections), not an attempt. No answer within the
+timeout: the attempt fails with reason ``timeout`` (nothing hangs); an empty array:
+``no_grasp``; a best grasp without a pose: ``no_pose``.
+
+Each answer also carries a check (``extra["pose_check"]``): the distance between the node's pose
+and the back-projection of its own pixel grasp with the documented convention
+(:func:`vita_grasp_core.grasp3d.grasp_poses` on the same depth and K): position [mm], rotation
+[deg], opening [mm].
+
+Registered in the core's source registry through the entry-point group
+``vita_grasp.sim_sources`` (cmake/vita_grasp_ros_entry_points.cfg); importing this module imports
+no ROS package.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vita_grasp_core.sim.sources import GraspAnswer, GraspSource, SourceEntry, SourceOptions
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _quaternion_angle_deg(q1, q2) -> float:
+    dot = abs(float(np.dot(np.asarray(q1, float), np.asarray(q2, float))))
+    return math.degrees(2.0 * math.acos(min(1.0, dot)))
+
+
+def pose_check(grasp_msg, obs, window: int = 5) -> dict | None:
+    """The node's pose vs the documented back-projection of its pixel grasp on ``obs``."""
+    from vita_grasp_core.grasp import Grasp
+    from vita_grasp_core.sim.candidates import pixel_to_pose
+
+    g = Grasp(grasp_msg.x, grasp_msg.y, grasp_msg.angle, grasp_msg.width, grasp_msg.height)
+    doc = pixel_to_pose(g, obs.depth, obs.K, window)
+    if doc is None:
+        return None
+    p, o = grasp_msg.pose.position, grasp_msg.pose.orientation
+    return {"position_mm": round(1e3 * float(np.linalg.norm(np.subtract(
+                [p.x, p.y, p.z], doc.position))), 4),
+            "angle_deg": round(_quaternion_angle_deg([o.x, o.y, o.z, o.w], doc.quaternion), 4),
+            "width_mm": round(1e3 * abs(float(grasp_msg.width_m) - doc.width_m), 4)}
+
+
+class NodeSource(GraspSource):
+    """The grasp node (a subprocess) answering the simulated camera (see the module
+    docstring)."""
+
+    name = "node"
+
+    def __init__(self, options: SourceOptions):
+        if not options.checkpoint:
+            raise ValueError("grasp source 'node' needs --checkpoint (a checkpoint path or a "
+                             "short name)")
+        from vita_grasp_core.sim.sources import resolve_checkpoint
+
+        self.checkpoint = str(options.checkpoint)
+        self.timeout = float(options.timeout)
+        self.depth_lead = float(options.depth_lead)
+        self.window = 5  # the node's depth_window default, unless given
+        for prm in options.node_params:
+            name, _, value = prm.partition(":=")
+            if name.strip() == "depth_window" and value.strip().isdigit():
+                self.window = int(value)
+        self._tmp = tempfile.TemporaryDirectory(prefix="vita_grasp_sim_node_")
+        self.domain = random.SystemRandom().randint(100, 230)
+        log_dir = Path(options.log_dir) if options.log_dir else Path(self._tmp.name)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / "node.log"
+        self.proc = self.ctx = self.node = self._spin = None
+        self._answers: dict[int, tuple[float, object]] = {}
+        self._cv = threading.Condition()
+        self._stamp = 0
+        self._warm = False
+        try:
+            self._start_ros()
+            self._start_node(resolve_checkpoint(self.checkpoint), options)
+            self._wait_ready(max(60.0, self.timeout))
+        except BaseException:
+            self.close()
+            raise
+
+    def describe(self) -> str:
+        return f"node ({self.checkpoint})"
+
+    # ------------------------------------------------------------------ set-up
+    def _env(self) -> dict:
+        env = dict(os.environ)
+        env.pop("ROS_LOCALHOST_ONLY", None)
+        env.update({"ROS_DOMAIN_ID": str(self.domain), "ROS_AUTOMATIC_DISCOVERY_RANGE":
+                    "LOCALHOST", "ROS_HOME": str(Path(self._tmp.name) / "home"),
+                    "ROS_LOG_DIR": str(Path(self._tmp.name) / "log"), "PYTHONUNBUFFERED": "1",
+                    "RCUTILS_COLORIZED_OUTPUT": "0"})
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [
+            p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        return env
+
+    def _start_node(self, checkpoint: str, options: SourceOptions) -> None:
+        cmd = [sys.executable, "-m", "vita_grasp_ros.grasp_node", "--ros-args",
+               "-p", f"checkpoint:={checkpoint}", "-p", f"device:={options.device}",
+               "-p", "use_depth:=true", "-p", "publish_debug:=false"]
+        for prm in options.node_params:
+            cmd += ["-p", prm]
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=self._env(), cwd=str(REPO), start_new_session=True)
+
+    def _start_ros(self) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
+        from sensor_msgs.msg import CameraInfo, Image
+        from vita_grasp.msg import GraspArray
+
+        for k, v in self._env().items():
+            if k.startswith("ROS_"):
+                os.environ[k] = v
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=self.domain,
+                   signal_handler_options=SignalHandlerOptions.NO)
+        self.node = rclpy.create_node("vita_grasp_sim_camera", context=self.ctx)
+        self.pub_image = self.node.create_publisher(Image, "image", 5)
+        self.pub_depth = self.node.create_publisher(Image, "depth", 5)
+        self.pub_info = self.node.create_publisher(CameraInfo, "camera_info", 5)
+        self.sub = self.node.create_subscription(GraspArray, "grasps", self._on_grasps, 10)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self._stop = threading.Event()
+        self._spin = threading.Thread(target=self._spin_loop, daemon=True)
+        self._spin.start()
+
+    def _spin_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # noqa: BLE001 - shutting down
+                if self._stop.is_set():
+                    return
+
+    def _on_grasps(self, msg) -> None:
+        key = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        with self._cv:
+            self._answers[key] = (time.perf_counter(), msg)
+            self._cv.notify_all()
+
+    def _tail(self, n: int = 8) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return " | ".join(line.strip() for line in lines[-n:])
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Until the node's subscriptions and its ``grasps`` publisher are matched."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the grasp node exited with status {self.proc.returncode} "
+                                   f"during start-up: {self._tail()}")
+            ready = (self.pub_image.get_subscription_count() > 0 and
+                     self.pub_depth.get_subscription_count() > 0 and
+                     self.pub_info.get_subscription_count() > 0 and
+                     self.sub.get_publisher_count() > 0)
+            if ready:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the grasp node did not come up within {timeout:.0f} s: "
+                                   f"{self._tail()}")
+            time.sleep(0.05)
+
+    # ------------------------------------------------------------------ one attempt
+    def _next_stamp(self) -> int:
+        self._stamp = max(time.time_ns(), self._stamp + 1_000_000)
+        return self._stamp
+
+    def publish(self, obs) -> int:
+        """Publish camera_info, depth and image of ``obs`` with one header; returns its stamp
+        [ns]."""
+        from std_msgs.msg import Header
+
+        from .bag.messages import camera_info_msg, ns_to_time
+        from .image_conversions import numpy_to_image_msg, rgb_to_image_msg
+
+        stamp = self._next_stamp()
+        header = Header(stamp=ns_to_time(stamp), frame_id=obs.frame_id)
+        h, w = obs.image_size
+        self.pub_info.publish(camera_info_msg(obs.K, w, h, header))
+        self.pub_depth.publish(numpy_to_image_msg(np.ascontiguousarray(obs.depth, np.float32),
+                                                  "32FC1", header))
+        if self.depth_lead > 0:
+            time.sleep(self.depth_lead)
+        self.pub_image.publish(rgb_to_image_msg(obs.rgb, "rgb8", header))
+        return stamp
+
+    def _exchange(self, obs) -> tuple[float, object | None]:
+        """Publish ``obs``; (seconds from the image to the answer, GraspArray), or (timeout,
+        None)."""
+        stamp = self.publish(obs)
+        t0 = time.perf_counter()
+        with self._cv:
+            ok = self._cv.wait_for(lambda: stamp in self._answers, timeout=self.timeout)
+            t1, msg = self._answers.pop(stamp) if ok else (time.perf_counter(), None)
+            for late in [k for k in self._answers if k < stamp]:  # answers after a timeout
+                del self._answers[late]
+        return t1 - t0, msg
+
+    def plan(self, obs, rng) -> GraspAnswer:
+        if self.proc.poll() is not None:
+            return GraspAnswer(reason="timeout", latency=0.0,
+                               extra={"detail": f"the node exited ({self.proc.returncode})"})
+        if not self._warm:  # the first frame after start-up (first inference, fresh DDS
+            self._warm = True  # matches) is a warm-up, not an attempt: as a robot starts up
+            self._exchange(obs)
+        latency, msg = self._exchange(obs)
+        if msg is None:
+            return GraspAnswer(reason="timeout", latency=latency,
+                               extra={"detail": f"no answer within {self.timeout:g} s"})
+        return self.answer(msg, obs, latency)
+
+    def answer(self, msg, obs, latency: float) -> GraspAnswer:
+        """A ``GraspArray`` -> the answer: its first grasp's pose and width_m as published."""
+        from vita_grasp_core.grasp import Grasp
+
+        if not msg.grasps:
+            return GraspAnswer(reason="no_grasp", latency=latency)
+        g = msg.grasps[0]
+        pixel = Grasp(g.x, g.y, g.angle, g.width, g.height, g.quality, g.object_score)
+        if not g.has_pose:
+            return GraspAnswer(pixel, reason="no_pose", latency=latency)
+        p, o = g.pose.position, g.pose.orientation
+        return GraspAnswer(pixel, (p.x, p.y, p.z), (o.x, o.y, o.z, o.w), float(g.width_m),
+                           latency=latency,
+                           extra={"pose_check": pose_check(g, obs, self.window),
+                                  "frame_id": msg.header.frame_id})
+
+    # ------------------------------------------------------------------ teardown
+    def close(self) -> None:
+        from .demo_replay import stop_process
+
+        if getattr(self, "_stop", None) is not None:
+            self._stop.set()
+        if self._spin is not None:
+            self._spin.join(5)
+        stop_process(self.proc)
+        if getattr(self, "_log", None) is not None:
+            self._log.close()
+        if self.ctx is not None:
+            import rclpy
+
+            try:
+                self.executor.shutdown(timeout_sec=2)
+                self.node.destroy_node()
+            except Exception:  # noqa: BLE001 - best effort at teardown
+                pass
+            rclpy.try_shutdown(context=self.ctx)
+            self.ctx = None
+        self._tmp.cleanup()
+
+
+NODE_SOURCE = SourceEntry(NodeSource, "the ROS 2 grasp node in the loop (--checkpoint): the "
+                                      "simulated camera publishes RGB, depth and CameraInfo; "
+                                      "grasps[0].pose and width_m are executed as published")
