@@ -68,12 +68,10 @@ class NodeSource(GraspSource):
     name = "node"
 
     def __init__(self, options: SourceOptions):
-        if not options.checkpoint:
-            raise ValueError("grasp source 'node' needs --checkpoint (a checkpoint path or a "
-                             "short name)")
-        from vita_grasp_core.sim.sources import resolve_checkpoint
+        from vita_grasp_core.sim.sources import require_checkpoint, resolve_checkpoint
 
-        self.checkpoint = str(options.checkpoint)
+        super().__init__(options)
+        self.checkpoint = require_checkpoint(options, self.name)
         self.timeout = float(options.timeout)
         self.depth_lead = float(options.depth_lead)
         self.window = 5  # the node's depth_window default, unless given

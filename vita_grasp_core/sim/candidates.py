@@ -33,6 +33,13 @@ def pixel_to_pose(grasp: Grasp, depth: np.ndarray, K, window: int = 5) -> GraspP
     return grasp_poses([grasp], depth, K, (h, w), window=window)[0]
 
 
+def median_depth(depth: np.ndarray, mask: np.ndarray, default: float = float("nan")) -> float:
+    """Median of the valid (> 0) depth values [m] under ``mask``, ``default`` when none."""
+    d = depth[mask]
+    d = d[d > 0]
+    return float(np.median(d)) if d.size else float(default)
+
+
 def object_masks(segmentation: np.ndarray, object_ids, min_pixels: int = 40) -> dict:
     """``{body id: HxW bool mask}`` of the objects with at least ``min_pixels`` visible."""
     out = {}
@@ -124,8 +131,8 @@ def antipodal_candidates(obs, object_ids, rng: np.random.Generator, n: int = 24,
 
 
 def _depth_near(depth: np.ndarray, xy, r: int = 2) -> float:
-    h, w = depth.shape
-    x, y = int(round(xy[0])), int(round(xy[1]))
-    patch = depth[max(0, y - r): y + r + 1, max(0, x - r): x + r + 1]
-    vals = patch[patch > 0]
-    return float(np.median(vals)) if vals.size else float("nan")
+    """Median valid depth [m] in the (2r+1)^2 patch at (x, y) (the node's window rule)."""
+    from ..grasp3d import robust_depth
+
+    z = robust_depth(depth, float(xy[0]), float(xy[1]), 2 * r + 1)
+    return z if z > 0 else float("nan")

@@ -33,6 +33,30 @@ def _fail(prog: str, message: str, code: int = 2) -> int:
     return code
 
 
+def _objects_and_camera(prog: str, a) -> tuple[list[str], tuple[int, int]]:
+    """The object names and camera size of the arguments ``a``, with pybullet importable;
+    ``ValueError`` (one line) otherwise."""
+    from . import SimUnavailable, pybullet
+    from .camera import parse_image_size
+    from .objects import parse_object_set
+
+    try:
+        names = parse_object_set(a.objects)
+        size = parse_image_size(a.image_size)
+        pybullet()
+    except SimUnavailable as e:
+        raise ValueError(str(e)) from None
+    return names, size
+
+
+def _check_ranges(checks) -> str:
+    """The first ``(option, value, lo, hi)`` out of its range as a one-line message, or ""."""
+    for name, v, lo, hi in checks:
+        if not lo <= v <= hi:
+            return f"{name} must be in {lo:g}..{hi:g}, got {v:g}"
+    return ""
+
+
 def add_camera_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", default="640x480",
                    help="camera mode WIDTHxHEIGHT: 640x480 (4:3, the central 960x720 crop of "
@@ -73,23 +97,17 @@ def label_main(argv) -> int:
     add_camera_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
-    from . import SimUnavailable, pybullet
-    from .camera import parse_image_size
     from .label import LabelSettings, label_dataset
-    from .objects import parse_object_set
 
     prog = "vita-grasp sim label"
     try:
-        names = parse_object_set(a.objects)
-        size = parse_image_size(a.image_size)
-        pybullet()
-    except (ValueError, SimUnavailable) as e:
+        names, size = _objects_and_camera(prog, a)
+    except ValueError as e:
         return _fail(prog, str(e))
-    for name, v, lo, hi in (("--views", a.views, 1, 1000), ("--candidates", a.candidates, 1,
-                                                              1000), ("--workers", a.workers, 1,
-                                                                      64)):
-        if not lo <= v <= hi:
-            return _fail(prog, f"{name} must be in {lo}..{hi}, got {v}")
+    bad = _check_ranges((("--views", a.views, 1, 1000), ("--candidates", a.candidates, 1, 1000),
+                         ("--workers", a.workers, 1, 64)))
+    if bad:
+        return _fail(prog, bad)
     settings = LabelSettings(tuple(names), a.objects, a.seed, a.views, a.candidates, a.kind,
                              a.tray, size)
     try:
@@ -125,17 +143,14 @@ def show_main(argv) -> int:
     p.add_argument("--view", type=int, default=0, help="random view id (default 0)")
     add_camera_args(p)
     a = p.parse_args(argv)
-    from . import SimError, SimUnavailable, pybullet
-    from .camera import SimCamera, parse_image_size
+    from . import SimError
+    from .camera import SimCamera
     from .episode import random_view, scene_spec
-    from .objects import parse_object_set
 
     prog = "vita-grasp sim show"
     try:
-        names = parse_object_set(a.objects)
-        size = parse_image_size(a.image_size)
-        pybullet()
-    except (ValueError, SimUnavailable) as e:
+        names, size = _objects_and_camera(prog, a)
+    except ValueError as e:
         return _fail(prog, str(e))
     spec = scene_spec(a.seed, a.scene, names, kind=a.kind,
                       tray={"mixed": "mixed", "yes": True, "no": False}[a.tray])
@@ -217,28 +232,23 @@ def _bench_parser() -> argparse.ArgumentParser:
 
 def bench_main(argv) -> int:
     a = _bench_parser().parse_args(argv)
-    from . import SimUnavailable, pybullet
     from .bench import BenchConfig, results_table, run_bench
-    from .camera import parse_image_size
     from .episode import ViewSpec
-    from .objects import parse_object_set
     from .sources import SourceOptions, make_source
 
     prog = "vita-grasp sim bench"
     try:
-        names = parse_object_set(a.objects)
-        size = parse_image_size(a.image_size)
-        pybullet()
-    except (ValueError, SimUnavailable) as e:
+        names, size = _objects_and_camera(prog, a)
+    except ValueError as e:
         return _fail(prog, str(e))
-    for name, v, lo, hi in (("--trials", a.trials, 1, 100000),
-                            ("--objects-per-scene", a.objects_per_scene, 1, 12),
-                            ("--camera-height", a.camera_height, 0.2, 1.5),
-                            ("--camera-tilt", a.camera_tilt, 0.0, 45.0),
-                            ("--node-timeout", a.node_timeout, 0.1, 3600.0),
-                            ("--node-depth-lead", a.node_depth_lead, 0.0, 5.0)):
-        if not lo <= v <= hi:
-            return _fail(prog, f"{name} must be in {lo:g}..{hi:g}, got {v:g}")
+    bad = _check_ranges((("--trials", a.trials, 1, 100000),
+                         ("--objects-per-scene", a.objects_per_scene, 1, 12),
+                         ("--camera-height", a.camera_height, 0.2, 1.5),
+                         ("--camera-tilt", a.camera_tilt, 0.0, 45.0),
+                         ("--node-timeout", a.node_timeout, 0.1, 3600.0),
+                         ("--node-depth-lead", a.node_depth_lead, 0.0, 5.0)))
+    if bad:
+        return _fail(prog, bad)
     view = None if a.random_views else ViewSpec(a.camera_height, a.camera_tilt,
                                                 a.camera_azimuth, a.camera_yaw)
     cfg = BenchConfig(tuple(names), a.objects, a.protocol, a.trials, a.seed, a.tray,

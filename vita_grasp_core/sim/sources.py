@@ -25,7 +25,7 @@ import numpy as np
 
 from ..conventions import wrap_angle
 from ..grasp import Grasp
-from .candidates import object_masks, pixel_to_pose
+from .candidates import median_depth, object_masks, pixel_to_pose
 
 #: Entry-point group through which installed packages add grasp sources.
 ENTRY_POINT_GROUP = "vita_grasp.sim_sources"
@@ -66,11 +66,15 @@ def answer_from_pixel(grasp: Grasp | None, obs, t0: float, window: int = 5) -> G
 
 
 class GraspSource:
-    """Base class: ``plan(obs, rng)`` -> :class:`GraspAnswer`; ``close()`` frees resources."""
+    """Base class: built from :class:`SourceOptions`; ``plan(obs, rng)`` ->
+    :class:`GraspAnswer`; ``close()`` frees resources."""
 
     name = "?"
     #: True when the source reads the ground-truth segmentation (the baselines).
     uses_ground_truth = False
+
+    def __init__(self, options: "SourceOptions | None" = None):
+        self.options = options
 
     def plan(self, obs, rng: np.random.Generator) -> GraspAnswer:
         raise NotImplementedError
@@ -160,9 +164,6 @@ class RandomSource(GraspSource):
     name = "random"
     uses_ground_truth = True
 
-    def __init__(self, options: SourceOptions | None = None):
-        pass
-
     def plan(self, obs, rng):
         t0 = time.perf_counter()
         masks = _visible(obs)
@@ -171,8 +172,7 @@ class RandomSource(GraspSource):
         body = list(masks)[int(rng.integers(len(masks)))]
         ys, xs = np.nonzero(masks[body])
         i = int(rng.integers(len(xs)))
-        z = float(np.median(obs.depth[ys, xs][obs.depth[ys, xs] > 0])) if \
-            (obs.depth[ys, xs] > 0).any() else 0.6
+        z = median_depth(obs.depth, masks[body], 0.6)
         width = float(rng.uniform(0.02, 0.11)) * obs.K[0, 0] / z
         grasp = Grasp(float(xs[i]), float(ys[i]), float(rng.uniform(-math.pi / 2, math.pi / 2)),
                       width, 0.022 * obs.K[0, 0] / z, 1.0, 1.0)
@@ -191,8 +191,7 @@ def minor_axis_grasp(mask: np.ndarray, K, depth: np.ndarray, margin_m: float = 0
     else:
         minor = np.array([1.0, 0.0])
     proj = (pts - c) @ minor
-    d = depth[ys, xs]
-    z = float(np.median(d[d > 0])) if (d > 0).any() else 0.6
+    z = median_depth(depth, mask, 0.6)
     width = float(proj.max() - proj.min() + 1.0) + margin_m * K[0, 0] / z
     return Grasp(float(c[0]), float(c[1]), float(wrap_angle(math.atan2(minor[1], minor[0]))),
                  width, 0.022 * K[0, 0] / z, 1.0, 1.0)
@@ -205,20 +204,12 @@ class AnalyticSource(GraspSource):
     name = "analytic"
     uses_ground_truth = True
 
-    def __init__(self, options: SourceOptions | None = None):
-        pass
-
     def plan(self, obs, rng):
         t0 = time.perf_counter()
         masks = _visible(obs)
         if not masks:
             return answer_from_pixel(None, obs, t0)
-
-        def nearness(b):
-            d = obs.depth[masks[b]]
-            return float(np.median(d[d > 0])) if (d > 0).any() else np.inf
-
-        body = min(masks, key=nearness)
+        body = min(masks, key=lambda b: median_depth(obs.depth, masks[b], np.inf))
         return answer_from_pixel(minor_axis_grasp(masks[body], obs.K, obs.depth), obs, t0)
 
 
@@ -231,10 +222,8 @@ class PredictorSource(GraspSource):
     def __init__(self, options: SourceOptions):
         from ..predictor import GraspPredictor
 
-        if not options.checkpoint:
-            raise ValueError("grasp source 'api' needs --checkpoint (a checkpoint path or a "
-                             "short name)")
-        self.checkpoint = str(options.checkpoint)
+        super().__init__(options)
+        self.checkpoint = require_checkpoint(options, self.name)
         self.predictor = GraspPredictor.from_checkpoint(resolve_checkpoint(self.checkpoint),
                                                         device=options.device)
 
@@ -245,6 +234,14 @@ class PredictorSource(GraspSource):
         t0 = time.perf_counter()
         pred = self.predictor.predict(obs.rgb)
         return answer_from_pixel(pred.grasps[0] if pred.grasps else None, obs, t0)
+
+
+def require_checkpoint(options: SourceOptions | None, source: str) -> str:
+    """The checkpoint a source was given; ``ValueError`` (one line) when there is none."""
+    if options is None or not options.checkpoint:
+        raise ValueError(f"grasp source {source!r} needs --checkpoint (a checkpoint path or a "
+                         "short name)")
+    return str(options.checkpoint)
 
 
 def resolve_checkpoint(name: str) -> str:
