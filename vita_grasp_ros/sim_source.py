@@ -68,7 +68,7 @@ class NodeSource(GraspSource):
     name = "node"
 
     def __init__(self, options: SourceOptions):
-        from vita_grasp_core.sim.sources import require_checkpoint, resolve_checkpoint
+        from vita_grasp_core.sim.sources import require_checkpoint
 
         super().__init__(options)
         self.checkpoint = require_checkpoint(options, self.name)
@@ -91,7 +91,7 @@ class NodeSource(GraspSource):
         self._warm = False
         try:
             self._start_ros()
-            self._start_node(resolve_checkpoint(self.checkpoint), options)
+            self._start_node(self.checkpoint, options)  # the node resolves short names
             self._wait_ready(max(60.0, self.timeout))
         except BaseException:
             self.close()

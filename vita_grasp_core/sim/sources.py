@@ -158,25 +158,34 @@ def _visible(obs, min_pixels: int = 40) -> dict:
 
 
 # ------------------------------------------------------------------------------ baselines
-class RandomSource(GraspSource):
-    """A random pixel of a random visible object, a random angle and opening (2-11 cm)."""
+class MaskSource(GraspSource):
+    """A baseline that reads the ground-truth masks: :meth:`grasp` picks a pixel grasp from
+    ``{body id: mask}`` of the visible objects."""
 
-    name = "random"
     uses_ground_truth = True
+
+    def grasp(self, obs, masks: dict, rng) -> Grasp:
+        raise NotImplementedError
 
     def plan(self, obs, rng):
         t0 = time.perf_counter()
         masks = _visible(obs)
-        if not masks:
-            return answer_from_pixel(None, obs, t0)
+        return answer_from_pixel(self.grasp(obs, masks, rng) if masks else None, obs, t0)
+
+
+class RandomSource(MaskSource):
+    """A random pixel of a random visible object, a random angle and opening (2-11 cm)."""
+
+    name = "random"
+
+    def grasp(self, obs, masks, rng):
         body = list(masks)[int(rng.integers(len(masks)))]
         ys, xs = np.nonzero(masks[body])
         i = int(rng.integers(len(xs)))
         z = median_depth(obs.depth, masks[body], 0.6)
         width = float(rng.uniform(0.02, 0.11)) * obs.K[0, 0] / z
-        grasp = Grasp(float(xs[i]), float(ys[i]), float(rng.uniform(-math.pi / 2, math.pi / 2)),
-                      width, 0.022 * obs.K[0, 0] / z, 1.0, 1.0)
-        return answer_from_pixel(grasp, obs, t0)
+        return Grasp(float(xs[i]), float(ys[i]), float(rng.uniform(-math.pi / 2, math.pi / 2)),
+                     width, 0.022 * obs.K[0, 0] / z, 1.0, 1.0)
 
 
 def minor_axis_grasp(mask: np.ndarray, K, depth: np.ndarray, margin_m: float = 0.02) -> Grasp:
@@ -197,20 +206,15 @@ def minor_axis_grasp(mask: np.ndarray, K, depth: np.ndarray, margin_m: float = 0
                  width, 0.022 * K[0, 0] / z, 1.0, 1.0)
 
 
-class AnalyticSource(GraspSource):
+class AnalyticSource(MaskSource):
     """The ground-truth mask of the object nearest the camera (the top of a pile): centroid,
     opening along its minor axis."""
 
     name = "analytic"
-    uses_ground_truth = True
 
-    def plan(self, obs, rng):
-        t0 = time.perf_counter()
-        masks = _visible(obs)
-        if not masks:
-            return answer_from_pixel(None, obs, t0)
+    def grasp(self, obs, masks, rng):
         body = min(masks, key=lambda b: median_depth(obs.depth, masks[b], np.inf))
-        return answer_from_pixel(minor_axis_grasp(masks[body], obs.K, obs.depth), obs, t0)
+        return minor_axis_grasp(masks[body], obs.K, obs.depth)
 
 
 class PredictorSource(GraspSource):
@@ -224,8 +228,8 @@ class PredictorSource(GraspSource):
 
         super().__init__(options)
         self.checkpoint = require_checkpoint(options, self.name)
-        self.predictor = GraspPredictor.from_checkpoint(resolve_checkpoint(self.checkpoint),
-                                                        device=options.device)
+        # a path or a short name of vita_grasp_core.zoo (read_checkpoint resolves it)
+        self.predictor = GraspPredictor.from_checkpoint(self.checkpoint, device=options.device)
 
     def describe(self) -> str:
         return f"api ({self.checkpoint})"
@@ -242,20 +246,6 @@ def require_checkpoint(options: SourceOptions | None, source: str) -> str:
         raise ValueError(f"grasp source {source!r} needs --checkpoint (a checkpoint path or a "
                          "short name)")
     return str(options.checkpoint)
-
-
-def resolve_checkpoint(name: str) -> str:
-    """A checkpoint path, or a short name of :mod:`vita_grasp_core.zoo` when it exists."""
-    from pathlib import Path
-
-    if Path(name).exists():
-        return name
-    try:
-        from .. import zoo
-    except ImportError:
-        return name
-    resolve = getattr(zoo, "resolve", None)
-    return str(resolve(name)) if callable(resolve) else name
 
 
 register_source("random", "a random pixel of a random object, random angle and opening "
