@@ -5,7 +5,7 @@ Intrinsics (:func:`kinect_intrinsics`): the Azure Kinect colour camera of GraspN
 (``vita_grasp_core.conventions.camera_matrix("kinect")``, 1280x720). A 16:9 size is that image
 resized. A 4:3 size (e.g. 640x480) is the *central 960x720 crop* of it (the same lens and rows,
 the 160 px at each side cut off), then resized: square pixels and the same vertical field of
-view, as a 4:3 mode of a 16:9 sensor gives. At 640x480: fx 421.0, fy 420.8, cx 318.6, cy 244.2.
+view, as a 4:3 mode of a 16:9 sensor gives. At 640x480: fx 421.0, fy 420.8, cx 318.8, cy 244.2.
 
 Projection: pixel centres at integer coordinates (OpenCV / ROS ``K``). pybullet's CPU renderer
 (``ER_TINY_RENDERER``) samples column ``u`` at window x = ``u`` and row ``v`` at window
