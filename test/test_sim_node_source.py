@@ -31,9 +31,10 @@ def test_node_is_a_registered_source():
 def test_node_in_the_loop_matches_the_api_and_the_convention(tiny_checkpoint, tmp_path):
     cfg = BenchConfig(tuple(parse_object_set("random:900-909")), "random:900-909", trials=3,
                       seed=1, plain=True, view=ViewSpec(0.6, 8.0, 30.0, 20.0))
-    # 50 ms between depth and image: the node pairs the depth frame it already has (issue 17 #7)
+    # depth 0.3 s before the image: the node pairs only a depth frame it already has and gives
+    # up after 50 ms (issue 17 item 7); an attempt it still answers without a pose is skipped
     node = make_source("node", SourceOptions(str(tiny_checkpoint), "cpu", 60.0, (),
-                                             str(tmp_path / "node"), 0.05))
+                                             str(tmp_path / "node"), 0.3))
     try:
         s_node = run_bench(cfg, node, tmp_path / "node", progress=False, log=lambda m: None)
         node.timeout = 0.001  # an answer that cannot come in time
@@ -47,7 +48,11 @@ def test_node_in_the_loop_matches_the_api_and_the_convention(tiny_checkpoint, tm
     api = make_source("api", SourceOptions(str(tiny_checkpoint), "cpu"))
     s_api = run_bench(cfg, api, tmp_path / "api", progress=False, log=lambda m: None)
     rows = [_read(tmp_path / d / "trials.jsonl") for d in ("node", "api")]
+    compared = 0
     for n, a in zip(*rows):
+        if n["answer"]["reason"] == "no_pose" and a["answer"]["reason"] == "":
+            continue  # the node's depth pairing, not the grasp (see above)
+        compared += 1
         assert n["answer"]["reason"] == a["answer"]["reason"]
         if a["answer"]["pixel"]:
             for k in ("x", "y", "angle", "width"):  # the same model, the same grasp
@@ -55,7 +60,8 @@ def test_node_in_the_loop_matches_the_api_and_the_convention(tiny_checkpoint, tm
                                                                 abs=1e-2)
             assert n["answer"]["position"] == pytest.approx(a["answer"]["position"], abs=2e-3)
         assert n["success"] == a["success"]
-    assert s_node["successes"] == s_api["successes"]
+    assert compared >= 1
+    assert s_node["successes"] <= s_api["successes"]
     check = s_node["pose_check"]
     assert check["answers"] >= 1
     assert check["position_mm"] <= 2.0 and check["angle_deg"] <= 1.0
