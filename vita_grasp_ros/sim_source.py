@@ -4,13 +4,15 @@
 The node runs as a real process (``python -m vita_grasp_ros.grasp_node``, ``use_depth`` on) on its
 own ``ROS_DOMAIN_ID`` (random in 100-230, localhost discovery) with ``ROS_HOME`` in a temporary
 directory (its log: ``node.log`` in the benchmark's output). Per attempt the simulated camera
-publishes ``camera_info``, ``depth`` (32FC1 metres, registered) and ``image`` (rgb8) with one
-header (a fresh stamp, the optical frame id), back to back (``--node-depth-lead`` puts a pause
-before the image); the source waits for the ``grasps`` message with that stamp and answers
-``grasps[0].pose`` and ``grasps[0].width_m`` exactly as published (never recomputed). The first
-frame is a warm-up (first inference, fresh connections), not an attempt. No answer within the
-timeout: the attempt fails with reason ``timeout`` (nothing hangs); an empty array:
-``no_grasp``; a best grasp without a pose: ``no_pose``.
+publishes ``camera_info``, ``depth`` (16UC1 millimetres, registered, as the Azure Kinect
+driver's ``depth_to_rgb``) and ``image`` (rgb8) with one header (a fresh stamp, the optical frame
+id), back to back (``--node-depth-lead`` puts a pause before the image), repeated with a fresh
+stamp at ``--node-rate`` Hz (a static scene seen by a streaming camera) until the node answers
+one of those frames; that answer's ``grasps[0].pose`` and ``grasps[0].width_m`` are executed
+exactly as published (never recomputed). The first frame is a warm-up (first inference, fresh
+connections), not an attempt. No answer within the timeout: the attempt fails with reason
+``timeout`` (nothing hangs); an empty array: ``no_grasp``; a best grasp without a pose:
+``no_pose``.
 
 Each answer also carries a check (``extra["pose_check"]``): the distance between the node's pose
 and the back-projection of its own pixel grasp with the documented convention
@@ -45,13 +47,19 @@ def _quaternion_angle_deg(q1, q2) -> float:
     return math.degrees(2.0 * math.acos(min(1.0, dot)))
 
 
+def depth_mm(depth_m: np.ndarray) -> np.ndarray:
+    """Metres -> the uint16 millimetres a Kinect driver publishes (16UC1, 0 = no depth)."""
+    return np.clip(np.round(np.nan_to_num(depth_m) * 1000.0), 0, 65535).astype(np.uint16)
+
+
 def pose_check(grasp_msg, obs, window: int = 5) -> dict | None:
-    """The node's pose vs the documented back-projection of its pixel grasp on ``obs``."""
+    """The node's pose vs the documented back-projection of its pixel grasp on the depth it
+    was sent (``obs.depth`` in whole millimetres)."""
     from vita_grasp_core.grasp import Grasp
     from vita_grasp_core.sim.candidates import pixel_to_pose
 
     g = Grasp(grasp_msg.x, grasp_msg.y, grasp_msg.angle, grasp_msg.width, grasp_msg.height)
-    doc = pixel_to_pose(g, obs.depth, obs.K, window)
+    doc = pixel_to_pose(g, depth_mm(obs.depth).astype(np.float32) / 1000.0, obs.K, window)
     if doc is None:
         return None
     p, o = grasp_msg.pose.position, grasp_msg.pose.orientation
@@ -74,6 +82,7 @@ class NodeSource(GraspSource):
         self.checkpoint = require_checkpoint(options, self.name)
         self.timeout = float(options.timeout)
         self.depth_lead = float(options.depth_lead)
+        self.rate = float(options.rate)
         self.window = 5  # the node's depth_window default, unless given
         for prm in options.node_params:
             name, _, value = prm.partition(":=")
@@ -202,24 +211,41 @@ class NodeSource(GraspSource):
         header = Header(stamp=ns_to_time(stamp), frame_id=obs.frame_id)
         h, w = obs.image_size
         self.pub_info.publish(camera_info_msg(obs.K, w, h, header))
-        self.pub_depth.publish(numpy_to_image_msg(np.ascontiguousarray(obs.depth, np.float32),
-                                                  "32FC1", header))
+        self.pub_depth.publish(numpy_to_image_msg(depth_mm(obs.depth), "16UC1", header))
         if self.depth_lead > 0:
             time.sleep(self.depth_lead)
         self.pub_image.publish(rgb_to_image_msg(obs.rgb, "rgb8", header))
         return stamp
 
     def _exchange(self, obs) -> tuple[float, object | None]:
-        """Publish ``obs``; (seconds from the image to the answer, GraspArray), or (timeout,
-        None)."""
-        stamp = self.publish(obs)
-        t0 = time.perf_counter()
+        """Stream ``obs`` (a static scene seen by a camera at ``rate`` Hz, a fresh stamp per
+        frame; one frame when ``rate`` is 0) until the node answers one of those frames; returns
+        (seconds from that frame to its answer, GraspArray), or (timeout, None)."""
+        sent: dict[int, float] = {}
+        t_start = time.perf_counter()
+        deadline = t_start + self.timeout
+        period = 1.0 / self.rate if self.rate > 0 else self.timeout
+        msg = None
+        while msg is None:
+            if not sent or self.rate > 0:
+                sent[self.publish(obs)] = time.perf_counter()
+            wait_until = min(deadline, time.perf_counter() + period)
+            with self._cv:
+                self._cv.wait_for(lambda: any(k in self._answers for k in sent),
+                                  timeout=max(0.0, wait_until - time.perf_counter()))
+                got = sorted(k for k in sent if k in self._answers)
+                if got:
+                    t1, msg = self._answers.pop(got[0])
+                    key = got[0]
+            if msg is None and time.perf_counter() >= deadline:
+                break
         with self._cv:
-            ok = self._cv.wait_for(lambda: stamp in self._answers, timeout=self.timeout)
-            t1, msg = self._answers.pop(stamp) if ok else (time.perf_counter(), None)
-            for late in [k for k in self._answers if k < stamp]:  # answers after a timeout
+            newest = max(sent)
+            for late in [k for k in self._answers if k <= newest]:  # other frames' answers
                 del self._answers[late]
-        return t1 - t0, msg
+        if msg is None:
+            return time.perf_counter() - t_start, None
+        return t1 - sent[key], msg
 
     def plan(self, obs, rng) -> GraspAnswer:
         if self.proc.poll() is not None:

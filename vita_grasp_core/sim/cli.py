@@ -220,6 +220,9 @@ def _bench_parser() -> argparse.ArgumentParser:
                    help="source node: seconds to wait for an answer (default 30)")
     p.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
                    help="source node: an extra node parameter (repeatable)")
+    p.add_argument("--node-rate", type=float, default=10.0, metavar="HZ",
+                   help="source node: the camera streams the scene at this rate (fresh stamps) "
+                        "until the node answers one frame (default 10; 0 = one frame)")
     p.add_argument("--node-depth-lead", type=float, default=0.0, metavar="SECONDS",
                    help="source node: publish depth and camera_info this long before the image "
                         "(default 0: back to back, as drivers do)")
@@ -246,7 +249,8 @@ def bench_main(argv) -> int:
                          ("--camera-height", a.camera_height, 0.2, 1.5),
                          ("--camera-tilt", a.camera_tilt, 0.0, 45.0),
                          ("--node-timeout", a.node_timeout, 0.1, 3600.0),
-                         ("--node-depth-lead", a.node_depth_lead, 0.0, 5.0)))
+                         ("--node-depth-lead", a.node_depth_lead, 0.0, 5.0),
+                         ("--node-rate", a.node_rate, 0.0, 60.0)))
     if bad:
         return _fail(prog, bad)
     view = None if a.random_views else ViewSpec(a.camera_height, a.camera_tilt,
@@ -257,7 +261,7 @@ def bench_main(argv) -> int:
     try:
         source = make_source(a.source, SourceOptions(a.checkpoint, a.device, a.node_timeout,
                                                      tuple(a.node_param), str(out),
-                                                     a.node_depth_lead))
+                                                     a.node_depth_lead, a.node_rate))
     except (ValueError, OSError, RuntimeError) as e:
         return _fail(prog, str(e).splitlines()[0] if str(e) else type(e).__name__)
     try:

@@ -90,8 +90,9 @@ class GraspSource:
 class SourceOptions:
     """What a builder may need: a checkpoint (path or short name), device, the node's answer
     timeout [s], extra node parameters (``NAME:=VALUE``), a directory for logs (the
-    benchmark's output directory) and ``depth_lead`` [s]: how long before the image the node
-    source publishes depth and CameraInfo (0: back to back, as many drivers do)."""
+    benchmark's output directory), ``depth_lead`` [s]: how long before the image the node
+    source publishes depth and CameraInfo (0: back to back, as many drivers do), and ``rate``
+    [Hz]: the node source's camera repeats a frame at this rate until answered (0: once)."""
 
     checkpoint: str | None = None
     device: str = "auto"
@@ -99,6 +100,7 @@ class SourceOptions:
     node_params: tuple[str, ...] = ()
     log_dir: str | None = None
     depth_lead: float = 0.0
+    rate: float = 10.0
 
 
 @dataclass(frozen=True)
