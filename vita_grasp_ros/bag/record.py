@@ -50,6 +50,29 @@ def _qos_to_bag(q):
                t(q.liveliness_lease_duration), bool(q.avoid_ros_namespace_conventions))
 
 
+def subscription_qos(node, topic: str, depth: int = 10, mode: str = "auto"):
+    """``(rclpy QoSProfile, offered profiles as rosbags Qos)`` for subscribing ``topic``:
+    ``mode`` ``reliable``, ``best_effort`` or ``auto`` (reliable when every publisher offers
+    it, else best effort - a reliable subscription never matches a best-effort camera;
+    transient-local when every publisher offers it)."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    offered = [i.qos_profile for i in node.get_publishers_info_by_topic(topic)]
+    if mode == "reliable":
+        rel = ReliabilityPolicy.RELIABLE
+    elif mode == "best_effort":
+        rel = ReliabilityPolicy.BEST_EFFORT
+    else:
+        rel = ReliabilityPolicy.RELIABLE if offered and all(
+            q.reliability == ReliabilityPolicy.RELIABLE for q in offered) else \
+            ReliabilityPolicy.BEST_EFFORT
+    dur = DurabilityPolicy.TRANSIENT_LOCAL if offered and all(
+        q.durability == DurabilityPolicy.TRANSIENT_LOCAL for q in offered) else \
+        DurabilityPolicy.VOLATILE
+    return (QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(depth), reliability=rel,
+                       durability=dur), [_qos_to_bag(q) for q in offered])
+
+
 class Recorder:
     """Record ``topics`` through ``node`` into ``out`` (thread-safe; callbacks may run in an
     executor thread while another thread polls).
@@ -103,23 +126,7 @@ class Recorder:
         return out
 
     def _subscription_qos(self, topic: str):
-        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-
-        infos = self.node.get_publishers_info_by_topic(topic)
-        offered = [i.qos_profile for i in infos]
-        if self.qos == "reliable":
-            rel = ReliabilityPolicy.RELIABLE
-        elif self.qos == "best_effort":
-            rel = ReliabilityPolicy.BEST_EFFORT
-        else:
-            rel = ReliabilityPolicy.RELIABLE if offered and all(
-                q.reliability == ReliabilityPolicy.RELIABLE for q in offered) else \
-                ReliabilityPolicy.BEST_EFFORT
-        dur = DurabilityPolicy.TRANSIENT_LOCAL if offered and all(
-            q.durability == DurabilityPolicy.TRANSIENT_LOCAL for q in offered) else \
-            DurabilityPolicy.VOLATILE
-        return (QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.depth, reliability=rel,
-                           durability=dur), [_qos_to_bag(q) for q in offered])
+        return subscription_qos(self.node, topic, self.depth, self.qos)
 
     def poll(self) -> list[str]:
         """Subscribe to topics that appeared since the last call; returns the new ones."""
