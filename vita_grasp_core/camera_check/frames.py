@@ -128,12 +128,25 @@ def check_table(samples, depth_ok: bool = True) -> tuple[Verdict, "D.Plane | Non
     return verdict("table plane", PASS, text, **vals), plane
 
 
-def check_registration(samples) -> tuple[Verdict, "R.Alignment | None"]:
-    """Depth outlines must lie on colour edges (:mod:`.registration`)."""
-    pairs = [(s.rgb, s.depth_m) for s in _depths(samples)]
-    if not pairs:
+def _content_depth(sample, shift_s: float | None):
+    """The sample's depth, or with ``shift_s`` the candidate stamped nearest to that offset
+    (the depth frame that belongs to the colour frame when the stamps are offset)."""
+    if shift_s is None or not sample.depth_candidates:
+        return sample.depth_m
+    want = sample.stamp_ns + shift_s * 1e9
+    return min(sample.depth_candidates, key=lambda c: abs(c[0] - want))[1]
+
+
+def check_registration(samples, depth_shift_s: float | None = None
+                       ) -> tuple[Verdict, "R.Alignment | None"]:
+    """Depth outlines must lie on colour edges (:mod:`.registration`). ``depth_shift_s``: the
+    stamp offset the sync check found; each colour frame is then compared with the depth frame
+    captured with it, so that an offset is not also reported as a registration fault."""
+    with_depth = _depths(samples)
+    if not with_depth:
         return verdict("registration", SKIP, "needs depth"), None
-    (h, w), (dh, dw) = pairs[0][0].shape[:2], pairs[0][1].shape[:2]
+    (h, w), (dh, dw) = with_depth[0].rgb.shape[:2], with_depth[0].depth_m.shape[:2]
+    pairs = [(s.rgb, _content_depth(s, depth_shift_s)) for s in with_depth]
     if abs((dw / dh) / (w / h) - 1) > R.ASPECT_TOLERANCE:
         return verdict("registration", FAIL, f"depth {dw}x{dh} and colour {w}x{h} have "
                        "different aspect ratios: the depth camera's own image, not registered "
@@ -172,6 +185,30 @@ def _registration_verdict(a: "R.Alignment", width: int) -> Verdict:
     return verdict("registration", FAIL, f"depth is not registered to colour: its outlines "
                    f"fit the colour edges only after moving them by up to {a.displacement:.0f}"
                    f" px ({why}; {fit})", _REGISTER_FIX, **vals)
+
+
+def content_offsets(samples) -> list[tuple[float, float]]:
+    """For each decoded colour frame with depth frames stamped around it: ``(dt, gain)`` where
+    ``dt`` [s] is the stamp offset of the depth frame whose outlines fit the colour edges best
+    and ``gain`` how much better it fits than the stamp-paired one (0 when that one is best).
+    A static scene fits every candidate alike and says nothing."""
+    import cv2
+
+    out = []
+    for s in samples:
+        cands = s.depth_candidates
+        if len(cands) < 3 or s.depth_stamp_ns is None:
+            continue
+        size = cands[0][1].shape
+        close = R.color_edge_closeness(cv2.resize(s.rgb, (size[1], size[0]),
+                                                  interpolation=cv2.INTER_AREA))
+        scores = {st: R.identity_score(close, d) for st, d in cands}
+        scores = {st: v for st, v in scores.items() if v is not None}
+        if s.depth_stamp_ns not in scores or len(scores) < 3:
+            continue
+        best = max(scores, key=scores.get)
+        out.append(((best - s.stamp_ns) / 1e9, scores[best] - scores[s.depth_stamp_ns]))
+    return out
 
 
 def check_grasps(grasps, sample, plane=None) -> Verdict:

@@ -54,6 +54,9 @@ class FrameSample:
         depth_m: HxW float32 metres, NaN invalid (as the node converts it), or ``None``.
         depth_encoding: the depth message's encoding.
         info: the CameraInfo in force at this frame, or ``None``.
+        depth_candidates: ``(stamp_ns, depth_m)`` of the depth frames stamped near this one,
+            at the working size of :mod:`.registration` (which of them matches the colour
+            content tells whether the stamps mean the same instant).
     """
 
     stamp_ns: int
@@ -62,6 +65,7 @@ class FrameSample:
     depth_encoding: str = ""
     depth_stamp_ns: int | None = None
     info: CameraInfoMessage | None = None
+    depth_candidates: list = field(default_factory=list)
 
 
 @dataclass

@@ -119,6 +119,14 @@ def color_edge_closeness(rgb: np.ndarray, sigma: float = EDGE_SIGMA) -> np.ndarr
     return np.exp(-(dist ** 2) / (2 * sigma ** 2)).astype(np.float32)
 
 
+def identity_score(closeness: np.ndarray, depth_m: np.ndarray) -> float | None:
+    """Mean colour-edge ``closeness`` under the outlines of ``depth_m`` (both at the working
+    size, unmoved), each outline one vote; ``None`` without outlines."""
+    w = outline_weights(depth_edges(depth_m))
+    total = float(w.sum())
+    return float((w * closeness).sum()) / total if total > 0 else None
+
+
 def _scaled(edges: np.ndarray, s: float) -> np.ndarray:
     """Edge map with its content scaled by ``s`` about the image centre (pixel-centre aware)."""
     import cv2

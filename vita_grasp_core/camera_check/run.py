@@ -48,12 +48,14 @@ def run_checks(rec: Recording, *, color_encodings, depth_encodings,
     rep.verdicts += [streams.check_topics(rec),
                      streams.check_encodings(rec, color_encodings, depth_encodings),
                      streams.check_rates(rec),
-                     streams.check_sync(rec, depth_tolerance),
+                     streams.check_sync(rec, depth_tolerance,
+                                        frames.content_offsets(rec.samples)),
                      streams.check_frame_ids(rec),
                      streams.check_camera_info(rec, image_topic),
                      frames.check_exposure([s.rgb for s in rec.samples]),
                      frames.check_depth(rec.samples)]
-    v, rep.alignment = frames.check_registration(rec.samples)
+    shift = (rep.verdicts[3].values or {}).get("content_shift_s")  # the sync check
+    v, rep.alignment = frames.check_registration(rec.samples, shift)
     rep.verdicts.append(v)
     depth_ok = rep.verdicts[-2].status != FAIL  # the depth check (before registration)
     v, rep.plane = frames.check_table(rec.samples, depth_ok)

@@ -21,6 +21,9 @@ MAX_CLOCK_OFFSET = 1.0
 #: Fractions of colour frames with a depth frame in tolerance: pass at or above the first,
 #: warn at or above the second, fail below.
 SYNC_PASS, SYNC_WARN = 0.9, 0.5
+#: A depth frame other than the stamp-paired one must fit the colour edges better by this much
+#: (mean closeness, 0-1) to count as the frame that belongs to the colour frame.
+CONTENT_MARGIN = 0.1
 #: Image corners moved by more than this fraction of the width by the lens distortion: the
 #: image is not rectified.
 MAX_DISTORTION = 0.01
@@ -152,12 +155,23 @@ def nearest_offsets(stamps_ns, other_ns) -> np.ndarray:
     return cand[np.arange(len(s)), pick].astype(np.float64) / 1e9
 
 
-def check_sync(rec: Recording, tolerance: float = DEPTH_TOLERANCE) -> Verdict:
+def _content_shift(content, margin: float) -> float | None:
+    """The stamp offset [s] that most decoded frames agree the depth content sits at, when the
+    stamp-paired depth is the wrong frame in most of them (at least 2); else ``None``."""
+    moved = [dt for dt, gain in content if gain > margin]
+    if len(moved) < 2 or len(moved) < 0.6 * len(content):
+        return None
+    return float(np.median(moved))
+
+
+def check_sync(rec: Recording, tolerance: float = DEPTH_TOLERANCE, content=(),
+               content_margin: float = CONTENT_MARGIN) -> Verdict:
     """Every colour frame needs a depth frame within ``tolerance`` s of its stamp (the node's
-    ``depth_tolerance``), and the stamps must mean the same instant: depth stamped with an
-    offset shows as a different delay between stamp and arrival than colour's (a constant
-    offset of whole frame periods cannot be seen in the stamps alone, only there). CameraInfo
-    stamps should follow the colour stamps."""
+    ``depth_tolerance``), and the stamps must mean the same instant. Depth stamped with an
+    offset shows in two ways: a different delay between stamp and arrival than colour's, and,
+    when the scene moves, depth content that matches the colour frame's edges in another frame
+    than the stamp-paired one (``content``: ``(dt, gain)`` per decoded frame, see
+    :func:`.frames.content_offsets`). CameraInfo stamps should follow the colour stamps."""
     cs, ds = rec.streams[COLOR], rec.streams[DEPTH]
     if not cs or not ds:
         return verdict("sync", SKIP, "needs colour and depth messages")
@@ -166,10 +180,16 @@ def check_sync(rec: Recording, tolerance: float = DEPTH_TOLERANCE) -> Verdict:
     med = float(np.median(dt))
     lag = _latency(ds) - _latency(cs)
     text = (f"depth within {tolerance * 1e3:.0f} ms of {100 * frac:.0f} % of colour frames "
-            f"(median offset {med * 1e3:+.1f} ms)")
+            f"(median offset {round(med * 1e3, 1) + 0.0:+.1f} ms)")
     vals = dict(fraction=round(frac, 4), median_offset_s=med, arrival_lag_s=lag)
     fix = ("synchronise colour and depth in the driver (Azure Kinect: "
            "synchronized_images_only; RealSense: enable_sync:=true)")
+    shift = _content_shift(content, content_margin)
+    if shift is not None:
+        return verdict("sync", FAIL, f"{text}, but the depth frame whose outlines match the "
+                       f"colour content is stamped {shift * 1e3:+.0f} ms from it: the node "
+                       "pairs frames captured at different times", fix + " and stamp both "
+                       "streams with the capture time", content_shift_s=shift, **vals)
     if abs(lag) > tolerance:
         return verdict("sync", FAIL, f"{text}, but the depth stamps are {-lag * 1e3:+.0f} ms "
                        f"off (stamp-to-arrival delay: colour {_latency(cs) * 1e3:.0f} ms, depth "

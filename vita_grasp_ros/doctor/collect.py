@@ -21,6 +21,7 @@ from vita_grasp_core.camera_check import (
     Recording,
     StreamMessage,
 )
+from vita_grasp_core.camera_check.registration import resize_depth, work_size
 
 from ..bag.messages import image_from_msg, stamp_to_ns
 from ..image_conversions import (
@@ -30,8 +31,10 @@ from ..image_conversions import (
     image_msg_to_numpy,
 )
 
-#: Depth messages kept to pair with a sampled colour frame that arrives after them.
-RECENT_DEPTH = 8
+#: Depth frames within this many seconds of a sampled colour frame's stamp are kept (at the
+#: checks' working size) to find the one whose content matches it (the sync check), at most
+#: MAX_CANDIDATES per frame.
+CONTENT_WINDOW, MAX_CANDIDATES = 0.35, 64
 
 
 def compressed_encoding(fmt: str) -> str:
@@ -98,7 +101,7 @@ class Collector:
         self.span_ns = max(0, int(span_ns))
         self.start_ns = start_ns
         self.max_messages = int(max_messages)
-        self._depth_recent: deque = deque(maxlen=RECENT_DEPTH)
+        self._depth_recent: deque = deque(maxlen=MAX_CANDIDATES)
         self._pending: list[dict] = []  # sampled colour frames: rgb, stamp, depth msg, info
         self._info = None
         self._picks = None if not total else \
@@ -126,7 +129,7 @@ class Collector:
             for p in self._pending:
                 p["info"] = p["info"] or meta
         elif role == DEPTH:
-            self._depth_recent.append((meta.stamp_ns, msg))
+            self._remember(meta.stamp_ns, msg)
             for p in self._pending:
                 self._pair(p, meta.stamp_ns, msg)
         else:
@@ -143,9 +146,25 @@ class Collector:
             return False
         return True
 
+    def _remember(self, stamp: int, msg) -> None:
+        """Recent depth messages, for colour frames sampled after them (a window of stamps)."""
+        win = int(CONTENT_WINDOW * 1e9)
+        self._depth_recent.append((stamp, msg))
+        while self._depth_recent and self._depth_recent[0][0] < stamp - win:
+            self._depth_recent.popleft()
+
     def _pair(self, p: dict, stamp: int, msg) -> None:
+        """Offer a depth message to a sampled colour frame: the nearest in stamp is its depth;
+        every one within the content window becomes a candidate at the working size."""
         if p["depth"] is None or abs(stamp - p["stamp"]) < abs(p["depth"][0] - p["stamp"]):
             p["depth"] = (stamp, msg)
+        if abs(stamp - p["stamp"]) <= CONTENT_WINDOW * 1e9 and stamp not in p["cands"] \
+                and len(p["cands"]) < MAX_CANDIDATES:
+            try:
+                p["cands"][stamp] = resize_depth(depth_msg_to_meters(msg),
+                                                 work_size(p["rgb"].shape))
+            except ImageConversionError:
+                pass  # named by the encodings check
 
     def _on_color(self, meta: StreamMessage, msg, time_ns: int) -> None:
         if self.start_ns is None:
@@ -161,7 +180,8 @@ class Collector:
             if e.kind != "encoding":
                 self.rec.add_error(COLOR, str(e))
             return
-        p = {"stamp": meta.stamp_ns, "rgb": rgb, "depth": None, "info": self._info}
+        p = {"stamp": meta.stamp_ns, "rgb": rgb, "depth": None, "info": self._info,
+             "cands": {}}
         for stamp, dmsg in self._depth_recent:
             self._pair(p, stamp, dmsg)
         self._pending.append(p)
@@ -178,7 +198,8 @@ class Collector:
                     depth = depth_msg_to_meters(dmsg)
                 except ImageConversionError:
                     depth = None  # counted by the encodings check (not an accepted encoding)
-            rec.samples.append(FrameSample(p["stamp"], p["rgb"], depth, enc, dstamp, p["info"]))
+            rec.samples.append(FrameSample(p["stamp"], p["rgb"], depth, enc, dstamp, p["info"],
+                                           sorted(p["cands"].items())))
         times = [m.time_ns for r in (COLOR, DEPTH, INFO) for m in rec.streams[r]]
         if times:
             rec.duration_s = (max(times) - min(times)) / 1e9
