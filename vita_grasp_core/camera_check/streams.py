@@ -164,6 +164,22 @@ def _content_shift(content, margin: float) -> float | None:
     return float(np.median(moved))
 
 
+def judged_colour(colour_ns, depth_ns, tolerance: float) -> np.ndarray:
+    """The colour stamps the sync check judges: those inside the depth stream's time span
+    (live, a subscription may start later) and not inside a gap of the depth stream (a depth
+    frame lost on the way is the rates check's business, not a sync fault). All of them when
+    that leaves none."""
+    c = np.asarray(colour_ns, np.int64)
+    d = np.sort(np.asarray(depth_ns, np.int64))
+    tol = int(tolerance * 1e9)
+    keep = (c >= d[0] - tol) & (c <= d[-1] + tol)
+    if len(d) > 2:
+        period = float(np.median(np.diff(d)))
+        i = np.clip(np.searchsorted(d, c), 1, len(d) - 1)
+        keep &= (d[i] - d[i - 1]) <= GAP_FACTOR * period
+    return c[keep] if keep.any() else c
+
+
 def check_sync(rec: Recording, tolerance: float = DEPTH_TOLERANCE, content=(),
                content_margin: float = CONTENT_MARGIN) -> Verdict:
     """Every colour frame needs a depth frame within ``tolerance`` s of its stamp (the node's
@@ -175,11 +191,13 @@ def check_sync(rec: Recording, tolerance: float = DEPTH_TOLERANCE, content=(),
     cs, ds = rec.streams[COLOR], rec.streams[DEPTH]
     if not cs or not ds:
         return verdict("sync", SKIP, "needs colour and depth messages")
-    dt = nearest_offsets([m.stamp_ns for m in cs], [m.stamp_ns for m in ds])
+    d_ns = [m.stamp_ns for m in ds]
+    dt = nearest_offsets(judged_colour([m.stamp_ns for m in cs], d_ns, tolerance), d_ns)
     frac = float((np.abs(dt) <= tolerance).mean())
     med = float(np.median(dt))
     lag = _latency(ds) - _latency(cs)
-    text = (f"depth within {tolerance * 1e3:.0f} ms of {100 * frac:.0f} % of colour frames "
+    text = (f"depth within {tolerance * 1e3:.0f} ms of {100 * frac:.0f} % of {len(dt)} colour "
+            "frames "
             f"(median offset {round(med * 1e3, 1) + 0.0:+.1f} ms)")
     vals = dict(fraction=round(frac, 4), median_offset_s=med, arrival_lag_s=lag)
     fix = ("synchronise colour and depth in the driver (Azure Kinect: "

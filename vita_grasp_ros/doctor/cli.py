@@ -137,7 +137,8 @@ def run(a, log) -> int:
     if a.bag is not None:
         log(f"reading {a.bag}")
         rec = read_bag(a.bag, image=a.image, depth=a.depth, info=a.camera_info,
-                       samples=a.frames, max_frames=a.max_frames)
+                       samples=a.frames, max_frames=a.max_frames,
+                       progress=not a.quiet and a.json != "-")
     else:
         log(f"waiting up to {a.timeout:g} s for the colour topic, then collecting for "
             f"{a.duration:g} s")

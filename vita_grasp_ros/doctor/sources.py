@@ -2,6 +2,7 @@
 and type), a rosbag2 file, or live topics subscribed for a while."""
 from __future__ import annotations
 
+import sys
 import time
 
 from vita_grasp_core.camera_check import COLOR, DEPTH, INFO, Recording
@@ -23,6 +24,10 @@ _NOT_COLOR = ("depth", "disparity", "ir", "infra", "confidence", "points", "heat
 #: Name parts preferred for the colour and the registered depth stream, best first.
 _COLOR_HINTS = ("rgb", "color", "colour", "image_rect", "image_raw")
 _DEPTH_HINTS = ("depth_to_rgb", "aligned_depth_to_color", "registered", "aligned", "depth")
+
+
+#: Bag reading stops after this many depth + CameraInfo messages per colour frame read.
+OTHER_PER_FRAME = 10
 
 
 class SourceError(ValueError):
@@ -98,10 +103,10 @@ def _check_types(topics: dict, available: dict, where: str) -> None:
 
 
 def read_bag(path, *, image=None, depth=None, info=None, samples: int = 5,
-             max_frames: int = 600, progress=None) -> Recording:
+             max_frames: int = 600, progress: bool = False) -> Recording:
     """Collect the camera topics of a rosbag2 (.mcap, .db3 or directory): headers of at most
-    ``max_frames`` colour frames (and the depth / CameraInfo messages of the same time span) and
-    ``samples`` decoded frames spread over that span."""
+    ``max_frames`` colour frames (and of the depth / CameraInfo messages among them, at most
+    :data:`OTHER_PER_FRAME` per colour frame) and ``samples`` decoded frames spread over them."""
     from ..bag.io import open_bag
 
     with open_bag(path) as r:
@@ -111,19 +116,31 @@ def read_bag(path, *, image=None, depth=None, info=None, samples: int = 5,
             raise SourceError(f"{path}: no colour image topic found (topics: "
                               f"{', '.join(sorted(available)) or 'none'}); name it with --image")
         _check_types(topics, available, str(path))
-        counts = r.topics()[topics[COLOR]].count
-        col = Collector(str(path), topics, samples=samples, total=min(counts, max_frames))
+        total = min(r.topics()[topics[COLOR]].count, max_frames)
+        col = Collector(str(path), topics, samples=samples, total=total)
         roles = {t: role for role, t in topics.items() if t}
-        n_color = 0
-        for topic, t, msg in r.read(list(roles)):
-            role = roles[topic]
-            if role == COLOR:
-                n_color += 1
-                if n_color > max_frames:
-                    break
-                if progress:
-                    progress(n_color, min(counts, max_frames))
-            col.add(role, msg, t)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, desc="doctor: reading", unit="frame", file=sys.stderr)
+        n_color = n_other = 0
+        try:
+            for topic, t, msg in r.read(list(roles)):
+                if roles[topic] == COLOR:
+                    n_color += 1
+                    if n_color > max_frames:
+                        break
+                    if bar is not None:
+                        bar.update(1)
+                else:
+                    n_other += 1
+                    if n_other > OTHER_PER_FRAME * (max_frames + 1):
+                        break  # a flood of depth / CameraInfo: enough to judge
+                col.add(roles[topic], msg, t)
+        finally:
+            if bar is not None:
+                bar.close()
     return col.finish()
 
 
