@@ -32,7 +32,7 @@ def test_help_lists_every_command_without_importing_ros():
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in
                         ("rclpy", "rosbags", "sensor_msgs", "torch", "cv2")
                         or m.startswith(("vita_grasp_ros.bag", "vita_grasp_ros.grasp_node",
-                                         "vita_grasp_ros.demo")))
+                                         "vita_grasp_ros.demo", "vita_grasp_ros.doctor")))
         print("LOADED", loaded)
         sys.exit(rc)
     """)
@@ -40,7 +40,8 @@ def test_help_lists_every_command_without_importing_ros():
                        timeout=120)
     assert p.returncode == 0, p.stderr
     listed = [line.split()[0] for line in p.stdout.splitlines() if line.startswith("  ")]
-    for name in ("synth", "data", "train", "eval", "infer", "weights", "bag", "node", "demo"):
+    for name in ("synth", "data", "train", "eval", "infer", "weights", "bag", "node", "demo",
+                 "doctor"):
         assert name in listed, p.stdout
     assert "LOADED []" in p.stdout
     assert p.stderr == ""  # no broken entry point
@@ -54,7 +55,7 @@ def test_entry_points_written_once():
     assert cfg.read(REPO / "cmake" / "vita_grasp_ros_entry_points.cfg")
     lines = [x.strip() for x in cfg["options.entry_points"][cli.ENTRY_POINT_GROUP].splitlines()
              if x.strip()]
-    assert sorted(x.split("=")[0].strip() for x in lines) == ["bag", "demo", "node"]
+    assert sorted(x.split("=")[0].strip() for x in lines) == ["bag", "demo", "doctor", "node"]
     assert "vita_grasp_ros_entry_points.cfg" in (REPO / "CMakeLists.txt").read_text()
     assert "vita_grasp_ros_entry_points.cfg" in (REPO / "setup.py").read_text()
     assert "vita_grasp_ros.commands" not in (REPO / "setup.py").read_text()
@@ -66,7 +67,8 @@ def test_ros_commands_come_from_entry_points():
     if not eps:
         pytest.skip("package not installed (run make setup: pip install -e .)")
     assert eps == {"bag": "vita_grasp_ros.commands:BAG", "node": "vita_grasp_ros.commands:NODE",
-                   "demo": "vita_grasp_ros.commands:DEMO"}
+                   "demo": "vita_grasp_ros.commands:DEMO",
+                   "doctor": "vita_grasp_ros.commands:DOCTOR"}
     commands, problems = cli.installed_commands()
     assert problems == []
     assert commands["bag"].target == "vita_grasp_ros.bag.cli:main"

@@ -293,3 +293,10 @@ def test_intrinsics_of_another_size(scenes, tmp_path, capsys):
                            Faults(info_size=(480, 480), K=kinect_like_K((480, 480))))
     rc, out, _ = doctor(capsys, bag, "--overlay", "")
     assert rc == 1 and "aspect ratio" in _row(out, "intrinsics"), out
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "Exit status" in out and "--checkpoint" in out

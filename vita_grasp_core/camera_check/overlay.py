@@ -37,32 +37,40 @@ def _moved(mask: np.ndarray, a) -> np.ndarray:
 
 def depth_colormap(depth_m: np.ndarray, size) -> np.ndarray:
     """HxW metres -> ``size`` HxWx3 uint8 RGB (turbo: near blue, far red), black where
-    invalid; the range is the 2nd-98th percentile of the valid depth."""
+    invalid; the range is the 2nd-98th percentile of the valid depth, at least 20 % of its
+    median wide (so that sensor noise on a flat table does not fill the colour range)."""
     import cv2
 
     d = R.resize_depth(depth_m, size)
     ok = np.isfinite(d) & (d > 0)
     out = np.zeros((*size, 3), np.uint8)
     if ok.any():
-        lo, hi = np.percentile(d[ok], [2, 98])
-        t = np.clip((d - lo) / max(hi - lo, 1e-6), 0, 1)
+        lo, med, hi = np.percentile(d[ok], [2, 50, 98])
+        span = max(hi - lo, 0.2 * med, 1e-6)
+        t = np.clip((d - (hi - span)) / span, 0, 1)
         col = cv2.applyColorMap((255 * np.nan_to_num(t)).astype(np.uint8), cv2.COLORMAP_TURBO)
         out[ok] = cv2.cvtColor(col, cv2.COLOR_BGR2RGB)[ok]
     return out
 
 
 def _text_rows(verdicts, width: int) -> np.ndarray:
+    """The rows as a dark strip: status in its colour, then check and finding, wrapped."""
+    import textwrap
+
     import cv2
 
-    rows = [v for v in verdicts if v.status in STATUS_RGB]
-    img = np.full((22 * len(rows) + 8, width, 3), 24, np.uint8)
-    for i, v in enumerate(rows):
-        y = 20 + 22 * i
-        cv2.putText(img, v.status.upper(), (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                    STATUS_RGB[v.status], 1, cv2.LINE_AA)
-        line = f"{v.check}: {v.finding}"
-        limit = max(10, (width - 70) // 7)
-        line = line if len(line) <= limit else line[: limit - 3] + "..."
+    chars = max(20, (width - 70) // 7)
+    rows = []
+    for v in verdicts:
+        if v.status in STATUS_RGB:
+            lines = textwrap.wrap(f"{v.check}: {v.finding}", chars) or [""]
+            rows += [(v.status if i == 0 else None, line) for i, line in enumerate(lines)]
+    img = np.full((20 * len(rows) + 10, width, 3), 24, np.uint8)
+    for i, (status, line) in enumerate(rows):
+        y = 20 + 20 * i
+        if status:
+            cv2.putText(img, status.upper(), (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                        STATUS_RGB[status], 1, cv2.LINE_AA)
         cv2.putText(img, line, (62, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (235, 235, 235), 1,
                     cv2.LINE_AA)
     return img
@@ -95,7 +103,7 @@ def render_overlay(report) -> np.ndarray | None:
         if plane is not None and plane.inliers.shape == sample.depth_m.shape:
             m = cv2.resize(plane.inliers.astype(np.uint8), (size[1], size[0]),
                            interpolation=cv2.INTER_NEAREST) > 0
-            left[m] = (0.7 * left[m] + 0.3 * np.array(PLANE_RGB)).astype(np.uint8)
+            left[m] = (0.78 * left[m] + 0.22 * np.array(PLANE_RGB)).astype(np.uint8)
         edges = _edges_at(sample.depth_m, size)
         a = report.alignment
         if a is not None and a.displacement > R.REGISTERED * w:
