@@ -96,6 +96,7 @@ def test_good_bag_passes_and_writes_overlay_and_json(scenes, tmp_path, capsys):
     assert res["topics"]["depth"] == "/depth_to_rgb/image_raw"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size, encoding", [((480, 640), "32FC1"), ((720, 1280), "16UC1")])
 def test_good_bag_variants_pass(tmp_path, capsys, size, encoding):
     """Other resolutions, 32FC1 metres, noisy depth with holes, bgr8 colour, 30 Hz."""
@@ -120,6 +121,7 @@ def synth_bag(tmp_path_factory):
     return make_bag(root / "data", root / "synth.mcap", progress=False)["path"]
 
 
+@pytest.mark.slow
 def test_bag_make_output_passes(synth_bag, capsys):
     rc, out, _ = doctor(capsys, synth_bag, "--overlay", "")
     assert rc == 0, out
@@ -139,6 +141,7 @@ def _rewrite(src, dst, fn):
     return dst
 
 
+@pytest.mark.slow
 def test_bag_make_output_with_faults(synth_bag, tmp_path, capsys):
     """Faults put into bag make's bag afterwards: depth stamps one frame late (and recorded
     so: only the content tells), and the depth in another frame."""
@@ -210,7 +213,7 @@ def test_fault_bag_is_named_with_its_fix(scenes, tmp_path, capsys, name):
     depth = depth_fn(sc, scenes) if depth_fn else None
     bag = write_camera_bag(tmp_path / f"{name}.mcap", _frames(sc, depth), faults,
                            rate=faults.extra.get("rate", 15.0))
-    rc, out, _ = doctor(capsys, bag, "--overlay", tmp_path / "o.png")
+    rc, out, _ = doctor(capsys, bag, "--overlay", tmp_path / "o.png", "--frames", "3")
     row = _row(out, check)
     assert rc == 1 and row.startswith(status), out
     assert "fix:" in row
@@ -242,6 +245,7 @@ def test_fail_on_and_missing_depth(scenes, tmp_path, capsys):
     assert "skip" in _row(out, "registration")
 
 
+@pytest.mark.slow
 def test_checkpoint_adds_grasps(scenes, tmp_path, capsys):
     from fixtures.ros_helpers import write_tiny_checkpoint
 

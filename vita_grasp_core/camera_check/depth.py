@@ -118,8 +118,8 @@ def _tolerance(z: np.ndarray) -> np.ndarray:
     return 0.01 + 0.015 * z
 
 
-def fit_plane(depth_m: np.ndarray, K: np.ndarray, *, iterations: int = 200, seed: int = 0,
-              max_points: int = 20000) -> Plane | None:
+def fit_plane(depth_m: np.ndarray, K: np.ndarray, *, iterations: int = 150, seed: int = 0,
+              max_points: int = 8000) -> Plane | None:
     """The dominant plane of a depth image (RANSAC over at most ``max_points`` back-projected
     pixels, refined by least squares on its inliers), or ``None`` without enough valid depth.
 

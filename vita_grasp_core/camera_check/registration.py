@@ -137,6 +137,19 @@ def _scaled(edges: np.ndarray, s: float) -> np.ndarray:
     return cv2.warpAffine(edges.astype(np.float32), M, (w, h), flags=cv2.INTER_LINEAR)
 
 
+def _inside_sums(e: np.ndarray, m: int) -> np.ndarray:
+    """``out[dy + m, dx + m]`` = the sum of ``e`` over the pixels that stay inside the image when
+    moved by (dx, dy), for |dx|, |dy| <= m (an integral image: no FFT needed)."""
+    import cv2
+
+    h, w = e.shape
+    S = cv2.integral(np.ascontiguousarray(e, np.float32), sdepth=cv2.CV_64F)
+    d = np.arange(-m, m + 1)
+    r0, r1 = np.clip(-d, 0, h), np.clip(h - d, 0, h)  # rows p with 0 <= p + dy < h
+    c0, c1 = np.clip(-d, 0, w), np.clip(w - d, 0, w)
+    return (S[np.ix_(r1, c1)] - S[np.ix_(r0, c1)] - S[np.ix_(r1, c0)] + S[np.ix_(r0, c0)])
+
+
 @dataclass
 class AlignmentSearch:
     """Pooled correlation sums over frames: ``corr[s, dy, dx]`` (edge mass times closeness) and
@@ -159,21 +172,20 @@ class AlignmentSearch:
 
     def add(self, edges: np.ndarray, closeness: np.ndarray) -> None:
         """Pool one frame: depth ``edges`` (bool) and colour ``closeness`` of the same size."""
+        from scipy import fft
+
         weights = outline_weights(edges)
         h, w = edges.shape
         m = self.max_shift
-        P = (h + m, w + m)
-        fc = np.fft.rfft2(closeness, P)
-        fm = np.fft.rfft2(np.ones((h, w), np.float32), P)
+        P = (fft.next_fast_len(h + m, real=True), fft.next_fast_len(w + m, real=True))
+        fc = fft.rfft2(closeness.astype(np.float32), P)
         idx_y = np.arange(-m, m + 1) % P[0]
         idx_x = np.arange(-m, m + 1) % P[1]
         for i, s in enumerate(self.scales):
             e = _scaled(weights, s)
-            fe = np.conj(np.fft.rfft2(e, P))
-            corr = np.fft.irfft2(fe * fc, P)[np.ix_(idx_y, idx_x)]
-            cnt = np.fft.irfft2(fe * fm, P)[np.ix_(idx_y, idx_x)]
-            self.corr[i] += corr
-            self.count[i] += cnt
+            corr = fft.irfft2(np.conj(fft.rfft2(e, P)) * fc, P)
+            self.corr[i] += corr[np.ix_(idx_y, idx_x)]
+            self.count[i] += _inside_sums(e, m)
             self.mass[i] += float(e.sum())
         self.edge_pixels += int(edges.sum())
         self.frames += 1
