@@ -243,6 +243,10 @@ def test_sync_offsets():
     # depth stamped 200 ms late, captured and arriving with colour: stamps mean other instants
     v = streams.check_sync(_rec(depth_dt=0.2, lag=(0.004, 0.004)))
     assert v.status == FAIL and "+200 ms off" in v.finding
+    v = streams.check_sync(_rec(depth_dt=-0.15, lag=(0.004, 0.004)))  # stamped 150 ms early
+    assert v.status == FAIL and "-150 ms off" in v.finding
+    v = streams.check_sync(_rec(lag=(0.004, 0.074)))  # a slow depth driver, stamps correct
+    assert v.status == WARN and "slow depth processing" in v.finding
     # content evidence: the matching depth frame is two periods away in 4 of 5 frames
     content = [(0.133, 0.3), (0.133, 0.25), (0.133, 0.2), (0.133, 0.3), (0.0, 0.0)]
     v = streams.check_sync(_rec(), content=content)

@@ -236,6 +236,13 @@ def test_moving_camera_with_depth_one_frame_late(scenes, tmp_path, capsys):
     assert rc == 0, out
 
 
+def test_compressed_colour_passes(scenes, tmp_path, capsys):
+    bag = write_camera_bag(tmp_path / "c.mcap", _frames(scenes["good"], n=6),
+                           Faults(color_encoding="jpeg"))
+    rc, out, _ = doctor(capsys, bag, "--overlay", "", "--image", "/rgb/image_raw")
+    assert rc == 0 and "colour jpeg" in _row(out, "encodings"), out
+
+
 def test_fail_on_and_missing_depth(scenes, tmp_path, capsys):
     tilt = write_camera_bag(tmp_path / "tilt.mcap", _frames(scenes["tilt"]))
     assert doctor(capsys, tilt, "--overlay", "", "--fail-on", "fail")[0] == 0

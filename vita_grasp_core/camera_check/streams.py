@@ -184,7 +184,9 @@ def check_sync(rec: Recording, tolerance: float = DEPTH_TOLERANCE, content=(),
                content_margin: float = CONTENT_MARGIN) -> Verdict:
     """Every colour frame needs a depth frame within ``tolerance`` s of its stamp (the node's
     ``depth_tolerance``), and the stamps must mean the same instant. Depth stamped with an
-    offset shows in two ways: a different delay between stamp and arrival than colour's, and,
+    offset shows in two ways: a different delay between stamp and arrival than colour's (depth
+    arriving sooner after its stamp than colour by more than ``tolerance``: its stamps are late;
+    later by more than twice that: early, or a slow driver - between the two a warning), and,
     when the scene moves, depth content that matches the colour frame's edges in another frame
     than the stamp-paired one (``content``: ``(dt, gain)`` per decoded frame, see
     :func:`.frames.content_offsets`). CameraInfo stamps should follow the colour stamps."""
@@ -208,11 +210,16 @@ def check_sync(rec: Recording, tolerance: float = DEPTH_TOLERANCE, content=(),
                        f"colour content is stamped {shift * 1e3:+.0f} ms from it: the node "
                        "pairs frames captured at different times", fix + " and stamp both "
                        "streams with the capture time", content_shift_s=shift, **vals)
-    if abs(lag) > tolerance:
+    if lag < -tolerance or lag > 2 * tolerance or (lag > tolerance and frac < SYNC_PASS):
         return verdict("sync", FAIL, f"{text}, but the depth stamps are {-lag * 1e3:+.0f} ms "
                        f"off (stamp-to-arrival delay: colour {_latency(cs) * 1e3:.0f} ms, depth "
                        f"{_latency(ds) * 1e3:.0f} ms): the node pairs frames captured at "
                        "different times", fix + " and stamp both streams with the capture "
+                       "time", **vals)
+    if lag > tolerance:  # depth takes longer after its stamp: slow processing, or early stamps
+        return verdict("sync", WARN, f"{text}; depth arrives {lag * 1e3:.0f} ms later after "
+                       "its stamp than colour: slow depth processing, or depth stamped early",
+                       "if the driver stamps depth after processing, stamp it with the capture "
                        "time", **vals)
     if frac < SYNC_PASS:
         need = float(np.percentile(np.abs(dt), 95))

@@ -68,6 +68,8 @@ def choose_topics(available: dict, image=None, depth=None, info=None) -> dict:
             ``None`` = the Azure Kinect defaults when present, else found by type and name.
     """
     images = {t for t, ty in available.items() if ty in (IMAGE_TYPE, COMPRESSED_TYPE)}
+    if image and image not in available and f"{image.rstrip('/')}/compressed" in available:
+        image = f"{image.rstrip('/')}/compressed"  # the node's use_compressed input
     if image is None:
         if IMAGE_TOPIC in available:
             image = IMAGE_TOPIC
