@@ -2,6 +2,7 @@
 and type), a rosbag2 file, or live topics subscribed for a while."""
 from __future__ import annotations
 
+import re
 import sys
 import time
 
@@ -34,8 +35,10 @@ class SourceError(ValueError):
     """A bag or topic choice that cannot be checked (exit 2)."""
 
 
-def _parts(topic: str) -> list[str]:
-    return [p for p in topic.lower().replace("-", "_").split("/") if p]
+def _not_colour(topic: str) -> bool:
+    """True when a name token (split at / and _) starts with a :data:`_NOT_COLOR` word."""
+    tokens = [t for t in re.split(r"[/_\-]", topic.lower()) if t]
+    return any(t.startswith(w) for t in tokens for w in _NOT_COLOR)
 
 
 def _rank(topic: str, hints) -> int:
@@ -76,8 +79,7 @@ def choose_topics(available: dict, image=None, depth=None, info=None) -> dict:
         elif f"{IMAGE_TOPIC}/compressed" in available:
             image = f"{IMAGE_TOPIC}/compressed"
         else:
-            image = _best([t for t in images if not any(
-                any(n in p for n in _NOT_COLOR) for p in _parts(t))], _COLOR_HINTS)
+            image = _best([t for t in images if not _not_colour(t)], _COLOR_HINTS)
     if depth is None:
         depth = DEPTH_TOPIC if DEPTH_TOPIC in available else _best(
             [t for t in images if "depth" in t.lower() and t != image
