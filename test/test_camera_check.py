@@ -284,6 +284,10 @@ def test_intrinsics_and_distortion():
     v = streams.check_camera_info(rec, "/rgb/image_raw")
     assert v.status == WARN and "distortion" in v.finding
     assert streams.check_camera_info(rec, "/rgb/image_rect_color").status == PASS
+    rec.streams[INFO][-1] = CameraInfoMessage(i.stamp_ns, i.time_ns, i.frame_id, i.width,
+                                              i.height, i.K, "plumb_bob", (float("nan"),) * 5)
+    v = streams.check_camera_info(rec, "/rgb/image_rect_color")
+    assert v.status == FAIL and "D[0] is NaN" in v.finding
 
 
 def test_encodings_and_rates():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..grasp3d import grasp_poses, intrinsics_for_image
+from ..grasp3d import check_size, grasp_poses, intrinsics_for_image
 from . import depth as D
 from . import registration as R
 from .verdict import FAIL, PASS, SKIP, WARN, Verdict, verdict
@@ -145,12 +145,13 @@ def check_registration(samples, depth_shift_s: float | None = None
     with_depth = _depths(samples)
     if not with_depth:
         return verdict("registration", SKIP, "needs depth"), None
-    (h, w), (dh, dw) = with_depth[0].rgb.shape[:2], with_depth[0].depth_m.shape[:2]
+    w = with_depth[0].rgb.shape[1]
+    problem = check_size("depth image", with_depth[0].depth_m.shape[:2],
+                         with_depth[0].rgb.shape[:2])
+    if problem:  # what the node checks too: another size is another camera (mode)
+        return verdict("registration", FAIL, f"{problem}: the depth camera's own image, not "
+                       "registered to colour", _REGISTER_FIX), None
     pairs = [(s.rgb, _content_depth(s, depth_shift_s)) for s in with_depth]
-    if abs((dw / dh) / (w / h) - 1) > R.ASPECT_TOLERANCE:
-        return verdict("registration", FAIL, f"depth {dw}x{dh} and colour {w}x{h} have "
-                       "different aspect ratios: the depth camera's own image, not registered "
-                       "to colour", _REGISTER_FIX), None
     search, size = R.search_frames(pairs)
     a = R.best_alignment(search, size, w)
     if a is None or a.edge_pixels < R.MIN_EDGE_PIXELS or a.contrast < R.MIN_CONTRAST:

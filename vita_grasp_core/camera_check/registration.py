@@ -213,8 +213,6 @@ IDENTITY_SHARE, MIN_SHARE = 0.85, 0.6
 #: Another fit farther than DISTINCT (fraction of the width) from the best one, within
 #: AMBIGUOUS of the peak height, makes the best fit ambiguous.
 DISTINCT, AMBIGUOUS = 0.03, 0.05
-#: Largest relative difference of the depth and colour aspect ratios.
-ASPECT_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)

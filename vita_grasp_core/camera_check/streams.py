@@ -6,6 +6,7 @@ from collections import Counter
 
 import numpy as np
 
+from ..grasp3d import check_distortion
 from ..grasp3d import check_intrinsics as intrinsics_problem
 from .recording import COLOR, DEPTH, INFO, Recording
 from .verdict import FAIL, PASS, SKIP, WARN, Verdict, verdict
@@ -299,9 +300,10 @@ def check_camera_info(rec: Recording, image_topic: str = "") -> Verdict:
         return verdict("intrinsics", SKIP, "needs CameraInfo and colour messages")
     info, img = infos[-1], colour[-1]
     size = (img.height, img.width)
-    reason = intrinsics_problem(info.K, (info.height, info.width), size)
+    reason = intrinsics_problem(info.K, (info.height, info.width), size) or \
+        check_distortion(info.D)
     if reason:
-        return verdict("intrinsics", FAIL, f"CameraInfo K cannot be trusted: {reason}",
+        return verdict("intrinsics", FAIL, f"the CameraInfo cannot be trusted: {reason}",
                        "calibrate the colour camera (camera_calibration) and publish its "
                        "CameraInfo; until then grasps get no 3-D pose")
     K = np.asarray(info.K, np.float64).reshape(3, 3)
