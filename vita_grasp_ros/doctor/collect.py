@@ -107,6 +107,11 @@ class Collector:
         self._picks = None if not total else \
             {int((k + 0.5) * total / self.n_samples) for k in range(self.n_samples)}
 
+    @property
+    def sampled(self) -> int:
+        """Colour frames decoded so far."""
+        return len(self._pending)
+
     def _next_sample_ns(self) -> int:
         i = len(self._pending)
         return self.start_ns + int((i + 0.5) * self.span_ns / self.n_samples) \

@@ -198,7 +198,8 @@ def collect_live(node, executor, *, image=None, depth=None, info=None, duration:
     """Subscribe to the camera topics through ``node`` and collect for ``duration`` s after the
     first colour frame; give up waiting for one after ``timeout`` s (the Recording then has no
     colour message, which the topics check reports). Topics whose publishers appear later are
-    subscribed then."""
+    subscribed then. When fewer than ``samples`` frames were decoded by then (a slow camera or a
+    busy machine), collection goes on for up to another ``duration`` s until they are."""
     deadline = time.monotonic() + timeout
     topics = _discover(node, executor, image, depth, info, deadline)
     col = Collector("live", topics, samples=samples, span_ns=int(duration * 1e9))
@@ -212,7 +213,10 @@ def collect_live(node, executor, *, image=None, depth=None, info=None, duration:
                 last_poll = now
             if end is None and col.rec.count(COLOR):
                 end = now + duration
-            if (end is not None and now >= end) or (end is None and now >= deadline):
+            if end is None and now >= deadline:
+                break
+            if end is not None and now >= end and (col.sampled >= col.n_samples
+                                                   or now >= end + duration):
                 break
             executor.spin_once(timeout_sec=0.05)
     finally:
