@@ -12,12 +12,12 @@ from .verdict import FAIL, PASS, SKIP, WARN, Verdict, verdict
 
 #: Luminance (0-255) at or below which a pixel is black-clipped, at or above which white-clipped.
 DARK, BRIGHT = 10, 245
-#: Exposure limits: clipped fractions and median luminance.
+#: Exposure limits: clipped fractions and median luminance. (A plain table with small objects
+#: on it has little contrast and is well exposed: contrast is not judged, clipping is.)
 MAX_BRIGHT_FRACTION, MAX_DARK_FRACTION = 0.10, 0.30
-MEDIAN_RANGE = (40, 220)
-#: Luminance spread (99th - 1st percentile) below which the image has too little contrast, and
-#: below which it is blank.
-MIN_SPREAD, BLANK_SPREAD = 40, 4
+MEDIAN_RANGE = (25, 230)
+#: Luminance spread (99th - 1st percentile) below which the image is blank.
+BLANK_SPREAD = 4
 
 _REGISTER_FIX = ("use depth registered to colour (Azure Kinect: /depth_to_rgb/image_raw; "
                  "RealSense: align_depth.enable:=true) or register it (depth_image_proc "
@@ -30,7 +30,8 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
 
 
 def check_exposure(rgbs) -> Verdict:
-    """Under- / over-exposure, low contrast and blank frames of HxWx3 uint8 RGB frames."""
+    """Under- / over-exposure (clipped pixels, median luminance) and blank frames of HxWx3
+    uint8 RGB frames."""
     if not rgbs:
         return verdict("exposure", SKIP, "no decoded colour frame")
     y = np.concatenate([luminance(r[::2, ::2]).reshape(-1) for r in rgbs])
@@ -49,10 +50,6 @@ def check_exposure(rgbs) -> Verdict:
     if dark > MAX_DARK_FRACTION or med < MEDIAN_RANGE[0]:
         return verdict("exposure", WARN, f"under-exposed: {text}", "raise the exposure / gain "
                        "or enable auto-exposure; add light", **vals)
-    if p99 - p1 < MIN_SPREAD:
-        return verdict("exposure", WARN, f"low contrast: {text}, spread {p99 - p1:.0f}",
-                       "enable auto-exposure, add light, or use a table that contrasts with "
-                       "the objects", **vals)
     return verdict("exposure", PASS, text, **vals)
 
 
@@ -169,11 +166,13 @@ def _registration_verdict(a: "R.Alignment", width: int) -> Verdict:
     vals = dict(shift_px=list(a.shift), scale=a.scale, displacement_px=a.displacement,
                 identity_score=a.identity, best_score=a.best, background=a.background,
                 unique=a.unique)
-    if a.displacement <= R.REGISTERED * width and a.identity_share >= R.MIN_SHARE:
+    if (a.displacement <= R.REGISTERED * width and a.identity_share >= R.MIN_SHARE) or \
+            a.identity_share >= R.SAME_AS_BEST:
         weak = "; few distinct outlines, weak evidence" if a.unique < R.AMBIGUOUS else ""
         return verdict("registration", PASS, f"depth outlines lie on colour edges ({fit}{weak})",
                        **vals)
-    if a.unique < R.AMBIGUOUS or a.identity_share >= R.IDENTITY_SHARE:
+    clearly_off = a.identity_share < R.OFF_SHARE and a.displacement > R.SLIGHTLY_OFF * width
+    if not clearly_off and (a.unique < R.AMBIGUOUS or a.identity_share >= R.IDENTITY_SHARE):
         return verdict("registration", WARN, f"cannot tell: the depth outlines fit the colour "
                        f"edges about as well at several placements ({fit})", "put objects "
                        "with clear outlines on the table and run the check again", **vals)
@@ -183,6 +182,8 @@ def _registration_verdict(a: "R.Alignment", width: int) -> Verdict:
                        "calibration (extrinsics) of the camera", **vals)
     why = "another field of view" if abs(np.log(a.scale)) > 0.04 else \
         "another viewpoint or a shifted image"
+    if a.unique < R.AMBIGUOUS:
+        why += "; where exactly is ambiguous"
     return verdict("registration", FAIL, f"depth is not registered to colour: its outlines "
                    f"fit the colour edges only after moving them by up to {a.displacement:.0f}"
                    f" px ({why}; {fit})", _REGISTER_FIX, **vals)

@@ -207,9 +207,12 @@ class AlignmentSearch:
 REGISTERED, SLIGHTLY_OFF = 0.01, 0.02
 #: Smallest peak height (best score minus the search's median score) that allows a verdict.
 MIN_CONTRAST = 0.2
-#: A best fit within REGISTERED passes when the identity reaches MIN_SHARE of the peak height;
-#: a best fit farther away with the identity at IDENTITY_SHARE or more is ambiguous.
-IDENTITY_SHARE, MIN_SHARE = 0.85, 0.6
+#: Identity share = (identity score - background) / (best score - background). A best fit
+#: within REGISTERED passes when the identity reaches MIN_SHARE; any best fit passes when the
+#: identity reaches SAME_AS_BEST (it explains the edges as well); a best fit farther away with
+#: the identity at IDENTITY_SHARE or more is ambiguous; under OFF_SHARE the identity is far below
+#: the fits elsewhere and the depth is not registered even when the best fit is ambiguous.
+IDENTITY_SHARE, MIN_SHARE, SAME_AS_BEST, OFF_SHARE = 0.85, 0.6, 0.95, 0.5
 #: Another fit farther than DISTINCT (fraction of the width) from the best one, within
 #: AMBIGUOUS of the peak height, makes the best fit ambiguous.
 DISTINCT, AMBIGUOUS = 0.03, 0.05
