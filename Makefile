@@ -18,7 +18,11 @@ unexport _ROS_WHEELS_BOOTSTRAP_COMPLETE
 # make real CORNELL=DIR: the real-photograph experiment on another Cornell-layout copy.
 CORNELL ?= ../shared/data/cornell
 
-.PHONY: help setup test lint demo bench real colcon clean distclean
+# The real `ros2 launch`/topic/param/lifecycle and vision_msgs (upstream sources, installed into the
+# venv; the launch tests use them and skip where they are absent): make rostools ROS2_TOOLS=DIR.
+ROS2_TOOLS ?= ../shared/ros2-tools
+
+.PHONY: help setup rostools test lint demo bench real colcon clean distclean
 
 help:  ## List the targets
 	@echo "VITA-Grasp make targets:"
@@ -27,7 +31,11 @@ help:  ## List the targets
 setup:  ## Create/upgrade .venv: pinned packages, ROS 2 wheels, messages, pip install -e . (idempotent)
 	@bash scripts/setup.sh
 
-test: setup  ## Lint (ruff, 99 columns) and run the test suite (PYTEST_ARGS=... to pass options)
+rostools: setup  ## Install ros2 launch/topic/param/lifecycle + vision_msgs from $(ROS2_TOOLS) into .venv (idempotent; skipped where absent)
+	@if [ -f "$(ROS2_TOOLS)/install.sh" ]; then bash "$(ROS2_TOOLS)/install.sh" .venv; \
+	else echo "rostools: $(ROS2_TOOLS)/install.sh not found: the launch tests will be skipped"; fi
+
+test: setup rostools  ## Lint (ruff, 99 columns) and run the test suite (PYTEST_ARGS=... to pass options)
 	$(PY) -m ruff check .
 	$(PY) -m pytest test -q -ra --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
 

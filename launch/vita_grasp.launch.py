@@ -10,8 +10,10 @@ Precedence of the node's parameters: `checkpoint:=` / `use_compressed:=` given h
 params file > the node's defaults (decoding: the checkpoint's). Those two arguments are passed to
 the node only when given, so a params file can set them.
 
-`use_rviz:=true` where the rviz2 package is not installed logs a warning and starts the node
-alone: the check runs before anything is started, so nothing is left running on its own.
+`use_rviz:=true` where the rviz2 package is not installed logs a warning (WARNING level) and
+starts the node alone: the check runs before anything is started, so nothing is left running on
+its own. A `params_file:=` that does not exist is refused before anything starts (one line, exit
+status 1), instead of launch_ros's warning and a node on defaults.
 
 The same start-up without `launch` (e.g. in the PyPI-wheel venv, where launch/launch_ros are not
 installable) is a plain command:
@@ -19,16 +21,24 @@ installable) is a plain command:
     vita-grasp-node --ros-args --params-file config/vita_grasp.yaml \
         -p checkpoint:=/path/best_model.pt -r image:=/rgb/image_raw -r __ns:=/robot
 
-Only standard actions are used (DeclareLaunchArgument, OpaqueFunction, LogInfo, Node,
-FindPackageShare), so the file runs on Humble, Jazzy and Kilted. See docs/ros.md.
+Only standard actions are used (DeclareLaunchArgument, OpaqueFunction, Node, FindPackageShare),
+so the file runs on Humble, Jazzy and Kilted. See docs/ros.md.
 """
-from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
+import os
+
+import launch.logging
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
+
+try:  # the node's one name; a launch file copied out of the package still runs
+    from vita_grasp_ros.node_params import NODE_NAME
+except ImportError:
+    NODE_NAME = 'vita_grasp_node'
 
 _TRUE = ('true', '1', 'yes', 'on')
 _FALSE = ('false', '0', 'no', 'off')
@@ -67,6 +77,15 @@ def package_available(name):
     return True
 
 
+def check_params_file(path):
+    """The params file must exist (launch_ros would only warn and start the node on defaults)."""
+    if not os.path.isfile(path):
+        what = 'is a directory' if os.path.isdir(path) else 'does not exist'
+        raise RuntimeError(f'params_file:={path} {what}: give an existing parameter file '
+                           '(e.g. a copy of share/vita_grasp/config/vita_grasp.yaml)')
+    return path
+
+
 def launch_setup(context, *args, **kwargs):
     """Build the actions from the resolved launch arguments (runs before anything starts)."""
     def arg(name):
@@ -74,16 +93,16 @@ def launch_setup(context, *args, **kwargs):
 
     namespace = arg('namespace')
     image_topic = arg('image_topic')
+    params_file = check_params_file(arg('params_file'))
     node = Node(
         package='vita_grasp',
         executable='grasp_node',
-        name='vita_grasp_node',
+        name=NODE_NAME,
         namespace=namespace,
         output='screen',
         emulate_tty=True,
         arguments=['--lifecycle'] if parse_bool('lifecycle', arg('lifecycle')) else [],
-        parameters=node_parameters(arg('params_file'), arg('checkpoint'),
-                                   arg('use_compressed')),
+        parameters=node_parameters(params_file, arg('checkpoint'), arg('use_compressed')),
         remappings=[
             ('image', image_topic),
             ('image/compressed', image_topic + '/compressed'),
@@ -101,9 +120,9 @@ def launch_setup(context, *args, **kwargs):
                 output='log',
             ))
         else:
-            actions.insert(0, LogInfo(msg=(
-                "WARNING: use_rviz:=true but the rviz2 package is not installed "
-                "(apt install ros-$ROS_DISTRO-rviz2): starting the grasp node without RViz")))
+            launch.logging.get_logger('launch.user').warning(
+                'use_rviz:=true but the rviz2 package is not installed '
+                '(apt install ros-$ROS_DISTRO-rviz2): starting the grasp node without RViz')
     return actions
 
 

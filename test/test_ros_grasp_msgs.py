@@ -9,8 +9,11 @@ import pytest
 from vita_grasp_core.geometry import Letterbox
 from vita_grasp_core.grasp import Grasp
 from vita_grasp_core.grasp3d import (
+    check_distortion,
     check_intrinsics,
+    check_size,
     grasp_poses,
+    has_distortion,
     intrinsics_for_image,
     quaternion_about_z,
     robust_depth,
@@ -88,12 +91,37 @@ KV = [600.0, 0, 320.0, 0, 610.0, 240.0, 0, 0, 1]
     ([600, 0, 320, 0, 610, 240, 0, 0, 1], (0, 640), "CameraInfo size 640x0 has a zero side"),
     ([600, 0, 320], (480, 640), "K has 3 values, expected 9"),
     ([6e6, 0, 320, 0, 6e6, 240, 0, 0, 1], (480, 640), "fx = 6e+06 px is implausible"),
+    # the pinhole form the back-projection assumes (issue 21 item 2)
+    ([600, 3.0, 320, 0, 610, 240, 0, 0, 1], (480, 640), "K has skew K[0][1] = 3"),
+    ([600, 0, 320, 0, 610, 240, 0, 0, 2], (480, 640), "K's bottom row is (0, 0, 2), expected"),
+    ([600, 0, 320, 0, 610, 240, 0.1, 0, 1], (480, 640), "K's bottom row is (0.1, 0, 1)"),
+    ([600, 0, 320, 7.0, 610, 240, 0, 0, 1], (480, 640), "K[1][0] is 7, expected 0"),
 ])
 def test_implausible_intrinsics_are_rejected_with_the_real_cause(k, info_size, reason):
     got = check_intrinsics(k, info_size, (480, 640))
     assert got is not None and got.startswith(reason), got
     K, why = intrinsics_for_image(k, info_size, (480, 640))
     assert K is None and why == got
+
+
+@pytest.mark.parametrize("size,reason", [
+    ((1, 1), "depth image size 1x1 is implausible for a 640x480 image"),
+    ((10, 10000), "depth image size 10000x10 is implausible"),
+    ((360, 640), "depth image aspect ratio 1.778 (640x360) differs from the image's 1.333"),
+    ((0, 640), "depth image size 640x0 has a zero side"),
+    ((480, 640), None), ((240, 320), None), ((960, 1280), None), ((481, 640), None),
+])
+def test_a_depth_image_must_be_the_same_camera_mode(size, reason):
+    got = check_size("depth image", size, (480, 640))
+    assert got == reason if reason is None else got.startswith(reason), got
+
+
+def test_distortion_must_be_finite_and_is_reported():
+    assert check_distortion([]) is None and not has_distortion([])
+    assert check_distortion([0.1, -0.2, 0, 0, 0.01]) is None
+    assert has_distortion([0.1, -0.2, 0, 0, 0.01]) and not has_distortion([0.0] * 5)
+    assert check_distortion([0.1, float("nan"), 0, 0, 0]) == "distortion coefficient D[1] is NaN"
+    assert "at most 64" in check_distortion([0.0] * 1000)
 
 
 def test_plausible_intrinsics_pass_and_are_scaled_to_the_image():

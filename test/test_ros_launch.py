@@ -1,167 +1,188 @@
-"""launch/vita_grasp.launch.py: launch arguments reach the node only when given (a params file can
-set `checkpoint` and `use_compressed`), `use_rviz:=true` without rviz2 warns and starts the node
-alone (decided before anything starts), `lifecycle:=true` starts the managed node.
+"""launch/vita_grasp.launch.py through the real ``ros2 launch`` (upstream launch, launch_ros and
+ros2cli from ``../shared/ros2-tools/install.sh``; ``make test`` installs them into the venv where
+that folder exists; skipped where they are absent).
 
-`launch`/`launch_ros` are not installable here: the file's own logic runs against small stand-ins
-of the launch classes it uses (recording what the file asks for) and the real ament index; the
-same checks run through the real `launch` API where it is importable. The plain-command twin of
-the precedence is tested with the real rcl argument parser in test_ros_node_params.py.
+Checked as a robot runs it: the node comes up with the launch arguments (namespace, image topic,
+checkpoint), answers frames, and a terminal Ctrl-C (SIGINT to the whole process group: the node
+gets the terminal's and launch's) stops it cleanly within launch's 5 s (no escalation to
+SIGTERM); a params file can hold the checkpoint and
+the decoding (launch arguments win when given); a `params_file:=` that does not exist is refused
+in one line before anything starts; `use_rviz:=true` without rviz2 warns at WARNING level and
+starts the node alone; `lifecycle:=true` starts the managed node; a missing checkpoint is one
+error line from the node.
 """
 from __future__ import annotations
 
 import importlib.util
-import py_compile
+import os
+import random
+import signal
 import sys
-import types
+from pathlib import Path
 
 import pytest
-from fixtures.ros_helpers import REPO
+from fixtures.ros_helpers import (
+    REPO,
+    NodeProcess,
+    RosHarness,
+    make_stamp,
+    ros_env,
+    stamp_ns,
+    wait_for,
+    write_tiny_checkpoint,
+)
+
+pytest.importorskip("rclpy")
+pytest.importorskip("vita_grasp.msg")
+pytest.importorskip("launch_ros", reason="launch/launch_ros are not installed: run "
+                    "`bash ../shared/ros2-tools/install.sh .venv` (make test does it)")
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 LAUNCH_FILE = REPO / "launch" / "vita_grasp.launch.py"
+ROS2 = Path(sys.executable).parent / "ros2"
+CONFIG = REPO / "config" / "vita_grasp.yaml"
 
 
-class _Recorder:
-    """Stand-in for a launch action/substitution: keeps its arguments."""
-
-    def __init__(self, *args, **kwargs):
-        self.args, self.kwargs = args, kwargs
-
-
-class _LaunchConfiguration(_Recorder):
-    def perform(self, context):
-        return context[self.args[0]]
-
-
-def _stub_modules():
-    mods = {name: types.ModuleType(name) for name in (
-        "launch", "launch.actions", "launch.substitutions", "launch_ros", "launch_ros.actions",
-        "launch_ros.parameter_descriptions", "launch_ros.substitutions")}
-    mods["launch"].LaunchDescription = type("LaunchDescription", (_Recorder,), {})
-    for name in ("DeclareLaunchArgument", "LogInfo", "OpaqueFunction"):
-        setattr(mods["launch.actions"], name, type(name, (_Recorder,), {}))
-    mods["launch.substitutions"].LaunchConfiguration = _LaunchConfiguration
-    mods["launch.substitutions"].PathJoinSubstitution = type("PathJoinSubstitution",
-                                                             (_Recorder,), {})
-    mods["launch_ros.actions"].Node = type("Node", (_Recorder,), {})
-    mods["launch_ros.parameter_descriptions"].ParameterValue = type("ParameterValue",
-                                                                    (_Recorder,), {})
-    mods["launch_ros.substitutions"].FindPackageShare = type("FindPackageShare", (_Recorder,),
-                                                             {})
-    return mods
-
-
-@pytest.fixture
-def stub_launch(monkeypatch):
-    for name, mod in _stub_modules().items():
-        monkeypatch.setitem(sys.modules, name, mod)
-    spec = importlib.util.spec_from_file_location("vita_grasp_launch_stubbed", LAUNCH_FILE)
+def _launch_module():
+    spec = importlib.util.spec_from_file_location("vita_grasp_launch", LAUNCH_FILE)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-@pytest.fixture
-def ament_index(tmp_path, monkeypatch):
-    """An ament index under tmp_path (AMENT_PREFIX_PATH); ``add(pkg)`` registers a package."""
-    prefix = tmp_path / "prefix"
-    (prefix / "share" / "ament_index" / "resource_index" / "packages").mkdir(parents=True)
-    monkeypatch.setenv("AMENT_PREFIX_PATH", str(prefix))
-
-    def add(pkg):
-        (prefix / "share" / "ament_index" / "resource_index" / "packages" / pkg).touch()
-    return add
-
-
-def _args(**given):
-    """Launch arguments as resolved by launch: the declared defaults, then the given ones."""
-    args = {"checkpoint": "", "image_topic": "/rgb/image_raw", "namespace": "",
-            "params_file": "/share/vita_grasp/config/vita_grasp.yaml", "use_compressed": "",
-            "lifecycle": "false", "use_rviz": "false", "rviz_config": "/share/x.rviz"}
-    args.update(given)
-    return args
-
-
-def _setup(mod, **given):
-    """Run the file's OpaqueFunction: (grasp Node kwargs, other actions)."""
-    ld = mod.generate_launch_description()
-    entities = ld.args[0]
-    declared = {e.args[0]: e.kwargs["default_value"] for e in entities
-                if type(e).__name__ == "DeclareLaunchArgument"}
-    assert set(declared) == set(_args())
-    for name in ("checkpoint", "use_compressed"):  # empty = not given: the params file decides
-        assert declared[name] == ""
-    opaque = [e for e in entities if type(e).__name__ == "OpaqueFunction"]
-    assert len(opaque) == 1 and entities[-1] is opaque[0]  # after every argument
-    actions = opaque[0].kwargs["function"](_args(**given))
-    nodes = [a for a in actions if type(a).__name__ == "Node"]
-    grasp = [n for n in nodes if n.kwargs["package"] == "vita_grasp"]
-    assert len(grasp) == 1
-    return grasp[0].kwargs, [a for a in actions if a is not grasp[0]]
-
-
-def test_launch_file_compiles():
-    py_compile.compile(str(LAUNCH_FILE), doraise=True)
-
-
-def test_arguments_reach_the_node_only_when_given(stub_launch, ament_index):
-    node, others = _setup(stub_launch)
-    assert node["parameters"] == ["/share/vita_grasp/config/vita_grasp.yaml"]
-    assert node["name"] == "vita_grasp_node" and node["executable"] == "grasp_node"
-    assert node["remappings"] == [("image", "/rgb/image_raw"),
-                                  ("image/compressed", "/rgb/image_raw/compressed")]
-    assert node["arguments"] == [] and others == []
-
-    node, _ = _setup(stub_launch, checkpoint="/m/best_model.pt", use_compressed="true",
-                     params_file="/my.yaml", image_topic="/cam/image")
-    params_file, overrides = node["parameters"]
-    assert params_file == "/my.yaml"  # the file first, the given arguments after it (they win)
-    assert set(overrides) == {"checkpoint", "use_compressed"}
-    assert overrides["checkpoint"].args == ("/m/best_model.pt",)
-    assert overrides["checkpoint"].kwargs == {"value_type": str}
-    assert overrides["use_compressed"] is True
-    assert ("image/compressed", "/cam/image/compressed") in node["remappings"]
-
-    node, _ = _setup(stub_launch, use_compressed="False")
-    assert node["parameters"][1] == {"use_compressed": False}
+def test_launch_arguments_logic():
+    """The pure parts of the file with the real launch_ros classes."""
+    mod = _launch_module()
+    assert mod.node_parameters("/p.yaml") == ["/p.yaml"]  # not given: the file decides
+    params_file, overrides = mod.node_parameters("/p.yaml", "/m/best_model.pt", "False")
+    assert params_file == "/p.yaml" and overrides["use_compressed"] is False
+    assert overrides["checkpoint"].value == "/m/best_model.pt"
     with pytest.raises(ValueError, match="use_compressed:='maybe' is not a boolean"):
-        _setup(stub_launch, use_compressed="maybe")
+        mod.node_parameters("/p.yaml", "", "maybe")
+    with pytest.raises(RuntimeError, match="does not exist"):
+        mod.check_params_file("/nonexistent/params.yaml")
+    from vita_grasp_ros.node_params import NODE_NAME
+
+    assert mod.NODE_NAME == NODE_NAME
 
 
-def test_rviz_without_rviz2_warns_and_starts_the_node_alone(stub_launch, ament_index):
-    node, others = _setup(stub_launch, use_rviz="true")
-    assert [type(a).__name__ for a in others] == ["LogInfo"]
-    assert "rviz2 package is not installed" in others[0].kwargs["msg"]
-    ament_index("rviz2")
-    node, others = _setup(stub_launch, use_rviz="true", namespace="robot")
-    assert [type(a).__name__ for a in others] == ["Node"]
-    rviz = others[0].kwargs
-    assert (rviz["package"], rviz["namespace"]) == ("rviz2", "robot")
-    assert rviz["arguments"] == ["-d", "/share/x.rviz"]
+def _launch(tmp_path, name, env, *args) -> NodeProcess:
+    if not ROS2.exists():
+        pytest.skip(f"{ROS2} is not installed (ros2cli from ../shared/ros2-tools)")
+    return NodeProcess([], env, tmp_path / f"{name}.log",
+                       command=[str(ROS2), "launch", str(LAUNCH_FILE), *args])
 
 
-def test_lifecycle_argument(stub_launch, ament_index):
-    node, _ = _setup(stub_launch, lifecycle="true")
-    assert node["arguments"] == ["--lifecycle"]
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("launch") / "best_model.pt")
 
 
-def test_with_the_real_launch_api(tmp_path, ament_index):
+def _env(tmp_path, domain):
+    # the venv is the ROS prefix: the ament index finds vita_grasp (and no rviz2) there
+    return ros_env(tmp_path, domain, AMENT_PREFIX_PATH=sys.prefix)
+
+
+def _ctrl_c(proc: NodeProcess) -> int:
+    """A terminal Ctrl-C: SIGINT to the whole process group (launch forwards a second one to
+    the node). Returns launch's exit status."""
+    os.killpg(proc.pid, signal.SIGINT)
+    return proc.wait(40)
+
+
+def _frame(stamp):
+    import numpy as np
+
+    from vita_grasp_ros.image_conversions import rgb_to_image_msg
+
+    m = rgb_to_image_msg(np.random.default_rng(0).integers(0, 256, (120, 160, 3), np.uint8))
+    m.header.stamp = stamp
+    m.header.frame_id = "cam"
+    return m
+
+
+def _answers(h, pub, results, timeout=60.0):
+    """Publish frames until one comes back (the first ones may precede matching)."""
+    def once():
+        stamp = make_stamp()
+        pub.publish(_frame(stamp))
+        try:
+            return wait_for(lambda: any(stamp_ns(r.header.stamp) == stamp_ns(stamp)
+                                        for r in results.msgs), 1.0)
+        except AssertionError:
+            return False
+    return wait_for(once, timeout, interval=0.0, what="a result through the launched node")
+
+
+def test_launched_node_answers_and_a_terminal_ctrl_c_stops_it_cleanly(tmp_path, ckpt):
+    from sensor_msgs.msg import Image
+    from vita_grasp.msg import GraspArray
+
+    domain = random.randint(100, 230)
+    env = _env(tmp_path, domain)
+    own = tmp_path / "robot.yaml"  # the checkpoint in the file and a decoding override
+    own.write_text(f"/**:\n  ros__parameters:\n    checkpoint: \"{ckpt}\"\n    max_grasps: 3\n")
+    runs = {
+        "args": _launch(tmp_path, "args", env, f"checkpoint:={ckpt}", "namespace:=robot",
+                        "image_topic:=/cam/image", f"params_file:={CONFIG}"),
+        "file": _launch(tmp_path, "file", env, f"params_file:={own}", "namespace:=file",
+                        "image_topic:=/file_cam/image", "use_rviz:=true"),
+    }
+    h = RosHarness(domain)
     try:
-        import launch_ros.actions
+        for name, topic, out in (("args", "/cam/image", "/robot/grasps"),
+                                 ("file", "/file_cam/image", "/file/grasps")):
+            pub = h.publisher(Image, topic)
+            results = h.subscribe(GraspArray, out)
+            _answers(h, pub, results)
+            assert runs[name].alive()
+        assert all(len(r.grasps) <= 3 for r in results.msgs)  # max_grasps from the file
+        rcs = {name: _ctrl_c(p) for name, p in runs.items()}
+    finally:
+        for p in runs.values():
+            p.stop()
+        h.close()
+    for name, p in runs.items():
+        out = p.output()
+        assert rcs[name] == 0, (name, out)
+        assert "Traceback" not in out and "KeyboardInterrupt" not in out, (name, out)
+        assert "process has finished cleanly" in out, (name, out)
+        assert "has died" not in out and "escalating" not in out, (name, out)
+    warn = [ln for ln in runs["file"].output().splitlines() if "rviz2 package is not" in ln]
+    assert len(warn) == 1 and "[WARNING]" in warn[0], runs["file"].output()
 
-        import launch
-    except ImportError:
-        pytest.skip("launch/launch_ros are not installable from PyPI here (the logic is tested "
-                    "with stand-ins above; run `ros2 launch vita_grasp vita_grasp.launch.py` "
-                    "on a ROS install)")
-    spec = importlib.util.spec_from_file_location("vita_grasp_launch_real", LAUNCH_FILE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    ld = mod.generate_launch_description()
-    for given, n_nodes, warned in (({}, 1, False), ({"use_rviz": "true"}, 1, True)):
-        context = launch.LaunchContext()
-        context.launch_configurations.update(_args(params_file=str(tmp_path / "p.yaml"),
-                                                   **given))
-        opaque = [e for e in ld.entities if isinstance(e, launch.actions.OpaqueFunction)][0]
-        actions = opaque.execute(context)
-        assert sum(isinstance(a, launch_ros.actions.Node) for a in actions) == n_nodes
-        assert any(isinstance(a, launch.actions.LogInfo) for a in actions) == warned
+
+def test_bad_launches_are_one_clear_line(tmp_path, ckpt):
+    env = _env(tmp_path, random.randint(100, 230))
+    missing = tmp_path / "nope" / "my.yaml"
+    runs = {
+        "params_file": _launch(tmp_path, "params_file", env, f"checkpoint:={ckpt}",
+                               f"params_file:={missing}"),
+        "checkpoint": _launch(tmp_path, "checkpoint", env, f"params_file:={CONFIG}",
+                              f"checkpoint:={tmp_path / 'missing.pt'}", "namespace:=bad"),
+        "lifecycle": _launch(tmp_path, "lifecycle", env, f"params_file:={CONFIG}",
+                             f"checkpoint:={ckpt}", "namespace:=lc", "lifecycle:=true"),
+    }
+    try:
+        rc = runs["params_file"].wait(60)
+        wait_for(lambda: "has died" in runs["checkpoint"].output()
+                 or not runs["checkpoint"].alive(), 60, what="the node without a checkpoint")
+        wait_for(lambda: "unconfigured: waiting" in runs["lifecycle"].output(), 60,
+                 what="the managed node")
+        lc_rc = _ctrl_c(runs["lifecycle"])
+    finally:
+        for p in runs.values():
+            p.stop()
+    out = runs["params_file"].output()
+    assert rc != 0, out
+    assert f"params_file:={missing} does not exist" in out, out
+    assert "process started" not in out and "Traceback" not in out, out
+    assert len([ln for ln in out.splitlines() if "does not exist" in ln]) == 1, out
+    out = runs["checkpoint"].output()
+    errors = [ln for ln in out.splitlines() if "ERROR" in ln and "checkpoint not found" in ln]
+    assert len(errors) == 1 and "Traceback" not in out, out
+    assert "exit code 1" in out, out
+    out = runs["lifecycle"].output()
+    assert lc_rc == 0 and "Traceback" not in out and "has died" not in out, out
+    assert "escalating" not in out, out

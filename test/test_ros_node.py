@@ -215,6 +215,13 @@ def test_runtime_parameters_are_validated_and_applied(setup):
     assert not res[0].successful and "read-only" in res[0].reason.lower()
     res = _set_params(setup, max_grasps=0)
     assert not res[0].successful
+    # a value of the wrong type gets the node's own message (not rclpy's "expected '3' ...")
+    res = _set_params(setup, score_threshold=1)
+    assert res[0].reason == ("parameter 'score_threshold' must be a double (write 0.0, not 0), "
+                             "got 1")
+    res = _set_params(setup, max_grasps=2.5, publish_debug="yes")
+    assert res[0].reason == "parameter 'max_grasps' must be an integer, got 2.5"
+    assert "must be a bool" in _set_params(setup, publish_debug="yes")[0].reason
     res = _set_params(setup, max_grasps=2, score_threshold=0.0)
     assert all(r.successful for r in res), [r.reason for r in res]
     out = _send_and_wait(setup, _frame(400))

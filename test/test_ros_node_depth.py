@@ -31,6 +31,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 NS = "/d"
 FX, FY, CX, CY = 600.0, 610.0, 320.0, 240.0
 Z_MM = 800
+DEPTH_WAIT = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +47,12 @@ def setup(tmp_path_factory):
     node = NodeProcess(["-p", f"checkpoint:={ckpt}", "-p", "use_compressed:=true",
                         "-p", "use_depth:=true", "-p", "score_threshold:=0.0",
                         "-p", "depth_window:=5", "-p", "diagnostics_period:=0.2",
-                        # the node waits up to depth_tolerance for a depth frame still in flight:
-                        # generous here, where a loaded CI machine may deliver 600 kB late
-                        "-p", "depth_tolerance:=0.5",
-                        "-r", f"__ns:={NS}"], ros_env(tmp, domain), tmp / "node.log")
+                        # the node waits up to depth_wait for the depth frame of the image's stamp
+                        # (generous here, where a loaded CI machine may deliver 600 kB late); a
+                        # wide tolerance: older depth frames within it must still lose
+                        "-p", f"depth_wait:={DEPTH_WAIT}", "-p", "depth_tolerance:=0.5",
+                        "-r", f"__ns:={NS}", "--log-level", "d.vita_grasp_node:=debug"],
+                       ros_env(tmp, domain), tmp / "node.log")
     h = RosHarness(domain)
     try:
         s = type("S", (), {})()
@@ -74,13 +77,17 @@ def setup(tmp_path_factory):
 
 def _warm_up(s, timeout=60.0):
     """Until one frame comes back with poses: the publisher seeing a subscription does not mean
-    the node's readers have matched our writers yet, and messages sent before that are lost."""
+    the node's readers have matched our writers yet, and messages sent before that are lost.
+
+    CameraInfo goes after the images, as image_transport's CameraPublisher sends it: Fast DDS
+    was measured here to hold a small message published just before a large one for up to its
+    3 s heartbeat."""
     deadline = time.monotonic() + timeout
     while True:
         stamp = make_stamp()
-        s.info.publish(_camera_info(stamp))
         s.depth.publish(_depth_msg(stamp))
         s.img.publish(_jpeg(stamp, seed=99))
+        s.info.publish(_camera_info(stamp))
         try:
             out = _result(s, stamp, timeout=3.0)
         except AssertionError:
@@ -90,23 +97,27 @@ def _warm_up(s, timeout=60.0):
         assert time.monotonic() < deadline, "the node never produced poses"
 
 
-def _camera_info(stamp, h=480, w=640, scale=1.0, k=None):
+def _camera_info(stamp, h=480, w=640, scale=1.0, k=None, d=None, frame_id="rgb_camera_link"):
     from sensor_msgs.msg import CameraInfo
 
     m = CameraInfo()
     m.header.stamp = stamp
-    m.header.frame_id = "rgb_camera_link"
+    m.header.frame_id = frame_id
     m.height, m.width = int(h * scale), int(w * scale)
     m.k = k or [FX * scale, 0.0, (CX + 0.5) * scale - 0.5, 0.0, FY * scale,
                 (CY + 0.5) * scale - 0.5, 0.0, 0.0, 1.0]
+    if d is not None:
+        m.distortion_model, m.d = "plumb_bob", d
     return m
 
 
-def _depth_msg(stamp, h=480, w=640, encoding="16UC1", fill=None):
+def _depth_msg(stamp, h=480, w=640, encoding="16UC1", fill=None, z_mm=Z_MM,
+               frame_id="rgb_camera_link"):
+    """A constant-depth frame (``z_mm``; holes and outliers the median ignores)."""
     from vita_grasp_ros.image_conversions import numpy_to_image_msg
 
     if encoding == "16UC1":
-        d = np.full((h, w), Z_MM, np.uint16)
+        d = np.full((h, w), z_mm, np.uint16)
         d[::3, ::3] = 0  # holes: the median ignores them
         d[1::7, 1::7] = 5000  # a few outliers: the median ignores them too
     else:
@@ -114,7 +125,7 @@ def _depth_msg(stamp, h=480, w=640, encoding="16UC1", fill=None):
         d[::3, ::3] = np.nan
     m = numpy_to_image_msg(d, encoding)
     m.header.stamp = stamp
-    m.header.frame_id = "rgb_camera_link"
+    m.header.frame_id = frame_id
     return m
 
 
@@ -134,15 +145,15 @@ def _result(s, stamp, timeout=20.0):
                                  None), timeout, what=f"the result for {want}")
 
 
-def _check_poses(out, z=Z_MM / 1000.0):
+def _check_poses(out, z=Z_MM / 1000.0, fx=FX, cx=CX):
     assert out.grasps, "score_threshold 0 must give grasps"
     for g in out.grasps:
         assert g.has_pose
         p = g.pose.position
         assert p.z == pytest.approx(z, abs=1e-4)
-        assert p.x == pytest.approx((g.x - CX) * z / FX, abs=2e-4)
+        assert p.x == pytest.approx((g.x - cx) * z / fx, abs=2e-4)
         assert p.y == pytest.approx((g.y - CY) * z / FY, abs=2e-4)
-        assert g.width_m == pytest.approx(g.width * z / FX, rel=1e-4, abs=1e-6)
+        assert g.width_m == pytest.approx(g.width * z / fx, rel=1e-4, abs=1e-6)
         q = g.pose.orientation
         assert (q.x, q.y) == (0.0, 0.0)
         assert q.z == pytest.approx(math.sin(g.angle / 2), abs=1e-5)
@@ -152,9 +163,9 @@ def _check_poses(out, z=Z_MM / 1000.0):
 @pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])
 def test_depth_gives_poses_and_markers(setup, encoding):
     stamp = make_stamp()
-    setup.info.publish(_camera_info(stamp))
     setup.depth.publish(_depth_msg(stamp, encoding=encoding))
     setup.img.publish(_jpeg(stamp))
+    setup.info.publish(_camera_info(stamp))
     out = _result(setup, stamp)
     assert out.header.frame_id == "rgb_camera_link"
     assert (out.image_height, out.image_width) == (480, 640)
@@ -177,9 +188,9 @@ def test_depth_gives_poses_and_markers(setup, encoding):
 def test_depth_and_camera_info_at_other_resolutions(setup):
     """Half-resolution depth and a CameraInfo for 2x the image size still give exact poses."""
     stamp = make_stamp()
-    setup.info.publish(_camera_info(stamp, scale=2.0))
     setup.depth.publish(_depth_msg(stamp, 240, 320))
     setup.img.publish(_jpeg(stamp, seed=1))
+    setup.info.publish(_camera_info(stamp, scale=2.0))
     _check_poses(_result(setup, stamp))
 
 
@@ -197,6 +208,10 @@ def test_no_matching_depth_means_no_pose(setup):
 
 @pytest.mark.parametrize("info,cause", [
     (dict(k=[1e-30, 0.0, CX, 0.0, 1e-30, CY, 0.0, 0.0, 1.0]), "fx = 1e-30 px is implausible"),
+    (dict(k=[FX, 5.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0]), "K has skew K[0][1] = 5"),
+    (dict(k=[FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 2.0]), "K's bottom row is (0, 0, 2)"),
+    (dict(d=[float("nan"), 0.0, 0.0, 0.0, 0.0]), "distortion coefficient D[0] is NaN"),
+    (dict(frame_id="other_camera_link"), "the CameraInfo is in frame 'other_camera_link'"),
     (dict(h=4_000_000_000, w=4_000_000_000), "CameraInfo size 4000000000x4000000000 is"),
     (dict(h=720, w=1280), "CameraInfo aspect ratio 1.778 (1280x720) differs"),
     (dict(k=[float("nan"), 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0]), "fx is NaN"),
@@ -204,16 +219,11 @@ def test_no_matching_depth_means_no_pose(setup):
 def test_bad_intrinsics_never_give_a_pose(setup, info, cause):
     """Issue 12's hostile CameraInfos: grasps come without poses and a warning names the cause;
     a good CameraInfo afterwards gives poses again."""
-    log0 = len(setup.node.output())
-
-    def attempt():
-        stamp = make_stamp()
-        setup.info.publish(_camera_info(stamp, **info))
+    def send(stamp):
         setup.depth.publish(_depth_msg(stamp))
         setup.img.publish(_jpeg(stamp, seed=5))
-        out = _result(setup, stamp)
-        return cause in setup.node.output()[log0:] and out
-    wait_for(attempt, 60, interval=0.0, what=f"the warning {cause!r}")
+        setup.info.publish(_camera_info(stamp, **info))
+    _wait_for_warning(setup, cause, send)
     # from now on the node holds the bad CameraInfo: no pose, whatever the depth says
     stamp = make_stamp()
     setup.depth.publish(_depth_msg(stamp))
@@ -221,22 +231,15 @@ def test_bad_intrinsics_never_give_a_pose(setup, info, cause):
     out = _result(setup, stamp)
     assert out.grasps and not any(g.has_pose for g in out.grasps)
     assert all(g.width_m == 0.0 for g in out.grasps)
-    warning = [ln for ln in setup.node.output()[log0:].splitlines() if cause in ln][0]
-    assert "WARN" in warning and "publishing grasps without poses" in warning
     _warm_up(setup)  # a good CameraInfo: poses again
 
 
 def test_all_invalid_depth_warns(setup):
-    log0 = len(setup.node.output())
-
-    def attempt():
-        stamp = make_stamp()
-        setup.info.publish(_camera_info(stamp))
+    def send(stamp):
         setup.depth.publish(_depth_msg(stamp, encoding="32FC1", fill=np.nan))
         setup.img.publish(_jpeg(stamp, seed=8))
-        out = _result(setup, stamp)
-        return "has no valid pixel" in setup.node.output()[log0:] and out
-    out = wait_for(attempt, 60, interval=0.0, what="the all-invalid depth warning")
+        setup.info.publish(_camera_info(stamp))
+    out, _ = _wait_for_warning(setup, "has no valid pixel", send)
     assert out.grasps and not any(g.has_pose for g in out.grasps)
     _warm_up(setup)
 
@@ -279,3 +282,122 @@ def test_corrupt_compressed_frames_are_refused(setup):
     assert "corrupt or undecodable compressed image" in log
     assert "compressedDepth" in log
     assert "png header declares 17000x17000, more than 16384 px per side" in log
+
+
+def _pose_z(out):
+    zs = {round(g.pose.position.z, 4) for g in out.grasps if g.has_pose}
+    assert len(zs) <= 1, zs
+    return zs.pop() if zs else None
+
+
+@pytest.mark.parametrize("older_ms,older_mm,late_s", [
+    (33, 900, 0.8),  # the frame before (within the tolerance) is there; the exact one is late
+    (400, 1200, 1.0),  # the previous scene's depth (within 0.5 s) is there
+])
+def test_the_depth_frame_of_the_image_stamp_is_waited_for(setup, older_ms, older_mm, late_s):
+    """Constant-depth frames of different values make a wrong pairing visible: the depth frame
+    with the image's stamp arrives after the image (a driver publishing back to back on a
+    loaded machine) while an older one within depth_tolerance is already there; the pose must
+    come from the exact one, and the result says which depth frame it used."""
+    stamp = make_stamp()
+    older = make_stamp()
+    older.sec, older.nanosec = divmod(stamp_ns(stamp) - older_ms * 1_000_000, 1_000_000_000)
+    setup.depth.publish(_depth_msg(older, z_mm=older_mm))
+    setup.img.publish(_jpeg(stamp, seed=20))
+    setup.info.publish(_camera_info(stamp))
+    time.sleep(late_s)  # the exact depth frame comes late (longer than a prediction), on purpose
+    setup.depth.publish(_depth_msg(stamp, z_mm=650))
+    out = _result(setup, stamp)
+    _check_poses(out, z=0.65)
+    if hasattr(out, "depth_stamp"):
+        assert out.depth_stamp == stamp
+
+
+def test_camera_info_is_matched_by_stamp_not_latest_wins(setup):
+    """A newer CameraInfo (another calibration) arrives before the frame is processed: the
+    frame's own CameraInfo (same stamp) is used."""
+    s1, s2 = make_stamp(), make_stamp()
+    setup.depth.publish(_depth_msg(s1))
+    setup.img.publish(_jpeg(s1, seed=21))
+    setup.info.publish(_camera_info(s1))
+    k2 = [700.0, 0.0, 300.0, 0.0, FY, CY, 0.0, 0.0, 1.0]
+    setup.info.publish(_camera_info(s2, k=k2))
+    _check_poses(_result(setup, s1))
+    # and the frame of the new calibration uses the new one
+    setup.depth.publish(_depth_msg(s2))
+    setup.img.publish(_jpeg(s2, seed=22))
+    _check_poses(_result(setup, s2), fx=700.0, cx=300.0)
+    _warm_up(setup)
+
+
+def _wait_for_warning(setup, text, send, timeout=60):
+    """Send frames (``send(stamp)``) until the node logs ``text``; the last frame's result."""
+    log0 = len(setup.node.output())
+
+    def attempt():
+        stamp = make_stamp()
+        send(stamp)
+        out = _result(setup, stamp)
+        return _warnings(setup, text, log0) and out
+    out = wait_for(attempt, timeout, interval=0.0, what=f"the warning {text!r}")
+    line = _warnings(setup, text, log0)[0]
+    assert "publishing grasps without poses" in line
+    return out, line
+
+
+def _warnings(setup, text, log0=0):
+    return [ln for ln in setup.node.output()[log0:].splitlines()
+            if text in ln and ln.startswith("[WARN]")]
+
+
+@pytest.mark.parametrize("depth,cause", [
+    (dict(h=1, w=1), "depth image size 1x1 is implausible for a 640x480 image"),
+    (dict(h=100, w=100), "depth image aspect ratio 1 (100x100) differs"),
+    (dict(h=10, w=10000), "depth image size 10000x10 is implausible"),
+    (dict(h=360, w=640), "depth image aspect ratio 1.778 (640x360) differs"),
+    (dict(frame_id="depth_camera_link"), "the depth image is in frame 'depth_camera_link'"),
+])
+def test_depth_of_another_shape_or_frame_never_gives_a_pose(setup, depth, cause):
+    def send(stamp):
+        setup.img.publish(_jpeg(stamp, seed=23))
+        setup.info.publish(_camera_info(stamp))
+        setup.depth.publish(_depth_msg(stamp, **depth))
+    out, _ = _wait_for_warning(setup, cause, send)
+    assert out.grasps and not any(g.has_pose for g in out.grasps)
+    assert all(g.width_m == 0.0 for g in out.grasps)
+    _warm_up(setup)
+
+
+def test_a_late_depth_frame_is_reported_without_blaming_the_stamps(setup):
+    """depth_wait 0.05 s, only an older depth frame there and the image's own one not arriving
+    in time: no pose, and the warning says it is late, not that the streams are out of
+    step."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    cli = setup.h.node.create_client(SetParameters, f"{NS}/vita_grasp_node/set_parameters")
+
+    def set_wait(v):
+        wait_for(cli.service_is_ready, 10, what="set_parameters")
+        req = SetParameters.Request(parameters=[Parameter("depth_wait", value=v)
+                                                .to_parameter_msg()])
+        fut = cli.call_async(req)
+        wait_for(fut.done, 10, what="set_parameters")
+        assert fut.result().results[0].successful
+
+    set_wait(0.05)
+    try:
+        def send(stamp):
+            old = make_stamp()
+            old.sec -= 2
+            setup.depth.publish(_depth_msg(old))
+            setup.img.publish(_jpeg(stamp, seed=24))
+            setup.info.publish(_camera_info(stamp))
+        out, line = _wait_for_warning(setup, "no depth frame with the image's stamp arrived "
+                                      "within depth_wait", send)
+        assert "not in step" not in line
+        assert out.grasps and not any(g.has_pose for g in out.grasps)
+    finally:
+        set_wait(DEPTH_WAIT)
+        setup.h.node.destroy_client(cli)
+    _warm_up(setup)

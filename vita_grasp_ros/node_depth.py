@@ -206,7 +206,7 @@ class DepthInputs:
             return None
         reason = check_size("depth image", (int(msg.height), int(msg.width)), image_size)
         if reason:
-            self._no_pose("depth_size", f"depth frame refused: {reason}")
+            self._no_pose(f"depth_size:{reason}", f"depth frame refused: {reason}")
             return None
         try:
             depth = depth_msg_to_meters(msg)

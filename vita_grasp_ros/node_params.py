@@ -72,7 +72,9 @@ class ParamSpec:
             ok_type = False  # rclpy refuses an integer for a double parameter
         if not ok_type:
             hint = " (write 0.0, not 0)" if self.type is float else ""
-            return (f"parameter {self.name!r} must be a {_TYPE_WORDS[self.type]}{hint}, got "
+            word = _TYPE_WORDS[self.type]
+            return (f"parameter {self.name!r} must be {'an' if word[0] in 'aeiou' else 'a'} "
+                    f"{word}{hint}, got "
                     f"{value!r}")
         if self.type is float and not math.isfinite(value):
             return f"parameter {self.name!r} is {value!r}; it must be a finite number"
@@ -88,10 +90,14 @@ class ParamSpec:
         return None
 
     def descriptor(self):
-        """The ``rcl_interfaces/ParameterDescriptor`` (type from the default, range, read-only)."""
+        """The ``rcl_interfaces/ParameterDescriptor`` (range, read-only). ``dynamic_typing``:
+        rclpy's own type check ("Wrong parameter type, expected ...") runs before the node's
+        callback; with it off, a value of the wrong type reaches :meth:`check`, whose message
+        says what to write."""
         from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-        d = ParameterDescriptor(description=self.description, read_only=self.read_only)
+        d = ParameterDescriptor(description=self.description, read_only=self.read_only,
+                                dynamic_typing=True)
         if self.choices:
             d.additional_constraints = "one of: " + ", ".join(self.choices)
         elif self.range is not None and self.type is float:
