@@ -136,6 +136,7 @@ def test_node_publishes_detections_to_another_process(tmp_path, vision_msgs_pref
     pytest.importorskip("rclpy")
     pytest.importorskip("vita_grasp.msg")
     from fixtures.ros_helpers import (
+        START_TIMEOUT,
         NodeProcess,
         RosHarness,
         make_stamp,
@@ -170,11 +171,12 @@ def test_node_publishes_detections_to_another_process(tmp_path, vision_msgs_pref
     try:
         pub = h.publisher(Image, "/det/image")
         grasps = h.subscribe(GraspArray, "/det/grasps")
-        wait_for(lambda: "READY\n" in lines or recv.poll() is not None, 60, what="the receiver")
+        wait_for(lambda: "READY\n" in lines or recv.poll() is not None, START_TIMEOUT,
+                 what="the receiver")
         assert recv.poll() is None, "".join(lines)
         wait_for(lambda: not node.alive() or (h.node.count_publishers("/det/detections") > 0
-                                              and pub.get_subscription_count() > 0), 60,
-                 what="the node's detections publisher")
+                                              and pub.get_subscription_count() > 0),
+                 START_TIMEOUT, what="the node's detections publisher")
         assert node.alive(), node.output()
         assert "vision_msgs is not installed" not in node.output()
 

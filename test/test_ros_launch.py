@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from fixtures.ros_helpers import (
     REPO,
+    START_TIMEOUT,
     NodeProcess,
     RosHarness,
     make_stamp,
@@ -102,7 +103,7 @@ def _frame(stamp):
     return m
 
 
-def _answers(h, pub, results, timeout=60.0):
+def _answers(h, pub, results, timeout=START_TIMEOUT):
     """Publish frames until one comes back (the first ones may precede matching)."""
     def once():
         stamp = make_stamp()
@@ -165,10 +166,11 @@ def test_bad_launches_are_one_clear_line(tmp_path, ckpt):
                              f"checkpoint:={ckpt}", "namespace:=lc", "lifecycle:=true"),
     }
     try:
-        rc = runs["params_file"].wait(60)
+        rc = runs["params_file"].wait(START_TIMEOUT)
         wait_for(lambda: "has died" in runs["checkpoint"].output()
-                 or not runs["checkpoint"].alive(), 60, what="the node without a checkpoint")
-        wait_for(lambda: "unconfigured: waiting" in runs["lifecycle"].output(), 60,
+                 or not runs["checkpoint"].alive(), START_TIMEOUT,
+                 what="the node without a checkpoint")
+        wait_for(lambda: "unconfigured: waiting" in runs["lifecycle"].output(), START_TIMEOUT,
                  what="the managed node")
         lc_rc = _ctrl_c(runs["lifecycle"])
     finally:

@@ -16,6 +16,7 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vita_grasp.msg")
 
 from fixtures.ros_helpers import (  # noqa: E402
+    START_TIMEOUT,
     NodeProcess,
     RosHarness,
     make_stamp,
@@ -41,7 +42,8 @@ class Lifecycle:
         self.h = h
         self.change = h.node.create_client(ChangeState, f"{node}/change_state")
         self.get = h.node.create_client(GetState, f"{node}/get_state")
-        wait_for(lambda: self.change.service_is_ready() and self.get.service_is_ready(), 60,
+        wait_for(lambda: self.change.service_is_ready() and self.get.service_is_ready(),
+                 START_TIMEOUT,
                  what=f"the lifecycle services of {node}")
 
     def _call(self, cli, req, timeout=60):

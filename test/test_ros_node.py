@@ -21,6 +21,7 @@ pytest.importorskip("vita_grasp.msg")
 
 from fixtures.ros_helpers import (  # noqa: E402
     REPO,
+    START_TIMEOUT,
     NodeProcess,
     RosHarness,
     make_stamp,
@@ -66,7 +67,7 @@ def setup(tmp_path_factory):
         s.diag = h.subscribe(DiagnosticArray, "/diagnostics")
         wait_for(lambda: (not node.alive()) or (s.pub.get_subscription_count() > 0
                                                 and h.node.count_publishers(f"{NS}/grasps") > 0),
-                 60, what="the node to come up")
+                 START_TIMEOUT, what="the node to come up")
         assert node.alive(), node.output()
         yield s
     finally:

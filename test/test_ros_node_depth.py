@@ -16,6 +16,7 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vita_grasp.msg")
 
 from fixtures.ros_helpers import (  # noqa: E402
+    START_TIMEOUT,
     NodeProcess,
     RosHarness,
     make_stamp,
@@ -65,7 +66,7 @@ def setup(tmp_path_factory):
         s.diag = h.subscribe(DiagnosticArray, "/diagnostics")
         wait_for(lambda: not node.alive() or all(p.get_subscription_count() > 0
                                                  for p in (s.img, s.depth, s.info)),
-                 60, what="the node")
+                 START_TIMEOUT, what="the node")
         assert node.alive(), node.output()
         _warm_up(s)
         yield s
@@ -75,7 +76,7 @@ def setup(tmp_path_factory):
     assert rc == 0, node.output()
 
 
-def _warm_up(s, timeout=60.0):
+def _warm_up(s, timeout=START_TIMEOUT):
     """Until one frame comes back with poses: the publisher seeing a subscription does not mean
     the node's readers have matched our writers yet, and messages sent before that are lost.
 
