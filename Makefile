@@ -35,12 +35,14 @@ rostools: setup  ## Install ros2 launch/topic/param/lifecycle + vision_msgs from
 	@if [ -f "$(ROS2_TOOLS)/install.sh" ]; then bash "$(ROS2_TOOLS)/install.sh" .venv; \
 	else echo "rostools: $(ROS2_TOOLS)/install.sh not found: the launch tests will be skipped"; fi
 
-test: setup rostools  ## Lint (ruff, 99 columns) and run the test suite (PYTEST_ARGS=... to pass options)
+test: setup rostools  ## Lint (ruff; the import contract, .importlinter) and run the test suite (PYTEST_ARGS=...)
 	$(PY) -m ruff check .
+	.venv/bin/lint-imports --no-cache
 	$(PY) -m pytest test -q -ra --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
 
-lint: setup  ## Only the linter: ruff check (make lint ARGS=--fix to fix what it can)
+lint: setup  ## Only the linters: ruff check (make lint ARGS=--fix) and the import contract
 	$(PY) -m ruff check . $(ARGS)
+	.venv/bin/lint-imports --no-cache
 
 demo: setup  ## Run the demo: scripts/demo.py $(ARGS)
 	$(PY) scripts/demo.py $(ARGS)

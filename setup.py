@@ -2,8 +2,9 @@
 
 Installs the ROS-free core `vita_grasp_core` and the ROS adapter `vita_grasp_ros` with the console
 scripts `vita-grasp` and `vita-grasp-node`. The adapter adds its `vita-grasp` subcommands (bag,
-node, demo) through the entry-point group `vita_grasp.commands` (see vita_grasp_core/cli.py) and
-its grasp source of the pick benchmark (node) through `vita_grasp.sim_sources`
+node, demo) through the entry-point group `vita_grasp.commands` (see
+vita_grasp_core/cli/__init__.py) and its grasp source of the pick benchmark (node) through
+`vita_grasp.sim_sources`
 (vita_grasp_core/sim/sources.py), so the core names no ROS module; they are listed in
 cmake/vita_grasp_ros_entry_points.cfg, which colcon builds (CMakeLists.txt) read too.
 

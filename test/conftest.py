@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -21,13 +22,8 @@ TINY_QWEN2VL = _tiny("qwen2vl")
 def tiny_config(backbone: str = "internvit", **overrides):
     """A tiny random-weight ``ModelConfig`` of any registered backbone (its registry facts)."""
     from vita_grasp_core import ModelConfig
-    from vita_grasp_core.backbones import get_spec
 
-    spec = get_spec(backbone)
-    kw = dict(backbone=backbone, backbone_config=dict(spec.tiny_config), decoder_channels=32,
-              input_size=spec.tiny_input_size)
-    kw.update(overrides)
-    return ModelConfig(**kw)
+    return ModelConfig.tiny(backbone, **overrides)
 
 
 @pytest.fixture
@@ -57,3 +53,13 @@ def _torch_threads():
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_ros_domains():
+    """ROS domain ids a test module reserved (vita_grasp_ros.testing.allocate_domain_id) go back
+    after its last test, when its module-scoped nodes have stopped (autouse: torn down last)."""
+    yield
+    testing = sys.modules.get("vita_grasp_ros.testing")
+    if testing is not None:
+        testing.release_all_domain_ids()

@@ -36,7 +36,7 @@ def test_every_backbone_states_its_facts():
 
 
 def test_model_type_choices_come_from_the_registry():
-    from vita_grasp_core.training.train import build_parser
+    from vita_grasp_core.cli.train import build_parser
 
     action = next(a for a in build_parser()._actions if a.dest == "model_type")
     assert list(action.choices) == list_backbones()

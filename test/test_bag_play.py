@@ -7,7 +7,6 @@ processes are stopped in ``finally``.
 """
 from __future__ import annotations
 
-import random
 import sys
 import threading
 
@@ -17,11 +16,16 @@ pytest.importorskip("rclpy")
 pytest.importorskip("vita_grasp.msg")
 pytest.importorskip("rosgraph_msgs.msg")
 
-from fixtures.ros_helpers import NodeProcess, RosHarness, ros_env, wait_for  # noqa: E402
-
 from vita_grasp_ros.bag import io as bags  # noqa: E402
 from vita_grasp_ros.bag import messages as bmsg  # noqa: E402
 from vita_grasp_ros.bag import types as bt  # noqa: E402
+from vita_grasp_ros.testing import (  # noqa: E402
+    NodeProcess,
+    RosHarness,
+    allocate_domain_id,
+    ros_env,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.ros]
 
@@ -57,7 +61,7 @@ def test_play_clock_drives_sim_time_node(info_bag, tmp_path, monkeypatch):
     from sensor_msgs.msg import CameraInfo
 
     bag, times = info_bag
-    domain = random.randint(100, 230)
+    domain = allocate_domain_id()
     for k, v in ros_env(tmp_path, domain).items():
         monkeypatch.setenv(k, v)
     h = RosHarness(domain)
@@ -98,7 +102,7 @@ def test_play_loop_until_stopped(info_bag, tmp_path, monkeypatch):
     from vita_grasp_ros.bag.play import PlayStats, play
 
     bag, times = info_bag
-    domain = random.randint(100, 230)
+    domain = allocate_domain_id()
     for k, v in ros_env(tmp_path, domain).items():
         monkeypatch.setenv(k, v)
     h = RosHarness(domain)

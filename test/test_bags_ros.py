@@ -7,7 +7,6 @@ tmp_path; every process is started in its own session and stopped in ``finally``
 """
 from __future__ import annotations
 
-import random
 import signal
 import sys
 
@@ -17,11 +16,16 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("vita_grasp.msg")
 
-from fixtures.ros_helpers import NodeProcess, ros_env, wait_for, write_tiny_checkpoint  # noqa: E402
-
 from vita_grasp_ros.bag import io as bags  # noqa: E402
 from vita_grasp_ros.bag import messages as bmsg  # noqa: E402
 from vita_grasp_ros.bag import types as bt  # noqa: E402
+from vita_grasp_ros.testing import (  # noqa: E402
+    NodeProcess,
+    allocate_domain_id,
+    ros_env,
+    wait_for,
+    write_tiny_checkpoint,
+)
 
 pytestmark = [pytest.mark.ros]
 
@@ -78,7 +82,7 @@ def test_replay_node_record_eval(dataset, checkpoint, tmp_path, storage, compres
     # never replaces an unprocessed frame and nothing drops
     make_bag(dataset, src, compressed=compressed, rate=1.0, progress=False)
     rec = tmp_path / rec_name
-    env = ros_env(tmp_path, random.randint(100, 230))
+    env = ros_env(tmp_path, allocate_domain_id())
     img = bt.IMAGE_TOPIC + ("/compressed" if compressed else "")
     node_args = [sys.executable, "-m", "vita_grasp_ros.grasp_node", "--ros-args",
                  "-p", f"checkpoint:={checkpoint}", "-p", "score_threshold:=0.0",
@@ -131,7 +135,7 @@ def test_record_remap_loop_and_sigint(dataset, tmp_path):
     from vita_grasp_ros.bag.make import make_bag
 
     make_bag(dataset, src, rate=10.0, max_frames=2, progress=False)
-    env = ros_env(tmp_path, random.randint(100, 230))
+    env = ros_env(tmp_path, allocate_domain_id())
     out = tmp_path / "rec.mcap"
     procs = []
     try:

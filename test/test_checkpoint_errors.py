@@ -20,7 +20,7 @@ from vita_grasp_core.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from vita_grasp_core.inference import main as infer_main
+from vita_grasp_core.cli.infer import main as infer_main
 
 HUB_ID = "OpenGVLab/InternViT-300M-448px"
 
@@ -158,3 +158,26 @@ def test_hub_encoder_offline_through_the_scripts(tmp_path, tiny_checkpoint):
         assert res.returncode == 2, res.stderr[-2000:]
         assert "Traceback" not in res.stderr and res.stderr.count("\n") == 1, res.stderr
         assert "not available locally" in res.stderr and "--pretrained_model DIR" in res.stderr
+
+
+def test_a_checkpoint_written_before_the_module_renames_still_loads():
+    """test/data/pre_refactor_e9b0964.pt was written by main at e9b0964 (before issue 19's
+    renames: vita_grasp_core.config, decode_config, ...): a tiny DINOv2 model with stored decoding
+    settings. It loads with the same config, decoding and maps as that code computed."""
+    from pathlib import Path
+
+    import torch
+
+    from vita_grasp_core import GraspPredictor
+
+    path = Path(__file__).parent / "data" / "pre_refactor_e9b0964.pt"
+    pred = GraspPredictor.from_checkpoint(path, device="cpu")
+    assert pred.config.backbone == "dinov2" and pred.config.output_size == (32, 32)
+    assert pred.decode_config.score_threshold == 0.12 and pred.decode_config.max_grasps == 7
+    assert pred.decode_config.quality_knots == ((0.0, 0.0), (0.4, 0.3), (1.0, 0.9))
+    x = torch.linspace(-1, 1, 3 * 56 * 56).reshape(1, 3, 56, 56)
+    maps = pred.forward_maps(x)
+    sums = [399.84595, 116.88031, 518.44794, 658.63135, 395.52826]  # computed by e9b0964
+    assert maps.sum(dim=(0, 2, 3)).tolist() == pytest.approx(sums, rel=1e-4)
+    assert maps[0, :, 5, 7].tolist() == pytest.approx(
+        [0.390392, 0.001862, 0.508032, 0.649006, 0.382709], abs=1e-5)

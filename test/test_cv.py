@@ -11,7 +11,7 @@ import torch
 from test_train_utils import TINY
 
 from vita_grasp_core.data.toy import write_toy_dataset
-from vita_grasp_core.training.config import build_config, load_raw
+from vita_grasp_core.training.train_config import build_config, load_raw
 
 SHARED_CORNELL = Path(__file__).resolve().parents[2] / "shared" / "data" / "cornell"
 
@@ -102,8 +102,8 @@ def test_predictor_uses_the_calibrated_threshold(toy_cornell, tmp_path):
 
 
 def test_choose_threshold_and_calibrate():
-    from vita_grasp_core.decode_config import DecodeConfig
-    from vita_grasp_core.training.calibrate import calibrate, choose_threshold
+    from vita_grasp_core.decoding_settings import DecodeConfig
+    from vita_grasp_core.training.fit_decoding import calibrate, choose_threshold
 
     q = np.array([0.9, 0.8, 0.3, 0.05, 0.6])
     ok = np.array([True, True, True, False, False])
@@ -145,8 +145,8 @@ def _check_cv(out: Path, n_frames: int, folds: int):
 
 
 def test_cv_command_scores_every_frame_once(toy_cornell, tmp_path, capsys):
+    from vita_grasp_core.cli.cv import main
     from vita_grasp_core.data import scan_dataset
-    from vita_grasp_core.training.cv import main
     from vita_grasp_core.training.data import split_frames
 
     root, _ = toy_cornell
@@ -225,7 +225,7 @@ def test_shipped_cornell_configs_train_as_written(name, toy_cornell, tmp_path):
     from vita_grasp_core.checkpoint import read_checkpoint
     from vita_grasp_core.training.train import Trainer
 
-    raw = load_raw(Path(__file__).resolve().parents[1] / "config" / f"{name}.yaml")
+    raw = load_raw(f"{name}.yaml")  # a shipped config
     cfg = build_config(raw)
     spec = get_spec(cfg.model.backbone)
     assert cfg.model.freeze_vit and cfg.train.feature_cache and cfg.train.cache_views >= 2

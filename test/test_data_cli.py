@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vita_grasp_core.data.cli import data_main, synth_main
+from vita_grasp_core.cli.data import data_main, synth_main
 from vita_grasp_core.data.synth import INTRINSICS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,11 +122,11 @@ def test_show_writes_a_picture(synth2, tmp_path):
 def test_module_entry_point(tmp_path):
     root = tmp_path / "m"
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
-    r = subprocess.run([sys.executable, "-m", "vita_grasp_core.data.cli", "synth", "--out",
+    r = subprocess.run([sys.executable, "-m", "vita_grasp_core.cli.data", "synth", "--out",
                         str(root), "--scenes", "1", "--frames", "1", "--quiet"],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([sys.executable, "-m", "vita_grasp_core.data.cli", "data", "check",
+    r = subprocess.run([sys.executable, "-m", "vita_grasp_core.cli.data", "data", "check",
                         str(root), "--quiet"], capture_output=True, text=True, env=env,
                        timeout=120)
     assert r.returncode == 0 and "frames: 1 usable" in r.stdout, r.stderr

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vita_grasp_core.cli.data import data_main
 from vita_grasp_core.conventions import IMAGENET_MEAN, IMAGENET_STD
 from vita_grasp_core.data import (
     GraspDataset,
@@ -15,7 +16,6 @@ from vita_grasp_core.data import (
     scan_dataset,
     summarize,
 )
-from vita_grasp_core.data.cli import data_main
 
 CORNELL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cornell"
 pytestmark = pytest.mark.skipif(not CORNELL.is_dir(), reason=f"{CORNELL} not present")

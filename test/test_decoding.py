@@ -9,7 +9,7 @@ import torch
 from vita_grasp_core import Letterbox, decode_maps
 from vita_grasp_core import decoding as D
 from vita_grasp_core.conventions import angle_difference, angle_to_channels, width_to_channel
-from vita_grasp_core.decode_config import DecodeConfig
+from vita_grasp_core.decoding_settings import DecodeConfig
 
 WS = 0.25
 H, W = 480, 640

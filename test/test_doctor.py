@@ -254,7 +254,7 @@ def test_fail_on_and_missing_depth(scenes, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_checkpoint_adds_grasps(scenes, tmp_path, capsys):
-    from fixtures.ros_helpers import write_tiny_checkpoint
+    from vita_grasp_ros.testing import write_tiny_checkpoint
 
     ck = write_tiny_checkpoint(tmp_path / "tiny.pt")
     bag = write_camera_bag(tmp_path / "g.mcap", _frames(scenes["good"], n=4))

@@ -3,7 +3,6 @@ stamps, 15 Hz), the doctor as a real process on the same isolated ROS domain."""
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import sys
 import threading
@@ -11,8 +10,10 @@ import time
 
 import numpy as np
 import pytest
+from fixtures import REPO
 from fixtures.camera_scenes import render
-from fixtures.ros_helpers import REPO, RosHarness, ros_env
+
+from vita_grasp_ros.testing import RosHarness, allocate_domain_id, ros_env
 
 pytest.importorskip("rclpy")
 pytest.importorskip("vita_grasp.msg")
@@ -68,7 +69,7 @@ def _doctor(env, *args, timeout=180):
 
 @pytest.fixture
 def domain(tmp_path):
-    d = random.randint(100, 230)
+    d = allocate_domain_id()
     return d, ros_env(tmp_path, d)
 
 

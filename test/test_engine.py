@@ -14,12 +14,8 @@ pytest.importorskip("onnxruntime")
 
 from vita_grasp_core import GraspPredictor, build_model  # noqa: E402
 from vita_grasp_core.checkpoint import save_checkpoint  # noqa: E402
-from vita_grasp_core.engines import (  # noqa: E402
-    OnnxRuntimeEngine,
-    cache_key,
-    onnx_for_checkpoint,
-    resolve_providers,
-)
+from vita_grasp_core.engines import OnnxRuntimeEngine, resolve_providers  # noqa: E402
+from vita_grasp_core.onnx_cache import cache_key, onnx_for_checkpoint  # noqa: E402
 
 DECODE = {"score_threshold": 0.1, "max_grasps": 8, "min_distance": 4, "smooth_sigma": 1.0}
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from test_train_utils import run, subprocess_env
 
+from vita_grasp_core.cli.eval import main
 from vita_grasp_core.data import kfold, scan_dataset
 from vita_grasp_core.data.toy import write_toy_dataset
-from vita_grasp_core.evaluation import main
 
 
 @pytest.fixture(scope="module")

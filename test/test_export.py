@@ -14,16 +14,15 @@ pytest.importorskip("onnxruntime")
 
 from vita_grasp_core import build_model  # noqa: E402
 from vita_grasp_core.checkpoint import save_checkpoint  # noqa: E402
+from vita_grasp_core.cli.export import main  # noqa: E402
 from vita_grasp_core.engines import OnnxRuntimeEngine  # noqa: E402
 from vita_grasp_core.export import (  # noqa: E402
-    ONNX_FORMAT,
     check_export,
     export_checkpoint,
     export_onnx,
     quantize_int8,
-    read_onnx_metadata,
 )
-from vita_grasp_core.export_cli import main  # noqa: E402
+from vita_grasp_core.onnx_meta import ONNX_FORMAT, read_onnx_metadata  # noqa: E402
 
 DECODE = {"score_threshold": 0.05, "max_grasps": 7, "min_distance": 6, "smooth_sigma": 0.5,
           "quality_knots": [[0.0, 0.0], [0.5, 0.8], [1.0, 1.0]]}

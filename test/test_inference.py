@@ -70,7 +70,7 @@ def test_inference_glob_file_and_failures(tmp_path, tiny_checkpoint):
 
 
 def test_inference_in_process(tmp_path, tiny_checkpoint):
-    from vita_grasp_core.inference import collect_images, main
+    from vita_grasp_core.cli.infer import collect_images, main
 
     _image(tmp_path / "one.png")
     assert collect_images(str(tmp_path)) == [tmp_path / "one.png"]
@@ -84,7 +84,7 @@ def test_summary_says_which_threshold_and_where_from(tmp_path, tiny_model_factor
     printed summary and the JSON say which (issue 10 item 6: one threshold, stored with it)."""
     from vita_grasp_core import GraspPredictor
     from vita_grasp_core.checkpoint import save_checkpoint
-    from vita_grasp_core.inference import main
+    from vita_grasp_core.cli.infer import main
 
     knots = [[0.0, 0.0], [0.5, 0.4], [1.0, 1.0]]
     ckpt = save_checkpoint(tmp_path / "best_model.pt", tiny_model_factory(),

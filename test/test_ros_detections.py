@@ -135,20 +135,21 @@ def vision_msgs_prefix(request):
 def test_node_publishes_detections_to_another_process(tmp_path, vision_msgs_prefix):
     pytest.importorskip("rclpy")
     pytest.importorskip("vita_grasp.msg")
-    from fixtures.ros_helpers import (
+    from sensor_msgs.msg import Image
+    from vita_grasp.msg import GraspArray
+
+    from vita_grasp_ros.image_conversions import rgb_to_image_msg
+    from vita_grasp_ros.testing import (
         START_TIMEOUT,
         NodeProcess,
         RosHarness,
+        allocate_domain_id,
         make_stamp,
         ros_env,
         stamp_ns,
         wait_for,
         write_tiny_checkpoint,
     )
-    from sensor_msgs.msg import Image
-    from vita_grasp.msg import GraspArray
-
-    from vita_grasp_ros.image_conversions import rgb_to_image_msg
 
     share = vision_msgs_prefix.prefix / "share" / "vision_msgs" / "msg"
     for name, digest in UPSTREAM_HASHES.items():
@@ -156,7 +157,7 @@ def test_node_publishes_detections_to_another_process(tmp_path, vision_msgs_pref
         assert built["hash_string"] == f"RIHS01_{digest}", f"{name} differs from upstream"
 
     ckpt = write_tiny_checkpoint(tmp_path / "best_model.pt")
-    domain = random.randint(100, 230)
+    domain = allocate_domain_id()
     env = vision_msgs_prefix.env(ros_env(tmp_path, domain))
     node = NodeProcess(["-p", f"checkpoint:={ckpt}", "-p", "score_threshold:=0.0",
                         "-r", "__ns:=/det"], env, tmp_path / "node.log")

@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import random
 import signal
 import sys
 from pathlib import Path
 
 import pytest
-from fixtures.ros_helpers import (
-    REPO,
+from fixtures import REPO
+
+from vita_grasp_ros.testing import (
     START_TIMEOUT,
     NodeProcess,
     RosHarness,
+    allocate_domain_id,
     make_stamp,
     ros_env,
     stamp_ns,
@@ -120,7 +121,7 @@ def test_launched_node_answers_and_a_terminal_ctrl_c_stops_it_cleanly(tmp_path, 
     from sensor_msgs.msg import Image
     from vita_grasp.msg import GraspArray
 
-    domain = random.randint(100, 230)
+    domain = allocate_domain_id()
     env = _env(tmp_path, domain)
     own = tmp_path / "robot.yaml"  # the checkpoint in the file and a decoding override
     own.write_text(f"/**:\n  ros__parameters:\n    checkpoint: \"{ckpt}\"\n    max_grasps: 3\n")
@@ -155,7 +156,7 @@ def test_launched_node_answers_and_a_terminal_ctrl_c_stops_it_cleanly(tmp_path, 
 
 
 def test_bad_launches_are_one_clear_line(tmp_path, ckpt):
-    env = _env(tmp_path, random.randint(100, 230))
+    env = _env(tmp_path, allocate_domain_id())
     missing = tmp_path / "nope" / "my.yaml"
     runs = {
         "params_file": _launch(tmp_path, "params_file", env, f"checkpoint:={ckpt}",

@@ -7,18 +7,17 @@ node unconfigured and running, with one error line.
 """
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vita_grasp.msg")
 
-from fixtures.ros_helpers import (  # noqa: E402
+from vita_grasp_ros.testing import (  # noqa: E402
     START_TIMEOUT,
     NodeProcess,
     RosHarness,
+    allocate_domain_id,
     make_stamp,
     ros_env,
     stamp_ns,
@@ -79,7 +78,7 @@ def test_lifecycle_transitions(tmp_path):
     from vita_grasp.msg import GraspArray
 
     ckpt = write_tiny_checkpoint(tmp_path / "best_model.pt")
-    domain = random.randint(100, 230)
+    domain = allocate_domain_id()
     env = ros_env(tmp_path, domain)
     node = NodeProcess(["-p", f"checkpoint:={ckpt}", "-p", "score_threshold:=0.0",
                         "-r", f"__ns:={NS}"], env, tmp_path / "node.log",

@@ -9,7 +9,6 @@ parameter changes are validated, /diagnostics reports the counters.
 """
 from __future__ import annotations
 
-import random
 import sys
 from pathlib import Path
 
@@ -19,11 +18,13 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vita_grasp.msg")
 
-from fixtures.ros_helpers import (  # noqa: E402
-    REPO,
+from fixtures import REPO  # noqa: E402
+
+from vita_grasp_ros.testing import (  # noqa: E402
     START_TIMEOUT,
     NodeProcess,
     RosHarness,
+    allocate_domain_id,
     make_stamp,
     ros_env,
     stamp_ns,
@@ -52,7 +53,7 @@ def setup(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("ros_node")
     ckpt = write_tiny_checkpoint(tmp / "best_model.pt")
-    domain = random.randint(100, 230)
+    domain = allocate_domain_id()
     node = NodeProcess(["--params-file", str(REPO / "config" / "vita_grasp.yaml"),
                         "-p", f"checkpoint:={ckpt}", "-r", f"image:={IMAGE_TOPIC}",
                         "-r", f"__ns:={NS}", "-p", "diagnostics_period:=0.2"],

@@ -5,7 +5,6 @@ stamp."""
 from __future__ import annotations
 
 import math
-import random
 import time
 from array import array
 
@@ -15,17 +14,19 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vita_grasp.msg")
 
-from fixtures.ros_helpers import (  # noqa: E402
+from test_ros_image_conversions import _png_declaring  # noqa: E402
+
+from vita_grasp_ros.testing import (  # noqa: E402
     START_TIMEOUT,
     NodeProcess,
     RosHarness,
+    allocate_domain_id,
     make_stamp,
     ros_env,
     stamp_ns,
     wait_for,
     write_tiny_checkpoint,
 )
-from test_ros_image_conversions import _png_declaring  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -44,7 +45,7 @@ def setup(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("ros_depth")
     ckpt = write_tiny_checkpoint(tmp / "best_model.pt")
-    domain = random.randint(100, 230)
+    domain = allocate_domain_id()
     node = NodeProcess(["-p", f"checkpoint:={ckpt}", "-p", "use_compressed:=true",
                         "-p", "use_depth:=true", "-p", "score_threshold:=0.0",
                         "-p", "depth_window:=5", "-p", "diagnostics_period:=0.2",

@@ -3,15 +3,18 @@ counted and survived, the one-frame slot counts drops, parameters reach the pred
 of mixed severities through the throttle works."""
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vita_grasp.msg")
 
-from fixtures.ros_helpers import make_stamp, wait_for, write_tiny_checkpoint  # noqa: E402
+from vita_grasp_ros.testing import (  # noqa: E402
+    allocate_domain_id,
+    make_stamp,
+    wait_for,
+    write_tiny_checkpoint,
+)
 
 pytestmark = [pytest.mark.ros]
 
@@ -29,7 +32,7 @@ def node(tmp_path_factory):
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     ckpt = write_tiny_checkpoint(tmp / "best_model.pt")
     ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=random.randint(100, 230))
+    rclpy.init(context=ctx, domain_id=allocate_domain_id())
     n = GraspNode(
         context=ctx, parameter_overrides=[Parameter("checkpoint", value=str(ckpt)),
                                           Parameter("score_threshold", value=0.0)])
@@ -182,7 +185,7 @@ def test_a_registered_toy_output_is_one_class_and_publishes_every_frame(tmp_path
 
     os.environ.setdefault("ROS_LOG_DIR", str(tmp_path / "log"))
     ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=random.randint(100, 230))
+    rclpy.init(context=ctx, domain_id=allocate_domain_id())
     n = None
     try:
         ckpt = write_tiny_checkpoint(tmp_path / "best_model.pt")

@@ -8,7 +8,6 @@ node keeps up to the end of the stream (no backlog) and its memory stays flat.
 from __future__ import annotations
 
 import json
-import random
 import threading
 import time
 
@@ -18,9 +17,10 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vita_grasp.msg")
 
-from fixtures.ros_helpers import (  # noqa: E402
+from vita_grasp_ros.testing import (  # noqa: E402
     NodeProcess,
     RosHarness,
+    allocate_domain_id,
     make_stamp,
     ros_env,
     rss_mb,
@@ -45,7 +45,7 @@ def test_30hz_into_a_slow_model_drops_frames_with_bounded_latency(tmp_path):
     from vita_grasp_ros.image_conversions import rgb_to_image_msg
 
     ckpt = write_tiny_checkpoint(tmp_path / "best_model.pt")
-    domain = random.randint(100, 230)
+    domain = allocate_domain_id()
     env = ros_env(tmp_path, domain, VITA_GRASP_SIMULATED_LATENCY_MS=SIM_MS)
     node = NodeProcess(["-p", f"checkpoint:={ckpt}", "-p", "diagnostics_period:=0.25",
                         "-r", "__ns:=/lat"], env, tmp_path / "node.log")

@@ -5,14 +5,14 @@ launch file relies on), and one validation path refuses bad values at start-up a
 """
 from __future__ import annotations
 
-import random
-
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vita_grasp.msg")
 
-from fixtures.ros_helpers import REPO, write_tiny_checkpoint  # noqa: E402
+from fixtures import REPO  # noqa: E402
+
+from vita_grasp_ros.testing import allocate_domain_id, write_tiny_checkpoint  # noqa: E402
 
 pytestmark = [pytest.mark.ros]
 
@@ -27,7 +27,7 @@ def ckpt(tmp_path_factory):
 
     from vita_grasp_core import build_model
     from vita_grasp_core.checkpoint import save_checkpoint
-    from vita_grasp_core.decode_config import DecodeConfig
+    from vita_grasp_core.decoding_settings import DecodeConfig
 
     tmp = tmp_path_factory.mktemp("params")
     torch.manual_seed(0)
@@ -46,7 +46,7 @@ class _Ctx:
         os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
         self.ctx = rclpy.Context()
         rclpy.init(args=["node", "--ros-args", *ros_args], context=self.ctx,
-                   domain_id=random.randint(100, 230))
+                   domain_id=allocate_domain_id())
         self.nodes = []
 
     def node(self, cls_name="GraspNode"):
@@ -81,7 +81,7 @@ def _decoding(node):
 
 
 def test_decoding_defaults_come_from_the_checkpoint(ros, ckpt):
-    from vita_grasp_core.decode_config import DECODE_FIELDS
+    from vita_grasp_core.decoding_settings import DECODE_FIELDS
     n = ros("--params-file", REPO / "config" / "vita_grasp.yaml",
             "-p", f"checkpoint:={ckpt['calibrated']}").node()
     assert _decoding(n) == STORED
@@ -106,7 +106,7 @@ def test_params_file_and_command_line_override_the_checkpoint(ros, ckpt, tmp_pat
 
 
 def test_checkpoint_without_stored_decoding_uses_the_decode_config_defaults(ros, ckpt):
-    from vita_grasp_core.decode_config import DecodeConfig
+    from vita_grasp_core.decoding_settings import DecodeConfig
 
     n = ros("-p", f"checkpoint:={ckpt['plain']}").node()
     d = DecodeConfig()
@@ -167,7 +167,7 @@ def test_param_spec_check(value, reason):
 
 
 def test_engine_parameter_choices_are_the_core_engines():
-    from vita_grasp_core.engines import ENGINES
+    from vita_grasp_core.choices import ENGINES
     from vita_grasp_ros.node_outputs import parameter_table
 
     table = parameter_table()

@@ -12,9 +12,10 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vita_grasp.msg")
 
-from fixtures.ros_helpers import (  # noqa: E402
+from vita_grasp_ros.testing import (  # noqa: E402
     NodeProcess,
     RosHarness,
+    allocate_domain_id,
     make_stamp,
     ros_env,
     wait_for,
@@ -50,7 +51,7 @@ def test_repeated_signals_never_interrupt_the_shutdown(tmp_path):
     from sensor_msgs.msg import Image
 
     ckpt = write_tiny_checkpoint(tmp_path / "best_model.pt")
-    domain = 100 + int(time.time() * 1000) % 130
+    domain = allocate_domain_id()
     # a slow model: a frame is in progress when the signals come
     env = ros_env(tmp_path, domain, VITA_GRASP_SIMULATED_LATENCY_MS=400)
     nodes = []

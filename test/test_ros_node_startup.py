@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fixtures.ros_helpers import REPO, ros_env
+from fixtures import REPO
+
+from vita_grasp_ros.testing import ros_env
 
 pytestmark = [pytest.mark.ros]
 
@@ -18,7 +20,8 @@ def _hub_checkpoint(path: Path) -> Path:
     """A checkpoint whose frozen encoder is referenced by a hub id (not stored): what training on
     a connected machine writes. Offline, the encoder cannot be found."""
     import torch
-    from fixtures.ros_helpers import write_tiny_checkpoint
+
+    from vita_grasp_ros.testing import write_tiny_checkpoint
 
     blob = torch.load(write_tiny_checkpoint(path), weights_only=True)
     blob["model_config"]["pretrained_model"] = "OpenGVLab/InternViT-300M-448px"

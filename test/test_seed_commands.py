@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from vita_grasp_core.training.config import ConfigError, build_config, load_config, yaml_load
+from vita_grasp_core.training.train_config import ConfigError, build_config, load_config, yaml_load
 
 #: The configuration as the seed README documents it.
 SEED_YAML = """\
@@ -41,8 +41,8 @@ def test_aliases_do_not_hide_contradictions():
 def test_seed_train_command_line(tmp_path):
     """``scripts/train.py --model_type internvit --dataset_root <...>/scenes --output_dir ...``
     with the seed's YAML: the data root may be the scenes folder itself."""
+    from vita_grasp_core.cli.train import main
     from vita_grasp_core.data.synth import synthesize
-    from vita_grasp_core.training.train import main
 
     synthesize(tmp_path / "data", scenes=2, frames=1, seed=0)
     p = tmp_path / "seed.yaml"

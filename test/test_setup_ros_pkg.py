@@ -8,7 +8,6 @@ Deselect the colcon build (about 10-20 s on 2 cores) with `-m "not colcon"`.
 """
 import math
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -16,6 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from vita_grasp_ros.testing import allocate_domain_id  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = Path(sys.prefix)
@@ -56,7 +57,7 @@ def _msgs():
 def ros_env(tmp_path, monkeypatch):
     """Isolated ROS 2 environment: own domain id, localhost discovery, logs under tmp_path."""
     env = {
-        'ROS_DOMAIN_ID': str(random.randint(50, 200)),
+        'ROS_DOMAIN_ID': str(allocate_domain_id()),
         'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
         'ROS_HOME': str(tmp_path / 'ros_home'),
         'ROS_LOG_DIR': str(tmp_path / 'ros_log'),

@@ -25,7 +25,7 @@ def labelled(tmp_path_factory):
 
 
 def test_layout_reads_with_data_check_and_the_loader(labelled):
-    from vita_grasp_core.data.cli import check_dataset
+    from vita_grasp_core.cli.data import check_dataset
     from vita_grasp_core.data.formats import load_frame, scan_dataset
 
     root, s = labelled

@@ -11,7 +11,7 @@ import pytest
 import torch
 from test_train_utils import TINY, run, synth_root, train_cmd, trained_run
 
-from vita_grasp_core.training.config import ConfigError, build_config, load_config, load_raw
+from vita_grasp_core.training.train_config import ConfigError, build_config, load_config, load_raw
 
 
 # ----------------------------------------------------------------------------- config
@@ -78,7 +78,7 @@ def test_a_config_can_start_from_a_base_config(tmp_path):
 
 
 def test_model_type_must_match_config(tmp_path):
-    from vita_grasp_core.training.train import main
+    from vita_grasp_core.cli.train import main
 
     assert main(["--model_type", "qwen2vl", "--config", str(TINY), "--output_dir",
                  str(tmp_path), "--print_config"]) == 2
@@ -285,7 +285,7 @@ def test_head_bias_init_matches_target_means(tmp_path_factory):
 
 # ----------------------------------------------------------------------------- faults (issue 12)
 def test_resume_from_a_corrupt_last_pt_is_one_line_exit_2(tmp_path, capsys):
-    from vita_grasp_core.training.train import main
+    from vita_grasp_core.cli.train import main
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
-TINY = REPO / "config" / "tiny.yaml"
+TINY = REPO / "vita_grasp_core" / "configs" / "tiny.yaml"
 
 #: Frames used by the quick tests (the full tiny config trains on all of them).
 SYNTH_SCENES, SYNTH_FRAMES = 4, 8

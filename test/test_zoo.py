@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vita_grasp_core import zoo
-from vita_grasp_core.zoo.ship import ship_checkpoint
+from vita_grasp_core.shipping import ship_checkpoint
 
 
 @pytest.fixture

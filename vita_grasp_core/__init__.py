@@ -9,8 +9,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Grasp": ".grasp", "GraspModel": ".model", "GraspPredictor": ".predictor",
-    "Letterbox": ".geometry", "ModelConfig": ".config", "Prediction": ".predictor",
-    "build_model": ".model", "decode_maps": ".decoding",
+    "Letterbox": ".geometry", "ModelConfig": ".model_config", "Prediction": ".predictor",
+    "build_model": ".model", "decode_maps": ".decoding", "load_predictor": ".predictor",
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

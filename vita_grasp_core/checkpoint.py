@@ -24,8 +24,8 @@ from typing import Any
 import torch
 
 from .backbones.weights import EncoderUnavailableError
-from .config import ModelConfig
 from .fileio import atomic_write
+from .model_config import ModelConfig
 
 FORMAT = "vita_grasp.checkpoint/1"
 

@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .calibration import apply_quality_calibration, raw_threshold
 from .conventions import channel_to_width, channels_to_angle
-from .decode_config import DecodeConfig
+from .decoding_settings import DecodeConfig
 from .geometry import Letterbox
 from .grasp import Grasp
+from .quality_calibration import apply_quality_calibration, raw_threshold
 
 
 def gaussian_kernel1d(sigma: float, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -322,7 +322,7 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
         letterboxes: one :class:`Letterbox` per image (source -> map canvas), or a single one.
         width_scale: channel 3 value 1.0 = ``width_scale * W`` map pixels (from the model config).
         height_ratio: jaw size as a fraction of the opening width.
-        decode: :class:`~vita_grasp_core.decode_config.DecodeConfig` (default: its defaults);
+        decode: :class:`~vita_grasp_core.decoding_settings.DecodeConfig` (default: its defaults);
             ``settings`` (``score_threshold=``, ``max_grasps=``, ``min_distance=``,
             ``smooth_sigma=``, ``quality_knots=``) override single fields. ``min_distance`` is
             the NMS radius (map px, Chebyshev); ``smooth_sigma`` the smoothing before peak

@@ -12,31 +12,18 @@ appended as the fallback for nodes another provider does not take.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .export import (
-    DEFAULT_OPSET,
-    INPUT_NAME,
-    ONNX_FORMAT,
-    OUTPUT_NAME,
-    OnnxModelInfo,
-    parse_metadata,
-)
+from .choices import ENGINES
+from .onnx_meta import INPUT_NAME, ONNX_FORMAT, OUTPUT_NAME, OnnxModelInfo, parse_metadata
 
 log = logging.getLogger(__name__)
 
-#: Accepted values of ``engine``.
-ENGINES = ("torch", "onnxruntime")
 CPU_PROVIDER = "CPUExecutionProvider"
-#: Precisions of the on-the-fly ONNX cache (``GraspPredictor.from_checkpoint``).
-CACHE_PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def require_onnxruntime():
@@ -113,8 +100,8 @@ class OnnxRuntimeEngine:
             spinning threads slowed everything else in the process (PyTorch's forward by 40 %)
             and on the machine.
 
-    Attributes: ``config`` (:class:`~vita_grasp_core.config.ModelConfig` from the metadata),
-    ``info`` (:class:`~vita_grasp_core.export.OnnxModelInfo`), ``mean``/``std``, ``precision``,
+    Attributes: ``config`` (:class:`~vita_grasp_core.model_config.ModelConfig` from the metadata),
+    ``info`` (:class:`~vita_grasp_core.onnx_meta.OnnxModelInfo`), ``mean``/``std``, ``precision``,
     ``dynamic_batch``, ``providers`` (the session's, in priority order), ``path``.
     Raises ``FileNotFoundError`` / ``ValueError`` (unreadable or not a VITA-Grasp file) /
     ``RuntimeError`` (onnxruntime missing).
@@ -124,7 +111,7 @@ class OnnxRuntimeEngine:
 
     def __init__(self, path, providers=None, *, intra_op_threads: int | None = None,
                  inter_op_threads: int | None = None, allow_spinning: bool = False):
-        from .config import ModelConfig
+        from .model_config import ModelConfig
 
         ort = require_onnxruntime()
         self.path = Path(path)
@@ -204,91 +191,3 @@ class OnnxRuntimeEngine:
                 parts.append(self.session.run([OUTPUT_NAME], {INPUT_NAME: chunk})[0])
             out = np.concatenate(parts)[:n]
         return torch.from_numpy(out)
-
-
-# --------------------------------------------------------------------------------------------
-# On-the-fly export cache for GraspPredictor.from_checkpoint(engine="onnxruntime")
-# --------------------------------------------------------------------------------------------
-def _pretrained_fingerprint(pretrained_model: str | None) -> list:
-    """Name, size and mtime of a local encoder directory's files (a hub id: the id only)."""
-    if not pretrained_model:
-        return []
-    d = Path(os.path.expanduser(pretrained_model))
-    if not d.is_dir():
-        return [pretrained_model]
-    return [str(d.resolve())] + sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
-                                       for p in d.iterdir() if p.is_file())
-
-
-def cache_key(checkpoint_sha256: str, *, pretrained_model: str | None, precision: str,
-              opset: int) -> str:
-    """12 hex digits identifying an export of this checkpoint content with these settings."""
-    blob = json.dumps({"checkpoint": checkpoint_sha256, "format": ONNX_FORMAT,
-                       "pretrained": _pretrained_fingerprint(pretrained_model),
-                       "precision": precision, "opset": int(opset)}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def cache_dir_fallback() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "vita_grasp" / "onnx"
-
-
-def cache_path(checkpoint, checkpoint_sha256: str, *, pretrained_model: str | None = None,
-               precision: str = "fp32", opset: int = DEFAULT_OPSET) -> Path:
-    """Where :func:`onnx_for_checkpoint` keeps the export of ``checkpoint`` with these settings:
-    ``<checkpoint>.<precision>.<key>.onnx`` next to it, or in ``~/.cache/vita_grasp/onnx/`` when
-    the checkpoint's directory is not writable or the checkpoint is a shipped model
-    (:mod:`vita_grasp_core.zoo`)."""
-    from .zoo import is_shipped_file, resolve_checkpoint
-
-    checkpoint = resolve_checkpoint(checkpoint)
-    key = cache_key(checkpoint_sha256, pretrained_model=pretrained_model, precision=precision,
-                    opset=opset)
-    # shipped weights live inside the installed package: their exports go to the user's cache
-    writable = os.access(checkpoint.parent, os.W_OK) and not is_shipped_file(checkpoint)
-    folder = checkpoint.parent if writable else cache_dir_fallback()
-    return folder / f"{checkpoint.name}.{precision}.{key}.onnx"
-
-
-def onnx_for_checkpoint(checkpoint, *, onnx_path=None, pretrained_model: str | None = None,
-                        precision: str = "fp32", opset: int = DEFAULT_OPSET,
-                        check_frames: int = 2, providers=None) -> Path:
-    """The ONNX file for ``checkpoint``, exported (and checked) on first use.
-
-    Without ``onnx_path`` the file is ``<checkpoint>.<precision>.<key>.onnx`` next to the
-    checkpoint (``key`` = :func:`cache_key` of the checkpoint's content and the export settings;
-    falls back to ``~/.cache/vita_grasp/onnx/`` when that directory is not writable), reused
-    while neither changes. With ``onnx_path`` that file is used when it exists (it must have been
-    exported from this checkpoint's content) and written otherwise.
-    """
-    from .export import export_checkpoint, file_sha256, read_onnx_metadata
-
-    if precision not in CACHE_PRECISIONS:
-        raise ValueError(f"unknown ONNX precision {precision!r}; use one of {CACHE_PRECISIONS}")
-    from .zoo import resolve_checkpoint
-
-    checkpoint = resolve_checkpoint(checkpoint)
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
-    digest = file_sha256(checkpoint)
-    if onnx_path is not None:
-        path = Path(onnx_path)
-        if path.is_file():
-            info = read_onnx_metadata(path)
-            if info.source_sha256 and info.source_sha256 != digest:
-                raise ValueError(f"{path} was exported from another checkpoint (sha256 "
-                                 f"{info.source_sha256[:12]}..., {checkpoint} is {digest[:12]}...)"
-                                 "; delete it or give another onnx_path")
-            return path
-    else:
-        path = cache_path(checkpoint, digest, pretrained_model=pretrained_model,
-                          precision=precision, opset=opset)
-        if path.is_file():
-            return path
-    log.info("exporting %s to %s (%s, first use; cached for later runs)", checkpoint, path,
-             precision)
-    export_checkpoint(checkpoint, path, pretrained_model=pretrained_model,
-                      fp16=precision == "fp16", int8=precision == "int8", opset=opset,
-                      check=check_frames, providers=providers)
-    return path

@@ -37,19 +37,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .onnx_meta import (  # noqa: F401  (re-exported: the export's public names)
+from .onnx_meta import (
     DEFAULT_OPSET,
-    META_KEYS,
-    ONNX_FORMAT,
-    OnnxModelInfo,
+    INPUT_NAME,
+    OUTPUT_NAME,
     build_metadata,
-    parse_metadata,
     read_onnx_metadata,
 )
 
 log = logging.getLogger(__name__)
 
-INPUT_NAME, OUTPUT_NAME = "pixel_values", "maps"
 #: Weights above this many bytes are written as external data (InternViT-300M fp32: 1.2 GB).
 EXTERNAL_DATA_THRESHOLD = 1 << 30
 #: Default check tolerance (max abs difference of any map value) per precision. int8 changes the

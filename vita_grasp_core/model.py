@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from .backbones import build_backbone
-from .config import ModelConfig
-from .decoder import GraspDecoder
+from .fpn_decoder import GraspDecoder
+from .model_config import ModelConfig
 
 
 class GraspModel(nn.Module):

@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+#: Names of the graph's one input (normalised ``pixel_values``) and one output (the 5 ``maps``).
+INPUT_NAME, OUTPUT_NAME = "pixel_values", "maps"
 #: Format tag in ``metadata_props["vita_grasp.format"]``; files without it are not ours.
 ONNX_FORMAT = "vita_grasp.onnx/1"
 DEFAULT_OPSET = 17

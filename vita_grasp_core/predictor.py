@@ -5,20 +5,21 @@ chosen device/dtype and decoding (CONVENTIONS §4), like segment-anything's ``Sa
 """
 from __future__ import annotations
 
+import os
+import pickle
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .decode_config import DecodeConfig, setting_sources
+from .checkpoint import CheckpointError
+from .choices import DEFAULT_ENGINE, DEFAULT_ONNX_PRECISION, DTYPES
 from .decoding import decode_maps
+from .decoding_settings import DecodeConfig, setting_sources
 from .geometry import Letterbox
 from .grasp import Grasp, grasps_to_array
 from .preprocess import image_to_input
-
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -39,9 +40,9 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     if dtype in (None, "auto"):
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     try:
-        return _DTYPES[str(dtype)]
+        return getattr(torch, DTYPES[str(dtype)])
     except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)} or "
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)} or "
                          "'auto'") from None
 
 
@@ -83,7 +84,7 @@ class GraspPredictor:
             and dtype then come from its providers and file, and must stay ``auto``/cpu/fp32).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1`` ...
         dtype: ``auto`` (bf16 on CUDA, fp32 on CPU), ``float32``, ``bfloat16``, ``float16``.
-        decode: the decoding settings (:class:`~vita_grasp_core.decode_config.DecodeConfig`, a
+        decode: the decoding settings (:class:`~vita_grasp_core.decoding_settings.DecodeConfig`, a
             dict of its fields, or ``None`` = its defaults); ``from_checkpoint`` starts from the
             settings stored with the checkpoint.
         **decode_overrides: single settings (``score_threshold=0.3``) applied on top.
@@ -117,8 +118,9 @@ class GraspPredictor:
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "auto", dtype: str | None = "auto", *,
-                        pretrained_model: str | None = None, engine: str = "torch",
-                        providers=None, onnx_path=None, onnx_precision: str = "fp32",
+                        pretrained_model: str | None = None, engine: str = DEFAULT_ENGINE,
+                        providers=None, onnx_path=None,
+                        onnx_precision: str = DEFAULT_ONNX_PRECISION,
                         intra_op_threads: int | None = None, **decode_overrides
                         ) -> "GraspPredictor":
         """Load a checkpoint written by training (see :mod:`.checkpoint`).
@@ -129,7 +131,7 @@ class GraspPredictor:
 
         ``engine="onnxruntime"`` runs the exported network in ONNX Runtime instead of PyTorch:
         ``onnx_path`` when given (exported there if missing), else a cache file next to the
-        checkpoint exported and checked on first use (:func:`~.engines.onnx_for_checkpoint`);
+        checkpoint exported and checked on first use (:func:`~.onnx_cache.onnx_for_checkpoint`);
         ``onnx_precision`` fp32 / fp16 / int8 (dynamic, encoder MatMul weights); ``providers``
         (default CPU) and ``intra_op_threads`` configure the session. Same pre-processing, same
         decoding, same grasps (within the export tolerance).
@@ -137,7 +139,8 @@ class GraspPredictor:
         from .engines import check_engine
 
         if check_engine(engine) == "onnxruntime":
-            from .engines import OnnxRuntimeEngine, onnx_for_checkpoint
+            from .engines import OnnxRuntimeEngine
+            from .onnx_cache import onnx_for_checkpoint
 
             onnx_file = onnx_for_checkpoint(path, onnx_path=onnx_path,
                                             pretrained_model=pretrained_model,
@@ -239,3 +242,24 @@ class GraspPredictor:
         Raises ``ValueError`` for anything else (wrong dtype, shape, channels, empty, strided).
         """
         return self.predict_batch([image])[0]
+
+
+def load_predictor(checkpoint, *, device: str = "auto", dtype: str | None = "auto",
+                   pretrained_model: str | None = None, engine: str = DEFAULT_ENGINE,
+                   providers=None, onnx_precision: str = DEFAULT_ONNX_PRECISION,
+                   **decode_overrides) -> GraspPredictor:
+    """:meth:`GraspPredictor.from_checkpoint` for command lines, the bag tools and the node.
+
+    Every reason the predictor cannot be made (no such file, not a usable checkpoint, an
+    encoder that is not available offline, an unavailable device or engine) becomes one
+    :class:`~vita_grasp_core.checkpoint.CheckpointError` whose one-line message names the file;
+    callers print it (command lines exit 2).
+    """
+    path = os.path.expanduser(str(checkpoint))
+    try:
+        return GraspPredictor.from_checkpoint(
+            path, device, dtype, pretrained_model=pretrained_model, engine=engine,
+            providers=providers, onnx_precision=onnx_precision, **decode_overrides)
+    except (OSError, ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as e:
+        text = " ".join(str(e).split()) or type(e).__name__
+        raise CheckpointError(text if path in text else f"checkpoint {path}: {text}") from None

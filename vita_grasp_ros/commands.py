@@ -9,4 +9,4 @@ BAG = Command("vita_grasp_ros.bag.cli:main", "make, play, record and evaluate ro
 NODE = Command("vita_grasp_ros.grasp_node:main", "run the ROS 2 grasp node (= vita-grasp-node)")
 DOCTOR = Command("vita_grasp_ros.doctor.cli:main",
                  "check a camera (bag or live topics) for the grasp node")
-DEMO = Command("vita_grasp_ros.demo:main", "the whole loop on synthetic data (= make demo)")
+DEMO = Command("vita_grasp_ros.demo.cli:main", "the whole loop on synthetic data (= make demo)")

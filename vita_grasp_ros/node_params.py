@@ -6,7 +6,7 @@ parameter is built on demand by :meth:`ParamSpec.descriptor`.
 - :data:`STARTUP_PARAMETERS` are declared first (model, input, QoS, depth pairing ...; most are
   read-only). The outputs (:mod:`.node_outputs`) bring their own parameters (``publish_debug``
   ...), declared with them;
-- :data:`DECODING_PARAMETERS` come from :data:`vita_grasp_core.decode_config.DECODE_FIELDS`
+- :data:`DECODING_PARAMETERS` come from :data:`vita_grasp_core.decoding_settings.DECODE_FIELDS`
   (description, type, range). They are declared *after* the model is loaded, with the loaded
   checkpoint's decoding (``predictor.decode_config``: the threshold calibrated on validation data)
   as their defaults, so a params file or ``-p`` still overrides them;
@@ -23,7 +23,14 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Iterable
 
-from vita_grasp_core.decode_config import DECODE_FIELDS
+from vita_grasp_core.choices import (
+    DEFAULT_ENGINE,
+    DEFAULT_ONNX_PRECISION,
+    DTYPE_CHOICES,
+    ENGINES,
+    ONNX_PRECISIONS,
+)
+from vita_grasp_core.decoding_settings import DECODE_FIELDS
 
 #: The node's default name (``-r __node:=...`` renames it).
 NODE_NAME = "vita_grasp_node"
@@ -109,7 +116,6 @@ class ParamSpec:
         return d
 
 
-_DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16")
 
 #: Declared before the model is loaded (in this order).
 STARTUP_PARAMETERS: tuple[ParamSpec, ...] = (
@@ -120,17 +126,18 @@ STARTUP_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("device", str, "auto", "Inference device: auto (cuda if available), cpu, cuda, "
               "cuda:N.", read_only=True),
     ParamSpec("dtype", str, "auto", "Model dtype: auto (bfloat16 on CUDA, float32 on CPU), "
-              "float32, bfloat16, float16.", read_only=True, choices=_DTYPES),
-    ParamSpec("engine", str, "torch", "Inference engine: torch (PyTorch eager) or onnxruntime "
-              "(the exported network in ONNX Runtime, exported next to the checkpoint and "
-              "checked on first use; docs/deploy.md).", read_only=True,
-              choices=("torch", "onnxruntime")),  # = vita_grasp_core.engines.ENGINES (a test)
+              "float32, bfloat16, float16.", read_only=True, choices=DTYPE_CHOICES),
+    ParamSpec("engine", str, DEFAULT_ENGINE, "Inference engine: torch (PyTorch eager) or "
+              "onnxruntime (the exported network in ONNX Runtime, exported next to the checkpoint "
+              "and checked on first use; docs/deploy.md).", read_only=True,
+              choices=ENGINES),
     ParamSpec("providers", str, "", "ONNX Runtime execution providers, comma-separated in "
               "priority order (e.g. TensorrtExecutionProvider,CUDAExecutionProvider); empty = "
               "CPU. Only with engine onnxruntime.", read_only=True),
-    ParamSpec("onnx_precision", str, "fp32", "Precision of the exported network with engine "
-              "onnxruntime: fp32, fp16 or int8 (dynamic int8 encoder weights; docs/deploy.md).",
-              read_only=True, choices=("fp32", "fp16", "int8")),
+    ParamSpec("onnx_precision", str, DEFAULT_ONNX_PRECISION, "Precision of the exported "
+              "network with engine onnxruntime: fp32, fp16 or int8 (dynamic int8 encoder weights; "
+              "docs/deploy.md).",
+              read_only=True, choices=ONNX_PRECISIONS),
     ParamSpec("use_compressed", bool, False, "Subscribe `image/compressed` "
               "(sensor_msgs/CompressedImage, jpeg/png) instead of `image`.", read_only=True),
     ParamSpec("use_depth", bool, False, "Subscribe `depth` (16UC1 mm or 32FC1 m, registered to "

@@ -7,6 +7,8 @@ import signal
 import threading
 import time
 
+from vita_grasp_core.choices import DEFAULT_ENGINE, DEFAULT_ONNX_PRECISION
+
 from .node_params import StartupError
 
 
@@ -102,7 +104,7 @@ def _encoder_hint(message: str) -> str:
 
 
 def load_predictor(p: dict, logger):
-    """``GraspPredictor.from_checkpoint`` from the node's start-up parameters ``p``.
+    """:func:`vita_grasp_core.predictor.load_predictor` from the node's start-up parameters ``p``.
 
     Raises :class:`StartupError` with one line naming the problem (missing or corrupt checkpoint,
     an encoder that is neither local nor downloadable, an unavailable device ...).
@@ -116,20 +118,19 @@ def load_predictor(p: dict, logger):
     if not os.path.isfile(path):  # before importing torch: a fast, clear answer
         what = "is a directory, not a file" if os.path.isdir(path) else "not found"
         raise StartupError(f"cannot load the model: checkpoint {what}: {path}")
-    from vita_grasp_core.predictor import GraspPredictor
+    from vita_grasp_core.checkpoint import CheckpointError
+    from vita_grasp_core.predictor import load_predictor as load
 
     t0 = time.perf_counter()
-    kwargs = {}
-    if p.get("engine", "torch") != "torch":  # providers: "" = CPU, else "A,B" in priority order
-        kwargs = {"engine": p["engine"], "providers": str(p.get("providers", "")).strip() or None,
-                  "onnx_precision": p.get("onnx_precision", "fp32")}
-    try:
-        pred = GraspPredictor.from_checkpoint(
-            path, device=p["device"], dtype=p["dtype"],
-            pretrained_model=str(p["pretrained_model"]) or None, **kwargs)
-    except (FileNotFoundError, ValueError) as e:
+    try:  # providers: "" = CPU, else "A,B" in priority order
+        pred = load(path, device=p["device"], dtype=p["dtype"],
+                    pretrained_model=str(p["pretrained_model"]) or None,
+                    engine=p.get("engine", DEFAULT_ENGINE),
+                    providers=str(p.get("providers", "")).strip() or None,
+                    onnx_precision=p.get("onnx_precision", DEFAULT_ONNX_PRECISION))
+    except CheckpointError as e:
         raise StartupError(_encoder_hint(one_line(f"cannot load the model: {e}"))) from None
-    except Exception as e:  # noqa: BLE001 - hub access, device, runtime errors of the encoder
+    except Exception as e:  # noqa: BLE001 - hub access, runtime errors of the encoder
         raise StartupError(_encoder_hint(one_line(
             f"cannot load the model from {path}: {type(e).__name__}: {e}"))) from None
     logger.info(f"loaded {path} in {time.perf_counter() - t0:.1f} s")

@@ -278,7 +278,7 @@ class NodeSource(GraspSource):
 
     # ------------------------------------------------------------------ teardown
     def close(self) -> None:
-        from .demo_replay import stop_process
+        from .demo.replay import stop_process
 
         if getattr(self, "_stop", None) is not None:
             self._stop.set()

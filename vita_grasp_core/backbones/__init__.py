@@ -1,107 +1,24 @@
 """Backbone registry: one builder per encoder (segment-anything / timm style), with its facts.
 
-A builder takes a :class:`~vita_grasp_core.config.ModelConfig` and returns a :class:`Backbone`.
+A builder takes a :class:`~vita_grasp_core.model_config.ModelConfig` and returns a
+:class:`Backbone`.
 Adding an encoder is one new module with a ``@register_backbone("name", ...)`` builder that also
 states the encoder's facts (:class:`BackboneSpec`: default hub id, default feature layers,
 normalisation, patch unit, a tiny random configuration for tests). Nothing else in the project
 branches on backbone names.
 """
-from __future__ import annotations
-
-from dataclasses import dataclass, field
-from typing import Callable
-
-from .base import Backbone
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """What the rest of the project may know about a registered encoder.
-
-    Attributes:
-        name: registry name (``ModelConfig.backbone``).
-        builder: ``fn(config) -> Backbone``.
-        hub_id: default ``pretrained_model`` (model hub id) of the real encoder.
-        depth: number of blocks of the real encoder.
-        depth_key: ``backbone_config`` key holding the number of blocks.
-        mean, std: input normalisation (RGB, 0-1 scale).
-        patch_unit: input H and W must be multiples of this.
-        tiny_config: ``backbone_config`` of a tiny random encoder (tests, CI, smoke benchmarks).
-        tiny_input_size: a valid small (H, W) input for ``tiny_config``.
-        description: one line for help texts and tables.
-        heavy: slow on a CPU at its real size (quick benchmarks skip it).
-    """
-
-    name: str
-    builder: Callable
-    hub_id: str
-    depth: int
-    depth_key: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    patch_unit: int
-    tiny_config: dict = field(default_factory=dict)
-    tiny_input_size: tuple[int, int] = (112, 112)
-    description: str = ""
-    heavy: bool = False
-
-    @property
-    def default_layers(self) -> tuple[int, ...]:
-        """Feature layers fed to the decoder by default: 4 evenly spread, ending at the last."""
-        return spread_layers(self.depth)
-
-
-_REGISTRY: dict[str, BackboneSpec] = {}
-
-
-def register_backbone(name: str, **facts):
-    """Decorator registering ``fn(config) -> Backbone`` under ``name`` with its
-    :class:`BackboneSpec` facts (keyword arguments)."""
-
-    def deco(fn):
-        if name in _REGISTRY:
-            raise ValueError(f"backbone {name!r} registered twice")
-        _REGISTRY[name] = BackboneSpec(name=name, builder=fn, **facts)
-        return fn
-
-    return deco
-
-
-def list_backbones() -> list[str]:
-    """Names accepted as ``ModelConfig.backbone``, in registration order (recommended first)."""
-    return list(_REGISTRY)
-
-
-def get_spec(name: str) -> BackboneSpec:
-    """The :class:`BackboneSpec` of a registered encoder; a clear error for unknown names."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; available: {list_backbones()}") from None
-
-
-def build_backbone(config) -> Backbone:
-    """Build the encoder named by ``config.backbone`` (random or pretrained weights)."""
-    return get_spec(config.backbone).builder(config)
-
-
-def spread_layers(n: int, k: int = 4) -> tuple[int, ...]:
-    """k layer indices spread evenly over n blocks, ending at the last (24 -> 6, 12, 18, 24)."""
-    if n < k:
-        return tuple(range(1, n + 1))
-    return tuple(round(n * (i + 1) / k) for i in range(k))
-
-
-def resolve_feature_layers(config, depth: int) -> tuple[int, ...]:
-    """``config.feature_layers``, or (when it is None) the default for an encoder of ``depth``
-    blocks, which is then written back into ``config`` so checkpoints record it."""
-    if config.feature_layers is None:
-        config.feature_layers = spread_layers(int(depth))
-    return tuple(config.feature_layers)
-
-
 # Registration order = the order of tables and help texts: the recommended encoder first.
-from . import internvit, qwen2vl, dinov2  # noqa: E402,F401,I001  (registers the builders)
+from . import dinov2, internvit, qwen2vl  # noqa: E402,F401,I001  (registers the builders)
+from .base import Backbone
+from .registry import (
+    BackboneSpec,
+    build_backbone,
+    get_spec,
+    list_backbones,
+    register_backbone,
+    resolve_feature_layers,
+    spread_layers,
+)
 
 __all__ = ["Backbone", "BackboneSpec", "build_backbone", "get_spec", "list_backbones",
            "register_backbone", "resolve_feature_layers", "spread_layers"]

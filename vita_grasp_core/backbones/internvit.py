@@ -16,8 +16,8 @@ import re
 import torch
 
 from ..conventions import IMAGENET_MEAN, IMAGENET_STD
-from . import register_backbone, resolve_feature_layers
 from .base import Backbone
+from .registry import register_backbone, resolve_feature_layers
 from .weights import load_prefixed_state, load_strict, read_config, resolve_pretrained
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ import torch
 from torch.nn import functional as F
 
 from ..conventions import CLIP_MEAN, CLIP_STD
-from . import register_backbone, resolve_feature_layers
 from .base import Backbone
+from .registry import register_backbone, resolve_feature_layers
 from .weights import load_prefixed_state, load_strict, read_config, resolve_pretrained
 
 log = logging.getLogger(__name__)

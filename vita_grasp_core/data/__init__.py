@@ -8,19 +8,21 @@ Public API::
     GraspDataset, GraspNetDataset, open_dataset, collate_fn                (dataset.py)
     kfold, holdout, evenly_spaced                                          (splits.py)
     summarize                                                              (summary.py)
-    scan, SPLITS, CAMERAS                                                  (graspnet.py)
+    scan, SPLITS                                                           (graspnet.py)
+    CAMERAS                                              (vita_grasp_core.choices)
     render_targets, Targets                                                (targets.py)
     Augment                                                                (augment.py)
     synthesize                                                             (synth.py)
 
-The command line lives in :mod:`vita_grasp_core.data.cli` (``vita-grasp synth`` and
+The command line lives in :mod:`vita_grasp_core.cli.data` (``vita-grasp synth`` and
 ``vita-grasp data check|show``). See docs/data.md.
 """
+from ..choices import CAMERAS
 from .augment import Augment
 from .common import DataWarning, FaultLog, Frame, FrameFault, FrameRecord, ScanResult
 from .dataset import GraspDataset, GraspNetDataset, collate_fn, open_dataset
 from .formats import FORMATS, check_frame, detect_format, load_frame, scan_dataset
-from .graspnet import CAMERAS, SPLITS, scan
+from .graspnet import SPLITS, scan
 from .splits import evenly_spaced, holdout, kfold
 from .summary import summarize
 from .synth import synthesize

@@ -69,7 +69,7 @@ class GraspDataset(_TorchDataset):
         output_size: (H, W) of the target maps (model ``output_size``).
         input_size: (H, W) of the backbone input canvas (model ``input_size``).
         mean, std: RGB normalisation (0-1 scale) of the backbone.
-        width_scale: see :class:`~vita_grasp_core.config.ModelConfig`.
+        width_scale: see :class:`~vita_grasp_core.model_config.ModelConfig`.
         sigma: heatmap gaussian sigma in map px.
         augment: ``False``/``None`` (off), ``True`` (default :class:`Augment`) or an ``Augment``.
         seed: base seed of the augmentation; per sample ``(seed, epoch, index)``.

@@ -7,11 +7,7 @@ On-disk layout (CONVENTIONS §2)::
 
 Scan-time faults (cheap: existence and size only): missing camera directories, missing or empty
 (0 byte) rgb / rect files, empty label / depth files (a missing label is a fault only with
-``require_label=True``). Load-time faults are raised by the readers as :class:`FrameFault`.
-
-The dataset classes live in :mod:`vita_grasp_core.data.dataset`; ``GraspNetDataset``,
-``collate_fn`` and ``load_frame`` are still importable from here.
-"""
+``require_label=True``). Load-time faults are raised by the readers as :class:`FrameFault`."""
 from __future__ import annotations
 
 import os
@@ -20,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..choices import CAMERAS, DEFAULT_CAMERA
 from ..grasp import graspnet_rects_to_grasps
 from .common import (  # noqa: F401
     DataWarning,
@@ -40,7 +37,6 @@ SPLITS: dict[str, range | None] = {
     "test": range(100, 190),
     "all": None,
 }
-CAMERAS = ("kinect", "realsense")
 
 _SCENE_RE = re.compile(r"scene_(\d{4})")
 _FRAME_RE = re.compile(r"(\d{4})\.(png|npy)")
@@ -125,7 +121,7 @@ def _listdir_sizes(d: Path) -> dict[str, int]:
     return out
 
 
-def scan_graspnet(root, camera: str = "kinect", scenes=None, split=None,
+def scan_graspnet(root, camera: str = DEFAULT_CAMERA, scenes=None, split=None,
                   require_label: bool = False) -> ScanResult:
     """Find the frames of a GraspNet-layout tree with cheap checks (existence, size > 0).
 
@@ -181,20 +177,8 @@ def scan_graspnet(root, camera: str = "kinect", scenes=None, split=None,
     return ScanResult(frames, faults, "graspnet", str(sdir), ids, n_found)
 
 
-def scan(root, camera: str = "kinect", scenes=None, split=None,
+def scan(root, camera: str = DEFAULT_CAMERA, scenes=None, split=None,
          require_label: bool = False) -> ScanResult:
     """Former name of :func:`scan_graspnet`; the result unpacks as ``frames, faults,
     scene_ids``."""
     return scan_graspnet(root, camera, scenes, split, require_label)
-
-
-def __getattr__(name):  # the dataset classes moved to dataset.py; keep the old imports working
-    if name in ("GraspNetDataset", "GraspDataset", "collate_fn"):
-        from . import dataset
-
-        return getattr(dataset, name)
-    if name == "load_frame":
-        from .formats import load_frame
-
-        return load_frame
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

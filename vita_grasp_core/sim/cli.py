@@ -16,7 +16,7 @@ from pathlib import Path
 
 def _ids(text: str) -> list[int]:
     """``"0-99"``, ``"0,5,7"``, ``"100-119,200"`` -> ids."""
-    from ..data.cli import _int_list
+    from ..cli.data import _int_list
 
     try:
         ids = _int_list(text)

@@ -2,16 +2,15 @@
 
 Public API::
 
-    load_config(path, overrides) -> FullConfig      (config.py; sections model, data, train)
+    load_config(path, overrides) -> FullConfig      (train_config.py; sections model, data, train)
     train(cfg, output_dir, resume=None, device="auto") -> summary dict      (train.py)
-    main(argv) -> int                                (scripts/train.py, vita-grasp train)
     GraspLoss, LossConfig                            (losses.py)
     FeatureCache, CachedFeatureDataset, build_cache  (feature_cache.py)
 
-See docs/training.md.
+The command line is :mod:`vita_grasp_core.cli.train`. See docs/training.md.
 """
-from .config import ConfigError, DataConfig, EvalConfig, FullConfig, TrainConfig, load_config
 from .losses import GraspLoss, LossConfig
+from .train_config import ConfigError, DataConfig, EvalConfig, FullConfig, TrainConfig, load_config
 
 
 def train(*args, **kwargs):
@@ -21,11 +20,5 @@ def train(*args, **kwargs):
     return _train(*args, **kwargs)
 
 
-def main(argv=None) -> int:
-    from .train import main as _main
-
-    return _main(argv)
-
-
 __all__ = ["ConfigError", "DataConfig", "EvalConfig", "FullConfig", "GraspLoss", "LossConfig",
-           "TrainConfig", "load_config", "main", "train"]
+           "TrainConfig", "load_config", "train"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import ConfigError, FullConfig
+from .train_config import ConfigError, FullConfig
 
 log = logging.getLogger("vita_grasp.train")
 

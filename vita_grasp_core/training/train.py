@@ -3,9 +3,9 @@
 Single process::
 
     python scripts/train.py --model_type internvit --dataset_root data/graspnet \\
-        --output_dir runs/internvit [--config config/internvit_grasp.yaml] [--resume auto] \\
+        --output_dir runs/internvit [--config internvit_grasp.yaml] [--resume auto] \\
         [--device auto] [--seed 42] [--set train.batch_size=4 --set data.augment=false ...]
-    python scripts/train.py --config config/dinov2_cornell.yaml \\
+    python scripts/train.py --config dinov2_cornell.yaml \\
         --dataset_root ../shared/data/cornell --output_dir runs/cornell
 
 Several processes (DistributedDataParallel; gloo on CPU, nccl on CUDA)::
@@ -20,7 +20,7 @@ with the decoding calibrated on validation), ``last.pt`` (+ optimizer, scheduler
 The pieces: :mod:`.dist` (processes, seeds, RNG), :mod:`.data` (which frames),
 :mod:`.feature_cache` (frozen-encoder features of augmented views), :mod:`.checkpointing`
 (best/last, resume), :mod:`.run_log` (log, TensorBoard, metrics), :mod:`.calibrate` (scores and
-threshold) and :mod:`.cli` (the command line).
+threshold); the command line is :mod:`vita_grasp_core.cli.train`.
 """
 from __future__ import annotations
 
@@ -34,12 +34,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpointing import Checkpointer, TrainState
-from .config import ConfigError, FullConfig
 from .data import check_sizes_against_data, init_head_biases, make_datasets, memory_cached
 from .dist import Dist, default_threads, default_workers, seed_everything, worker_init
 from .losses import GraspLoss
+from .run_checkpoints import Checkpointer, TrainState
 from .run_log import RunLog
+from .train_config import ConfigError, FullConfig
 
 log = logging.getLogger("vita_grasp.train")
 
@@ -385,7 +385,7 @@ class Trainer:
         """Fit quality calibration and the score threshold on the validation frames with the
         best model's weights, and store them with ``best_model.pt`` (``meta["decode"]``)."""
         from ..checkpoint import load_model, save_checkpoint
-        from .calibrate import calibrate
+        from .fit_decoding import calibrate
 
         best = self.out / "best_model.pt"
         if self.val_ds is None or not best.is_file():
@@ -439,7 +439,3 @@ def train(cfg: FullConfig, output_dir, *, resume=None, device: str = "auto",
         return trainer.run()
     finally:
         trainer.close()
-
-
-# The command line lives in :mod:`.cli` (``scripts/train.py``, ``vita-grasp train``).
-from .cli import build_parser, main, resolve_run_config  # noqa: E402,F401

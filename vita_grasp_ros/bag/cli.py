@@ -15,7 +15,8 @@ import sys
 import threading
 import time
 
-from vita_grasp_core.decode_config import DECODE_FIELDS, DecodeConfig, decode_arguments
+from vita_grasp_core.choices import CAMERAS, DEFAULT_CAMERA
+from vita_grasp_core.decoding_settings import DECODE_FIELDS, DecodeConfig, decode_arguments
 
 from .types import (
     DEPTH_TOPIC,
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--scenes", type=_csv_ints, help="GraspNet scene ids, e.g. 0,1 or 100-103")
     m.add_argument("--out", required=True, help="x.mcap / x.db3 (single file) or a directory")
     m.add_argument("--storage", choices=STORAGES, help="for directory outputs (default mcap)")
-    m.add_argument("--camera", default="kinect", choices=("kinect", "realsense"),
+    m.add_argument("--camera", default=DEFAULT_CAMERA, choices=CAMERAS,
                    help="GraspNet camera folder and default intrinsics")
     m.add_argument("--rate", type=float, default=5.0, help="frames per second (default 5)")
     m.add_argument("--compressed", action="store_true",
@@ -217,7 +218,9 @@ def cmd_info(a) -> int:
 
 
 def cmd_eval(a) -> int:
-    from .evaluate import CheckpointError, evaluate_bag, format_table, write_outputs
+    from vita_grasp_core.checkpoint import CheckpointError
+
+    from .evaluate import evaluate_bag, format_table, write_outputs
 
     decode = decode_arguments(a)
     DecodeConfig().replace(**decode)  # bad values: one line, exit 2, before anything loads

@@ -9,8 +9,8 @@ Two modes, one report:
   counted as ``unmatched_predictions``; repeated stamps (``--loop``) keep the first.
 - **offline** (``--checkpoint C``): the predictor runs directly over the bag's image messages (no
   ROS graph). Decoding starts from the checkpoint's stored settings (else the
-  :class:`~vita_grasp_core.decode_config.DecodeConfig` defaults, which are also the node's); given
-  settings override them.
+  :class:`~vita_grasp_core.decoding_settings.DecodeConfig` defaults, which are also the
+  node's); given settings override them.
 
 Accuracy uses :mod:`vita_grasp_core.metrics` (CONVENTIONS §5): top-1 and precision@1/5/10. Two
 views are reported: ``all_frames`` (every GT frame; a dropped frame scores as an empty
@@ -53,28 +53,6 @@ from .types import (
     PRED_TOPIC,
     BagError,
 )
-
-
-class CheckpointError(Exception):
-    """A checkpoint, or the encoder it references, that cannot be loaded. One line that says
-    why (the core's message: not found, a directory, corrupt, encoder not available locally)."""
-
-
-def load_predictor(checkpoint, *, device: str = "auto", decode: dict | None = None,
-                   pretrained_model: str | None = None):
-    """:meth:`GraspPredictor.from_checkpoint` with ``decode`` overrides on top of the
-    checkpoint's stored decoding; every loading failure becomes a one-line
-    :class:`CheckpointError`."""
-    from vita_grasp_core.predictor import GraspPredictor
-
-    try:
-        return GraspPredictor.from_checkpoint(checkpoint, device=device,
-                                              pretrained_model=pretrained_model,
-                                              **(decode or {}))
-    except (OSError, ValueError, RuntimeError, KeyError) as e:
-        text = " ".join(str(e).split()) or type(e).__name__
-        raise CheckpointError(text if str(checkpoint) in text else
-                              f"checkpoint {checkpoint}: {text}") from None
 
 
 @dataclass
@@ -162,14 +140,16 @@ def predict_offline(bag, checkpoint=None, *, image_topic: str | None = IMAGE_TOP
     Returns ``({stamp: (N, 7) float32 rows}, seconds per frame list, topic)``. ``stamps``
     restricts to those header stamps (e.g. the GT frames). ``predictor`` reuses a loaded
     :class:`~vita_grasp_core.predictor.GraspPredictor` as it is (``decode`` applies only when
-    ``checkpoint`` is loaded here, with :func:`load_predictor`).
+    ``checkpoint`` is loaded here, with :func:`vita_grasp_core.predictor.load_predictor`).
     """
     from vita_grasp_core.grasp import grasps_to_array
 
     topic = image_topic_of(bag, image_topic)
     if predictor is None:
-        predictor = load_predictor(checkpoint, device=device, decode=decode,
-                                   pretrained_model=pretrained_model)
+        from vita_grasp_core.predictor import load_predictor
+
+        predictor = load_predictor(checkpoint, device=device, pretrained_model=pretrained_model,
+                                   **(decode or {}))
     preds, times = {}, []
     with open_bag(bag) as r:
         n = r.topics()[topic].count
@@ -241,14 +221,17 @@ def evaluate_bag(bag, *, predictions=None, checkpoint=None, gt_topic: str = GT_T
     (offline, seconds per frame) and ``decode`` (offline, the decoding settings used),
     ``per_frame``; with ``return_predictions`` also ``_predictions`` (``{stamp: (N, 7) rows}``,
     not written to JSON).
-    Raises :class:`~.types.BagError` for unreadable bags and :class:`CheckpointError` when the
-    checkpoint cannot be loaded (before any bag is read).
+    Raises :class:`~.types.BagError` for unreadable bags and
+    :class:`~vita_grasp_core.checkpoint.CheckpointError` when the checkpoint cannot be loaded
+    (before any bag is read).
     """
     if (predictions is None) == (checkpoint is None and predictor is None):
         raise ValueError("give exactly one of predictions (online) or checkpoint (offline)")
     if predictions is None and predictor is None:
-        predictor = load_predictor(checkpoint, device=device, decode=decode,
-                                   pretrained_model=pretrained_model)
+        from vita_grasp_core.predictor import load_predictor
+
+        predictor = load_predictor(checkpoint, device=device, pretrained_model=pretrained_model,
+                                   **(decode or {}))
     gt = read_ground_truth(bag, gt_topic)
     result = {"bag": str(bag), "gt_topic": gt_topic, "frames": len(gt)}
     latencies: dict[int, int] = {}

@@ -3,8 +3,8 @@ probability that the grasp is correct (CONVENTIONS §4, issue 10 item 6).
 
 A trained heatmap's peak values are not probabilities: one model's 0.2 may be another's 0.6.
 Training fits :func:`fit_quality_calibration` on validation pairs (raw peak value, matched a
-ground-truth rectangle or not) and stores the knots in the checkpoint
-(``meta["decode"]["quality_knots"]``, see :class:`~vita_grasp_core.decode_config.DecodeConfig`);
+ground-truth rectangle or not) and stores the knots in the checkpoint (``meta["decode"]
+["quality_knots"]``, see :class:`~vita_grasp_core.decoding_settings.DecodeConfig`);
 :func:`~vita_grasp_core.decoding.decode_maps` then reports the calibrated value as ``quality`` and
 compares ``score_threshold`` with it. The map is monotone, so it never changes the ranking.
 
@@ -32,7 +32,7 @@ def apply_quality_calibration(raw, knots):
     Args:
         raw: raw peak values (scalar or array, nominally in [0, 1]).
         knots: ``((raw, quality), ...)`` with strictly increasing raw (as validated by
-            :class:`~vita_grasp_core.decode_config.DecodeConfig`), or ``None`` = identity.
+            :class:`~vita_grasp_core.decoding_settings.DecodeConfig`), or ``None`` = identity.
     Returns:
         the calibrated values (same shape; a float for a scalar): linear between knots, the end
         knot's quality outside the knots' range.

@@ -17,10 +17,10 @@ import threading
 import time
 from pathlib import Path
 
-from .bag.types import IMAGE_TOPIC, INFO_TOPIC, PRED_TOPIC
-from .demo_report import State, rel, say
+from ..bag.types import IMAGE_TOPIC, INFO_TOPIC, PRED_TOPIC
+from .report import State, rel, say
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # the checkout (make demo): outputs/, config/
 
 
 class _Spinner(threading.Thread):
@@ -90,8 +90,8 @@ def step_ros(o, st: State, note, ckpt: Path, bag: Path) -> Path:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
-    from .bag.play import play
-    from .bag.record import Recorder
+    from ..bag.play import play
+    from ..bag.record import Recorder
 
     # SystemRandom: training seeds the global generator, which would give every run one id.
     domain = o.domain_id if o.domain_id is not None else random.SystemRandom().randint(100, 230)

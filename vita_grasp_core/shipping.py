@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from . import MAX_SHIPPED_BYTES, NAME_PATTERN, ZooEntry, ZooError, file_sha256, zoo_dir
+from .zoo import MAX_SHIPPED_BYTES, NAME_PATTERN, ZooEntry, ZooError, file_sha256, zoo_dir
 
 #: Metadata keys kept in a shipped file (others, e.g. per-epoch logs, are dropped).
 KEPT_META = ("decode", "epoch", "metrics", "val", "recipe", "data", "trained_on", "summary")
@@ -27,8 +27,8 @@ def ship_checkpoint(src, name: str, *, card=None, description: str = "",
     Raises :class:`ZooError` for a bad name, a missing card, a file over ``max_bytes`` (a copied
     encoder: ship a frozen-encoder checkpoint), or a result that does not load back.
     """
-    from ..checkpoint import load_model, read_checkpoint, write_checkpoint
-    from . import write_manifest_entry
+    from .checkpoint import load_model, read_checkpoint, write_checkpoint
+    from .zoo import write_manifest_entry
 
     if not NAME_PATTERN.match(name):
         raise ZooError(f"model name {name!r}: use lower-case letters, digits, '-' or '_' "

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..checkpoint import save_checkpoint
-from .config import ConfigError
 from .dist import Dist, rng_state, seed_everything, set_rng_state
+from .train_config import ConfigError
 
 log = logging.getLogger("vita_grasp.train")
 

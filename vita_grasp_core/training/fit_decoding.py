@@ -4,8 +4,8 @@ with the checkpoint (``meta["decode"]``) so the API, the CLIs and the node use t
 
 - quality: the probability that a grasp matches a ground-truth rectangle (CONVENTIONS §5), fitted
   by isotonic regression of "matched" on the raw heatmap peak value over every decoded grasp of
-  the validation frames (:func:`~vita_grasp_core.calibration.fit_quality_calibration`). It is
-  comparable across frames, models and data sets, as far as validation resembles use.
+  the validation frames (:func:`~vita_grasp_core.quality_calibration.fit_quality_calibration`).
+  It is comparable across frames, models and data sets, as far as validation resembles use.
 - threshold: half the lowest calibrated quality of a correct best grasp on validation (all but
   ``max_top1_loss`` of those frames), at most :data:`MAX_THRESHOLD`: grasps below it are rarely
   the right answer, and what the API returns by default scores (almost) as well as the model's
@@ -19,9 +19,9 @@ import math
 
 import numpy as np
 
-from ..calibration import apply_quality_calibration, fit_quality_calibration
-from ..decode_config import DecodeConfig
+from ..decoding_settings import DecodeConfig
 from ..metrics import DEFAULT_ANGLE_THRESHOLD, DEFAULT_IOU_THRESHOLD, match_grasps, sort_by_quality
+from ..quality_calibration import apply_quality_calibration, fit_quality_calibration
 
 #: The default threshold never exceeds this calibrated quality ("more likely right than wrong").
 MAX_THRESHOLD = 0.5

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .decode_config import DECODE_FIELDS, add_decode_arguments, decode_arguments
+from ..decoding_settings import DECODE_FIELDS, add_decode_arguments, decode_arguments
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -67,7 +67,7 @@ def read_rgb(path: Path) -> np.ndarray | None:
 
 def visualize(rgb: np.ndarray, prediction, top_k_draw: int = 5) -> np.ndarray:
     """``HxWx3`` RGB | heatmap overlay side by side (``Hx2Wx3 uint8 RGB``)."""
-    from .visualize import draw_grasps, heatmap_overlay
+    from ..visualize import draw_grasps, heatmap_overlay
 
     left = draw_grasps(rgb, prediction.grasps, max_grasps=top_k_draw)
     right = heatmap_overlay(rgb, prediction.maps, prediction.letterbox, alpha=0.6)
@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import cv2
 
-    from .backbones.weights import EncoderUnavailableError
-    from .predictor import GraspPredictor
+    from ..checkpoint import CheckpointError
+    from ..predictor import load_predictor
 
     images = collect_images(args.image_path)
     if not images:
@@ -135,13 +135,11 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        predictor = GraspPredictor.from_checkpoint(
-            args.checkpoint, device=args.device, dtype=args.dtype,
-            pretrained_model=args.pretrained_model, **decode_arguments(args))
-    except (OSError, ValueError, EncoderUnavailableError) as e:
-        # not found, a directory, not a checkpoint, truncated, NaN weights (CheckpointError is a
-        # ValueError), an encoder that is not available offline: one line, exit 2
-        print(f"inference: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
+        predictor = load_predictor(args.checkpoint, device=args.device, dtype=args.dtype,
+                                   pretrained_model=args.pretrained_model,
+                                   **decode_arguments(args))
+    except CheckpointError as e:  # not found, not a checkpoint, encoder not available ...
+        print(f"inference: {e}", file=sys.stderr)
         return 2
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)

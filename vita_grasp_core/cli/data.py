@@ -1,8 +1,8 @@
 """``vita-grasp synth`` and ``vita-grasp data check|show``.
 
 Both entry points take an argv list without the subcommand and return an exit code; the project's
-``vita_grasp_core/cli.py`` dispatches to them. Without it: ``python -m vita_grasp_core.data.cli
-synth ...`` / ``python -m vita_grasp_core.data.cli data check ROOT``.
+:mod:`vita_grasp_core.cli` dispatches to them. Without it: ``python -m vita_grasp_core.cli.data
+synth ...`` / ``python -m vita_grasp_core.cli.data data check ROOT``.
 """
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from ..choices import CAMERAS, DEFAULT_CAMERA, FORMAT_CHOICES
 
 
 def _int_list(text: str) -> list[int]:
@@ -48,7 +50,7 @@ def synth_main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenes", type=int, default=2, help="number of scenes (default 2)")
     p.add_argument("--frames", type=int, default=8, help="frames (views) per scene (default 8)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--camera", choices=("kinect", "realsense"), default="kinect",
+    p.add_argument("--camera", choices=CAMERAS, default=DEFAULT_CAMERA,
                    help="camera folder and intrinsics (default kinect)")
     p.add_argument("--first-scene", type=int, default=0,
                    help="id of the first scene; scenes are numbered consecutively from it "
@@ -59,7 +61,7 @@ def synth_main(argv: list[str] | None = None) -> int:
                         "--first-scene)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
-    from .synth import synthesize
+    from ..data.synth import synthesize
 
     try:
         s = synthesize(a.out, a.scenes, a.frames, a.seed, a.camera, a.first_scene, a.scene_ids,
@@ -75,7 +77,7 @@ def synth_main(argv: list[str] | None = None) -> int:
 
 
 # --------------------------------------------------------------------------- data check
-def check_dataset(root, camera: str = "kinect", full: bool = False, scenes=None, split=None,
+def check_dataset(root, camera: str = DEFAULT_CAMERA, full: bool = False, scenes=None, split=None,
                   progress: bool | None = None, format: str = "auto") -> dict:
     """Read every grasp file and every png header (``full``: decode every png) of a data set.
 
@@ -86,9 +88,9 @@ def check_dataset(root, camera: str = "kinect", full: bool = False, scenes=None,
     ``summary`` (:func:`~vita_grasp_core.data.summary.summarize`). Raises ``ValueError`` /
     ``FileNotFoundError`` for a root that is not a data set.
     """
-    from .common import FaultLog
-    from .formats import scan_dataset
-    from .summary import summarize
+    from ..data.common import FaultLog
+    from ..data.formats import scan_dataset
+    from ..data.summary import summarize
 
     res = scan_dataset(root, format, camera=camera, scenes=scenes, split=split)
     log = FaultLog()
@@ -123,7 +125,7 @@ def _ranges(ids) -> str:
 
 
 def _print_check(r: dict) -> None:
-    from .summary import format_summary
+    from ..data.summary import format_summary
 
     cam = f", camera {r['camera']}" if r["camera"] else ""
     print(f"root: {r['root']} (format {r['format']}{cam})")
@@ -144,7 +146,7 @@ def _print_check(r: dict) -> None:
 
 
 def _format_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", default="auto", choices=("auto", "graspnet", "cornell", "jacquard"),
+    p.add_argument("--format", default="auto", choices=FORMAT_CHOICES,
                    help="data set layout (default auto: detected from the files)")
 
 
@@ -158,7 +160,7 @@ def _check_main(argv) -> int:
                     "sizes). Exit code 1 when no frame is usable, 2 on bad arguments.")
     p.add_argument("root", type=Path, help="data set root")
     _format_arg(p)
-    p.add_argument("--camera", choices=("kinect", "realsense"), default="kinect",
+    p.add_argument("--camera", choices=CAMERAS, default=DEFAULT_CAMERA,
                    help="GraspNet camera folder (default kinect)")
     p.add_argument("--full", action="store_true", help="decode every png fully (slower)")
     p.add_argument("--scenes", type=_int_list, default=None,
@@ -221,7 +223,7 @@ def _show_main(argv) -> int:
     p.add_argument("--index", type=int, default=None, help="n-th usable frame (sorted by key)")
     p.add_argument("--scene", type=int, default=None, help="GraspNet scene id (with --frame)")
     p.add_argument("--frame", type=int, default=None, help="GraspNet frame id (with --scene)")
-    p.add_argument("--camera", choices=("kinect", "realsense"), default="kinect")
+    p.add_argument("--camera", choices=CAMERAS, default=DEFAULT_CAMERA)
     p.add_argument("--output-size", type=_size, default=(480, 640), help="map size HxW (480x640)")
     p.add_argument("--width-scale", type=float, default=0.25, help="model width_scale (0.25)")
     p.add_argument("--sigma", type=float, default=2.0, help="heatmap sigma in map px (2.0)")
@@ -230,12 +232,12 @@ def _show_main(argv) -> int:
                    help="apply the default training augmentation with this seed first")
     a = p.parse_args(argv)
 
+    from ..data.augment import Augment
+    from ..data.common import FrameFault, inside_image
+    from ..data.formats import load_frame, scan_dataset
+    from ..data.show import show_frame
+    from ..data.targets import render_targets
     from ..geometry import Letterbox
-    from .augment import Augment
-    from .common import FrameFault, inside_image
-    from .formats import load_frame, scan_dataset
-    from .show import show_frame
-    from .targets import render_targets
 
     try:
         res = scan_dataset(a.root, a.format, camera=a.camera,
@@ -294,13 +296,13 @@ def data_main(argv: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m vita_grasp_core.data.cli {synth,data} ...``."""
+    """``python -m vita_grasp_core.cli.data {synth,data} ...``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "synth":
         return synth_main(argv[1:])
     if argv and argv[0] == "data":
         return data_main(argv[1:])
-    print("usage: python -m vita_grasp_core.data.cli {synth,data} ...", file=sys.stderr)
+    print("usage: python -m vita_grasp_core.cli.data {synth,data} ...", file=sys.stderr)
     return 2
 
 

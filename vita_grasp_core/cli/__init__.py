@@ -30,21 +30,21 @@ class Command:
 
 #: The core's subcommands.
 COMMANDS = {
-    "synth": Command("vita_grasp_core.data.cli:synth_main",
+    "synth": Command("vita_grasp_core.cli.data:synth_main",
                      "write a synthetic GraspNet-layout data set"),
-    "data": Command("vita_grasp_core.data.cli:data_main",
+    "data": Command("vita_grasp_core.cli.data:data_main",
                     "check or show a data set (GraspNet, Cornell, Jacquard)"),
-    "train": Command("vita_grasp_core.training.train:main",
+    "train": Command("vita_grasp_core.cli.train:main",
                      "train the grasp decoder (= scripts/train.py)"),
-    "cv": Command("vita_grasp_core.training.cv:main",
+    "cv": Command("vita_grasp_core.cli.cv:main",
                   "k-fold cross-validation on Cornell / Jacquard (mean +- std top-1, P@5)"),
-    "eval": Command("vita_grasp_core.evaluation:main",
+    "eval": Command("vita_grasp_core.cli.eval:main",
                     "rectangle-metric evaluation of a checkpoint"),
-    "infer": Command("vita_grasp_core.inference:main",
+    "infer": Command("vita_grasp_core.cli.infer:main",
                      "predict grasps for images (= scripts/inference.py)"),
-    "weights": Command("vita_grasp_core.weights_cli:main",
+    "weights": Command("vita_grasp_core.cli.weights:main",
                        "prepare local encoder weights (offline)"),
-    "export": Command("vita_grasp_core.export_cli:main",
+    "export": Command("vita_grasp_core.cli.export:main",
                       "export a checkpoint to ONNX and check it against PyTorch"),
     "sim": Command("vita_grasp_core.sim.cli:main",
                    "simulated tabletop: physics-labelled data, the pick benchmark (pybullet)"),
@@ -94,7 +94,7 @@ def _usage(commands: dict[str, Command]) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-V", "--version"):
-        from . import __version__
+        from .. import __version__
 
         print(f"vita-grasp {__version__}")
         return 0
@@ -118,7 +118,3 @@ def main(argv: list[str] | None = None) -> int:
               "`make setup` and use .venv/bin/vita-grasp", file=sys.stderr)
         return 2
     return int(fn(argv[1:]) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,7 +4,7 @@ On a fresh machine, with nothing downloaded, it runs the whole loop on CPU in a 
 
 1. **data**   synthesize a GraspNet-layout set (5 scenes x 8 frames) under ``OUT/data``
               (kept when present and complete);
-2. **train**  the tiny model with ``config/tiny.yaml`` (scenes 0-2 train, 3 validates and
+2. **train**  the tiny model with the shipped ``tiny.yaml`` (scenes 0-2 train, 3 validates and
               selects the checkpoint) into ``OUT/train`` (kept when ``best_model.pt`` exists for
               the same config and data);
 3. **bag**    an evaluation rosbag2 from a held-out scene, used neither for training nor for
@@ -38,10 +38,12 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from .demo_replay import step_ros
-from .demo_report import State, closing_summary, rel, say, write_report
+from vita_grasp_core.configs import configs_dir
 
-REPO = Path(__file__).resolve().parents[1]
+from .replay import step_ros
+from .report import State, closing_summary, rel, say, write_report
+
+REPO = Path(__file__).resolve().parents[2]  # the checkout (make demo): outputs/, config/
 TOTAL_STEPS = 6
 
 
@@ -51,9 +53,9 @@ class Options:
     scenes: int = 5
     frames: int = 8
     seed: int = 0
-    config: Path = REPO / "config" / "tiny.yaml"
+    config: Path = configs_dir() / "tiny.yaml"
     eval_scene: int | None = None  # default: the last scene the config neither trains nor
-    # validates on (scene 4 with config/tiny.yaml)
+    # validates on (scene 4 with vita_grasp_core/configs/tiny.yaml)
     rate: float = 2.0  # frames per second of the evaluation bag (played at 1x)
     force: bool = False
     device: str = "cpu"
@@ -91,7 +93,7 @@ def plan_scenes(o: Options) -> dict:
     from frames that neither trained the model nor selected its checkpoint: ``ValueError``
     (exit 2) when there is no such scene or ``o.eval_scene`` is not one."""
     from vita_grasp_core.data.graspnet import select_scenes
-    from vita_grasp_core.training.train import resolve_run_config
+    from vita_grasp_core.training.train_config import resolve_run_config
 
     d = resolve_run_config(None, str(o.config), str(o.out / "data"), None, []).data
     named = sorted(set(d.train_scenes or []) | set(d.val_scenes or []))
@@ -162,7 +164,8 @@ def step_data(o: Options, st: State, note) -> Path:
 
 # --------------------------------------------------------------------------- 2. train
 def step_train(o: Options, st: State, note, data_root: Path) -> Path:
-    from vita_grasp_core.training.train import resolve_run_config, train
+    from vita_grasp_core.training.train import train
+    from vita_grasp_core.training.train_config import resolve_run_config
 
     out = o.out / "train"
     cfg = resolve_run_config(None, str(o.config), str(data_root), None, [])
@@ -204,7 +207,7 @@ def step_train(o: Options, st: State, note, data_root: Path) -> Path:
 
 # --------------------------------------------------------------------------- 3. bag
 def step_bag(o: Options, st: State, note, data_root: Path) -> Path:
-    from .bag.make import make_bag
+    from ..bag.make import make_bag
 
     scene = st.scenes["eval"]
     out = o.out / "eval.mcap"
@@ -221,7 +224,7 @@ def step_bag(o: Options, st: State, note, data_root: Path) -> Path:
 
 # --------------------------------------------------------------------------- 5. eval
 def step_eval(o: Options, st: State, note, bag: Path, rec: Path | None, ckpt: Path) -> None:
-    from .bag.evaluate import evaluate_bag, format_table, write_outputs
+    from ..bag.evaluate import evaluate_bag, format_table, write_outputs
 
     if rec is not None:
         st.online = evaluate_bag(bag, predictions=rec, progress=False)
@@ -302,7 +305,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(min(2, os.cpu_count() or 1))
         with step(st, 1, "Synthesize a small GraspNet-layout data set") as n:
             data = step_data(o, st, n)
-        with step(st, 2, "Train the tiny model (config/tiny.yaml)") as n:
+        with step(st, 2, "Train the tiny model (vita_grasp_core/configs/tiny.yaml)") as n:
             ckpt = step_train(o, st, n, data)
         with step(st, 3, "Make the evaluation bag from the held-out scene") as n:
             bag = step_bag(o, st, n, data)

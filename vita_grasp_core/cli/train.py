@@ -1,4 +1,5 @@
-"""``scripts/train.py`` / ``vita-grasp train``: the training command line (see :mod:`.train`)."""
+"""``scripts/train.py`` / ``vita-grasp train``: the training command line (see
+:mod:`vita_grasp_core.training.train`)."""
 from __future__ import annotations
 
 import argparse
@@ -8,27 +9,7 @@ import sys
 
 from ..backbones.weights import EncoderUnavailableError
 from ..checkpoint import CheckpointError
-from .config import REPO_ROOT, ConfigError, FullConfig, build_config, load_raw
-
-
-def resolve_run_config(model_type: str | None, config: str | None, dataset_root: str | None,
-                       seed: int | None, overrides) -> FullConfig:
-    """The run's config from the CLI arguments (``--config`` or ``config/<model_type>_grasp.yaml``,
-    then ``--set`` overrides, then ``--dataset_root`` / ``--seed``)."""
-    if config is None:
-        config = str(REPO_ROOT / "config" / f"{model_type or 'internvit'}_grasp.yaml")
-    raw = load_raw(config)
-    ovr = list(overrides or [])
-    if dataset_root is not None:
-        ovr.append(f"data.root={json.dumps(str(dataset_root))}")
-    if seed is not None:
-        ovr.append(f"train.seed={int(seed)}")
-    cfg = build_config(raw, ovr)
-    if model_type is not None and cfg.model.backbone != model_type:
-        raise ConfigError(f"--model_type {model_type} but {config} has model.backbone "
-                          f"{cfg.model.backbone!r}: pass the matching --config "
-                          f"(config/{model_type}_grasp.yaml) or omit --model_type")
-    return cfg
+from ..training.train_config import ConfigError, resolve_run_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,10 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "data set (torchrun --nproc_per_node N for DistributedDataParallel).",
         epilog="Examples: python scripts/train.py --model_type internvit --dataset_root "
                "data/graspnet --output_dir runs/internvit --set train.batch_size=4 | "
-               "python scripts/train.py --config config/dinov2_cornell.yaml --dataset_root "
+               "python scripts/train.py --config dinov2_cornell.yaml --dataset_root "
                "../shared/data/cornell --output_dir runs/cornell")
     p.add_argument("--model_type", choices=list_backbones(), default=None,
-                   help="backbone; selects config/<model_type>_grasp.yaml without --config")
+                   help="backbone; selects the shipped <model_type>_grasp.yaml without --config")
     p.add_argument("--config", default=None, help="YAML config (sections model, data, train)")
     p.add_argument("--dataset_root", default=None, help="data set root (sets data.root)")
     p.add_argument("--output_dir", required=True, help="checkpoints, logs and metrics go here")
@@ -74,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         print(cfg.to_yaml(), end="")
         return 0
-    from .train import train
+    from ..training.train import train
 
     try:
         summary = train(cfg, args.output_dir, resume=args.resume, device=args.device,

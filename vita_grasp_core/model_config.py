@@ -92,6 +92,19 @@ class ModelConfig:
         return d
 
     @classmethod
+    def tiny(cls, backbone: str = "internvit", **overrides) -> "ModelConfig":
+        """A tiny random-weight config of a registered backbone (its registry's ``tiny_config``
+        and ``tiny_input_size``, a 32-channel decoder): milliseconds on a CPU, for tests, smoke
+        benchmarks and examples. ``overrides`` replace any field."""
+        from .backbones import get_spec
+
+        spec = get_spec(backbone)
+        kw = dict(backbone=backbone, backbone_config=dict(spec.tiny_config), decoder_channels=32,
+                  input_size=spec.tiny_input_size)
+        kw.update(overrides)
+        return cls(**kw)
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
         """Build from a dict; unknown keys are an error naming them. ``model_type`` and ``type``
         (the seed README's spelling) are aliases of ``backbone``."""

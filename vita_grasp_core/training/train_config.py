@@ -1,6 +1,7 @@
 """Training configuration: YAML file -> validated, typed sections ``model``, ``data``, ``train``.
 
-- ``model``: :class:`~vita_grasp_core.config.ModelConfig` fields (it travels with checkpoints).
+- ``model``: :class:`~vita_grasp_core.model_config.ModelConfig` fields (it travels with
+  checkpoints).
 - ``data``: :class:`DataConfig` (where the frames are, which scenes, target rendering).
 - ``train``: :class:`TrainConfig` (optimisation, schedule, caching, logging) with nested ``loss``
   (:class:`~vita_grasp_core.training.losses.LossConfig`) and ``eval`` (:class:`EvalConfig`).
@@ -13,6 +14,7 @@ as YAML (``--set train.epochs=3``, ``--set data.train_scenes=[0,1,2]``,
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import types
 import typing
@@ -22,12 +24,15 @@ from typing import Any
 
 import yaml
 
-from ..config import ModelConfig
-from ..decode_config import DecodeConfig
+from ..choices import CAMERAS, DEFAULT_CAMERA, FORMAT_CHOICES, SPLIT_BY
+from ..configs import configs_dir, shipped_names
+from ..decoding_settings import DecodeConfig
+from ..model_config import ModelConfig
 from .losses import LossConfig
 
-#: Repository root (config/ lives there); relative --config paths are also tried against it.
-REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Folders of a relative ``--config`` path that name a shipped config (``tiny.yaml``; the
+#: repository's former ``config/tiny.yaml``).
+_SHIPPED_PREFIXES = ("", "config", "configs", "vita_grasp_core/configs")
 
 
 class ConfigError(ValueError):
@@ -90,7 +95,7 @@ class DataConfig:
     root: str | None = None
     format: str = "auto"
     require_label: bool = False
-    camera: str = "kinect"
+    camera: str = DEFAULT_CAMERA
     train_split: str | None = "train"
     train_scenes: list[int] | None = None
     val_split: str | None = "test_seen"
@@ -111,17 +116,15 @@ class DataConfig:
     owned_floor: float = 0.05
 
     def __post_init__(self):
-        from ..data import FORMATS
-
-        if self.format not in ("auto", *FORMATS):
-            raise ConfigError(f"data.format must be auto or one of {list(FORMATS)}, got "
+        if self.format not in FORMAT_CHOICES:
+            raise ConfigError(f"data.format must be one of {list(FORMAT_CHOICES)}, got "
                               f"{self.format!r}")
-        if self.camera not in ("kinect", "realsense"):
-            raise ConfigError(f"data.camera must be kinect or realsense, got {self.camera!r}")
+        if self.camera not in CAMERAS:
+            raise ConfigError(f"data.camera must be one of {list(CAMERAS)}, got {self.camera!r}")
         if not 0 < self.val_fraction < 1:
             raise ConfigError(f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
-        if self.split_by not in (None, "image", "object"):
-            raise ConfigError(f"data.split_by must be image, object or null, got "
+        if self.split_by not in (None, *SPLIT_BY):
+            raise ConfigError(f"data.split_by must be one of {list(SPLIT_BY)} or null, got "
                               f"{self.split_by!r}")
         if self.folds < 2:
             raise ConfigError(f"data.folds must be >= 2, got {self.folds}")
@@ -158,7 +161,7 @@ class DataConfig:
 class EvalConfig:
     """``train.eval``: decoding used for validation (rectangle metric, CONVENTIONS §5).
 
-    The fields are those of :class:`~vita_grasp_core.decode_config.DecodeConfig` (same defaults
+    The fields are those of :class:`~vita_grasp_core.decoding_settings.DecodeConfig` (same defaults
     and ranges) except ``score_threshold``, 0 here: the checkpoint is selected on every image's
     best grasp, and the threshold the API then uses is chosen afterwards on the same validation
     frames (``train.calibrate``). ``max_grasps`` should be at least the largest k of
@@ -381,14 +384,16 @@ def apply_override(raw: dict, parts: list[str], value) -> None:
 
 
 def resolve_config_path(path) -> Path:
-    """``path`` as given, else relative to the repository root (``config/x.yaml`` anywhere)."""
+    """``path`` as given, else a shipped config of that file name (``tiny.yaml`` or
+    ``config/tiny.yaml`` from any directory)."""
     p = Path(path)
     if p.is_file():
         return p
-    alt = REPO_ROOT / p
-    if not p.is_absolute() and alt.is_file():
-        return alt
-    raise ConfigError(f"config file not found: {path}")
+    if not p.is_absolute() and str(p.parent).strip(".") in _SHIPPED_PREFIXES:
+        alt = configs_dir() / p.name
+        if alt.is_file():
+            return alt
+    raise ConfigError(f"config file not found: {path} (shipped configs: {shipped_names()})")
 
 
 def _merge_into(base: dict, over: dict) -> dict:
@@ -402,9 +407,9 @@ def _merge_into(base: dict, over: dict) -> dict:
 
 
 def load_raw(path, _chain=()) -> dict:
-    """A config file as a raw dict. ``base: other.yaml`` (relative to the file, else to the
-    repository root) starts from that file; what this file gives overrides the base's values key
-    by key (sections and nested mappings merge, any other value replaces)."""
+    """A config file as a raw dict. ``base: other.yaml`` (relative to the file, else a shipped
+    config of that name) starts from that file; what this file gives overrides the base's values
+    key by key (sections and nested mappings merge, any other value replaces)."""
     p = resolve_config_path(path)
     try:
         raw = yaml_load(p.read_text()) or {}
@@ -452,3 +457,24 @@ def build_config(raw: dict, overrides=()) -> FullConfig:
 def load_config(path, overrides=()) -> FullConfig:
     """Read a YAML config file, apply ``key=value`` overrides, validate."""
     return build_config(load_raw(path), overrides)
+
+
+def resolve_run_config(model_type: str | None, config: str | None, dataset_root: str | None,
+                       seed: int | None, overrides) -> FullConfig:
+    """The run's config from the CLI arguments (``--config`` or the shipped
+    ``<model_type>_grasp.yaml``, then ``--set`` overrides, then ``--dataset_root`` /
+    ``--seed``)."""
+    if config is None:
+        config = f"{model_type or 'internvit'}_grasp.yaml"
+    raw = load_raw(config)
+    ovr = list(overrides or [])
+    if dataset_root is not None:
+        ovr.append(f"data.root={json.dumps(str(dataset_root))}")
+    if seed is not None:
+        ovr.append(f"train.seed={int(seed)}")
+    cfg = build_config(raw, ovr)
+    if model_type is not None and cfg.model.backbone != model_type:
+        raise ConfigError(f"--model_type {model_type} but {config} has model.backbone "
+                          f"{cfg.model.backbone!r}: pass the matching --config "
+                          f"({model_type}_grasp.yaml) or omit --model_type")
+    return cfg

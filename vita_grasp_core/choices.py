@@ -1,0 +1,43 @@
+"""The named choices users pick from, each list written once (torch-free, cheap to import).
+
+Command lines (argparse ``choices``), config validation and the ROS node's parameter
+descriptors read them from here, so adding a camera, format, engine or precision never means
+editing a copy of a list:
+
+- cameras: the GraspNet-1Billion cameras, i.e. the keys of the intrinsics table
+  :data:`~vita_grasp_core.conventions.CAMERA_INTRINSICS_1280x720` (the first is the default);
+- data formats: the layouts :mod:`vita_grasp_core.data.formats` reads;
+- inference engines: what runs the network behind ``GraspPredictor`` (:mod:`.engines`);
+- ONNX precisions: of an exported network (:mod:`.export`, :mod:`.onnx_cache`);
+- dtypes: of the PyTorch engine (names; the predictor maps them to torch dtypes);
+- fold kinds: how Cornell / Jacquard frames are split (:func:`.data.splits.kfold`).
+"""
+from __future__ import annotations
+
+from .conventions import CAMERA_INTRINSICS_1280x720
+
+#: GraspNet-1Billion cameras (``scenes/scene_XXXX/<camera>/``); the first is the default.
+CAMERAS: tuple[str, ...] = tuple(CAMERA_INTRINSICS_1280x720)
+DEFAULT_CAMERA = CAMERAS[0]
+
+#: Data set layouts, in detection order.
+FORMATS: tuple[str, ...] = ("graspnet", "cornell", "jacquard")
+#: ``--format`` values: ``auto`` (detected from the files) or a format.
+FORMAT_CHOICES: tuple[str, ...] = ("auto", *FORMATS)
+
+#: Inference engines; the first is the default.
+ENGINES: tuple[str, ...] = ("torch", "onnxruntime")
+DEFAULT_ENGINE = ENGINES[0]
+
+#: Precisions of an exported ONNX network; the first is the default (and what int8 starts from).
+ONNX_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+DEFAULT_ONNX_PRECISION = ONNX_PRECISIONS[0]
+
+#: dtype names of the PyTorch engine -> the torch dtype attribute they mean.
+DTYPES: dict[str, str] = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16",
+                          "bf16": "bfloat16", "float16": "float16", "fp16": "float16"}
+#: ``dtype`` values: ``auto`` (bf16 on CUDA, fp32 on CPU) or a dtype name.
+DTYPE_CHOICES: tuple[str, ...] = ("auto", *DTYPES)
+
+#: Cornell / Jacquard fold kinds: image-wise (Cornell convention) or object-wise.
+SPLIT_BY: tuple[str, ...] = ("image", "object")
