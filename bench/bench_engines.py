@@ -104,7 +104,7 @@ def build_variants(checkpoint, workdir: Path, threads: int, *, pretrained_model=
             info.update(json.loads((workdir / f"{name}.json").read_text()))
             continue
         t0 = time.perf_counter()
-        res, _ = export_checkpoint(checkpoint, path, check=0, int8=name == "int8",
+        res, _ = export_checkpoint(checkpoint, path, check=0, precision=name,
                                    pretrained_model=pretrained_model)
         rec = {f"export_{name}_s": time.perf_counter() - t0, f"{name}_bytes": res.size_bytes}
         (workdir / f"{name}.json").write_text(json.dumps(rec))

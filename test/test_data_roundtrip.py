@@ -13,6 +13,7 @@ from vita_grasp_core.data import (
     DataWarning,
     GraspDataset,
     collate_fn,
+    format_names,
     holdout,
     kfold,
     open_dataset,
@@ -28,8 +29,9 @@ KW = dict(output_size=OUT, input_size=INP, mean=IMAGENET_MEAN, std=IMAGENET_STD,
           width_scale=0.5)
 
 
-@pytest.mark.parametrize("fmt", ["graspnet", "cornell", "jacquard"])
+@pytest.mark.parametrize("fmt", format_names())
 def test_round_trip_scores_100_percent(tmp_path, fmt):
+    """Every registered format (GraspNet, Cornell, Jacquard, OCID-grasp)."""
     gt = write_toy_dataset(tmp_path, fmt, frames=4, size=(96, 128), seed=3, bars=2)
     ds = open_dataset(tmp_path, **KW)
     assert ds.format == fmt and len(ds) == len(gt)

@@ -184,7 +184,7 @@ def test_cli_user_errors_exit_2_with_one_line(tmp_path, capsys):
 
 
 def test_export_checkpoint_int8_carries_the_checkpoint_metadata(checkpoint, tmp_path):
-    res, chk = export_checkpoint(checkpoint, tmp_path / "q.onnx", int8=True, check=1)
+    res, chk = export_checkpoint(checkpoint, tmp_path / "q.onnx", precision="int8", check=1)
     info = read_onnx_metadata(res.path)
     assert info.precision == "int8" and info.decode == DECODE and chk.passed
 

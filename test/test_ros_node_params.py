@@ -171,7 +171,7 @@ def test_engine_parameter_choices_are_the_core_engines():
     from vita_grasp_ros.node_outputs import parameter_table
 
     table = parameter_table()
-    assert table["engine"].choices == ENGINES
+    assert table["engine"].choices == tuple(ENGINES)
     assert table["engine"].read_only and table["providers"].read_only
     assert "add -p engine:=onnxruntime" in table.check({"engine": "torch",
                                                         "providers": "CUDAExecutionProvider"})

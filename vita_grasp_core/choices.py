@@ -6,8 +6,10 @@ editing a copy of a list:
 
 - cameras: the GraspNet-1Billion cameras, i.e. the keys of the intrinsics table
   :data:`~vita_grasp_core.conventions.CAMERA_INTRINSICS_1280x720` (the first is the default);
-- data formats: the layouts :mod:`vita_grasp_core.data.formats` reads;
-- inference engines: what runs the network behind ``GraspPredictor`` (:mod:`.engines`);
+- data formats: the layouts :mod:`vita_grasp_core.data.formats` reads (its registry:
+  name -> the ``DataFormat`` of the layout's module, loaded on first use);
+- inference engines: what runs the network behind ``GraspPredictor`` (:mod:`.engines`; name ->
+  the engine class, loaded on first use);
 - ONNX precisions: of an exported network (:mod:`.export`, :mod:`.onnx_cache`);
 - dtypes: of the PyTorch engine (names; the predictor maps them to torch dtypes);
 - fold kinds: how Cornell / Jacquard frames are split (:func:`.data.splits.kfold`).
@@ -20,18 +22,34 @@ from .conventions import CAMERA_INTRINSICS_1280x720
 CAMERAS: tuple[str, ...] = tuple(CAMERA_INTRINSICS_1280x720)
 DEFAULT_CAMERA = CAMERAS[0]
 
-#: Data set layouts, in detection order.
-FORMATS: tuple[str, ...] = ("graspnet", "cornell", "jacquard")
-#: ``--format`` values: ``auto`` (detected from the files) or a format.
-FORMAT_CHOICES: tuple[str, ...] = ("auto", *FORMATS)
+#: Data set layouts (name -> "module:attribute" of its ``DataFormat``), in detection order.
+#: A new layout is one module plus one entry here (or ``data.formats.register_format``).
+FORMATS: dict[str, object] = {
+    "graspnet": "vita_grasp_core.data.graspnet:FORMAT",
+    "cornell": "vita_grasp_core.data.cornell:FORMAT",
+    "jacquard": "vita_grasp_core.data.jacquard:FORMAT",
+    "ocid": "vita_grasp_core.data.ocid:FORMAT",
+}
 
-#: Inference engines; the first is the default.
-ENGINES: tuple[str, ...] = ("torch", "onnxruntime")
-DEFAULT_ENGINE = ENGINES[0]
+
+def format_choices() -> tuple[str, ...]:
+    """``--format`` values: ``auto`` (detected from the files) or a registered format."""
+    return ("auto", *FORMATS)
+
+
+#: Inference engines (name -> "module:attribute" of its factory, see :mod:`.engines`); the
+#: first is the default.
+#: A new engine is one class plus one entry here (or ``engines.register_engine``).
+ENGINES: dict[str, object] = {
+    "torch": "vita_grasp_core.engines:torch_from_checkpoint",
+    "onnxruntime": "vita_grasp_core.onnx_cache:onnxruntime_from_checkpoint",
+}
+DEFAULT_ENGINE = next(iter(ENGINES))
 
 #: Precisions of an exported ONNX network; the first is the default (and what int8 starts from).
 ONNX_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
-DEFAULT_ONNX_PRECISION = ONNX_PRECISIONS[0]
+FP32, FP16, INT8 = ONNX_PRECISIONS
+DEFAULT_ONNX_PRECISION = FP32
 
 #: dtype names of the PyTorch engine -> the torch dtype attribute they mean.
 DTYPES: dict[str, str] = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16",

@@ -1,9 +1,19 @@
-"""Inference engines behind :class:`~vita_grasp_core.predictor.GraspPredictor`.
+"""Inference engines behind :class:`~vita_grasp_core.predictor.GraspPredictor`, and their
+registry.
 
-``torch`` (default) runs the :class:`~vita_grasp_core.model.GraspModel` in PyTorch eager.
-``onnxruntime`` runs the exported network (:mod:`.export`) in an ONNX Runtime session: same
-input (normalised ``pixel_values (B, 3, H_in, W_in)`` float32), same output (the five activated
-maps ``(B, 5, H_out, W_out)`` float32), so pre-processing and decoding are shared unchanged.
+The predictor always holds an engine: an object with ``name``, ``config`` (the
+:class:`~vita_grasp_core.model_config.ModelConfig`), ``mean``/``std``, ``device``/``dtype`` of its
+input and ``run(pixel_values) -> maps``: normalised ``(B, 3, H_in, W_in)`` in, the five activated
+maps ``(B, 5, H_out, W_out)`` float32 out, so pre-processing and decoding are shared unchanged.
+An engine is registered by name (:data:`vita_grasp_core.choices.ENGINES`, or
+:func:`register_engine`) with a factory ``fn(checkpoint, *, device, dtype, pretrained_model,
+**options) -> (engine, stored decoding settings)`` that ``GraspPredictor.from_checkpoint``
+calls. Built in:
+
+- ``torch`` (default): :class:`TorchEngine`, the :class:`~vita_grasp_core.model.GraspModel` in
+  PyTorch eager;
+- ``onnxruntime``: :class:`OnnxRuntimeEngine`, the exported network (:mod:`.export`) in an ONNX
+  Runtime session (factory in :mod:`.onnx_cache`, which exports on first use).
 
 ONNX Runtime execution providers: ``CPUExecutionProvider`` (default; the only one measured here),
 ``CUDAExecutionProvider`` and ``TensorrtExecutionProvider`` where the installed onnxruntime build
@@ -12,13 +22,14 @@ appended as the fallback for nodes another provider does not take.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .choices import ENGINES
+from . import choices
 from .onnx_meta import INPUT_NAME, ONNX_FORMAT, OUTPUT_NAME, OnnxModelInfo, parse_metadata
 
 log = logging.getLogger(__name__)
@@ -37,10 +48,51 @@ def require_onnxruntime():
     return onnxruntime
 
 
-def check_engine(engine: str) -> str:
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; use one of {list(ENGINES)}")
-    return engine
+def register_engine(name: str, factory) -> None:
+    """Register an engine factory (a callable or its ``"module:attribute"``) under ``name``."""
+    if name in choices.ENGINES:
+        raise ValueError(f"engine {name!r} registered twice")
+    choices.ENGINES[name] = factory
+
+
+def unregister_engine(name: str) -> None:
+    """Remove a run-time registration (tests)."""
+    choices.ENGINES.pop(name, None)
+
+
+def get_engine_factory(name: str):
+    """The factory registered as ``name`` (its module imported on first use)."""
+    target = choices.ENGINES.get(name)
+    if target is None:
+        raise ValueError(f"unknown engine {name!r}; use one of {list(choices.ENGINES)}")
+    if isinstance(target, str):
+        module, attr = target.split(":")
+        target = getattr(importlib.import_module(module), attr)
+    return target
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> cuda when available, else cpu. An unavailable cuda request is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; use 'cpu' or "
+                         "'auto'")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``None``/``auto`` -> bfloat16 on CUDA, float32 on CPU (bf16 is slower on these CPUs)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return getattr(torch, choices.DTYPES[str(dtype)])
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(choices.DTYPES)} or "
+                         "'auto'") from None
 
 
 def resolve_providers(providers=None) -> list:
@@ -77,14 +129,27 @@ class TorchEngine:
 
     name = "torch"
 
-    def __init__(self, model, device: torch.device, dtype: torch.dtype):
-        self.model = model.to(device, dtype).eval()
+    def __init__(self, model, device: str | torch.device = "auto",
+                 dtype: str | torch.dtype | None = "auto"):
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = model.to(self.device, self.dtype).eval()
         self.config = model.config
-        self.device, self.dtype = device, dtype
+        self.mean, self.std = model.mean, model.std
 
     @torch.inference_mode()
     def run(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values.to(self.device, self.dtype)).float()
+
+
+def torch_from_checkpoint(checkpoint, *, device="auto", dtype="auto",
+                          pretrained_model: str | None = None, **_onnx_options):
+    """Engine factory of ``torch``: ``(TorchEngine, the checkpoint's stored decoding)``. The
+    ONNX Runtime options (providers, onnx_precision ...) do not apply and are ignored."""
+    from .checkpoint import load_model
+
+    model, blob = load_model(checkpoint, pretrained_model=pretrained_model)
+    return TorchEngine(model, device, dtype), (blob.get("meta") or {}).get("decode")
 
 
 class OnnxRuntimeEngine:
@@ -108,6 +173,7 @@ class OnnxRuntimeEngine:
     """
 
     name = "onnxruntime"
+    device, dtype = torch.device("cpu"), torch.float32  # its input; providers choose where
 
     def __init__(self, path, providers=None, *, intra_op_threads: int | None = None,
                  inter_op_threads: int | None = None, allow_spinning: bool = False):

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .choices import FP16, FP32, INT8, ONNX_PRECISIONS
 from .onnx_meta import (
     DEFAULT_OPSET,
     INPUT_NAME,
@@ -52,7 +53,7 @@ EXTERNAL_DATA_THRESHOLD = 1 << 30
 #: Default check tolerance (max abs difference of any map value) per precision. int8 changes the
 #: maps measurably (real DINOv2-S weights: max 0.09, mean 0.005); its check only catches a broken
 #: quantisation, its accuracy is measured on data (bench/bench_engines.py --cornell-checkpoint).
-DEFAULT_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "int8": 0.25}
+DEFAULT_TOLERANCE = {FP32: 1e-3, FP16: 2e-2, INT8: 0.25}
 #: Backbones whose traced graph only works at the traced batch size.
 FIXED_BATCH_BACKBONES = {"qwen2vl"}
 
@@ -189,7 +190,7 @@ def export_onnx(model, out, *, fp16: bool = False, opset: int = DEFAULT_OPSET,
     import onnx
 
     out = Path(out)
-    precision = "fp16" if fp16 else "fp32"
+    precision = FP16 if fp16 else FP32
     backbone = model.config.backbone
     if batch is not None and int(batch) < 1:
         raise ValueError(f"batch must be >= 1 or None (dynamic), got {batch}")
@@ -253,7 +254,7 @@ def quantize_int8(src, dst, *, encoder_only: bool = True) -> ExportResult:
 
     src, dst = Path(src), Path(dst)
     info = read_onnx_metadata(src)
-    if info.precision != "fp32":
+    if info.precision != FP32:
         raise ValueError(f"{src} is {info.precision}; int8 quantisation starts from an fp32 "
                          "export")
     t0 = time.perf_counter()
@@ -277,11 +278,11 @@ def quantize_int8(src, dst, *, encoder_only: bool = True) -> ExportResult:
             root.disabled = was_disabled
         proto = onnx.load(str(qpath), load_external_data=True)
     meta = dict(info.raw)
-    meta["vita_grasp.precision"] = "int8"
+    meta["vita_grasp.precision"] = INT8
     set_metadata(proto, meta)
     data_path = _save_onnx(proto, dst, external)
     size = dst.stat().st_size + (data_path.stat().st_size if data_path else 0)
-    return ExportResult(dst, data_path, size, time.perf_counter() - t0, "int8", info.batch, meta)
+    return ExportResult(dst, data_path, size, time.perf_counter() - t0, INT8, info.batch, meta)
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,7 +319,7 @@ def check_export(model, engine, *, frames: int = 3, tolerance: float | None = No
     if frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")
     if tolerance is None:
-        tolerance = DEFAULT_TOLERANCE.get(engine.precision, DEFAULT_TOLERANCE["fp32"])
+        tolerance = DEFAULT_TOLERANCE.get(engine.precision, DEFAULT_TOLERANCE[FP32])
     t0 = time.perf_counter()
     cfg = model.config
     xs = torch.stack([image_to_input(im, cfg.input_size, cfg.output_size, model.mean, model.std)[0]
@@ -339,28 +340,29 @@ def check_export(model, engine, *, frames: int = 3, tolerance: float | None = No
 
 
 def export_checkpoint(checkpoint, out, *, pretrained_model: str | None = None,
-                      fp16: bool = False, int8: bool = False, opset: int = DEFAULT_OPSET,
+                      precision: str = FP32, opset: int = DEFAULT_OPSET,
                       batch: int | None = None, external_data: bool | None = None,
                       check: int = 3, tolerance: float | None = None,
                       providers=None) -> tuple[ExportResult, CheckResult | None]:
     """Export a training checkpoint to ``out`` and check it (the ``vita-grasp export`` path).
 
-    ``int8``: export fp32, then quantise (:func:`quantize_int8`) into ``out``. ``check``: number
+    ``precision``: one of :data:`~vita_grasp_core.choices.ONNX_PRECISIONS`; ``int8`` exports fp32,
+    then quantises (:func:`quantize_int8`) into ``out``. ``check``: number
     of generated frames compared with PyTorch (0 = no check). A failed check raises
     :class:`ExportError` after deleting ``out`` (an export that disagrees is never left behind).
     """
     from .checkpoint import load_model
     from .engines import OnnxRuntimeEngine
 
-    if fp16 and int8:
-        raise ValueError("choose one of fp16 and int8")
+    if precision not in ONNX_PRECISIONS:
+        raise ValueError(f"unknown ONNX precision {precision!r}; use one of {ONNX_PRECISIONS}")
     checkpoint = Path(checkpoint)
     model, blob = load_model(checkpoint, pretrained_model=pretrained_model)
     decode = (blob.get("meta") or {}).get("decode")
     digest = file_sha256(checkpoint)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if int8:
+    if precision == INT8:
         with tempfile.TemporaryDirectory(prefix="vita_fp32_", dir=out.parent) as tmp:
             fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", opset=opset, batch=batch,
                                external_data=external_data, decode=decode,
@@ -369,7 +371,7 @@ def export_checkpoint(checkpoint, out, *, pretrained_model: str | None = None,
             res = quantize_int8(fp32.path, out)
             res.seconds += seconds
     else:
-        res = export_onnx(model, out, fp16=fp16, opset=opset, batch=batch,
+        res = export_onnx(model, out, fp16=precision == FP16, opset=opset, batch=batch,
                           external_data=external_data, decode=decode, source=checkpoint.name,
                           source_sha256=digest)
     if not check:

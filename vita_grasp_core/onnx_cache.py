@@ -1,7 +1,7 @@
 """The on-the-fly ONNX export cache of ``GraspPredictor.from_checkpoint(engine="onnxruntime")``
 and ``vita-grasp export`` without ``--out``: ``<checkpoint>.<precision>.<key>.onnx`` next to the
 checkpoint, exported and checked on first use, reused while neither the checkpoint's content nor
-the export settings change."""
+the export settings change; and the ``onnxruntime`` engine factory that uses it."""
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +10,9 @@ import logging
 import os
 from pathlib import Path
 
-from .choices import ONNX_PRECISIONS
+import torch
+
+from .choices import DEFAULT_ONNX_PRECISION, ONNX_PRECISIONS
 from .onnx_meta import DEFAULT_OPSET, ONNX_FORMAT
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ def cache_dir_fallback() -> Path:
 
 
 def cache_path(checkpoint, checkpoint_sha256: str, *, pretrained_model: str | None = None,
-               precision: str = "fp32", opset: int = DEFAULT_OPSET) -> Path:
+               precision: str = DEFAULT_ONNX_PRECISION, opset: int = DEFAULT_OPSET) -> Path:
     """Where :func:`onnx_for_checkpoint` keeps the export of ``checkpoint`` with these settings:
     ``<checkpoint>.<precision>.<key>.onnx`` next to it, or in ``~/.cache/vita_grasp/onnx/`` when
     the checkpoint's directory is not writable or the checkpoint is a shipped model
@@ -59,7 +61,7 @@ def cache_path(checkpoint, checkpoint_sha256: str, *, pretrained_model: str | No
 
 
 def onnx_for_checkpoint(checkpoint, *, onnx_path=None, pretrained_model: str | None = None,
-                        precision: str = "fp32", opset: int = DEFAULT_OPSET,
+                        precision: str = DEFAULT_ONNX_PRECISION, opset: int = DEFAULT_OPSET,
                         check_frames: int = 2, providers=None) -> Path:
     """The ONNX file for ``checkpoint``, exported (and checked) on first use.
 
@@ -97,6 +99,26 @@ def onnx_for_checkpoint(checkpoint, *, onnx_path=None, pretrained_model: str | N
     log.info("exporting %s to %s (%s, first use; cached for later runs)", checkpoint, path,
              precision)
     export_checkpoint(checkpoint, path, pretrained_model=pretrained_model,
-                      fp16=precision == "fp16", int8=precision == "int8", opset=opset,
+                      precision=precision, opset=opset,
                       check=check_frames, providers=providers)
     return path
+
+
+def onnxruntime_from_checkpoint(checkpoint, *, device="auto", dtype="auto",
+                                pretrained_model: str | None = None, providers=None,
+                                onnx_path=None, onnx_precision: str = DEFAULT_ONNX_PRECISION,
+                                intra_op_threads: int | None = None, **_):
+    """Engine factory of ``onnxruntime``: the checkpoint's export (:func:`onnx_for_checkpoint`)
+    in an :class:`~vita_grasp_core.engines.OnnxRuntimeEngine`, and the decoding settings stored
+    in it. Its device comes from ``providers`` and its precision from the file."""
+    from .engines import OnnxRuntimeEngine
+
+    if str(device) not in ("auto", "cpu") or dtype not in (None, "auto", "float32", "fp32",
+                                                           torch.float32):
+        raise ValueError("the onnxruntime engine takes its device from `providers` and its "
+                         "precision from the exported file; leave device/dtype auto")
+    path = onnx_for_checkpoint(checkpoint, onnx_path=onnx_path,
+                               pretrained_model=pretrained_model, precision=onnx_precision,
+                               providers=providers)
+    engine = OnnxRuntimeEngine(path, providers, intra_op_threads=intra_op_threads)
+    return engine, engine.info.decode

@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from .choices import DEFAULT_ONNX_PRECISION
+
 #: Names of the graph's one input (normalised ``pixel_values``) and one output (the 5 ``maps``).
 INPUT_NAME, OUTPUT_NAME = "pixel_values", "maps"
 #: Format tag in ``metadata_props["vita_grasp.format"]``; files without it are not ours.
@@ -78,7 +80,7 @@ def parse_metadata(props: dict[str, str], where: str = "ONNX file") -> OnnxModel
             decode=json.loads(props.get("vita_grasp.decode", "null")),
             mean=tuple(float(v) for v in json.loads(props["vita_grasp.mean"])),
             std=tuple(float(v) for v in json.loads(props["vita_grasp.std"])),
-            precision=props.get("vita_grasp.precision", "fp32"),
+            precision=props.get("vita_grasp.precision", DEFAULT_ONNX_PRECISION),
             batch=batch if batch == "dynamic" else int(batch),
             source=props.get("vita_grasp.source", ""),
             source_sha256=props.get("vita_grasp.source_sha256", ""),

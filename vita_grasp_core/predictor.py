@@ -14,36 +14,13 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError
-from .choices import DEFAULT_ENGINE, DEFAULT_ONNX_PRECISION, DTYPES
+from .choices import DEFAULT_ENGINE, DEFAULT_ONNX_PRECISION
 from .decoding import decode_maps
 from .decoding_settings import DecodeConfig, setting_sources
+from .engines import TorchEngine, get_engine_factory
 from .geometry import Letterbox
 from .grasp import Grasp, grasps_to_array
 from .preprocess import image_to_input
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> cuda when available, else cpu. An unavailable cuda request is an error."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; use 'cpu' or "
-                         "'auto'")
-    return dev
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """``None``/``auto`` -> bfloat16 on CUDA, float32 on CPU (bf16 is slower on these CPUs)."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in (None, "auto"):
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    try:
-        return getattr(torch, DTYPES[str(dtype)])
-    except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)} or "
-                         "'auto'") from None
 
 
 @dataclass
@@ -79,36 +56,31 @@ class GraspPredictor:
     """Predict planar grasps from ``HxWx3 uint8 RGB`` numpy frames.
 
     Args:
-        model: a :class:`~vita_grasp_core.model.GraspModel` (PyTorch engine), or an
-            :class:`~vita_grasp_core.engines.OnnxRuntimeEngine` (see :meth:`from_onnx`; device
-            and dtype then come from its providers and file, and must stay ``auto``/cpu/fp32).
+        model: a :class:`~vita_grasp_core.model.GraspModel` (run by a
+            :class:`~vita_grasp_core.engines.TorchEngine` on ``device`` in ``dtype``), or an
+            engine (:mod:`vita_grasp_core.engines`, e.g. an ``OnnxRuntimeEngine`` from
+            :meth:`from_onnx`), which brings its own device and dtype: leave those ``auto``.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1`` ...
         dtype: ``auto`` (bf16 on CUDA, fp32 on CPU), ``float32``, ``bfloat16``, ``float16``.
-        decode: the decoding settings (:class:`~vita_grasp_core.decoding_settings.DecodeConfig`, a
-            dict of its fields, or ``None`` = its defaults); ``from_checkpoint`` starts from the
-            settings stored with the checkpoint.
+        decode: the decoding settings (:class:`~vita_grasp_core.decoding_settings.DecodeConfig`,
+            a dict of its fields, or ``None`` = its defaults); ``from_checkpoint`` starts from
+            the settings stored with the checkpoint.
         **decode_overrides: single settings (``score_threshold=0.3``) applied on top.
     """
 
     def __init__(self, model, device: str = "auto", dtype: str | None = "auto", *,
                  decode: DecodeConfig | dict | None = None, **decode_overrides):
-        from .engines import OnnxRuntimeEngine
-
-        if isinstance(model, OnnxRuntimeEngine):
-            if str(device) not in ("auto", "cpu") or dtype not in (None, "auto", "float32",
-                                                                   "fp32", torch.float32):
-                raise ValueError("the onnxruntime engine takes its device from `providers` and "
-                                 "its precision from the exported file; leave device/dtype auto")
-            self.engine, self.model = model, None
-            self.device, self.dtype = torch.device("cpu"), torch.float32
-            self.mean, self.std = model.mean, model.std
+        if hasattr(model, "run") and hasattr(model, "config"):  # an engine
+            if str(device) not in ("auto", str(model.device)) or dtype not in (
+                    None, "auto", model.dtype, str(model.dtype).replace("torch.", "")):
+                raise ValueError(f"the {model.name} engine brings its own device and dtype "
+                                 f"({model.device}, {model.dtype}); leave device/dtype auto")
+            self.engine = model
         else:
-            self.engine = None
-            self.device = resolve_device(device)
-            self.dtype = resolve_dtype(dtype, self.device)
-            self.model = model.to(self.device, self.dtype).eval()
-            self.mean, self.std = model.mean, model.std
-        self.config = model.config
+            self.engine = TorchEngine(model, device, dtype)
+        self.device, self.dtype = self.engine.device, self.engine.dtype
+        self.mean, self.std = self.engine.mean, self.engine.std
+        self.config = self.engine.config
         #: where each decoding setting came from: "default", "given" (``decode``), "checkpoint"
         #: (``from_checkpoint``: stored with it) or "override" (``decode_overrides``)
         self.decode_sources = setting_sources(decode, decode_overrides)
@@ -129,34 +101,20 @@ class GraspPredictor:
         quality calibration chosen on validation data), else the :class:`DecodeConfig` defaults;
         ``decode_overrides`` (``score_threshold=...``; ``None`` values ignored) go on top.
 
-        ``engine="onnxruntime"`` runs the exported network in ONNX Runtime instead of PyTorch:
-        ``onnx_path`` when given (exported there if missing), else a cache file next to the
-        checkpoint exported and checked on first use (:func:`~.onnx_cache.onnx_for_checkpoint`);
-        ``onnx_precision`` fp32 / fp16 / int8 (dynamic, encoder MatMul weights); ``providers``
-        (default CPU) and ``intra_op_threads`` configure the session. Same pre-processing, same
-        decoding, same grasps (within the export tolerance).
+        ``engine`` names a registered engine (:data:`vita_grasp_core.choices.ENGINES`), made by
+        its factory. ``onnxruntime`` runs the exported network in ONNX Runtime instead of
+        PyTorch: ``onnx_path`` when given (exported there if missing), else a cache file next
+        to the checkpoint exported and checked on first use
+        (:func:`~.onnx_cache.onnx_for_checkpoint`); ``onnx_precision`` fp32 / fp16 / int8
+        (dynamic, encoder MatMul weights); ``providers`` (default CPU) and
+        ``intra_op_threads`` configure the session. Same pre-processing, same decoding, same
+        grasps (within the export tolerance). ``torch`` ignores the ONNX Runtime options.
         """
-        from .engines import check_engine
-
-        if check_engine(engine) == "onnxruntime":
-            from .engines import OnnxRuntimeEngine
-            from .onnx_cache import onnx_for_checkpoint
-
-            onnx_file = onnx_for_checkpoint(path, onnx_path=onnx_path,
-                                            pretrained_model=pretrained_model,
-                                            precision=onnx_precision, providers=providers)
-            ort_engine = OnnxRuntimeEngine(onnx_file, providers,
-                                           intra_op_threads=intra_op_threads)
-            pred = cls(ort_engine, device, dtype, decode=ort_engine.info.decode,
-                       **decode_overrides)
-            pred.decode_sources = setting_sources(ort_engine.info.decode, decode_overrides,
-                                                  "checkpoint")
-            return pred
-        from .checkpoint import load_model
-
-        model, blob = load_model(path, pretrained_model=pretrained_model)
-        stored = (blob.get("meta") or {}).get("decode")
-        pred = cls(model, device, dtype, decode=stored, **decode_overrides)
+        factory = get_engine_factory(engine)
+        eng, stored = factory(path, device=device, dtype=dtype, pretrained_model=pretrained_model,
+                              providers=providers, onnx_path=onnx_path,
+                              onnx_precision=onnx_precision, intra_op_threads=intra_op_threads)
+        pred = cls(eng, decode=stored, **decode_overrides)
         pred.decode_sources = setting_sources(stored, decode_overrides, "checkpoint")
         return pred
 
@@ -172,8 +130,13 @@ class GraspPredictor:
 
     @property
     def engine_name(self) -> str:
-        """``torch`` or ``onnxruntime``."""
-        return "torch" if self.engine is None else self.engine.name
+        """The registered name of the engine (``torch``, ``onnxruntime`` ...)."""
+        return self.engine.name
+
+    @property
+    def model(self):
+        """The :class:`~vita_grasp_core.model.GraspModel` of a PyTorch engine, else ``None``."""
+        return getattr(self.engine, "model", None)
 
     def set_decoding(self, **changes) -> None:
         """Change decoding settings (validated as a whole; ``None`` keeps the current value)."""
@@ -207,9 +170,7 @@ class GraspPredictor:
     @torch.inference_mode()
     def forward_maps(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Torch-level call: ``(B, 3, H_in, W_in)`` -> ``(B, 5, H_out, W_out)`` float32 maps."""
-        if self.engine is not None:
-            return self.engine.run(pixel_values)
-        return self.model(pixel_values).float()
+        return self.engine.run(pixel_values)
 
     def decode(self, maps: torch.Tensor, letterboxes) -> list[list[Grasp]]:
         return decode_maps(maps, letterboxes, width_scale=self.config.width_scale,

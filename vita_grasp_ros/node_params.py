@@ -130,7 +130,7 @@ STARTUP_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("engine", str, DEFAULT_ENGINE, "Inference engine: torch (PyTorch eager) or "
               "onnxruntime (the exported network in ONNX Runtime, exported next to the checkpoint "
               "and checked on first use; docs/deploy.md).", read_only=True,
-              choices=ENGINES),
+              choices=tuple(ENGINES)),
     ParamSpec("providers", str, "", "ONNX Runtime execution providers, comma-separated in "
               "priority order (e.g. TensorrtExecutionProvider,CUDAExecutionProvider); empty = "
               "CPU. Only with engine onnxruntime.", read_only=True),

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead of training: score the folds of a finished cross-validation in "
                         "DIR again with another inference variant (--engine, --onnx_precision, "
                         "--dtype)")
-    p.add_argument("--engine", default=None, choices=ENGINES,
+    p.add_argument("--engine", default=None, choices=tuple(ENGINES),
                    help="--rescore: inference engine")
     p.add_argument("--onnx_precision", default=None, choices=ONNX_PRECISIONS,
                    help="--rescore with --engine onnxruntime: precision of the exported network")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..choices import CAMERAS, DEFAULT_CAMERA, FORMAT_CHOICES
+from ..choices import CAMERAS, DEFAULT_CAMERA, format_choices
 
 
 def _int_list(text: str) -> list[int]:
@@ -89,7 +89,7 @@ def check_dataset(root, camera: str = DEFAULT_CAMERA, full: bool = False, scenes
     ``FileNotFoundError`` for a root that is not a data set.
     """
     from ..data.common import FaultLog
-    from ..data.formats import scan_dataset
+    from ..data.formats import get_format, scan_dataset
     from ..data.summary import summarize
 
     res = scan_dataset(root, format, camera=camera, scenes=scenes, split=split)
@@ -100,7 +100,7 @@ def check_dataset(root, camera: str = DEFAULT_CAMERA, full: bool = False, scenes
     r = s["rects_per_frame"]
     return {
         "format": res.format, "root": res.root,
-        "camera": camera if res.format == "graspnet" else None,
+        "camera": camera if get_format(res.format).scenes else None,
         "scenes_found": res.scene_ids, "scenes": s["usable_scenes"],
         "frames_found": res.found, "frames_usable": s["frames_usable"],
         "rects_total": s["rects_total"],
@@ -129,7 +129,7 @@ def _print_check(r: dict) -> None:
 
     cam = f", camera {r['camera']}" if r["camera"] else ""
     print(f"root: {r['root']} (format {r['format']}{cam})")
-    if r["format"] == "graspnet":
+    if r["camera"]:  # a layout with scenes
         print(f"scenes: {len(r['scenes'])} usable of {len(r['scenes_found'])} found "
               f"({_ranges(r['scenes'])})")
     print(f"frames: {r['frames_usable']} usable of {r['frames_found']} found")
@@ -146,7 +146,7 @@ def _print_check(r: dict) -> None:
 
 
 def _format_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", default="auto", choices=FORMAT_CHOICES,
+    p.add_argument("--format", default="auto", choices=format_choices(),
                    help="data set layout (default auto: detected from the files)")
 
 
@@ -256,7 +256,7 @@ def _show_main(argv) -> int:
         print(f"vita-grasp data show: {e}", file=sys.stderr)
         return 1
     rgb, label, g = fr.rgb, fr.label, fr.grasps
-    title = (f"scene {rec.scene} frame {rec.frame} ({rec.camera})" if rec.format == "graspnet"
+    title = (f"scene {rec.scene} frame {rec.frame} ({rec.camera})" if rec.camera
              else f"{rec.format} {rec.key}")
     if a.augment_seed is not None:
         g = g[inside_image(g, rgb.shape[:2])]

@@ -19,7 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ..choices import CAMERAS, DEFAULT_CAMERA, FORMAT_CHOICES, SPLIT_BY
+from ..choices import CAMERAS, DEFAULT_CAMERA, SPLIT_BY, format_choices
 from ..data.splits import evenly_spaced
 from ..decoding_settings import add_decode_arguments, decode_arguments
 from ..evaluation import evaluate, format_table
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="best_model.pt / last.pt / .safetensors, or the name of a shipped model "
                         "(cornell, realtime, sim: `vita-grasp weights list`)")
     p.add_argument("--dataset_root", required=True, help="data set root")
-    p.add_argument("--format", default="auto", choices=FORMAT_CHOICES,
+    p.add_argument("--format", default="auto", choices=format_choices(),
                    help="data set layout (default auto: detected from the files)")
     g = p.add_argument_group("GraspNet-1Billion")
     g.add_argument("--split", default=None,
@@ -82,7 +82,7 @@ def select_frames(args) -> tuple:
     """``(scan result, frames, description, selection dict)`` of the eval command line.
 
     Raises ``ValueError`` / ``FileNotFoundError`` (bad arguments, no frames)."""
-    from ..data.formats import scan_dataset
+    from ..data.formats import get_format, scan_dataset
     from ..data.splits import kfold
 
     graspnet_split = args.split
@@ -94,7 +94,7 @@ def select_frames(args) -> tuple:
 
         fmt = detect_format(args.dataset_root)
     sel: dict = {"format": fmt}
-    if fmt == "graspnet":
+    if get_format(fmt).scenes:
         if args.fold is not None:
             raise ValueError("--fold selects a Cornell / Jacquard fold; for GraspNet use --split "
                              "or --scenes")

@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..choices import FP16, FP32, INT8
 from ..export import DEFAULT_OPSET, ExportError, export_checkpoint, file_sha256
 
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vita-grasp export: needs the {e.name} package (installed by `make setup`)",
               file=sys.stderr)
         return 2
-    precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
+    precision = FP16 if args.fp16 else INT8 if args.int8 else FP32
     from ..zoo import ZooError, resolve_checkpoint
 
     try:  # a shipped model's short name or a path
@@ -90,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
           f"({precision}, opset {args.opset})")
     try:
         res, chk = export_checkpoint(
-            args.checkpoint, args.out, pretrained_model=args.pretrained_model, fp16=args.fp16,
-            int8=args.int8, opset=args.opset, batch=args.batch,
+            args.checkpoint, args.out, pretrained_model=args.pretrained_model,
+            precision=precision, opset=args.opset, batch=args.batch,
             external_data=True if args.external_data else None, check=args.check_frames,
             tolerance=args.tolerance)
     except ExportError as e:

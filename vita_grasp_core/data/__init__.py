@@ -1,9 +1,10 @@
-"""Data: GraspNet-1Billion, Cornell and Jacquard behind one interface; targets, augmentation,
-splits, summaries, synthetic data.
+"""Data: GraspNet-1Billion, Cornell, Jacquard and OCID-grasp behind one interface (a registry of
+formats); targets, augmentation, splits, summaries, synthetic data.
 
 Public API::
 
-    detect_format, scan_dataset, load_frame, check_frame, FORMATS          (formats.py)
+    detect_format, scan_dataset, load_frame, check_frame                   (formats.py)
+    DataFormat, get_format, format_names, register_format  (formats.py: the registry)
     FrameRecord, Frame, ScanResult, FaultLog, FrameFault, DataWarning      (common.py)
     GraspDataset, GraspNetDataset, open_dataset, collate_fn                (dataset.py)
     kfold, holdout, evenly_spaced                                          (splits.py)
@@ -21,15 +22,25 @@ from ..choices import CAMERAS
 from .augment import Augment
 from .common import DataWarning, FaultLog, Frame, FrameFault, FrameRecord, ScanResult
 from .dataset import GraspDataset, GraspNetDataset, collate_fn, open_dataset
-from .formats import FORMATS, check_frame, detect_format, load_frame, scan_dataset
+from .formats import (
+    DataFormat,
+    check_frame,
+    detect_format,
+    format_names,
+    get_format,
+    load_frame,
+    register_format,
+    scan_dataset,
+)
 from .graspnet import SPLITS, scan
 from .splits import evenly_spaced, holdout, kfold
 from .summary import summarize
 from .synth import synthesize
 from .targets import CHANNELS, Targets, render_targets
 
-__all__ = ["Augment", "CAMERAS", "CHANNELS", "DataWarning", "FORMATS", "FaultLog", "Frame",
+__all__ = ["Augment", "CAMERAS", "CHANNELS", "DataFormat", "DataWarning", "FaultLog", "Frame",
            "FrameFault", "FrameRecord", "GraspDataset", "GraspNetDataset", "SPLITS",
            "ScanResult", "Targets", "check_frame", "collate_fn", "detect_format", "evenly_spaced",
-           "holdout", "kfold", "load_frame", "open_dataset", "render_targets", "scan",
-           "scan_dataset", "summarize", "synthesize"]
+           "format_names", "get_format", "holdout", "kfold", "load_frame", "open_dataset",
+           "register_format", "render_targets", "scan", "scan_dataset", "summarize",
+           "synthesize"]

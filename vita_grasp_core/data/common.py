@@ -111,7 +111,7 @@ class FrameRecord:
         grasps: the positive grasp file (GraspNet ``rect/NNNN.npy``, Cornell ``cpos.txt``,
             Jacquard ``_grasps.txt``).
         negatives: Cornell ``cneg.txt`` (never used as positives) or ``None``.
-        format: ``graspnet``, ``cornell`` or ``jacquard``.
+        format: the registered format that scanned it (``vita_grasp_core.data.get_format``).
         scene, frame: GraspNet scene / frame ids; Cornell: frame = NNNN, Jacquard: frame = k;
             -1 where a format has none.
         camera: GraspNet camera folder, else ``""``.
@@ -124,7 +124,7 @@ class FrameRecord:
     depth: str | None = None
     grasps: str | None = None
     negatives: str | None = None
-    format: str = "graspnet"
+    format: str = ""
     scene: int = -1
     frame: int = -1
     camera: str = ""
@@ -401,3 +401,22 @@ def clean_grasp_rows(grasps, size, path=None):
             faults.append((kind, str(path), n))
     keep = finite & ~bad_w & ~bad_h
     return g[keep].astype(np.float32), faults
+
+
+def write_png(path: Path, img) -> None:
+    """Write an ``HxW`` or ``HxWx3`` RGB image as a png (folders created)."""
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), img):
+        raise OSError(f"cannot write {path}")
+
+
+def write_tiff(path: Path, img) -> None:
+    """Write an ``HxW`` float image as a float32 tiff."""
+    import cv2
+
+    if not cv2.imwrite(str(path), img.astype(np.float32)):
+        raise OSError(f"cannot write {path}")

@@ -30,8 +30,12 @@ from .common import (
     corners_to_grasps,
     grasps_to_corners,
     read_number_rows,
+    tagged,
     walk_folders,
+    write_png,
+    write_tiff,
 )
+from .formats import DataFormat
 
 _RGB_RE = re.compile(r"pcd(\d+)r\.png")
 _POS_RE = re.compile(r"pcd(\d+)cpos\.txt")
@@ -113,3 +117,31 @@ def scan_cornell(root, require_label: bool = False) -> ScanResult:
                 frame=int(fid))
     return ScanResult([frames[k] for k in sorted(frames)], faults, "cornell", str(root),
                       found=n_found)
+
+
+def read_cornell_grasps(path) -> np.ndarray:
+    """A ``cpos.txt`` file as grasp rows; :class:`FrameFault` kinds ``<fault>_grasps``."""
+    return tagged(read_cornell_rects, "grasps", path)
+
+
+def write_toy_frame(root, frame, *, nested: bool = False, negatives: bool = False,
+                    depth: bool = False, **_) -> tuple[str, np.ndarray]:
+    """A generated frame as ``[NN/]pcdNNNNr.png`` + ``cpos.txt`` (+ ``cneg.txt``, ``d.tiff``)."""
+    fid = 100 + frame.index
+    d = Path(root) / f"{1 + frame.index % 2:02d}" if nested else Path(root)
+    d.mkdir(parents=True, exist_ok=True)
+    write_png(d / f"pcd{fid:04d}r.png", frame.rgb)
+    write_cornell_rects(d / f"pcd{fid:04d}cpos.txt", frame.grasps)
+    if negatives:
+        write_cornell_rects(d / f"pcd{fid:04d}cneg.txt", frame.negatives)
+    if depth:
+        write_tiff(d / f"pcd{fid:04d}d.tiff", frame.depth)
+    return f"pcd{fid:04d}", frame.grasps
+
+
+FORMAT = DataFormat(
+    name="cornell", description="Cornell: pcdNNNNr.png + pcdNNNNcpos.txt",
+    layout="pcdNNNNr.png / pcdNNNNcpos.txt files in it or up to 2 sub-folder levels below",
+    detect=is_cornell, scan=scan_cornell, read_grasps=read_cornell_grasps,
+    write_grasps=write_cornell_rects, write_toy_frame=write_toy_frame,
+    read_negatives=read_cornell_rects)

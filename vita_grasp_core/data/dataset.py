@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..choices import DEFAULT_CAMERA
 from ..conventions import IMAGENET_MEAN, IMAGENET_STD
 from ..geometry import Letterbox
 from .augment import Augment
@@ -311,7 +312,7 @@ class GraspNetDataset(GraspDataset):
     GraspNet-sized defaults). Raises ``FileNotFoundError`` when the selection has no frame.
     """
 
-    def __init__(self, root, camera: str = "kinect", scenes=None, split=None,
+    def __init__(self, root, camera: str = DEFAULT_CAMERA, scenes=None, split=None,
                  output_size=(480, 640), input_size=(448, 588), mean=IMAGENET_MEAN,
                  std=IMAGENET_STD, width_scale: float = 0.25, sigma: float = 2.0, augment=False,
                  seed: int = 0, max_rects: int | None = None, require_label: bool = False,
@@ -334,27 +335,28 @@ class GraspNetDataset(GraspDataset):
         self.scene_ids = res.scene_ids
 
 
-def open_dataset(root, format: str = "auto", *, camera: str = "kinect", scenes=None, split=None,
-                 require_label: bool = False, **dataset_kwargs) -> GraspDataset:
+def open_dataset(root, format: str = "auto", *, camera: str = DEFAULT_CAMERA, scenes=None,
+                 split=None, require_label: bool = False, **dataset_kwargs) -> GraspDataset:
     """:func:`~vita_grasp_core.data.formats.scan_dataset` + :class:`GraspDataset`.
 
     ``dataset_kwargs`` go to :class:`GraspDataset` (``output_size``, ``input_size``, ``mean``,
     ``std``, ``width_scale`` are required). Raises ``FileNotFoundError`` when nothing usable is
     found (with the scan's problems), ``ValueError`` for an unknown layout or bad selection.
     """
-    from .formats import scan_dataset
+    from .formats import get_format, scan_dataset
 
     res = scan_dataset(root, format, camera=camera, scenes=scenes, split=split,
                        require_label=require_label)
-    what = f"{res.format} data set {root}" + (f" ({camera})" if res.format == "graspnet" else "")
+    has_scenes = get_format(res.format).scenes
+    what = f"{res.format} data set {root}" + (f" ({camera})" if has_scenes else "")
     if not res.frames:
         raise FileNotFoundError(f"no usable frames in {what}"
                                 + (f" (scenes={scenes}, split={split}, scenes found="
-                                   f"{res.scene_ids})" if res.format == "graspnet" else "")
+                                   f"{res.scene_ids})" if has_scenes else "")
                                 + f"; problems: {res.faults.summary()}")
     ds = GraspDataset(res.frames, root=root, name=what, faults=res.faults,
                       require_label=require_label, **dataset_kwargs)
-    if res.format == "graspnet":
+    if has_scenes:
         ds.scene_ids = res.scene_ids
     return ds
 

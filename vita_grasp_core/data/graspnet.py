@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..choices import CAMERAS, DEFAULT_CAMERA
-from ..grasp import graspnet_rects_to_grasps
+from ..conventions import camera_matrix
+from ..grasp import graspnet_rects_to_grasps, grasps_to_graspnet_rects
 from .common import (  # noqa: F401
     DataWarning,
     FaultLog,
@@ -26,7 +27,9 @@ from .common import (  # noqa: F401
     ScanResult,
     png_header,
     read_png,
+    write_png,
 )
+from .formats import DataFormat
 
 #: GraspNet-1Billion scene splits (scene ids, inclusive-exclusive ranges).
 SPLITS: dict[str, range | None] = {
@@ -182,3 +185,51 @@ def scan(root, camera: str = DEFAULT_CAMERA, scenes=None, split=None,
     """Former name of :func:`scan_graspnet`; the result unpacks as ``frames, faults,
     scene_ids``."""
     return scan_graspnet(root, camera, scenes, split, require_label)
+
+
+def write_graspnet_grasps(path, grasps) -> Path:
+    """Write ``(N, 7)`` grasp rows as a GraspNet ``rect/NNNN.npy`` (inverse of
+    :func:`read_graspnet_grasps` up to the angle's half turn)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, grasps_to_graspnet_rects(np.asarray(grasps, np.float64)))
+    return path
+
+
+def camera_intrinsics(rec: FrameRecord, camera: str, size) -> np.ndarray:
+    """3x3 K of a frame of ``size`` (h, w): ``camK.npy`` beside the camera folder when it is a
+    valid 3x3, else the CONVENTIONS intrinsics of ``camera`` scaled to ``size``."""
+    f = Path(rec.rgb).parent.parent / "camK.npy"
+    if f.is_file():
+        try:
+            K = np.load(f, allow_pickle=False).astype(np.float64)
+            if K.shape == (3, 3) and np.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0:
+                return K
+        except (OSError, ValueError):
+            pass
+    return camera_matrix(camera, tuple(size))
+
+
+def write_toy_frame(root, frame, **_) -> tuple[str, np.ndarray]:
+    """A generated frame as ``scenes/scene_XXXX/<first camera>/{rgb,label,rect}/NNNN`` (4 frames
+    a scene)."""
+    sid, fid = frame.index // 4, frame.index % 4
+    cam = Path(root) / "scenes" / f"scene_{sid:04d}" / DEFAULT_CAMERA
+    write_png(cam / "rgb" / f"{fid:04d}.png", frame.rgb)
+    write_png(cam / "label" / f"{fid:04d}.png", frame.mask)
+    g = frame.grasps.copy()
+    g[:, 6] = 0
+    write_graspnet_grasps(cam / "rect" / f"{fid:04d}.npy", g)
+    return f"{DEFAULT_CAMERA}/s{sid:04d}/f{fid:04d}", g
+
+
+def _scan(root, require_label, *, camera, scenes, split) -> ScanResult:
+    return scan_graspnet(root, camera, scenes, split, require_label)
+
+
+FORMAT = DataFormat(
+    name="graspnet", description="GraspNet-1Billion: scenes/scene_XXXX/<camera>/{rgb,label,rect}",
+    layout="scenes/scene_XXXX/ or scene_XXXX/ folders", detect=is_graspnet, scan=_scan,
+    read_grasps=read_graspnet_grasps, write_grasps=write_graspnet_grasps,
+    write_toy_frame=write_toy_frame, scenes=True,
+    intrinsics=camera_intrinsics, metric_depth=True)

@@ -24,7 +24,17 @@ from pathlib import Path
 import numpy as np
 
 from ..conventions import wrap_angle
-from .common import FaultLog, FrameRecord, ScanResult, read_number_rows, walk_folders
+from .common import (
+    FaultLog,
+    FrameRecord,
+    ScanResult,
+    read_number_rows,
+    tagged,
+    walk_folders,
+    write_png,
+    write_tiff,
+)
+from .formats import DataFormat
 
 _GRASPS_RE = re.compile(r"(\d+)_(.+)_grasps\.txt")
 _RGB_RE = re.compile(r"(\d+)_(.+)_RGB\.png")
@@ -115,3 +125,29 @@ def scan_jacquard(root, require_label: bool = False) -> ScanResult:
                 depth=str(dep) if dep is not None else None, format="jacquard", frame=int(k))
     return ScanResult([frames[k] for k in sorted(frames)], faults, "jacquard", str(root),
                       found=n_found)
+
+
+def write_toy_frame(root, frame, *, views: int = 2, nested: bool = False, depth: bool = False,
+                    **_) -> tuple[str, np.ndarray]:
+    """A generated frame as view ``index % views`` of object ``index // views``: ``_RGB.png``,
+    ``_mask.png``, ``_grasps.txt`` (each grasp with two jaw sizes), optional depth."""
+    obj, k = f"{frame.index // views:04d}obj", frame.index % views
+    d = Path(root) / ("Jacquard_Dataset_0" if nested else "") / obj
+    d.mkdir(parents=True, exist_ok=True)
+    stem = f"{k}_{obj}"
+    write_png(d / f"{stem}_RGB.png", frame.rgb)
+    write_png(d / f"{stem}_mask.png", ((frame.mask > 0) * 255).astype(np.uint8))
+    jaws = np.concatenate([frame.grasps, frame.grasps * [1, 1, 1, 1, 1.5, 1, 1]])
+    write_jacquard_grasps(d / f"{stem}_grasps.txt", jaws)
+    if depth:
+        write_tiff(d / f"{stem}_perfect_depth.tiff", frame.depth)
+    return f"{obj}/{stem}", jaws
+
+
+FORMAT = DataFormat(
+    name="jacquard", description="Jacquard: <object>/<k>_<id>_RGB.png + _grasps.txt",
+    layout="<object>/<k>_<id>_RGB.png / <k>_<id>_grasps.txt in its sub-folders",
+    detect=is_jacquard, scan=scan_jacquard,
+    read_grasps=lambda path: tagged(read_jacquard_grasps, "grasps", path),
+    write_grasps=write_jacquard_grasps, write_toy_frame=write_toy_frame, split_by="object",
+    object_views=True)

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..choices import DEFAULT_CAMERA
 from ..conventions import CAMERA_SIZE, CAMERA_INTRINSICS_1280x720, camera_matrix
 
 #: 1280x720 intrinsics (CONVENTIONS §2).
@@ -369,7 +370,7 @@ def render_frame(scene: SynthScene, frame: int, seed: int, K: np.ndarray,
     return rgb, np.clip(depth, 0, 65535).astype(np.uint16), label, rect
 
 
-def synthesize(out, scenes: int = 2, frames: int = 8, seed: int = 0, camera: str = "kinect",
+def synthesize(out, scenes: int = 2, frames: int = 8, seed: int = 0, camera: str = DEFAULT_CAMERA,
                first_scene: int = 0, scene_ids=None, progress: bool = False) -> dict:
     """Write a synthetic GraspNet-layout data set under ``out`` (see the module docstring).
 

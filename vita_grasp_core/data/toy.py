@@ -1,4 +1,5 @@
-"""Tiny data sets in each published layout (GraspNet-1Billion, Cornell, Jacquard), for tests.
+"""Tiny data sets in each registered layout (GraspNet-1Billion, Cornell, Jacquard, OCID-grasp),
+for tests.
 
 Each frame is a small grey image with one or two coloured bars; the ground-truth grasps close
 across a bar (opening perpendicular to it) at a few places along it. The files are written
@@ -9,7 +10,8 @@ exactly as the real data sets store them, through the same conventions the reade
 - ``jacquard``: ``<obj>/<k>_<obj>_RGB.png``, ``_grasps.txt`` (``x;y;theta;w;h``, theta in degrees,
   y down; each grasp repeated with two jaw sizes), ``_mask.png``, optional
   ``_perfect_depth.tiff``; ``views`` frames per object folder;
-- ``graspnet``: ``scenes/scene_XXXX/kinect/{rgb,label,rect}/NNNN``.
+- ``graspnet``: ``scenes/scene_XXXX/kinect/{rgb,label,rect}/NNNN``;
+- ``ocid``: ``ARID20/table/top/seqNN/{rgb,Annotations,seg_mask_labeled_combi}/result_NNNN``.
 
 ``write_toy_dataset`` returns ``{key: grasps (N, 7) float32}``, the ground truth each key must
 load as (source px, angle y down in [-pi/2, pi/2)).
@@ -55,83 +57,34 @@ def _frame(rng: np.random.Generator, size, bars: int):
     return rgb, mask, np.array(grasps, np.float32), np.array(negatives, np.float32)
 
 
-def _write_png(path: Path, img) -> None:
-    import cv2
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if img.ndim == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    if not cv2.imwrite(str(path), img):
-        raise OSError(f"cannot write {path}")
-
-
-def _write_tiff(path: Path, img) -> None:
-    import cv2
-
-    if not cv2.imwrite(str(path), img.astype(np.float32)):
-        raise OSError(f"cannot write {path}")
-
-
-def write_toy_dataset(root, format: str = "cornell", *, frames: int = 6, size=(96, 128),
+def write_toy_dataset(root, format: str, *, frames: int = 6, size=(96, 128),
                       seed: int = 0, bars: int = 1, views: int = 2, negatives: bool = False,
                       depth: bool = False, nested: bool = False) -> dict:
     """Write a tiny data set in ``format``'s layout under ``root``; returns key -> ground truth.
 
+    Each registered format writes its own frames (``DataFormat.write_toy_frame``).
+
     Args:
-        frames: number of frames (Jacquard: ``frames`` objects x ``views`` views).
+        frames: number of frames (layouts with several views per object, e.g. Jacquard:
+            ``frames`` objects x ``views`` views).
         size: (h, w) of every image.
         bars: bars (objects) per frame, 1 or 2.
-        negatives, depth: also write Cornell negatives / depth tiffs (Jacquard: depth).
+        negatives, depth: also write negatives (Cornell) / depth images where the layout has
+            them.
         nested: Cornell: spread frames over numbered folders ``01/``, ``02/``; Jacquard: put the
             object folders under ``Jacquard_Dataset_0/``.
     """
-    from .cornell import write_cornell_rects
-    from .jacquard import write_jacquard_grasps
+    from .formats import ToyFrame, get_format
 
+    fmt = get_format(format)
     root = Path(root)
     rng = np.random.default_rng(seed)
     out = {}
-    n = frames * (views if format == "jacquard" else 1)
-    for i in range(n):
+    for i in range(frames * (views if fmt.object_views else 1)):
         rgb, mask, g, neg = _frame(rng, size, bars)
         dep = (1.0 - 0.1 * (mask > 0)).astype(np.float32)
-        if format == "cornell":
-            fid = 100 + i
-            d = root / f"{1 + i % 2:02d}" if nested else root
-            d.mkdir(parents=True, exist_ok=True)
-            _write_png(d / f"pcd{fid:04d}r.png", rgb)
-            write_cornell_rects(d / f"pcd{fid:04d}cpos.txt", g)
-            if negatives:
-                write_cornell_rects(d / f"pcd{fid:04d}cneg.txt", neg)
-            if depth:
-                _write_tiff(d / f"pcd{fid:04d}d.tiff", dep)
-            key = f"pcd{fid:04d}"
-        elif format == "jacquard":
-            obj, k = f"{i // views:04d}obj", i % views
-            d = root / ("Jacquard_Dataset_0" if nested else "") / obj
-            d.mkdir(parents=True, exist_ok=True)
-            stem = f"{k}_{obj}"
-            _write_png(d / f"{stem}_RGB.png", rgb)
-            _write_png(d / f"{stem}_mask.png", ((mask > 0) * 255).astype(np.uint8))
-            jaws = np.concatenate([g, g * [1, 1, 1, 1, 1.5, 1, 1]])  # same grasp, 2 jaw sizes
-            write_jacquard_grasps(d / f"{stem}_grasps.txt", jaws)
-            g = jaws
-            if depth:
-                _write_tiff(d / f"{stem}_perfect_depth.tiff", dep)
-            key = f"{obj}/{stem}"
-        elif format == "graspnet":
-            from ..grasp import grasps_to_graspnet_rects
-
-            sid, fid = i // 4, i % 4
-            cam = root / "scenes" / f"scene_{sid:04d}" / "kinect"
-            _write_png(cam / "rgb" / f"{fid:04d}.png", rgb)
-            _write_png(cam / "label" / f"{fid:04d}.png", mask)
-            (cam / "rect").mkdir(parents=True, exist_ok=True)
-            g[:, 6] = 0
-            np.save(cam / "rect" / f"{fid:04d}.npy", grasps_to_graspnet_rects(g))
-            key = f"kinect/s{sid:04d}/f{fid:04d}"
-        else:
-            raise ValueError(f"unknown format {format!r}")
-        out[key] = g.astype(np.float32)
+        key, truth = fmt.write_toy_frame(root, ToyFrame(i, rgb, mask, g, neg, dep),
+                                         views=views, negatives=negatives, depth=depth,
+                                         nested=nested)
+        out[key] = np.asarray(truth, np.float32)
     return out
-

@@ -34,22 +34,23 @@ log = logging.getLogger("vita_grasp.train")
 
 def fold_frames(cfg: FullConfig):
     """``(frames, folds)``: every frame of ``cfg.data.root`` and the k test folds."""
-    from ..data import kfold, scan_dataset
+    from ..data import get_format, kfold, scan_dataset
 
     d = cfg.data
     res = scan_dataset(d.root, d.format)
-    if res.format == "graspnet":
-        raise ConfigError("vita-grasp cv splits Cornell / Jacquard frames; GraspNet-1Billion has "
+    fmt = get_format(res.format)
+    if fmt.scenes:
+        raise ConfigError(f"vita-grasp cv splits frames into folds; a {fmt.name} data set has "
                           "fixed scene splits (use vita-grasp train and vita-grasp eval)")
-    by = d.split_by or ("object" if res.format == "jacquard" else "image")
+    by = d.split_by or fmt.split_by
     return res.frames, kfold(res.frames, d.folds, seed=d.split_seed, by=by), by
 
 
 def prebuild_cache(cfg: FullConfig, frames, device, progress: bool) -> dict:
     """Encoder features of every frame's views, once for all folds (``train.feature_cache``)."""
     from ..data import GraspDataset
+    from ..engines import resolve_device
     from ..model import build_model
-    from ..predictor import resolve_device
     from .dist import seed_everything
     from .feature_cache import FeatureCache, build_cache, dataset_signature, encoder_fingerprint
 

@@ -35,10 +35,10 @@ class RunData:
 
 def split_frames(cfg: FullConfig, frames) -> tuple[list[int], list[int], list[int]]:
     """Cornell / Jacquard: ``(train, val, test)`` frame indices from the ``data`` section."""
-    from ..data import holdout, kfold
+    from ..data import get_format, holdout, kfold
 
     d = cfg.data
-    by = d.split_by or ("object" if frames and frames[0].format == "jacquard" else "image")
+    by = d.split_by or (get_format(frames[0].format).split_by if frames else "image")
     idx = list(range(len(frames)))
     test: list[int] = []
     if d.test_fold is not None:
@@ -52,7 +52,7 @@ def split_frames(cfg: FullConfig, frames) -> tuple[list[int], list[int], list[in
 
 def make_datasets(cfg: FullConfig, model) -> RunData:
     """Training and validation :class:`~vita_grasp_core.data.GraspDataset` of a run."""
-    from ..data import GraspDataset, evenly_spaced, scan_dataset
+    from ..data import GraspDataset, evenly_spaced, get_format, scan_dataset
 
     d, m = cfg.data, cfg.model
     if not d.root:
@@ -66,7 +66,7 @@ def make_datasets(cfg: FullConfig, model) -> RunData:
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(f"data.root {d.root}: {e}") from None
     fmt = fmt_scan.format
-    if fmt == "graspnet":
+    if get_format(fmt).scenes:
         def part(split, scenes):
             return scan_dataset(d.root, fmt, camera=d.camera, split=split, scenes=scenes)
 
@@ -75,11 +75,11 @@ def make_datasets(cfg: FullConfig, model) -> RunData:
         val_frames = None
         if d.val_split is not None or d.val_scenes is not None:
             val_frames = part(d.val_split, d.val_scenes).frames
-        desc = (f"GraspNet ({d.camera}) scenes {tr.scene_ids} for training"
+        desc = (f"{fmt} ({d.camera}) scenes {tr.scene_ids} for training"
                 + (f", {len(val_frames)} validation frames" if val_frames is not None else ""))
     else:
         if d.train_scenes is not None or d.val_scenes is not None:
-            raise ConfigError(f"data.train_scenes / data.val_scenes are GraspNet scene ids; "
+            raise ConfigError(f"data.train_scenes / data.val_scenes are scene ids; "
                               f"{d.root} is a {fmt} data set (use data.val_fraction, "
                               "data.test_fold)")
         frames, faults = fmt_scan.frames, fmt_scan.faults

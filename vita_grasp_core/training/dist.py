@@ -17,7 +17,7 @@ class Dist:
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", str(self.world_size)))
-        from ..predictor import resolve_device
+        from ..engines import resolve_device
 
         dev = resolve_device(device_arg)
         if dev.type == "cuda" and dev.index is None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from ..choices import CAMERAS, DEFAULT_CAMERA, FORMAT_CHOICES, SPLIT_BY
+from ..choices import CAMERAS, DEFAULT_CAMERA, SPLIT_BY, format_choices
 from ..configs import configs_dir, shipped_names
 from ..decoding_settings import DecodeConfig
 from ..model_config import ModelConfig
@@ -116,8 +116,8 @@ class DataConfig:
     owned_floor: float = 0.05
 
     def __post_init__(self):
-        if self.format not in FORMAT_CHOICES:
-            raise ConfigError(f"data.format must be one of {list(FORMAT_CHOICES)}, got "
+        if self.format not in format_choices():
+            raise ConfigError(f"data.format must be one of {list(format_choices())}, got "
                               f"{self.format!r}")
         if self.camera not in CAMERAS:
             raise ConfigError(f"data.camera must be one of {list(CAMERAS)}, got {self.camera!r}")

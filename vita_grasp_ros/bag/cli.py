@@ -181,7 +181,7 @@ def cmd_make(a) -> int:
                  depth_topic=a.depth_topic or None, gt_topic=a.gt_topic, frame_id=a.frame_id,
                  start_time=DEFAULT_START_TIME if a.start_time is None else a.start_time,
                  overwrite=a.force, progress=not a.quiet)
-    src = f"scenes {s['scenes']}" if s["format"] == "graspnet" else f"a {s['format']} data set"
+    src = f"scenes {s['scenes']}" if s["scenes"] else f"a {s['format']} data set"
     print(f"wrote {s['path']} ({s['storage']}): {s['frames']} frames at {s['rate']:g} Hz from "
           f"{src}, {s['gt_rects']} GT rectangles, {s['seconds']:.1f} s")
     for t, n in s["topics"].items():

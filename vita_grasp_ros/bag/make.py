@@ -32,11 +32,10 @@ from __future__ import annotations
 
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-from vita_grasp_core.conventions import CAMERA_INTRINSICS_1280x720, camera_matrix
+from vita_grasp_core.choices import CAMERAS, DEFAULT_CAMERA
 from vita_grasp_core.data.common import FrameRecord
 
 from . import messages
@@ -58,24 +57,18 @@ DEFAULT_START_TIME = 1_700_000_000.0
 
 
 def _camera_K(rec: FrameRecord, camera: str, width: int, height: int) -> np.ndarray:
-    """GraspNet: ``camK.npy`` beside the camera folder when it is a valid 3x3, else the
-    CONVENTIONS intrinsics of ``camera`` scaled to ``width x height`` (pixel-centre aware).
-    Other formats carry no intrinsics: zeros (an uncalibrated camera in ROS terms)."""
-    if rec.format != "graspnet":
+    """The intrinsics of a frame from its format (GraspNet: ``camK.npy`` or the CONVENTIONS
+    camera); zeros where the layout carries none (an uncalibrated camera in ROS terms)."""
+    from vita_grasp_core.data import get_format
+
+    intrinsics = get_format(rec.format).intrinsics
+    if intrinsics is None:
         return np.zeros((3, 3), np.float64)
-    f = Path(rec.rgb).parent.parent / "camK.npy"
-    if f.is_file():
-        try:
-            K = np.load(f, allow_pickle=False).astype(np.float64)
-            if K.shape == (3, 3) and np.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0:
-                return K
-        except (OSError, ValueError):
-            pass
-    return camera_matrix(camera, (height, width))
+    return intrinsics(rec, camera, (height, width))
 
 
 def make_bag(dataset_root, out, *, format: str = "auto", scenes=None, split=None,
-             camera: str = "kinect",
+             camera: str = DEFAULT_CAMERA,
              storage: str | None = None, rate: float = 5.0, compressed: bool = False,
              jpeg_quality: int = 90, max_frames: int | None = None,
              image_topic: str = IMAGE_TOPIC, info_topic: str = INFO_TOPIC,
@@ -87,7 +80,7 @@ def make_bag(dataset_root, out, *, format: str = "auto", scenes=None, split=None
     Args:
         dataset_root: data set root (GraspNet ``ROOT/scenes/scene_XXXX/<camera>/...``, a Cornell
             or a Jacquard folder).
-        format: ``auto``, ``graspnet``, ``cornell`` or ``jacquard``.
+        format: ``auto`` or a registered format (``vita_grasp_core.data.format_names()``).
         scenes, split, camera: GraspNet frame selection (scene ids, split name, camera folder).
         out: ``x.mcap`` / ``x.db3`` (single file) or a directory name (rosbag2 directory).
         rate: frames per second of the header stamps and bag timestamps.
@@ -102,22 +95,21 @@ def make_bag(dataset_root, out, *, format: str = "auto", scenes=None, split=None
         :class:`~.types.BagError` for output problems, ``ValueError`` for bad arguments or when
         no frame can be written, ``ImportError`` without the ROS 2 message packages.
     """
-    from vita_grasp_core.data import FrameFault, load_frame, scan_dataset
+    from vita_grasp_core.data import FrameFault, get_format, load_frame, scan_dataset
 
     from ..image_conversions import numpy_to_image_msg, rgb_to_compressed_msg
 
     if rate <= 0:
         raise ValueError(f"rate must be > 0, got {rate}")
-    if camera not in CAMERA_INTRINSICS_1280x720:
-        raise ValueError(f"camera must be one of {sorted(CAMERA_INTRINSICS_1280x720)}, "
-                         f"got {camera!r}")
+    if camera not in CAMERAS:
+        raise ValueError(f"camera must be one of {list(CAMERAS)}, got {camera!r}")
     t0 = time.perf_counter()
     scan = scan_dataset(dataset_root, format, camera=camera, scenes=scenes, split=split)
     frames, faults, ids = scan
     if not frames:
         sel = f", scenes {list(scenes)}" if scenes is not None else ""
         where = (f" for camera {camera!r}{sel}{f', split {split}' if split else ''}"
-                 if scan.format == "graspnet" else "")
+                 if get_format(scan.format).scenes else "")
         raise ValueError(f"no frames found under {dataset_root} ({scan.format} layout){where}"
                          + (f"; {faults.summary()}" if len(faults) else ""))
     if max_frames is not None:
@@ -141,7 +133,8 @@ def make_bag(dataset_root, out, *, format: str = "auto", scenes=None, split=None
             if bar is not None:
                 bar.update(1)
             try:
-                frame = load_frame(rec, depth=bool(depth_topic) and rec.format == "graspnet")
+                frame = load_frame(rec, depth=bool(depth_topic)
+                                   and get_format(rec.format).metric_depth)
             except FrameFault as e:
                 skipped[e.kind] = skipped.get(e.kind, 0) + 1
                 continue

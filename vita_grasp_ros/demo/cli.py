@@ -38,6 +38,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from vita_grasp_core.choices import DEFAULT_CAMERA
 from vita_grasp_core.configs import configs_dir
 
 from .replay import step_ros
@@ -124,7 +125,7 @@ def plan_scenes(o: Options) -> dict:
 
 # --------------------------------------------------------------------------- 1. data
 def data_key(o: Options) -> dict:
-    return {"scenes": o.scenes, "frames": o.frames, "seed": o.seed, "camera": "kinect"}
+    return {"scenes": o.scenes, "frames": o.frames, "seed": o.seed, "camera": DEFAULT_CAMERA}
 
 
 def step_data(o: Options, st: State, note) -> Path:
