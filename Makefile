@@ -22,11 +22,11 @@ CORNELL ?= ../shared/data/cornell
 # venv; the launch tests use them and skip where they are absent): make rostools ROS2_TOOLS=DIR.
 ROS2_TOOLS ?= ../shared/ros2-tools
 
-.PHONY: help setup rostools test lint demo bench real colcon clean distclean
+.PHONY: help setup rostools test test-repeat lint demo bench real colcon clean distclean
 
 help:  ## List the targets
 	@echo "VITA-Grasp make targets:"
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## /  \1\t/' | expand -t 14
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  \1\t/' | expand -t 14
 
 setup:  ## Create/upgrade .venv: pinned packages, ROS 2 wheels, messages, pip install -e . (idempotent)
 	@bash scripts/setup.sh
@@ -39,6 +39,12 @@ test: setup rostools  ## Lint (ruff; the import contract, .importlinter) and run
 	$(PY) -m ruff check .
 	.venv/bin/lint-imports --no-cache
 	$(PY) -m pytest test -q -ra --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
+
+# make test-repeat N=10: runs of the process / timing tests (REPEAT_TESTS=... to choose them).
+N ?= 10
+
+test-repeat: setup  ## Run the tests that start processes or measure time N times (N=10) in a row
+	@bash scripts/test_repeat.sh $(N)
 
 lint: setup  ## Only the linters: ruff check (make lint ARGS=--fix) and the import contract
 	$(PY) -m ruff check . $(ARGS)

@@ -203,8 +203,9 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     from vita_grasp_core.data import scan_dataset, summarize
+    from vita_grasp_core.training.config_files import load_raw
     from vita_grasp_core.training.cv import format_report, run_cv
-    from vita_grasp_core.training.train_config import build_config, load_raw
+    from vita_grasp_core.training.train_config import build_config
 
     out = Path(args.out)
     cfg = build_config(load_raw(args.config), list(args.overrides) + [

@@ -67,6 +67,7 @@ def test_default_feature_layers_follow_the_loaded_encoder(tmp_path):
     assert cfg.feature_layers is None
     model = build_model(cfg)
     assert model.config.feature_layers == (1, 2, 3, 4)
+    assert cfg.feature_layers is None and model.config is not cfg  # building never writes cfg
     ck = save_checkpoint(tmp_path / "m.pt", model)
     again, blob = load_model(ck)
     assert blob["model_config"]["feature_layers"] == [1, 2, 3, 4]

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_core_cli_names_no_ros_module():
-    src = (REPO / "vita_grasp_core" / "cli.py").read_text()
+    src = (REPO / "vita_grasp_core" / "cli" / "__init__.py").read_text()
     for name in ("vita_grasp_ros", "rclpy", "rosbags", "sensor_msgs", "vita_grasp.msg"):
         assert name not in src, name
 

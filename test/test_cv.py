@@ -11,7 +11,8 @@ import torch
 from test_train_utils import TINY
 
 from vita_grasp_core.data.toy import write_toy_dataset
-from vita_grasp_core.training.train_config import build_config, load_raw
+from vita_grasp_core.training.config_files import load_raw
+from vita_grasp_core.training.train_config import build_config
 
 SHARED_CORNELL = Path(__file__).resolve().parents[2] / "shared" / "data" / "cornell"
 

@@ -19,7 +19,7 @@ def val_ds(tmp_path_factory):
 
 
 def test_ground_truth_scores_100_percent(val_ds):
-    from vita_grasp_core.evaluation import evaluate
+    from vita_grasp_core.evaluation import EvalOptions, evaluate
 
     def gt_predictor(batch):  # the best-scoring ground-truth rectangles as predictions
         out = []
@@ -28,7 +28,7 @@ def test_ground_truth_scores_100_percent(val_ds):
             out.append(r[np.argsort(-r[:, 5], kind="stable")][:10, :6])
         return out
 
-    res = evaluate(gt_predictor, val_ds, batch_size=4, progress=False, per_image=True)
+    res = evaluate(gt_predictor, val_ds, options=EvalOptions(progress=False, per_image=True))
     assert res["num_images"] == len(val_ds) == 8
     for k in ("top1_accuracy", "precision@1", "precision@5", "precision@10"):
         assert res[k] == 1.0, k
@@ -36,7 +36,7 @@ def test_ground_truth_scores_100_percent(val_ds):
 
 
 def test_random_grasps_score_near_zero(val_ds):
-    from vita_grasp_core.evaluation import evaluate
+    from vita_grasp_core.evaluation import EvalOptions, evaluate
 
     rng = np.random.default_rng(0)
 
@@ -50,26 +50,27 @@ def test_random_grasps_score_near_zero(val_ds):
                                         rng.uniform(0, 1, n)]))
         return out
 
-    res = evaluate(random_predictor, val_ds, batch_size=4, progress=False)
+    res = evaluate(random_predictor, val_ds, options=EvalOptions(progress=False))
     assert res["top1_accuracy"] <= 0.125 and res["precision@10"] < 0.05, res
 
 
 def test_evaluate_model_and_predictor(val_ds, tiny_model_factory):
     from vita_grasp_core import GraspPredictor
-    from vita_grasp_core.evaluation import evaluate
+    from vita_grasp_core.evaluation import EvalOptions, evaluate
 
     model = tiny_model_factory(output_size=(240, 320))
     model.train()
-    res = evaluate(model, val_ds, batch_size=4, max_frames=3, progress=False)
+    res = evaluate(model, val_ds, options=EvalOptions(max_frames=3, progress=False))
     assert res["num_images"] == 3 and 0 <= res["top1_accuracy"] <= 1
     assert res["mean_predictions"] == 10  # score_threshold 0: always max(ks) predictions
     assert model.decoder.training, "evaluate() must restore the training mode"
     pred = GraspPredictor(model, device="cpu", score_threshold=0.5, max_grasps=3)
-    res2 = evaluate(pred, val_ds, batch_size=2, max_frames=3, progress=False)
+    res2 = evaluate(pred, val_ds, options=EvalOptions(batch_size=2, max_frames=3,
+                                                        progress=False))
     assert res2["top1_accuracy"] == res["top1_accuracy"]  # same decoding in evaluate()
     assert (pred.score_threshold, pred.max_grasps) == (0.5, 3)  # restored afterwards
     with pytest.raises(TypeError):
-        evaluate(object(), val_ds, progress=False)
+        evaluate(object(), val_ds, options=EvalOptions(progress=False))
 
 
 def test_eval_cli_matches_training_validation(tmp_path, tmp_path_factory):

@@ -145,7 +145,7 @@ def test_unavailable_hub_encoder_is_one_line_exit_2(tmp_path, small_checkpoint):
 def test_evaluate_counts_ground_truth_outside(tmp_path):
     from vita_grasp_core.conventions import IMAGENET_MEAN, IMAGENET_STD
     from vita_grasp_core.data import open_dataset
-    from vita_grasp_core.evaluation import evaluate
+    from vita_grasp_core.evaluation import EvalOptions, evaluate
 
     write_toy_dataset(tmp_path, "cornell", frames=3, size=(96, 128))
     with open(tmp_path / "pcd0101cpos.txt", "a") as f:
@@ -156,7 +156,7 @@ def test_evaluate_counts_ground_truth_outside(tmp_path):
     def gt_predictor(batch):
         return [r.numpy()[:, :6] for r in batch["rects"]]
 
-    res = evaluate(gt_predictor, ds, progress=False, per_image=True)
+    res = evaluate(gt_predictor, ds, options=EvalOptions(progress=False, per_image=True))
     assert res["gt_rects"] == 3 * 2 + 2 and res["gt_rects_outside"] == 2
     assert res["top1_accuracy"] == 1.0
     assert [im["num_gt_outside"] for im in res["images"]] == [0, 2, 0]

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from vita_grasp_core.training.train_config import ConfigError, build_config, load_config, yaml_load
+from vita_grasp_core.training.config_files import yaml_load
+from vita_grasp_core.training.train_config import ConfigError, build_config, load_config
 
 #: The configuration as the seed README documents it.
 SEED_YAML = """\

@@ -11,7 +11,8 @@ import pytest
 import torch
 from test_train_utils import TINY, run, synth_root, train_cmd, trained_run
 
-from vita_grasp_core.training.train_config import ConfigError, build_config, load_config, load_raw
+from vita_grasp_core.training.config_files import load_raw
+from vita_grasp_core.training.train_config import ConfigError, build_config, load_config
 
 
 # ----------------------------------------------------------------------------- config

@@ -10,7 +10,8 @@ from test_train_utils import TINY, run, subprocess_env, synth_root
 
 SCRIPT = textwrap.dedent("""
     import sys, torch
-    from vita_grasp_core.training.train_config import build_config, load_raw
+    from vita_grasp_core.training.config_files import load_raw
+    from vita_grasp_core.training.train_config import build_config
     from vita_grasp_core.training.train import Trainer
 
     tiny, data, out = sys.argv[1:4]

@@ -1,6 +1,7 @@
 """GraspModel = frozen ViT encoder + trainable FPN grasp decoder."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -20,8 +21,10 @@ class GraspModel(nn.Module):
 
     def __init__(self, config: ModelConfig, backbone: nn.Module | None = None):
         super().__init__()
-        self.config = config
         self.backbone = backbone if backbone is not None else build_backbone(config)
+        #: a copy of ``config`` with the feature layers the encoder actually uses (the caller's
+        #: config is never changed); checkpoints record this one
+        self.config = dataclasses.replace(config, feature_layers=tuple(self.backbone.layers))
         m = self.backbone.size_multiple
         h, w = config.input_size
         if h % m or w % m:

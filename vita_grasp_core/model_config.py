@@ -24,7 +24,7 @@ class ModelConfig:
         freeze_vit: keep the encoder frozen and in eval mode.
         feature_layers: hidden-state indices (1 = first block's output) fed to the decoder;
             ``None`` = 4 layers spread evenly over the depth of the encoder actually built
-            (written back here when the model is built, so checkpoints record it).
+            (the built model's ``config`` records them; this object is never changed).
         decoder_channels: width of the FPN decoder.
         decoder_stages: x2 upsampling stages after the feature grid (4: heads at 16x the patch
             grid; 3 halves the heads' resolution, ~2.5x cheaper, for small outputs).

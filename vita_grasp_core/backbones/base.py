@@ -8,11 +8,12 @@ from torch import nn
 class Backbone(nn.Module):
     """A vision encoder that returns multi-layer feature maps.
 
-    Subclasses set:
-        mean, std: per-channel normalisation of RGB values in [0, 1].
+    :func:`~vita_grasp_core.backbones.registry.build_backbone` sets ``mean``, ``std`` (per-channel
+    normalisation of RGB values in [0, 1]) from the registry entry. Subclasses set:
         size_multiple: input H and W must be multiples of this (14 for InternViT, 28 for Qwen2-VL).
         out_channels: channels of each returned feature map.
         stride: input pixels per feature-map cell.
+        layers: the 1-based encoder blocks whose outputs are returned.
     and implement :meth:`forward`: ``(B, 3, H, W)`` normalised float -> list of ``(B, C, h, w)``.
     """
 
@@ -20,6 +21,7 @@ class Backbone(nn.Module):
     std: tuple[float, float, float]
     size_multiple: int
     out_channels: list[int]
+    layers: tuple[int, ...]
     stride: int
 
     def __init__(self, freeze: bool = True):

@@ -45,7 +45,7 @@ _IGNORED = {"model_type", "architectures", "torch_dtype", "dtype", "transformers
 class Dinov2Backbone(Backbone):
     """``(B, 3, H, W)`` ImageNet-normalised, H, W multiples of 14 -> per-layer patch maps."""
 
-    mean, std, size_multiple = IMAGENET_MEAN, IMAGENET_STD, 14
+    size_multiple = 14
 
     def __init__(self, vision_config, layers, freeze=True):
         super().__init__(freeze)

@@ -115,7 +115,6 @@ class InternViTBackbone(Backbone):
     after the deepest requested layer are not run.
     """
 
-    mean, std, size_multiple = IMAGENET_MEAN, IMAGENET_STD, 14
 
     def __init__(self, vision_config, layers, freeze=True):
         super().__init__(freeze)

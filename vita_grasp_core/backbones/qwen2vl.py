@@ -69,7 +69,6 @@ class Qwen2VLBackbone(Backbone):
     ``(B, embed_dim, H/14, W/14)``. Pre-merger hidden states (no final norm).
     """
 
-    mean, std = CLIP_MEAN, CLIP_STD
 
     def __init__(self, vision_config, layers, freeze=True, merge_tokens=True):
         super().__init__(freeze)

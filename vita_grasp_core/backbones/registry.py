@@ -75,8 +75,12 @@ def get_spec(name: str) -> BackboneSpec:
 
 
 def build_backbone(config) -> Backbone:
-    """Build the encoder named by ``config.backbone`` (random or pretrained weights)."""
-    return get_spec(config.backbone).builder(config)
+    """Build the encoder named by ``config.backbone`` (random or pretrained weights). Its input
+    normalisation comes from the registry entry, the one home of that fact."""
+    spec = get_spec(config.backbone)
+    backbone = spec.builder(config)
+    backbone.mean, backbone.std = spec.mean, spec.std
+    return backbone
 
 
 def spread_layers(n: int, k: int = 4) -> tuple[int, ...]:
@@ -88,7 +92,7 @@ def spread_layers(n: int, k: int = 4) -> tuple[int, ...]:
 
 def resolve_feature_layers(config, depth: int) -> tuple[int, ...]:
     """``config.feature_layers``, or (when it is None) the default for an encoder of ``depth``
-    blocks, which is then written back into ``config`` so checkpoints record it."""
+    blocks. ``config`` is not changed: the built model's own config records the layers."""
     if config.feature_layers is None:
-        config.feature_layers = spread_layers(int(depth))
+        return spread_layers(int(depth))
     return tuple(config.feature_layers)

@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 from ..choices import ENGINES, ONNX_PRECISIONS, SPLIT_BY
+from ..training.config_files import ConfigError, load_raw
 from ..training.cv import format_report, rescore_cv, run_cv
-from ..training.train_config import ConfigError, build_config, load_raw
+from ..training.train_config import build_config
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,16 +22,7 @@ from pathlib import Path
 from ..choices import CAMERAS, DEFAULT_CAMERA, SPLIT_BY, format_choices
 from ..data.splits import evenly_spaced
 from ..decoding_settings import add_decode_arguments, decode_arguments
-from ..evaluation import evaluate, format_table
-
-
-def _keep_predictor_settings(settings: dict) -> dict:
-    """evaluate() keyword arguments: the given settings, ``None`` (= the predictor's own, i.e.
-    what the API returns with its defaults) for every other one."""
-    out = {k: None for k in ("score_threshold", "max_grasps", "min_distance", "smooth_sigma")}
-    out.update(settings)
-    return out
-
+from ..evaluation import EvalOptions, evaluate, format_table
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,10 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     n = len(evenly_spaced(len(ds), args.max_frames))
     print(f"evaluating {args.checkpoint} on {desc}: {n} of {len(ds)} frames, "
           f"device {predictor.device}")
-    res_m = evaluate(predictor, ds, batch_size=args.batch_size, max_frames=args.max_frames,
-                     num_workers=args.num_workers,
-                     **_keep_predictor_settings(decode_arguments(args)),
-                     progress=not args.no_progress, per_image=True)
+    opt = EvalOptions(batch_size=args.batch_size, max_frames=args.max_frames,
+                      num_workers=args.num_workers, progress=not args.no_progress,
+                      per_image=True)
+    # decoding: the checkpoint's settings (what the API returns), with those given here on top
+    res_m = evaluate(predictor, ds, decode_arguments(args), opt)
     print(format_table(res_m, desc))
     rep = ds.report()
     if rep["skipped"]:

@@ -63,7 +63,7 @@ def prebuild_cache(cfg: FullConfig, frames, device, progress: bool) -> dict:
                       augment=cfg.data.make_augment(), seed=t.seed, max_rects=cfg.data.max_rects,
                       root=cfg.data.root, require_label=cfg.data.require_label)
     views = t.cache_views if ds.augment is not None else 1
-    cache = FeatureCache(t.feature_cache_dir, cfg.model, dataset_signature(ds),
+    cache = FeatureCache(t.feature_cache_dir, model.config, dataset_signature(ds),
                          encoder_fingerprint(model))
     t0 = time.perf_counter()
     n = build_cache(model, ds, cache, views=views, device=device,
@@ -78,16 +78,15 @@ def score_fold(checkpoint: Path, frames, device, *, time_frames: int = 20,
     ``predictor_kwargs`` go to ``GraspPredictor.from_checkpoint`` (``dtype``, ``engine``,
     ``onnx_precision``, ...): the same protocol for another inference variant."""
     from ..data import GraspDataset, load_frame
-    from ..evaluation import evaluate
+    from ..evaluation import EvalOptions, evaluate
     from ..predictor import GraspPredictor
 
     pred = GraspPredictor.from_checkpoint(checkpoint, device=device, **predictor_kwargs)
     c = pred.config
     ds = GraspDataset(frames, output_size=c.output_size, input_size=c.input_size,
                       mean=pred.mean, std=pred.std, width_scale=c.width_scale)
-    res = evaluate(pred, ds, batch_size=8, progress=False, per_image=True,
-                   keep_predictions=True, score_threshold=None, max_grasps=None,
-                   min_distance=None, smooth_sigma=None)
+    res = evaluate(pred, ds, {}, EvalOptions(batch_size=8, progress=False, per_image=True,
+                                             keep_predictions=True))  # the API's settings
     times = []
     for rec in frames[:time_frames]:
         rgb = load_frame(rec).rgb

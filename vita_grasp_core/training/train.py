@@ -101,7 +101,7 @@ class Trainer:
             from ..model import build_model
 
             self.model, blob = build_model(cfg.model), None
-        self.ckpt.config_dict = cfg.to_dict()  # feature_layers resolved by the build
+        self.ckpt.config_dict = {**cfg.to_dict(), "model": self.model.config.to_dict()}
         self.model.to(self.device).train()
         log.info("model: %s backbone (%s, %s), decoder %d ch, input %s -> maps %s; trainable "
                  "parameters %.2f M", cfg.model.backbone,
@@ -171,7 +171,7 @@ class Trainer:
             return False
         views = t.cache_views if self.train_ds.augment is not None else 1
         root = Path(t.feature_cache_dir) if t.feature_cache_dir else self.out / "feature_cache"
-        self.cache = FeatureCache(root, self.cfg.model, dataset_signature(self.train_ds),
+        self.cache = FeatureCache(root, self.model.config, dataset_signature(self.train_ds),
                                   encoder_fingerprint(self.model))
         t0 = time.perf_counter()
         kw = dict(device=self.device, batch_size=max(t.batch_size, views), rank=self.dist.rank,
@@ -291,22 +291,21 @@ class Trainer:
         cache); ``decode`` defaults to ``train.eval``."""
         if self.val_ds is None:
             return None
-        from ..evaluation import evaluate
+        from ..evaluation import EvalOptions, evaluate
 
         e = self.cfg.train.eval
         decode = decode or e.decode()
-        kw = dict(batch_size=e.batch_size or self.cfg.train.batch_size, device=self.device,
-                  progress=self.progress, distributed=self.dist.enabled,
-                  keep_predictions=keep_predictions, score_threshold=decode.score_threshold,
-                  max_grasps=decode.max_grasps, min_distance=decode.min_distance,
-                  smooth_sigma=decode.smooth_sigma)
+        opt = EvalOptions(batch_size=e.batch_size or self.cfg.train.batch_size,
+                          num_workers=0 if self.cached else self.num_workers,
+                          progress=self.progress, distributed=self.dist.enabled,
+                          keep_predictions=keep_predictions)
         if self.cached:
             from .feature_cache import cached_collate
 
-            res = evaluate(self._cached_predict_fn(decode), self.val_ds, collate=cached_collate,
-                           **kw)
+            res = evaluate(self._cached_predict_fn(decode), self.val_ds, decode, opt,
+                           collate=cached_collate)
         else:
-            res = evaluate(self.model, self.val_ds, num_workers=self.num_workers, **kw)
+            res = evaluate(self.model, self.val_ds, decode, opt, device=self.device)
         self.model.train()
         return res
 

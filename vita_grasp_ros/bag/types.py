@@ -48,10 +48,6 @@ class BagError(Exception):
     """A bag that cannot be opened, read or written. The message names the file."""
 
 
-def _repo_msg_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "msg"
-
-
 def ament_prefixes() -> list[Path]:
     """Ament prefixes to search for interface definitions: ``AMENT_PREFIX_PATH``, then the
     interpreter's prefix (the venv is the ROS prefix when the ROS wheels are installed)."""
@@ -63,17 +59,17 @@ def ament_prefixes() -> list[Path]:
 
 
 def vita_grasp_msg_dir() -> Path:
-    """Directory holding ``Grasp.msg`` and ``GraspArray.msg``: the installed package's share dir
-    when there is one (what the node was built from), else the repository's ``msg/``."""
+    """Directory holding ``Grasp.msg`` and ``GraspArray.msg``: ``share/vita_grasp/msg`` of the
+    installed ROS package (the ament prefixes: what the node was built from), never the source
+    checkout."""
     for prefix in ament_prefixes():
         d = prefix / "share" / "vita_grasp" / "msg"
         if all((d / f"{n}.msg").is_file() for n in VITA_GRASP_TYPES):
             return d
-    d = _repo_msg_dir()
-    if all((d / f"{n}.msg").is_file() for n in VITA_GRASP_TYPES):
-        return d
     raise BagError("cannot find the vita_grasp message definitions (Grasp.msg, GraspArray.msg) in "
-                   "share/vita_grasp/msg of the ament prefixes nor in the repository's msg/")
+                   "share/vita_grasp/msg of the ament prefixes (AMENT_PREFIX_PATH, "
+                   f"{sys.prefix}): build and install the messages (make setup, or colcon build "
+                   "and source install/setup.bash)")
 
 
 @functools.lru_cache(maxsize=None)
