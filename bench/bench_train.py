@@ -66,7 +66,13 @@ def _step_fns(model, optimizer, criterion, get_uncached, get_cached):
 def scenario_tiny(repeats: int, batch_size: int, frames: int, workdir: Path) -> dict:
     import torch
 
-    from vita_grasp_core.data import GraspNetDataset, collate_fn, synthesize
+    from vita_grasp_core.data import (
+        GraspNetDataset,
+        SampleSpec,
+        TargetSpec,
+        collate_fn,
+        synthesize,
+    )
     from vita_grasp_core.model import build_model
     from vita_grasp_core.training.feature_cache import (
         CachedFeatureDataset,
@@ -86,9 +92,8 @@ def scenario_tiny(repeats: int, batch_size: int, frames: int, workdir: Path) -> 
     torch.manual_seed(0)
     model = build_model(cfg.model).train()
     m = cfg.model
-    ds = GraspNetDataset(root, scenes=[0], output_size=m.output_size, input_size=m.input_size,
-                         mean=model.mean, std=model.std, width_scale=m.width_scale,
-                         sigma=cfg.data.sigma, augment=False)
+    ds = GraspNetDataset(root, scenes=[0], sample=SampleSpec.of(model),
+                         targets=TargetSpec(sigma=cfg.data.sigma))
     cache = FeatureCache(workdir / "cache", m, dataset_signature(ds))
     t0 = time.perf_counter()
     build_cache(model, ds, cache, device="cpu", batch_size=batch_size, progress=False)

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from vita_grasp_core.data import DataWarning, GraspNetDataset, collate_fn, synthesize
+from vita_grasp_core.data import (
+    DataWarning,
+    GraspNetDataset,
+    SampleSpec,
+    TargetSpec,
+    collate_fn,
+    synthesize,
+)
 
 OUT = (96, 128)   # small maps / inputs keep the tests fast; the geometry is the same
 INP = (84, 112)
@@ -21,10 +28,9 @@ def synth_root(tmp_path_factory):
     return root
 
 
-def _ds(root, **kw):
-    kw.setdefault("output_size", OUT)
-    kw.setdefault("input_size", INP)
-    return GraspNetDataset(root, **kw)
+def _ds(root, max_rects=None, **kw):
+    return GraspNetDataset(root, sample=SampleSpec(OUT, INP),
+                           targets=TargetSpec(max_rects=max_rects), **kw)
 
 
 def _check_sample(s, out=OUT, inp=INP):

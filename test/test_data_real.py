@@ -10,6 +10,7 @@ from vita_grasp_core.cli.data import data_main
 from vita_grasp_core.conventions import IMAGENET_MEAN, IMAGENET_STD
 from vita_grasp_core.data import (
     GraspDataset,
+    SampleSpec,
     detect_format,
     kfold,
     load_frame,
@@ -59,8 +60,7 @@ def test_dataset_folds_and_check_on_real_frames(scan):
     folds = kfold(scan.frames, 5, seed=0)
     assert sorted(len(f) for f in folds) == [113, 113, 114, 114, 114]
     fold = [scan.frames[i] for i in folds[0][:6]]
-    ds = GraspDataset(fold, output_size=(224, 224), input_size=(224, 224), mean=IMAGENET_MEAN,
-                      std=IMAGENET_STD, width_scale=0.4)
+    ds = GraspDataset(fold, SampleSpec((224, 224), (224, 224), IMAGENET_MEAN, IMAGENET_STD, 0.4))
     assert ds.check_frames()["usable"] == 6
     s = ds[0]
     assert s["src_size"] == (224, 224) and s["target"][0].max() > 0.9

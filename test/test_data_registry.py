@@ -9,6 +9,7 @@ import pytest
 from vita_grasp_core.choices import format_choices
 from vita_grasp_core.conventions import IMAGENET_MEAN, IMAGENET_STD, angle_difference
 from vita_grasp_core.data import (
+    SampleSpec,
     detect_format,
     format_names,
     get_format,
@@ -20,8 +21,7 @@ from vita_grasp_core.data import (
 from vita_grasp_core.data.formats import unregister_format
 from vita_grasp_core.data.toy import write_toy_dataset
 
-KW = dict(output_size=(96, 128), input_size=(84, 112), mean=IMAGENET_MEAN, std=IMAGENET_STD,
-          width_scale=0.5)
+KW = dict(sample=SampleSpec((96, 128), (84, 112), IMAGENET_MEAN, IMAGENET_STD, 0.5))
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from vita_grasp_core.conventions import IMAGENET_MEAN, IMAGENET_STD
 from vita_grasp_core.data import (
     DataWarning,
     GraspDataset,
+    SampleSpec,
     collate_fn,
     format_names,
     holdout,
@@ -25,8 +26,7 @@ from vita_grasp_core.decoding import decode_maps
 from vita_grasp_core.metrics import image_scores
 
 OUT, INP = (96, 128), (84, 112)
-KW = dict(output_size=OUT, input_size=INP, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-          width_scale=0.5)
+KW = dict(sample=SampleSpec(OUT, INP, IMAGENET_MEAN, IMAGENET_STD, 0.5))
 
 
 @pytest.mark.parametrize("fmt", format_names())

@@ -12,10 +12,10 @@ from test_train_utils import REPO, run, synth_root, trained_run
 
 @pytest.fixture(scope="module")
 def val_ds(tmp_path_factory):
-    from vita_grasp_core.data import GraspNetDataset
+    from vita_grasp_core.data import GraspNetDataset, SampleSpec
 
-    return GraspNetDataset(synth_root(tmp_path_factory), scenes=[3], output_size=(240, 320),
-                           input_size=(112, 140), augment=False)
+    return GraspNetDataset(synth_root(tmp_path_factory), scenes=[3],
+                           sample=SampleSpec((240, 320), (112, 140)))
 
 
 def test_ground_truth_scores_100_percent(val_ds):

@@ -144,14 +144,14 @@ def test_unavailable_hub_encoder_is_one_line_exit_2(tmp_path, small_checkpoint):
 
 def test_evaluate_counts_ground_truth_outside(tmp_path):
     from vita_grasp_core.conventions import IMAGENET_MEAN, IMAGENET_STD
-    from vita_grasp_core.data import open_dataset
+    from vita_grasp_core.data import SampleSpec, open_dataset
     from vita_grasp_core.evaluation import EvalOptions, evaluate
 
     write_toy_dataset(tmp_path, "cornell", frames=3, size=(96, 128))
     with open(tmp_path / "pcd0101cpos.txt", "a") as f:
         f.write("-30 10\n-10 10\n-10 20\n-30 20\n140 100\n150 100\n150 110\n140 110\n")
-    ds = open_dataset(tmp_path, output_size=(96, 128), input_size=(84, 112), mean=IMAGENET_MEAN,
-                      std=IMAGENET_STD, width_scale=0.5)
+    ds = open_dataset(tmp_path, sample=SampleSpec((96, 128), (84, 112), IMAGENET_MEAN,
+                                                  IMAGENET_STD, 0.5))
 
     def gt_predictor(batch):
         return [r.numpy()[:, :6] for r in batch["rects"]]

@@ -267,14 +267,14 @@ def test_memory_cache_wraps_unaugmented_sets(tmp_path_factory):
 
 
 def test_head_bias_init_matches_target_means(tmp_path_factory):
-    from vita_grasp_core.data import GraspNetDataset
+    from vita_grasp_core.data import GraspNetDataset, SampleSpec
     from vita_grasp_core.model import build_model
     from vita_grasp_core.training.data import init_head_biases
 
     cfg = load_config(TINY)
     model = build_model(cfg.model)
-    ds = GraspNetDataset(synth_root(tmp_path_factory), scenes=[0], output_size=(60, 80),
-                         input_size=cfg.model.input_size, augment=False)
+    ds = GraspNetDataset(synth_root(tmp_path_factory), scenes=[0],
+                         sample=SampleSpec((60, 80), cfg.model.input_size))
     info = init_head_biases(model, ds, max_frames=3)
     mean = info["mean"]
     assert 0 < mean[0] < 0.2 and 0 < mean[4] < 0.5 and 0 < mean[3] < 1

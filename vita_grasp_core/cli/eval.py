@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from ..checkpoint import CheckpointError
-    from ..data.dataset import GraspDataset
+    from ..data.dataset import GraspDataset, Origin, SampleSpec
     from ..predictor import load_predictor
 
     try:
@@ -138,12 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as e:
         print(f"vita-grasp eval: cannot load checkpoint: {e}", file=sys.stderr)
         return 2
-    c = predictor.config
     try:
-        ds = GraspDataset(frames, output_size=c.output_size, input_size=c.input_size,
-                          mean=predictor.mean, std=predictor.std, width_scale=c.width_scale,
-                          augment=False, root=args.dataset_root, faults=res.faults,
-                          name=f"{args.dataset_root} ({desc})")
+        ds = GraspDataset(frames, SampleSpec.of(predictor),
+                          origin=Origin(args.dataset_root, f"{args.dataset_root} ({desc})",
+                                        res.faults))
     except ValueError as e:
         print(f"vita-grasp eval: {e}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ Public API::
     DataFormat, get_format, format_names, register_format  (formats.py: the registry)
     FrameRecord, Frame, ScanResult, FaultLog, FrameFault, DataWarning      (common.py)
     GraspDataset, GraspNetDataset, open_dataset, collate_fn                (dataset.py)
+    SampleSpec, TargetSpec, Origin         (dataset.py: GraspDataset's parameter objects)
     kfold, holdout, evenly_spaced                                          (splits.py)
     summarize                                                              (summary.py)
     scan, SPLITS                                                           (graspnet.py)
@@ -21,7 +22,15 @@ The command line lives in :mod:`vita_grasp_core.cli.data` (``vita-grasp synth`` 
 from ..choices import CAMERAS
 from .augment import Augment
 from .common import DataWarning, FaultLog, Frame, FrameFault, FrameRecord, ScanResult
-from .dataset import GraspDataset, GraspNetDataset, collate_fn, open_dataset
+from .dataset import (
+    GraspDataset,
+    GraspNetDataset,
+    Origin,
+    SampleSpec,
+    TargetSpec,
+    collate_fn,
+    open_dataset,
+)
 from .formats import (
     DataFormat,
     check_frame,
@@ -39,8 +48,8 @@ from .synth import synthesize
 from .targets import CHANNELS, Targets, render_targets
 
 __all__ = ["Augment", "CAMERAS", "CHANNELS", "DataFormat", "DataWarning", "FaultLog", "Frame",
-           "FrameFault", "FrameRecord", "GraspDataset", "GraspNetDataset", "SPLITS",
-           "ScanResult", "Targets", "check_frame", "collate_fn", "detect_format", "evenly_spaced",
-           "format_names", "get_format", "holdout", "kfold", "load_frame", "open_dataset",
-           "register_format", "render_targets", "scan", "scan_dataset", "summarize",
-           "synthesize"]
+           "FrameFault", "FrameRecord", "GraspDataset", "GraspNetDataset", "Origin", "SPLITS",
+           "SampleSpec", "ScanResult", "TargetSpec", "Targets", "check_frame", "collate_fn",
+           "detect_format", "evenly_spaced", "format_names", "get_format", "holdout", "kfold",
+           "load_frame", "open_dataset", "register_format", "render_targets", "scan",
+           "scan_dataset", "summarize", "synthesize"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,58 @@ def _limit_worker_threads() -> None:
         pass
 
 
+@dataclass(frozen=True)
+class SampleSpec:
+    """What a sample looks like for a model: its canvases and input normalisation.
+
+    Attributes:
+        output_size: (H, W) of the target maps (model ``output_size``).
+        input_size: (H, W) of the backbone input canvas (model ``input_size``).
+        mean, std: RGB normalisation (0-1 scale) of the backbone.
+        width_scale: see :class:`~vita_grasp_core.model_config.ModelConfig`.
+    """
+
+    output_size: tuple[int, int]
+    input_size: tuple[int, int]
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    width_scale: float = 0.25
+
+    @classmethod
+    def of(cls, model) -> "SampleSpec":
+        """The spec of a ``GraspModel`` or ``GraspPredictor`` (its config and mean/std)."""
+        c = model.config
+        return cls(tuple(c.output_size), tuple(c.input_size), tuple(model.mean),
+                   tuple(model.std), float(c.width_scale))
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """How the five target maps are rendered (see :func:`.targets.render_targets`).
+
+    Attributes:
+        sigma: heatmap gaussian sigma in map px.
+        max_rects: keep at most this many best-scoring rectangles per frame (``None`` = all).
+        score_scale, min_score, owned_floor: see :func:`render_targets`.
+    """
+
+    sigma: float = 2.0
+    max_rects: int | None = None
+    score_scale: float | None = 1.0
+    min_score: float = 0.05
+    owned_floor: float = 0.05
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where frames come from, for messages and reports: ``root`` (default: their common
+    folder), ``name`` (a label) and the scan-time ``faults`` to report."""
+
+    root: str | Path | None = None
+    name: str | None = None
+    faults: FaultLog | None = None
+
+
 try:
     from torch.utils.data import Dataset as _TorchDataset
 except ImportError:  # pragma: no cover - torch is a hard dependency of the package
@@ -67,19 +120,13 @@ class GraspDataset(_TorchDataset):
     Args:
         frames: :class:`~vita_grasp_core.data.common.FrameRecord` list (e.g.
             ``scan_dataset(...).frames`` or a fold of it).
-        output_size: (H, W) of the target maps (model ``output_size``).
-        input_size: (H, W) of the backbone input canvas (model ``input_size``).
-        mean, std: RGB normalisation (0-1 scale) of the backbone.
-        width_scale: see :class:`~vita_grasp_core.model_config.ModelConfig`.
-        sigma: heatmap gaussian sigma in map px.
+        sample: :class:`SampleSpec` (canvases, normalisation; ``SampleSpec.of(model)``).
+        targets: :class:`TargetSpec` (target rendering; default: its defaults).
         augment: ``False``/``None`` (off), ``True`` (default :class:`Augment`) or an ``Augment``.
         seed: base seed of the augmentation; per sample ``(seed, epoch, index)``.
-        max_rects: keep at most this many best-scoring rectangles per frame (``None`` = all).
-        score_scale, min_score, owned_floor: see :func:`render_targets`.
-        root, name: where the frames come from / a label for messages (optional).
-        faults: scan-time faults to report (one :class:`DataWarning` if not empty).
         require_label: frames without a mask are faults (default False: channel 4 is then the
             union of the frame's positive rectangles).
+        origin: :class:`Origin` (root, name, scan-time faults: one :class:`DataWarning` if any).
 
     ``ds[i]`` returns a dict: ``image`` (3 x input_size float32 tensor), ``target`` (5 x H x W
     float32), ``owned`` (H x W bool), ``rects`` ((N, 7) float32 tensor: x, y, angle, width,
@@ -90,11 +137,12 @@ class GraspDataset(_TorchDataset):
     replaced a bad frame) and ``skipped`` (``(kind, path[, rows])`` met while producing it).
     """
 
-    def __init__(self, frames, *, output_size, input_size, mean, std, width_scale: float,
-                 sigma: float = 2.0, augment=False, seed: int = 0, max_rects: int | None = None,
-                 score_scale: float | None = 1.0, min_score: float = 0.05,
-                 owned_floor: float = 0.05, root=None, name: str | None = None,
-                 faults: FaultLog | None = None, require_label: bool = False):
+    def __init__(self, frames, sample: SampleSpec, targets: TargetSpec | None = None, *,
+                 augment=False, seed: int = 0, require_label: bool = False,
+                 origin: Origin | None = None):
+        targets = targets or TargetSpec()
+        origin = origin or Origin()
+        root, name, faults = origin.root, origin.name, origin.faults
         self.frames: list[FrameRecord] = list(frames)
         if not self.frames:
             raise ValueError(f"GraspDataset: no frames{f' in {name}' if name else ''}")
@@ -113,16 +161,18 @@ class GraspDataset(_TorchDataset):
         fmts = {f.format for f in self.frames}
         self.format = fmts.pop() if len(fmts) == 1 else "mixed"
         self.scene_ids = sorted({f.scene for f in self.frames if f.scene >= 0})
-        self.output_size = tuple(int(v) for v in output_size)
-        self.input_size = tuple(int(v) for v in input_size)
-        self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
-        self.width_scale, self.sigma = float(width_scale), float(sigma)
+        self.sample_spec, self.target_spec = sample, targets
+        self.output_size = tuple(int(v) for v in sample.output_size)
+        self.input_size = tuple(int(v) for v in sample.input_size)
+        self.mean = tuple(float(v) for v in sample.mean)
+        self.std = tuple(float(v) for v in sample.std)
+        self.width_scale, self.sigma = float(sample.width_scale), float(targets.sigma)
         self.augment = Augment() if augment is True else (augment or None)
         self.seed, self.epoch = int(seed), 0
-        self.max_rects = max_rects
+        self.max_rects = targets.max_rects
         self.require_label = bool(require_label)
-        self.render_kw = dict(score_scale=score_scale, min_score=min_score,
-                              owned_floor=owned_floor)
+        self.render_kw = dict(score_scale=targets.score_scale, min_score=targets.min_score,
+                              owned_floor=targets.owned_floor)
         self.frames_found = len(self.frames)
         self.fallbacks = 0
         self._scan_faults = faults if faults is not None else FaultLog()
@@ -305,19 +355,17 @@ class GraspDataset(_TorchDataset):
 class GraspNetDataset(GraspDataset):
     """A GraspNet-1Billion selection as a :class:`GraspDataset` (the former constructor).
 
-    ``root`` holds ``scenes/``; ``camera`` is ``kinect`` or ``realsense``; ``scenes`` explicit ids
-    (int or iterable, ``None`` = all present); ``split`` ``train`` (0-99), ``test_seen``
-    (100-129), ``test_similar`` (130-159), ``test_novel`` (160-189), ``test`` (100-189) or
-    ``all``, intersected with ``scenes``. Other arguments as :class:`GraspDataset` (with the
-    GraspNet-sized defaults). Raises ``FileNotFoundError`` when the selection has no frame.
+    ``root`` holds ``scenes/``; ``camera`` a GraspNet camera; ``scenes`` explicit ids (int or
+    iterable, ``None`` = all present); ``split`` ``train`` (0-99), ``test_seen`` (100-129),
+    ``test_similar`` (130-159), ``test_novel`` (160-189), ``test`` (100-189) or ``all``,
+    intersected with ``scenes``. ``sample`` defaults to the GraspNet-sized canvases (maps 480x640,
+    input 448x588, ImageNet normalisation); other arguments as :class:`GraspDataset`. Raises
+    ``FileNotFoundError`` when the selection has no frame.
     """
 
     def __init__(self, root, camera: str = DEFAULT_CAMERA, scenes=None, split=None,
-                 output_size=(480, 640), input_size=(448, 588), mean=IMAGENET_MEAN,
-                 std=IMAGENET_STD, width_scale: float = 0.25, sigma: float = 2.0, augment=False,
-                 seed: int = 0, max_rects: int | None = None, require_label: bool = False,
-                 score_scale: float | None = 1.0, min_score: float = 0.05,
-                 owned_floor: float = 0.05):
+                 sample: SampleSpec | None = None, targets: TargetSpec | None = None, *,
+                 augment=False, seed: int = 0, require_label: bool = False):
         from .graspnet import scan_graspnet, scenes_dir
 
         res = scan_graspnet(root, camera, scenes, split, require_label)
@@ -326,12 +374,9 @@ class GraspNetDataset(GraspDataset):
                 f"no usable {camera} frames under {scenes_dir(root)} (scenes={scenes}, "
                 f"split={split}, scenes found={res.scene_ids}); problems: "
                 f"{res.faults.summary()}")
-        super().__init__(res.frames, output_size=output_size, input_size=input_size, mean=mean,
-                         std=std, width_scale=width_scale, sigma=sigma, augment=augment,
-                         seed=seed, max_rects=max_rects, score_scale=score_scale,
-                         min_score=min_score, owned_floor=owned_floor, root=root,
-                         name=f"{root} ({camera})", faults=res.faults,
-                         require_label=require_label)
+        super().__init__(res.frames, sample or SampleSpec((480, 640), (448, 588)), targets,
+                         augment=augment, seed=seed, require_label=require_label,
+                         origin=Origin(root, f"{root} ({camera})", res.faults))
         self.scene_ids = res.scene_ids
 
 
@@ -339,8 +384,8 @@ def open_dataset(root, format: str = "auto", *, camera: str = DEFAULT_CAMERA, sc
                  split=None, require_label: bool = False, **dataset_kwargs) -> GraspDataset:
     """:func:`~vita_grasp_core.data.formats.scan_dataset` + :class:`GraspDataset`.
 
-    ``dataset_kwargs`` go to :class:`GraspDataset` (``output_size``, ``input_size``, ``mean``,
-    ``std``, ``width_scale`` are required). Raises ``FileNotFoundError`` when nothing usable is
+    ``dataset_kwargs`` go to :class:`GraspDataset` (``sample`` is required; ``targets``,
+    ``augment``, ``seed``). Raises ``FileNotFoundError`` when nothing usable is
     found (with the scan's problems), ``ValueError`` for an unknown layout or bad selection.
     """
     from .formats import get_format, scan_dataset
@@ -354,8 +399,8 @@ def open_dataset(root, format: str = "auto", *, camera: str = DEFAULT_CAMERA, sc
                                 + (f" (scenes={scenes}, split={split}, scenes found="
                                    f"{res.scene_ids})" if has_scenes else "")
                                 + f"; problems: {res.faults.summary()}")
-    ds = GraspDataset(res.frames, root=root, name=what, faults=res.faults,
-                      require_label=require_label, **dataset_kwargs)
+    ds = GraspDataset(res.frames, require_label=require_label,
+                      origin=Origin(root, what, res.faults), **dataset_kwargs)
     if has_scenes:
         ds.scene_ids = res.scene_ids
     return ds

@@ -48,7 +48,7 @@ def fold_frames(cfg: FullConfig):
 
 def prebuild_cache(cfg: FullConfig, frames, device, progress: bool) -> dict:
     """Encoder features of every frame's views, once for all folds (``train.feature_cache``)."""
-    from ..data import GraspDataset
+    from ..data import GraspDataset, Origin, SampleSpec, TargetSpec
     from ..engines import resolve_device
     from ..model import build_model
     from .dist import seed_everything
@@ -58,10 +58,9 @@ def prebuild_cache(cfg: FullConfig, frames, device, progress: bool) -> dict:
     seed_everything(t.seed)  # as the fold trainers do: the same (random-init) encoder
     device = resolve_device(device)
     model = build_model(cfg.model).to(device)
-    ds = GraspDataset(frames, output_size=cfg.model.output_size, input_size=cfg.model.input_size,
-                      mean=model.mean, std=model.std, width_scale=cfg.model.width_scale,
-                      augment=cfg.data.make_augment(), seed=t.seed, max_rects=cfg.data.max_rects,
-                      root=cfg.data.root, require_label=cfg.data.require_label)
+    ds = GraspDataset(frames, SampleSpec.of(model), TargetSpec(max_rects=cfg.data.max_rects),
+                      augment=cfg.data.make_augment(), seed=t.seed,
+                      require_label=cfg.data.require_label, origin=Origin(cfg.data.root))
     views = t.cache_views if ds.augment is not None else 1
     cache = FeatureCache(t.feature_cache_dir, model.config, dataset_signature(ds),
                          encoder_fingerprint(model))
@@ -77,14 +76,12 @@ def score_fold(checkpoint: Path, frames, device, *, time_frames: int = 20,
     """Score frames with the checkpoint's API defaults; per-image rows; CPU predict time.
     ``predictor_kwargs`` go to ``GraspPredictor.from_checkpoint`` (``dtype``, ``engine``,
     ``onnx_precision``, ...): the same protocol for another inference variant."""
-    from ..data import GraspDataset, load_frame
+    from ..data import GraspDataset, SampleSpec, load_frame
     from ..evaluation import EvalOptions, evaluate
     from ..predictor import GraspPredictor
 
     pred = GraspPredictor.from_checkpoint(checkpoint, device=device, **predictor_kwargs)
-    c = pred.config
-    ds = GraspDataset(frames, output_size=c.output_size, input_size=c.input_size,
-                      mean=pred.mean, std=pred.std, width_scale=c.width_scale)
+    ds = GraspDataset(frames, SampleSpec.of(pred))
     res = evaluate(pred, ds, {}, EvalOptions(batch_size=8, progress=False, per_image=True,
                                              keep_predictions=True))  # the API's settings
     times = []

@@ -52,15 +52,13 @@ def split_frames(cfg: FullConfig, frames) -> tuple[list[int], list[int], list[in
 
 def make_datasets(cfg: FullConfig, model) -> RunData:
     """Training and validation :class:`~vita_grasp_core.data.GraspDataset` of a run."""
-    from ..data import GraspDataset, evenly_spaced, get_format, scan_dataset
+    from ..data import GraspDataset, Origin, SampleSpec, evenly_spaced, get_format, scan_dataset
 
-    d, m = cfg.data, cfg.model
+    d = cfg.data
     if not d.root:
         raise ConfigError("no data set: pass --dataset_root or set data.root")
-    common = dict(output_size=m.output_size, input_size=m.input_size, mean=model.mean,
-                  std=model.std, width_scale=m.width_scale, sigma=d.sigma, max_rects=d.max_rects,
-                  score_scale=d.score_scale, min_score=d.min_score, owned_floor=d.owned_floor,
-                  root=d.root, require_label=d.require_label)
+    common = dict(sample=SampleSpec.of(model), targets=d.target_spec(),
+                  require_label=d.require_label)
     try:
         fmt_scan = scan_dataset(d.root, d.format, camera=d.camera)
     except (FileNotFoundError, ValueError) as e:
@@ -96,13 +94,13 @@ def make_datasets(cfg: FullConfig, model) -> RunData:
         train_frames = [train_frames[i] for i in evenly_spaced(len(train_frames),
                                                               d.train_max_frames)]
     train = GraspDataset(train_frames, augment=d.make_augment(), seed=cfg.train.seed,
-                         name=f"{d.root} (training)", faults=faults, **common)
+                         origin=Origin(d.root, f"{d.root} (training)", faults), **common)
     val = None
     if val_frames:
         if d.val_max_frames is not None and d.val_max_frames < len(val_frames):
             val_frames = [val_frames[i] for i in evenly_spaced(len(val_frames), d.val_max_frames)]
         val = GraspDataset(val_frames, augment=False, seed=cfg.train.seed,
-                           name=f"{d.root} (validation)", **common)
+                           origin=Origin(d.root, f"{d.root} (validation)"), **common)
     return RunData(train, val, fmt, desc)
 
 

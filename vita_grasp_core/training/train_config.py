@@ -125,6 +125,14 @@ class DataConfig:
             except ValueError as e:
                 raise ConfigError(f"data.augment: {e}") from None
 
+    def target_spec(self):
+        """The dataset's :class:`~vita_grasp_core.data.dataset.TargetSpec` (target rendering)."""
+        from ..data.dataset import TargetSpec
+
+        return TargetSpec(sigma=self.sigma, max_rects=self.max_rects,
+                          score_scale=self.score_scale, min_score=self.min_score,
+                          owned_floor=self.owned_floor)
+
     def make_augment(self):
         """The dataset's ``augment`` argument (False, True or an ``Augment``)."""
         if isinstance(self.augment, dict):
