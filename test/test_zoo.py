@@ -96,8 +96,8 @@ def test_half_precision_halves_the_file(tmp_path, tiny_checkpoint):
 def test_command_lines_take_the_name(shipped, tmp_path, capsys):
     import cv2
 
-    from vita_grasp_core.inference import main as infer_main
-    from vita_grasp_core.weights_cli import main as weights_main
+    from vita_grasp_core.cli.infer import main as infer_main
+    from vita_grasp_core.cli.weights import main as weights_main
 
     assert weights_main(["list", "--verify"]) == 0
     assert "tiny" in capsys.readouterr().out
