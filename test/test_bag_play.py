@@ -36,12 +36,12 @@ CLI = [sys.executable, "-m", "vita_grasp_core.cli", "bag"]
 def info_bag(tmp_path_factory):
     """5 frames at 10 Hz (bag times t0 .. t0 + 0.4 s), camera info only (small and fast)."""
     from vita_grasp_core.data.synth import synthesize
-    from vita_grasp_ros.bag.make import make_bag
+    from vita_grasp_ros.bag.make import BagLayout, make_bag
 
     d = tmp_path_factory.mktemp("bag_play")
     synthesize(d / "data", scenes=1, frames=5, seed=3)
     out = d / "info.mcap"
-    make_bag(d / "data", out, rate=10.0, depth_topic=None, progress=False)
+    make_bag(d / "data", out, layout=BagLayout(rate=10.0, depth_topic=None), progress=False)
     with bags.open_bag(out) as r:
         times = [t for _, t, _ in r.read([bt.INFO_TOPIC])]
     assert len(times) == 5
@@ -99,7 +99,7 @@ def test_play_loop_until_stopped(info_bag, tmp_path, monkeypatch):
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import CameraInfo
 
-    from vita_grasp_ros.bag.play import PlayStats, play
+    from vita_grasp_ros.bag.play import PlayOptions, PlayStats, play
 
     bag, times = info_bag
     domain = allocate_domain_id()
@@ -110,8 +110,9 @@ def test_play_loop_until_stopped(info_bag, tmp_path, monkeypatch):
 
     def run():
         try:
-            play(bag, h.node, rate=4.0, loop=True, clock_hz=20, topics=[bt.INFO_TOPIC],
-                 wait_for_subscribers=1, progress=False, stop=stop, stats=stats,
+            play(bag, h.node, PlayOptions(rate=4.0, loop=True, clock_hz=20,
+                                          topics=[bt.INFO_TOPIC], wait_for_subscribers=1,
+                                          progress=False), stop=stop, stats=stats,
                  log=lambda m: None)
         except Exception as e:  # noqa: BLE001 - reported by the test thread
             errors.append(e)

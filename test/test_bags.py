@@ -158,10 +158,11 @@ def test_make_bag_contents(dataset, tmp_path, name, storage):
 
 
 def test_make_bag_compressed_and_limits(dataset, tmp_path):
-    from vita_grasp_ros.bag.make import make_bag
+    from vita_grasp_ros.bag.make import BagLayout, FrameSelection, make_bag
 
     out = tmp_path / "c.mcap"
-    s = make_bag(dataset, out, compressed=True, max_frames=2, depth_topic=None, progress=False)
+    s = make_bag(dataset, out, FrameSelection(max_frames=2),
+                 BagLayout(compressed=True, depth_topic=None), progress=False)
     assert s["frames"] == 2 and s["topics"] == {f"{bt.IMAGE_TOPIC}/compressed": 2,
                                                 bt.INFO_TOPIC: 2, bt.GT_TOPIC: 2}
     with bags.open_bag(out) as r:
@@ -170,12 +171,12 @@ def test_make_bag_compressed_and_limits(dataset, tmp_path):
         assert rgb.shape == (720, 1280, 3) and rgb.dtype == np.uint8
     with pytest.raises(bt.BagError, match="exists already"):
         make_bag(dataset, out, progress=False)
-    make_bag(dataset, out, max_frames=1, overwrite=True, progress=False)
+    make_bag(dataset, out, FrameSelection(max_frames=1), overwrite=True, progress=False)
     with bags.open_bag(out) as r:
         assert r.topics()[bt.GT_TOPIC].count == 1
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary
     with pytest.raises(ValueError, match="no frames"):
-        make_bag(dataset, tmp_path / "none.mcap", scenes=[42], progress=False)
+        make_bag(dataset, tmp_path / "none.mcap", FrameSelection(scenes=[42]), progress=False)
     assert not (tmp_path / "none.mcap").exists()
 
 

@@ -75,12 +75,12 @@ CASES = [("mcap", False, "pred.db3"), ("sqlite3", True, "pred.mcap")]
 def test_replay_node_record_eval(dataset, checkpoint, tmp_path, storage, compressed, rec_name):
     """Online (node via ROS) and offline (predictor on the bag) agree exactly without drops."""
     from vita_grasp_ros.bag.evaluate import evaluate_bag, predict_offline, read_predictions
-    from vita_grasp_ros.bag.make import make_bag
+    from vita_grasp_ros.bag.make import BagLayout, make_bag
 
     src = tmp_path / ("eval.mcap" if storage == "mcap" else "eval.db3")
     # 1 frame/s: the tiny model answers in well under a second, so the node's latest-wins slot
     # never replaces an unprocessed frame and nothing drops
-    make_bag(dataset, src, compressed=compressed, rate=1.0, progress=False)
+    make_bag(dataset, src, layout=BagLayout(compressed=compressed, rate=1.0), progress=False)
     rec = tmp_path / rec_name
     env = ros_env(tmp_path, allocate_domain_id())
     img = bt.IMAGE_TOPIC + ("/compressed" if compressed else "")
@@ -132,9 +132,9 @@ def test_replay_node_record_eval(dataset, checkpoint, tmp_path, storage, compres
 def test_record_remap_loop_and_sigint(dataset, tmp_path):
     """play --loop --remap into record; SIGINT ends both cleanly and the bag is valid."""
     src = tmp_path / "src.mcap"
-    from vita_grasp_ros.bag.make import make_bag
+    from vita_grasp_ros.bag.make import BagLayout, FrameSelection, make_bag
 
-    make_bag(dataset, src, rate=10.0, max_frames=2, progress=False)
+    make_bag(dataset, src, FrameSelection(max_frames=2), BagLayout(rate=10.0), progress=False)
     env = ros_env(tmp_path, allocate_domain_id())
     out = tmp_path / "rec.mcap"
     procs = []

@@ -122,30 +122,9 @@ def non_finite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
             if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
-def read_checkpoint(path, *, check_finite: bool = True) -> dict[str, Any]:
-    """Read a checkpoint into ``{"model_config", "state_dict", "meta", "extra"}`` without building
-    a model.
-
-    The format is recognised from the file's first bytes (a torch zip archive or legacy pickle,
-    read with ``weights_only=True``; or safetensors), not from its suffix. With
-    ``check_finite`` a state with NaN or inf weights is refused (such a model only outputs NaN).
-
-    Raises:
-        FileNotFoundError: no such file.
-        CheckpointError (a ``ValueError``): a directory, an empty, unknown, truncated or corrupt
-            file, pickled objects other than tensors and plain types, another format, missing
-            parts, non-finite weights. One line naming the file and the problem.
-    """
-    from .zoo import resolve_checkpoint
-
-    path = resolve_checkpoint(path)
-    if path.is_dir():
-        raise _directory_error(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
-    kind = _sniff(path)
+def _load_blob(path: Path, kind: str):
+    """The raw content of a checkpoint file of a sniffed ``kind``; :class:`CheckpointError`
+    when it cannot be read safely."""
     if kind == "unknown":
         raise CheckpointError(f"checkpoint {path} is not a VITA-Grasp checkpoint (unknown file "
                               "format: neither a torch .pt archive nor safetensors)")
@@ -174,6 +153,11 @@ def read_checkpoint(path, *, check_finite: bool = True) -> dict[str, Any]:
                 "safetensors": "a safetensors file"}[kind]
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({what} that cannot be "
                               f"read: {_first_line(e)})") from e
+    return blob
+
+
+def _check_layout(path: Path, blob) -> None:
+    """:class:`CheckpointError` unless ``blob`` is a VITA-Grasp checkpoint with its parts."""
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         if isinstance(blob, dict) and "format" not in blob and blob and all(
                 torch.is_tensor(v) for v in blob.values()):
@@ -186,6 +170,33 @@ def read_checkpoint(path, *, check_finite: bool = True) -> dict[str, Any]:
     if not isinstance(blob.get("model_config"), dict) or not isinstance(blob.get("state_dict"),
                                                                          dict):
         raise CheckpointError(f"checkpoint {path} lacks model_config or state_dict")
+
+
+def read_checkpoint(path, *, check_finite: bool = True) -> dict[str, Any]:
+    """Read a checkpoint into ``{"model_config", "state_dict", "meta", "extra"}`` without building
+    a model.
+
+    The format is recognised from the file's first bytes (a torch zip archive or legacy pickle,
+    read with ``weights_only=True``; or safetensors), not from its suffix. With
+    ``check_finite`` a state with NaN or inf weights is refused (such a model only outputs NaN).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError (a ``ValueError``): a directory, an empty, unknown, truncated or corrupt
+            file, pickled objects other than tensors and plain types, another format, missing
+            parts, non-finite weights. One line naming the file and the problem.
+    """
+    from .zoo import resolve_checkpoint
+
+    path = resolve_checkpoint(path)
+    if path.is_dir():
+        raise _directory_error(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    blob = _load_blob(path, _sniff(path))
+    _check_layout(path, blob)
     if check_finite:
         bad = non_finite_tensors(blob["state_dict"])
         if bad:

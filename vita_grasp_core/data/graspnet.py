@@ -124,6 +124,46 @@ def _listdir_sizes(d: Path) -> dict[str, int]:
     return out
 
 
+def _frame_paths(cam: Path, fid: str, tables: dict, require_label: bool, faults: FaultLog):
+    """The files of frame ``fid`` (kind -> path), or ``None`` when a needed one is missing or
+    empty (recorded in ``faults``)."""
+    paths = {k: cam / k / f"{fid}.{'npy' if k == 'rect' else 'png'}" for k in tables}
+    bad = False
+    for kind in ("rgb", "rect", "label"):
+        size = tables[kind].get(fid)
+        if size is None:
+            if kind != "label" or require_label:
+                faults.add(f"missing_{kind}", paths[kind])
+                bad = True
+        elif size == 0:
+            faults.add(f"empty_{kind}", paths[kind])
+            bad = True
+    return None if bad else paths
+
+
+def _scan_camera(cam: Path, sid: int, camera: str, require_label: bool, faults: FaultLog,
+                 frames: list) -> int:
+    """Append the usable frames of one scene's camera folder; returns how many were found."""
+    tables = {k: _listdir_sizes(cam / k) for k in ("rgb", "rect", "label", "depth")}
+    fids = sorted(set(tables["rgb"]) | set(tables["rect"]))
+    for fid in fids:
+        paths = _frame_paths(cam, fid, tables, require_label, faults)
+        if paths is None:
+            continue
+        dep = None
+        if fid in tables["depth"]:
+            if tables["depth"][fid] == 0:
+                faults.add("empty_depth", paths["depth"])
+            else:
+                dep = str(paths["depth"])
+        frames.append(FrameRecord(
+            key=f"{camera}/s{sid:04d}/f{fid}", group=f"scene_{sid:04d}",
+            rgb=str(paths["rgb"]), grasps=str(paths["rect"]),
+            label=str(paths["label"]) if fid in tables["label"] else None, depth=dep,
+            format="graspnet", scene=sid, frame=int(fid), camera=camera))
+    return len(fids)
+
+
 def scan_graspnet(root, camera: str = DEFAULT_CAMERA, scenes=None, split=None,
                   require_label: bool = False) -> ScanResult:
     """Find the frames of a GraspNet-layout tree with cheap checks (existence, size > 0).
@@ -149,34 +189,7 @@ def scan_graspnet(root, camera: str = DEFAULT_CAMERA, scenes=None, split=None,
         if not cam.is_dir():
             faults.add("missing_camera", cam)
             continue
-        tables = {k: _listdir_sizes(cam / k) for k in ("rgb", "rect", "label", "depth")}
-        fids = sorted(set(tables["rgb"]) | set(tables["rect"]))
-        n_found += len(fids)
-        for fid in fids:
-            paths = {k: cam / k / f"{fid}.{'npy' if k == 'rect' else 'png'}" for k in tables}
-            bad = False
-            for kind in ("rgb", "rect", "label"):
-                size = tables[kind].get(fid)
-                if size is None:
-                    if kind != "label" or require_label:
-                        faults.add(f"missing_{kind}", paths[kind])
-                        bad = True
-                elif size == 0:
-                    faults.add(f"empty_{kind}", paths[kind])
-                    bad = True
-            if bad:
-                continue
-            dep = None
-            if fid in tables["depth"]:
-                if tables["depth"][fid] == 0:
-                    faults.add("empty_depth", paths["depth"])
-                else:
-                    dep = str(paths["depth"])
-            frames.append(FrameRecord(
-                key=f"{camera}/s{sid:04d}/f{fid}", group=f"scene_{sid:04d}",
-                rgb=str(paths["rgb"]), grasps=str(paths["rect"]),
-                label=str(paths["label"]) if fid in tables["label"] else None, depth=dep,
-                format="graspnet", scene=sid, frame=int(fid), camera=camera))
+        n_found += _scan_camera(cam, sid, camera, require_label, faults, frames)
     return ScanResult(frames, faults, "graspnet", str(sdir), ids, n_found)
 
 

@@ -173,6 +173,29 @@ def _semantic(label, lb) -> np.ndarray | None:
 
 
 @torch.no_grad()
+def _pending_views(dataset, cache: "FeatureCache", i: int, views: int) -> list[tuple]:
+    """``(path, image, grasps, size, semantic, canvas)`` of the views of frame ``i`` not cached
+    yet (none when the frame cannot be read: the dataset records the fault)."""
+    from ..data.common import FrameFault
+    from ..preprocess import input_canvas, normalize_canvas
+
+    key = dataset.frames[i].key
+    try:
+        vs = frame_views(dataset, i, views)
+    except FrameFault as e:
+        dataset.record_skips([(e.kind, e.path)])
+        return []
+    out = []
+    for v, (rgb, label, g) in enumerate(vs):
+        path = cache.path(key, v)
+        if path.is_file():
+            continue
+        canvas, lb = input_canvas(rgb, dataset.input_size, dataset.output_size, dataset.mean)
+        image = normalize_canvas(canvas, dataset.mean, dataset.std)
+        out.append((path, image, g, rgb.shape[:2], _semantic(label, lb), canvas))
+    return out
+
+
 def build_cache(model, dataset, cache: FeatureCache, *, views: int = 1, device="cpu",
                 batch_size: int = 8, rank: int = 0, world_size: int = 1,
                 progress: bool = True) -> int:
@@ -182,9 +205,6 @@ def build_cache(model, dataset, cache: FeatureCache, *, views: int = 1, device="
     afterwards). Frames that cannot be read are skipped (the dataset records the fault). Returns
     the number of views computed by this rank.
     """
-    from ..data.common import FrameFault
-    from ..preprocess import input_canvas, normalize_canvas
-
     if not model.backbone.frozen:
         raise ValueError("the feature cache needs a frozen backbone (model.freeze_vit: true)")
     todo = [i for i in range(len(dataset)) if i % world_size == rank
@@ -213,19 +233,8 @@ def build_cache(model, dataset, cache: FeatureCache, *, views: int = 1, device="
         pending.clear()
 
     for i in todo:
-        key = dataset.frames[i].key
-        try:
-            vs = frame_views(dataset, i, views)
-        except FrameFault as e:
-            dataset.record_skips([(e.kind, e.path)])
-            continue
-        for v, (rgb, label, g) in enumerate(vs):
-            path = cache.path(key, v)
-            if path.is_file():
-                continue
-            canvas, lb = input_canvas(rgb, dataset.input_size, dataset.output_size, dataset.mean)
-            image = normalize_canvas(canvas, dataset.mean, dataset.std)
-            pending.append((path, image, g, rgb.shape[:2], _semantic(label, lb), canvas))
+        for item in _pending_views(dataset, cache, i, views):
+            pending.append(item)
             if len(pending) >= batch_size:
                 flush()
     if pending:

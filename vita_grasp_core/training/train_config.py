@@ -114,16 +114,20 @@ class DataConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ConfigError(f"data.{name} must be >= 1 or null, got {v}")
-        if isinstance(self.augment, dict):
-            from ..data.augment import Augment
+        self._check_augment()
 
-            try:
-                Augment(**self.augment)
-            except TypeError as e:
-                names = [f.name for f in dataclasses.fields(Augment)]
-                raise ConfigError(f"data.augment: {e}; valid keys: {names}") from None
-            except ValueError as e:
-                raise ConfigError(f"data.augment: {e}") from None
+    def _check_augment(self) -> None:
+        if not isinstance(self.augment, dict):
+            return
+        from ..data.augment import Augment
+
+        try:
+            Augment(**self.augment)
+        except TypeError as e:
+            names = [f.name for f in dataclasses.fields(Augment)]
+            raise ConfigError(f"data.augment: {e}; valid keys: {names}") from None
+        except ValueError as e:
+            raise ConfigError(f"data.augment: {e}") from None
 
     def target_spec(self):
         """The dataset's :class:`~vita_grasp_core.data.dataset.TargetSpec` (target rendering)."""

@@ -172,15 +172,16 @@ def main(argv=None) -> int:
 
 # --------------------------------------------------------------------------- make / info / eval
 def cmd_make(a) -> int:
-    from .make import DEFAULT_START_TIME, make_bag
+    from .make import DEFAULT_START_TIME, BagLayout, FrameSelection, make_bag
 
-    s = make_bag(a.dataset_root, a.out, format=a.format, scenes=a.scenes, split=a.split,
-                 camera=a.camera, storage=a.storage, rate=a.rate, compressed=a.compressed,
-                 jpeg_quality=a.jpeg_quality, max_frames=a.max_frames,
-                 image_topic=a.image_topic, info_topic=a.info_topic,
-                 depth_topic=a.depth_topic or None, gt_topic=a.gt_topic, frame_id=a.frame_id,
-                 start_time=DEFAULT_START_TIME if a.start_time is None else a.start_time,
-                 overwrite=a.force, progress=not a.quiet)
+    sel = FrameSelection(format=a.format, scenes=a.scenes, split=a.split, camera=a.camera,
+                         max_frames=a.max_frames)
+    lay = BagLayout(storage=a.storage, rate=a.rate, compressed=a.compressed,
+                    jpeg_quality=a.jpeg_quality, image_topic=a.image_topic,
+                    info_topic=a.info_topic, depth_topic=a.depth_topic or None,
+                    gt_topic=a.gt_topic, frame_id=a.frame_id,
+                    start_time=DEFAULT_START_TIME if a.start_time is None else a.start_time)
+    s = make_bag(a.dataset_root, a.out, sel, lay, overwrite=a.force, progress=not a.quiet)
     src = f"scenes {s['scenes']}" if s["scenes"] else f"a {s['format']} data set"
     print(f"wrote {s['path']} ({s['storage']}): {s['frames']} frames at {s['rate']:g} Hz from "
           f"{src}, {s['gt_rects']} GT rectangles, {s['seconds']:.1f} s")
@@ -220,7 +221,7 @@ def cmd_info(a) -> int:
 def cmd_eval(a) -> int:
     from vita_grasp_core.checkpoint import CheckpointError
 
-    from .evaluate import evaluate_bag, format_table, write_outputs
+    from .evaluate import BagTopics, evaluate_bag, format_table, write_outputs
 
     decode = decode_arguments(a)
     DecodeConfig().replace(**decode)  # bad values: one line, exit 2, before anything loads
@@ -228,11 +229,13 @@ def cmd_eval(a) -> int:
         raise ValueError("decoding options and --pretrained_model apply to --checkpoint "
                          "(offline) only")
     try:
-        res = evaluate_bag(a.bag, predictions=a.predictions, checkpoint=a.checkpoint,
-                           gt_topic=a.gt_topic, pred_topic=a.pred_topic,
-                           image_topic=a.image_topic, info_topic=a.info_topic,
-                           latency_ref=a.latency_ref, device=a.device, decode=decode,
-                           pretrained_model=a.pretrained_model, progress=not a.quiet)
+        res = evaluate_bag(a.bag, a.predictions, a.checkpoint,
+                           topics=BagTopics(a.gt_topic, a.pred_topic, a.image_topic,
+                                            a.info_topic),
+                           latency_ref=a.latency_ref, decode=decode,
+                           load_options={"device": a.device,
+                                         "pretrained_model": a.pretrained_model},
+                           progress=not a.quiet)
     except CheckpointError as e:
         print(f"{PROG} eval: error: {e}", file=sys.stderr)
         return 2
@@ -263,7 +266,7 @@ def _init_ros(name: str):
 
 def cmd_play(a) -> int:
     from .io import open_bag
-    from .play import PlayStats, parse_remaps, play
+    from .play import PlayOptions, PlayStats, parse_remaps, play
 
     remaps = parse_remaps(a.remap)
     if a.clock < 0:
@@ -274,11 +277,12 @@ def cmd_play(a) -> int:
     log = (lambda *x, **k: None) if a.quiet else (lambda m: print(m, file=sys.stderr))
     st = PlayStats()
     try:
-        play(a.bag, node, rate=a.rate, remaps=remaps, topics=a.topics, loop=a.loop,
-             clock_hz=a.clock, qos=a.qos, qos_depth=a.qos_depth,
-             wait_for_subscribers=a.wait_for_subscribers, wait_topics=a.wait_topics,
-             wait_timeout=a.wait_timeout, delay=a.delay,
-             ack_timeout=a.ack_timeout, progress=not a.quiet, log=log, stats=st)
+        opts = PlayOptions(rate=a.rate, remaps=remaps, topics=a.topics, loop=a.loop,
+                           clock_hz=a.clock, qos=a.qos, qos_depth=a.qos_depth,
+                           wait_for_subscribers=a.wait_for_subscribers,
+                           wait_topics=a.wait_topics, wait_timeout=a.wait_timeout,
+                           delay=a.delay, ack_timeout=a.ack_timeout, progress=not a.quiet)
+        play(a.bag, node, opts, log=log, stats=st)
     except KeyboardInterrupt:
         pass  # reported below (exit 130)
     finally:

@@ -133,14 +133,15 @@ def image_topic_of(bag, image_topic: str | None) -> str:
 
 
 def predict_offline(bag, checkpoint=None, *, image_topic: str | None = IMAGE_TOPIC,
-                    device: str = "auto", decode: dict | None = None, predictor=None,
-                    pretrained_model: str | None = None, stamps=None, progress: bool = True):
+                    decode: dict | None = None, predictor=None, load_options: dict | None = None,
+                    stamps=None, progress: bool = True):
     """Run the predictor over the image messages of ``bag``.
 
     Returns ``({stamp: (N, 7) float32 rows}, seconds per frame list, topic)``. ``stamps``
     restricts to those header stamps (e.g. the GT frames). ``predictor`` reuses a loaded
-    :class:`~vita_grasp_core.predictor.GraspPredictor` as it is (``decode`` applies only when
-    ``checkpoint`` is loaded here, with :func:`vita_grasp_core.predictor.load_predictor`).
+    :class:`~vita_grasp_core.predictor.GraspPredictor` as it is (``decode`` and
+    ``load_options`` apply only when ``checkpoint`` is loaded here, with
+    :func:`vita_grasp_core.predictor.load_predictor`).
     """
     from vita_grasp_core.grasp import grasps_to_array
 
@@ -148,8 +149,7 @@ def predict_offline(bag, checkpoint=None, *, image_topic: str | None = IMAGE_TOP
     if predictor is None:
         from vita_grasp_core.predictor import load_predictor
 
-        predictor = load_predictor(checkpoint, device=device, pretrained_model=pretrained_model,
-                                   **(decode or {}))
+        predictor = load_predictor(checkpoint, **(load_options or {}), **(decode or {}))
     preds, times = {}, []
     with open_bag(bag) as r:
         n = r.topics()[topic].count
@@ -207,13 +207,43 @@ def score(gt: dict[int, Frame], preds: dict[int, np.ndarray], ks=(1, 5, 10)) -> 
     return {"all_frames": all_m.as_dict(), "processed_frames": proc_m.as_dict(), "frames": frames}
 
 
-def evaluate_bag(bag, *, predictions=None, checkpoint=None, gt_topic: str = GT_TOPIC,
-                 pred_topic: str = PRED_TOPIC, image_topic: str | None = IMAGE_TOPIC,
-                 info_topic: str = INFO_TOPIC, latency_ref: str = "auto",
-                 device: str = "auto", decode: dict | None = None, predictor=None,
-                 pretrained_model: str | None = None, progress: bool = True,
+@dataclass(frozen=True)
+class BagTopics:
+    """The topics :func:`evaluate_bag` reads: ground truth, the node's predictions, the input
+    image (``None``: the bag's only image topic) and CameraInfo (latency reference)."""
+
+    gt: str = GT_TOPIC
+    pred: str = PRED_TOPIC
+    image: str | None = IMAGE_TOPIC
+    info: str = INFO_TOPIC
+
+
+def _online(predictions, gt: dict, topics: BagTopics, latency_ref: str):
+    """``(predictions by stamp, latencies by stamp, result fields)`` of a recorded node run."""
+    preds, recv, dup = read_predictions(predictions, topics.pred)
+    out = {"mode": "online", "predictions": str(predictions), "pred_topic": topics.pred,
+           "duplicates": dup}
+    ref_kind, ref_topic, ref = _latency_reference(predictions, topics.image, topics.info,
+                                                  latency_ref, recv)
+    latencies = {s: t - ref[s] for s, t in recv.items() if s in gt and s in ref}
+    out["latency"] = {"reference": ref_kind, "reference_topic": ref_topic,
+                      **(_stats_ms(list(latencies.values())) or {"count": 0})}
+    if len(recv) >= 2:
+        span = (max(recv.values()) - min(recv.values())) / 1e9
+        out["output_rate_hz"] = (len(recv) - 1) / span if span > 0 else None
+    return preds, latencies, out
+
+
+def evaluate_bag(bag, predictions=None, checkpoint=None, *, topics: BagTopics | None = None,
+                 latency_ref: str = "auto", decode: dict | None = None, predictor=None,
+                 load_options: dict | None = None, progress: bool = True,
                  return_predictions: bool = False) -> dict:
-    """Evaluate online (``predictions`` bag) or offline (``checkpoint``); see the module docstring.
+    """Evaluate online (``predictions`` bag) or offline (``checkpoint``, or a loaded
+    ``predictor``); see the module docstring.
+
+    ``topics``: :class:`BagTopics`. ``decode``: decoding overrides for an offline checkpoint;
+    ``load_options``: more :func:`vita_grasp_core.predictor.load_predictor` arguments
+    (``device``, ``pretrained_model`` ...).
 
     Returns a JSON-able dict: ``mode``, ``frames`` (GT frames), ``predicted_frames``,
     ``dropped_frames`` (+ ``dropped_stamps_ns``), ``unmatched_predictions``, ``duplicates``,
@@ -225,33 +255,23 @@ def evaluate_bag(bag, *, predictions=None, checkpoint=None, gt_topic: str = GT_T
     :class:`~vita_grasp_core.checkpoint.CheckpointError` when the checkpoint cannot be loaded
     (before any bag is read).
     """
+    topics = topics or BagTopics()
     if (predictions is None) == (checkpoint is None and predictor is None):
         raise ValueError("give exactly one of predictions (online) or checkpoint (offline)")
     if predictions is None and predictor is None:
         from vita_grasp_core.predictor import load_predictor
 
-        predictor = load_predictor(checkpoint, device=device, pretrained_model=pretrained_model,
-                                   **(decode or {}))
-    gt = read_ground_truth(bag, gt_topic)
-    result = {"bag": str(bag), "gt_topic": gt_topic, "frames": len(gt)}
+        predictor = load_predictor(checkpoint, **(load_options or {}), **(decode or {}))
+    gt = read_ground_truth(bag, topics.gt)
+    result = {"bag": str(bag), "gt_topic": topics.gt, "frames": len(gt)}
     latencies: dict[int, int] = {}
     if predictions is not None:
-        preds, recv, dup = read_predictions(predictions, pred_topic)
-        result.update({"mode": "online", "predictions": str(predictions),
-                       "pred_topic": pred_topic, "duplicates": dup})
-        ref_kind, ref_topic, ref = _latency_reference(predictions, image_topic, info_topic,
-                                                      latency_ref, recv)
-        for s, t in recv.items():
-            if s in gt and s in ref:
-                latencies[s] = t - ref[s]
-        result["latency"] = {"reference": ref_kind, "reference_topic": ref_topic,
-                             **(_stats_ms(list(latencies.values())) or {"count": 0})}
-        if len(recv) >= 2:
-            span = (max(recv.values()) - min(recv.values())) / 1e9
-            result["output_rate_hz"] = (len(recv) - 1) / span if span > 0 else None
+        preds, latencies, fields = _online(predictions, gt, topics, latency_ref)
+        result.update(fields)
     else:
-        preds, times, topic = predict_offline(bag, image_topic=image_topic, predictor=predictor,
-                                              stamps=set(gt), progress=progress)
+        preds, times, topic = predict_offline(bag, image_topic=topics.image,
+                                              predictor=predictor, stamps=set(gt),
+                                              progress=progress)
         result.update({"mode": "offline", "checkpoint": str(checkpoint) if checkpoint else None,
                        "image_topic": topic, "decode": predictor.decode_config.to_dict(),
                        "inference": _stats_ms([t * 1e9 for t in times])})

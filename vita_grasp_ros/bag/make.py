@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -67,116 +68,186 @@ def _camera_K(rec: FrameRecord, camera: str, width: int, height: int) -> np.ndar
     return intrinsics(rec, camera, (height, width))
 
 
-def make_bag(dataset_root, out, *, format: str = "auto", scenes=None, split=None,
-             camera: str = DEFAULT_CAMERA,
-             storage: str | None = None, rate: float = 5.0, compressed: bool = False,
-             jpeg_quality: int = 90, max_frames: int | None = None,
-             image_topic: str = IMAGE_TOPIC, info_topic: str = INFO_TOPIC,
-             depth_topic: str | None = DEPTH_TOPIC, gt_topic: str = GT_TOPIC,
-             frame_id: str = FRAME_ID, start_time: float = DEFAULT_START_TIME,
-             overwrite: bool = False, progress: bool = True) -> dict:
-    """Write the frames of ``dataset_root`` (selected by ``scenes`` and/or ``split``) into ``out``.
+@dataclass(frozen=True)
+class FrameSelection:
+    """Which frames of a data set go into the bag.
 
-    Args:
-        dataset_root: data set root (GraspNet ``ROOT/scenes/scene_XXXX/<camera>/...``, a Cornell
-            or a Jacquard folder).
+    Attributes:
         format: ``auto`` or a registered format (``vita_grasp_core.data.format_names()``).
-        scenes, split, camera: GraspNet frame selection (scene ids, split name, camera folder).
-        out: ``x.mcap`` / ``x.db3`` (single file) or a directory name (rosbag2 directory).
+        scenes, split, camera: for layouts with scenes (GraspNet: scene ids, split name, camera
+            folder).
+        max_frames: stop after this many frames (in scene, frame order).
+    """
+
+    format: str = "auto"
+    scenes: object = None
+    split: str | None = None
+    camera: str = DEFAULT_CAMERA
+    max_frames: int | None = None
+
+
+@dataclass(frozen=True)
+class BagLayout:
+    """What the bag holds and how it is timed.
+
+    Attributes:
+        storage: ``mcap`` / ``sqlite3`` (default: from the file suffix, see :mod:`.io`).
         rate: frames per second of the header stamps and bag timestamps.
         compressed: JPEG ``CompressedImage`` on ``<image_topic>/compressed`` instead of rgb8.
-        depth_topic: ``None`` leaves depth out.
-        max_frames: stop after this many frames (in scene, frame order).
+        jpeg_quality: of the compressed images.
+        image_topic, info_topic, depth_topic, gt_topic: topic names (``depth_topic`` ``None``
+            leaves depth out).
+        frame_id: of every header. start_time: the first header stamp [s since epoch].
+    """
+
+    storage: str | None = None
+    rate: float = 5.0
+    compressed: bool = False
+    jpeg_quality: int = 90
+    image_topic: str = IMAGE_TOPIC
+    info_topic: str = INFO_TOPIC
+    depth_topic: str | None = DEPTH_TOPIC
+    gt_topic: str = GT_TOPIC
+    frame_id: str = FRAME_ID
+    start_time: float = DEFAULT_START_TIME
+
+    @property
+    def published_image_topic(self) -> str:
+        base = self.image_topic.rstrip("/")
+        return f"{base}/compressed" if self.compressed else self.image_topic
+
+
+def _select_frames(dataset_root, sel: FrameSelection):
+    """``(scan result, frames)``; ``ValueError`` when there is none."""
+    from vita_grasp_core.data import get_format, scan_dataset
+
+    if sel.camera not in CAMERAS:
+        raise ValueError(f"camera must be one of {list(CAMERAS)}, got {sel.camera!r}")
+    scan = scan_dataset(dataset_root, sel.format, camera=sel.camera, scenes=sel.scenes,
+                        split=sel.split)
+    if not scan.frames:
+        chosen = f", scenes {list(sel.scenes)}" if sel.scenes is not None else ""
+        chosen += f", split {sel.split}" if sel.split else ""
+        where = (f" for camera {sel.camera!r}{chosen}" if get_format(scan.format).scenes
+                 else "")
+        raise ValueError(f"no frames found under {dataset_root} ({scan.format} layout){where}"
+                         + (f"; {scan.faults.summary()}" if len(scan.faults) else ""))
+    frames = scan.frames
+    return scan, frames if sel.max_frames is None else frames[: int(sel.max_frames)]
+
+
+class _FrameWriter:
+    """Writes one data set frame per call into an open :class:`BagWriter`."""
+
+    def __init__(self, writer: BagWriter, layout: BagLayout, camera: str):
+        self.w, self.layout, self.camera = writer, layout, camera
+        self.period_ns = int(round(1e9 / layout.rate))
+        self.t_start = int(round(layout.start_time * 1e9))
+        self.written, self.gt_total, self.keys = 0, 0, []
+        self.skipped: dict[str, int] = {}
+        self.depth_declared = False
+        writer.add_topic(layout.published_image_topic,
+                         COMPRESSED_TYPE if layout.compressed else IMAGE_TYPE)
+        writer.add_topic(layout.info_topic, INFO_TYPE)
+        writer.add_topic(layout.gt_topic, GRASP_ARRAY_TYPE)
+
+    def skip(self, kind: str, n: int = 1) -> None:
+        self.skipped[kind] = self.skipped.get(kind, 0) + n
+
+    def __call__(self, rec: FrameRecord) -> None:
+        from vita_grasp_core.data import FrameFault, get_format, load_frame
+
+        lay = self.layout
+        try:
+            frame = load_frame(rec, depth=bool(lay.depth_topic)
+                               and get_format(rec.format).metric_depth)
+        except FrameFault as e:
+            self.skip(e.kind)
+            return
+        for kind, _, rows in frame.faults:  # GT rows or optional files left out
+            self.skip(kind, rows or 1)
+        t = self.t_start + self.written * self.period_ns
+        header = messages.make_header(t, lay.frame_id)
+        h, wd = frame.rgb.shape[:2]
+        self._image(frame.rgb, t, header)
+        K = _camera_K(rec, self.camera, wd, h)
+        self.w.write(lay.info_topic, t, messages.camera_info_msg(K, wd, h, header))
+        self._depth(frame.depth, t, header)
+        rows = np.asarray(frame.grasps, np.float64)[:, :7].copy()
+        rows[:, 6] = 1.0  # object_score: GT rectangles lie on objects by construction
+        self.w.write(lay.gt_topic, t, messages.grasp_array_msg(rows, header, (h, wd)))
+        self.gt_total += len(rows)
+        self.keys.append(rec.key)
+        self.written += 1
+
+    def _image(self, rgb, t: int, header) -> None:
+        from ..image_conversions import numpy_to_image_msg, rgb_to_compressed_msg
+
+        lay = self.layout
+        msg = (rgb_to_compressed_msg(rgb, "jpeg", lay.jpeg_quality, header) if lay.compressed
+               else numpy_to_image_msg(rgb, "rgb8", header))
+        self.w.write(lay.published_image_topic, t, msg)
+
+    def _depth(self, depth, t: int, header) -> None:
+        from ..image_conversions import numpy_to_image_msg
+
+        if depth is None:
+            return
+        if depth.dtype != np.uint16 or depth.ndim != 2:
+            self.skip("bad_depth")  # not millimetres
+            return
+        if not self.depth_declared:
+            self.w.add_topic(self.layout.depth_topic, IMAGE_TYPE)
+            self.depth_declared = True
+        self.w.write(self.layout.depth_topic, t, numpy_to_image_msg(depth, "16UC1", header))
+
+
+def make_bag(dataset_root, out, selection: FrameSelection | None = None,
+             layout: BagLayout | None = None, *, overwrite: bool = False,
+             progress: bool = True) -> dict:
+    """Write the frames of ``dataset_root`` chosen by ``selection`` into ``out``.
+
+    Args:
+        dataset_root: data set root (any registered layout).
+        out: ``x.mcap`` / ``x.db3`` (single file) or a directory name (rosbag2 directory).
+        selection: :class:`FrameSelection` (default: every frame, format detected).
+        layout: :class:`BagLayout` (topics, rate, compression, storage).
     Returns:
         summary dict (``path``, ``format``, ``frames``, ``skipped``, ``topics`` with counts,
-        ``gt_rects``, ``seconds``, ``scenes`` (GraspNet scene ids, else ``[]``), ``frame_keys``
-        (the data set's frame key per written frame, in order)).
+        ``gt_rects``, ``seconds``, ``scenes`` (scene ids of layouts with scenes, else ``[]``),
+        ``frame_keys`` (the data set's frame key per written frame, in order)).
     Raises:
         :class:`~.types.BagError` for output problems, ``ValueError`` for bad arguments or when
         no frame can be written, ``ImportError`` without the ROS 2 message packages.
     """
-    from vita_grasp_core.data import FrameFault, get_format, load_frame, scan_dataset
-
-    from ..image_conversions import numpy_to_image_msg, rgb_to_compressed_msg
-
-    if rate <= 0:
-        raise ValueError(f"rate must be > 0, got {rate}")
-    if camera not in CAMERAS:
-        raise ValueError(f"camera must be one of {list(CAMERAS)}, got {camera!r}")
+    sel, lay = selection or FrameSelection(), layout or BagLayout()
+    if lay.rate <= 0:
+        raise ValueError(f"rate must be > 0, got {lay.rate}")
     t0 = time.perf_counter()
-    scan = scan_dataset(dataset_root, format, camera=camera, scenes=scenes, split=split)
-    frames, faults, ids = scan
-    if not frames:
-        sel = f", scenes {list(scenes)}" if scenes is not None else ""
-        where = (f" for camera {camera!r}{sel}{f', split {split}' if split else ''}"
-                 if get_format(scan.format).scenes else "")
-        raise ValueError(f"no frames found under {dataset_root} ({scan.format} layout){where}"
-                         + (f"; {faults.summary()}" if len(faults) else ""))
-    if max_frames is not None:
-        frames = frames[: int(max_frames)]
-    img_topic = f"{image_topic.rstrip('/')}/compressed" if compressed else image_topic
-    period_ns = int(round(1e9 / rate))
-    t_start = int(round(start_time * 1e9))
-    skipped: dict[str, int] = {}
-    written, gt_total, frame_keys = 0, 0, []
+    scan, frames = _select_frames(dataset_root, sel)
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(frames), desc="bag make", unit="frame")
-    with BagWriter(out, storage, overwrite=overwrite) as w:
-        w.add_topic(img_topic, COMPRESSED_TYPE if compressed else IMAGE_TYPE)
-        w.add_topic(info_topic, INFO_TYPE)
-        w.add_topic(gt_topic, GRASP_ARRAY_TYPE)
-        depth_declared = False
+    with BagWriter(out, lay.storage, overwrite=overwrite) as w:
+        fw = _FrameWriter(w, lay, sel.camera)
         for rec in frames:
             if bar is not None:
                 bar.update(1)
-            try:
-                frame = load_frame(rec, depth=bool(depth_topic)
-                                   and get_format(rec.format).metric_depth)
-            except FrameFault as e:
-                skipped[e.kind] = skipped.get(e.kind, 0) + 1
-                continue
-            rgb, gt = frame.rgb, frame.grasps
-            for kind, _, rows in frame.faults:  # GT rows or optional files left out
-                skipped[kind] = skipped.get(kind, 0) + (rows or 1)
-            h, wd = rgb.shape[:2]
-            t = t_start + written * period_ns
-            header = messages.make_header(t, frame_id)
-            if compressed:
-                w.write(img_topic, t, rgb_to_compressed_msg(rgb, "jpeg", jpeg_quality, header))
-            else:
-                w.write(img_topic, t, numpy_to_image_msg(rgb, "rgb8", header))
-            K = _camera_K(rec, camera, wd, h)
-            w.write(info_topic, t, messages.camera_info_msg(K, wd, h, header))
-            depth = frame.depth
-            if depth is not None and (depth.dtype != np.uint16 or depth.ndim != 2):
-                skipped["bad_depth"] = skipped.get("bad_depth", 0) + 1  # not millimetres
-                depth = None
-            if depth is not None:
-                if not depth_declared:
-                    w.add_topic(depth_topic, IMAGE_TYPE)
-                    depth_declared = True
-                w.write(depth_topic, t, numpy_to_image_msg(depth, "16UC1", header))
-            rows = np.asarray(gt, np.float64)[:, :7].copy()
-            rows[:, 6] = 1.0  # object_score: GT rectangles lie on objects by construction
-            w.write(gt_topic, t, messages.grasp_array_msg(rows, header, (h, wd)))
-            gt_total += len(rows)
-            frame_keys.append(rec.key)
-            written += 1
-        if written == 0:
+            fw(rec)
+        if fw.written == 0:
             raise ValueError(f"none of the {len(frames)} frames under {dataset_root} could be "
-                             f"read ({skipped})")
+                             f"read ({fw.skipped})")
         counts = dict(w.counts)
     if bar is not None:
         bar.close()
-    for kind, n in faults.counts().items():
-        skipped[kind] = skipped.get(kind, 0) + n
-    if skipped:
-        warnings.warn(f"bag make: skipped {sum(skipped.values())} frame problem(s): {skipped}",
-                      stacklevel=2)
-    return {"path": str(out), "format": scan.format, "storage": storage_for(out, storage)[0],
-            "frames": written, "skipped": skipped, "topics": counts, "gt_rects": gt_total,
-            "scenes": ids, "frame_keys": frame_keys, "rate": rate,
-            "seconds": round(time.perf_counter() - t0, 2)}
+    for kind, n in scan.faults.counts().items():
+        fw.skip(kind, n)
+    if fw.skipped:
+        warnings.warn(f"bag make: skipped {sum(fw.skipped.values())} frame problem(s): "
+                      f"{fw.skipped}", stacklevel=2)
+    return {"path": str(out), "format": scan.format, "storage": storage_for(out, lay.storage)[0],
+            "frames": fw.written, "skipped": fw.skipped, "topics": counts,
+            "gt_rects": fw.gt_total, "scenes": scan.scene_ids, "frame_keys": fw.keys,
+            "rate": lay.rate, "seconds": round(time.perf_counter() - t0, 2)}

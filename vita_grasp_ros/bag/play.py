@@ -107,79 +107,113 @@ class _Clock:
         self.next_due = now + self.period
 
 
-def play(bag, node, *, rate: float = 1.0, remaps=None, topics=None, loop: bool = False,
-         clock_hz: float = 0.0, qos: str = "reliable", qos_depth: int = 10,
-         wait_for_subscribers: int = 0, wait_topics=None, wait_timeout: float = 10.0,
-         delay: float = 0.0, ack_timeout: float = 5.0, progress: bool = True, stop=None,
-         log=print, stats: PlayStats | None = None) -> PlayStats:
-    """Publish the messages of ``bag`` through ``node`` (an rclpy node; nothing needs spinning).
+@dataclass(frozen=True)
+class PlayOptions:
+    """How :func:`play` publishes a bag.
 
-    Args:
-        bag: bag path (see :mod:`.io`).
+    Attributes:
         rate: playback speed factor (2 = twice as fast).
         remaps: ``{bag topic: published topic}``.
         topics: only these bag topics (default all with an importable type).
         loop: start over at the end until ``stop`` is set (or Ctrl-C).
         clock_hz: publish ``/clock`` from the bag's time line at this rate [Hz] (0 = off; see
             the module docstring).
+        qos, qos_depth: publisher QoS (``reliable``, ``best_effort`` or ``bag``) and depth.
         wait_for_subscribers: before starting, wait until each topic in ``wait_topics`` (default:
-            all published topics) has at least this many matched subscriptions.
+            all published topics) has at least this many matched subscriptions, at most
+            ``wait_timeout`` s.
+        delay: seconds to wait before the first message.
+        ack_timeout: at the end, wait up to this long for reliable subscribers to acknowledge.
+        progress: a progress bar on stderr.
+    """
+
+    rate: float = 1.0
+    remaps: dict | None = None
+    topics: list | None = None
+    loop: bool = False
+    clock_hz: float = 0.0
+    qos: str = "reliable"
+    qos_depth: int = 10
+    wait_for_subscribers: int = 0
+    wait_topics: list | None = None
+    wait_timeout: float = 10.0
+    delay: float = 0.0
+    ack_timeout: float = 5.0
+    progress: bool = True
+
+    def check(self) -> None:
+        if self.rate <= 0:
+            raise ValueError(f"rate must be > 0, got {self.rate}")
+        if self.clock_hz < 0:
+            raise ValueError(f"clock frequency must be >= 0 Hz, got {self.clock_hz}")
+
+
+def _publishers(node, summary, o: PlayOptions, stats, log, bag) -> dict:
+    """``{bag topic: publisher}`` for the wanted topics whose type is installed."""
+    remaps = o.remaps or {}
+    wanted = list(summary) if o.topics is None else list(o.topics)
+    missing = [t for t in wanted if t not in summary]
+    if missing:
+        raise BagError(f"{bag}: no topic(s) {missing} in the bag (it has {sorted(summary)})")
+    if o.clock_hz > 0 and CLOCK_TOPIC in [remaps.get(t, t) for t in wanted]:
+        raise ValueError(f"--clock publishes {CLOCK_TOPIC} itself, but the bag's "
+                         f"{CLOCK_TOPIC} would be played too; leave it out with --topics")
+    pubs = {}
+    for t in wanted:
+        info = summary[t]
+        try:
+            cls = import_msg_type(info.msgtype)
+        except (ImportError, AttributeError) as e:
+            stats.skipped_topics[t] = f"type {info.msgtype} not importable ({e})"
+            log(f"bag play: skipping {t}: message type {info.msgtype} is not installed")
+            continue
+        out_topic = remaps.get(t, t)
+        pubs[t] = node.create_publisher(cls, out_topic, qos_profile(o.qos, o.qos_depth, info.qos))
+        stats.published[out_topic] = 0
+    if not pubs:
+        raise BagError(f"{bag}: nothing to play (no topic with an installed type)")
+    return pubs
+
+
+def play(bag, node, options: PlayOptions | None = None, *, stop=None, log=print,
+         stats: PlayStats | None = None) -> PlayStats:
+    """Publish the messages of ``bag`` through ``node`` (an rclpy node; nothing needs spinning).
+
+    Args:
+        bag: bag path (see :mod:`.io`).
+        options: :class:`PlayOptions` (rate, topics, loop, clock, QoS, waiting).
         stop: optional ``threading.Event`` that ends playback early.
         stats: a :class:`PlayStats` to fill (still readable when Ctrl-C interrupts playback).
     Raises:
         :class:`~.types.BagError` when the bag cannot be read; ``KeyboardInterrupt`` is re-raised
         after the publishers are cleaned up (``stats.interrupted`` is set).
     """
-    if rate <= 0:
-        raise ValueError(f"rate must be > 0, got {rate}")
-    if clock_hz < 0:
-        raise ValueError(f"clock frequency must be >= 0 Hz, got {clock_hz}")
-    remaps = dict(remaps or {})
+    o = options or PlayOptions()
+    o.check()
+    remaps = dict(o.remaps or {})
     stats = PlayStats() if stats is None else stats
     with open_bag(bag) as reader:
         summary = reader.topics()
-        wanted = list(summary) if topics is None else list(topics)
-        missing = [t for t in wanted if t not in summary]
-        if missing:
-            raise BagError(f"{bag}: no topic(s) {missing} in the bag (it has {sorted(summary)})")
-        if clock_hz > 0 and CLOCK_TOPIC in [remaps.get(t, t) for t in wanted]:
-            raise ValueError(f"--clock publishes {CLOCK_TOPIC} itself, but the bag's "
-                             f"{CLOCK_TOPIC} would be played too; leave it out with --topics")
-        pubs = {}
-        for t in wanted:
-            info = summary[t]
-            try:
-                cls = import_msg_type(info.msgtype)
-            except (ImportError, AttributeError) as e:
-                stats.skipped_topics[t] = f"type {info.msgtype} not importable ({e})"
-                log(f"bag play: skipping {t}: message type {info.msgtype} is not installed")
-                continue
-            out_topic = remaps.get(t, t)
-            pubs[t] = node.create_publisher(cls, out_topic,
-                                            qos_profile(qos, qos_depth, info.qos))
-            stats.published[out_topic] = 0
-        if not pubs:
-            raise BagError(f"{bag}: nothing to play (no topic with an installed type)")
-        clock = _Clock(node, clock_hz, stats) if clock_hz > 0 else None
-        n_total = sum(summary[t].count for t in pubs)
-        t_play = None
-        bar = None
+        pubs = _publishers(node, summary, o, stats, log, bag)
+        clock = _Clock(node, o.clock_hz, stats) if o.clock_hz > 0 else None
+        t_play = bar = None
         try:
-            if wait_for_subscribers > 0:
-                _wait_matched(pubs, remaps, wait_for_subscribers, wait_topics, wait_timeout,
-                              stats, stop, log)
-            if delay > 0:
-                time.sleep(delay)
+            if o.wait_for_subscribers > 0:
+                _wait_matched(pubs, remaps, o.wait_for_subscribers, o.wait_topics,
+                              o.wait_timeout, stats, stop, log)
+            if o.delay > 0:
+                time.sleep(o.delay)
             t_play = time.perf_counter()
-            if progress:
+            if o.progress:
                 from tqdm import tqdm
 
-                bar = tqdm(total=None if loop else n_total, desc="bag play", unit="msg",
+                n_total = sum(summary[t].count for t in pubs)
+                bar = tqdm(total=None if o.loop else n_total, desc="bag play", unit="msg",
                            file=sys.stderr)
             while True:
                 stats.loops += 1
-                _play_once(reader, pubs, remaps, rate, clock, stop, stats, bar)
-                if not loop or (stop is not None and stop.is_set()):
+                _play_once(reader, pubs, remaps, o.rate, clock, stop, stats, bar)
+                if not o.loop or (stop is not None and stop.is_set()):
                     break
         except KeyboardInterrupt:
             stats.interrupted = True
@@ -189,7 +223,7 @@ def play(bag, node, *, rate: float = 1.0, remaps=None, topics=None, loop: bool =
                 bar.close()
             stats.seconds = 0.0 if t_play is None else time.perf_counter() - t_play
             if not stats.interrupted:
-                _wait_acked(pubs, remaps, qos, ack_timeout, stats)
+                _wait_acked(pubs, remaps, o.qos, o.ack_timeout, stats)
             for p in pubs.values():
                 node.destroy_publisher(p)
             if clock is not None:

@@ -7,9 +7,9 @@ the generated rclpy message package it is asked for.
 
 Types
     The typestore is rosbags' ROS 2 Kilted store plus ``vita_grasp/msg/Grasp`` and
-    ``GraspArray`` parsed from the ``.msg`` files (installed package share dir first, else the
-    repository's ``msg/``). Type hashes (RIHS01) and the embedded message definitions are computed
-    the way rosidl and rosbag2 do (checked against the installed ROS packages in the tests).
+    ``GraspArray`` parsed from the ``.msg`` files of the installed package's share dir. Type
+    hashes (RIHS01) and the embedded message definitions are computed the way rosidl and rosbag2
+    do (checked against the installed ROS packages in the tests).
     Unknown types met while recording are registered on demand from ``share/<pkg>/msg/*.msg`` of
     the ament prefixes.
 """

@@ -208,11 +208,12 @@ def step_train(o: Options, st: State, note, data_root: Path) -> Path:
 
 # --------------------------------------------------------------------------- 3. bag
 def step_bag(o: Options, st: State, note, data_root: Path) -> Path:
-    from ..bag.make import make_bag
+    from ..bag.make import BagLayout, FrameSelection, make_bag
 
     scene = st.scenes["eval"]
     out = o.out / "eval.mcap"
-    s = make_bag(data_root, out, scenes=[scene], rate=o.rate, overwrite=True, progress=True)
+    s = make_bag(data_root, out, FrameSelection(scenes=[scene]), BagLayout(rate=o.rate),
+                 overwrite=True, progress=True)
     st.bag = {k: s[k] for k in ("path", "frames", "rate", "gt_rects", "topics")}
     st.bag["scene"] = scene
     st.bag["size_mb"] = out.stat().st_size / 2**20
@@ -231,8 +232,8 @@ def step_eval(o: Options, st: State, note, bag: Path, rec: Path | None, ckpt: Pa
         st.online = evaluate_bag(bag, predictions=rec, progress=False)
         st.files["online"] = write_outputs(st.online, o.out / "eval" / "online")
         say(format_table(st.online))
-    st.offline = evaluate_bag(bag, checkpoint=ckpt, device=o.device, progress=True,
-                              return_predictions=True)
+    st.offline = evaluate_bag(bag, checkpoint=ckpt, load_options={"device": o.device},
+                              progress=True, return_predictions=True)
     st.files["offline"] = write_outputs(st.offline, o.out / "eval" / "offline")
     say(format_table(st.offline))
     if st.online is not None:
@@ -271,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=d.rate, help="frames per second played (2)")
     p.add_argument("--device", default=d.device, help="cpu (default), cuda, auto")
     p.add_argument("--domain-id", "--domain_id", type=int, default=None,
-                   help="ROS_DOMAIN_ID (default: random in 100-230)")
+                   help="ROS_DOMAIN_ID (default: a free one, reserved with a lock file)")
     p.add_argument("--node-timeout", "--node_timeout", type=float, default=d.node_timeout)
     p.add_argument("--overlays", type=int, default=d.overlays)
     return p

@@ -1,7 +1,8 @@
 """Step 4 of the demo: the grasp node as a subprocess, fed from the evaluation bag by an
 in-process player while an in-process recorder writes its output (``OUT/online.mcap``).
 
-The node runs with its own ``ROS_DOMAIN_ID`` (random in 100-230 unless given), localhost
+The node runs with its own ``ROS_DOMAIN_ID`` (a free one, see
+:func:`vita_grasp_ros.testing.allocate_domain_id`, unless given), localhost
 discovery and ``ROS_HOME`` / logs under ``OUT/ros``; it is always stopped (SIGINT, then SIGKILL of
 its session), also on Ctrl-C.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from ..bag.types import IMAGE_TOPIC, INFO_TOPIC, PRED_TOPIC
+from ..testing import allocate_domain_id
 from .report import State, rel, say
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout (make demo): outputs/, config/
@@ -90,11 +91,11 @@ def step_ros(o, st: State, note, ckpt: Path, bag: Path) -> Path:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
-    from ..bag.play import play
+    from ..bag.play import PlayOptions, play
     from ..bag.record import Recorder
 
     # SystemRandom: training seeds the global generator, which would give every run one id.
-    domain = o.domain_id if o.domain_id is not None else random.SystemRandom().randint(100, 230)
+    domain = o.domain_id if o.domain_id is not None else allocate_domain_id()
     env = _ros_env(o, domain)
     for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_HOME", "ROS_LOG_DIR"):
         os.environ[k] = env[k]
@@ -146,8 +147,8 @@ def step_ros(o, st: State, note, ckpt: Path, bag: Path) -> Path:
         say(f"   node ready after {st.ros['node_startup_s']:.1f} s; recording "
              f"{', '.join(rec.topics)} -> {rel(rec_path)}")
         say(f"   playing {rel(bag)} ({n_frames} frames at {st.bag['rate']:g} Hz, reliable QoS)")
-        ps = play(bag, node, rate=1.0, topics=[IMAGE_TOPIC, INFO_TOPIC],
-                  wait_for_subscribers=1, wait_timeout=30.0, progress=True,
+        ps = play(bag, node, PlayOptions(topics=[IMAGE_TOPIC, INFO_TOPIC],
+                                         wait_for_subscribers=1, wait_timeout=30.0),
                   log=lambda m: say("   " + m))
         st.ros["played"] = ps.published
         st.ros["play_seconds"] = ps.seconds
