@@ -58,11 +58,9 @@ def _cv2_per_map(x: torch.Tensor, fn):
 def smooth(heat: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable gaussian blur of ``(B, H, W)`` maps (replicate padding, radius ceil(3 sigma)).
 
-    On CPU this is OpenCV's SIMD ``GaussianBlur`` with the same truncated, normalised kernel
-    (~3x faster); on other devices the torch code below.
-
-    Written as in-place sums of shifted slices (one fused multiply-add per tap): on CPU this is
-    ~20x faster than ``conv2d`` with a 1-D kernel and ~2x faster than summing temporaries.
+    On CPU this is OpenCV's SIMD ``GaussianBlur`` with the same truncated, normalised kernel;
+    on other devices the torch code below, written as in-place sums of shifted slices (one fused
+    multiply-add per tap). Why: docs/benchmarks.md, "Measurements behind design choices".
     """
     if sigma <= 0:
         return heat

@@ -161,9 +161,9 @@ class OnnxRuntimeEngine:
         intra_op_threads, inter_op_threads: ONNX Runtime thread pools (``None`` = its default,
             one intra-op thread per physical core).
         allow_spinning: let idle intra-op threads busy-wait for the next call (ONNX Runtime's
-            default). Off here: measured on this 2-core CPU it brought no latency gain, and the
-            spinning threads slowed everything else in the process (PyTorch's forward by 40 %)
-            and on the machine.
+            default). Off here: no latency gain, and the spinning threads slow everything else in
+            the process and on the machine (docs/benchmarks.md, "Measurements behind design
+            choices").
 
     Attributes: ``config`` (:class:`~vita_grasp_core.model_config.ModelConfig` from the metadata),
     ``info`` (:class:`~vita_grasp_core.onnx_meta.OnnxModelInfo`), ``mean``/``std``, ``precision``,

@@ -9,10 +9,10 @@ Everything needed to use the file without the checkpoint travels in its ``metada
 (``vita_grasp.*`` keys, see :data:`META_KEYS`): the model config (``ModelConfig.to_dict()`` JSON),
 the checkpoint's decoding settings, the input mean/std, precision, batch mode and source hash.
 
-Exporter: PyTorch's TorchScript-based exporter (``dynamo=False``). Measured here with torch 2.13:
-it exports all three backbones in about a second for tiny configs; the torch.export-based
+Exporter: PyTorch's TorchScript-based exporter (``dynamo=False``): the torch.export-based
 exporter (needs ``onnxscript``) fails on Qwen2-VL's packed-patch attention (``tolist()`` of the
-sequence lengths) and is about 8x slower on the others. Qwen2-VL's per-image attention split is
+sequence lengths) and is slower on the others (docs/benchmarks.md, "Measurements behind design
+choices"). Qwen2-VL's per-image attention split is
 traced for one batch size, so its graphs have a fixed batch (1 by default) and the engine feeds
 frames one at a time; InternViT and DINOv2 graphs take any batch.
 
@@ -51,8 +51,8 @@ log = logging.getLogger(__name__)
 #: Weights above this many bytes are written as external data (InternViT-300M fp32: 1.2 GB).
 EXTERNAL_DATA_THRESHOLD = 1 << 30
 #: Default check tolerance (max abs difference of any map value) per precision. int8 changes the
-#: maps measurably (real DINOv2-S weights: max 0.09, mean 0.005); its check only catches a broken
-#: quantisation, its accuracy is measured on data (bench/bench_engines.py --cornell-checkpoint).
+#: maps measurably (docs/benchmarks.md); its check only catches a broken quantisation, its
+#: accuracy is measured on data (bench/bench_engines.py --cornell-checkpoint).
 DEFAULT_TOLERANCE = {FP32: 1e-3, FP16: 2e-2, INT8: 0.25}
 #: Backbones whose traced graph only works at the traced batch size.
 FIXED_BATCH_BACKBONES = {"qwen2vl"}

@@ -57,7 +57,7 @@ def atomic_write(path, write_fn: Callable[[Path], object], *, directory: bool = 
             is removed just before the rename (the one step that is not atomic).
         durable: ``fsync`` the file and the directory (default). ``False`` keeps the atomic
             rename (a killed process never leaves a partial file) but skips the flushes, for
-            caches that can be recomputed (the fsync costs 5-200 ms per file here).
+            caches that can be recomputed (the fsync's cost: docs/benchmarks.md).
     Returns:
         ``path`` as a ``Path``.
     """
