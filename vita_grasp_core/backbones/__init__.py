@@ -7,8 +7,6 @@ states the encoder's facts (:class:`BackboneSpec`: default hub id, default featu
 normalisation, patch unit, a tiny random configuration for tests). Nothing else in the project
 branches on backbone names.
 """
-# Registration order = the order of tables and help texts: the recommended encoder first.
-from . import dinov2, internvit, qwen2vl  # noqa: E402,F401,I001  (registers the builders)
 from .base import Backbone
 from .registry import (
     BackboneSpec,
@@ -19,6 +17,11 @@ from .registry import (
     resolve_feature_layers,
     spread_layers,
 )
+
+# Registration order = the order of tables and help texts: the recommended encoder first.
+# isort: off
+from . import internvit, qwen2vl, dinov2  # noqa: E402,F401  (registers the builders)
+# isort: on
 
 __all__ = ["Backbone", "BackboneSpec", "build_backbone", "get_spec", "list_backbones",
            "register_backbone", "resolve_feature_layers", "spread_layers"]
