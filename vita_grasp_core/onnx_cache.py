@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .choices import DEFAULT_ONNX_PRECISION, ONNX_PRECISIONS
+from .choices import DEFAULT_ONNX_PRECISION, DTYPES, ONNX_PRECISIONS
 from .onnx_meta import DEFAULT_OPSET, ONNX_FORMAT
 
 log = logging.getLogger(__name__)
@@ -113,8 +113,8 @@ def onnxruntime_from_checkpoint(checkpoint, *, device="auto", dtype="auto",
     in it. Its device comes from ``providers`` and its precision from the file."""
     from .engines import OnnxRuntimeEngine
 
-    if str(device) not in ("auto", "cpu") or dtype not in (None, "auto", "float32", "fp32",
-                                                           torch.float32):
+    fp32 = dtype in (None, "auto", torch.float32) or DTYPES.get(str(dtype)) == "float32"
+    if str(device) not in ("auto", "cpu") or not fp32:
         raise ValueError("the onnxruntime engine takes its device from `providers` and its "
                          "precision from the exported file; leave device/dtype auto")
     path = onnx_for_checkpoint(checkpoint, onnx_path=onnx_path,

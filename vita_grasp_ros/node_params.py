@@ -205,7 +205,7 @@ class ParameterTable:
                 reason = spec.check(value)
                 if reason:
                     return reason
-        if str(values.get("providers", "")).strip() and values.get("engine") == "torch":
+        if str(values.get("providers", "")).strip() and values.get("engine") == DEFAULT_ENGINE:
             return ("parameter 'providers' is set but engine is torch: providers are ONNX "
                     "Runtime's (add -p engine:=onnxruntime)")
         return None
