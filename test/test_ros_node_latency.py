@@ -138,10 +138,14 @@ def test_30hz_into_a_slow_model_drops_frames_with_bounded_latency(tmp_path):
         # Latency stays bounded: at most one frame waiting + one being processed.
         bound = 2 * inf_p95 + 0.3
         assert ages.max() < bound, (ages.max(), bound, report)
-        # Drops are counted and everything adds up (one frame may still sit in the slot).
+        # Drops are counted and everything adds up (one frame may still sit in the slot). What
+        # reaches the node depends on the machine (a starved executor lets the DDS history of
+        # depth 2 overwrite frames; 59 % arrived at load average 19 on 2 cores), so the checks
+        # are relative to what the node received: it saw more than it could process and
+        # dropped the rest instead of queueing them.
         assert bad == 0
-        assert received_n >= 0.9 * (n + 3), report  # reliable input delivers (nearly) all
-        assert dropped >= 0.5 * n, report
+        assert received_n - 3 >= 2 * (processed - 3), report
+        assert dropped >= 0.5 * (received_n - 3), report
         assert received_n - processed - dropped in (0, 1), report
         assert len(received) == processed - 3, report
         # Throughput is what the model allows, not the input rate.
