@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..choices import DEFAULT_CAMERA
 from ..conventions import CAMERA_SIZE, camera_matrix, scale_intrinsics
 from . import pybullet
 
@@ -36,7 +37,7 @@ def kinect_intrinsics(image_size=(480, 640)) -> np.ndarray:
     """3x3 ``K`` of the Kinect colour camera at ``image_size`` (h, w), 16:9 or 4:3 (see the
     module docstring for how the 4:3 mode is derived)."""
     h, w = int(image_size[0]), int(image_size[1])
-    K = camera_matrix("kinect")
+    K = camera_matrix(DEFAULT_CAMERA)
     H0, W0 = CAMERA_SIZE
     if abs(w * 9 - h * 16) <= 16:  # 16:9
         return scale_intrinsics(K, (H0, W0), (h, w))

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..choices import DEFAULT_CAMERA
 from ..grasp import grasps_to_array, grasps_to_graspnet_rects
 from . import SimError
 from .camera import SimCamera
@@ -42,7 +43,7 @@ from .candidates import antipodal_candidates, pixel_to_pose
 from .episode import random_view, scene_spec
 from .gripper import Gripper, grasp_to_world
 
-CAMERA_DIR = "kinect"
+CAMERA_DIR = DEFAULT_CAMERA
 SETTINGS_FILE = "sim_label.json"
 LOG_FILE = "sim_label_log.jsonl"
 
