@@ -98,7 +98,7 @@ def _live(a, log):
 def _predict_fn(a):
     if not a.checkpoint:
         return None
-    from ..bag.evaluate import load_predictor
+    from vita_grasp_core.predictor import load_predictor
 
     predictor = load_predictor(a.checkpoint, device=a.device)
     return lambda rgb: predictor.predict(rgb).grasps
@@ -179,7 +179,8 @@ def main(argv=None) -> int:
               "source ROS 2", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001 - sorted below: known input errors exit 2
-        from ..bag.evaluate import CheckpointError
+        from vita_grasp_core.checkpoint import CheckpointError
+
         from ..bag.types import BagError
 
         if isinstance(e, (ValueError, BagError, CheckpointError, OSError)):
