@@ -101,17 +101,28 @@ def test_an_older_frame_within_tolerance_is_the_fallback_after_the_wait():
     assert m.msg.tag == "10 ms older" and m.offset_s == pytest.approx(-0.010)
 
 
-def test_a_silent_stream_costs_no_wait():
-    s = StampedInput("depth frame", silent_after=0.05)
+def test_a_silent_stream_stops_costing_a_wait_and_a_one_shot_camera_never_does():
+    """A dead depth camera: after give_up_after frames that waited in vain, no more waits
+    until a message arrives again. A camera that publishes one frame on request, seconds
+    apart, with the depth frame a little after the image, is waited for every time."""
+    s = StampedInput("depth frame", give_up_after=2)
+    for _ in range(2):
+        m = s.resolve(s.open(T0), 0.05, _deadline(0.1))
+        assert m.msg is None and m.waited_s >= 0.08 and m.reason == "no depth frame received yet"
+    m = s.resolve(s.open(T0), 0.05, _deadline(3.0))
+    assert m.waited_s < 0.5  # silent: no wait
+    s.add(_msg(T0 - 5_000 * MS))  # the stream is back
     p = s.open(T0)
-    m = s.resolve(p, 0.05, _deadline(3.0))
-    assert m.msg is None and m.waited_s < 0.5 and m.reason == "no depth frame received yet"
-    s.add(_msg(T0 - 5_000 * MS))
-    time.sleep(0.1)  # the stream falls silent
-    p = s.open(T0 + 1)
-    t0 = time.monotonic()
-    s.resolve(p, 0.05, _deadline(3.0))
-    assert time.monotonic() - t0 < 0.5
+    threading.Timer(0.1, s.add, args=(_msg(T0, "back"),)).start()
+    assert s.resolve(p, 0.05, _deadline(3.0)).msg.tag == "back"
+
+    shots = StampedInput("depth frame", give_up_after=2)
+    for k in range(4):
+        t = T0 + k * 2_000 * MS
+        p = shots.open(t)
+        threading.Timer(0.1, shots.add, args=(_msg(t, f"shot {k}"),)).start()
+        m = shots.resolve(p, 0.05, _deadline(3.0))
+        assert m.msg.tag == f"shot {k}" and m.exact
 
 
 def test_memory_is_bounded_by_the_open_pairings():

@@ -295,16 +295,21 @@ def _pose_z(out):
 @pytest.mark.parametrize("older_ms,older_mm,late_s", [
     (33, 900, 0.8),  # the frame before (within the tolerance) is there; the exact one is late
     (400, 1200, 1.0),  # the previous scene's depth (within 0.5 s) is there
+    (None, None, 0.8),  # a camera publishing one frame on request: the streams quiet for 3 s
 ])
 def test_the_depth_frame_of_the_image_stamp_is_waited_for(setup, older_ms, older_mm, late_s):
     """Constant-depth frames of different values make a wrong pairing visible: the depth frame
     with the image's stamp arrives after the image (a driver publishing back to back on a
     loaded machine) while an older one within depth_tolerance is already there; the pose must
     come from the exact one, and the result says which depth frame it used."""
+    if older_ms is None:
+        time.sleep(3.0)  # nothing published for a while, on purpose
     stamp = make_stamp()
-    older = make_stamp()
-    older.sec, older.nanosec = divmod(stamp_ns(stamp) - older_ms * 1_000_000, 1_000_000_000)
-    setup.depth.publish(_depth_msg(older, z_mm=older_mm))
+    if older_ms is not None:
+        older = make_stamp()
+        older.sec, older.nanosec = divmod(stamp_ns(stamp) - older_ms * 1_000_000,
+                                          1_000_000_000)
+        setup.depth.publish(_depth_msg(older, z_mm=older_mm))
     setup.img.publish(_jpeg(stamp, seed=20))
     setup.info.publish(_camera_info(stamp))
     time.sleep(late_s)  # the exact depth frame comes late (longer than a prediction), on purpose

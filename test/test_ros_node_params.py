@@ -204,3 +204,16 @@ def test_onnxruntime_engine_gives_the_same_grasps(ros, ckpt, tmp_path):
     assert int8.predictor.engine.precision == "int8"
     with pytest.raises(StartupError, match="onnx_precision"):
         ros(*base, "-p", "engine:=onnxruntime", "-p", "onnx_precision:=int4").node()
+
+
+def test_depth_inputs_keep_a_deeper_queue_than_the_image(ros, ckpt):
+    """The image keeps the newest 2 (latest wins); depth and camera_info keep depth_queue (10),
+    so that the depth frame of the image in progress is not overwritten while the node is busy
+    (with 2, half the frames of a 10 Hz stream had no pose in the simulator)."""
+    n = ros("-p", f"checkpoint:={ckpt['plain']}", "-p", "use_depth:=true").node()
+    depths = {s.topic_name: s.qos_profile.depth for s in n._subs}
+    assert depths == {"/image": 2, "/depth": 10, "/camera_info": 10}
+    n = ros("-p", f"checkpoint:={ckpt['plain']}", "-p", "use_depth:=true",
+            "-p", "depth_queue:=4", "-p", "input_depth:=1").node()
+    assert {s.topic_name: s.qos_profile.depth for s in n._subs} == \
+        {"/image": 1, "/depth": 4, "/camera_info": 4}

@@ -195,12 +195,17 @@ class GraspPipeline:
         self.get_logger().info("decoding: " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
 
     # ---------------------------------------------------------------- inputs
-    def subscribe_input(self, msg_type, topic: str, callback):
-        """A subscription with the input QoS (``input_reliability``, ``input_depth``,
-        overridable with ``qos_overrides.<topic>.subscription.*``), an incompatible-QoS report,
-        destroyed on :meth:`deactivate`. Every input topic goes through here."""
+    def subscribe_input(self, msg_type, topic: str, callback, depth: int | None = None):
+        """A subscription with the input QoS (``input_reliability``; history ``depth``, default
+        ``input_depth``; overridable with ``qos_overrides.<topic>.subscription.*``), an
+        incompatible-QoS report, destroyed on :meth:`deactivate`. Every input topic goes through
+        here."""
+        qos = self._input_qos
+        if depth is not None:
+            qos = QoSProfile(history=qos.history, depth=int(depth), reliability=qos.reliability,
+                             durability=qos.durability)
         sub = self.create_subscription(
-            msg_type, topic, callback, self._input_qos,
+            msg_type, topic, callback, qos,
             qos_overriding_options=QoSOverridingOptions.with_default_policies(),
             event_callbacks=self._event_callbacks(topic))
         self._subs.append(sub)
@@ -221,7 +226,8 @@ class GraspPipeline:
             self._convert = image_msg_to_rgb
             self.image_sub = self.subscribe_input(Image, "image", self._on_image)
         if self._use_depth:
-            self.depth.subscribe(self.subscribe_input, Image, CameraInfo)
+            self.depth.subscribe(lambda *a: self.subscribe_input(*a, depth=p["depth_queue"]),
+                                 Image, CameraInfo)
 
     def _event_callbacks(self, what):
         def incompatible(event):

@@ -146,8 +146,12 @@ STARTUP_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("input_reliability", str, "reliable", "QoS reliability of the image/depth "
               "subscriptions: reliable or best_effort (use best_effort for best-effort camera "
               "publishers).", read_only=True, choices=("reliable", "best_effort")),
-    ParamSpec("input_depth", int, 2, "QoS history depth of the image/depth subscriptions.",
-              read_only=True, range=(1, 100)),
+    ParamSpec("input_depth", int, 2, "QoS history depth of the image subscription (the newest "
+              "frame wins).", read_only=True, range=(1, 100)),
+    ParamSpec("depth_queue", int, 10, "QoS history depth of the depth and camera_info "
+              "subscriptions: deeper than the image's, so that the depth frame of the image in "
+              "progress is not overwritten while the node is busy.", read_only=True,
+              range=(1, 100)),
     ParamSpec("diagnostics_period", float, 1.0, "Period of the /diagnostics status [s].",
               read_only=True, range=(0.05, 60.0)),
     # Run-time settings (Settings); the outputs' own ones are in .node_outputs.

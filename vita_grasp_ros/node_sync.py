@@ -10,7 +10,8 @@ candidate, so memory stays bounded however slow the model is. After prediction t
 2. otherwise the worker waits - at most until ``deadline`` (the frame's arrival + ``depth_wait``)
    - until a message stamped at or after the image has arrived (the exact one may still be in
    transit: a driver publishing colour and depth back to back on a loaded machine), as
-   ``message_filters``' synchronisers do;
+   ``message_filters``' synchronisers do; after a few frames in a row that waited in vain
+   (nothing arrived at all) frames stop waiting until a message arrives again;
 3. then the nearest message is used only if it is within ``tolerance`` of the image stamp; a
    message from before a newer one nearer the image stamp is never used.
 
@@ -79,23 +80,29 @@ class StampedInput:
     Args:
         name: what the messages are, for the reasons ("depth frame", "CameraInfo").
         keep: how many of the newest messages are kept for frames that arrive after them.
-        silent_after: a stream with no message for this long [s] is *silent*: frames do not wait
-            for it (a dead depth camera must not slow every frame down by ``depth_wait``).
+        give_up_after: after this many frames in a row waited in vain (nothing at all arrived
+            while they waited) the stream counts as *silent*: frames do not wait for it until
+            a message arrives again (a dead depth camera must not slow every frame down by
+            ``depth_wait``; a camera that publishes one frame on request is never silent).
     """
 
-    def __init__(self, name: str, keep: int = 6, silent_after: float = 2.0):
+    def __init__(self, name: str, keep: int = 6, give_up_after: int = 3):
         self.name = name
-        self.silent_after = silent_after
+        self.give_up_after = give_up_after
         self._cv = threading.Condition()
         self._recent: deque = deque(maxlen=keep)
         self._open: set[Pairing] = set()
         self._last_arrival: float | None = None
+        self._arrivals = 0
+        self._vain = 0  # frames in a row that waited and saw nothing arrive
 
     def add(self, msg) -> None:
         """A side message arrived (subscription callback)."""
         with self._cv:
             self._recent.append(msg)
             self._last_arrival = time.monotonic()
+            self._arrivals += 1
+            self._vain = 0
             for p in self._open:
                 p.offer(msg)
             self._cv.notify_all()
@@ -133,11 +140,13 @@ class StampedInput:
         ``pairing``'s frame, close the pairing and return the :class:`Match`."""
         t0 = time.monotonic()
         with self._cv:
-            while not pairing.settled and not (stop is not None and stop.is_set()):
+            arrivals = self._arrivals
+            silent = self._vain >= self.give_up_after
+            while not (pairing.settled or silent or (stop is not None and stop.is_set())):
                 now = time.monotonic()
-                silent = (self._last_arrival is None
-                          or now - self._last_arrival > self.silent_after)
-                if now >= deadline or silent:
+                if now >= deadline:
+                    if self._arrivals == arrivals:
+                        self._vain += 1
                     break
                 self._cv.wait(min(deadline - now, 0.1))
             self._open.discard(pairing)
