@@ -190,7 +190,9 @@ def _bench_parser() -> argparse.ArgumentParser:
                + ". Example: vita-grasp sim bench --source analytic --protocol clutter --tray "
                  "--camera-tilt 10 --trials 10")
     p.add_argument("--source", default="analytic",
-                   help=f"grasp source: {', '.join(sorted(sources))} (default analytic)")
+                   help=f"grasp source: {', '.join(sorted(sources))}, or several "
+                        "comma-separated (run one after another on the same scenes, one "
+                        "table; default analytic)")
     p.add_argument("--checkpoint", help="checkpoint path or short name (sources api, node)")
     p.add_argument("--device", default="auto", help="inference device for api (default auto)")
     p.add_argument("--protocol", choices=("singulated", "clutter"), default="singulated")
@@ -235,9 +237,8 @@ def _bench_parser() -> argparse.ArgumentParser:
 
 def bench_main(argv) -> int:
     a = _bench_parser().parse_args(argv)
-    from .bench import BenchConfig, results_table, run_bench
+    from .bench import BenchConfig, results_table
     from .episode import ViewSpec
-    from .sources import SourceOptions, make_source
 
     prog = "vita-grasp sim bench"
     try:
@@ -257,27 +258,50 @@ def bench_main(argv) -> int:
                                                 a.camera_azimuth, a.camera_yaw)
     cfg = BenchConfig(tuple(names), a.objects, a.protocol, a.trials, a.seed, a.tray,
                       a.objects_per_scene, size, view, a.plain, a.strip)
-    out = a.out or Path("outputs") / "sim_bench" / f"{a.source}_{a.protocol}"
+    sources = [x.strip() for x in a.source.split(",") if x.strip()]
+    out = a.out or Path("outputs") / "sim_bench" / f"{'_'.join(sources)}_{a.protocol}"
+    summaries = []
+    for name in sources:  # one after another, on the same scenes
+        where = out if len(sources) == 1 else out / name
+        try:
+            summaries.append(_bench_one(a, name, cfg, where))
+        except ValueError as e:
+            return _fail(prog, str(e))
+        except KeyboardInterrupt:
+            return _fail(prog, "interrupted", 130)
+    table = results_table(summaries)
+    print(table)
+    for s in summaries:
+        if "pose_check" in s:
+            c = s["pose_check"]
+            print(f"{s['source']}: pose vs the documented back-projection of its pixel grasp "
+                  f"(max over {c['answers']} answers): position {c['position_mm']:.2f} mm, "
+                  f"angle {c['angle_deg']:.2f} deg, width {c['width_mm']:.2f} mm")
+    if len(sources) > 1:
+        (out / "report.md").write_text(
+            f"# Pick benchmark, {a.protocol}, same scenes for every source\n\n{table}\n\n"
+            + "".join(f"## {n}\n\n![executed grasps]({n}/strip.png)\n\n" for n in sources))
+    print(f"wrote {out}/report.md" + (" and one directory per source" if len(sources) > 1
+                                      else ", summary.json, trials.jsonl, strip.png"))
+    return 0
+
+
+def _bench_one(a, name: str, cfg, out: Path) -> dict:
+    """Run the benchmark with source ``name`` into ``out``; ``ValueError`` (one line) when the
+    source cannot be built."""
+    from .bench import run_bench
+    from .sources import SourceOptions, make_source
+
     try:
-        source = make_source(a.source, SourceOptions(a.checkpoint, a.device, a.node_timeout,
-                                                     tuple(a.node_param), str(out),
-                                                     a.node_depth_lead, a.node_rate))
+        source = make_source(name, SourceOptions(a.checkpoint, a.device, a.node_timeout,
+                                                 tuple(a.node_param), str(out),
+                                                 a.node_depth_lead, a.node_rate))
     except (ValueError, OSError, RuntimeError) as e:
-        return _fail(prog, str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise ValueError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     try:
-        s = run_bench(cfg, source, out, progress=not a.quiet)
-    except KeyboardInterrupt:
-        return _fail(prog, "interrupted", 130)
+        return run_bench(cfg, source, out, progress=not a.quiet)
     finally:
         source.close()
-    print(results_table([s]))
-    if "pose_check" in s:
-        c = s["pose_check"]
-        print("node pose vs the documented back-projection of its pixel grasp (max over "
-              f"{c['answers']} answers): position {c['position_mm']:.2f} mm, angle "
-              f"{c['angle_deg']:.2f} deg, width {c['width_mm']:.2f} mm")
-    print(f"wrote {out}/report.md, summary.json, trials.jsonl, strip.png")
-    return 0
 
 
 SUBCOMMANDS = {"label": (label_main, "physics-labelled data in the GraspNet layout"),

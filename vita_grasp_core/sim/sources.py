@@ -191,8 +191,9 @@ class RandomSource(MaskSource):
 
 
 def minor_axis_grasp(mask: np.ndarray, K, depth: np.ndarray, margin_m: float = 0.02) -> Grasp:
-    """The analytic grasp of a mask: centroid, opening along the minor axis, width = the mask's
-    extent along it plus ``margin_m`` (pixels at the median depth of the mask)."""
+    """The analytic grasp of a mask: centroid, opening along the minor axis, wide enough to
+    clear the mask on both sides of the centroid plus ``margin_m`` (pixels at the median depth
+    of the mask)."""
     ys, xs = np.nonzero(mask)
     pts = np.stack([xs, ys], axis=1).astype(np.float64)
     c = pts.mean(axis=0)
@@ -203,7 +204,7 @@ def minor_axis_grasp(mask: np.ndarray, K, depth: np.ndarray, margin_m: float = 0
         minor = np.array([1.0, 0.0])
     proj = (pts - c) @ minor
     z = median_depth(depth, mask, 0.6)
-    width = float(proj.max() - proj.min() + 1.0) + margin_m * K[0, 0] / z
+    width = float(2.0 * np.abs(proj).max() + 1.0) + margin_m * K[0, 0] / z
     return Grasp(float(c[0]), float(c[1]), float(wrap_angle(math.atan2(minor[1], minor[0]))),
                  width, 0.022 * K[0, 0] / z, 1.0, 1.0)
 
