@@ -307,6 +307,16 @@ class Gripper:
         orn = matrix_to_quaternion(R)
         out = GraspOutcome(False, "missed", opening=opening, clamped=clamped,
                            target=self._nearest_object(position))
+        self._approach(start, target, orn, half, out)
+        self._close()
+        held = self.held_bodies()
+        if held or self.touched_bodies() or not early_exit:
+            self._lift_and_hold(orn, early_exit)
+        self._judge(out, held)
+        return out
+
+    def _approach(self, start, target, orn, half: float, out: GraspOutcome) -> None:
+        """Appear at ``start`` (open) and move to ``target``; note what stopped the way."""
         self._place(start, orn, half)
         hit = self._overlapping()
         if hit < 0:
@@ -315,28 +325,29 @@ class Gripper:
             out.blocked_by = self.world.body_kind(hit)
             if out.blocked_by == "object" and hit != out.target:
                 out.blocked_by = "neighbour"
-        self._close()
-        held = self.held_bodies()
-        if held or self.touched_bodies() or not early_exit:
-            up = self.tcp() + np.array([0.0, 0.0, LIFT_HEIGHT])
-            self._move(self.tcp(), up, orn)
-            for k in range(int(round(HOLD_TIME / TIME_STEP))):
-                pybullet().stepSimulation(physicsClientId=self.world.client)
-                # nothing high enough now cannot be high enough later: the outcome is known
-                if early_exit and k % 24 == 0 and not self._raised():
-                    break
-        lifted = sorted(set(self.held_bodies()) & set(self._raised()))
-        out.lifted = lifted
-        if lifted:
+
+    def _lift_and_hold(self, orn, early_exit: bool) -> None:
+        up = self.tcp() + np.array([0.0, 0.0, LIFT_HEIGHT])
+        self._move(self.tcp(), up, orn)
+        for k in range(int(round(HOLD_TIME / TIME_STEP))):
+            pybullet().stepSimulation(physicsClientId=self.world.client)
+            # nothing high enough now cannot be high enough later: the outcome is known
+            if early_exit and k % 24 == 0 and not self._raised():
+                break
+
+    def _judge(self, out: GraspOutcome, held: list[int]) -> None:
+        """Success, or the failure reason (see the module docstring), and the detail line."""
+        out.lifted = sorted(set(self.held_bodies()) & set(self._raised()))
+        if out.lifted:
             out.success, out.reason = True, "success"
         elif out.blocked_by in ("table", "tray", "neighbour"):
             out.reason = f"collided_{out.blocked_by}"
         elif held:
             out.reason = "slipped"
-        out.detail = (f"opening {opening * 1e3:.0f} mm" + (" (clamped)" if clamped else "")
+        out.detail = (f"opening {out.opening * 1e3:.0f} mm"
+                      + (" (clamped)" if out.clamped else "")
                       + (f", approach stopped by the {out.blocked_by}" if out.blocked_by else "")
                       + (f", held {len(held)} at closing" if held else ""))
-        return out
 
     def release(self) -> None:
         """Open, park, and let the world settle without the gripper."""
