@@ -99,12 +99,18 @@ def test_good_bag_passes_and_writes_overlay_and_json(scenes, tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("size, encoding", [((480, 640), "32FC1"), ((720, 1280), "16UC1")])
 def test_good_bag_variants_pass(tmp_path, capsys, size, encoding):
-    """Other resolutions, 32FC1 metres, noisy depth with holes, bgr8 colour, 30 Hz."""
-    from vita_grasp_core.conventions import camera_matrix
+    """Other resolutions, 32FC1 metres, noisy depth with holes, bgr8 colour, 30 Hz; at 1280x720
+    the depth has half the colour's resolution (registered: the node scales grasp pixels)."""
+    import cv2
 
-    sc = render(size, K=camera_matrix("kinect", size), seed=11, distance=0.7, noise_m=0.006,
+    from vita_grasp_core.conventions import camera_matrix, scale_intrinsics
+
+    half = (size[0] // 2, size[1] // 2) if size[1] > 640 else size
+    sc = render(half, K=camera_matrix("kinect", half), seed=11, distance=0.7, noise_m=0.006,
                 holes=0.03)
-    bag = write_camera_bag(tmp_path / "v.db3", _frames(sc, n=8),
+    rgb = cv2.resize(sc.rgb, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    frames = [(rgb, sc.depth_m, scale_intrinsics(sc.K, half, size))] * 8
+    bag = write_camera_bag(tmp_path / "v.db3", frames,
                            Faults(depth_encoding=encoding, color_encoding="bgr8"), rate=30.0)
     rc, out, _ = doctor(capsys, bag, "--overlay", "")
     assert rc == 0, out
