@@ -194,6 +194,29 @@ def test_synthetic_dataset_frames_register():
     assert frames.check_registration([s])[0].status == FAIL
 
 
+def test_depth_of_another_view_or_rotated_is_not_passed():
+    """Depth of another view of the same scene (the synthetic camera moved and turned a little)
+    or rotated: the whole image may fit after a shift, the objects' outlines do not."""
+    import cv2
+
+    from vita_grasp_core.data.synth import INTRINSICS, make_scene, render_frame
+
+    scene = make_scene(0, 0)
+    views = {f: render_frame(scene, f, 0, INTRINSICS["kinect"]) for f in (0, 8, 16)}
+    depth = {f: np.where(v[1] > 0, v[1] * 1e-3, np.nan).astype(np.float32)
+             for f, v in views.items()}
+    rgb = views[0][0]
+    got = {f: frames.check_registration([FrameSample(T0, rgb, depth[f])])[0] for f in views}
+    assert got[0].status == PASS
+    assert got[8].status == WARN and "px from the colour edges" in got[8].finding
+    assert got[16].status == FAIL
+    h, w = depth[0].shape
+    M = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), 8.0, 1.0)
+    turned = cv2.warpAffine(depth[0], M, (w, h), flags=cv2.INTER_NEAREST,
+                            borderValue=float("nan"))
+    assert frames.check_registration([FrameSample(T0, rgb, turned)])[0].status != PASS
+
+
 # --------------------------------------------------------------------------- exposure
 def test_exposure(scenes):
     rgb = scenes["flat"].rgb

@@ -161,17 +161,29 @@ def check_registration(samples, depth_shift_s: float | None = None
 
 
 def _registration_verdict(a: "R.Alignment", width: int) -> Verdict:
-    fit = (f"best fit: shift ({a.shift[0]:+.0f}, {a.shift[1]:+.0f}) px, scale {a.scale:.3f}; "
-           f"{a.edge_pixels} edge px in {a.frames} frame(s)")
+    local = a.local_offset
+    fit = (f"best fit: shift ({a.shift[0]:+.0f}, {a.shift[1]:+.0f}) px, scale {a.scale:.3f}"
+           + (f"; outlines {local:.0f} px from colour edges" if local is not None else "")
+           + f"; {a.edge_pixels} edge px in {a.frames} frame(s)")
     vals = dict(shift_px=list(a.shift), scale=a.scale, displacement_px=a.displacement,
                 identity_score=a.identity, best_score=a.best, background=a.background,
-                unique=a.unique)
-    if (a.displacement <= R.REGISTERED * width and a.identity_share >= R.MIN_SHARE) or \
-            a.identity_share >= R.SAME_AS_BEST:
+                unique=a.unique, outline_offset_px=local)
+    globally = (a.displacement <= R.REGISTERED * width and a.identity_share >= R.MIN_SHARE) or \
+        a.identity_share >= R.SAME_AS_BEST
+    if globally and (local is None or local <= R.REGISTERED * width):
         weak = "; few distinct outlines, weak evidence" if a.unique < R.AMBIGUOUS else ""
         return verdict("registration", PASS, f"depth outlines lie on colour edges ({fit}{weak})",
                        **vals)
-    clearly_off = a.identity_share < R.OFF_SHARE and a.displacement > R.SLIGHTLY_OFF * width
+    if globally:  # the whole image fits, the objects' outlines do not: parallax, a rotation
+        off = (f"depth outlines lie {local:.0f} px from the colour edges of the objects though "
+               f"the image as a whole fits ({fit})")
+        if local <= R.SLIGHTLY_OFF * width:
+            return verdict("registration", WARN, off, "check the depth-to-colour calibration "
+                           "(extrinsics) of the camera", **vals)
+        return verdict("registration", FAIL, f"depth is not registered to colour: {off}",
+                       _REGISTER_FIX, **vals)
+    clearly_off = (a.identity_share < R.OFF_SHARE and a.displacement > R.SLIGHTLY_OFF * width) \
+        or (local is not None and local > R.SLIGHTLY_OFF * width)
     if not clearly_off and (a.unique < R.AMBIGUOUS or a.identity_share >= R.IDENTITY_SHARE):
         return verdict("registration", WARN, f"cannot tell: the depth outlines fit the colour "
                        f"edges about as well at several placements ({fit})", "put objects "

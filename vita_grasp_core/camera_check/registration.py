@@ -27,7 +27,7 @@ judged: the search has no clear peak and the check says so instead of guessing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -46,6 +46,10 @@ EDGE_SIGMA = 1.5
 MIN_EDGE_PIXELS = 150
 #: Fraction of the depth-edge weight that must stay inside the image for a fit to be scored.
 MIN_INSIDE = 0.25
+#: Local check: shifts up to LOCAL_RADIUS working px around each outline of LOCAL_MIN_PX px or
+#: more; a clear peak stands LOCAL_PEAK above the outline's median score; shifts within LOCAL_EPS
+#: of the best count as ties; LOCAL_MIN_OUTLINES outlines with a peak are needed.
+LOCAL_RADIUS, LOCAL_MIN_PX, LOCAL_PEAK, LOCAL_EPS, LOCAL_MIN_OUTLINES = 8, 30, 0.25, 0.05, 3
 #: Outlines (connected depth edges) shorter than MIN_OUTLINE px are noise; each outline has one
 #: vote, spread over its pixels, shorter than OUTLINE_VOTE px: a share of a vote.
 MIN_OUTLINE, OUTLINE_VOTE = 8, 30
@@ -119,6 +123,37 @@ def color_edge_closeness(rgb: np.ndarray, sigma: float = EDGE_SIGMA) -> np.ndarr
     return np.exp(-(dist ** 2) / (2 * sigma ** 2)).astype(np.float32)
 
 
+def outline_offsets(edges: np.ndarray, closeness: np.ndarray, radius: int = LOCAL_RADIUS
+                    ) -> list[float]:
+    """How far each outline (a connected depth edge of at least :data:`LOCAL_MIN_PX` px) lies
+    from the colour edges it fits best, searching shifts up to ``radius`` px around it: the
+    smallest shift scoring within :data:`LOCAL_EPS` of its best (so a straight edge, which fits
+    anywhere along itself, reports its distance across, not along). Outlines without a clear
+    peak (best minus median score under :data:`LOCAL_PEAK`) say nothing and are left out.
+    Registered depth gives about 0 for every outline; parallax, a rotation or another view of
+    the scene give several px, wherever the objects are."""
+    import cv2
+
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(edges.astype(np.uint8), 8)
+    h, w = edges.shape
+    r = np.arange(-radius, radius + 1)
+    ty, tx = (a.ravel() for a in np.meshgrid(r, r, indexing="ij"))
+    dist = np.hypot(ty, tx)
+    out = []
+    for k in range(1, n):
+        if stats[k, cv2.CC_STAT_AREA] < LOCAL_MIN_PX:
+            continue
+        ys, xs = np.nonzero(labels == k)
+        Y, X = ys[None, :] + ty[:, None], xs[None, :] + tx[:, None]
+        inside = (Y >= 0) & (Y < h) & (X >= 0) & (X < w)
+        score = np.where(inside, closeness[np.clip(Y, 0, h - 1), np.clip(X, 0, w - 1)],
+                         0.0).mean(axis=1)
+        best = float(score.max())
+        if best - float(np.median(score)) >= LOCAL_PEAK:
+            out.append(float(dist[score >= best - LOCAL_EPS].min()))
+    return out
+
+
 def identity_score(closeness: np.ndarray, depth_m: np.ndarray) -> float | None:
     """Mean colour-edge ``closeness`` under the outlines of ``depth_m`` (both at the working
     size, unmoved), each outline one vote; ``None`` without outlines."""
@@ -163,6 +198,7 @@ class AlignmentSearch:
     mass: np.ndarray
     edge_pixels: int = 0
     frames: int = 0
+    local: list = field(default_factory=list)
 
     @classmethod
     def empty(cls, size, scales=SCALES, max_shift: float = MAX_SHIFT) -> "AlignmentSearch":
@@ -189,6 +225,7 @@ class AlignmentSearch:
             self.mass[i] += float(e.sum())
         self.edge_pixels += int(edges.sum())
         self.frames += 1
+        self.local += outline_offsets(edges, closeness)
 
     def scores(self) -> np.ndarray:
         """Mean closeness under the moved depth edges; NaN where less than :data:`MIN_INSIDE`
@@ -239,6 +276,15 @@ class Alignment:
     edge_pixels: int
     frames: int
     work_factor: float
+    local: tuple = ()
+
+    @property
+    def local_offset(self) -> float | None:
+        """Median distance [colour px] of the outlines from the colour edges they fit best
+        (:func:`outline_offsets`), or ``None`` with fewer than LOCAL_MIN_OUTLINES outlines."""
+        if len(self.local) < LOCAL_MIN_OUTLINES:
+            return None
+        return float(np.median(self.local)) * self.work_factor
 
     @property
     def contrast(self) -> float:
@@ -284,7 +330,7 @@ def best_alignment(search: AlignmentSearch, size, full_width: int) -> Alignment 
     k = full_width / size[1]
     unique = (best - far_best) / (best - bg) if best > bg and np.isfinite(far_best) else 1.0
     return Alignment(best_t[0], (best_t[1] * k, best_t[2] * k), disp * k, ident, best, bg,
-                     float(unique), search.edge_pixels, search.frames, k)
+                     float(unique), search.edge_pixels, search.frames, k, tuple(search.local))
 
 
 def search_frames(pairs) -> tuple[AlignmentSearch | None, tuple[int, int]]:
