@@ -20,6 +20,7 @@ from vita_grasp_ros.bag import io as bags  # noqa: E402
 from vita_grasp_ros.bag import messages as bmsg  # noqa: E402
 from vita_grasp_ros.bag import types as bt  # noqa: E402
 from vita_grasp_ros.testing import (  # noqa: E402
+    START_TIMEOUT,
     NodeProcess,
     allocate_domain_id,
     ros_env,
@@ -152,9 +153,9 @@ def test_record_remap_loop_and_sigint(dataset, tmp_path):
         wait_for(lambda: _recorded(recorder.output()) >= 3 or not recorder.alive(), 60,
                  interval=0.2, what="3 recorded messages")
         player.proc.send_signal(signal.SIGINT)
-        assert player.wait(30) == 130, player.output()
+        assert player.wait(START_TIMEOUT) == 130, player.output()
         recorder.proc.send_signal(signal.SIGINT)
-        assert recorder.wait(30) == 0, recorder.output()
+        assert recorder.wait(START_TIMEOUT) == 0, recorder.output()
         assert "stopped by SIGINT" in recorder.output()
     finally:
         _stop_all(procs)

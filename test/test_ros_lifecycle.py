@@ -45,7 +45,7 @@ class Lifecycle:
                  START_TIMEOUT,
                  what=f"the lifecycle services of {node}")
 
-    def _call(self, cli, req, timeout=60):
+    def _call(self, cli, req, timeout=START_TIMEOUT):  # configure loads the model
         fut = cli.call_async(req)
         wait_for(fut.done, timeout, what="a lifecycle service answer")
         return fut.result()
