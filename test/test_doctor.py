@@ -249,6 +249,24 @@ def test_compressed_colour_passes(scenes, tmp_path, capsys):
     assert rc == 0 and "colour jpeg" in _row(out, "encodings"), out
 
 
+def test_large_frames_are_checked_at_a_bounded_size(scenes, tmp_path, capsys):
+    """2560x1920 JPEG colour (decoded frames kept at 2048 px at most) with 320x240 depth."""
+    import cv2
+
+    from vita_grasp_core.conventions import scale_intrinsics
+    from vita_grasp_ros.doctor.collect import MAX_SAMPLE_SIDE, bounded
+
+    sc = scenes["good"]
+    big = cv2.resize(sc.rgb, (2560, 1920), interpolation=cv2.INTER_LINEAR)
+    assert bounded(big).shape == (1536, MAX_SAMPLE_SIDE, 3)
+    K = scale_intrinsics(sc.K, (240, 320), (1920, 2560))
+    bag = write_camera_bag(tmp_path / "big.mcap", [(big, sc.depth_m, K)] * 4,
+                           Faults(color_encoding="jpeg"))
+    rc, out, _ = doctor(capsys, bag, "--overlay", "", "--frames", "2")
+    assert rc == 0, out
+    assert "for 2560x1920" in _row(out, "intrinsics")
+
+
 def test_fail_on_and_missing_depth(scenes, tmp_path, capsys):
     tilt = write_camera_bag(tmp_path / "tilt.mcap", _frames(scenes["tilt"]))
     assert doctor(capsys, tilt, "--overlay", "", "--fail-on", "fail")[0] == 0

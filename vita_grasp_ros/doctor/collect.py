@@ -37,6 +37,26 @@ from ..image_conversions import (
 CONTENT_WINDOW, MAX_CANDIDATES = 0.35, 64
 
 
+#: Decoded frames kept for the checks are at most this many px on their longer side (a few
+#: kilobytes of PNG may declare 16384 x 16384 px: the node's limit, 800 MB decoded).
+MAX_SAMPLE_SIDE = 2048
+
+
+def bounded(img):
+    """``img`` scaled down to :data:`MAX_SAMPLE_SIDE` on its longer side (colour: area
+    averaging; depth: nearest, so invalid pixels stay invalid); unchanged when smaller. The
+    checks scale intrinsics and sizes to the image they get."""
+    import cv2
+
+    h, w = img.shape[:2]
+    if max(h, w) <= MAX_SAMPLE_SIDE:
+        return img
+    s = MAX_SAMPLE_SIDE / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if img.ndim == 3
+                      else cv2.INTER_NEAREST)
+
+
 def compressed_encoding(fmt: str) -> str:
     """A ``CompressedImage.format`` reduced to what the checks compare: ``compressedDepth``,
     ``jpeg``, ``png``, else the string itself."""
@@ -180,7 +200,7 @@ class Collector:
         elif len(self._pending) >= self.n_samples or time_ns < self._next_sample_ns():
             return
         try:
-            rgb = image_from_msg(msg)
+            rgb = bounded(image_from_msg(msg))
         except ImageConversionError as e:
             if e.kind != "encoding":
                 self.rec.add_error(COLOR, str(e))
@@ -200,7 +220,7 @@ class Collector:
                 dstamp, dmsg = p["depth"]
                 enc = str(getattr(dmsg, "encoding", getattr(dmsg, "format", "")))
                 try:
-                    depth = depth_msg_to_meters(dmsg)
+                    depth = bounded(depth_msg_to_meters(dmsg))
                 except ImageConversionError:
                     depth = None  # counted by the encodings check (not an accepted encoding)
             rec.samples.append(FrameSample(p["stamp"], p["rgb"], depth, enc, dstamp, p["info"],
