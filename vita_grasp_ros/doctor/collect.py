@@ -35,6 +35,8 @@ from ..image_conversions import (
 #: checks' working size) to find the one whose content matches it (the sync check), at most
 #: MAX_CANDIDATES per frame.
 CONTENT_WINDOW, MAX_CANDIDATES = 0.35, 64
+#: Image data of the recent depth messages kept at most [bytes].
+RECENT_BYTES = 256 * 2**20
 
 
 #: Decoded frames kept for the checks are at most this many px on their longer side (a few
@@ -172,11 +174,14 @@ class Collector:
         return True
 
     def _remember(self, stamp: int, msg) -> None:
-        """Recent depth messages, for colour frames sampled after them (a window of stamps)."""
+        """Recent depth messages, for colour frames sampled after them (a window of stamps, at
+        most :data:`RECENT_BYTES` of image data)."""
         win = int(CONTENT_WINDOW * 1e9)
         self._depth_recent.append((stamp, msg))
-        while self._depth_recent and self._depth_recent[0][0] < stamp - win:
-            self._depth_recent.popleft()
+        size = sum(len(m.data) for _, m in self._depth_recent)
+        while self._depth_recent and (self._depth_recent[0][0] < stamp - win
+                                      or size > RECENT_BYTES):
+            size -= len(self._depth_recent.popleft()[1].data)
 
     def _pair(self, p: dict, stamp: int, msg) -> None:
         """Offer a depth message to a sampled colour frame: the nearest in stamp is its depth;
