@@ -87,7 +87,7 @@ pip_key() {
 # The messages depend on the ROS wheels (and their pinned transitive versions), not on the rest.
 msgs_key() {
   # launch/ and config/ are installed into $VENV/share/vita_grasp by the same CMake install.
-  hash_of "$ROOT"/msg/*.msg "$ROOT/CMakeLists.txt" "$ROOT/package.xml" "$ROOT"/cmake/* \
+  hash_of "$ROOT"/msg/*.msg "$ROOT"/srv/*.srv "$ROOT/CMakeLists.txt" "$ROOT/package.xml" "$ROOT"/cmake/* \
     "$ROOT"/launch/*.py "$ROOT"/config/*.yaml "$ROOT"/config/*.rviz \
     "$ROOT/requirements/ros.txt" "$ROOT/requirements/ros-build.txt" \
     "$ROOT/requirements/constraints.txt" "$VENV" "py$PYVER" "msgs-step-v2"
@@ -194,7 +194,7 @@ step_msgs() {
   fi
   command -v cmake >/dev/null 2>&1 || die "cmake not found (Debian: apt-get install cmake)."
   command -v c++ >/dev/null 2>&1 || die "a C/C++ compiler is needed (Debian: apt-get install build-essential)."
-  say "messages: generating and building vita_grasp/msg (cmake, 2 messages) into $VENV"
+  say "messages: generating and building vita_grasp/msg and srv (cmake) into $VENV"
   rm -f "$STAMPS/msgs"  # a failed build below must not leave a stamp of the previous one
   local t=$SECONDS log="$MSG_BUILD.log"
   # Files installed by the previous build: remove them so renamed/removed messages leave nothing.

@@ -33,7 +33,21 @@ GRASP_FIELDS = {
     'has_pose': 'boolean',
     'pose': 'geometry_msgs/Pose',
     'width_m': 'float',
+    'target_id': 'string',
 }
+GRASP_TARGET_FIELDS = {
+    'kind': 'uint8',
+    'class_id': 'string',
+    'min_score': 'float',
+    'box': 'sensor_msgs/RegionOfInterest',
+    'mask': 'sensor_msgs/Image',
+    'point': 'geometry_msgs/Point',
+    'example': 'sensor_msgs/Image',
+}
+GET_GRASPS_REQUEST = {'frame': 'uint8', 'max_grasps': 'uint32', 'timeout': 'float',
+                      'target': 'vita_grasp/GraspTarget'}
+GET_GRASPS_RESPONSE = {'success': 'boolean', 'message': 'string',
+                       'grasps': 'vita_grasp/GraspArray'}
 GRASP_ARRAY_FIELDS = {
     'header': 'std_msgs/Header',
     'image_width': 'uint32',
@@ -96,16 +110,37 @@ def test_messages_have_exactly_the_conventions_fields():
     assert GraspArray.get_fields_and_field_types() == GRASP_ARRAY_FIELDS
     assert list(GraspArray.get_fields_and_field_types()) == list(GRASP_ARRAY_FIELDS)
     g = Grasp()
-    assert (g.has_pose, g.width_m, g.pose.orientation.w) == (False, 0.0, 1.0)
+    assert (g.has_pose, g.width_m, g.pose.orientation.w, g.target_id) == (False, 0.0, 1.0, '')
+
+
+def test_target_message_and_service_have_the_conventions_fields():
+    try:
+        from vita_grasp.msg import GraspTarget
+        from vita_grasp.srv import GetGrasps
+    except ImportError as exc:
+        pytest.fail(f'vita_grasp.msg.GraspTarget / vita_grasp.srv.GetGrasps missing ({exc}): '
+                    'run `make setup`')
+    assert list(GraspTarget.get_fields_and_field_types().items()) == list(
+        GRASP_TARGET_FIELDS.items())
+    assert (GraspTarget.NODE, GraspTarget.SCENE, GraspTarget.DETECTIONS, GraspTarget.BOX,
+            GraspTarget.MASK, GraspTarget.POINT, GraspTarget.EXAMPLE) == tuple(range(7))
+    assert list(GetGrasps.Request.get_fields_and_field_types().items()) == list(
+        GET_GRASPS_REQUEST.items())
+    assert list(GetGrasps.Response.get_fields_and_field_types().items()) == list(
+        GET_GRASPS_RESPONSE.items())
+    assert (GetGrasps.Request.NEWEST, GetGrasps.Request.NEXT) == (0, 1)
+    req = GetGrasps.Request()
+    assert (req.frame, req.max_grasps, req.timeout, req.target.kind) == (0, 0, 0.0, 0)
 
 
 def test_installed_messages_are_built_from_this_checkout():
     """The venv's share/vita_grasp/msg must hold the repo's msg files (else: run make setup)."""
-    for name in ('Grasp.msg', 'GraspArray.msg'):
-        installed = VENV / 'share' / 'vita_grasp' / 'msg' / name
+    for name in ('msg/Grasp.msg', 'msg/GraspArray.msg', 'msg/GraspTarget.msg',
+                 'srv/GetGrasps.srv'):
+        installed = VENV / 'share' / 'vita_grasp' / name
         assert installed.is_file(), f'{installed} missing: run make setup'
-        assert installed.read_text() == (REPO / 'msg' / name).read_text(), \
-            f'{installed} differs from msg/{name}: run make setup'
+        assert installed.read_text() == (REPO / name).read_text(), \
+            f'{installed} differs from {name}: run make setup'
 
 
 def test_setup_status_is_up_to_date():

@@ -6,7 +6,7 @@ direction of the gripper opening in radians in [-pi/2, pi/2), measured from +x t
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -27,9 +27,15 @@ class Grasp:
     height: float
     quality: float = 1.0
     object_score: float = 0.0
+    #: which selected target (object) the grasp is on; "" = no target selection (whole scene)
+    target: str = ""
 
     def to_dict(self) -> dict:
-        return {k: float(v) for k, v in asdict(self).items()}
+        """Numbers as floats; ``target`` only when the grasp has one."""
+        d = {k: float(v) for k, v in asdict(self).items() if k != "target"}
+        if self.target:
+            d["target"] = self.target
+        return d
 
     def corners(self) -> np.ndarray:
         """4x2 float array of the rectangle's corners (x, y), in order around the rectangle."""
@@ -48,7 +54,7 @@ def grasps_from_array(arr) -> list[Grasp]:
     arr = np.asarray(arr, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] < 5:
         raise ValueError(f"grasp array must be (N, >=5), got {arr.shape}")
-    names = [f.name for f in fields(Grasp)][: arr.shape[1]]
+    names = list(GRASP_FIELDS)[: arr.shape[1]]
     return [Grasp(**{n: float(v) for n, v in zip(names, row)}) for row in arr]
 
 

@@ -35,7 +35,8 @@ def grasps_to_msg(grasps, header, image_size: tuple[int, int],
     """Build a ``vita_grasp/GraspArray``.
 
     Args:
-        grasps: list of :class:`~vita_grasp_core.grasp.Grasp`, best first, source pixels.
+        grasps: list of :class:`~vita_grasp_core.grasp.Grasp`, best first, source pixels
+            (``Grasp.target`` becomes ``target_id``).
         header: ``std_msgs/Header`` to put on the message (the source image's, copied as is).
         image_size: (height, width) of the source image.
         poses: optional, one :class:`GraspPose` or ``None`` per grasp (``has_pose`` false).
@@ -54,7 +55,7 @@ def grasps_to_msg(grasps, header, image_size: tuple[int, int],
     for i, g in enumerate(grasps):
         m = GraspMsg(x=float(g.x), y=float(g.y), angle=float(g.angle), width=float(g.width),
                      height=float(g.height), quality=float(g.quality),
-                     object_score=float(g.object_score))
+                     object_score=float(g.object_score), target_id=str(g.target))
         p = poses[i] if poses is not None and i < len(poses) else None
         if p is not None:
             m.has_pose = True

@@ -233,6 +233,8 @@ class BagReader:
         self.path = Path(path)
         self._reader = None
         self.store = typestore()
+        #: message types whose definition in the bag differs from the installed one
+        self.outdated: set[str] = set()
 
     def _fail(self, what: str, e: BaseException) -> BagError:
         detail = str(e) or type(e).__name__
@@ -253,33 +255,54 @@ class BagReader:
         except _read_errors() as e:
             self._reader = None
             raise self._fail("cannot open bag", e) from None
-        for c in conns:
-            # Types defined in the bag itself (e.g. vita_grasp messages from another version).
-            if c.msgtype not in self.store.fielddefs and c.msgdef.data:
-                self._register_from_bag(c)
+        self._use_bag_definitions(conns)
         return self
 
-    def _register_from_bag(self, conn) -> None:
-        from rosbags.typesys import get_types_from_idl, get_types_from_msg
+    def _use_bag_definitions(self, conns) -> None:
+        """Deserialize with the definitions stored in the bag: types this install does not have
+        are added; where the bag holds another version of a type (e.g. ``vita_grasp/msg/Grasp``
+        version 1, recorded before ``target_id`` existed) this reader gets its own typestore
+        with the bag's version, and :attr:`outdated` names the message types whose wire format
+        differs from the installed one (``bag play`` converts those, :meth:`upgrade`)."""
+        bag_types = {}
+        for c in conns:
+            if c.msgdef.data:
+                bag_types.update(_types_from_definition(c.msgtype, c.msgdef.data))
+        other = {n for n, d in bag_types.items()
+                 if n in self.store.fielddefs and not _same_fields(self.store.fielddefs[n], d)}
+        if not other:
+            try:
+                self.store.register({k: v for k, v in bag_types.items()
+                                     if k not in self.store.fielddefs})
+            except Exception:  # noqa: BLE001 - an odd definition only matters if we deserialize
+                pass
+            return
+        from rosbags.typesys import Stores, get_typestore
 
+        private = get_typestore(Stores.ROS2_KILTED)
+        mine = {n: d for n, d in bag_types.items()
+                if n in other or n not in private.fielddefs}
         try:
-            data = conn.msgdef.data
-            if data.startswith("=" * 80 + "\nIDL: "):
-                types = {}
-                for part in data.split("=" * 80 + "\n")[1:]:
-                    types.update(get_types_from_idl(part.split("\n", 1)[1]))
-            else:
-                parts = data.split("=" * 80 + "\n")
-                types = get_types_from_msg(parts[0], conn.msgtype)
-                for part in parts[1:]:
-                    head, body = part.split("\n", 1)
-                    name = head.removeprefix("MSG: ").strip()
-                    if name.count("/") == 1:
-                        name = name.replace("/", "/msg/")
-                    types.update(get_types_from_msg(body, name))
-            self.store.register({k: v for k, v in types.items() if k not in self.store.fielddefs})
-        except Exception:  # noqa: BLE001 - an odd definition only matters if we deserialize it
-            pass
+            private.register(mine)
+            private.register({n: self.store.fielddefs[n] for n in self.store.fielddefs
+                              if n not in private.fielddefs})
+        except Exception:  # noqa: BLE001
+            return  # keep the installed definitions: messages that differ fail to deserialize
+        current = self.store
+        self.store = private
+        self.outdated = {c.msgtype for c in conns if c.msgtype in current.fielddefs
+                         and private.hash_rihs01(c.msgtype) != current.hash_rihs01(c.msgtype)}
+
+    def upgrade(self, raw, msgtype: str) -> bytes:
+        """Raw CDR of a message in the bag's (older) definition -> raw CDR in the installed
+        definition (fields the bag's version lacks get their defaults). Needs rclpy."""
+        from rclpy.serialization import serialize_message
+
+        from .messages import to_rclpy
+        from .types import import_msg_type
+
+        return serialize_message(to_rclpy(self.deserialize(raw, msgtype),
+                                          import_msg_type(msgtype)))
 
     def close(self) -> None:
         if self._reader is not None:
@@ -356,6 +379,36 @@ class BagReader:
         """Yield ``(topic, timestamp_ns, message dataclass)``."""
         for topic, msgtype, t, raw in self.messages(topics):
             yield topic, t, self.deserialize(raw, msgtype)
+
+
+def _types_from_definition(msgtype: str, data: str) -> dict:
+    """rosbags type definitions from a connection's stored definition (rosbag2's ``ros2msg``
+    text with its dependencies, or ``ros2idl``); ``{}`` when it cannot be parsed."""
+    from rosbags.typesys import get_types_from_idl, get_types_from_msg
+
+    sep = "=" * 80 + "\n"
+    types = {}
+    try:
+        if data.startswith(sep + "IDL: "):
+            for part in data.split(sep)[1:]:
+                types.update(get_types_from_idl(part.split("\n", 1)[1]))
+            return types
+        parts = data.split(sep)
+        types.update(get_types_from_msg(parts[0], msgtype))
+        for part in parts[1:]:
+            head, body = part.split("\n", 1)
+            name = head.removeprefix("MSG: ").strip()
+            if name.count("/") == 1:
+                name = name.replace("/", "/msg/")
+            types.update(get_types_from_msg(body, name))
+    except Exception:  # noqa: BLE001 - an odd definition only matters if we deserialize it
+        return {}
+    return types
+
+
+def _same_fields(a, b) -> bool:
+    """Two rosbags definitions ``(consts, fields)`` describe the same wire format."""
+    return [tuple(f) for f in a[1]] == [tuple(f) for f in b[1]]
 
 
 def open_bag(path) -> BagReader:

@@ -71,3 +71,35 @@ def image_from_msg(msg) -> np.ndarray:
     if hasattr(msg, "format") and not hasattr(msg, "encoding"):
         return compressed_msg_to_rgb(msg)
     return image_msg_to_rgb(msg)
+
+
+def to_rclpy(obj, cls):
+    """A rosbags dataclass -> an rclpy message of class ``cls``, field by field by name (nested
+    messages and sequences of them too). Fields ``cls`` has and ``obj`` lacks (a message
+    recorded with an older definition) keep their defaults; fields only ``obj`` has are
+    dropped."""
+    import importlib
+
+    msg = cls()
+    for name, kind in cls.get_fields_and_field_types().items():
+        if not hasattr(obj, name):
+            continue
+        value = getattr(obj, name)
+        sub = _message_class(kind, importlib)
+        if sub is None:
+            setattr(msg, name, value.tolist() if isinstance(value, np.ndarray) else value)
+        elif kind.startswith("sequence<") or kind.endswith("]"):
+            setattr(msg, name, [to_rclpy(v, sub) for v in value])
+        else:
+            setattr(msg, name, to_rclpy(value, sub))
+    return msg
+
+
+def _message_class(kind: str, importlib):
+    """rclpy field type (``geometry_msgs/Pose``, ``sequence<vita_grasp/Grasp>``,
+    ``vita_grasp/Grasp[3]``) -> the message class, or ``None`` for a primitive."""
+    base = kind.removeprefix("sequence<").split(">")[0].split("[")[0].split(",")[0]
+    if "/" not in base:
+        return None
+    pkg, name = base.split("/")
+    return getattr(importlib.import_module(f"{pkg}.msg"), name)

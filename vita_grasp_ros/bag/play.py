@@ -2,7 +2,10 @@
 
 Messages go out as the raw CDR stored in the bag (``Publisher.publish(bytes)``, no
 deserialisation): the bytes the subscriber sees are the bytes that were recorded, header stamps
-included (they are not rewritten, as with ``ros2 bag play``).
+included (they are not rewritten, as with ``ros2 bag play``). The one exception: messages of a
+type the bag recorded in an older definition than the installed one (``vita_grasp/msg/Grasp``
+version 1, before ``target_id``) are converted to the installed definition first
+(:meth:`~.io.BagReader.upgrade`), so subscribers of the installed type can read them.
 
 Timing: a message recorded ``dt`` after the bag's first message is published ``dt / rate`` after
 playback starts (``time.perf_counter`` schedule, so delays do not accumulate).
@@ -236,9 +239,11 @@ def _play_once(reader, pubs, remaps, rate, clock, stop, stats, bar) -> None:
     then publish its raw bytes."""
     t_first = None
     w0 = time.perf_counter()
-    for topic, _, t, raw in reader.messages(list(pubs)):
+    for topic, msgtype, t, raw in reader.messages(list(pubs)):
         if stop is not None and stop.is_set():
             return
+        if msgtype in reader.outdated:  # recorded with an older definition of the type
+            raw = reader.upgrade(raw, msgtype)
         if t_first is None:
             t_first = t
             if clock is not None:
