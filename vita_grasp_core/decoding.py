@@ -311,8 +311,52 @@ def _smooth_content(raw: torch.Tensor, sigma: float, boxes) -> torch.Tensor:
     return heat
 
 
+def _region_tensor(regions, b: int, h: int, w: int, device) -> torch.Tensor | None:
+    """``(B, H, W)`` bool tensor of the per-image regions (``None`` entries: everywhere), or
+    ``None`` when no image has a region."""
+    if regions is None or all(r is None for r in regions):
+        return None
+    if len(regions) != b:
+        raise ValueError(f"got {len(regions)} regions for {b} map sets")
+    out = torch.ones((b, h, w), dtype=torch.bool)
+    for i, reg in enumerate(regions):
+        if reg is None:
+            continue
+        reg = torch.as_tensor(np.asarray(reg, dtype=bool))
+        if tuple(reg.shape) != (h, w):
+            raise ValueError(f"region {i} is {tuple(reg.shape)}, the maps are {(h, w)}")
+        out[i] = reg
+    return out.to(device)
+
+
+def _heat_and_score(raw: torch.Tensor, region: torch.Tensor | None, sigma: float, boxes):
+    """The smoothed heat the peaks are found in and the map they are scored on: the content's
+    (no region), or the region's pixels alone.
+
+    With a region: normalised convolution (``smooth(heat * region) / smooth(region)``), so a
+    strong peak of a neighbouring object does not bleed into the region's border. Outside the
+    region the heat is -inf (never a peak, never a neighbour that wins the max filter) and the
+    score -1 (below any threshold)."""
+    if region is None:
+        return _smooth_content(raw, sigma, boxes), raw
+    inside = region.to(raw.dtype)
+    num = _smooth_content(raw * inside, sigma, boxes)
+    den = _smooth_content(inside, sigma, boxes)
+    heat = (num / den.clamp_min(1e-6)).masked_fill(~region, float("-inf"))
+    return heat, raw.masked_fill(~region, -1.0)
+
+
+def _window_in_region(region: torch.Tensor | None, flat: torch.Tensor, shape) -> np.ndarray:
+    """Which pixels of the candidates' windows (flat indices ``(B, K * 25)``) lie in their
+    image's region: ``shape`` bool array (all True without regions)."""
+    if region is None:
+        return np.ones(shape, bool)
+    return torch.gather(region.flatten(1), 1, flat).cpu().numpy().reshape(shape)
+
+
 def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_ratio: float = 0.5,
-                decode: DecodeConfig | None = None, **settings) -> list[list[Grasp]]:
+                decode: DecodeConfig | None = None, regions=None,
+                **settings) -> list[list[Grasp]]:
     """Decode ``(B, 5, H, W)`` (or ``(5, H, W)``) maps into grasps in source-image pixels.
 
     Args:
@@ -325,6 +369,11 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
             ``smooth_sigma=``, ``quality_knots=``) override single fields. ``min_distance`` is
             the NMS radius (map px, Chebyshev); ``smooth_sigma`` the smoothing before peak
             finding (map px, 0 = off); ``score_threshold`` the minimum (calibrated) quality.
+        regions: optional, one ``(H, W)`` bool mask per image (or ``None`` for the whole
+            frame): grasps of that object only (target selection, :mod:`.target_select`). The
+            heat outside the region plays no part: the region's own local maxima are found (a
+            stronger peak next door does not suppress them), and the quality fit and the angle,
+            width and object averages use only the region's pixels.
     Returns:
         per image, a list of :class:`Grasp` sorted by quality, best first. The raw quality is
         the heat at the sub-pixel peak (:func:`fit_peak_value`); ``quality`` is that value
@@ -359,11 +408,12 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
     if not math.isfinite(t_raw):
         return [[] for _ in range(b)]
     maps = maps.float()
-    heat = _smooth_content(maps[:, 0], cfg.smooth_sigma, boxes)
+    region = _region_tensor(regions, b, h, w, maps.device)
+    heat, score = _heat_and_score(maps[:, 0], region, cfg.smooth_sigma, boxes)
     n_cand = _CANDIDATE_FACTOR * max_grasps + _CANDIDATE_EXTRA
     _, r, c, keep = find_peaks(heat, min_distance=cfg.min_distance,
                                score_threshold=_PRE_THRESHOLD * t_raw, max_peaks=n_cand,
-                               boxes=inner, score=maps[:, 0])
+                               boxes=inner, score=score)
     # Gather the 5 x 5 windows of every candidate on the device, then small transfers; the
     # per-peak arithmetic (K candidates) runs in numpy: microseconds instead of op launches.
     dev = maps.device
@@ -377,6 +427,7 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
     win_np = win.cpu().numpy().reshape(b, 5, k, _N_WIN)
     sm_np = sm.cpu().numpy().reshape(b, k, _N_WIN)[:, :, _CROSS]
     r_np, c_np, keep_np = r.cpu().numpy(), c.cpu().numpy(), keep.cpu().numpy()
+    in_region = _window_in_region(region, flat[:, 0], (b, k, _N_WIN))
     out = []
     for i, lb in enumerate(letterboxes):
         sel = keep_np[i]
@@ -394,7 +445,7 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
         x0, y0, x1, y1 = boxes[i]
         wy = rows_i[:, None] + _WIN_DY[None]
         wx = cols_i[:, None] + _WIN_DX[None]
-        inside = (wy >= y0) & (wy < y1) & (wx >= x0) & (wx < x1)
+        inside = (wy >= y0) & (wy < y1) & (wx >= x0) & (wx < x1) & in_region[i][sel]
         q_raw = fit_peak_value(chans[0], inside, dx, dy)
         quality = np.asarray(apply_quality_calibration(q_raw, knots), dtype=np.float64)
         ok = interior & (quality >= cfg.score_threshold)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import pickle
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -32,12 +32,23 @@ class Prediction:
         maps: ``(5, H_out, W_out)`` float32 maps (CONVENTIONS §3) on the model's output canvas.
         letterbox: the mapping from source pixels to ``maps`` pixels.
         timings: seconds per stage (``preprocess``, ``model``, ``decode``).
+        target_note: with a target, why there are no grasps on it ("" otherwise).
+        features: the encoder's ``(C, h, w)`` feature maps of the frame (list, one per layer),
+            when they were asked for (``keep_features``) or needed (an example target).
     """
 
     grasps: list[Grasp]
     maps: np.ndarray
     letterbox: Letterbox
     timings: dict[str, float] = field(default_factory=dict)
+    target_note: str = ""
+    features: list | None = field(default=None, repr=False)
+
+    def frame(self):
+        """What target selection sees of this frame (:class:`~.target_select.FrameMaps`)."""
+        from .target_select import FrameMaps
+
+        return FrameMaps(self.maps, self.letterbox, self.features)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -172,37 +183,123 @@ class GraspPredictor:
         """Torch-level call: ``(B, 3, H_in, W_in)`` -> ``(B, 5, H_out, W_out)`` float32 maps."""
         return self.engine.run(pixel_values)
 
-    def decode(self, maps: torch.Tensor, letterboxes) -> list[list[Grasp]]:
-        return decode_maps(maps, letterboxes, width_scale=self.config.width_scale,
-                           height_ratio=self.config.height_ratio, decode=self.decode_config)
+    @torch.inference_mode()
+    def forward_features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, list]:
+        """Like :meth:`forward_maps`, also returning the encoder's feature maps (one forward;
+        ``list[(B, C, h, w)]`` float32). PyTorch engine only (an exported network gives maps)."""
+        model = self.model
+        if model is None:
+            from .target_select import TargetError
 
-    def predict_batch(self, images) -> list[Prediction]:
-        """Predict for a list of frames (any sizes). See :meth:`predict`."""
+            raise TargetError(f"example targets need the encoder's features: use the torch "
+                              f"engine (the {self.engine_name} engine gives maps only)")
+        from .fpn_decoder import GraspDecoder
+
+        x = pixel_values.to(self.device, self.dtype)
+        feats = model.backbone_features(x)
+        maps = GraspDecoder.activate(model.decode_logits(feats, x)).float()
+        return maps, [f.float() for f in feats]
+
+    def decode(self, maps: torch.Tensor, letterboxes, *, max_grasps: int | None = None,
+               regions=None) -> list[list[Grasp]]:
+        cfg = self.decode_config if max_grasps is None else self.decode_config.replace(
+            max_grasps=max_grasps)
+        return decode_maps(maps, letterboxes, width_scale=self.config.width_scale,
+                           height_ratio=self.config.height_ratio, decode=cfg, regions=regions)
+
+    def decode_target(self, maps: torch.Tensor, frame, target, *,
+                      max_grasps: int | None = None) -> tuple[list[Grasp], str]:
+        """Grasps of one frame's ``(5, H, W)`` maps on ``target`` (see :mod:`.target_select`):
+        each target region decoded on its own, the grasps tagged with its id, merged best first
+        and cut to ``max_grasps``. Returns ``(grasps, note)``; ``note`` says why there are none.
+        """
+        from .target_select import select
+
+        sel = select(target, frame)
+        if not sel.regions:
+            return [], sel.note
+        n = len(sel.regions)
+        per = self.decode(maps.unsqueeze(0).expand(n, -1, -1, -1), [frame.letterbox] * n,
+                          max_grasps=max_grasps, regions=[r.mask for r in sel.regions])
+        grasps = [replace(g, target=r.target_id) for r, gs in zip(sel.regions, per) for g in gs]
+        grasps.sort(key=lambda g: -g.quality)  # stable: equal qualities keep the target order
+        grasps = grasps[:max_grasps or self.max_grasps]
+        return grasps, "" if grasps else "no grasp above score_threshold on the target"
+
+    def _grasps(self, maps: torch.Tensor, pred: Prediction, target, max_grasps
+                ) -> tuple[list[Grasp], str]:
+        """One frame's ``(5, H, W)`` maps -> (grasps, note), on ``target`` when given."""
+        if target is None:
+            return self.decode(maps.unsqueeze(0), [pred.letterbox], max_grasps=max_grasps)[0], ""
+        return self.decode_target(maps, pred.frame(), target, max_grasps=max_grasps)
+
+    def predict_batch(self, images, target=None, *, max_grasps: int | None = None,
+                      keep_features: bool = False) -> list[Prediction]:
+        """Predict for a list of frames (any sizes). See :meth:`predict`; ``target`` is one
+        target for every frame or a list with one per frame."""
         if isinstance(images, np.ndarray):
             raise ValueError("predict_batch takes a list of HxWx3 arrays; use predict() for one")
         images = list(images)
         if not images:
             return []
+        n = len(images)
+        targets = list(target) if isinstance(target, (list, tuple)) else [target] * n
+        if len(targets) != n:
+            raise ValueError(f"got {len(targets)} targets for {n} frames")
+        need = keep_features or any(getattr(t, "needs_features", False) for t in targets)
         t0 = time.perf_counter()
         x, lbs = self.preprocess(images)
         t1 = time.perf_counter()
-        maps = self.forward_maps(x)
+        maps, feats = self.forward_features(x) if need else (self.forward_maps(x), None)
         if maps.is_cuda:
             torch.cuda.synchronize(maps.device)
         t2 = time.perf_counter()
-        grasps = self.decode(maps, lbs)
-        t3 = time.perf_counter()
         maps_np = maps.cpu().numpy()
-        n = len(images)
+        preds = [Prediction([], m, lb, features=None if feats is None else [f[i] for f in feats])
+                 for i, (m, lb) in enumerate(zip(maps_np, lbs))]
+        if all(t is None for t in targets):  # one batched decoding
+            for p, g in zip(preds, self.decode(maps, lbs, max_grasps=max_grasps)):
+                p.grasps = g
+        else:
+            for i, (p, t) in enumerate(zip(preds, targets)):
+                p.grasps, p.target_note = self._grasps(maps[i], p, t, max_grasps)
+        t3 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) / n, "model": (t2 - t1) / n, "decode": (t3 - t2) / n}
-        return [Prediction(g, m, lb, dict(timings)) for g, m, lb in zip(grasps, maps_np, lbs)]
+        for p in preds:
+            p.timings = dict(timings)
+        return preds
 
-    def predict(self, image: np.ndarray) -> Prediction:
+    def predict(self, image: np.ndarray, target=None, *, max_grasps: int | None = None,
+                keep_features: bool = False) -> Prediction:
         """One ``HxWx3 uint8 RGB`` frame -> :class:`Prediction` (grasps in its pixels).
+
+        ``target`` (optional, :mod:`.target_select`: a ``BoxTarget``, ``MaskTarget``,
+        ``PointTarget`` or :class:`~.example_match.ExampleMatcher`): grasps only on that object,
+        its own best first, each tagged with the target's id (``Grasp.target``);
+        ``Prediction.target_note`` says why there are none. ``max_grasps`` overrides the
+        decoding setting for this call; ``keep_features`` keeps the encoder's feature maps in
+        the result (for :meth:`select` with an example target later).
 
         Raises ``ValueError`` for anything else (wrong dtype, shape, channels, empty, strided).
         """
-        return self.predict_batch([image])[0]
+        return self.predict_batch([image], target, max_grasps=max_grasps,
+                                  keep_features=keep_features)[0]
+
+    def select(self, pred: Prediction, target=None, *, max_grasps: int | None = None
+               ) -> Prediction:
+        """The grasps of an earlier prediction's maps on another ``target`` (decoding only:
+        milliseconds, no forward pass). An example target needs ``pred.features``."""
+        t0 = time.perf_counter()
+        grasps, note = self._grasps(torch.from_numpy(pred.maps), pred, target, max_grasps)
+        timings = dict(pred.timings, decode=time.perf_counter() - t0)
+        return Prediction(grasps, pred.maps, pred.letterbox, timings, note, pred.features)
+
+    def example_target(self, image: np.ndarray, **kw):
+        """An :class:`~.example_match.ExampleMatcher` from a picture of the object (``HxWx3
+        uint8 RGB``): its encoder features and the model's object mask on it."""
+        from .example_match import ExampleMatcher
+
+        return ExampleMatcher.from_frame(self.predict(image, keep_features=True).frame(), **kw)
 
 
 def load_predictor(checkpoint, *, device: str = "auto", dtype: str | None = "auto",
