@@ -1,6 +1,6 @@
-"""Bags recorded with version 1 of ``vita_grasp/msg/Grasp`` (before ``target_id``) stay readable by
-the bag tools: read, info, eval, and ``bag play`` converts them for subscribers of the installed
-(version 2) type.
+"""Bags recorded with version 1 of the ``vita_grasp`` messages (before ``Grasp.target_id`` and
+``GraspArray.depth_stamp``) stay readable by the bag tools: read, info, eval, and ``bag play``
+converts them for subscribers of the installed (version 2) types.
 
 ``test/data/grasps_v1.mcap`` was recorded by the project's own bag writer with the version-1
 messages installed (main at e9b0964, before the field was added): 3 GraspArrays on ``/grasps``
@@ -127,6 +127,7 @@ def test_upgrade_converts_to_the_installed_definition():
     np.testing.assert_allclose(bmsg.grasp_array_rows(msgs[0]), V1_ROWS[0], rtol=1e-6)
     assert msgs[0].grasps[1].target_id == "" and msgs[0].grasps[1].pose.orientation.w == 1.0
     assert msgs[0].header.frame_id == "rgb_camera_link" and msgs[0].image_width == 640
+    assert (msgs[0].depth_stamp.sec, msgs[0].depth_stamp.nanosec) == (0, 0)
 
 
 @pytest.mark.ros

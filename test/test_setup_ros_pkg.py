@@ -53,6 +53,7 @@ GRASP_ARRAY_FIELDS = {
     'image_width': 'uint32',
     'image_height': 'uint32',
     'grasps': 'sequence<vita_grasp/Grasp>',
+    'depth_stamp': 'builtin_interfaces/Time',
 }
 # Variables that would point a subprocess at another ROS install or venv.
 FOREIGN_ENV = ('PYTHONPATH', 'AMENT_PREFIX_PATH', 'CMAKE_PREFIX_PATH', 'COLCON_PREFIX_PATH',

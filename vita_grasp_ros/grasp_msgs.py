@@ -49,7 +49,7 @@ def grasps_to_msg(grasps, header, image_size: tuple[int, int],
     out = GraspArray()
     out.header = header
     out.image_height, out.image_width = int(image_size[0]), int(image_size[1])
-    if depth_stamp is not None and hasattr(out, "depth_stamp"):
+    if depth_stamp is not None:
         out.depth_stamp.sec, out.depth_stamp.nanosec = depth_stamp.sec, depth_stamp.nanosec
     msgs = []
     for i, g in enumerate(grasps):

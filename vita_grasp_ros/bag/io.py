@@ -261,7 +261,7 @@ class BagReader:
     def _use_bag_definitions(self, conns) -> None:
         """Deserialize with the definitions stored in the bag: types this install does not have
         are added; where the bag holds another version of a type (e.g. ``vita_grasp/msg/Grasp``
-        version 1, recorded before ``target_id`` existed) this reader gets its own typestore
+        version 1, recorded before ``target_id``) this reader gets its own typestore
         with the bag's version, and :attr:`outdated` names the message types whose wire format
         differs from the installed one (``bag play`` converts those, :meth:`upgrade`)."""
         bag_types = {}
