@@ -103,17 +103,12 @@ def quaternion_to_matrix(q) -> np.ndarray:
 
 
 def matrix_to_quaternion(R) -> tuple:
-    """3x3 rotation -> (x, y, z, w)."""
-    R = np.asarray(R, np.float64)
-    w = math.sqrt(max(0.0, 1.0 + R[0, 0] + R[1, 1] + R[2, 2])) / 2.0
-    x = math.copysign(math.sqrt(max(0.0, 1.0 + R[0, 0] - R[1, 1] - R[2, 2])) / 2.0,
-                      R[2, 1] - R[1, 2])
-    y = math.copysign(math.sqrt(max(0.0, 1.0 - R[0, 0] + R[1, 1] - R[2, 2])) / 2.0,
-                      R[0, 2] - R[2, 0])
-    z = math.copysign(math.sqrt(max(0.0, 1.0 - R[0, 0] - R[1, 1] + R[2, 2])) / 2.0,
-                      R[1, 0] - R[0, 1])
-    n = math.sqrt(x * x + y * y + z * z + w * w)
-    return (x / n, y / n, z / n, w / n)
+    """3x3 rotation -> (x, y, z, w), valid for every rotation (also half turns, where the
+    usual sign-copying shortcut mirrors the angle: a top-down grasp is a half turn)."""
+    from scipy.spatial.transform import Rotation
+
+    x, y, z, w = Rotation.from_matrix(np.asarray(R, np.float64)).as_quat()
+    return (float(x), float(y), float(z), float(w))
 
 
 class Gripper:
