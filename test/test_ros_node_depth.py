@@ -295,7 +295,7 @@ def _pose_z(out):
 @pytest.mark.parametrize("older_ms,older_mm,late_s", [
     (33, 900, 0.8),  # the frame before (within the tolerance) is there; the exact one is late
     (400, 1200, 1.0),  # the previous scene's depth (within 0.5 s) is there
-    (None, None, 0.8),  # a camera publishing one frame on request: the streams quiet for 3 s
+    (None, None, 0.8),  # a camera publishing one frame on request: quiet for 3 s before
 ])
 def test_the_depth_frame_of_the_image_stamp_is_waited_for(setup, older_ms, older_mm, late_s):
     """Constant-depth frames of different values make a wrong pairing visible: the depth frame
@@ -408,3 +408,19 @@ def test_a_late_depth_frame_is_reported_without_blaming_the_stamps(setup):
         set_wait(DEPTH_WAIT)
         setup.h.node.destroy_client(cli)
     _warm_up(setup)
+
+
+def test_diagnostics_say_how_frames_were_paired_with_depth(setup):
+    from vita_grasp_ros.diagnostics import diagnostic_values
+
+    _warm_up(setup)  # a frame with its exact depth frame
+
+    def latest():
+        vals = [diagnostic_values(d) for d in setup.diag.msgs]
+        vals = [v for v in vals if "depth_paired_exact" in v]
+        return vals[-1] if vals and int(vals[-1]["depth_paired_exact"]) > 0 else None
+    vals = wait_for(latest, 10, what="diagnostics with the depth pairing")
+    for key in ("depth_paired_nearest", "depth_unpaired", "depth_wait_ms"):
+        assert key in vals
+    wait_for(lambda: latest()["depth_offset_ms"] == "0.00", 10,
+             what="the exact pairing of the last frame")
