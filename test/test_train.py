@@ -266,6 +266,40 @@ def test_memory_cache_wraps_unaugmented_sets(tmp_path_factory):
     assert not isinstance(train, MemoryCachedDataset) and isinstance(val, MemoryCachedDataset)
 
 
+def test_validation_scenes_never_train(tmp_path_factory, caplog):
+    """``train_split: all`` with ``val_scenes`` is a scene hold-out (the sim recipe): the
+    validation scenes are left out of training, with a log line saying so."""
+    import logging
+
+    from vita_grasp_core.model import build_model
+    from vita_grasp_core.training.data import make_datasets
+
+    data = synth_root(tmp_path_factory)
+    cfg = build_config(load_raw(TINY), [f"data.root={data}", "data.train_split=all",
+                                        "data.train_scenes=null", "data.val_split=null",
+                                        "data.val_scenes=[1, 3]"])
+    with caplog.at_level(logging.INFO, logger="vita_grasp"):
+        run_data = make_datasets(cfg, build_model(cfg.model))
+    assert sorted({f.scene for f in run_data.train.frames}) == [0, 2]
+    assert sorted({f.scene for f in run_data.val.frames}) == [1, 3]
+    assert "frames of the validation scenes left out of training" in caplog.text
+    assert "scenes [0, 2] for training" in run_data.description
+
+
+def test_the_sim_recipe_is_valid():
+    """dinov2_sim.yaml: a frozen DINOv2-S with a feature cache of the frames themselves
+    (``cache_views: 1``), a scene hold-out, maps at half the 640x480 frame."""
+    c = load_config("dinov2_sim.yaml")
+    assert c.model.backbone == "dinov2" and c.model.freeze_vit and c.train.feature_cache
+    assert c.train.cache_views == 1 and c.data.train_split == "all"
+    assert c.data.val_scenes and all(s % 10 == 9 for s in c.data.val_scenes)
+    assert c.model.output_size == (240, 320)
+    # width_scale covers the longest opening of the labels (161 px at 640x480)
+    assert c.model.width_scale * 320 * 2 >= 161
+    with pytest.raises(ConfigError, match="cache_views"):
+        build_config(load_raw("dinov2_sim.yaml"), ["train.cache_views=0"])
+
+
 def test_head_bias_init_matches_target_means(tmp_path_factory):
     from vita_grasp_core.data import GraspNetDataset, SampleSpec
     from vita_grasp_core.model import build_model

@@ -73,7 +73,8 @@ def make_datasets(cfg: FullConfig, model) -> RunData:
         val_frames = None
         if d.val_split is not None or d.val_scenes is not None:
             val_frames = part(d.val_split, d.val_scenes).frames
-        desc = (f"{fmt} ({d.camera}) scenes {tr.scene_ids} for training"
+            train_frames = _without_scenes(train_frames, val_frames)
+        desc = (f"{fmt} ({d.camera}) scenes {_scene_ids(train_frames)} for training"
                 + (f", {len(val_frames)} validation frames" if val_frames is not None else ""))
     else:
         if d.train_scenes is not None or d.val_scenes is not None:
@@ -102,6 +103,22 @@ def make_datasets(cfg: FullConfig, model) -> RunData:
         val = GraspDataset(val_frames, augment=False, seed=cfg.train.seed,
                            origin=Origin(d.root, f"{d.root} (validation)"), **common)
     return RunData(train, val, fmt, desc)
+
+
+def _scene_ids(frames) -> list[int]:
+    return sorted({f.scene for f in frames})
+
+
+def _without_scenes(train_frames, val_frames) -> list:
+    """The training frames minus every scene that validates: a scene never both trains and
+    selects the checkpoint (``train_split: all`` with a list of ``val_scenes`` is a scene
+    hold-out)."""
+    held = set(_scene_ids(val_frames))
+    kept = [f for f in train_frames if f.scene not in held]
+    if len(kept) < len(train_frames):
+        log.info("data: %d frames of the validation scenes left out of training",
+                 len(train_frames) - len(kept))
+    return kept
 
 
 def memory_cached(train, val):

@@ -199,7 +199,9 @@ class TrainConfig:
             of once per frame and epoch.
         feature_cache_dir: where (default ``<output_dir>/feature_cache``; runs on the same data
             and encoder may share one directory, e.g. the folds of ``vita-grasp cv``).
-        cache_views: views per frame of the augmented feature cache (>= 2).
+        cache_views: views per frame of the augmented feature cache (>= 1; 1 = only the frames
+            themselves, whose files a later run with more views of the same augmentation
+            reuses).
         calibrate: after training, fit the quality calibration and choose the score threshold
             on the validation frames, and store both with ``best_model.pt`` (the API, the CLIs
             and the node then use them by default).
@@ -247,7 +249,7 @@ class TrainConfig:
                   ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1),
                   ("grad_clip", self.grad_clip >= 0),
                   ("num_workers", self.num_workers is None or self.num_workers >= 0),
-                  ("cache_views", self.cache_views >= 2), ("eval_every", self.eval_every >= 1),
+                  ("cache_views", self.cache_views >= 1), ("eval_every", self.eval_every >= 1),
                   ("log_every", self.log_every >= 1),
                   ("torch_threads", self.torch_threads is None or self.torch_threads >= 1),
                   ("max_nonfinite_steps", self.max_nonfinite_steps >= 1),
