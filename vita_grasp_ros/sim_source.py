@@ -2,7 +2,8 @@
 (``vita-grasp sim bench --source node --checkpoint ...``).
 
 The node runs as a real process (``python -m vita_grasp_ros.grasp_node``, ``use_depth`` on) on its
-own ``ROS_DOMAIN_ID`` (random in 100-230, localhost discovery) with ``ROS_HOME`` in a temporary
+own ``ROS_DOMAIN_ID`` (a free one reserved with a lock file, or the one given; localhost
+discovery) with ``ROS_HOME`` in a temporary
 directory (its log: ``node.log`` in the benchmark's output). Per attempt the simulated camera
 publishes ``camera_info``, ``depth`` (16UC1 millimetres, registered, as the Azure Kinect
 driver's ``depth_to_rgb``) and ``image`` (rgb8) with one header (a fresh stamp, the optical frame
@@ -25,9 +26,10 @@ no ROS package.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,6 +42,22 @@ import numpy as np
 from vita_grasp_core.sim.sources import GraspAnswer, GraspSource, SourceEntry, SourceOptions
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> int | None:
+    """SIGINT, wait ``timeout`` s, then SIGKILL (whole session). Returns the exit status."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    return proc.returncode
 
 
 def _quaternion_angle_deg(q1, q2) -> float:
@@ -75,8 +93,10 @@ class NodeSource(GraspSource):
 
     name = "node"
 
-    def __init__(self, options: SourceOptions):
+    def __init__(self, options: SourceOptions, domain_id: int | None = None):
         from vita_grasp_core.sim.sources import require_checkpoint
+
+        from .testing import allocate_domain_id
 
         super().__init__(options)
         self.checkpoint = require_checkpoint(options, self.name)
@@ -89,7 +109,9 @@ class NodeSource(GraspSource):
             if name.strip() == "depth_window" and value.strip().isdigit():
                 self.window = int(value)
         self._tmp = tempfile.TemporaryDirectory(prefix="vita_grasp_sim_node_")
-        self.domain = random.SystemRandom().randint(100, 230)
+        # a domain no other test, demo or benchmark on this machine holds (a lock file)
+        self._own_domain = domain_id is None
+        self.domain = allocate_domain_id() if domain_id is None else int(domain_id)
         log_dir = Path(options.log_dir) if options.log_dir else Path(self._tmp.name)
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / "node.log"
@@ -278,7 +300,7 @@ class NodeSource(GraspSource):
 
     # ------------------------------------------------------------------ teardown
     def close(self) -> None:
-        from .demo.replay import stop_process
+        from .testing import release_domain_id
 
         if getattr(self, "_stop", None) is not None:
             self._stop.set()
@@ -297,6 +319,8 @@ class NodeSource(GraspSource):
                 pass
             rclpy.try_shutdown(context=self.ctx)
             self.ctx = None
+        if self._own_domain:
+            release_domain_id(self.domain)
         self._tmp.cleanup()
 
 

@@ -1,36 +1,32 @@
 """The one-command demo (``make demo`` = ``scripts/demo.py`` = ``vita-grasp demo``).
 
-On a fresh machine, with nothing downloaded, it runs the whole loop on CPU in a few minutes:
+On a fresh machine, with nothing downloaded, a simulated robot picks objects it has never seen,
+with the shipped sim-trained model answering through the ROS 2 grasp node:
 
-1. **data**   synthesize a GraspNet-layout set (5 scenes x 8 frames) under ``OUT/data``
-              (kept when present and complete);
-2. **train**  the tiny model with the shipped ``tiny.yaml`` (scenes 0-2 train, 3 validates and
-              selects the checkpoint) into ``OUT/train`` (kept when ``best_model.pt`` exists for
-              the same config and data);
-3. **bag**    an evaluation rosbag2 from a held-out scene, used neither for training nor for
-              selecting the checkpoint (default: the last such scene, 4): ``OUT/eval.mcap``;
-4. **ros**    the grasp node as a subprocess (own ROS_DOMAIN_ID, localhost discovery, ROS_HOME
-              and logs under ``OUT/ros``); the bag is played into it with rclpy publishers and
-              its output (``/grasps``, ``/rgb/camera_info`` as latency reference, every n-th
-              ``/debug/heatmap``) is recorded to ``OUT/online.mcap``;
-5. **eval**   online (recorded node output, matched by header stamp) and offline (predictor
-              straight over the bag) with the rectangle metric -> ``OUT/eval/{online,offline}``;
-6. **report** ``OUT/report.md`` with the metrics, latency, drops, overlays and the node's debug
-              images, and a closing summary of what to run next on a robot.
+1. **model**     the shipped model ``sim`` (``vita_grasp_core/zoo``, checksum verified; the frozen
+                 DINOv2-S encoder was prepared by ``make setup``) or ``--model PATH``;
+2. **labels**    how its training data was made: one simulated scene of *training* objects, grasp
+                 candidates tried by the gripper, successes kept (``OUT/labels.png``);
+3. **baselines** a random grasp on a random object and the analytic grasp on the ground-truth
+                 mask, on held-out objects (``random_urdfs`` 900-999 and the other pybullet_data
+                 objects, which neither trained nor selected the model);
+4. **node**      the grasp node as a real process (own ROS domain): the simulated camera
+                 publishes RGB, depth and CameraInfo, the gripper executes ``grasps[0].pose`` and
+                 ``width_m`` exactly as published; the same scenes as the baselines;
+5. **report**    ``OUT/report.md``: success and clearance of each source, failure reasons,
+                 latency, the node's pose check, the picture strips of executed grasps.
 
-``--force`` redoes every step; ``--out`` picks another directory. Subprocesses are always stopped
-(SIGINT, then SIGKILL) - also on Ctrl-C. Exit code 0 when every step ran, 1 when the ROS part could
-not run (the offline part and the report are still written), 2 for bad arguments (also an
-evaluation scene that the config trains or validates on).
+Protocols: singulated (one object, one attempt per scene, a random camera 0.35-0.75 m high and
+tilted up to 20 degrees per scene) and clutter (6 objects in a tray, pick until clear or two
+failures in a row, camera 0.65 m high tilted 10 degrees). Exit code 0 when every step ran, 1 when
+the ROS part could not run or a step failed (the report is still written), 2 for bad arguments,
+130 when interrupted. Subprocesses are always stopped, also on Ctrl-C.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import json
 import os
-import shutil
 import signal
 import sys
 import time
@@ -38,33 +34,60 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from vita_grasp_core.choices import DEFAULT_CAMERA
-from vita_grasp_core.configs import configs_dir
-
-from .replay import step_ros
 from .report import State, closing_summary, rel, say, write_report
 
-REPO = Path(__file__).resolve().parents[2]  # the checkout (make demo): outputs/, config/
-TOTAL_STEPS = 6
+REPO = Path(__file__).resolve().parents[2]  # the checkout (make demo): outputs/
+TOTAL_STEPS = 5
+SOURCES = ("random", "analytic")  # the baselines; then the node
 
 
 @dataclass
 class Options:
     out: Path = REPO / "outputs" / "demo"
-    scenes: int = 5
-    frames: int = 8
+    model: str = "sim"
+    objects: str = "heldout"
+    singulated: int = 20
+    clutter: int = 4
+    objects_per_scene: int = 6
     seed: int = 0
-    config: Path = configs_dir() / "tiny.yaml"
-    eval_scene: int | None = None  # default: the last scene the config neither trains nor
-    # validates on (scene 4 with vita_grasp_core/configs/tiny.yaml)
-    rate: float = 2.0  # frames per second of the evaluation bag (played at 1x)
-    force: bool = False
+    label: bool = True
     device: str = "cpu"
     domain_id: int | None = None
-    node_timeout: float = 180.0
-    debug_every_n: int = 4
-    overlays: int = 4
-    keep_going: bool = True
+    node_timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One benchmark set-up of the demo (the same scenes for every source)."""
+
+    name: str
+    title: str
+    protocol: str
+    trials: int
+    tray: bool
+    random_views: bool
+    tilt: float = 0.0
+
+    def config(self, o: Options, names):
+        from vita_grasp_core.sim.bench import BenchConfig
+        from vita_grasp_core.sim.episode import ViewSpec
+
+        view = None if self.random_views else ViewSpec(0.65, self.tilt, 30.0, 0.0)
+        return BenchConfig(tuple(names), o.objects, self.protocol, self.trials, o.seed,
+                           self.tray, o.objects_per_scene, (480, 640), view, strip=24)
+
+
+def scenarios(o: Options) -> list[Scenario]:
+    out = []
+    if o.singulated:
+        out.append(Scenario("singulated", f"singulated, {o.singulated} scenes, a random camera "
+                            "per scene (0.35-0.75 m, tilt 0-20 deg)", "singulated",
+                            o.singulated, False, True))
+    if o.clutter:
+        out.append(Scenario("clutter", f"clutter, {o.clutter} trays of {o.objects_per_scene} "
+                            "objects, camera 0.65 m tilted 10 deg", "clutter", o.clutter, True,
+                            False, 10.0))
+    return out
 
 
 # --------------------------------------------------------------------------- console
@@ -81,172 +104,141 @@ def step(state: State, i: int, title: str):
         say(f"   ({title}: {dt:.1f} s{'; ' + note['text'] if note['text'] else ''})")
 
 
-def _sha(*parts) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(json.dumps(p, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
+# --------------------------------------------------------------------------- 1. model
+def step_model(o: Options, st: State, note) -> str:
+    """The checkpoint to run: a shipped name (checksum verified) or a file.
+    ``ValueError`` (one line) otherwise."""
+    from vita_grasp_core import zoo
+
+    if Path(o.model).is_file():
+        st.model = {"name": o.model, "path": str(Path(o.model).resolve()), "shipped": False}
+        say(f"   checkpoint file {rel(o.model)}")
+        return st.model["path"]
+    models = zoo.list_models()
+    if o.model not in models:
+        zoo.resolve_checkpoint(o.model)  # raises the one-line error listing the names
+        raise zoo.ZooError(f"--model {o.model!r} is neither a checkpoint file nor a shipped "
+                           f"model name (shipped: {', '.join(models) or 'none'})")
+    entry = models[o.model]
+    path = zoo.verify(entry)
+    st.model = {"name": o.model, "path": str(path), "shipped": True,
+                "description": entry.description, "card": str(entry.card_path)}
+    say(f"   shipped model '{o.model}': {rel(path)} ({entry.bytes / 2**20:.1f} MB, checksum "
+        f"verified): {entry.description}")
+    note["text"] = o.model
+    return o.model
 
 
-def plan_scenes(o: Options) -> dict:
-    """Which synthesized scenes (0 .. ``o.scenes`` - 1) the config trains and validates on, and
-    the evaluation scene: ``o.eval_scene`` or the last scene used for neither. The score must come
-    from frames that neither trained the model nor selected its checkpoint: ``ValueError``
-    (exit 2) when there is no such scene or ``o.eval_scene`` is not one."""
-    from vita_grasp_core.data.graspnet import select_scenes
-    from vita_grasp_core.training.train_config import resolve_run_config
+# --------------------------------------------------------------------------- 2. labels
+def step_labels(o: Options, st: State, note) -> None:
+    """One scene of training objects labelled by the simulator; a picture of its candidates."""
+    import cv2
 
-    d = resolve_run_config(None, str(o.config), str(o.out / "data"), None, []).data
-    named = sorted(set(d.train_scenes or []) | set(d.val_scenes or []))
-    if named and max(named) >= o.scenes:
-        raise ValueError(f"{o.config} uses scenes {named} but the demo synthesizes only "
-                         f"{o.scenes}: use --scenes {max(named) + 2} or more")
-    avail = range(o.scenes)
-    train = select_scenes(avail, d.train_scenes, d.train_split)
-    val = [] if d.val_split is None and d.val_scenes is None else \
-        select_scenes(avail, d.val_scenes, d.val_split)
-    free = [s for s in avail if s not in set(train) | set(val)]
-    scene = o.eval_scene
-    if scene is None:
-        if not free:
-            raise ValueError(f"{o.config} trains or validates on every one of the {o.scenes} "
-                             f"synthesized scenes: use --scenes {o.scenes + 1} so that one is "
-                             "held out for the evaluation")
-        scene = free[-1]
-    elif scene in train or scene in val:
-        role = "training" if scene in train else "validation"
-        raise ValueError(f"--eval-scene {scene} is a {role} scene of {o.config.name}: the demo "
-                         "scores only scenes used neither for training nor for selecting the "
-                         f"checkpoint ({free or 'none here'})")
-    elif not 0 <= scene < o.scenes:
-        raise ValueError(f"--eval-scene {scene} is not one of the {o.scenes} synthesized scenes")
-    return {"train": train, "val": val, "eval": scene}
+    from vita_grasp_core.sim.label import LabelSettings, label_dataset
+    from vita_grasp_core.sim.objects import parse_object_set
+
+    root = o.out / "labels"
+    settings = LabelSettings(tuple(parse_object_set("train")), "train", 0, 1, 16, "clutter",
+                             "no", (480, 640))
+    s = label_dataset(root, settings, [o.seed], workers=1, progress=False)
+    cam = root / "scenes" / f"scene_{o.seed:04d}" / "kinect"
+    st.labels = {"root": str(root), "positives": s["positives"], "negatives": s["negatives"]}
+    picture = label_picture(cam)
+    if picture is None:
+        say("   the labelled scene had no successful grasp (nothing to draw)")
+        return
+    cv2.imwrite(str(o.out / "labels.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    st.labels["picture"] = "labels.png"
+    say(f"   {s['positives']} of {s['positives'] + s['negatives']} candidates lifted their "
+        f"object (green, the training rectangles), the others failed (red): "
+        f"{rel(o.out / 'labels.png')}")
+    note["text"] = f"{s['positives']} positives"
 
 
-# --------------------------------------------------------------------------- 1. data
-def data_key(o: Options) -> dict:
-    return {"scenes": o.scenes, "frames": o.frames, "seed": o.seed, "camera": DEFAULT_CAMERA}
+def label_picture(cam: Path, margin: int = 40, width: int = 800):
+    """View 0 of a labelled scene, cropped to its objects and enlarged to ``width`` px, with
+    the successful (green) and failed (red) candidates; ``None`` without a labelled view."""
+    import cv2
+    import numpy as np
+
+    from vita_grasp_core.data.graspnet import read_graspnet_grasps
+    from vita_grasp_core.visualize import draw_grasps
+
+    rgb_path, label_path = cam / "rgb" / "0000.png", cam / "label" / "0000.png"
+    if not (rgb_path.is_file() and label_path.is_file()):
+        return None
+    img = cv2.cvtColor(cv2.imread(str(rgb_path)), cv2.COLOR_BGR2RGB)
+    ys, xs = np.nonzero(cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED))
+    h, w = img.shape[:2]
+    x0, y0 = max(0, int(xs.min()) - margin), max(0, int(ys.min()) - margin)
+    x1, y1 = min(w, int(xs.max()) + margin + 1), min(h, int(ys.max()) + margin + 1)
+    scale = width / (x1 - x0)
+    img = cv2.resize(img[y0:y1, x0:x1], (width, int(round((y1 - y0) * scale))),
+                     interpolation=cv2.INTER_CUBIC)
+    for sub, colour in (("rect_neg", (230, 40, 40)), ("rect", (40, 220, 40))):
+        f = cam / sub / "0000.npy"
+        rows = read_graspnet_grasps(f) if f.is_file() else np.zeros((0, 7))
+        if len(rows):
+            rows = rows.copy()
+            rows[:, 0] = (rows[:, 0] - x0) * scale
+            rows[:, 1] = (rows[:, 1] - y0) * scale
+            rows[:, 3:5] *= scale
+            img = draw_grasps(img, rows, jaw_color=colour, open_color=colour,
+                              highlight_best=False, thickness=2)
+    return img
 
 
-def step_data(o: Options, st: State, note) -> Path:
-    from vita_grasp_core.data.graspnet import scan
-    from vita_grasp_core.data.synth import synthesize
+# --------------------------------------------------------------------------- 3./4. benchmark
+def run_source(o: Options, st: State, source, name: str) -> None:
+    """Every scenario with one built source; summaries into ``st.bench[scenario][name]``."""
+    from vita_grasp_core.sim.bench import run_bench
+    from vita_grasp_core.sim.objects import parse_object_set
 
-    root = o.out / "data"
-    stamp = root / "demo_data.json"
-    key = data_key(o)
-    if not o.force and stamp.is_file():
+    names = parse_object_set(o.objects)
+    for sc in scenarios(o):
+        out = o.out / "bench" / sc.name / name
+        s = run_bench(sc.config(o, names), source, out, progress=True, log=say)
+        s["strip"] = str(Path("bench") / sc.name / name / "strip.png")
+        st.bench.setdefault(sc.name, {})[name] = s
+        st.titles[sc.name] = sc.title
+        say(f"   {name:<9} {sc.name:<10} success {100 * s['success_rate']:5.1f} %  clearance "
+            f"{100 * s['clearance']:5.1f} %  ({s['successes']}/{s['attempts']} attempts)")
+
+
+def step_baselines(o: Options, st: State, note) -> None:
+    from vita_grasp_core.sim.sources import make_source
+
+    for name in SOURCES:
+        source = make_source(name)
         try:
-            ok = json.loads(stamp.read_text()).get("key") == key
-        except (OSError, ValueError):
-            ok = False
-        if ok:
-            frames, faults, ids = scan(root, scenes=range(o.scenes), require_label=True)
-            if len(frames) == o.scenes * o.frames and not len(faults):
-                say(f"   reusing {rel(root)}: {o.scenes} scenes x {o.frames} frames "
-                     "(--force to regenerate)")
-                st.data = {"root": str(root), "reused": True, **key}
-                note["text"] = "reused"
-                return root
-            say(f"   {rel(root)} is incomplete ({len(frames)} frames, {len(faults)} problems): "
-                 "regenerating")
-    if (root / "scenes").exists():
-        shutil.rmtree(root / "scenes")
-    stamp.unlink(missing_ok=True)
-    say(f"   synthesizing {o.scenes} scenes x {o.frames} frames (1280x720 rgb, depth, labels, "
-         f"rectangles) into {rel(root)}")
-    s = synthesize(root, scenes=o.scenes, frames=o.frames, seed=o.seed, progress=True)
-    stamp.write_text(json.dumps({"key": key, "summary": s}, indent=2) + "\n")
-    st.data = {"root": str(root), "reused": False, **key, "rects": s["rects"],
-               "rects_per_frame": s["rects_per_frame"]}
-    say(f"   {s['rects']} GT rectangles, {s['rects_per_frame'][1]:.0f} per frame (median)")
-    return root
+            run_source(o, st, source, name)
+        finally:
+            source.close()
+    note["text"] = ", ".join(SOURCES)
 
 
-# --------------------------------------------------------------------------- 2. train
-def step_train(o: Options, st: State, note, data_root: Path) -> Path:
-    from vita_grasp_core.training.train import train
-    from vita_grasp_core.training.train_config import resolve_run_config
+def step_node(o: Options, st: State, note, checkpoint: str) -> None:
+    """The node source (a real node process on a reserved ROS domain). ``ImportError`` without
+    rclpy or the messages; ``RuntimeError`` when the node does not come up."""
+    from vita_grasp_core.sim.sources import SourceOptions
 
-    out = o.out / "train"
-    cfg = resolve_run_config(None, str(o.config), str(data_root), None, [])
-    key = _sha(cfg.to_yaml(), data_key(o))
-    stamp = out / "demo_train.json"
-    ckpt = out / "best_model.pt"
-    if not o.force and ckpt.is_file() and stamp.is_file():
-        try:
-            prev = json.loads(stamp.read_text())
-        except (OSError, ValueError):
-            prev = {}
-        if prev.get("key") == key:
-            say(f"   reusing {rel(ckpt)} (same config and data; --force to retrain)")
-            st.train = {**prev.get("summary", {}), "reused": True, "checkpoint": str(ckpt),
-                        "config": str(o.config)}
-            note["text"] = "reused"
-            return ckpt
-        say(f"   {rel(ckpt)} was trained with another config or data: retraining")
-    if out.exists():
-        shutil.rmtree(out)
-    say(f"   training {rel(o.config)}: {cfg.model.backbone} hidden "
-         f"{cfg.model.backbone_config.get('hidden_size')}, {cfg.train.epochs} epochs, "
-         f"train scenes {cfg.data.train_scenes}, validation scenes {cfg.data.val_scenes}, "
-         f"device {o.device}")
-    # (training logs one line per epoch itself, to stderr and OUT/train/train.log)
-    summary = train(cfg, out, device=o.device, progress=True)
-    if not ckpt.is_file():
-        raise RuntimeError(f"training finished without {ckpt}")
-    keep = {k: summary.get(k) for k in ("epochs", "steps", "best_top1", "best_epoch", "seconds")}
-    last = summary.get("last_val") or {}
-    keep["last_val"] = {k: last.get(k) for k in ("top1_accuracy", "precision@1", "precision@5",
-                                                  "precision@10", "num_images") if k in last}
-    stamp.write_text(json.dumps({"key": key, "summary": keep}, indent=2) + "\n")
-    st.train = {**keep, "reused": False, "checkpoint": str(ckpt), "config": str(o.config)}
-    say(f"   best validation top-1 {100 * max(keep['best_top1'] or 0, 0):.1f} % "
-         f"(epoch {keep['best_epoch']}) -> {rel(ckpt)}")
-    return ckpt
+    from ..sim_source import NodeSource
 
-
-# --------------------------------------------------------------------------- 3. bag
-def step_bag(o: Options, st: State, note, data_root: Path) -> Path:
-    from ..bag.make import BagLayout, FrameSelection, make_bag
-
-    scene = st.scenes["eval"]
-    out = o.out / "eval.mcap"
-    s = make_bag(data_root, out, FrameSelection(scenes=[scene]), BagLayout(rate=o.rate),
-                 overwrite=True, progress=True)
-    st.bag = {k: s[k] for k in ("path", "frames", "rate", "gt_rects", "topics")}
-    st.bag["scene"] = scene
-    st.bag["size_mb"] = out.stat().st_size / 2**20
-    say(f"   {rel(out)}: scene {scene} (training scenes {st.scenes['train']}, validation "
-        f"scenes {st.scenes['val']}), {s['frames']} frames at {s['rate']:g} Hz, "
-         f"{s['gt_rects']} GT rectangles, {st.bag['size_mb']:.1f} MB")
-    note["text"] = f"{s['frames']} frames"
-    return out
-
-
-# --------------------------------------------------------------------------- 5. eval
-def step_eval(o: Options, st: State, note, bag: Path, rec: Path | None, ckpt: Path) -> None:
-    from ..bag.evaluate import evaluate_bag, format_table, write_outputs
-
-    if rec is not None:
-        st.online = evaluate_bag(bag, predictions=rec, progress=False)
-        st.files["online"] = write_outputs(st.online, o.out / "eval" / "online")
-        say(format_table(st.online))
-    st.offline = evaluate_bag(bag, checkpoint=ckpt, load_options={"device": o.device},
-                              progress=True, return_predictions=True)
-    st.files["offline"] = write_outputs(st.offline, o.out / "eval" / "offline")
-    say(format_table(st.offline))
-    if st.online is not None:
-        same = st.online["metrics"] == st.offline["metrics"]
-        st.ros["agree"] = same
-        if same:
-            say("   online and offline metrics are identical")
-        elif st.online["dropped_frames"]:
-            say(f"   online differs from offline: {st.online['dropped_frames']} frame(s) dropped "
-                 "by the node (it keeps only the newest frame while busy)")
-        else:
-            say("   online and offline metrics differ although no frame dropped")
-            st.problems.append("online and offline metrics differ without drops")
+    (o.out / "ros").mkdir(parents=True, exist_ok=True)
+    opts = SourceOptions(checkpoint, o.device, o.node_timeout, (), str(o.out / "ros"))
+    say(f"   starting the grasp node (checkpoint {checkpoint}, use_depth on); log: "
+        f"{rel(o.out / 'ros' / 'node.log')}")
+    t0 = time.perf_counter()
+    source = NodeSource(opts, domain_id=o.domain_id)
+    st.ros = {"domain_id": source.domain, "startup_s": time.perf_counter() - t0,
+              "pid": source.proc.pid, "node_log": str(o.out / "ros" / "node.log")}
+    say(f"   started the grasp node (pid {source.proc.pid}) on ROS_DOMAIN_ID={source.domain} "
+        f"in {st.ros['startup_s']:.1f} s")
+    try:
+        run_source(o, st, source, "node")
+    finally:
+        source.close()
+    note["text"] = f"node pid {st.ros['pid']}"
 
 
 # --------------------------------------------------------------------------- main
@@ -257,94 +249,122 @@ def _raise_interrupt(signum, frame):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scripts/demo.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Steps are reused when their inputs did not change; "
-                                "--force redoes them. See docs/demo.md.")
+                                epilog="See docs/demo.md.")
     d = Options()
     p.add_argument("--out", type=Path, default=d.out, help="output directory (outputs/demo)")
-    p.add_argument("--force", action="store_true", help="redo every step")
-    p.add_argument("--scenes", type=int, default=d.scenes)
-    p.add_argument("--frames", type=int, default=d.frames, help="frames per scene")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--config", type=Path, default=d.config, help="training config (tiny.yaml)")
-    p.add_argument("--eval-scene", "--eval_scene", type=int, default=None,
-                   help="scene of the evaluation bag; must be used neither for training nor for "
-                   "validation (default: the last such scene)")
-    p.add_argument("--rate", type=float, default=d.rate, help="frames per second played (2)")
+    p.add_argument("--model", default=d.model,
+                   help="shipped model name or checkpoint file (default: sim, the sim-trained "
+                        "model)")
+    p.add_argument("--objects", default=d.objects,
+                   help="object set of the benchmark (default heldout: random_urdfs 900-999 "
+                        "and the other pybullet_data objects)")
+    p.add_argument("--singulated", type=int, default=d.singulated,
+                   help=f"singulated scenes (default {d.singulated}; 0 = none)")
+    p.add_argument("--clutter", type=int, default=d.clutter,
+                   help=f"clutter scenes in a tray (default {d.clutter}; 0 = none)")
+    p.add_argument("--objects-per-scene", type=int, default=d.objects_per_scene,
+                   help=f"objects of a clutter scene (default {d.objects_per_scene})")
+    p.add_argument("--seed", type=int, default=d.seed, help="scene series seed (default 0)")
+    p.add_argument("--no-label", action="store_true",
+                   help="skip step 2 (the labelling picture)")
     p.add_argument("--device", default=d.device, help="cpu (default), cuda, auto")
     p.add_argument("--domain-id", "--domain_id", type=int, default=None,
-                   help="ROS_DOMAIN_ID (default: a free one, reserved with a lock file)")
-    p.add_argument("--node-timeout", "--node_timeout", type=float, default=d.node_timeout)
-    p.add_argument("--overlays", type=int, default=d.overlays)
+                   help="ROS_DOMAIN_ID of the node (default: a free one, reserved with a lock "
+                        "file)")
+    p.add_argument("--node-timeout", "--node_timeout", type=float, default=d.node_timeout,
+                   help=f"seconds to wait for one answer of the node (default "
+                        f"{d.node_timeout:g})")
     return p
 
 
-def main(argv=None) -> int:
+def parse_options(argv) -> Options:
+    """The options of ``argv``; ``ValueError`` (one line) for a bad combination."""
     a = build_parser().parse_args(argv)
-    if a.scenes < 3 or a.frames < 1 or a.rate <= 0:
-        print("demo: need --scenes >= 3, --frames >= 1 and --rate > 0", file=sys.stderr)
-        return 2
-    o = Options(out=a.out.resolve(), scenes=a.scenes, frames=a.frames, seed=a.seed,
-                config=a.config.resolve(), eval_scene=a.eval_scene, rate=a.rate, force=a.force,
-                device=a.device, domain_id=a.domain_id, node_timeout=a.node_timeout,
-                overlays=a.overlays)
-    if not o.config.is_file():
-        print(f"demo: config {o.config} not found", file=sys.stderr)
-        return 2
-    st = State()
+    if a.singulated < 0 or a.clutter < 0 or a.singulated + a.clutter == 0:
+        raise ValueError("need --singulated >= 0 and --clutter >= 0, not both 0")
+    if not 1 <= a.objects_per_scene <= 12:
+        raise ValueError(f"--objects-per-scene must be in 1..12, got {a.objects_per_scene}")
+    if a.node_timeout <= 0:
+        raise ValueError(f"--node-timeout must be > 0, got {a.node_timeout:g}")
     try:
-        st.scenes = plan_scenes(o)
+        from vita_grasp_core.sim.objects import parse_object_set
+
+        parse_object_set(a.objects)
+    except ValueError as e:
+        raise ValueError(str(e)) from None
+    return Options(out=a.out.resolve(), model=a.model, objects=a.objects,
+                   singulated=a.singulated, clutter=a.clutter,
+                   objects_per_scene=a.objects_per_scene, seed=a.seed, label=not a.no_label,
+                   device=a.device, domain_id=a.domain_id, node_timeout=a.node_timeout)
+
+
+def _check_sim() -> None:
+    from vita_grasp_core.sim import SimUnavailable, pybullet
+
+    try:
+        pybullet()
+    except SimUnavailable as e:
+        raise ValueError(str(e)) from None
+
+
+def main(argv=None) -> int:
+    try:
+        o = parse_options(argv)
+        _check_sim()
     except ValueError as e:
         print(f"demo: {e}", file=sys.stderr)
         return 2
+    st = State()
     o.out.mkdir(parents=True, exist_ok=True)
-    # SIGTERM ends the demo like Ctrl-C, so every finally block (subprocesses, bags) runs.
+    # SIGTERM ends the demo like Ctrl-C, so every finally block (the node process) runs.
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-    say(f"VITA-Grasp demo -> {rel(o.out)}  (synthetic data, tiny model, CPU; a few minutes)")
-    status = 0
+    say(f"VITA-Grasp demo -> {rel(o.out)}  (a simulated robot picks objects it has never seen; "
+        "CPU, a few minutes)")
     try:
-        import torch
-
-        torch.set_num_threads(min(2, os.cpu_count() or 1))
-        with step(st, 1, "Synthesize a small GraspNet-layout data set") as n:
-            data = step_data(o, st, n)
-        with step(st, 2, "Train the tiny model (vita_grasp_core/configs/tiny.yaml)") as n:
-            ckpt = step_train(o, st, n, data)
-        with step(st, 3, "Make the evaluation bag from the held-out scene") as n:
-            bag = step_bag(o, st, n, data)
-        rec = None
-        with step(st, 4, "Replay the bag into the ROS 2 grasp node and record its output") as n:
-            try:
-                rec = step_ros(o, st, n, ckpt, bag)
-            except ImportError as e:
-                st.problems.append(f"ROS part skipped: {e} (run `make setup`)")
-                say(f"   skipped: rclpy or the vita_grasp messages are missing ({e}); "
-                     "run `make setup`")
-                n["text"] = "skipped"
-                status = 1
-            except RuntimeError as e:
-                st.problems.append(f"ROS part failed: {e}")
-                say(f"   FAILED: {e}")
-                n["text"] = "failed"
-                status = 1
-        with step(st, 5, "Evaluate: online (recorded node output) and offline (predictor)") as n:
-            step_eval(o, st, n, bag, rec, ckpt)
-        with step(st, 6, "Write the report") as n:
-            report = write_report(o, st, bag, rec)
-            n["text"] = rel(report)
-        closing_summary(o, st, report)
+        return _run(o, st)
     except KeyboardInterrupt:
         print("\ndemo: interrupted (subprocesses stopped)", file=sys.stderr)
         return 130
-    except ImportError as e:  # the bag step builds ROS messages
-        print(f"\ndemo: failed in step {len(st.steps)}: rclpy or a ROS message package is "
-              f"missing ({e}); run `make setup`", file=sys.stderr)
-        return 1
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def _run(o: Options, st: State) -> int:
+    import torch
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    status = 0
+    try:
+        with step(st, 1, "The shipped sim-trained model") as n:
+            checkpoint = step_model(o, st, n)
+        if o.label:
+            with step(st, 2, "How the training data is made: physics labels") as n:
+                step_labels(o, st, n)
+        with step(st, 3, "Baselines on held-out objects: random, analytic") as n:
+            step_baselines(o, st, n)
+        with step(st, 4, "The model through the ROS 2 grasp node, same scenes") as n:
+            try:
+                step_node(o, st, n, checkpoint)
+            except ImportError as e:
+                st.problems.append(f"ROS part skipped: {e} (run `make setup`)")
+                say(f"   skipped: rclpy or the vita_grasp messages are missing ({e}); "
+                    "run `make setup`")
+                n["text"], status = "skipped", 1
+            except (RuntimeError, ValueError) as e:
+                st.problems.append(f"ROS part failed: {e}")
+                say(f"   FAILED: {e}")
+                n["text"], status = "failed", 1
+        with step(st, 5, "Write the report") as n:
+            report = write_report(o, st)
+            n["text"] = rel(report)
+        closing_summary(o, st, report)
+    except ValueError as e:  # the model could not be found: one line
+        print(f"\ndemo: {e}", file=sys.stderr)
+        return 2 if len(st.steps) <= 1 else 1  # 2: the model named on the command line
     except Exception as e:  # noqa: BLE001 - a failed step: say which and where to look
         traceback.print_exc()
         print(f"\ndemo: failed in step {len(st.steps)}: {e}", file=sys.stderr)
         return 1
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
     return status
 
 

