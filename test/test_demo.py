@@ -90,3 +90,18 @@ def test_demo_bad_arguments_are_one_line(tmp_path, args, why):
     err = p.stderr.strip().splitlines()
     assert len(err) == 1 and why in err[0] and "Traceback" not in p.stderr, p.stderr
     assert not (tmp_path / "d" / "bench").exists()
+
+
+def test_demo_without_the_shipped_model_runs_the_baselines(monkeypatch):
+    """A checkout without the shipped ``sim`` model: step 1 says so in one line, the node step
+    is skipped (no traceback), and the report names the problem."""
+    from vita_grasp_core import zoo
+    from vita_grasp_ros.demo import cli
+    from vita_grasp_ros.demo.report import State
+
+    monkeypatch.setattr(zoo, "list_models", lambda: {})
+    st, note = State(), {"text": ""}
+    assert cli.step_model(cli.Options(), st, note) is None
+    assert st.problems == [cli.NOT_SHIPPED] and "not in this checkout" in cli.NOT_SHIPPED
+    with pytest.raises(zoo.ZooError):  # a model named on the command line must exist
+        cli.step_model(cli.Options(model="no_such_model"), State(), {"text": ""})

@@ -288,14 +288,14 @@ def test_validation_scenes_never_train(tmp_path_factory, caplog):
 
 def test_the_sim_recipe_is_valid():
     """dinov2_sim.yaml: a frozen DINOv2-S with a feature cache of the frames themselves
-    (``cache_views: 1``), a scene hold-out, maps at half the 640x480 frame."""
+    (``cache_views: 1``), a scene hold-out, maps at a quarter of the 640x480 frame."""
     c = load_config("dinov2_sim.yaml")
     assert c.model.backbone == "dinov2" and c.model.freeze_vit and c.train.feature_cache
     assert c.train.cache_views == 1 and c.data.train_split == "all"
     assert c.data.val_scenes and all(s % 10 == 9 for s in c.data.val_scenes)
-    assert c.model.output_size == (240, 320)
+    assert c.model.output_size == (120, 160)
     # width_scale covers the longest opening of the labels (161 px at 640x480)
-    assert c.model.width_scale * 320 * 2 >= 161
+    assert c.model.width_scale * 160 * 4 >= 161
     with pytest.raises(ConfigError, match="cache_views"):
         build_config(load_raw("dinov2_sim.yaml"), ["train.cache_views=0"])
 

@@ -38,13 +38,17 @@ from .report import State, closing_summary, rel, say, write_report
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout (make demo): outputs/
 TOTAL_STEPS = 5
+DEFAULT_MODEL = "sim"
+NOT_SHIPPED = ("the shipped model 'sim' is not in this checkout (vita_grasp_core/zoo/models.json"
+               "); the node step is skipped and only the baselines run. Use --model "
+               "CHECKPOINT, or train and ship one (docs/sim.md \"The sim-trained model\")")
 SOURCES = ("random", "analytic")  # the baselines; then the node
 
 
 @dataclass
 class Options:
     out: Path = REPO / "outputs" / "demo"
-    model: str = "sim"
+    model: str = DEFAULT_MODEL
     objects: str = "heldout"
     singulated: int = 20
     clutter: int = 4
@@ -105,9 +109,10 @@ def step(state: State, i: int, title: str):
 
 
 # --------------------------------------------------------------------------- 1. model
-def step_model(o: Options, st: State, note) -> str:
-    """The checkpoint to run: a shipped name (checksum verified) or a file.
-    ``ValueError`` (one line) otherwise."""
+def step_model(o: Options, st: State, note) -> str | None:
+    """The checkpoint to run: a shipped name (checksum verified) or a file; ``None`` when the
+    default model ``sim`` is not shipped in this checkout (the demo then runs the baselines
+    only and says so). ``ValueError`` (one line) for a ``--model`` that does not exist."""
     from vita_grasp_core import zoo
 
     if Path(o.model).is_file():
@@ -115,6 +120,11 @@ def step_model(o: Options, st: State, note) -> str:
         say(f"   checkpoint file {rel(o.model)}")
         return st.model["path"]
     models = zoo.list_models()
+    if o.model == DEFAULT_MODEL and o.model not in models:
+        st.problems.append(NOT_SHIPPED)
+        say(f"   {NOT_SHIPPED}")
+        note["text"] = "not shipped: baselines only"
+        return None
     if o.model not in models:
         zoo.resolve_checkpoint(o.model)  # raises the one-line error listing the names
         raise zoo.ZooError(f"--model {o.model!r} is neither a checkpoint file nor a shipped "
@@ -344,7 +354,11 @@ def _run(o: Options, st: State) -> int:
             step_baselines(o, st, n)
         with step(st, 4, "The model through the ROS 2 grasp node, same scenes") as n:
             try:
-                step_node(o, st, n, checkpoint)
+                if checkpoint is None:
+                    say("   skipped: no model (see step 1)")
+                    n["text"] = "skipped"
+                else:
+                    step_node(o, st, n, checkpoint)
             except ImportError as e:
                 st.problems.append(f"ROS part skipped: {e} (run `make setup`)")
                 say(f"   skipped: rclpy or the vita_grasp messages are missing ({e}); "
