@@ -230,8 +230,9 @@ def test_example_matcher_finds_the_object_that_looks_like_the_example():
     # example: the cup alone in the middle of a table (patches 10-20 x 8-16)
     ex_maps = maps_with([], objects=[(200, 160, 399, 319)])
     ex = T.FrameMaps(ex_maps, LB, [_features([((10, 8, 20, 16), cup)], table)])
-    matcher = ExampleMatcher.from_frame(ex)
+    matcher = ExampleMatcher.from_frame(ex, layer=-1, background=True, min_similarity=0.05)
     assert len(matcher.positive) == 80 and len(matcher.negative) > 300
+    assert len(ExampleMatcher.from_frame(ex, layer=-1).negative) == 0  # the default
     # the frame: a box on the left, the cup on the right
     maps = maps_with([(100, 240, 0.8), (500, 240, 0.4)],
                      objects=[(40, 160, 199, 319), (440, 160, 599, 319)])

@@ -2,14 +2,15 @@
 
 The frozen encoder's patch features of the example are matched against the frame's. The example's
 object patches (the model's own semantic mask on the example; the central patches when it sees no
-object) form the *prototype*: their unit feature vectors. Each patch of the frame gets its
-similarity to the example - the mean cosine similarity to its ``k`` nearest prototype vectors,
-minus the same for the example's background patches (what the table looks like must not count).
-Every object of the frame (a connected component of the model's object mask) is scored by the
-mean similarity over its pixels; the best one is the target when it reaches ``min_similarity``.
+object) form the *prototype*: their unit feature vectors, from the encoder's second-to-last
+feature map by default. Each patch of the frame gets its similarity to the example: the mean
+cosine similarity to its ``k`` nearest prototype vectors. Every object of the frame (a connected
+component of the model's object mask) is scored by the mean similarity over its pixels; the best
+one is the target (when it reaches ``min_similarity``, by default always).
 
-How well this works on real photographs (two views of the same Cornell object among others) and
-where it fails: docs/targets.md, measured by ``scripts/eval_example_targets.py``.
+How well this works on real photographs (two views of the same Cornell object among others),
+which choices were measured (feature map, a background term) and where it fails:
+docs/targets.md, measured by ``scripts/eval_example_targets.py``.
 """
 from __future__ import annotations
 
@@ -28,9 +29,13 @@ from .target_select import (
     content_mask,
 )
 
-#: Mean similarity below which the best object of a frame is "not the example" (the target is
-#: absent). Chosen on the Cornell evaluation (docs/targets.md); 0 accepts the best object always.
-MIN_SIMILARITY = 0.05
+#: Mean similarity below which the best object of a frame is "not the example". The default
+#: accepts the best object always: on Cornell no threshold told absent objects apart reliably
+#: (docs/targets.md).
+MIN_SIMILARITY = -1.0
+#: Which of the encoder's feature maps is matched: the second-to-last one matched best on the
+#: Cornell selection trials (the last one was the worst; docs/targets.md).
+LAYER = -2
 #: Nearest prototype vectors averaged per frame patch.
 TOP_K = 3
 #: Prototype vectors kept at most (evenly subsampled): bounds the matching cost.
@@ -73,7 +78,8 @@ class ExampleMatcher:
 
     Attributes:
         positive: ``(P, C)`` unit features of the example's object patches.
-        negative: ``(N, C)`` unit features of its background patches (may be empty).
+        negative: ``(N, C)`` unit features of its background patches, subtracted as a
+            background term (empty by default: measured worse on Cornell).
         layer: which of the encoder's feature maps is matched (index into the list).
         min_similarity: below this the target is absent.
         target_id: the id given to the grasps of the matched object.
@@ -81,15 +87,17 @@ class ExampleMatcher:
 
     positive: np.ndarray = field(repr=False)
     negative: np.ndarray = field(repr=False)
-    layer: int = -1
+    layer: int = LAYER
     min_similarity: float = MIN_SIMILARITY
     target_id: str = "example"
     needs_features = True
 
     @classmethod
-    def from_frame(cls, frame: FrameMaps, *, layer: int = -1, **kw) -> "ExampleMatcher":
+    def from_frame(cls, frame: FrameMaps, *, layer: int = LAYER, background: bool = False,
+                   **kw) -> "ExampleMatcher":
         """Prototype from the example's :class:`FrameMaps` (``features``: the encoder's list of
-        ``(C, h, w)`` maps, as :meth:`GraspPredictor.frame_maps` gives them)."""
+        ``(C, h, w)`` maps, as ``Prediction.frame()`` gives them); ``background`` keeps the
+        example's background patches as a background term."""
         feats = _layer(frame.features, layer)
         f = unit_features(feats)
         obj, content = patch_weights(frame.maps, frame.letterbox, f.shape[:2])
@@ -102,7 +110,7 @@ class ExampleMatcher:
             ry, rx = max(1.0, np.ptp(ys) / 4), max(1.0, np.ptp(xs) / 4)
             yy, xx = np.mgrid[:f.shape[0], :f.shape[1]]
             pos = (np.abs(yy - cy) <= ry) & (np.abs(xx - cx) <= rx) & (content >= 0.5)
-        neg = (obj < 0.1) & (content >= 0.5) & ~pos
+        neg = (obj < 0.1) & (content >= 0.5) & ~pos & background
         return cls(_subsample(f[pos], MAX_PROTOTYPE), _subsample(f[neg], MAX_PROTOTYPE),
                    layer=layer, **kw)
 
