@@ -95,6 +95,11 @@ def test_lifecycle_transitions(tmp_path):
         def subscribed():
             return h.node.count_subscribers(f"{NS}/image") > 0
 
+        def service() -> bool:
+            """Whether the node offers get_grasps (only while active)."""
+            return any(n == f"{NODE}/get_grasps" or n == f"{NS}/get_grasps"
+                       for n, _ in h.node.get_service_names_and_types())
+
         def answered(i, timeout=20.0):
             """Publish frames until one comes back (the first ones may precede matching)."""
             def once():
@@ -115,15 +120,17 @@ def test_lifecycle_transitions(tmp_path):
         assert lc.transition("configure") and lc.state() == "inactive"
         assert node.output().count("]: loaded ") == 1
         wait_for(lambda: h.node.count_publishers(f"{NS}/grasps") > 0, 10, what="publishers")
-        assert not subscribed()
+        assert not subscribed() and not service()
 
         assert lc.transition("activate") and lc.state() == "active"
         wait_for(subscribed, 10, what="the image subscription")
         answered(1)
         assert len(results.msgs[-1].grasps) > 0
+        wait_for(service, 10, what="the get_grasps service while active")
 
         assert lc.transition("deactivate") and lc.state() == "inactive"
         wait_for(lambda: not subscribed(), 10, what="the subscription to go away")
+        wait_for(lambda: not service(), 10, what="get_grasps to go away")
         n_before = len(results)
         pub.publish(_frame(2))  # nobody listens: no result
         assert lc.state() == "inactive" and len(results) == n_before

@@ -36,7 +36,7 @@ def darray(dets, ns=0):
 
 
 def settings(**kw):
-    base = dict(target="", target_class="", target_min_score=0.0, target_max_age=0.5)
+    base = dict(target="none", target_class="", target_min_score=0.0, target_max_age=0.5)
     base.update(kw)
     return NS(**base)
 

@@ -14,6 +14,9 @@ frames_received            total colour frames received
 frames_processed           total frames run through the model and published
 frames_dropped             total frames replaced in the one-frame slot before being processed
 frames_bad                 total frames refused (bad encoding/size/data) or failed in prediction
+frames_kept                total frames only kept for get_grasps (``stream`` false)
+requests, requests_failed  get_grasps requests answered, of which with ``success`` false
+request_ms_p50 / _p95      get_grasps answer time (request in -> response out), last requests
 inference_ms_p50 / _p95    predictor time (pre-process + model + decode) over the last frames
 latency_ms_p50 / _p95      ``now - header.stamp`` when the GraspArray is published (last frames)
 last_error                 the latest bad-frame reason (empty if none yet)
@@ -41,6 +44,10 @@ class NodeStats:
         self.processed = 0
         self.dropped = 0
         self.bad = 0
+        self.kept = 0
+        self.requests = 0
+        self.requests_failed = 0
+        self._request_s = deque(maxlen=window)
         self.consecutive_bad = 0
         self.last_error = ""
         self.last_receive_time: float | None = None
@@ -60,6 +67,17 @@ class NodeStats:
             self.bad += 1
             self.consecutive_bad += 1
             self.last_error = reason
+
+    def on_kept(self) -> None:
+        """A frame taken by the worker with ``stream`` off: kept for get_grasps only."""
+        with self._lock:
+            self.kept += 1
+
+    def on_request(self, ok: bool, seconds: float) -> None:
+        with self._lock:
+            self.requests += 1
+            self.requests_failed += 0 if ok else 1
+            self._request_s.append(float(seconds))
 
     def on_processed(self, inference_s: float, latency_s: float | None) -> None:
         """``latency_s`` None: the frame had no stamp (left out of the latency window)."""
@@ -87,6 +105,11 @@ class NodeStats:
                 "frames_processed": self.processed,
                 "frames_dropped": self.dropped,
                 "frames_bad": self.bad,
+                "frames_kept": self.kept,
+                "requests": self.requests,
+                "requests_failed": self.requests_failed,
+                "request_ms_p50": self._pct(self._request_s, 50),
+                "request_ms_p95": self._pct(self._request_s, 95),
                 "bad_since_last": self.bad - b0,
                 "consecutive_bad": self.consecutive_bad,
                 "inference_ms_p50": self._pct(self._inference, 50),

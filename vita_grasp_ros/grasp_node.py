@@ -95,7 +95,7 @@ def _run(args: list[str], lifecycle: bool, signals: ShutdownSignals) -> int:
     """Import rclpy, start the node, spin until a signal; the exit status."""
     try:
         import rclpy
-        from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+        from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
         from rclpy.utilities import remove_ros_args
     except ImportError as e:
@@ -118,7 +118,8 @@ def _run(args: list[str], lifecycle: bool, signals: ShutdownSignals) -> int:
         node = _make_node(lifecycle)
         if node is None:
             return 2
-        executor = SingleThreadedExecutor()
+        # Two threads: get_grasps may wait for a frame while the callbacks deliver it.
+        executor = MultiThreadedExecutor(num_threads=2)
         executor.add_node(node)
         signals.interrupt = False  # from now on a signal ends the loop below
         while not signals.requested.is_set() and rclpy.ok():

@@ -8,8 +8,10 @@ lifecycle set``, nav2's lifecycle manager ...):
 construction              parameters declared and checked (a bad one: one line, exit 1)
 ``configure``             loads the model, declares the decoding parameters (defaults from
                           the checkpoint), creates the publishers and /diagnostics
-``activate``              subscribes to the inputs, starts the worker, enables publishing
-``deactivate``            unsubscribes and stops the worker; the model stays loaded
+``activate``              subscribes to the inputs, starts the worker, enables publishing,
+                          offers the ``get_grasps`` service
+``deactivate``            withdraws ``get_grasps``, unsubscribes and stops the worker; the
+                          model stays loaded
 ``cleanup``               destroys the publishers and frees the model
 ``shutdown``              from any state: everything stopped and freed
 ========================  =================================================================
@@ -72,7 +74,12 @@ class GraspLifecycleNode(GraspPipeline, LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.activate()
+        try:
+            self.activate()
+        except StartupError as e:  # e.g. an unreadable target_example file
+            self.get_logger().error(str(e))
+            self.deactivate()
+            return TransitionCallbackReturn.FAILURE
         ret = super().on_activate(state)  # enables the lifecycle publishers
         self._state_label = "active"
         self._log_ready()

@@ -10,6 +10,9 @@ The parts, each in its own module:
 - depth and CameraInfo, paired with each frame by stamp: :mod:`.node_depth`, :mod:`.node_sync`;
 - the outputs (``grasps``, ``detections``, ``markers``, ``debug/heatmap``): a registry in
   :mod:`.node_outputs` (a new topic is one class + one registration);
+- target selection (``target`` parameters, ``target/*`` inputs): :mod:`.target_inputs`;
+- grasps on request (the ``get_grasps`` service, also with ``stream: false``):
+  :mod:`.node_service`;
 - /diagnostics: :mod:`.diagnostics`.
 
 Bad input (unknown encoding, zero or oversized frames, wrong step, truncated or corrupt data, an
@@ -45,8 +48,10 @@ from .image_conversions import ImageConversionError, compressed_msg_to_rgb, imag
 from .node_depth import DepthInputs
 from .node_outputs import OUTPUTS, FrameResult, Publishers, parameter_table
 from .node_params import DECODING_NAMES, DECODING_PARAMETERS, NODE_NAME, StartupError
+from .node_service import GraspRequests
 from .node_support import Throttle, load_predictor, stamp_ns
 from .node_worker import FrameWorker
+from .target_inputs import TargetError, TargetInputs
 
 try:
     from rclpy.event_handler import SubscriptionEventCallbacks
@@ -65,6 +70,7 @@ class Frame:
     msg: object
     arrival: float  # time.monotonic() when the callback got it
     pairings: tuple | None = None  # depth / CameraInfo pairings (use_depth)
+    skipped: bool = False  # taken by the worker with stream off, not predicted
 
 
 class GraspPipeline:
@@ -89,8 +95,12 @@ class GraspPipeline:
         self._subs: list = []
         self.diag_pub = self.diag_timer = None
         self._warned_no_frame_id = False
-        self._result_cv = threading.Condition()
+        self.result_cv = threading.Condition()  # notified on each new frame and result
         self.last_result: FrameResult | None = None
+        self.newest: Frame | None = None  # the newest colour frame received
+        self.predict_lock = threading.Lock()  # the worker and get_grasps share the model
+        self.targets = TargetInputs()
+        self.requests = GraspRequests(self)
         self._simulated_latency = float(os.environ.get(SIMULATED_LATENCY_ENV, "0") or 0) / 1e3
         # Registered first: rclpy runs it for every declaration too (one validation path).
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -149,15 +159,24 @@ class GraspPipeline:
                                             self._publish_diagnostics)
 
     def activate(self) -> None:
-        """Subscribe to the inputs and start the worker."""
+        """Subscribe to the inputs, start the worker and offer ``get_grasps``."""
+        try:
+            self.targets.load_example_file(self.settings.target_example)
+        except TargetError as e:
+            raise StartupError(str(e)) from None
         self._create_inputs(self._p)
         self.worker.start()
+        self.requests.start()
 
     def deactivate(self) -> None:
-        """Unsubscribe and stop the worker (the model and the outputs stay)."""
+        """Withdraw ``get_grasps``, unsubscribe and stop the worker (the model and the outputs
+        stay)."""
+        self.requests.stop()
         for sub in self._subs:
             self.destroy_subscription(sub)
         self.depth.reset()
+        self.targets.clear()
+        self.newest = self.last_result = None
         self._subs, self.image_sub = [], None
         self.stop()
 
@@ -228,6 +247,7 @@ class GraspPipeline:
         if self._use_depth:
             self.depth.subscribe(lambda *a: self.subscribe_input(*a, depth=p["depth_queue"]),
                                  Image, CameraInfo)
+        self.targets.subscribe(self.subscribe_input, self._warn)
 
     def _event_callbacks(self, what):
         def incompatible(event):
@@ -246,7 +266,13 @@ class GraspPipeline:
     def _on_image(self, msg):
         """Image callback (executor thread): into the slot, pairing with depth from now on."""
         pairings = self.depth.open(stamp_ns(msg.header.stamp)) if self._use_depth else None
-        old = self.worker.put(Frame(msg, time.monotonic(), pairings))
+        frame = Frame(msg, time.monotonic(), pairings)
+        with self.result_cv:
+            prev, self.newest = self.newest, frame
+            self.result_cv.notify_all()
+        if prev is not None and prev.skipped:  # kept for get_grasps until now
+            self.depth.close(prev.pairings)
+        old = self.worker.put(frame)
         if old is not None:
             self.depth.close(old.pairings)
         self.stats.on_received(old is not None)
@@ -262,6 +288,11 @@ class GraspPipeline:
             try:
                 new_decode = self.predictor.decode_config.replace(**decoding)
             except ValueError as e:
+                reason = str(e)
+        if not reason and values.get("target_example") and self.outputs:
+            try:  # a changed example file is read now: an unreadable one is refused
+                self.targets.load_example_file(values["target_example"])
+            except TargetError as e:
                 reason = str(e)
         if reason:
             self._rejection = reason
@@ -326,6 +357,26 @@ class GraspPipeline:
         self._process_frame(Frame(msg, time.monotonic(), pairings))
 
     def _process_frame(self, frame: Frame) -> None:
+        """The worker's step: predict and publish (or, with ``stream`` off and no NEXT request
+        waiting, only keep the frame as the newest for ``get_grasps``)."""
+        if not self.settings.stream and not self.requests.wants_frames():
+            frame.skipped = True  # its depth pairing stays open until a newer frame comes
+            self.stats.on_kept()
+            return
+        t0 = time.perf_counter()
+        result = self.compute(frame)
+        if isinstance(result, str):
+            return
+        if self.settings.stream:
+            self._publish(result)
+        stamp = stamp_ns(frame.msg.header.stamp)
+        latency = (self.get_clock().now().nanoseconds - stamp) / 1e9 if stamp else None
+        self.stats.on_processed(time.perf_counter() - t0, latency)  # none for unstamped frames
+
+    def compute(self, frame: Frame, keep_features: bool = False):
+        """Convert, predict (on the node's own target) and pair depth: the frame's
+        :class:`FrameResult` (also kept as ``last_result``), or one line saying why not (a bad
+        frame is counted and logged)."""
         msg = frame.msg
         try:
             rgb = self._convert(msg)
@@ -335,22 +386,29 @@ class GraspPipeline:
             if e.kind == "encoding":
                 key += f":{getattr(msg, 'encoding', getattr(msg, 'format', ''))}"
             self._bad(key, f"bad frame refused: {e}")
-            return
-        t0 = time.perf_counter()
+            return f"the frame was refused: {e}"
         try:
-            pred = self.predictor.predict(rgb)
+            with self.predict_lock:
+                target, note = self.targets.frame_target(  # may encode the example picture
+                    self.settings, stamp_ns(msg.header.stamp), self.predictor)
+                pred = self.predictor.predict(rgb, target, keep_features=keep_features or (
+                    self.predictor.engine is None))  # features: example requests need no rerun
         except Exception as e:  # noqa: BLE001
             self.depth.close(frame.pairings)
             self._bad("predict", f"prediction failed ({type(e).__name__}: {e}); frame dropped")
-            return
+            return f"prediction failed: {type(e).__name__}: {e}"
+        if note:  # the node's target selection has nothing for this frame
+            pred.grasps, pred.target_note = [], note
+        if pred.target_note:
+            self._warn(f"target:{self.settings.target}",
+                       f"target {self.settings.target}: {pred.target_note}; no grasps")
         if self._simulated_latency > 0:
             time.sleep(self._simulated_latency)
-        inference_s = time.perf_counter() - t0
         result = self._result(frame, rgb, pred)
-        self._publish(result)
-        stamp = stamp_ns(msg.header.stamp)
-        latency = (self.get_clock().now().nanoseconds - stamp) / 1e9 if stamp else None
-        self.stats.on_processed(inference_s, latency)  # no latency for unstamped frames
+        with self.result_cv:
+            self.last_result = result
+            self.result_cv.notify_all()
+        return result
 
     def _result(self, frame: Frame, rgb, pred) -> FrameResult:
         """The frame's :class:`FrameResult`: header, 3-D poses (waiting for depth), GraspArray."""
@@ -367,7 +425,7 @@ class GraspPipeline:
                 frame.arrival + float(cfg.depth_wait), self.worker.stopping)
         out = grasp_msgs.grasps_to_msg(pred.grasps, header, rgb.shape[:2], poses,
                                        depth_stamp=use.depth_stamp if poses else None)
-        return FrameResult(header, frame.msg.header, rgb, pred, poses, out, use)
+        return FrameResult(header, frame.msg.header, rgb, pred, poses, out, use, frame)
 
     def _publish(self, result: FrameResult) -> None:
         """Every output, in registration order; a failing one never loses the others."""
@@ -379,9 +437,6 @@ class GraspPipeline:
                     raise
                 self._throttle(self.get_logger(), "error", f"out:{out.name}",
                                f"{out.name} failed: {type(e).__name__}: {e}")
-        with self._result_cv:
-            self.last_result = result
-            self._result_cv.notify_all()
 
 
 class GraspNode(GraspPipeline, Node):

@@ -155,23 +155,29 @@ class DepthInputs:
                     + (" (newest, calibration unchanged)" if use.info_unchanged else ""))
         self._counts["none" if use.depth.msg is None else
                      "exact" if use.depth.exact else "nearest"] += 1
+        return self.poses_from(use, grasps, header, image_size, settings), use
+
+    def poses_from(self, use: DepthUse, grasps, header, image_size, settings):
+        """Poses of ``grasps`` from the depth frame and CameraInfo a frame was paired with
+        (``use``), or None (warned): the frame's own grasps, or others decoded later from its
+        maps (the get_grasps service)."""
         if use.info.msg is None:
             self._no_pose("info", f"{use.info.reason} (on {self.info_topic})")
-            return None, use
+            return None
         K = self._intrinsics(use.info.msg, header, image_size)
         if K is None:
-            return None, use
+            return None
         if use.depth.msg is None:
             self._no_pose("sync", f"{use.depth.reason} (on {self.depth_topic})")
-            return None, use
+            return None
         depth = self._depth(use.depth.msg, header, image_size)
         if depth is None:
-            return None, use
+            return None
         poses = grasp_poses(grasps, depth, K, image_size, window=int(settings.depth_window))
         if poses and all(p is None for p in poses):
             self._no_pose("holes", f"no valid depth within depth_window {settings.depth_window} "
                                    f"of any of the {len(poses)} grasps")
-        return poses, use
+        return poses
 
     def _frame_mismatch(self, what: str, frame_id: str, header) -> str | None:
         if frame_id and header.frame_id and frame_id != header.frame_id:

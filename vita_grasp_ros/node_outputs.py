@@ -56,6 +56,7 @@ class FrameResult:
         grasps_msg: the ``vita_grasp/GraspArray`` of the frame (published by ``grasps``).
         depth: the :class:`~vita_grasp_ros.node_depth.DepthUse` (which depth frame and
             CameraInfo were paired with the frame), or None without depth.
+        frame: the node's ``Frame`` it came from (arrival time; which frame is the newest).
     """
 
     header: Any
@@ -65,6 +66,7 @@ class FrameResult:
     poses: Any
     grasps_msg: Any
     depth: Any = None
+    frame: Any = None
 
     @property
     def has_pose(self) -> bool:

@@ -116,6 +116,8 @@ class ParamSpec:
         return d
 
 
+#: Values of the ``target`` parameter (vita_grasp_ros.target_inputs).
+TARGET_MODES = ("none", "detections", "mask", "point", "example")
 
 #: Declared before the model is loaded (in this order).
 STARTUP_PARAMETERS: tuple[ParamSpec, ...] = (
@@ -166,6 +168,22 @@ STARTUP_PARAMETERS: tuple[ParamSpec, ...] = (
               range=(0.0, 5.0)),
     ParamSpec("frame_id", str, "", "Override of the output frame_id; empty = keep the "
               "image's."),
+    ParamSpec("stream", bool, True, "Predict and publish the outputs for every frame; false: "
+              "only answer get_grasps requests (frames are kept, not processed)."),
+    # Target selection (vita_grasp_ros.target_inputs, docs/ros.md "Target selection").
+    ParamSpec("target", str, "none", "Which object the grasps are for: none (the whole scene), "
+              "detections (target/detections of target_class), mask (target/mask), point "
+              "(target/point) or example (target/example or target_example).",
+              choices=TARGET_MODES),
+    ParamSpec("target_class", str, "", "Class id of the wanted detections on "
+              "target/detections; empty = any class."),
+    ParamSpec("target_min_score", float, 0.0, "Detections below this score are ignored.",
+              range=(0.0, 1.0)),
+    ParamSpec("target_max_age", float, 1.0, "Largest |stamp difference| between a frame and "
+              "the detections or mask used for it [s] (zero stamps never age).",
+              range=(0.0, 3600.0)),
+    ParamSpec("target_example", str, "", "Image file of the wanted object (one-shot example "
+              "target); empty = take it from target/example."),
 )
 
 #: The decoding settings (CONVENTIONS §4), described once in DECODE_FIELDS.

@@ -14,7 +14,7 @@ Inputs (all optional, relative names; docs/ros.md "Target selection"):
 
 Detections and masks are matched to a frame by stamp: the one nearest to the frame's stamp, if
 within ``target_max_age`` seconds; a message with a zero stamp holds for every frame (a fixed
-mask). The ``target`` parameter says which input is used (``""`` = none: the whole scene).
+mask). The ``target`` parameter says which input is used (``none``: the whole scene).
 
 Conversions are pure functions (tested without a running node); :class:`TargetInputs` keeps
 the newest messages (a few of each, bounded) and turns them into a core target per frame.
@@ -40,8 +40,6 @@ from vita_grasp_core.target_select import (
 from .image_conversions import ImageConversionError, image_msg_to_numpy, image_msg_to_rgb
 from .node_support import stamp_ns
 
-#: Values of the ``target`` parameter.
-TARGET_MODES = ("", "detections", "mask", "point", "example")
 #: Stamped target messages kept per input (the nearest to a frame's stamp is used).
 KEEP = 8
 #: Encodings accepted for a target mask.
@@ -160,6 +158,35 @@ class TargetInputs:
     def on_example(self, msg) -> None:
         self.set_example(example_from_msg(msg), ("topic", id(msg)))
 
+    def load_example_file(self, path: str) -> None:
+        """The ``target_example`` image file (if set) becomes the example (TargetError if not
+        readable)."""
+        if path:
+            self.set_example(read_example_file(path), ("file", path))
+
+    def subscribe(self, subscribe, warn) -> None:
+        """Create the ``target/*`` subscriptions with the node's ``subscribe(type, topic,
+        callback)``; ``warn(key, message)`` reports a refused mask or example (throttled)."""
+        from geometry_msgs.msg import Point
+        from sensor_msgs.msg import Image
+
+        from .detections import load_vision_msgs
+
+        def guarded(what, fn):
+            def callback(msg):
+                try:
+                    fn(msg)
+                except TargetError as e:
+                    warn(f"target:{what}", f"target/{what} refused: {e}")
+            return callback
+
+        vm = load_vision_msgs()
+        if vm is not None:
+            subscribe(vm.Detection2DArray, "target/detections", self.on_detections)
+        subscribe(Image, "target/mask", guarded("mask", self.on_mask))
+        subscribe(Point, "target/point", self.on_point)
+        subscribe(Image, "target/example", guarded("example", self.on_example))
+
     def set_example(self, rgb, key) -> None:
         with self._lock:
             self._example, self._matcher = (key, rgb), None
@@ -175,7 +202,7 @@ class TargetInputs:
         ``(target or None, note)``; None with a note when the selection has nothing for this
         frame (no grasps are published then), None without a note for "whole scene"."""
         mode = settings.target
-        if mode == "":
+        if mode == "none":
             return None, ""
         if mode == "detections":
             return self.detections_target(settings.target_class, settings.target_min_score,
@@ -190,6 +217,14 @@ class TargetInputs:
         if mode == "example":
             return self.matcher(predictor), ""
         raise TargetError(f"unknown target mode {mode!r}")
+
+    def frame_target(self, settings, stamp: int, predictor):
+        """:meth:`target`, with a :class:`TargetError` (e.g. no example picture yet) as the
+        note."""
+        try:
+            return self.target(settings, stamp, predictor)
+        except TargetError as e:
+            return None, str(e)
 
     def detections_target(self, target_class: str, min_score: float, stamp: int,
                           max_age: float):
