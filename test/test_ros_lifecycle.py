@@ -97,8 +97,7 @@ def test_lifecycle_transitions(tmp_path):
 
         def service() -> bool:
             """Whether the node offers get_grasps (only while active)."""
-            return any(n == f"{NODE}/get_grasps" or n == f"{NS}/get_grasps"
-                       for n, _ in h.node.get_service_names_and_types())
+            return any(n == f"{NODE}/get_grasps" for n, _ in h.node.get_service_names_and_types())
 
         def answered(i, timeout=20.0):
             """Publish frames until one comes back (the first ones may precede matching)."""

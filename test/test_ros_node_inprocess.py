@@ -56,7 +56,7 @@ def _msg(h=48, w=64, frame_id="cam"):
 def test_exception_in_prediction_is_a_bad_frame(node, monkeypatch):
     bad0 = node.stats.bad
 
-    def boom(_):
+    def boom(*_args, **_kwargs):
         raise RuntimeError("simulated failure inside the model")
     monkeypatch.setattr(node.predictor, "predict", boom)
     node._process(_msg())

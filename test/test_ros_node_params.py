@@ -212,8 +212,12 @@ def test_depth_inputs_keep_a_deeper_queue_than_the_image(ros, ckpt):
     (with 2, half the frames of a 10 Hz stream had no pose in the simulator)."""
     n = ros("-p", f"checkpoint:={ckpt['plain']}", "-p", "use_depth:=true").node()
     depths = {s.topic_name: s.qos_profile.depth for s in n._subs}
-    assert depths == {"/image": 2, "/depth": 10, "/camera_info": 10}
+    from vita_grasp_ros.detections import load_vision_msgs
+
+    targets = {t: 2 for t in ("/target/mask", "/target/point", "/target/example")  # as image
+               + (("/target/detections",) if load_vision_msgs() is not None else ())}
+    assert depths == {"/image": 2, "/depth": 10, "/camera_info": 10, **targets}
     n = ros("-p", f"checkpoint:={ckpt['plain']}", "-p", "use_depth:=true",
             "-p", "depth_queue:=4", "-p", "input_depth:=1").node()
     assert {s.topic_name: s.qos_profile.depth for s in n._subs} == \
-        {"/image": 1, "/depth": 4, "/camera_info": 4}
+        {"/image": 1, "/depth": 4, "/camera_info": 4, **{t: 1 for t in targets}}

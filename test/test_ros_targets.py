@@ -146,13 +146,16 @@ def world(tmp_path_factory):
         w.ckpt, w.node, w.h = ckpt, node, h
         w.pub = h.publisher(Image, f"{NS}/image")
         w.grasps = h.subscribe(GraspArray, f"{NS}/grasps")
-        w.client = h.node.create_client(GetGrasps, f"{NS}/get_grasps")
-        wait_for(lambda: not node.alive() or (w.client.service_is_ready()
-                                              and w.pub.get_subscription_count() > 0
-                                              and h.node.count_publishers(
-                                                  f"{NS}/target/detections") > 0),
-                 START_TIMEOUT, what="the node, its service and the detector")
+        w.client = h.node.create_client(GetGrasps, f"{NS}/vita_grasp_node/get_grasps")
+        try:
+            wait_for(lambda: not node.alive() or detector.poll() is not None or (
+                w.client.service_is_ready() and w.pub.get_subscription_count() > 0
+                and h.node.count_publishers(f"{NS}/target/detections") > 0),
+                START_TIMEOUT, what="the node, its service and the detector")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n--- node:\n{node.output()}") from None
         assert node.alive(), node.output()
+        assert detector.poll() is None, detector.stdout.read()
         yield w
     finally:
         os.killpg(detector.pid, 9)

@@ -1,4 +1,5 @@
-"""Grasps on request: the node's ``get_grasps`` service (``vita_grasp/srv/GetGrasps``).
+"""Grasps on request: the node's ``~/get_grasps`` service (``vita_grasp/srv/GetGrasps``; e.g.
+``/robot/vita_grasp_node/get_grasps``).
 
 A planner asks when it needs grasps - of the newest frame (``NEWEST``) or of the next one to
 arrive (``NEXT``), on an optional target (``vita_grasp/GraspTarget``), at most ``max_grasps`` -
@@ -74,7 +75,7 @@ class GraspRequests:
 
         if self.service is None:
             self.service = self.node.create_service(
-                GetGrasps, "get_grasps", self._handle,
+                GetGrasps, "~/get_grasps", self._handle,
                 callback_group=MutuallyExclusiveCallbackGroup())
 
     def stop(self) -> None:
