@@ -26,6 +26,7 @@ import torch
 from torch.nn import functional as F
 
 from .conventions import channel_to_width, channels_to_angle
+from .decoding_regions import region_tensor, window_in_region
 from .decoding_settings import DecodeConfig
 from .geometry import Letterbox
 from .grasp import Grasp
@@ -311,24 +312,6 @@ def _smooth_content(raw: torch.Tensor, sigma: float, boxes) -> torch.Tensor:
     return heat
 
 
-def _region_tensor(regions, b: int, h: int, w: int, device) -> torch.Tensor | None:
-    """``(B, H, W)`` bool tensor of the per-image regions (``None`` entries: everywhere), or
-    ``None`` when no image has a region."""
-    if regions is None or all(r is None for r in regions):
-        return None
-    if len(regions) != b:
-        raise ValueError(f"got {len(regions)} regions for {b} map sets")
-    out = torch.ones((b, h, w), dtype=torch.bool)
-    for i, reg in enumerate(regions):
-        if reg is None:
-            continue
-        reg = torch.as_tensor(np.asarray(reg, dtype=bool))
-        if tuple(reg.shape) != (h, w):
-            raise ValueError(f"region {i} is {tuple(reg.shape)}, the maps are {(h, w)}")
-        out[i] = reg
-    return out.to(device)
-
-
 def _heat_and_score(raw: torch.Tensor, region: torch.Tensor | None, sigma: float, boxes):
     """The smoothed heat the peaks are found in and the map they are scored on: the content's
     (no region), or the region's pixels alone.
@@ -344,14 +327,6 @@ def _heat_and_score(raw: torch.Tensor, region: torch.Tensor | None, sigma: float
     den = _smooth_content(inside, sigma, boxes)
     heat = (num / den.clamp_min(1e-6)).masked_fill(~region, float("-inf"))
     return heat, raw.masked_fill(~region, -1.0)
-
-
-def _window_in_region(region: torch.Tensor | None, flat: torch.Tensor, shape) -> np.ndarray:
-    """Which pixels of the candidates' windows (flat indices ``(B, K * 25)``) lie in their
-    image's region: ``shape`` bool array (all True without regions)."""
-    if region is None:
-        return np.ones(shape, bool)
-    return torch.gather(region.flatten(1), 1, flat).cpu().numpy().reshape(shape)
 
 
 def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_ratio: float = 0.5,
@@ -408,7 +383,7 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
     if not math.isfinite(t_raw):
         return [[] for _ in range(b)]
     maps = maps.float()
-    region = _region_tensor(regions, b, h, w, maps.device)
+    region = region_tensor(regions, b, h, w, maps.device)
     heat, score = _heat_and_score(maps[:, 0], region, cfg.smooth_sigma, boxes)
     n_cand = _CANDIDATE_FACTOR * max_grasps + _CANDIDATE_EXTRA
     _, r, c, keep = find_peaks(heat, min_distance=cfg.min_distance,
@@ -427,7 +402,7 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
     win_np = win.cpu().numpy().reshape(b, 5, k, _N_WIN)
     sm_np = sm.cpu().numpy().reshape(b, k, _N_WIN)[:, :, _CROSS]
     r_np, c_np, keep_np = r.cpu().numpy(), c.cpu().numpy(), keep.cpu().numpy()
-    in_region = _window_in_region(region, flat[:, 0], (b, k, _N_WIN))
+    in_region = window_in_region(region, flat[:, 0], (b, k, _N_WIN))
     out = []
     for i, lb in enumerate(letterboxes):
         sel = keep_np[i]

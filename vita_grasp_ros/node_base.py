@@ -10,9 +10,7 @@ The parts, each in its own module:
 - depth and CameraInfo, paired with each frame by stamp: :mod:`.node_depth`, :mod:`.node_sync`;
 - the outputs (``grasps``, ``detections``, ``markers``, ``debug/heatmap``): a registry in
   :mod:`.node_outputs` (a new topic is one class + one registration);
-- target selection (``target`` parameters, ``target/*`` inputs): :mod:`.target_inputs`;
-- grasps on request (the ``get_grasps`` service, also with ``stream: false``):
-  :mod:`.node_service`;
+- target selection: :mod:`.target_inputs`; grasps on request (get_grasps): :mod:`.node_service`;
 - /diagnostics: :mod:`.diagnostics`.
 
 Bad input (unknown encoding, zero or oversized frames, wrong step, truncated or corrupt data, an
@@ -374,9 +372,8 @@ class GraspPipeline:
         self.stats.on_processed(time.perf_counter() - t0, latency)  # none for unstamped frames
 
     def compute(self, frame: Frame, keep_features: bool = False):
-        """Convert, predict (on the node's own target) and pair depth: the frame's
-        :class:`FrameResult` (also kept as ``last_result``), or one line saying why not (a bad
-        frame is counted and logged)."""
+        """Convert, predict (on the node's target), pair depth: the frame's :class:`FrameResult`
+        (kept as ``last_result``), or one line why not (a bad frame is counted and logged)."""
         msg = frame.msg
         try:
             rgb = self._convert(msg)
