@@ -44,6 +44,9 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 NS = "/tg"
 MAX_GRASPS = 5
+# the node process and this one run the same float32 model; the sub-pixel peak refinement turns
+# their last-bit differences into a few thousandths of a pixel
+PX_TOL = 0.05
 
 #: A detector stand-in: publishes one Detection2DArray (JSON argv) at 10 Hz until killed.
 DETECTOR = r"""
@@ -223,7 +226,8 @@ def test_detections_target_grasps_lie_on_the_cup_best_first(world):
     # exactly the on-object decoding of the same checkpoint: the best on-object grasp first
     assert len(out.grasps) == len(ref.grasps)
     for g, r in zip(out.grasps, ref.grasps):
-        assert (g.x, g.y, g.quality) == pytest.approx((r.x, r.y, r.quality), abs=2e-3)
+        assert (g.x, g.y) == pytest.approx((r.x, r.y), abs=PX_TOL)
+        assert g.quality == pytest.approx(r.quality, abs=2e-3)
 
 
 def _call(w, req, timeout=60.0):
@@ -255,7 +259,7 @@ def test_get_grasps_newest_with_targets(world):
     assert r.success, r.message
     assert stamp_ns(r.grasps.header.stamp) == stamp_ns(w.stamp)
     np.testing.assert_allclose([(g.x, g.y) for g in r.grasps.grasps],
-                               [(g.x, g.y) for g in scene.grasps[:3]], atol=2e-3)
+                               [(g.x, g.y) for g in scene.grasps[:3]], atol=PX_TOL)
     assert all(g.target_id == "" for g in r.grasps.grasps)
 
     ys, xs = np.nonzero(w.label == w.bottle)
