@@ -118,6 +118,7 @@ def _box(label, k):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """The scene, the node (target:=detections) and a detector process, all started once."""
+    from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
     from vita_grasp.msg import GraspArray
     from vita_grasp.srv import GetGrasps
@@ -149,6 +150,7 @@ def world(tmp_path_factory):
         w.ckpt, w.node, w.h = ckpt, node, h
         w.pub = h.publisher(Image, f"{NS}/image")
         w.grasps = h.subscribe(GraspArray, f"{NS}/grasps")
+        w.diag = h.subscribe(DiagnosticArray, "/diagnostics")
         w.client = h.node.create_client(GetGrasps, f"{NS}/vita_grasp_node/get_grasps")
         try:
             wait_for(lambda: not node.alive() or detector.poll() is not None or (
@@ -293,6 +295,14 @@ def test_get_grasps_newest_with_targets(world):
     assert r.grasps.grasps or "no object under" in r.message
 
 
+def _diag_count(w, key: str) -> int:
+    """``key`` of the node's newest /diagnostics status (0 before the first one)."""
+    from vita_grasp_ros.diagnostics import diagnostic_values
+
+    msgs = [m for m in w.diag.msgs if m.status]
+    return int(float(diagnostic_values(msgs[-1]).get(key, 0))) if msgs else 0
+
+
 def test_get_grasps_bad_requests_never_stop_the_node(world):
     from geometry_msgs.msg import Point
     from vita_grasp.msg import GraspTarget
@@ -315,10 +325,14 @@ def test_get_grasps_bad_requests_never_stop_the_node(world):
             "negative or not finite"),
            (_request(GraspTarget.BOX), "target.box is empty"),
            (_request(GraspTarget.EXAMPLE), "bad example picture")]
+    failed_before = _diag_count(w, "requests_failed")
     for req, why in bad:
         r = _call(w, req)
         assert not r.success and why in r.message and "\n" not in r.message, (why, r.message)
         assert r.grasps.grasps == []
+    # /diagnostics counts them (docs/ros.md "Diagnostics")
+    wait_for(lambda: _diag_count(w, "requests_failed") >= failed_before + len(bad), 30,
+             what="the failed requests in /diagnostics")
     assert w.node.alive(), w.node.output()
     r = _call(w, _request(GraspTarget.SCENE))
     assert r.success and r.grasps.grasps

@@ -150,7 +150,8 @@ def _fmt(v) -> str:
 #: Keys published (in this order).
 PUBLISHED_KEYS = ("input_rate_hz", "output_rate_hz", "frames_received", "frames_processed",
                   "frames_dropped", "frames_bad", "inference_ms_p50", "inference_ms_p95",
-                  "latency_ms_p50", "latency_ms_p95", "last_error")
+                  "latency_ms_p50", "latency_ms_p95", "last_error", "frames_kept", "requests",
+                  "requests_failed", "request_ms_p50", "request_ms_p95")
 
 
 def stats_to_diagnostic_array(snap: dict, stamp, *, name: str, hardware_id: str = "",
