@@ -357,7 +357,7 @@ class GraspPipeline:
     def _process_frame(self, frame: Frame) -> None:
         """The worker's step: predict and publish (or, with ``stream`` off and no NEXT request
         waiting, only keep the frame as the newest for ``get_grasps``)."""
-        if not self.settings.stream and not self.requests.wants_frames():
+        if not self.settings.stream and not self.requests.wants_frames(frame):
             frame.skipped = True  # its depth pairing stays open until a newer frame comes
             self.stats.on_kept()
             return

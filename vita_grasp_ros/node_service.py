@@ -66,7 +66,7 @@ class GraspRequests:
     def __init__(self, node):
         self.node = node
         self.service = None
-        self._next_waiting = 0
+        self._next_since: list[float] = []  # arrival times the waiting NEXT requests want
 
     # ---------------------------------------------------------------- service lifetime
     def start(self) -> None:
@@ -85,9 +85,15 @@ class GraspRequests:
         with self.node.result_cv:
             self.node.result_cv.notify_all()
 
-    def wants_frames(self) -> bool:
-        """A NEXT request is waiting: the worker predicts frames even with ``stream: false``."""
-        return self._next_waiting > 0
+    def wants_frames(self, frame) -> bool:
+        """Whether ``frame`` answers a waiting NEXT request (it arrived after the request and no
+        frame since has): the worker predicts it even with ``stream: false``. Only those: a
+        frame predicted for nobody would delay the next request by an inference time."""
+        node = self.node
+        with node.result_cv:
+            last = node.last_result
+            done = last.frame.arrival if last is not None and last.frame is not None else -1.0
+            return any(done <= t0 < frame.arrival for t0 in self._next_since)
 
     # ---------------------------------------------------------------- requests
     def _handle(self, request, response):
@@ -194,7 +200,7 @@ class GraspRequests:
                     "arrive while the request waits); use NEWEST or a MultiThreadedExecutor")
         t0 = time.monotonic()
         with node.result_cv:
-            self._next_waiting += 1
+            self._next_since.append(t0)
         try:
             def done():
                 r = node.last_result
@@ -205,4 +211,4 @@ class GraspRequests:
             return self._no_frame(timeout, "new frame")
         finally:
             with node.result_cv:
-                self._next_waiting -= 1
+                self._next_since.remove(t0)
