@@ -27,6 +27,7 @@ single-threaded executor is answered with an error saying so, never a dead lock.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -126,8 +127,13 @@ class GraspRequests:
             return self._fail(resp, result)
         settings = node.settings
         stamp = stamp_ns(result.source_header.stamp)
-        with node.predict_lock:  # an example picture is encoded here (a forward pass)
-            target, note, scene = request_target(req.target, node.targets, settings, stamp,
+        # an example picture is encoded here (a forward pass: the model's lock); any other
+        # target must not wait for the worker's next prediction (an inference time)
+        t = req.target
+        encodes = int(t.kind) == t.EXAMPLE or (int(t.kind) == t.NODE
+                                               and settings.target == "example")
+        with node.predict_lock if encodes else contextlib.nullcontext():
+            target, note, scene = request_target(t, node.targets, settings, stamp,
                                                  node.predictor)
         if target is None and not scene:  # the node's own selection has no target now
             grasps, note = [], note
