@@ -37,6 +37,7 @@ KNOWN = {
     "train": "decoder training steps/s with and without the feature cache",
     "node": "ROS node cost per stage and latency at 30 Hz",
     "engines": "torch fp32 / bf16 vs ONNX Runtime fp32 / int8 per frame; large-model export",
+    "service": "get_grasps answer time vs the node's inference time (a node process)",
 }
 
 
