@@ -22,7 +22,7 @@ CORNELL ?= ../shared/data/cornell
 # venv; the launch tests use them and skip where they are absent): make rostools ROS2_TOOLS=DIR.
 ROS2_TOOLS ?= ../shared/ros2-tools
 
-.PHONY: help setup rostools test test-repeat lint demo bench real colcon clean distclean
+.PHONY: help setup rostools test test-repeat hostile lint demo bench real colcon clean distclean
 
 help:  ## List the targets
 	@echo "VITA-Grasp make targets:"
@@ -45,6 +45,9 @@ N ?= 10
 
 test-repeat: setup  ## Run the tests that start processes or measure time N times (N=10) in a row
 	@bash scripts/test_repeat.sh $(N)
+
+hostile: setup  ## The whole fuzzing suite (test/hostile, every generated case; summary in outputs/hostile/)
+	HOSTILE=long nice -n 10 $(PY) -m pytest test/hostile -q -ra --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
 
 lint: setup  ## Only the linters: ruff check (make lint ARGS=--fix) and the import contract
 	$(PY) -m ruff check . $(ARGS)

@@ -181,3 +181,47 @@ def test_a_checkpoint_written_before_the_module_renames_still_loads():
     assert maps.sum(dim=(0, 2, 3)).tolist() == pytest.approx(sums, rel=1e-4)
     assert maps[0, :, 5, 7].tolist() == pytest.approx(
         [0.390392, 0.001862, 0.508032, 0.649006, 0.382709], abs=1e-5)
+
+
+def _flip_tensor_bytes(path, n=200):
+    """Flip ``n`` bytes inside the tensor data (not the container's headers), as a bad disk or
+    a broken copy does: issue 21 item 3 moved the best grasp by ~400 px without an error."""
+    import zipfile
+
+    data = bytearray(path.read_bytes())
+    if data[:2] == b"PK":
+        with zipfile.ZipFile(path) as z:
+            info = max(z.infolist(), key=lambda i: i.file_size)
+        start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+        start += info.file_size // 3
+    else:
+        start = 8 + int.from_bytes(data[:8], "little") + 64
+    for i in range(start, start + n):
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_damaged_checkpoint_is_refused(tmp_path, tiny_model_factory, capsys, suffix):
+    path = save_checkpoint(tmp_path / f"best_model{suffix}", tiny_model_factory(),
+                           meta={"epoch": 1})
+    read_checkpoint(path)  # intact: loads
+    _flip_tensor_bytes(path)
+    with pytest.raises(CheckpointError, match="damaged") as e:
+        read_checkpoint(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+    rc, out, err = infer(path, tmp_path, capsys)
+    assert rc == 2 and "damaged" in err and len(err.strip().splitlines()) == 1
+
+
+def test_safetensors_without_a_digest_still_load(tmp_path, tiny_model_factory):
+    """Files written before digests were stored load as before (nothing to check them with)."""
+    from safetensors.torch import load_file, save_file
+
+    path = save_checkpoint(tmp_path / "m.safetensors", tiny_model_factory())
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = {k: v for k, v in f.metadata().items() if k != "data_sha256"}
+    save_file(load_file(str(path)), str(tmp_path / "old.safetensors"), metadata=meta)
+    assert read_checkpoint(tmp_path / "old.safetensors")["model_config"]

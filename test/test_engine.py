@@ -152,3 +152,33 @@ def test_engine_rejects_wrong_input_shape(tmp_path, ckpt):
     pred = GraspPredictor(engine)
     with pytest.raises(ValueError, match="uint8"):  # same validation as the torch engine
         pred.predict(np.zeros((10, 10, 3), np.float32))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped"])
+def test_damaged_cached_export_is_exported_again(tmp_path, damage, caplog):
+    """Issue 21 item 12: a corrupt cached ONNX file was used (or failed) forever, and the error
+    did not say what to delete. Truncation breaks the file; flipped weight bytes still parse and
+    load, only the recorded SHA-256 tells."""
+    import logging
+
+    ck = _checkpoint(tmp_path / "best_model.pt")
+    path = onnx_for_checkpoint(ck)
+    good = GraspPredictor.from_checkpoint(ck, engine="onnxruntime", score_threshold=0.0)
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        mid = len(data) * 2 // 3
+        data[mid:mid + 64] = bytes(b ^ 0x55 for b in data[mid:mid + 64])
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="vita_grasp_core.onnx_cache"):
+        again = GraspPredictor.from_checkpoint(ck, engine="onnxruntime", score_threshold=0.0)
+    assert "is damaged" in caplog.text and "exporting it again" in caplog.text
+    assert again.engine.path == path and path.read_bytes() != bytes(data)
+    frame = _frames()[0]
+    _assert_same_grasps(good.predict(frame), again.predict(frame))
+    # an explicit onnx_path is never overwritten: the error says what to delete
+    own = tmp_path / "deploy.onnx"
+    own.write_bytes(bytes(data[:100]))
+    with pytest.raises(ValueError, match="delete it"):
+        onnx_for_checkpoint(ck, onnx_path=own)

@@ -208,3 +208,18 @@ def test_foreign_and_broken_files_are_refused(tmp_path):
         OnnxRuntimeEngine(garbage)
     with pytest.raises(FileNotFoundError):
         OnnxRuntimeEngine(tmp_path / "nope.onnx")
+
+
+@pytest.mark.parametrize("bad", [{"score_threshold": 7.0}, {"max_grasps": -3},
+                                 {"smooth_sigma": float("nan")}, {"banana": 1},
+                                 {"quality_knots": [[0.5, 0.9], [0.2, 0.1]]}])
+def test_invalid_stored_decoding_is_refused_like_every_other_tool(tmp_path, capsys, bad):
+    """Issue 21 item 9: export embedded decoding settings that infer / eval / the node refuse."""
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path / "m.pt", build_model(tiny_config(output_size=(96, 128))),
+                           meta={"decode": {**DECODE, **bad}})
+    assert main(["--checkpoint", str(path), "--out", str(tmp_path / "m.onnx"),
+                 "--check-frames", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid stored decoding" in err and err.count("\n") == 1
+    assert not (tmp_path / "m.onnx").exists()

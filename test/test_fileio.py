@@ -2,6 +2,8 @@
 file survives a failed write; no temporary is left behind; directories too."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from vita_grasp_core.fileio import atomic_write
@@ -67,3 +69,33 @@ def test_checkpoint_and_feature_cache_use_it():
     for f in (core / "checkpoint.py", core / "training" / "feature_cache.py"):
         src = f.read_text()
         assert "atomic_write(" in src and "mkstemp" not in src and "def _atomic" not in src, f
+
+
+def _special_files(tmp_path):
+    """A FIFO, a directory, a symlink to the FIFO and (as root) a character device node like
+    /dev/full, all inside ``tmp_path``."""
+    import stat
+
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "fifo")
+    out = {"fifo": "a FIFO", "dir": "a directory", "link": "a FIFO"}
+    if os.geteuid() == 0:
+        os.mknod(tmp_path / "full", 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+        out["full"] = "a character device"
+    return out
+
+
+def test_special_files_are_never_replaced(tmp_path):
+    """Issue 21 item 7: as root, `export --out /dev/full` turned the device into a file."""
+    import stat
+
+    for name, kind in _special_files(tmp_path).items():
+        before = os.lstat(tmp_path / name).st_mode
+        with pytest.raises(FileExistsError, match=f"exists and is {kind}; refusing"):
+            atomic_write(tmp_path / name, lambda p: p.write_text("x"))
+        assert os.lstat(tmp_path / name).st_mode == before, name
+        assert not stat.S_ISREG(os.stat(tmp_path / name).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    # a directory may be replaced by a directory output
+    atomic_write(tmp_path / "dir", lambda p: p.mkdir(), directory=True)

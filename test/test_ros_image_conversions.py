@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("sensor_msgs.msg")
 
+from fixtures.bad_images import jpeg_declaring, png_declaring  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from vita_grasp_ros.image_conversions import (  # noqa: E402
@@ -24,6 +25,7 @@ from vita_grasp_ros.image_conversions import (  # noqa: E402
 )
 
 RNG = np.random.default_rng(0)
+_png_declaring = png_declaring  # (imported from here by test_ros_node_depth)
 
 
 def _array_for(encoding, h=7, w=5):
@@ -191,38 +193,6 @@ def test_header_is_kept():
     assert msg.header.frame_id == "cam" and msg.header.stamp.nanosec == 34
 
 
-def _png_declaring(width: int, height: int, payload: int = 2000) -> bytes:
-    """A small PNG whose IHDR declares width x height (the IDAT is a short zlib stream): what a
-    hostile or corrupt publisher can send in a few kB."""
-    import struct
-    import zlib
-
-    def chunk(kind, data):
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * payload)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + \
-        chunk(b"IEND", b"")
-
-
-def test_compressed_header_size_is_read_without_decoding():
-    import cv2
-
-    from vita_grasp_ros.image_conversions import compressed_image_size
-
-    img = np.zeros((37, 53, 3), np.uint8)
-    for ext, kind, params in ((".png", "png", []), (".jpg", "jpeg", []),
-                              (".jpg", "jpeg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])):
-        data = cv2.imencode(ext, img, params)[1]
-        assert compressed_image_size(data) == (kind, 53, 37)
-        assert compressed_image_size(array("B", data.tobytes())) == (kind, 53, 37)
-        assert compressed_image_size(data.tobytes()[:12]) is None  # cut short
-    assert compressed_image_size(_png_declaring(17000, 17000)) == ("png", 17000, 17000)
-    assert compressed_image_size(b"\x00" * 100) is None
-    assert compressed_image_size(b"\xff\xd8\xff\xd9") is None  # JPEG without a frame header
-
-
 @pytest.mark.parametrize("w,h", [(17000, 17000), (640, 17000), (0, 480)])
 def test_oversized_compressed_frames_are_refused_before_decoding(w, h, monkeypatch):
     import cv2
@@ -234,10 +204,37 @@ def test_oversized_compressed_frames_are_refused_before_decoding(w, h, monkeypat
         raise AssertionError("cv2.imdecode must not run for a refused header")
     monkeypatch.setattr(cv2, "imdecode", never)
     msg = CompressedImage(format="png")
-    msg.data = array("B", _png_declaring(w, h))
+    msg.data = array("B", png_declaring(w, h))
     with pytest.raises(ImageConversionError) as e:
         compressed_msg_to_rgb(msg)
     assert e.value.kind == "size"
     assert f"{w}x{h}" in str(e.value)
     if w > MAX_SIDE or h > MAX_SIDE:
         assert f"more than {MAX_SIDE} px per side" in str(e.value)
+
+
+def test_issue_21_jpeg_bomb_under_the_side_limit_is_refused(monkeypatch):
+    """631 bytes declaring 16000 x 16000 passed the 16384-per-side check and cost the node
+    seconds and 1.5 GB; 4000 x 3000 with a 16x16 scan decoded as a grey frame."""
+    import cv2
+
+    def never(*a, **k):
+        raise AssertionError("cv2.imdecode must not run for a refused header")
+    monkeypatch.setattr(cv2, "imdecode", never)
+    for (w, h), kind, text in (((16000, 16000), "size", "max_pixels"),
+                               ((4000, 3000), "truncated", "scan ends early")):
+        msg = CompressedImage(format="jpeg", data=array("B", jpeg_declaring(w, h)))
+        with pytest.raises(ImageConversionError, match=text) as e:
+            compressed_msg_to_rgb(msg)
+        assert e.value.kind == kind
+
+
+def test_max_pixels_caps_compressed_and_raw_frames():
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    for to_msg, from_msg in ((rgb_to_compressed_msg, compressed_msg_to_rgb),
+                             (rgb_to_image_msg, image_msg_to_rgb)):
+        msg = to_msg(rgb)
+        assert from_msg(msg, max_pixels=48 * 64).shape == (48, 64, 3)
+        with pytest.raises(ImageConversionError, match="max_pixels") as e:
+            from_msg(msg, max_pixels=48 * 64 - 1)
+        assert e.value.kind == "size"

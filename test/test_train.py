@@ -199,8 +199,9 @@ def test_nonfinite_loss_skips_step_and_keeps_checkpoint(tmp_path, tmp_path_facto
         with torch.no_grad():
             next(tr.model.decoder.parameters()).fill_(float("inf"))
         tr.state.epoch += 1
-        tr.ckpt.save(tr.model, tr.state, {"epoch": tr.state.epoch}, True, tr.optimizer,
-                     tr.scheduler)
+        with pytest.raises(FloatingPointError, match="not finite after epoch 2"):
+            tr.ckpt.save(tr.model, tr.state, {"epoch": tr.state.epoch}, True, tr.optimizer,
+                         tr.scheduler)
         after = _state(tmp_path / "last.pt")
         assert after["extra"]["epoch"] == good["extra"]["epoch"]
         for k, v in good["state_dict"].items():
@@ -356,3 +357,35 @@ def test_bad_frames_are_dropped_from_the_epoch_and_counted(tmp_path, tmp_path_fa
         assert len(keys) == 6 and all("f0001" not in k and "f0002" not in k for k in keys)
     finally:
         tr.close()
+
+
+def test_frames_replaced_after_read_failures_are_counted_per_epoch(tmp_path, tmp_path_factory):
+    """Issue 21 item 10: a frame whose headers pass the start-up check but whose pixels do not
+    decode is replaced by its neighbour each epoch: counted in the epoch's log line and
+    metrics.jsonl (it was reported once on stderr)."""
+    from vita_grasp_core.training.train import Trainer
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_root(tmp_path_factory) / "scenes" / "scene_0000",
+                    data / "scenes" / "scene_0000")
+    rgb = sorted((data / "scenes" / "scene_0000" / "kinect" / "rgb").glob("*.png"))[3]
+    raw = bytearray(rgb.read_bytes())
+    mid = len(raw) // 2
+    raw[mid:mid + 64] = bytes(64)  # damaged pixel data; signature, size and IEND intact
+    rgb.write_bytes(bytes(raw))
+    cfg = build_config(load_raw(TINY), [f"data.root={data}", "data.train_scenes=[0]",
+                                        "data.val_scenes=null", "train.batch_size=4",
+                                        "train.epochs=2", "data.memory_cache=false",
+                                        "model.input_size=[56,70]", "model.output_size=[48,64]",
+                                        "train.calibrate=false"])
+    tr = Trainer(cfg, tmp_path / "run", device="cpu", progress=False)
+    try:
+        assert len(tr.train_ds) == 8  # the headers pass the start-up check
+        tr.run()
+    finally:
+        tr.close()
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(x) for x in lines]
+    assert [r["replaced_frames"] for r in records] == [1, 1]
+    text = (tmp_path / "run" / "train.log").read_text()
+    assert text.count("1 frame(s) replaced after read failures") == 2

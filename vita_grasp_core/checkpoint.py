@@ -60,19 +60,23 @@ def write_checkpoint(path, state: dict[str, torch.Tensor], model_config: dict[st
     path = Path(path)
     meta = dict(meta or {})
     if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
+        from .integrity import save_safetensors
 
         if extra:
             raise ValueError("resume state (extra) needs a .pt checkpoint")
         header = {"format": FORMAT, "model_config": json.dumps(model_config),
                   "meta": json.dumps(meta)}
-        atomic_write(path, lambda tmp: save_file(state, tmp, metadata=header))
+        atomic_write(path, lambda tmp: save_safetensors(state, tmp, header))
     else:
         blob = {"format": FORMAT, "model_config": model_config, "state_dict": state,
                 "meta": meta}
         if extra:
             blob["extra"] = extra
-        atomic_write(path, lambda tmp: torch.save(blob, tmp))
+
+        def write(tmp):
+            with open(tmp, "wb") as f:  # a file object: a full disk is an OSError, not torch's
+                torch.save(blob, f)     # "unexpected pos"
+        atomic_write(path, write)
     return path
 
 
@@ -120,6 +124,20 @@ def non_finite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
     """Names of the floating-point tensors of ``state`` that hold a NaN or an infinity."""
     return [k for k, v in state.items()
             if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def _verify(path: Path, kind: str) -> None:
+    """The stored checksums (:mod:`.integrity`): a damaged file is a :class:`CheckpointError`."""
+    from .integrity import IntegrityError, verify_safetensors, verify_zip
+
+    try:
+        if kind == "torch":
+            verify_zip(path)
+        elif kind == "safetensors":
+            verify_safetensors(path)
+    except IntegrityError as e:
+        raise CheckpointError(f"checkpoint {e}; use an earlier checkpoint (or a new copy of "
+                              "this one)") from None
 
 
 def _load_blob(path: Path, kind: str):
@@ -177,7 +195,9 @@ def read_checkpoint(path, *, check_finite: bool = True) -> dict[str, Any]:
     a model.
 
     The format is recognised from the file's first bytes (a torch zip archive or legacy pickle,
-    read with ``weights_only=True``; or safetensors), not from its suffix. With
+    read with ``weights_only=True``; or safetensors), not from its suffix. Stored checksums are
+    verified first (the zip archive's CRCs; a safetensors file's ``data_sha256``), so a file
+    damaged after it was written is refused instead of loaded. With
     ``check_finite`` a state with NaN or inf weights is refused (such a model only outputs NaN).
 
     Raises:
@@ -195,7 +215,9 @@ def read_checkpoint(path, *, check_finite: bool = True) -> dict[str, Any]:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
-    blob = _load_blob(path, _sniff(path))
+    kind = _sniff(path)
+    _verify(path, kind)
+    blob = _load_blob(path, kind)
     _check_layout(path, blob)
     if check_finite:
         bad = non_finite_tensors(blob["state_dict"])

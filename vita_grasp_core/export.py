@@ -359,6 +359,15 @@ def export_checkpoint(checkpoint, out, *, pretrained_model: str | None = None,
     checkpoint = Path(checkpoint)
     model, blob = load_model(checkpoint, pretrained_model=pretrained_model)
     decode = (blob.get("meta") or {}).get("decode")
+    if decode is not None:  # refused here as by every other tool, not embedded in the export
+        from .checkpoint import CheckpointError
+        from .decode_config import DecodeConfig
+
+        try:
+            decode = DecodeConfig.from_dict(decode).to_dict()
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {checkpoint} has invalid stored decoding "
+                                  f"settings: {e}") from None
     digest = file_sha256(checkpoint)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -72,7 +72,7 @@ def onnx_for_checkpoint(checkpoint, *, onnx_path=None, pretrained_model: str | N
     exported from this checkpoint's content) and written otherwise.
     """
     from .export import export_checkpoint, file_sha256
-    from .onnx_meta import read_onnx_metadata
+    from .fileio import atomic_write
 
     if precision not in ONNX_PRECISIONS:
         raise ValueError(f"unknown ONNX precision {precision!r}; use one of {ONNX_PRECISIONS}")
@@ -85,23 +85,52 @@ def onnx_for_checkpoint(checkpoint, *, onnx_path=None, pretrained_model: str | N
     if onnx_path is not None:
         path = Path(onnx_path)
         if path.is_file():
-            info = read_onnx_metadata(path)
-            if info.source_sha256 and info.source_sha256 != digest:
-                raise ValueError(f"{path} was exported from another checkpoint (sha256 "
-                                 f"{info.source_sha256[:12]}..., {checkpoint} is {digest[:12]}...)"
-                                 "; delete it or give another onnx_path")
+            why = _unusable_export(path, digest, checkpoint)
+            if why:
+                raise ValueError(f"{path} {why}; delete it (it is exported again on the next "
+                                 "start) or give another onnx_path")
             return path
     else:
         path = cache_path(checkpoint, digest, pretrained_model=pretrained_model,
                           precision=precision, opset=opset)
         if path.is_file():
-            return path
+            why = _unusable_export(path, digest, checkpoint)
+            if not why:
+                return path
+            log.warning("cached ONNX export %s %s: exporting it again", path, why)
     log.info("exporting %s to %s (%s, first use; cached for later runs)", checkpoint, path,
              precision)
     export_checkpoint(checkpoint, path, pretrained_model=pretrained_model,
                       precision=precision, opset=opset,
                       check=check_frames, providers=providers)
+    atomic_write(_digest_path(path), lambda p: p.write_text(file_sha256(path) + "\n"))
     return path
+
+
+def _digest_path(path: Path) -> Path:
+    """Sidecar with the SHA-256 of an export written by :func:`onnx_for_checkpoint`."""
+    return path.with_name(path.name + ".sha256")
+
+
+def _unusable_export(path: Path, source_digest: str, checkpoint) -> str | None:
+    """Why an existing export cannot be used (damaged: its recorded SHA-256 differs or it does
+    not parse; or exported from another checkpoint), or ``None``."""
+    from .export import file_sha256
+    from .onnx_meta import read_onnx_metadata
+
+    try:
+        sidecar = _digest_path(path)
+        if sidecar.is_file() and sidecar.read_text().strip() != file_sha256(path):
+            return "is damaged (its SHA-256 differs from the one recorded when it was written)"
+        info = read_onnx_metadata(path)
+    except ValueError as e:
+        return f"is damaged ({str(e).replace(str(path), '').strip()})"
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if info.source_sha256 and info.source_sha256 != source_digest:
+        return (f"was exported from another checkpoint (sha256 {info.source_sha256[:12]}..., "
+                f"{checkpoint} is {source_digest[:12]}...)")
+    return None
 
 
 def onnxruntime_from_checkpoint(checkpoint, *, device="auto", dtype="auto",

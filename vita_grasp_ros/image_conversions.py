@@ -15,6 +15,8 @@ from array import array
 
 import numpy as np
 
+from vita_grasp_core.image_decode import DEFAULT_MAX_PIXELS
+
 #: encoding -> (numpy dtype, channels)
 ENCODINGS: dict[str, tuple[str, int]] = {
     "rgb8": ("u1", 3), "bgr8": ("u1", 3), "rgba8": ("u1", 4), "bgra8": ("u1", 4),
@@ -42,27 +44,30 @@ class ImageConversionError(ValueError):
         self.kind = kind
 
 
-def _dims(msg) -> tuple[int, int]:
+def _dims(msg, max_pixels: int | None = None) -> tuple[int, int]:
     h, w = int(msg.height), int(msg.width)
     if h <= 0 or w <= 0:
         raise ImageConversionError(f"zero-size image ({w}x{h})", "size")
     if h > MAX_SIDE or w > MAX_SIDE:
         raise ImageConversionError(f"image size {w}x{h} exceeds {MAX_SIDE} px per side", "size")
+    if max_pixels is not None and h * w > max_pixels:
+        raise ImageConversionError(f"image size {w}x{h} = {h * w / 1e6:.1f} MP exceeds "
+                                   f"max_pixels = {max_pixels}", "size")
     return h, w
 
 
-def image_msg_to_numpy(msg) -> np.ndarray:
+def image_msg_to_numpy(msg, max_pixels: int | None = None) -> np.ndarray:
     """``sensor_msgs/Image`` -> numpy array in the message's own encoding.
 
     Returns ``HxW`` (1 channel) or ``HxWxC``, dtype from :data:`ENCODINGS`, native byte order. The
     array is a view of the message data when rows are unpadded and the byte order is native (do
-    not modify it), else a copy.
+    not modify it), else a copy. ``max_pixels``: refuse frames with more pixels (``size``).
     """
     enc = str(msg.encoding)
     if enc not in ENCODINGS:
         raise ImageConversionError(f"unsupported encoding {enc!r} (supported: "
                                    f"{', '.join(ENCODINGS)})", "encoding")
-    h, w = _dims(msg)
+    h, w = _dims(msg, max_pixels)
     kind, ch = ENCODINGS[enc]
     dtype = np.dtype(kind).newbyteorder(">" if msg.is_bigendian else "<")
     row = w * ch * dtype.itemsize
@@ -88,10 +93,11 @@ def image_msg_to_numpy(msg) -> np.ndarray:
     return arr
 
 
-def image_msg_to_rgb(msg) -> np.ndarray:
+def image_msg_to_rgb(msg, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A colour/grey ``sensor_msgs/Image`` -> ``HxWx3 uint8 RGB`` C-contiguous (predictor input).
 
-    ``mono16`` is scaled to 8 bits by ``>> 8`` (the full 16-bit range maps to 0-255).
+    ``mono16`` is scaled to 8 bits by ``>> 8`` (the full 16-bit range maps to 0-255). Frames of
+    more than ``max_pixels`` pixels are refused (``size``; ``None``: only :data:`MAX_SIDE`).
     """
     import cv2
 
@@ -99,7 +105,7 @@ def image_msg_to_rgb(msg) -> np.ndarray:
     if enc not in COLOR_ENCODINGS:
         raise ImageConversionError(f"unsupported encoding {enc!r} for a colour image (supported: "
                                    f"{', '.join(COLOR_ENCODINGS)})", "encoding")
-    a = image_msg_to_numpy(msg)
+    a = image_msg_to_numpy(msg, max_pixels)
     if enc == "rgb8":
         return np.ascontiguousarray(a)  # a view of the message data when rows are unpadded
     if enc == "bgr8":
@@ -192,64 +198,25 @@ def rgb_to_image_msg(rgb: np.ndarray, encoding: str = "rgb8", header=None):
     return numpy_to_image_msg(out, encoding, header)
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-#: JPEG start-of-frame markers (baseline, extended, progressive, lossless, arithmetic ...): their
-#: segment holds the frame size. Not C4 (DHT), C8 (JPG), CC (DAC).
-_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
-                       0xCF})
+#: :class:`~vita_grasp_core.image_decode.ImageDecodeError` kind -> :class:`ImageConversionError`
+#: kind (the node counts and throttles by the latter).
+_DECODE_KINDS = {"format": "corrupt", "corrupt": "corrupt", "truncated": "truncated",
+                 "size": "size", "too_large": "size"}
 
 
-def compressed_image_size(data) -> tuple[str, int, int] | None:
-    """``(format, width, height)`` read from a PNG (IHDR) or JPEG (SOF segment) header without
-    decoding the pixels; ``None`` when ``data`` is neither, or its header is cut short.
+def compressed_msg_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """``sensor_msgs/CompressedImage`` (image_transport ``compressed``: jpeg/png, also the other
+    formats of :mod:`vita_grasp_core.image_decode`) -> ``HxWx3 uint8 RGB``.
 
-    Args:
-        data: the encoded bytes (``bytes``, ``array('B')``, a uint8 numpy array ...).
-    """
-    head = memoryview(data).cast("B") if not isinstance(data, np.ndarray) else \
-        memoryview(np.ascontiguousarray(data, dtype=np.uint8).reshape(-1))
-    n = len(head)
-    if n >= 24 and bytes(head[:8]) == _PNG_SIGNATURE and bytes(head[12:16]) == b"IHDR":
-        return ("png", int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
-    if n < 4 or head[0] != 0xFF or head[1] != 0xD8:
-        return None
-    i = 2
-    while i + 4 <= n:
-        if head[i] != 0xFF:
-            return None  # not at a marker: corrupt
-        marker = head[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # stand-alone markers, no length
-            i += 2
-            continue
-        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
-            return None
-        length = int.from_bytes(head[i + 2:i + 4], "big")
-        if length < 2:
-            return None
-        if marker in _JPEG_SOF:
-            if i + 9 > n:
-                return None
-            height = int.from_bytes(head[i + 5:i + 7], "big")
-            width = int.from_bytes(head[i + 7:i + 9], "big")
-            return ("jpeg", width, height)
-        i += 2 + length
-    return None
-
-
-def compressed_msg_to_rgb(msg) -> np.ndarray:
-    """``sensor_msgs/CompressedImage`` (jpeg/png, image_transport ``compressed``) -> ``HxWx3 uint8
-    RGB``.
-
-    The size in the PNG/JPEG header is read first: data that is neither PNG nor JPEG, or that
-    declares a side over :data:`MAX_SIDE` (the raw path's limit) or a zero side, is refused before
-    decoding (a 17000 x 17000 PNG of a few hundred kB would otherwise take GBs and seconds). The
+    The size in the image header is read first (:func:`vita_grasp_core.image_decode.check_image`):
+    data that is no known image, declares a zero side, more than ``max_pixels`` pixels or a side
+    over :data:`MAX_SIDE` (the raw path's limit), or is too short for the size it declares (a
+    JPEG whose scan ends early, which OpenCV would fill with grey) is refused before decoding (a
+    631-byte JPEG declaring 16000 x 16000 would otherwise take GBs and seconds). The
     ``compressedDepth`` transport is refused. Colour data is decoded as BGR (what
     compressed_image_transport writes for bgr8 and rgb8 sources) and converted to RGB.
     """
-    import cv2
+    from vita_grasp_core.image_decode import ImageDecodeError, decode_image, image_header
 
     fmt = str(msg.format).lower()
     if "compresseddepth" in fmt:
@@ -258,23 +225,19 @@ def compressed_msg_to_rgb(msg) -> np.ndarray:
     data = msg.data
     if len(data) == 0:
         raise ImageConversionError("empty compressed image (0 bytes)", "size")
-    size = compressed_image_size(data)
-    if size is None:
-        raise ImageConversionError(f"corrupt or undecodable compressed image ({len(data)} bytes, "
-                                   f"format {msg.format!r}): no PNG or JPEG header found",
-                                   "corrupt")
-    kind, w, h = size
-    if w <= 0 or h <= 0:
-        raise ImageConversionError(f"{kind} header declares a zero-size image ({w}x{h})", "size")
-    if w > MAX_SIDE or h > MAX_SIDE:
-        raise ImageConversionError(f"{kind} header declares {w}x{h}, more than {MAX_SIDE} px per "
-                                   f"side ({len(data)} bytes); refused before decoding", "size")
-    buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if img is None or img.size == 0:
-        raise ImageConversionError(f"corrupt or undecodable compressed image ({len(data)} bytes, "
-                                   f"format {msg.format!r})", "corrupt")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    try:
+        hdr = image_header(data)
+        if hdr.width > MAX_SIDE or hdr.height > MAX_SIDE:
+            raise ImageConversionError(f"{hdr.format} header declares {hdr.width}x{hdr.height}, "
+                                       f"more than {MAX_SIDE} px per side ({len(data)} bytes); "
+                                       "refused before decoding", "size")
+        return decode_image(data, color=True, max_pixels=max_pixels)
+    except ImageDecodeError as e:
+        kind = _DECODE_KINDS.get(e.kind, "corrupt")
+        what = "corrupt or undecodable compressed image" if kind == "corrupt" else \
+            "compressed image"
+        raise ImageConversionError(f"{what} ({len(data)} bytes, format {msg.format!r}): {e}",
+                                   kind) from None
 
 
 def rgb_to_compressed_msg(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90, header=None):

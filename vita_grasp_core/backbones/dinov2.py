@@ -118,8 +118,8 @@ def build_dinov2(config) -> Dinov2Backbone:
                          "expected dinov2")
     kwargs = {k: v for k, v in raw.items() if k not in _IGNORED}
     kwargs.update(config.backbone_config)
+    state, prefix = load_prefixed_state(directory, ["dinov2.", ""])  # refused before building
     model = _make(kwargs, config)
-    state, prefix = load_prefixed_state(directory, ["dinov2.", ""])
     state = rename_legacy_keys(state)
     state.pop("embeddings.mask_token", None)  # only used for masked pre-training
     load_strict(model.vit, state, f"DINOv2 weights in {directory} (prefix {prefix!r})")

@@ -183,9 +183,9 @@ def build_internvit(config) -> InternViTBackbone:
         kwargs = {k: v for k, v in vcfg.items() if k not in _ORIGINAL_CONFIG_IGNORED}
     kwargs.update(config.backbone_config)
     vcfg = _make_vision_config(kwargs, config.attn_implementation)
+    state, prefix = load_prefixed_state(directory, prefixes)  # refused before building
     model = InternViTBackbone(vcfg, resolve_feature_layers(config, vcfg.num_hidden_layers),
                               config.freeze_vit)
-    state, prefix = load_prefixed_state(directory, prefixes)
     if layout == "original":
         state = original_to_native_state(state)
     load_strict(model.vit, state, f"InternViT weights in {directory} (prefix {prefix!r})")

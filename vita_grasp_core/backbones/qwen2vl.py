@@ -137,8 +137,8 @@ def build_qwen2vl(config) -> Qwen2VLBackbone:
                          "(full checkpoint) or qwen2_vl_vision (tower only)")
     kwargs = {k: v for k, v in vcfg.items() if k not in _IGNORED}
     kwargs.update(config.backbone_config)
+    state, prefix = load_prefixed_state(directory, prefixes)  # refused before building
     model = _build(kwargs, config)
-    state, prefix = load_prefixed_state(directory, prefixes)
     state = {k: v for k, v in state.items() if not k.startswith("merger.")}
     load_strict(model.vit, state, f"Qwen2-VL vision weights in {directory} (prefix {prefix!r})")
     log.info("loaded Qwen2-VL vision tower from %s", directory)

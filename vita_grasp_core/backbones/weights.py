@@ -85,6 +85,28 @@ def weight_files(directory: Path) -> list[Path]:
     raise FileNotFoundError(f"no model.safetensors (or shards / pytorch_model.bin) in {d}")
 
 
+def _load_bin(f: Path) -> dict[str, torch.Tensor]:
+    """A ``pytorch_model.bin`` read with ``weights_only=True``: pickled objects other than
+    tensors (which could run code) and unreadable files are a one-line ``ValueError`` (never
+    torch's advice to load it with ``weights_only=False``)."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sd = torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError, RuntimeError, EOFError ...
+        if "Weights only load failed" in str(e):
+            raise ValueError(f"{f} holds pickled Python objects besides tensors; refusing to "
+                             "unpickle it, which could run code (convert the encoder to "
+                             "model.safetensors)") from None
+        first = (str(e).strip().splitlines() or [""])[0][:160]
+        raise ValueError(f"cannot read {f} ({type(e).__name__}: {first})") from None
+    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
+        raise ValueError(f"{f} is not a state dict of tensors")
+    return sd
+
+
 def load_prefixed_state(directory: Path, prefixes: list[str]
                         ) -> tuple[dict[str, torch.Tensor], str]:
     """Tensors whose names start with the first prefix in ``prefixes`` that matches any key.
@@ -105,7 +127,7 @@ def load_prefixed_state(directory: Path, prefixes: list[str]
             except Exception as e:
                 raise ValueError(f"cannot read {f}: {e}") from e
         else:
-            keys_by_file[f] = list(torch.load(f, map_location="cpu", weights_only=True).keys())
+            keys_by_file[f] = list(_load_bin(f).keys())
     all_keys = [k for ks in keys_by_file.values() for k in ks]
     prefix = next((p for p in prefixes if any(k.startswith(p) for k in all_keys)), None)
     if prefix is None:
@@ -120,7 +142,7 @@ def load_prefixed_state(directory: Path, prefixes: list[str]
                 for k in wanted:
                     state[k[len(prefix):]] = h.get_tensor(k)
         else:
-            sd = torch.load(f, map_location="cpu", weights_only=True)
+            sd = _load_bin(f)
             for k in wanted:
                 state[k[len(prefix):]] = sd[k]
     return state, prefix

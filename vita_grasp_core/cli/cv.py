@@ -14,7 +14,9 @@ import json
 import sys
 from pathlib import Path
 
+from ..backbones.weights import EncoderUnavailableError
 from ..choices import ENGINES, ONNX_PRECISIONS, SPLIT_BY
+from ..cli_errors import one_line_errors
 from ..training.config_files import ConfigError, load_raw
 from ..training.cv import format_report, rescore_cv, run_cv
 from ..training.train_config import build_config
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@one_line_errors("vita-grasp cv", known=(ValueError, EncoderUnavailableError))
 def main(argv=None) -> int:
     """Exit status 0 done, 2 configuration / data problems (one line)."""
     parser = build_parser()

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..choices import CAMERAS, DEFAULT_CAMERA, format_choices
+from ..cli_errors import one_line_errors
 
 
 def _int_list(text: str) -> list[int]:
@@ -37,6 +38,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- synth
+@one_line_errors("vita-grasp synth")
 def synth_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="vita-grasp synth",
@@ -275,6 +277,7 @@ def _show_main(argv) -> int:
     return 0
 
 
+@one_line_errors("vita-grasp data", known=(ValueError,))
 def data_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     usage = ("usage: vita-grasp data {check,show} ...  (GraspNet-1Billion, Cornell, Jacquard)"

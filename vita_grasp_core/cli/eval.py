@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from ..choices import CAMERAS, DEFAULT_CAMERA, SPLIT_BY, format_choices
+from ..cli_errors import one_line_errors
 from ..data.splits import evenly_spaced
 from ..decoding_settings import add_decode_arguments, decode_arguments
 from ..evaluation import EvalOptions, evaluate, format_table
@@ -120,6 +121,7 @@ def select_frames(args) -> tuple:
     return res, frames, desc, sel
 
 
+@one_line_errors("vita-grasp eval", known=(ValueError,))
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 from ..choices import FP16, FP32, INT8
+from ..cli_errors import CommandError, one_line_errors, output_file
 from ..export import DEFAULT_OPSET, ExportError, export_checkpoint, file_sha256
+from ..fileio import os_error_text
 
 
 def _human_bytes(n: int) -> str:
@@ -53,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@one_line_errors("vita-grasp export", known=(ValueError,))
 def main(argv: list[str] | None = None) -> int:
-    """Exit status: 0 exported and checked, 1 the check failed, 2 bad input."""
+    """Exit status: 0 exported and checked, 1 the check failed, 2 bad input (one line)."""
     args = build_parser().parse_args(argv)
     if args.check_frames < 0:
         print("vita-grasp export: --check-frames must be >= 0", file=sys.stderr)
@@ -87,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         args.out = cache_path(args.checkpoint, file_sha256(args.checkpoint),
                               pretrained_model=args.pretrained_model, precision=precision,
                               opset=args.opset)
+    try:
+        output_file(args.out)
+    except CommandError as e:
+        print(f"vita-grasp export: {e}", file=sys.stderr)
+        return 2
     print(f"exporting {args.checkpoint} -> {args.out} "
           f"({precision}, opset {args.opset})")
     try:
@@ -98,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     except ExportError as e:
         print(f"vita-grasp export: FAILED: {e}", file=sys.stderr)
         return 1
-    except (OSError, ValueError, RuntimeError) as e:  # missing/unwritable paths, bad files
+    except OSError as e:  # missing/unwritable paths, a full disk
+        print(f"vita-grasp export: {os_error_text(e)}", file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError) as e:  # bad files
         print(f"vita-grasp export: {e}", file=sys.stderr)
         return 2
     data = f" + {res.data_path.name} (external data)" if res.data_path else ""

@@ -16,9 +16,12 @@
 The first lines say which decoding settings are used and where each comes from (the
 checkpoint's stored settings, the defaults, or the command line); the JSON records them too.
 
-Unreadable images are reported and skipped; the exit code is 1 when no image worked. A checkpoint
-that cannot be loaded (missing, a directory, not a checkpoint, truncated, NaN weights, an encoder
-that is not available offline: pass ``--pretrained_model DIR``) is one line on stderr, exit 2.
+Unreadable images, and images over ``--max_pixels`` (default 4096 x 3072) or too short for the
+size their header declares, are reported and skipped (never decoded); the exit code is 1 when no
+image worked. A checkpoint that cannot be loaded (missing, a directory, not a checkpoint,
+truncated or corrupt, NaN weights, an encoder that is not available offline: pass
+``--pretrained_model DIR``), an unknown ``--device``, an ``--output_dir`` that is a file or not
+writable, and a failed write (disk full) are one line on stderr, exit 2.
 """
 from __future__ import annotations
 
@@ -30,7 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cli_errors import CommandError, one_line_errors, writable_dir
 from ..decoding_settings import DECODE_FIELDS, add_decode_arguments, decode_arguments
+from ..fileio import os_error_text
+from ..image_decode import DEFAULT_MAX_PIXELS, ImageDecodeError, read_image
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -48,21 +54,14 @@ def collect_images(path: str) -> list[Path]:
     return []
 
 
-def read_rgb(path: Path) -> np.ndarray | None:
-    """``HxWx3 uint8 RGB`` or ``None`` when OpenCV cannot decode the file (grey and 16-bit images
-    are converted; alpha is dropped)."""
-    import cv2
+def read_rgb(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """``HxWx3 uint8 RGB`` (grey and 16-bit images converted, alpha dropped). Images over
+    ``max_pixels`` or too short for their declared size are refused before decoding.
 
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError:
-        return None
-    if data.size == 0:
-        return None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if img is None or img.size == 0:
-        return None
-    return np.ascontiguousarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    Raises:
+        ImageDecodeError, OSError: with a one-line reason.
+    """
+    return read_image(path, color=True, max_pixels=max_pixels)
 
 
 def visualize(rgb: np.ndarray, prediction, top_k_draw: int = 5) -> np.ndarray:
@@ -119,45 +118,73 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained_model", default=None,
                    help="override the encoder reference stored in the checkpoint (local copy)")
     p.add_argument("--no_vis", action="store_true", help="only write the JSON files")
+    p.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="refuse images with more pixels, before decoding them (default "
+                        f"{DEFAULT_MAX_PIXELS} = 4096 x 3072)")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _write_outputs(out: Path, stem: str, record: dict, vis: np.ndarray | None) -> None:
+    """``<stem>_grasps.json`` (+ ``<stem>_vis.png``); a failed write (full or read-only disk) is
+    a :class:`CommandError`: the run stops instead of reporting pictures it did not write."""
     import cv2
 
+    from ..fileio import atomic_write
+
+    files = {f"{stem}_grasps.json": json.dumps(record, indent=2).encode()}
+    if vis is not None:  # encoded in memory: a failed write is an OSError that says why
+        ok, png = cv2.imencode(".png", cv2.cvtColor(vis, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise CommandError(f"cannot write {out / f'{stem}_vis.png'}: OpenCV could not "
+                               "encode it")
+        files[f"{stem}_vis.png"] = png.tobytes()
+    for name, data in files.items():  # complete or absent, never half-written
+        try:
+            atomic_write(out / name, lambda p, d=data: p.write_bytes(d), durable=False)
+        except OSError as e:
+            raise CommandError(f"cannot write {os_error_text(e, out / name)}") from None
+
+
+def _describe(predictor, pred) -> str:
+    best = pred.grasps[0] if pred.grasps else None
+    if best is None:
+        return f"no grasp above score_threshold {predictor.score_threshold:g}"
+    return (f"best ({best.x:.0f}, {best.y:.0f}) {np.degrees(best.angle):+.0f} deg width "
+            f"{best.width:.0f} px q {best.quality:.2f}")
+
+
+@one_line_errors("inference")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from ..checkpoint import CheckpointError
+    from ..image_decode import check_max_pixels
     from ..predictor import load_predictor
 
+    try:
+        check_max_pixels(args.max_pixels)
+    except ValueError as e:
+        raise CommandError(f"--max_pixels: {e}") from None
     images = collect_images(args.image_path)
     if not images:
-        print(f"inference: no image found at {args.image_path!r} (a file, a folder or a glob)",
-              file=sys.stderr)
-        return 2
+        raise CommandError(f"no image found at {args.image_path!r} (a file, a folder or a glob)")
+    out = writable_dir(args.output_dir)
     try:
         predictor = load_predictor(args.checkpoint, device=args.device, dtype=args.dtype,
                                    pretrained_model=args.pretrained_model,
                                    **decode_arguments(args))
-    except CheckpointError as e:  # not found, not a checkpoint, encoder not available ...
-        print(f"inference: {e}", file=sys.stderr)
-        return 2
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    except (CheckpointError, ValueError) as e:  # not found, not a checkpoint, damaged, encoder
+        raise CommandError(str(e) or type(e).__name__) from None  # not available, bad device
     print(f"{len(images)} image(s), checkpoint {args.checkpoint}, device {predictor.device}")
     print(decoding_summary(predictor))
     decoding = {**predictor.decode_config.to_dict(),
                 "sources": {k: _SOURCE_LABELS[v] for k, v in predictor.decode_sources.items()}}
     ok, failed, used = 0, [], set()
     for path in images:
-        rgb = read_rgb(path)
-        if rgb is None:
-            print(f"  SKIP {path}: unreadable or not an image")
-            failed.append(str(path))
-            continue
         try:
+            rgb = read_rgb(path, args.max_pixels)
             pred = predictor.predict(rgb)
-        except (ValueError, RuntimeError) as e:
-            print(f"  SKIP {path}: {e}")
+        except (ImageDecodeError, OSError, ValueError, RuntimeError) as e:
+            print(f"  SKIP {path}: {' '.join(str(e).split())}")
             failed.append(str(path))
             continue
         stem = _unique_stem(path, used)
@@ -168,20 +195,16 @@ def main(argv: list[str] | None = None) -> int:
                   "checkpoint": str(args.checkpoint), "decoding": decoding,
                   "units": "x, y, width, height in source pixels (y down); angle in radians in "
                            "[-pi/2, pi/2) from +x towards +y; quality, object_score in [0, 1]"}
-        (out / f"{stem}_grasps.json").write_text(json.dumps(record, indent=2))
-        if not args.no_vis:
-            vis = visualize(rgb, pred, args.top_k_draw)
-            cv2.imwrite(str(out / f"{stem}_vis.png"), cv2.cvtColor(vis, cv2.COLOR_RGB2BGR))
-        best = pred.grasps[0] if pred.grasps else None
-        desc = f"no grasp above score_threshold {predictor.score_threshold:g}"
-        if best is not None:
-            desc = (f"best ({best.x:.0f}, {best.y:.0f}) {np.degrees(best.angle):+.0f} deg width "
-                    f"{best.width:.0f} px q {best.quality:.2f}")
+        _write_outputs(out, stem, record,
+                       None if args.no_vis else visualize(rgb, pred, args.top_k_draw))
         t = sum(pred.timings.values())
-        print(f"  {path.name}: {w}x{h}, {len(pred.grasps)} grasp(s), {desc}, {1000 * t:.0f} ms")
+        print(f"  {path.name}: {w}x{h}, {len(pred.grasps)} grasp(s), "
+              f"{_describe(predictor, pred)}, {1000 * t:.0f} ms")
         ok += 1
     print(f"done: {ok} image(s) -> {out}" + (f"; {len(failed)} skipped" if failed else ""))
-    return 0 if ok else 1
+    if not ok:
+        raise CommandError(f"no usable image: {len(failed)} skipped (reasons above)", status=1)
+    return 0
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import os
 import sys
 
 from ..backbones.weights import EncoderUnavailableError
-from ..checkpoint import CheckpointError
+from ..cli_errors import CommandError, one_line_errors, writable_dir
 from ..training.train_config import ConfigError, resolve_run_config
 
 
@@ -42,30 +42,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@one_line_errors("train", known=(ValueError, EncoderUnavailableError))
 def main(argv: list[str] | None = None) -> int:
-    """Exit status: 0 done, 1 aborted on non-finite losses, 2 configuration, data, checkpoint or
-    encoder problems (one line on stderr)."""
+    """Exit status: 0 done, 1 aborted on non-finite losses or weights, 2 configuration, data,
+    checkpoint, encoder or disk problems (one line on stderr; a full disk says so)."""
     args = build_parser().parse_args(argv)
     try:
         cfg = resolve_run_config(args.model_type, args.config, args.dataset_root, args.seed,
                                  args.overrides)
     except ConfigError as e:
-        print(f"train: config error: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(f"config error: {e}") from None
     if args.print_config:
         print(cfg.to_yaml(), end="")
         return 0
     from ..training.train import train
 
-    try:
-        summary = train(cfg, args.output_dir, resume=args.resume, device=args.device,
-                        progress=not args.no_progress)
-    except (ConfigError, FileNotFoundError, CheckpointError, EncoderUnavailableError) as e:
-        print(f"train: {e}", file=sys.stderr)
-        return 2
-    except FloatingPointError as e:
-        print(f"train: {e}", file=sys.stderr)
-        return 1
+    writable_dir(args.output_dir)
+    summary = train(cfg, args.output_dir, resume=args.resume, device=args.device,
+                    progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({k: v for k, v in summary.items()
                           if k not in ("last_val", "calibration")}))

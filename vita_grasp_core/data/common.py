@@ -23,17 +23,24 @@ from pathlib import Path
 
 import numpy as np
 
+from ..image_decode import DEFAULT_MAX_PIXELS, PNG_IEND, PNG_SIGNATURE
+
 #: Rectangles wider (or with larger jaws) than this many image diagonals are absurd.
 MAX_DIAGONALS = 2.0
+#: Images with more pixels are refused before decoding (``refused_<file>`` faults).
+MAX_PIXELS = DEFAULT_MAX_PIXELS
 #: Row-fault kinds of :func:`clean_grasp_rows`.
 ROW_FAULTS = ("nonfinite_rect", "absurd_width_rect", "absurd_height_rect")
 
-_PNG_SIG = b"\x89PNG\r\n\x1a\n"
-_PNG_END = b"IEND\xaeB`\x82"
 
 
 class DataWarning(UserWarning):
     """Problems found in a data set (files skipped); emitted once per kind of check and process."""
+
+
+class NoUsableFrames(RuntimeError, ValueError):
+    """A data set in which no frame can be used (all removed or unreadable): a ``ValueError``
+    (command lines print it in one line, exit 2) and, as before, a ``RuntimeError``."""
 
 
 class FrameFault(Exception):
@@ -200,7 +207,8 @@ def png_header(path) -> dict:
     """Read a PNG's signature, IHDR and trailing IEND without decoding it.
 
     Returns ``{"width", "height", "bit_depth", "color_type"}``; raises :class:`FrameFault`
-    (``empty``, ``corrupt``: bad signature, truncated file) with kind prefix left to the caller.
+    (``empty``, ``corrupt``: bad signature, truncated file; ``refused``: more than
+    :data:`MAX_PIXELS` pixels) with kind prefix left to the caller.
     """
     path = Path(path)
     try:
@@ -213,13 +221,15 @@ def png_header(path) -> dict:
         head = f.read(33)
         f.seek(max(0, size - 8))
         tail = f.read(8)
-    if len(head) < 33 or head[:8] != _PNG_SIG or head[12:16] != b"IHDR":
+    if len(head) < 33 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
         raise FrameFault("corrupt", path, "not a PNG")
-    if tail != _PNG_END:
+    if tail != PNG_IEND:
         raise FrameFault("corrupt", path, "truncated (no IEND)")
-    return {"width": int.from_bytes(head[16:20], "big"),
-            "height": int.from_bytes(head[20:24], "big"),
-            "bit_depth": head[24], "color_type": head[25]}
+    w, h = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if w * h > MAX_PIXELS:
+        raise FrameFault("refused", path, f"{w}x{h} = {w * h / 1e6:.1f} MP, more than "
+                         f"max_pixels = {MAX_PIXELS}")
+    return {"width": w, "height": h, "bit_depth": head[24], "color_type": head[25]}
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -234,38 +244,39 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
+def _decode(path: Path, data: bytes, color: bool) -> np.ndarray:
+    """:func:`~vita_grasp_core.image_decode.decode_image` with its errors as
+    :class:`FrameFault`: ``refused`` (over :data:`MAX_PIXELS`), else ``corrupt``."""
+    from ..image_decode import ImageDecodeError, decode_image
+
+    try:
+        return decode_image(data, color=color, max_pixels=MAX_PIXELS)
+    except ImageDecodeError as e:
+        raise FrameFault("refused" if e.kind == "too_large" else "corrupt", path,
+                         str(e)) from None
+
+
 def read_png(path, color: bool) -> np.ndarray:
     """Decode a PNG fully: ``color=True`` -> ``HxWx3 uint8 RGB``; else the stored array (label,
-    depth; a multi-channel label is reduced to its first channel). Raises :class:`FrameFault`."""
-    import cv2
-
+    depth; a multi-channel label is reduced to its first channel). Images over
+    :data:`MAX_PIXELS` are refused before decoding. Raises :class:`FrameFault`."""
     path = Path(path)
     data = _read_bytes(path)
-    if data[:8] != _PNG_SIG:
+    if data[:8] != PNG_SIGNATURE:
         raise FrameFault("corrupt", path, "not a PNG")
-    if data[-8:] != _PNG_END:
-        raise FrameFault("corrupt", path, "truncated (no IEND)")
-    buf = np.frombuffer(data, np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR if color else cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        raise FrameFault("corrupt", path, "undecodable")
-    if color:
-        return np.ascontiguousarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-    return img[..., 0] if img.ndim == 3 else img
+    img = _decode(path, data, color)
+    return img if color or img.ndim == 2 else img[..., 0]
 
 
 def read_tiff(path) -> np.ndarray:
-    """Decode a single-channel TIFF (depth) as stored (float32 / uint16 ...). Raises
-    :class:`FrameFault` (``missing``, ``empty``, ``corrupt``)."""
-    import cv2
-
+    """Decode a single-channel TIFF (depth) as stored (float32 / uint16 ...). Images over
+    :data:`MAX_PIXELS` are refused before decoding. Raises :class:`FrameFault` (``missing``,
+    ``empty``, ``corrupt``, ``refused``)."""
     path = Path(path)
     data = _read_bytes(path)
     if data[:4] not in (b"II*\x00", b"MM\x00*"):
         raise FrameFault("corrupt", path, "not a TIFF")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        raise FrameFault("corrupt", path, "undecodable")
+    img = _decode(path, data, False)
     return img[..., 0] if img.ndim == 3 else img
 
 
@@ -382,14 +393,17 @@ def clean_grasp_rows(grasps, size, path=None):
         path: the grasp file (for the fault list).
     Returns:
         ``(rows (K, 7) float32, faults [(kind, path, n)])``. Skipped: rows with a non-finite
-        value in x, y, angle, width, height, score (``nonfinite_rect``), width <= 0 or above
+        value in x, y, angle, width, height, score, also after the cast to float32 (1e39:
+        ``nonfinite_rect``), width <= 0 or above
         :data:`MAX_DIAGONALS` image diagonals (``absurd_width_rect``), jaw size likewise
         (``absurd_height_rect``). Nothing is clipped. Centres outside the image are kept.
     """
     g = np.asarray(grasps, dtype=np.float64).reshape(-1, 7)
     h, w = size
     limit = MAX_DIAGONALS * math.hypot(h, w)
-    finite = np.isfinite(g[:, :6]).all(axis=1)
+    with np.errstate(over="ignore"):  # 1e39 is finite in float64 but inf in the float32 rows
+        finite = np.isfinite(g[:, :6]).all(axis=1) & \
+            np.isfinite(g[:, :6].astype(np.float32)).all(axis=1)
     with np.errstate(invalid="ignore"):
         bad_w = finite & ((g[:, 3] <= 0) | (g[:, 3] > limit))
         bad_h = finite & ~bad_w & ((g[:, 4] <= 0) | (g[:, 4] > limit))
@@ -404,19 +418,16 @@ def clean_grasp_rows(grasps, size, path=None):
 
 
 def write_png(path: Path, img) -> None:
-    """Write an ``HxW`` or ``HxWx3`` RGB image as a png (folders created)."""
-    import cv2
+    """Write an ``HxW`` or ``HxWx3`` RGB image as a png (folders created; complete or absent, a
+    full disk an ``OSError`` that says so)."""
+    from ..image_decode import write_image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    if img.ndim == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    if not cv2.imwrite(str(path), img):
-        raise OSError(f"cannot write {path}")
+    write_image(path, img, rgb=True)
 
 
 def write_tiff(path: Path, img) -> None:
     """Write an ``HxW`` float image as a float32 tiff."""
-    import cv2
+    from ..image_decode import write_image
 
-    if not cv2.imwrite(str(path), img.astype(np.float32)):
-        raise OSError(f"cannot write {path}")
+    write_image(path, img.astype(np.float32))

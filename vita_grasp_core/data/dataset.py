@@ -31,7 +31,7 @@ from ..choices import DEFAULT_CAMERA
 from ..conventions import IMAGENET_MEAN, IMAGENET_STD
 from ..geometry import Letterbox
 from .augment import Augment
-from .common import DataWarning, FaultLog, FrameFault, FrameRecord, inside_image
+from .common import DataWarning, FaultLog, FrameFault, FrameRecord, NoUsableFrames, inside_image
 from .targets import render_targets
 
 log = logging.getLogger(__name__)
@@ -273,7 +273,7 @@ class GraspDataset(_TorchDataset):
             warnings.warn(f"{self.name}: {len(keep)} usable of {found} frames; removed "
                           f"{len(removed)}: {f.summary()}", DataWarning, stacklevel=2)
         if not keep:
-            raise RuntimeError(f"no usable frame in {self.name} ({found} checked): "
+            raise NoUsableFrames(f"no usable frame in {self.name} ({found} checked): "
                                f"{f.summary()}")
         return out
 
@@ -345,7 +345,7 @@ class GraspDataset(_TorchDataset):
             self.fallbacks += int(j != i)
             sample["skipped"] = met + list(faults)
             return sample
-        raise RuntimeError(f"no loadable frame left in {self.name}: {self.faults.summary()}")
+        raise NoUsableFrames(f"no loadable frame left in {self.name}: {self.faults.summary()}")
 
     def letterbox(self, src_size) -> Letterbox:
         """Source image (h, w) -> the map canvas of this dataset."""

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..choices import CAMERAS, DEFAULT_CAMERA
 from ..conventions import camera_matrix
+from ..fileio import save_npy
 from ..grasp import graspnet_rects_to_grasps, grasps_to_graspnet_rects
 from .common import (  # noqa: F401
     DataWarning,
@@ -205,7 +206,7 @@ def write_graspnet_grasps(path, grasps) -> Path:
     :func:`read_graspnet_grasps` up to the angle's half turn)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, grasps_to_graspnet_rects(np.asarray(grasps, np.float64)))
+    save_npy(path, grasps_to_graspnet_rects(np.asarray(grasps, np.float64)))
     return path
 
 

@@ -39,6 +39,8 @@ import numpy as np
 
 from ..choices import DEFAULT_CAMERA
 from ..conventions import CAMERA_SIZE, CAMERA_INTRINSICS_1280x720, camera_matrix
+from ..fileio import save_npy
+from ..image_decode import write_image
 
 #: 1280x720 intrinsics (CONVENTIONS §2).
 INTRINSICS = {cam: camera_matrix(cam) for cam in CAMERA_INTRINSICS_1280x720}
@@ -408,16 +410,15 @@ def synthesize(out, scenes: int = 2, frames: int = 8, seed: int = 0, camera: str
         cam = root / "scenes" / f"scene_{sid:04d}" / camera
         for sub in ("rgb", "depth", "label", "rect"):
             (cam / sub).mkdir(parents=True, exist_ok=True)
-        np.save(cam / "camK.npy", K.astype(np.float64))
+        save_npy(cam / "camK.npy", K.astype(np.float64))
         for f in range(frames):
             rgb, depth, label, rect = render_frame(scene, f, seed, K)
             name = f"{f:04d}"
             png = [cv2.IMWRITE_PNG_COMPRESSION, 1]
-            cv2.imwrite(str(cam / "rgb" / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                        png)
-            cv2.imwrite(str(cam / "depth" / f"{name}.png"), depth, png)
-            cv2.imwrite(str(cam / "label" / f"{name}.png"), label, png)
-            np.save(cam / "rect" / f"{name}.npy", rect)
+            write_image(cam / "rgb" / f"{name}.png", rgb, png, rgb=True)
+            write_image(cam / "depth" / f"{name}.png", depth, png)
+            write_image(cam / "label" / f"{name}.png", label, png)
+            save_npy(cam / "rect" / f"{name}.npy", rect)
             counts.append(len(rect))
             if bar is not None:
                 bar.update(1)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..image_decode import write_image
 from .train_config import ConfigError, FullConfig, build_config
 
 log = logging.getLogger("vita_grasp.train")
@@ -127,7 +128,7 @@ def overlays(rows: list[dict], frames_by_key: dict, out: Path, n: int = 6) -> di
         if tiles:
             grid = np.concatenate(tiles, axis=1)
             path = out / f"{name}.png"
-            cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+            write_image(path, grid, rgb=True)
             written[name] = {"path": str(path), "keys": [r["key"] for r in sel]}
     return written
 
@@ -190,8 +191,14 @@ def rescore_cv(out, *, device: str = "auto", **predictor_kwargs) -> dict:
     (``dtype="bfloat16"``, ``engine="onnxruntime"``, ``onnx_precision="int8"``): the same
     checkpoints and test frames; writes ``<out>/rescore_<variant>.json``."""
     out = Path(out)
-    rep = json.loads((out / "cv.json").read_text())
-    cfg = build_config(rep["config"])
+    try:
+        rep = json.loads((out / "cv.json").read_text())
+        cfg = build_config(rep["config"])
+        if not all(isinstance(f["fold"], int) for f in rep["per_fold"]):
+            raise TypeError("fold numbers must be integers")
+    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{out / 'cv.json'} is not the report of a finished vita-grasp cv "
+                          f"({type(e).__name__}: {e})") from None
     frames, folds, _ = fold_frames(cfg)
     variant = "_".join(f"{k}-{v}" for k, v in sorted(predictor_kwargs.items())) or "default"
     rows = []

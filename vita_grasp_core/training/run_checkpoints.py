@@ -2,7 +2,7 @@
 
 ``last.pt`` holds the model plus ``extra``: optimizer, scheduler, the :class:`TrainState` and the
 RNG state of every rank, so ``--resume`` continues a run exactly. Nothing is written from
-non-finite weights: the last good files stay.
+non-finite weights: the last good files stay and the run stops (``FloatingPointError``, exit 1).
 """
 from __future__ import annotations
 
@@ -47,6 +47,11 @@ class Checkpointer:
     # ---------------------------------------------------------------- resume
     def resolve_resume(self, resume) -> Path | None:
         """``None`` (new run), ``"auto"`` (``out/last.pt`` if present) or a file / run dir."""
+        for name in ("last.pt", "best_model.pt"):  # found now, not after a whole epoch
+            p = self.out / name
+            if p.exists() and not p.is_file():
+                raise ConfigError(f"{p} exists and is not a file (a directory?): this run "
+                                  f"could never write its checkpoint; move it away")
         if resume is None:
             if (self.out / "last.pt").is_file() and self.dist.is_main:
                 log.warning("%s already holds a last.pt: starting a NEW run that overwrites it "
@@ -132,10 +137,10 @@ class Checkpointer:
         rngs = self.dist.gather(rng_state())
         if not self.dist.is_main:
             return
-        if not params_finite(model):
-            log.error("weights are not finite after epoch %d: checkpoints NOT written (the last "
-                      "good ones are kept)", state.epoch)
-            return
+        if not params_finite(model):  # the run cannot go on: stop (exit 1), keep the files
+            raise FloatingPointError(f"weights are not finite after epoch {state.epoch}: "
+                                     f"checkpoints NOT written (the last good ones in {self.out} "
+                                     "are kept)")
         meta = self.meta(state, record)
         if improved:
             save_checkpoint(self.out / "best_model.pt", model, meta=meta)

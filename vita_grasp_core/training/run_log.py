@@ -45,7 +45,7 @@ class RunLog:
             log.propagate = False
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            fh = logging.FileHandler(self.out / "train.log")
+            fh = _QuietFileHandler(self.out / "train.log")
             fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             log.addHandler(fh)
             self._file_handler = fh
@@ -104,9 +104,11 @@ class RunLog:
               f"P@5 {100 * val['precision@5']:.1f} % (best {100 * record['best_top1']:.1f} % @ "
               f"epoch {record['best_epoch']})")
         tm = [train.get(k, float("nan")) for k in _LOSS_KEYS]
+        n = record.get("replaced_frames", 0)
+        faults = f" | {n} frame(s) replaced after read failures" if n else ""
         log.info("epoch %d/%d: loss %.4f (pos %.4f ang %.4f wid %.4f sem %.4f) lr %.2e "
-                 "%.1f s%s | ETA %s", ep, epochs, *tm, record["lr"], record["epoch_seconds"], vs,
-                 fmt_time(eta_s))
+                 "%.1f s%s%s | ETA %s", ep, epochs, *tm, record["lr"], record["epoch_seconds"],
+                 vs, faults, fmt_time(eta_s))
 
     def close(self) -> None:
         if self.tb is not None:
@@ -116,6 +118,15 @@ class RunLog:
             log.removeHandler(self._file_handler)
             self._file_handler.close()
             self._file_handler = None
+
+
+class _QuietFileHandler(logging.FileHandler):
+    """``train.log`` that stops writing when the file cannot be written (a full disk) instead of
+    printing a traceback per log line; the console log goes on, and the next checkpoint write
+    stops the run with one clear line."""
+
+    def handleError(self, record) -> None:  # noqa: N802 - logging's name
+        log.removeHandler(self)
 
 
 def _tensorboard(logdir: Path):

@@ -245,15 +245,16 @@ class Trainer:
         parts["grad_norm"] = float(norm)
         return parts, False
 
-    def train_epoch(self, epoch: int, consecutive_bad: int) -> tuple[dict, int, int]:
+    def train_epoch(self, epoch: int, consecutive_bad: int) -> tuple[dict, int, int, int]:
         """One pass over the training frames: ``(mean loss parts, non-finite steps, consecutive
-        non-finite steps at the end)``; raises FloatingPointError after too many in a row."""
+        non-finite steps at the end, frames replaced by another after a read failure)``; raises
+        FloatingPointError after too many non-finite steps in a row."""
         t = self.cfg.train
         self.sampler.set_epoch(epoch)
         if hasattr(self.train_ds, "set_epoch"):
             self.train_ds.set_epoch(epoch)
         self.loader_gen.manual_seed(t.seed * 1_000_003 + epoch * 1009 + self.dist.rank)
-        sums, n_ok, n_bad = {}, 0, 0
+        sums, n_ok, n_bad, n_replaced = {}, 0, 0, 0
         it = bar = None
         if self.progress and self.dist.is_main:
             from tqdm import tqdm
@@ -261,6 +262,7 @@ class Trainer:
             it = bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{t.epochs}", unit="step",
                             dynamic_ncols=True, leave=False)
         for batch in it or self.loader:
+            n_replaced += int(batch.get("fallbacks", 0))
             parts, skipped = self.train_step(batch)
             self.state.global_step += 1
             if skipped:
@@ -282,9 +284,9 @@ class Trainer:
                 bar.set_postfix(loss=f"{sums['total'] / n_ok:.4f}", lr=f"{lr:.2e}")
             self.log.step(parts, lr, self.state.global_step, t.log_every)
         keys = sorted(sums)
-        red = self.dist.all_reduce_sum([sums[k] for k in keys] + [n_ok, n_bad])
-        means = {k: red[i] / max(1.0, red[-2]) for i, k in enumerate(keys)}
-        return means, int(red[-1]), consecutive_bad
+        red = self.dist.all_reduce_sum([sums[k] for k in keys] + [n_ok, n_bad, n_replaced])
+        means = {k: red[i] / max(1.0, red[-3]) for i, k in enumerate(keys)}
+        return means, int(red[-2]), consecutive_bad, int(red[-1])
 
     def validate(self, decode=None, keep_predictions: bool = False) -> dict | None:
         """Rectangle metric on the validation frames (cached features when training from the
@@ -352,7 +354,7 @@ class Trainer:
         bad_run, last_val = 0, None
         for epoch in range(start, end):
             t_ep = time.perf_counter()
-            means, n_bad, bad_run = self.train_epoch(epoch, bad_run)
+            means, n_bad, bad_run, replaced = self.train_epoch(epoch, bad_run)
             st.epoch = epoch + 1
             val = self.validate() if st.epoch % t.eval_every == 0 or st.epoch == t.epochs \
                 else None
@@ -362,7 +364,7 @@ class Trainer:
                 st.best_metric, st.best_epoch, improved = val["top1_accuracy"], st.epoch, True
             record = {"epoch": st.epoch, "step": st.global_step,
                       "lr": self.scheduler.get_last_lr()[0], "train": means,
-                      "nonfinite_steps": n_bad,
+                      "nonfinite_steps": n_bad, "replaced_frames": replaced,
                       "epoch_seconds": round(time.perf_counter() - t_ep, 3),
                       "val": val, "best_top1": st.best_metric, "best_epoch": st.best_epoch}
             self.ckpt.save(self.model, st, record, improved, self.optimizer, self.scheduler)

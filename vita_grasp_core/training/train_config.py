@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -243,7 +244,7 @@ class TrainConfig:
 
     def __post_init__(self):
         checks = [("batch_size", self.batch_size >= 1), ("epochs", self.epochs >= 1),
-                  ("learning_rate", self.learning_rate > 0),
+                  ("learning_rate", 0 < self.learning_rate < math.inf),
                   ("weight_decay", self.weight_decay >= 0),
                   ("warmup_epochs", self.warmup_epochs >= 0),
                   ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1),

@@ -17,6 +17,7 @@ import time
 
 from vita_grasp_core.choices import CAMERAS, DEFAULT_CAMERA
 from vita_grasp_core.decoding_settings import DECODE_FIELDS, DecodeConfig, decode_arguments
+from vita_grasp_core.fileio import os_error_text
 
 from .types import (
     DEPTH_TOPIC,
@@ -120,7 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--qos", choices=("auto", "reliable", "best_effort"), default="auto")
     r.add_argument(*_opt("qos_depth"), type=int, default=100)
     r.add_argument("--force", action="store_true", help="overwrite an existing output")
+    r.add_argument(*_opt("flush_interval"), type=float, default=0.5, metavar="S",
+                   help="hand what was received to the OS every S seconds (0: every message), "
+                        "so `bag recover` can rebuild a killed recording (default 0.5)")
     r.add_argument("--quiet", action="store_true")
+
+    rc = sub.add_parser("recover", help="rebuild the bag of a killed `bag record`")
+    rc.add_argument("path", help="the .NAME.partial-PID folder beside the output, or the output "
+                                 "name the killed recorder was writing")
+    rc.add_argument("--out", help="the bag to write (default: the name it was going to have)")
+    rc.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    rc.add_argument("--keep", action="store_true", help="keep the partial folder")
 
     e = sub.add_parser("eval", help="accuracy / latency / drops of grasps against a bag's GT")
     e.add_argument("--bag", required=True, help="the bag with ground truth (from bag make)")
@@ -157,13 +168,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return {"make": cmd_make, "play": cmd_play, "record": cmd_record, "eval": cmd_eval,
-                "info": cmd_info}[args.cmd](args)
+                "info": cmd_info, "recover": cmd_recover}[args.cmd](args)
     except (BagError, ValueError, FileNotFoundError, NotADirectoryError) as e:
         print(f"{PROG} {args.cmd}: error: {e}", file=sys.stderr)
         return 2
     except ImportError as e:  # make / play / record without the ROS 2 Python packages
         print(f"{PROG} {args.cmd}: error: needs the ROS 2 Python packages ({e}); run "
               "`make setup` or source ROS 2", file=sys.stderr)
+        return 2
+    except OSError as e:  # a read-only or full disk, a path through a file ...
+        print(f"{PROG} {args.cmd}: error: {os_error_text(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG} {args.cmd}: interrupted", file=sys.stderr)
@@ -310,6 +324,39 @@ def _parse_types(topics, items) -> dict[str, str]:
     return out
 
 
+def cmd_recover(a) -> int:
+    from .recover import recover
+
+    res = recover(a.path, a.out, overwrite=a.force, keep=a.keep)
+    counts = ", ".join(f"{t} {n}" for t, n in res.counts.items()) or "none"
+    print(f"wrote {res.path}: {res.total} messages ({counts})" + (
+        f"; {res.dropped_bytes} bytes of an incomplete last record dropped"
+        if res.dropped_bytes else "") + (f"; removed {res.source}" if res.source and not a.keep
+                                         else ""))
+    return 0
+
+
+def _record_limit(a, rec, elapsed: float, now: float) -> str | None:
+    """Which stop condition of ``bag record`` is met (``duration``, ``max_messages``,
+    ``idle_timeout``), or ``None``."""
+    if a.duration is not None and elapsed >= a.duration:
+        return "duration"
+    if a.max_messages is not None and rec.total >= a.max_messages:
+        return "max_messages"
+    if (a.idle_timeout is not None and rec.last_monotonic is not None
+            and now - rec.last_monotonic >= a.idle_timeout):
+        return "idle_timeout"
+    return None
+
+
+def _note_stale_partials(out) -> None:
+    from .recover import stale_partials
+
+    for old_partial in stale_partials(out):
+        print(f"note: {old_partial} holds an interrupted recording: `vita-grasp bag recover "
+              f"{old_partial}` rebuilds it", file=sys.stderr)
+
+
 def cmd_record(a) -> int:
     from .record import Recorder
 
@@ -331,8 +378,9 @@ def cmd_record(a) -> int:
     ex.add_node(node)
     rec = None
     try:
+        _note_stale_partials(a.out)
         rec = Recorder(node, a.out, topics, types=types, storage=a.storage, depth=a.qos_depth,
-                       qos=a.qos, overwrite=a.force)
+                       qos=a.qos, overwrite=a.force, flush_interval=a.flush_interval)
         say = (lambda m: None) if a.quiet else (lambda m: print(m, flush=True))
         say(f"recording {' '.join(topics)} -> {rec.path}")
         announced: set[str] = set()
@@ -344,20 +392,15 @@ def cmd_record(a) -> int:
             if now - last_poll > 0.25:
                 last_poll = now
                 rec.poll()
+                rec.flush()
                 matched = rec.matched()
                 for t in rec.subscriptions:
                     if t not in announced and matched.get(t):
                         announced.add(t)
                         say(f"subscribed {t} ({matched[t]} publisher(s) matched)")
-            if a.duration is not None and now - t0 >= a.duration:
-                reason["why"] = "duration"
-                break
-            if a.max_messages is not None and rec.total >= a.max_messages:
-                reason["why"] = "max_messages"
-                break
-            if (a.idle_timeout is not None and rec.last_monotonic is not None
-                    and now - rec.last_monotonic >= a.idle_timeout):
-                reason["why"] = "idle_timeout"
+            why = _record_limit(a, rec, now - t0, now)
+            if why:
+                reason["why"] = why
                 break
             if not a.quiet and now - last_status > 2.0:
                 last_status = now

@@ -142,6 +142,20 @@ class BagWriter:
             shutil.rmtree(self._tmp, ignore_errors=True)
         return self.path
 
+    def flush(self) -> None:
+        """Make what was written so far recoverable after a kill (:mod:`.recover`): the pending
+        MCAP chunk is closed and handed to the OS, the sqlite3 transaction committed. Costs a
+        chunk header per call: call it every fraction of a second, not per small message."""
+        storage = getattr(self._writer, "storage", None)
+        if storage is None:
+            return
+        if hasattr(storage, "close_chunk"):  # rosbags' MCAP writer
+            if storage.chunk.bio.tell():
+                storage.close_chunk()
+            storage.bio.flush()
+        elif hasattr(storage, "conn"):  # rosbags' sqlite3 writer
+            storage.conn.commit()
+
     def abort(self) -> None:
         """Stop writing and delete the partial output."""
         w, self._writer = self._writer, None
@@ -190,6 +204,20 @@ class BagWriter:
 
 
 # --------------------------------------------------------------------------- reading
+def register_msgdef(store, msgtype: str, data: str) -> None:
+    """Register the message definition ``data`` (a bag's ``ros2msg`` text with its dependencies,
+    or ``ros2idl``) of ``msgtype`` in ``store``, for types that are not installed (e.g. the
+    vita_grasp messages of another version). Best effort: an odd definition only matters when a
+    message of that type is deserialized."""
+    if not data or msgtype in store.fielddefs:
+        return
+    types = _types_from_definition(msgtype, data)
+    try:
+        store.register({k: v for k, v in types.items() if k not in store.fielddefs})
+    except Exception:  # noqa: BLE001 - see above
+        pass
+
+
 def _read_errors() -> tuple[type[BaseException], ...]:
     """Exceptions rosbags and its storage back ends raise for unreadable files."""
     from rosbags.rosbag2 import ReaderError
@@ -244,7 +272,9 @@ class BagReader:
         from rosbags.rosbag2 import Reader
 
         if not self.path.exists():
-            raise BagError(f"{self.path}: no such bag file or directory")
+            from .recover import hint
+
+            raise BagError(f"{self.path}: no such bag file or directory{hint(self.path)}")
         if self.path.is_file() and self.path.suffix.lower() not in STORAGE_SUFFIX:
             raise BagError(f"{self.path}: not a rosbag2 file (expected .mcap, .db3 or a rosbag2 "
                            f"directory)")

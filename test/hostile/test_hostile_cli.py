@@ -1,0 +1,87 @@
+"""Bad command lines for every core command: unusable paths for every file argument, numbers
+that are not numbers (NaN, inf, huge, negative), unknown choices. Each must end with one clear
+line and a non-zero exit (2 for bad arguments), never a traceback, never exit 0."""
+from __future__ import annotations
+
+import pytest
+
+from hostile.harness import Case, pick
+
+#: Numbers no option of these commands accepts.
+BAD_NUMBERS = ("nan", "inf", "-inf", "-1", "1e308", "banana", "")
+#: name -> the bad_paths key used in place of an input file.
+FILE_FAULTS = ("missing", "directory", "empty", "random_bytes", "text", "fifo", "dev_null",
+               "through_a_file", "name_too_long")
+
+
+def _infer(ckpt, image, out, *extra):
+    return ["infer", "--checkpoint", ckpt, "--image_path", image, "--output_dir", out,
+            "--device", "cpu", *extra]
+
+
+def _eval(ckpt, root, *extra):
+    return ["eval", "--checkpoint", ckpt, "--dataset_root", root, "--device", "cpu", *extra]
+
+
+def infer_cases(p, ckpt, photo, out):
+    cases = [Case("cli:infer", "valid", argv=_infer(ckpt, photo, out), expect="ok",
+                  reference=True)]
+    cases += [Case("cli:infer", f"checkpoint_{k}", argv=_infer(p[k], photo, out))
+              for k in FILE_FAULTS]
+    cases += [Case("cli:infer", f"image_{k}", argv=_infer(ckpt, p[k], out))
+              for k in FILE_FAULTS]
+    cases += [Case("cli:infer", f"output_dir_{k}", argv=_infer(ckpt, photo, p[k]))
+              for k in ("empty", "dev_null", "through_a_file", "fifo", "name_too_long")]
+    for opt in ("--score_threshold", "--max_grasps", "--min_distance", "--smooth_sigma",
+                "--top_k_draw", "--max_pixels"):
+        cases += [Case("cli:infer", f"{opt[2:]}_{v or 'empty'}", argv=_infer(ckpt, photo, out,
+                                                                            opt, v))
+                  for v in BAD_NUMBERS if not (opt == "--top_k_draw" and v == "1e308")]
+    cases += [Case("cli:infer", f"device_{d}", argv=_infer(ckpt, photo, out, "--device", d),
+                   must_say="device") for d in ("banana", "cuda:99", "meta", "mps", "cpu:x")]
+    cases += [Case("cli:infer", f"dtype_{d}", argv=_infer(ckpt, photo, out, "--dtype", d))
+              for d in ("banana", "int8")]
+    cases += [Case("cli:infer", f"pretrained_model_{k}", argv=_infer(ckpt, photo, out,
+                                                                    "--pretrained_model", p[k]))
+              for k in ("missing", "empty", "dev_null", "directory")]
+    return cases
+
+
+def eval_cases(p, ckpt, out):
+    cases = [Case("cli:eval", f"checkpoint_{k}", argv=_eval(p[k], out)) for k in FILE_FAULTS]
+    cases += [Case("cli:eval", f"dataset_root_{k}", argv=_eval(ckpt, p[k])) for k in FILE_FAULTS]
+    cases += [Case("cli:eval", f"score_threshold_{v or 'empty'}",
+                   argv=_eval(ckpt, p["directory"], "--score_threshold", v))
+              for v in BAD_NUMBERS]
+    return cases
+
+
+def export_cases(p, ckpt, out):
+    base = ["export", "--checkpoint"]
+    cases = [Case("cli:export", f"checkpoint_{k}", argv=[*base, p[k], "--out", f"{out}/m.onnx"])
+             for k in FILE_FAULTS]
+    cases += [Case("cli:export", f"out_{k}", argv=[*base, ckpt, "--out", p[k]], timeout=120)
+              for k in ("directory", "fifo", "dev_null", "through_a_file", "name_too_long")]
+    return cases
+
+
+@pytest.fixture(scope="module")
+def all_cases(bad_paths, tiny_ckpt, photo, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("cli_out"))
+    return (infer_cases(bad_paths, tiny_ckpt, photo, out)
+            + eval_cases(bad_paths, tiny_ckpt, out) + export_cases(bad_paths, tiny_ckpt, out))
+
+
+#: Case ids, known before the fixtures exist (the paths are filled in at run time).
+CASE_NAMES = [c.id for c in (
+    infer_cases({k: k for k in FILE_FAULTS}, "ck", "ph", "out")
+    + eval_cases({k: k for k in FILE_FAULTS}, "ck", "out")
+    + export_cases({k: k for k in FILE_FAULTS}, "ck", "out"))]
+
+
+@pytest.mark.parametrize("case_id", pick(CASE_NAMES, 16))
+def test_bad_command_line(case_id, all_cases, hostile):
+    by_id = {c.id: c for c in all_cases}
+    group = case_id.split("/")[0]
+    ref = next((c for c in all_cases if c.group == group and c.reference), None)
+    hostile(by_id[case_id], reference=ref)

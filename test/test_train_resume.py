@@ -1,0 +1,103 @@
+"""Every resume continues from the last epoch and ends with the same weights as an uninterrupted
+run (issue 21 item 4), with and without the feature cache: the shipped Cornell recipe
+(config/dinov2_cornell.yaml: a pretrained frozen encoder with feature_layers null, augmented
+views in the feature cache) with only the encoder swapped for a tiny local one and sizes shrunk.
+Before the fix, its resume ended in ``TypeError: object of type 'NoneType' has no len()``."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_backbone_registry import _write_local_dinov2
+
+from vita_grasp_core.checkpoint import read_checkpoint
+from vita_grasp_core.configs import configs_dir
+from vita_grasp_core.data.toy import write_toy_dataset
+from vita_grasp_core.training.config_files import load_raw
+from vita_grasp_core.training.train import Trainer
+from vita_grasp_core.training.train_config import build_config
+
+RECIPE = configs_dir() / "dinov2_cornell.yaml"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    base = tmp_path_factory.mktemp("resume")
+    write_toy_dataset(base / "cornell", "cornell", frames=8, size=(96, 128), seed=3)
+    _write_local_dinov2(base / "enc", layers=4)
+    return base
+
+
+def _cfg(base, cache: bool, tmp_path):
+    raw = load_raw(RECIPE)
+    raw["model"].update(pretrained_model=str(base / "enc"), input_size=[56, 56],
+                        output_size=[48, 48], decoder_channels=16)
+    assert raw["model"]["feature_layers"] is None  # follows the loaded encoder
+    raw["data"].update(root=str(base / "cornell"), val_fraction=0.25)
+    raw["train"].update(epochs=3, cache_views=2, batch_size=4, num_workers=0, torch_threads=1,
+                        feature_cache=cache, feature_cache_dir=str(tmp_path / "cache"))
+    return build_config(raw)
+
+
+def _run(make_cfg, out, **kw):
+    """A fresh config per run, as each command line builds one."""
+    tr = Trainer(make_cfg(), out, device="cpu", progress=False, **kw.pop("init", {}))
+    try:
+        return tr, tr.run(**kw)
+    finally:
+        tr.close()
+
+
+@pytest.mark.parametrize("cache", [True, False], ids=["feature_cache", "no_cache"])
+def test_resume_ends_with_the_uninterrupted_weights(setup, tmp_path, cache):
+    def cfg():
+        return _cfg(setup, cache, tmp_path)
+
+    _run(cfg, tmp_path / "a")                      # uninterrupted
+    _run(cfg, tmp_path / "b", stop_after=1)        # "killed" after epoch 1
+    tr, summary = _run(cfg, tmp_path / "b", init={"resume": "auto"}, stop_after=1)
+    assert tr.cached == cache
+    assert read_checkpoint(tmp_path / "b" / "last.pt")["extra"]["epoch"] == 2
+    _run(cfg, tmp_path / "b", init={"resume": str(tmp_path / "b")})  # a run directory works
+    for name in ("last.pt", "best_model.pt"):
+        a = read_checkpoint(tmp_path / "a" / name)
+        b = read_checkpoint(tmp_path / "b" / name)
+        assert a["meta"]["epoch"] == b["meta"]["epoch"]
+        for k, v in a["state_dict"].items():
+            assert torch.equal(v, b["state_dict"][k]), (name, k)
+    ra = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    rb = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rb] == [1, 2, 3]
+    assert [r["train"] for r in ra] == [r["train"] for r in rb]
+
+
+@pytest.mark.parametrize("lr", [".inf", ".nan"])
+def test_non_finite_learning_rate_is_refused_with_exit_2(lr, tmp_path, capsys):
+    """Issue 21 item 5: --set train.learning_rate=.inf wrote no checkpoint, logged an ERROR,
+    printed "done" and exited 0."""
+    from vita_grasp_core.cli.train import main
+
+    code = main(["--config", str(RECIPE), "--output_dir", str(tmp_path / "run"), "--set",
+                 f"train.learning_rate={lr}", "--no_progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "train.learning_rate" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_weights_gone_non_finite_stop_the_run_with_exit_1(setup, tmp_path, monkeypatch, capsys):
+    """A run whose weights stop being finite stops with exit 1 (the last good checkpoints
+    kept), instead of carrying on and saying "done" with exit 0."""
+    from vita_grasp_core.cli.train import main
+    from vita_grasp_core.training import run_checkpoints as checkpointing
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(_cfg(setup, False, tmp_path).to_yaml())
+    calls = []
+    real = checkpointing.params_finite
+    monkeypatch.setattr(checkpointing, "params_finite",
+                        lambda m: real(m) and len(calls.append(1) or calls) < 2)
+    code = main(["--config", str(cfg), "--output_dir", str(tmp_path / "run"), "--no_progress"])
+    err = capsys.readouterr().err
+    assert code == 1 and "not finite after epoch 2" in err and "Traceback" not in err
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["extra"]["epoch"] == 1
