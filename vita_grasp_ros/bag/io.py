@@ -18,6 +18,7 @@ Bag paths
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import struct
@@ -203,6 +204,54 @@ class BagWriter:
         self.counts[topic] += 1
 
 
+# --------------------------------------------------------------------------- interrupted writes
+#: The scratch folder a :class:`BagWriter` builds ``NAME`` in: ``.NAME.partial-PID``.
+_PARTIAL = re.compile(r"^\.(?P<name>.+)\.partial-(?P<pid>\d+)$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def partial_target(folder) -> Path | None:
+    """The bag a scratch folder ``.NAME.partial-PID`` was going to become (``None`` if it is not
+    one)."""
+    m = _PARTIAL.match(Path(folder).name)
+    return Path(folder).parent / m["name"] if m else None
+
+
+def stale_partials(path) -> list[Path]:
+    """Scratch folders of recorders that are gone, for the bag ``path`` (or, for a directory
+    that is not a bag, every one inside it)."""
+    p = Path(path)
+    if p.is_dir() and not any(f.suffix in STORAGE_SUFFIX or f.name == "metadata.yaml"
+                              for f in p.iterdir()):
+        candidates = [c for c in p.iterdir() if _PARTIAL.match(c.name)]
+    else:
+        try:
+            candidates = [c for c in p.parent.iterdir()
+                          if (m := _PARTIAL.match(c.name)) and m["name"] == p.name]
+        except OSError:
+            return []
+    return sorted(c for c in candidates if c.is_dir()
+                  and not _pid_alive(int(_PARTIAL.match(c.name)["pid"])))
+
+
+def recover_hint(path) -> str:
+    """``"; an interrupted recording of it is in X: vita-grasp bag recover X"`` or ``""``."""
+    found = stale_partials(path)
+    if not found:
+        return ""
+    return (f"; an interrupted recording of it is in {found[0]} (recover it with `vita-grasp "
+            f"bag recover {found[0]}`)")
+
+
 # --------------------------------------------------------------------------- reading
 def register_msgdef(store, msgtype: str, data: str) -> None:
     """Register the message definition ``data`` (a bag's ``ros2msg`` text with its dependencies,
@@ -272,9 +321,8 @@ class BagReader:
         from rosbags.rosbag2 import Reader
 
         if not self.path.exists():
-            from .recover import hint
-
-            raise BagError(f"{self.path}: no such bag file or directory{hint(self.path)}")
+            raise BagError(f"{self.path}: no such bag file or directory"
+                           f"{recover_hint(self.path)}")
         if self.path.is_file() and self.path.suffix.lower() not in STORAGE_SUFFIX:
             raise BagError(f"{self.path}: not a rosbag2 file (expected .mcap, .db3 or a rosbag2 "
                            f"directory)")

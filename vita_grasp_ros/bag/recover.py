@@ -10,23 +10,21 @@ and written, the sqlite3 transaction committed), so such a folder holds every me
 up to the last flush. :func:`recover` reads them back (the MCAP records one by one up to the
 first incomplete one; the committed sqlite3 rows) and writes a complete bag.
 
-:func:`stale_partials` finds the scratch folders of recorders that are gone, so ``bag record``
-and the bag readers can point at them.
+:func:`~.io.stale_partials` finds the scratch folders of recorders that are gone, so ``bag
+record`` and the bag readers point at them.
 """
 from __future__ import annotations
 
 import mmap
-import os
-import re
 import shutil
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .io import partial_target, stale_partials
 from .types import STORAGE_SUFFIX, BagError
 
 _MAGIC = b"\x89MCAP0\r\n"
-_PARTIAL = re.compile(r"^\.(?P<name>.+)\.partial-(?P<pid>\d+)$")
 #: MCAP opcodes read here.
 _SCHEMA, _CHANNEL, _MESSAGE, _CHUNK = 0x03, 0x04, 0x05, 0x06
 
@@ -44,50 +42,6 @@ class Recovered:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
-
-
-# --------------------------------------------------------------------------- finding them
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def partial_target(folder) -> Path | None:
-    """The bag a scratch folder ``.NAME.partial-PID`` was going to become (``None`` if it is not
-    one)."""
-    m = _PARTIAL.match(Path(folder).name)
-    return Path(folder).parent / m["name"] if m else None
-
-
-def stale_partials(path) -> list[Path]:
-    """Scratch folders of recorders that are gone, for the bag ``path`` (or, for a directory
-    that is not a bag, every one inside it)."""
-    p = Path(path)
-    if p.is_dir() and not any(f.suffix in STORAGE_SUFFIX or f.name == "metadata.yaml"
-                              for f in p.iterdir()):
-        candidates = [c for c in p.iterdir() if _PARTIAL.match(c.name)]
-    else:
-        try:
-            candidates = [c for c in p.parent.iterdir()
-                          if (m := _PARTIAL.match(c.name)) and m["name"] == p.name]
-        except OSError:
-            return []
-    return sorted(c for c in candidates if c.is_dir()
-                  and not _pid_alive(int(_PARTIAL.match(c.name)["pid"])))
-
-
-def hint(path) -> str:
-    """``"; an interrupted recording of it is in X: vita-grasp bag recover X"`` or ``""``."""
-    found = stale_partials(path)
-    if not found:
-        return ""
-    return (f"; an interrupted recording of it is in {found[0]} (recover it with `vita-grasp "
-            f"bag recover {found[0]}`)")
 
 
 # --------------------------------------------------------------------------- MCAP
