@@ -78,10 +78,11 @@ def test_recover_refuses_what_it_cannot_use(tmp_path, capsys):
 @pytest.mark.ros
 def test_bag_record_killed_with_sigkill_is_recovered(tmp_path):
     """The real recorder process, fed by ``bag play``, killed with -9 mid-recording."""
-    from vita_grasp_ros.bag.make import make_bag
+    from vita_grasp_ros.bag.make import BagLayout, FrameSelection, make_bag
 
     src = tmp_path / "src.mcap"
-    make_bag(_dataset(tmp_path), src, rate=10.0, max_frames=2, progress=False)
+    make_bag(_dataset(tmp_path), src, FrameSelection(max_frames=2), BagLayout(rate=10.0),
+             progress=False)
     env = ros_env(tmp_path)
     out = tmp_path / "rec.mcap"
     cli = [sys.executable, "-m", "vita_grasp_core.cli", "bag"]

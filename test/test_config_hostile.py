@@ -30,3 +30,64 @@ def test_files_that_are_no_config(tmp_path, content, match):
     f.write_bytes(content)
     with pytest.raises(ConfigError, match=match):
         load_raw(f)
+
+
+#: Values no number of a config may take (x > 0 is true for inf; int(1e308) is huge).
+BAD_NUMBERS = [".nan", ".inf", "-.inf", "1.0e308", "100000000000000000000000000000", "true",
+               "'7'", "[]"]
+
+
+def _numeric_fields():
+    from vita_grasp_core.model_config import MODEL_BOUNDS
+    from vita_grasp_core.training.losses import LOSS_BOUNDS
+    from vita_grasp_core.training.train_config import DATA_BOUNDS, TRAIN_BOUNDS
+
+    return ([f"model.{k}" for k in MODEL_BOUNDS] + [f"data.{k}" for k in DATA_BOUNDS]
+            + [f"train.{k}" for k in TRAIN_BOUNDS] + [f"train.loss.{k}" for k in LOSS_BOUNDS]
+            + ["train.eval.batch_size", "train.eval.smooth_sigma", "train.eval.max_grasps"])
+
+
+@pytest.mark.parametrize("key", _numeric_fields())
+def test_every_number_is_finite_and_bounded(key):
+    """Issue 21 item 9: non-finite data.sigma, train.warmup_epochs, data.min_score and a 186 GiB
+    model.output_size passed validation and crashed later."""
+    from vita_grasp_core.training.config_files import load_raw
+    from vita_grasp_core.training.train_config import build_config
+
+    raw = load_raw("tiny.yaml")
+    build_config(raw)  # the base config is valid
+    for bad in BAD_NUMBERS:
+        value = f"[{bad}, {bad}]" if key.endswith(("input_size", "output_size", "betas",
+                                                  "feature_layers", "_scenes")) else bad
+        with pytest.raises(ConfigError) as e:
+            build_config(raw, [f"{key}={value}"])
+        msg = str(e.value)
+        assert key.rsplit(".", 1)[1] in msg and "\n" not in msg, (key, bad, msg)
+
+
+def test_unknown_backbone_config_keys_are_refused():
+    from vita_grasp_core import ModelConfig, build_model
+    from vita_grasp_core.backbones import get_spec
+
+    spec = get_spec("internvit")
+    cfg = ModelConfig(backbone="internvit", input_size=spec.tiny_input_size, decoder_channels=16,
+                      backbone_config={**spec.tiny_config, "num_hiden_layers": 3})
+    with pytest.raises(ValueError, match="num_hiden_layers.*did you mean num_hidden_layers"):
+        build_model(cfg)
+
+
+def test_an_empty_config_does_not_train_a_random_frozen_encoder(tmp_path):
+    """An empty config file silently trained a random-init frozen InternViT-300M; random
+    weights stay possible when asked for (``pretrained_model: null``, as the tiny config and the
+    seed README's config say)."""
+    from vita_grasp_core.training.config_files import load_raw
+    from vita_grasp_core.training.train_config import build_config
+
+    (tmp_path / "empty.yaml").write_text("")
+    with pytest.raises(ConfigError, match="frozen encoder with random weights"):
+        build_config(load_raw(tmp_path / "empty.yaml"))
+    with pytest.raises(ConfigError, match="frozen encoder with random weights"):
+        build_config({"model": {"backbone": "dinov2"}})
+    cfg = build_config(load_raw(tmp_path / "empty.yaml"), ["model.pretrained_model=null"])
+    assert cfg.model.freeze_vit and cfg.model.pretrained_model is None
+    assert not build_config({}, ["model.freeze_vit=false"]).model.freeze_vit

@@ -361,7 +361,7 @@ def export_checkpoint(checkpoint, out, *, pretrained_model: str | None = None,
     decode = (blob.get("meta") or {}).get("decode")
     if decode is not None:  # refused here as by every other tool, not embedded in the export
         from .checkpoint import CheckpointError
-        from .decode_config import DecodeConfig
+        from .decoding_settings import DecodeConfig
 
         try:
             decode = DecodeConfig.from_dict(decode).to_dict()

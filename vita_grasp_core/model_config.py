@@ -10,6 +10,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .bounds import Range, check_bounds, count
+
+#: Ranges of the numbers of a :class:`ModelConfig` (also read from every checkpoint).
+MODEL_BOUNDS = {"decoder_channels": count(8, 4096), "decoder_stages": count(1, 6),
+                "image_stem": count(0, 256), "width_scale": Range(0, 1, lo_open=True),
+                "height_ratio": Range(0, 10, lo_open=True), "input_size": count(14, 4096),
+                "output_size": count(8, 4096), "feature_layers": count(1, 1000, none=True)}
+
 
 @dataclass
 class ModelConfig:
@@ -66,20 +74,14 @@ class ModelConfig:
                 self.feature_layers = spec.default_layers
             # else: follows the depth of the encoder actually loaded (set when it is built)
         if self.feature_layers is not None:
+            check_bounds(self, {"feature_layers": MODEL_BOUNDS["feature_layers"]}, "")
             self.feature_layers = tuple(int(v) for v in self.feature_layers)
             if not self.feature_layers or min(self.feature_layers) < 1:
                 raise ValueError(f"feature_layers must be >= 1, got {self.feature_layers}")
-        if self.decoder_channels < 8 or self.decoder_channels % 8:
+        check_bounds(self, MODEL_BOUNDS, "")
+        if self.decoder_channels % 8:
             raise ValueError("decoder_channels must be a multiple of 8, got "
                              f"{self.decoder_channels}")
-        if self.image_stem < 0 or self.image_stem > 256:
-            raise ValueError(f"image_stem must be in [0, 256] channels, got {self.image_stem}")
-        if not 1 <= self.decoder_stages <= 6:
-            raise ValueError(f"decoder_stages must be in [1, 6], got {self.decoder_stages}")
-        if not 0 < self.width_scale <= 1:
-            raise ValueError(f"width_scale must be in (0, 1], got {self.width_scale}")
-        if self.height_ratio <= 0:
-            raise ValueError(f"height_ratio must be > 0, got {self.height_ratio}")
         if self.attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
             raise ValueError(f"unknown attn_implementation {self.attn_implementation!r}")
         self.backbone_config = dict(self.backbone_config)
@@ -123,8 +125,10 @@ class ModelConfig:
 
 def _pair(v, name) -> tuple[int, int]:
     try:
+        if any(isinstance(x, (bool, str)) for x in v):
+            raise TypeError
         h, w = (int(x) for x in v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{name} must be two integers (H, W), got {v!r}") from None
     if h <= 0 or w <= 0:
         raise ValueError(f"{name} must be positive, got {v!r}")

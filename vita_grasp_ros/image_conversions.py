@@ -204,6 +204,19 @@ _DECODE_KINDS = {"format": "corrupt", "corrupt": "corrupt", "truncated": "trunca
                  "size": "size", "too_large": "size"}
 
 
+def compressed_image_size(data) -> tuple[str, int, int] | None:
+    """``(format, width, height)`` read from the image header without decoding (the formats of
+    :mod:`vita_grasp_core.image_decode`); ``None`` when ``data`` is no such image or its header
+    is cut short or corrupt."""
+    from vita_grasp_core.image_decode import ImageDecodeError, image_header
+
+    try:
+        hdr = image_header(data)
+    except ImageDecodeError:
+        return None
+    return hdr.format, hdr.width, hdr.height
+
+
 def compressed_msg_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """``sensor_msgs/CompressedImage`` (image_transport ``compressed``: jpeg/png, also the other
     formats of :mod:`vita_grasp_core.image_decode`) -> ``HxWx3 uint8 RGB``.

@@ -79,8 +79,26 @@ def build_backbone(config) -> Backbone:
     normalisation comes from the registry entry, the one home of that fact."""
     spec = get_spec(config.backbone)
     backbone = spec.builder(config)
+    check_backbone_config(config.backbone_config, backbone, spec.name)
     backbone.mean, backbone.std = spec.mean, spec.std
     return backbone
+
+
+def check_backbone_config(overrides: dict, backbone, name: str) -> None:
+    """Refuse ``model.backbone_config`` keys the encoder's transformers config does not have
+    (transformers keeps any keyword as an attribute, so a typo would train silently)."""
+    import difflib
+
+    cfg = getattr(getattr(backbone, "vit", None), "config", None)
+    if cfg is None or not overrides:
+        return
+    known = set(type(cfg)().to_dict()) | set(getattr(cfg, "attribute_map", {}) or {})
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        hints = [f"{k} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(
+            k, known, 1)) else k for k in unknown]
+        raise ValueError(f"model.backbone_config: unknown key(s) for {name} "
+                         f"({type(cfg).__name__}): {', '.join(hints)}")
 
 
 def spread_layers(n: int, k: int = 4) -> tuple[int, ...]:

@@ -29,7 +29,15 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from ..bounds import Range, check_bounds
+
 POSITION_LOSSES = ("mse", "bce", "qfocal")
+
+
+#: Ranges of the numbers of :class:`LossConfig`.
+LOSS_BOUNDS = {"pos_weight": Range(0, 1e6), "pos_threshold": Range(0, 1),
+               "focal_gamma": Range(0, 100), "beta": Range(0, 100, lo_open=True),
+               **{w: Range(0, 1e6) for w in ("w_position", "w_angle", "w_width", "w_semantic")}}
 
 
 @dataclass
@@ -60,12 +68,7 @@ class LossConfig:
         if self.position not in POSITION_LOSSES:
             raise ValueError(f"loss.position must be one of {POSITION_LOSSES}, "
                              f"got {self.position!r}")
-        for name in ("pos_weight", "beta", "focal_gamma", "w_position", "w_angle", "w_width",
-                     "w_semantic"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
-        if self.beta == 0:
-            raise ValueError("loss.beta must be > 0")
+        check_bounds(self, LOSS_BOUNDS, "loss")
 
 
 def _weighted_mean(per_pixel: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:

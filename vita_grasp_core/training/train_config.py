@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from ..bounds import MAX_SEED, Range, check_bounds, count
 from ..choices import CAMERAS, DEFAULT_CAMERA, SPLIT_BY, format_choices
 from ..decoding_settings import DecodeConfig
 from ..model_config import ModelConfig
@@ -35,6 +35,25 @@ from .config_files import (  # noqa: F401  (ConfigError: the error of every conf
     parse_override,
 )
 from .losses import LossConfig
+
+#: Ranges of the numbers of the ``data`` section (finite, with sane upper bounds).
+DATA_BOUNDS = {"val_fraction": Range(0, 1, lo_open=True, hi_open=True), "folds": count(2, 1000),
+               "test_fold": count(0, 999, none=True), "split_seed": count(0, MAX_SEED),
+               "val_max_frames": count(none=True), "train_max_frames": count(none=True),
+               "sigma": Range(0, 100, lo_open=True), "max_rects": count(1, 10**6, none=True),
+               "score_scale": Range(0, 1e6, lo_open=True, none=True),
+               "min_score": Range(0, 1), "owned_floor": Range(0, 1),
+               "train_scenes": count(0, 10**6, none=True),
+               "val_scenes": count(0, 10**6, none=True)}
+#: Ranges of the numbers of the ``train`` section.
+TRAIN_BOUNDS = {"batch_size": count(1, 4096), "epochs": count(1, 100_000),
+                "learning_rate": Range(0, 10, lo_open=True), "weight_decay": Range(0, 100),
+                "betas": Range(0, 1, hi_open=True), "warmup_epochs": Range(0, 100_000),
+                "min_lr_ratio": Range(0, 1), "grad_clip": Range(0, 1e9),
+                "num_workers": count(0, 256, none=True), "cache_views": count(1, 1000),
+                "eval_every": count(1, 100_000), "seed": count(0, MAX_SEED),
+                "log_every": count(), "torch_threads": count(1, 4096, none=True),
+                "max_nonfinite_steps": count()}
 
 
 @dataclass
@@ -99,22 +118,13 @@ class DataConfig:
                               f"{self.format!r}")
         if self.camera not in CAMERAS:
             raise ConfigError(f"data.camera must be one of {list(CAMERAS)}, got {self.camera!r}")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
+        check_bounds(self, DATA_BOUNDS, "data", ConfigError)
         if self.split_by not in (None, *SPLIT_BY):
             raise ConfigError(f"data.split_by must be one of {list(SPLIT_BY)} or null, got "
                               f"{self.split_by!r}")
-        if self.folds < 2:
-            raise ConfigError(f"data.folds must be >= 2, got {self.folds}")
         if self.test_fold is not None and not 0 <= self.test_fold < self.folds:
             raise ConfigError(f"data.test_fold must be in [0, {self.folds - 1}] or null, got "
                               f"{self.test_fold}")
-        if self.sigma <= 0:
-            raise ConfigError(f"data.sigma must be > 0, got {self.sigma}")
-        for name in ("val_max_frames", "train_max_frames", "max_rects"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ConfigError(f"data.{name} must be >= 1 or null, got {v}")
         self._check_augment()
 
     def _check_augment(self) -> None:
@@ -165,6 +175,7 @@ class EvalConfig:
     batch_size: int | None = None
 
     def __post_init__(self):
+        check_bounds(self, {"batch_size": count(1, 4096, none=True)}, "train.eval", ConfigError)
         try:
             self.decode()
         except ValueError as e:
@@ -243,21 +254,9 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self):
-        checks = [("batch_size", self.batch_size >= 1), ("epochs", self.epochs >= 1),
-                  ("learning_rate", 0 < self.learning_rate < math.inf),
-                  ("weight_decay", self.weight_decay >= 0),
-                  ("warmup_epochs", self.warmup_epochs >= 0),
-                  ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1),
-                  ("grad_clip", self.grad_clip >= 0),
-                  ("num_workers", self.num_workers is None or self.num_workers >= 0),
-                  ("cache_views", self.cache_views >= 1), ("eval_every", self.eval_every >= 1),
-                  ("log_every", self.log_every >= 1),
-                  ("torch_threads", self.torch_threads is None or self.torch_threads >= 1),
-                  ("max_nonfinite_steps", self.max_nonfinite_steps >= 1),
-                  ("betas", len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas))]
-        bad = [name for name, ok in checks if not ok]
-        if bad:
-            raise ConfigError(f"invalid train.{bad[0]}: {getattr(self, bad[0])!r}")
+        check_bounds(self, TRAIN_BOUNDS, "train", ConfigError)
+        if len(self.betas) != 2:
+            raise ConfigError(f"train.betas must be two numbers, got {self.betas!r}")
 
 
 @dataclass
@@ -365,6 +364,11 @@ def build_config(raw: dict, overrides=()) -> FullConfig:
         model = ModelConfig.from_dict(raw.get("model") or {})
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model: {e}") from None
+    if model.freeze_vit and "pretrained_model" not in (raw.get("model") or {}):
+        raise ConfigError("model.pretrained_model is not given and model.freeze_vit is true: the "
+                          "decoder would train on a frozen encoder with random weights (what an "
+                          "empty config asks for); give model.pretrained_model (a hub id or "
+                          "folder; null = random weights on purpose) or model.freeze_vit: false")
     return FullConfig(model=model, data=_build(DataConfig, raw.get("data"), "data"),
                       train=_build(TrainConfig, raw.get("train"), "train"))
 

@@ -29,6 +29,7 @@ from typing import Iterable, Iterator
 
 from vita_grasp_core.fileio import atomic_write
 
+from .definitions import same_fields, types_from_definition
 from .types import STORAGE_SUFFIX, STORAGES, BagError, ensure_type, make_qos, typestore
 
 
@@ -253,20 +254,6 @@ def recover_hint(path) -> str:
 
 
 # --------------------------------------------------------------------------- reading
-def register_msgdef(store, msgtype: str, data: str) -> None:
-    """Register the message definition ``data`` (a bag's ``ros2msg`` text with its dependencies,
-    or ``ros2idl``) of ``msgtype`` in ``store``, for types that are not installed (e.g. the
-    vita_grasp messages of another version). Best effort: an odd definition only matters when a
-    message of that type is deserialized."""
-    if not data or msgtype in store.fielddefs:
-        return
-    types = _types_from_definition(msgtype, data)
-    try:
-        store.register({k: v for k, v in types.items() if k not in store.fielddefs})
-    except Exception:  # noqa: BLE001 - see above
-        pass
-
-
 def _read_errors() -> tuple[type[BaseException], ...]:
     """Exceptions rosbags and its storage back ends raise for unreadable files."""
     from rosbags.rosbag2 import ReaderError
@@ -345,9 +332,9 @@ class BagReader:
         bag_types = {}
         for c in conns:
             if c.msgdef.data:
-                bag_types.update(_types_from_definition(c.msgtype, c.msgdef.data))
+                bag_types.update(types_from_definition(c.msgtype, c.msgdef.data))
         other = {n for n, d in bag_types.items()
-                 if n in self.store.fielddefs and not _same_fields(self.store.fielddefs[n], d)}
+                 if n in self.store.fielddefs and not same_fields(self.store.fielddefs[n], d)}
         if not other:
             try:
                 self.store.register({k: v for k, v in bag_types.items()
@@ -457,36 +444,6 @@ class BagReader:
         """Yield ``(topic, timestamp_ns, message dataclass)``."""
         for topic, msgtype, t, raw in self.messages(topics):
             yield topic, t, self.deserialize(raw, msgtype)
-
-
-def _types_from_definition(msgtype: str, data: str) -> dict:
-    """rosbags type definitions from a connection's stored definition (rosbag2's ``ros2msg``
-    text with its dependencies, or ``ros2idl``); ``{}`` when it cannot be parsed."""
-    from rosbags.typesys import get_types_from_idl, get_types_from_msg
-
-    sep = "=" * 80 + "\n"
-    types = {}
-    try:
-        if data.startswith(sep + "IDL: "):
-            for part in data.split(sep)[1:]:
-                types.update(get_types_from_idl(part.split("\n", 1)[1]))
-            return types
-        parts = data.split(sep)
-        types.update(get_types_from_msg(parts[0], msgtype))
-        for part in parts[1:]:
-            head, body = part.split("\n", 1)
-            name = head.removeprefix("MSG: ").strip()
-            if name.count("/") == 1:
-                name = name.replace("/", "/msg/")
-            types.update(get_types_from_msg(body, name))
-    except Exception:  # noqa: BLE001 - an odd definition only matters if we deserialize it
-        return {}
-    return types
-
-
-def _same_fields(a, b) -> bool:
-    """Two rosbags definitions ``(consts, fields)`` describe the same wire format."""
-    return [tuple(f) for f in a[1]] == [tuple(f) for f in b[1]]
 
 
 def open_bag(path) -> BagReader:

@@ -116,7 +116,7 @@ def _mcap_record(op: int, rec):
 def _recover_mcap(src: Path, writer, out: Recovered) -> None:
     from rosbags.rosbag2.storage_mcap import get_qos
 
-    from .io import register_msgdef
+    from .definitions import register_msgdef
 
     schemas, topics = {}, {}
     for item in _mcap_items(src):
@@ -137,7 +137,7 @@ def _recover_mcap(src: Path, writer, out: Recovered) -> None:
 def _recover_db3(src: Path, writer, out: Recovered) -> None:
     from rosbags.rosbag2.metadata import parse_qos
 
-    from .io import register_msgdef
+    from .definitions import register_msgdef
 
     try:
         con = sqlite3.connect(f"file:{src}", uri=True)  # rolls back an unfinished transaction
