@@ -6,7 +6,8 @@ pickled code. ``.safetensors`` is also supported (config and metadata as JSON in
 
 What is stored: the decoder; the encoder only when it cannot be rebuilt from its reference (no
 ``pretrained_model``, i.e. random-init encoders in tests) or when it was fine-tuned
-(``freeze_vit: false``). A frozen pretrained encoder is referenced, never copied.
+(``freeze_vit: false``); with ``train_blocks`` only its trained last blocks. A frozen pretrained
+encoder (or the frozen part of one) is referenced, never copied.
 Writes are atomic (temp file + ``os.replace``): a killed process leaves the previous file intact.
 
 Errors on load are one line each (command lines print them and exit 2): ``FileNotFoundError``,
@@ -34,10 +35,18 @@ __all__ = ["FORMAT", "CheckpointError", "EncoderUnavailableError", "load_model",
            "save_checkpoint", "write_checkpoint"]
 
 
+def _tail_state(model) -> dict[str, torch.Tensor]:
+    """The encoder weights of the trained last blocks (``train_blocks``) of a pretrained one."""
+    prefixes = model.backbone.tail_prefixes()
+    return {k: v for k, v in model.backbone.state_dict().items() if k.startswith(prefixes)}
+
+
 def model_state_for_checkpoint(model) -> dict[str, torch.Tensor]:
     sd = {f"decoder.{k}": v for k, v in model.decoder.state_dict().items()}
     if model.config.pretrained_model is None or not model.backbone.frozen:
         sd.update({f"backbone.{k}": v for k, v in model.backbone.state_dict().items()})
+    elif model.tail_blocks:
+        sd.update({f"backbone.{k}": v for k, v in _tail_state(model).items()})
     return {k: v.detach().cpu().contiguous() for k, v in sd.items()}
 
 
@@ -253,13 +262,34 @@ def load_model(path, *, pretrained_model: str | None = None, map_location="cpu")
     dec = {k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")}
     load_strict(model.decoder, dec, f"decoder weights in {path}")
     bb = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
-    if bb:
+    if bb and model.tail_blocks and config.pretrained_model is not None:
+        _load_tail(model, bb, path)
+    elif bb:
         load_strict(model.backbone, bb, f"encoder weights in {path}")
     elif config.pretrained_model is None:
         raise ValueError(f"checkpoint {path} has a random-init encoder (no pretrained_model) but "
                          "no encoder weights: it cannot be rebuilt")
+    elif model.tail_blocks:
+        raise CheckpointError(f"checkpoint {path} trains the encoder's last "
+                              f"{model.tail_blocks} blocks (train_blocks) but holds no weights "
+                              "for them")
     other = sorted(k for k in state if not k.startswith(("decoder.", "backbone.")))
     if other:
         raise ValueError(f"checkpoint {path} has unexpected weights: {other[:10]}")
     model.backbone.finalize()
     return model.to(map_location), blob
+
+
+def _load_tail(model, state: dict, path) -> None:
+    """The trained last blocks over the pretrained encoder: exactly those blocks' keys."""
+    want = _tail_state(model)
+    missing, unexpected = sorted(set(want) - set(state)), sorted(set(state) - set(want))
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint {path}: the encoder weights do not match its last "
+                              f"{model.tail_blocks} blocks (missing {missing[:3]}, unexpected "
+                              f"{unexpected[:3]})")
+    try:
+        model.backbone.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shapes
+        raise CheckpointError(f"checkpoint {path}: encoder block weights do not fit the model "
+                              f"({_first_line(e)})") from None

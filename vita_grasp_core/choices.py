@@ -57,5 +57,6 @@ DTYPES: dict[str, str] = {"float32": "float32", "fp32": "float32", "bfloat16": "
 #: ``dtype`` values: ``auto`` (bf16 on CUDA, fp32 on CPU) or a dtype name.
 DTYPE_CHOICES: tuple[str, ...] = ("auto", *DTYPES)
 
-#: Cornell / Jacquard fold kinds: image-wise (Cornell convention) or object-wise.
-SPLIT_BY: tuple[str, ...] = ("image", "object")
+#: Cornell / Jacquard fold kinds: image-wise (Cornell convention), object-wise (known object
+#: ids: Jacquard) or block (Cornell object-wise: blocks of consecutive frame numbers).
+SPLIT_BY: tuple[str, ...] = ("image", "object", "block")

@@ -37,6 +37,10 @@ DECODE_FIELDS: tuple[DecodeField, ...] = (
                 "Peak suppression radius on the output maps [map px]."),
     DecodeField("smooth_sigma", float, 1.0, 0.0, 20.0,
                 "Gaussian smoothing of the heatmap before peak finding [map px]; 0 = off."),
+    DecodeField("tta", int, 1, 1, 8,
+                "Test-time augmentation: average the maps of this many views of the frame "
+                "(1 = off; 2 adds the mirror image, 4 both mirrors and the half turn, 8 also the "
+                "quarter turns on square canvases); one network pass per view."),
 )
 _BY_NAME = {f.name: f for f in DECODE_FIELDS}
 
@@ -46,7 +50,9 @@ class DecodeConfig:
     """Validated decoding settings (immutable; :meth:`replace` makes a changed copy).
 
     Attributes:
-        score_threshold, max_grasps, min_distance, smooth_sigma: see :data:`DECODE_FIELDS`.
+        score_threshold, max_grasps, min_distance, smooth_sigma, tta: see
+            :data:`DECODE_FIELDS` (``tta`` acts on the maps before decoding:
+            :mod:`vita_grasp_core.tta`).
         quality_knots: optional monotone calibration of grasp quality: ``((raw, quality), ...)``
             knots of a piecewise-linear map from the raw heatmap peak value to the reported
             quality (fitted on validation data by training); ``None`` = the raw value.
@@ -56,6 +62,7 @@ class DecodeConfig:
     max_grasps: int = _BY_NAME["max_grasps"].default
     min_distance: int = _BY_NAME["min_distance"].default
     smooth_sigma: float = _BY_NAME["smooth_sigma"].default
+    tta: int = _BY_NAME["tta"].default
     quality_knots: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self):

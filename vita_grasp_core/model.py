@@ -42,15 +42,47 @@ class GraspModel(nn.Module):
     def std(self):
         return self.backbone.std
 
+    @property
+    def tail_blocks(self) -> int:
+        """Trained last blocks of an otherwise frozen encoder (``config.train_blocks``)."""
+        return getattr(self.backbone, "tail_blocks", 0)
+
+    @property
+    def head_levels(self) -> int:
+        """How many of the feature maps the frozen part of the encoder gives (all of them
+        unless ``train_blocks`` trains the last blocks)."""
+        layers = self.config.feature_layers
+        return sum(1 for v in layers if v <= max(layers) - self.tail_blocks)
+
     def backbone_features(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """The list of ``(B, C, h, w)`` feature maps the decoder consumes.
 
-        Computed under ``torch.no_grad()`` when the encoder is frozen (the decoder still trains).
+        Computed under ``torch.no_grad()`` when the encoder is frozen (the decoder still trains);
+        with ``train_blocks`` the trained last blocks keep their gradients.
         """
-        if self.backbone.frozen:
+        if self.backbone.frozen and not self.tail_blocks:
             with torch.no_grad():
                 return self.backbone(pixel_values)
         return self.backbone(pixel_values)
+
+    @torch.no_grad()
+    def cache_features(self, pixel_values: torch.Tensor, tokens_at: int | None = None):
+        """What the feature cache stores for a view: ``(maps, tokens)``: the frozen encoder's
+        maps of every feature layer, and with ``tokens_at`` the tokens after that block (the
+        input of the blocks that ``train_blocks`` trains, :meth:`tail_features`)."""
+        if tokens_at is None:
+            return self.backbone(pixel_values), None
+        if not hasattr(self.backbone, "encode"):
+            raise ValueError(f"the {self.config.backbone} encoder cannot cache its tokens")
+        return self.backbone.encode(pixel_values, tokens_at)
+
+    def tail_features(self, tokens: torch.Tensor, start: int, input_size=None
+                      ) -> list[torch.Tensor]:
+        """The maps of the trained last blocks from (cached) tokens after block ``start``
+        (``input_size``: of the canvas the tokens came from, default the configured one)."""
+        grid = self.backbone.grid(input_size or self.config.input_size)
+        dtype = next(self.backbone.parameters()).dtype
+        return self.backbone.forward_tail(tokens.to(dtype), start, grid)
 
     def decode_logits(self, feats: list[torch.Tensor],
                       pixel_values: torch.Tensor | None = None) -> torch.Tensor:

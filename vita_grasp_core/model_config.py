@@ -16,7 +16,8 @@ from .bounds import Range, check_bounds, count
 MODEL_BOUNDS = {"decoder_channels": count(8, 4096), "decoder_stages": count(1, 6),
                 "image_stem": count(0, 256), "width_scale": Range(0, 1, lo_open=True),
                 "height_ratio": Range(0, 10, lo_open=True), "input_size": count(14, 4096),
-                "output_size": count(8, 4096), "feature_layers": count(1, 1000, none=True)}
+                "output_size": count(8, 4096), "feature_layers": count(1, 1000, none=True),
+                "train_blocks": count(0, 64)}
 
 
 @dataclass
@@ -30,6 +31,10 @@ class ModelConfig:
             encoder with random weights from ``backbone_config`` (tests, benchmarks).
         backbone_config: overrides of the encoder's transformers config (e.g. tiny sizes).
         freeze_vit: keep the encoder frozen and in eval mode.
+        train_blocks: with ``freeze_vit``, train the last N of the blocks the encoder runs (up
+            to ``max(feature_layers)``) with the decoder; the blocks before them stay frozen and
+            their output is what the feature cache stores (0 = the whole encoder frozen).
+            DINOv2 and InternViT; checkpoints then carry those blocks' weights.
         feature_layers: hidden-state indices (1 = first block's output) fed to the decoder;
             ``None`` = 4 layers spread evenly over the depth of the encoder actually built
             (the built model's ``config`` records them; this object is never changed).
@@ -50,6 +55,7 @@ class ModelConfig:
     pretrained_model: str | None = None
     backbone_config: dict[str, Any] = field(default_factory=dict)
     freeze_vit: bool = True
+    train_blocks: int = 0
     feature_layers: tuple[int, ...] | None = None
     decoder_channels: int = 256
     decoder_stages: int = 4
@@ -79,6 +85,10 @@ class ModelConfig:
             if not self.feature_layers or min(self.feature_layers) < 1:
                 raise ValueError(f"feature_layers must be >= 1, got {self.feature_layers}")
         check_bounds(self, MODEL_BOUNDS, "")
+        if self.feature_layers is not None and self.train_blocks > max(self.feature_layers):
+            raise ValueError(f"train_blocks {self.train_blocks} exceeds the "
+                             f"{max(self.feature_layers)} blocks the encoder runs for "
+                             f"feature_layers {list(self.feature_layers)}")
         if self.decoder_channels % 8:
             raise ValueError("decoder_channels must be a multiple of 8, got "
                              f"{self.decoder_channels}")

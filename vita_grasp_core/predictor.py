@@ -180,8 +180,12 @@ class GraspPredictor:
 
     @torch.inference_mode()
     def forward_maps(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Torch-level call: ``(B, 3, H_in, W_in)`` -> ``(B, 5, H_out, W_out)`` float32 maps."""
-        return self.engine.run(pixel_values)
+        """Torch-level call: ``(B, 3, H_in, W_in)`` -> ``(B, 5, H_out, W_out)`` float32 maps
+        (averaged over the views of ``decode_config.tta``: :mod:`.tta`)."""
+        from .tta import tta_maps
+
+        return tta_maps(self.engine.run, pixel_values, self.decode_config.tta,
+                        self.config.output_size)
 
     @torch.inference_mode()
     def forward_features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, list]:

@@ -7,7 +7,7 @@ states the encoder's facts (:class:`BackboneSpec`: default hub id, default featu
 normalisation, patch unit, a tiny random configuration for tests). Nothing else in the project
 branches on backbone names.
 """
-from .base import Backbone
+from .base import Backbone, BlockViT
 from .registry import (
     BackboneSpec,
     build_backbone,
@@ -23,5 +23,5 @@ from .registry import (
 from . import internvit, qwen2vl, dinov2  # noqa: E402,F401  (registers the builders)
 # isort: on
 
-__all__ = ["Backbone", "BackboneSpec", "build_backbone", "get_spec", "list_backbones",
+__all__ = ["Backbone", "BackboneSpec", "BlockViT", "build_backbone", "get_spec", "list_backbones",
            "register_backbone", "resolve_feature_layers", "spread_layers"]

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..conventions import IMAGENET_MEAN, IMAGENET_STD
-from .base import Backbone
+from .base import BlockViT
 from .registry import register_backbone, resolve_feature_layers
 from .weights import load_prefixed_state, load_strict, read_config, resolve_pretrained
 
@@ -42,7 +42,7 @@ _IGNORED = {"model_type", "architectures", "torch_dtype", "dtype", "transformers
             "_name_or_path", "out_features", "out_indices", "stage_names"}
 
 
-class Dinov2Backbone(Backbone):
+class Dinov2Backbone(BlockViT):
     """``(B, 3, H, W)`` ImageNet-normalised, H, W multiples of 14 -> per-layer patch maps."""
 
     size_multiple = 14
@@ -58,18 +58,6 @@ class Dinov2Backbone(Backbone):
         self.layers = tuple(layers)
         self.out_channels = [vision_config.hidden_size] * len(layers)
         self.stride = 14
-
-    def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
-        self.check_input(pixel_values)
-        b, _, h, w = pixel_values.shape
-        x = self.vit.embeddings(pixel_values)
-        feats = []
-        for i, layer in enumerate(self.vit.encoder.layer[: max(self.layers)], start=1):
-            x = layer(x)
-            x = x[0] if isinstance(x, tuple) else x
-            if i in self.layers:
-                feats.append(x[:, 1:, :].transpose(1, 2).reshape(b, -1, h // 14, w // 14))
-        return feats
 
 
 _LEGACY = ((".attention.attention.query.", ".attention.q_proj."),

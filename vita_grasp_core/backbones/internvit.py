@@ -16,7 +16,7 @@ import re
 import torch
 
 from ..conventions import IMAGENET_MEAN, IMAGENET_STD
-from .base import Backbone
+from .base import BlockViT
 from .registry import register_backbone, resolve_feature_layers
 from .weights import load_prefixed_state, load_strict, read_config, resolve_pretrained
 
@@ -107,7 +107,7 @@ def _pick_attention(requested: str) -> str:
     return requested
 
 
-class InternViTBackbone(Backbone):
+class InternViTBackbone(BlockViT):
     """InternViT returning the patch-token maps of ``layers`` (1-based block indices).
 
     Input: ``(B, 3, H, W)`` ImageNet-normalised, H and W multiples of 14 (position embeddings are
@@ -129,18 +129,6 @@ class InternViTBackbone(Backbone):
         self.stride = vision_config.patch_size[0] if isinstance(
             vision_config.patch_size, (list, tuple)) else vision_config.patch_size
         self.size_multiple = self.stride
-
-    def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
-        self.check_input(pixel_values)
-        b, _, h, w = pixel_values.shape
-        gh, gw = h // self.stride, w // self.stride
-        x = self.vit.embeddings(pixel_values)
-        feats = []
-        for i, layer in enumerate(self.vit.encoder.layer[: max(self.layers)], start=1):
-            x = layer(x)
-            if i in self.layers:
-                feats.append(x[:, 1:, :].transpose(1, 2).reshape(b, -1, gh, gw))
-        return feats
 
 
 @register_backbone(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .base import Backbone
+from .base import Backbone, BlockViT
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,22 @@ def get_spec(name: str) -> BackboneSpec:
 
 def build_backbone(config) -> Backbone:
     """Build the encoder named by ``config.backbone`` (random or pretrained weights). Its input
-    normalisation comes from the registry entry, the one home of that fact."""
+    normalisation comes from the registry entry, the one home of that fact. With
+    ``config.train_blocks`` its last blocks stay trainable (:class:`~.base.BlockViT` encoders)."""
     spec = get_spec(config.backbone)
     backbone = spec.builder(config)
     check_backbone_config(config.backbone_config, backbone, spec.name)
     backbone.mean, backbone.std = spec.mean, spec.std
+    n = getattr(config, "train_blocks", 0)
+    if n:
+        if not isinstance(backbone, BlockViT):
+            raise ValueError(f"model.train_blocks: the {config.backbone} encoder cannot train "
+                             "only its last blocks (supported by DINOv2 and InternViT)")
+        if not config.freeze_vit:
+            raise ValueError("model.train_blocks trains the last blocks of a frozen encoder; "
+                             "with freeze_vit: false the whole encoder trains already")
+        backbone.set_tail_blocks(n)
+        backbone.finalize()
     return backbone
 
 

@@ -4,7 +4,8 @@
 ::
 
     vita-grasp cv --config dinov2_cornell.yaml --dataset_root ../shared/data/cornell \\
-        --output_dir runs/cv [--folds 5] [--split_by image|object] [--only 0 2] [--set ...]
+        --output_dir runs/cv [--folds 5] [--split_by image|object|block] [--block_size 50]
+        [--only 0 2] [--set ...]
     vita-grasp cv --rescore runs/cv --engine onnxruntime --onnx_precision int8
 """
 from __future__ import annotations
@@ -43,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default=None, help="--rescore with torch: float32, bfloat16")
     p.add_argument("--folds", type=int, default=None, help="number of folds (data.folds, 5)")
     p.add_argument("--split_by", choices=SPLIT_BY, default=None,
-                   help="image-wise (Cornell convention) or object-wise folds (data.split_by)")
+                   help="image-wise folds (the Cornell convention), object-wise (where object "
+                        "ids are known: Jacquard) or block: object-wise for Cornell, whole "
+                        "blocks of --block_size consecutive frame numbers per fold "
+                        "(data.split_by)")
+    p.add_argument("--block_size", type=int, default=None,
+                   help="frame numbers per block of --split_by block (data.block_size, 50)")
     p.add_argument("--seed", type=int, default=None, help="split seed (data.split_seed)")
     p.add_argument("--only", type=int, nargs="+", default=None, metavar="K",
                    help="run only these folds (0-based)")
@@ -78,7 +84,7 @@ def main(argv=None) -> int:
                      f"{', '.join('--' + m for m in missing)} (or --rescore DIR)")
     ovr = list(args.overrides) + [f"data.root={json.dumps(args.dataset_root)}"]
     for key, val in (("data.folds", args.folds), ("data.split_by", args.split_by),
-                     ("data.split_seed", args.seed)):
+                     ("data.split_seed", args.seed), ("data.block_size", args.block_size)):
         if val is not None:
             ovr.append(f"{key}={val}")
     try:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..choices import CAMERAS, DEFAULT_CAMERA, SPLIT_BY, format_choices
 from ..cli_errors import one_line_errors
-from ..data.splits import evenly_spaced
+from ..data.splits import DEFAULT_BLOCK_SIZE, evenly_spaced
 from ..decoding_settings import add_decode_arguments, decode_arguments
 from ..evaluation import EvalOptions, evaluate, format_table
 
@@ -55,8 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     c.add_argument("--seed", type=int, default=0, help="fold shuffle seed (default 0)")
     c.add_argument("--split_by", default="image", choices=SPLIT_BY,
-                   help="image-wise folds (Cornell convention) or object-wise (Jacquard: one "
-                        "object folder per fold); default image")
+                   help="image-wise folds (Cornell convention), object-wise (Jacquard: one "
+                        "object folder per fold) or block (Cornell object-wise: blocks of "
+                        "--block_size consecutive frame numbers); default image")
+    c.add_argument("--block_size", type=int, default=DEFAULT_BLOCK_SIZE,
+                   help=f"frame numbers per block of --split_by block (default "
+                        f"{DEFAULT_BLOCK_SIZE})")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--batch_size", type=int, default=4)
     p.add_argument("--num_workers", type=int, default=0)
@@ -110,11 +114,13 @@ def select_frames(args) -> tuple:
         if args.fold is not None:
             if not 0 <= args.fold < args.folds:
                 raise ValueError(f"--fold must be in 0..{args.folds - 1}, got {args.fold}")
-            folds = kfold(frames, args.folds, seed=args.seed, by=args.split_by)
+            folds = kfold(frames, args.folds, seed=args.seed, by=args.split_by,
+                          block_size=args.block_size)
             frames = [frames[i] for i in folds[args.fold]]
             desc = (f"{fmt}, fold {args.fold} of {args.folds} ({args.split_by}-wise, "
                     f"seed {args.seed})")
-            sel.update(fold=args.fold, folds=args.folds, seed=args.seed, split_by=args.split_by)
+            sel.update(fold=args.fold, folds=args.folds, seed=args.seed, split_by=args.split_by,
+                       **({"block_size": args.block_size} if args.split_by == "block" else {}))
     if not frames:
         raise FileNotFoundError(f"no usable frames in {args.dataset_root} ({desc}); problems: "
                                 f"{res.faults.summary()}")

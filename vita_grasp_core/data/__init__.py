@@ -8,7 +8,7 @@ Public API::
     FrameRecord, Frame, ScanResult, FaultLog, FrameFault, DataWarning      (common.py)
     GraspDataset, GraspNetDataset, open_dataset, collate_fn                (dataset.py)
     SampleSpec, TargetSpec, Origin         (dataset.py: GraspDataset's parameter objects)
-    kfold, holdout, evenly_spaced                                          (splits.py)
+    kfold, holdout, evenly_spaced, split_groups, SPLIT_MODES               (splits.py)
     summarize                                                              (summary.py)
     scan, SPLITS                                                           (graspnet.py)
     CAMERAS                                              (vita_grasp_core.choices)
@@ -42,14 +42,14 @@ from .formats import (
     scan_dataset,
 )
 from .graspnet import SPLITS, scan
-from .splits import evenly_spaced, holdout, kfold
+from .splits import SPLIT_MODES, evenly_spaced, holdout, kfold, split_groups
 from .summary import summarize
 from .synth import synthesize
 from .targets import CHANNELS, Targets, render_targets
 
 __all__ = ["Augment", "CAMERAS", "CHANNELS", "DataFormat", "DataWarning", "FaultLog", "Frame",
            "FrameFault", "FrameRecord", "GraspDataset", "GraspNetDataset", "Origin", "SPLITS",
-           "SampleSpec", "ScanResult", "TargetSpec", "Targets", "check_frame", "collate_fn",
-           "detect_format", "evenly_spaced", "format_names", "get_format", "holdout", "kfold",
+           "SPLIT_MODES", "SampleSpec", "ScanResult", "TargetSpec", "Targets", "check_frame",
+           "collate_fn", "detect_format", "evenly_spaced", "format_names", "get_format", "holdout", "kfold",
            "load_frame", "open_dataset", "register_format", "render_targets", "scan",
-           "scan_dataset", "summarize", "synthesize"]
+           "scan_dataset", "split_groups", "summarize", "synthesize"]

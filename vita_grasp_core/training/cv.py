@@ -4,7 +4,8 @@
 ::
 
     vita-grasp cv --config dinov2_cornell.yaml --dataset_root ../shared/data/cornell \\
-        --output_dir runs/cv [--folds 5] [--split_by image|object] [--only 0 2] [--set ...]
+        --output_dir runs/cv [--folds 5] [--split_by image|object|block] [--block_size 50]
+        [--only 0 2] [--set ...]
 
 For fold k of a seeded k-fold split (image-wise: the Cornell convention; object-wise where object
 identity is known): train on the other folds with a seeded validation part held out of them (it
@@ -44,7 +45,8 @@ def fold_frames(cfg: FullConfig):
         raise ConfigError(f"vita-grasp cv splits frames into folds; a {fmt.name} data set has "
                           "fixed scene splits (use vita-grasp train and vita-grasp eval)")
     by = d.split_by or fmt.split_by
-    return res.frames, kfold(res.frames, d.folds, seed=d.split_seed, by=by), by
+    folds = kfold(res.frames, d.folds, seed=d.split_seed, by=by, block_size=d.block_size)
+    return res.frames, folds, by
 
 
 def prebuild_cache(cfg: FullConfig, frames, device, progress: bool) -> dict:
@@ -53,7 +55,13 @@ def prebuild_cache(cfg: FullConfig, frames, device, progress: bool) -> dict:
     from ..engines import resolve_device
     from ..model import build_model
     from .dist import seed_everything
-    from .feature_cache import FeatureCache, build_cache, dataset_signature, encoder_fingerprint
+    from .feature_cache import (
+        FeatureCache,
+        build_cache,
+        cache_tokens_at,
+        dataset_signature,
+        encoder_fingerprint,
+    )
 
     t = cfg.train
     seed_everything(t.seed)  # as the fold trainers do: the same (random-init) encoder
@@ -64,7 +72,8 @@ def prebuild_cache(cfg: FullConfig, frames, device, progress: bool) -> dict:
                       require_label=cfg.data.require_label, origin=Origin(cfg.data.root))
     views = t.cache_views if ds.augment is not None else 1
     cache = FeatureCache(t.feature_cache_dir, model.config, dataset_signature(ds),
-                         encoder_fingerprint(model))
+                         encoder_fingerprint(model), cache_tokens_at(model.config,
+                                                                     t.cache_tokens_at))
     t0 = time.perf_counter()
     n = build_cache(model, ds, cache, views=views, device=device,
                     batch_size=max(t.batch_size, views), progress=progress)

@@ -4,7 +4,7 @@
   ``val_split``/``val_scenes``).
 - Cornell / Jacquard: every frame of the root, minus the test fold when ``data.test_fold`` is set
   (``vita-grasp cv``), split into training and a seeded validation part (``val_fraction``),
-  image-wise or object-wise (``split_by``).
+  image-wise, object-wise or in blocks of consecutive frame numbers (``split_by``).
 
 Bad frames are dropped before the first epoch (``GraspDataset.check_frames``: the log says how many
 of the frames found are usable), and the model's sizes are checked against the data (widths that
@@ -35,17 +35,18 @@ class RunData:
 
 def split_frames(cfg: FullConfig, frames) -> tuple[list[int], list[int], list[int]]:
     """Cornell / Jacquard: ``(train, val, test)`` frame indices from the ``data`` section."""
-    from ..data import get_format, holdout, kfold
+    from ..data import get_format, holdout, kfold, split_groups
 
     d = cfg.data
     by = d.split_by or (get_format(frames[0].format).split_by if frames else "image")
     idx = list(range(len(frames)))
     test: list[int] = []
     if d.test_fold is not None:
-        test = kfold(frames, d.folds, seed=d.split_seed, by=by)[d.test_fold]
+        test = kfold(frames, d.folds, seed=d.split_seed, by=by,
+                     block_size=d.block_size)[d.test_fold]
         held = set(test)
         idx = [i for i in idx if i not in held]
-    groups = [f.group for f in frames] if by == "object" else None
+    groups = None if by == "image" else split_groups(frames, by, d.block_size)
     train, val = holdout(idx, d.val_fraction, seed=d.split_seed, groups=groups)
     return train, val, test
 

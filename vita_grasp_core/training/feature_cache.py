@@ -9,10 +9,21 @@ With a frozen encoder, the features of a given image never change, so they are c
   view per frame, seeded by ``(seed, epoch, index)``. The encoder thus runs V times per frame for
   the whole run instead of once per frame and epoch.
 
+Trained last blocks (``model.train_blocks = N``): the cache also keeps each view's tokens after
+block ``tokens_at`` (default ``max(feature_layers) - N``, the first trained block's input), and
+training runs only the blocks after it on them (:meth:`GraspModel.tail_features`): the frozen
+part is still paid once per view. Frozen runs and runs that train any number of last blocks
+can share one cache by setting the same ``train.cache_tokens_at`` (the blocks between it and the
+first trained one then run without gradients at each step).
+
 One ``.safetensors`` file per view::
 
     <cache_dir>/<key>/<frame key>.v<k>.safetensors
-        feat0 ... featN-1  fp16 (C, h, w)  backbone_features() of the view
+        feat0 ... featN-1  fp16 (C, h, w)  the frozen encoder's maps of the view
+        tokens             fp16 (T, C)     with ``tokens_at`` (``model.train_blocks``,
+                                           ``train.cache_tokens_at``): the tokens after that
+                                           block (CLS + patches), from which training runs the
+                                           blocks after it
         canvas             uint8 (H, W, 3) the view's input canvas (for decoders with an
                                            image stem, ``model.image_stem``)
         grasps             fp32 (N, 7)     the view's grasps (source px of the view)
@@ -23,10 +34,11 @@ One ``.safetensors`` file per view::
 Targets are rendered from the stored grasps when a view is loaded (cheap), so the target
 parameters (sigma, width scale, scores) can change without rebuilding the cache. ``key`` hashes
 everything the stored tensors depend on: the encoder recipe (backbone, pretrained_model,
-backbone_config, feature_layers, input_size, attention; mean/std follow from the backbone), the
-output size, the data set (absolute root, camera, format, max_rects) and the augmentation (its
-settings and seed). Views are indexed, so runs with different ``cache_views`` (and the folds of
-``vita-grasp cv``, which use the same frames and seed) share their files.
+backbone_config, feature_layers, input_size, attention; mean/std follow from the backbone;
+where tokens are kept), the output size, the data set (absolute root, camera, format,
+max_rects) and the augmentation (its settings and seed). Views are indexed, so runs with
+different ``cache_views`` (and the folds of ``vita-grasp cv``, which use the same frames and
+seed) share their files.
 
 Files are written atomically, so a killed build leaves only complete files and the next run
 fills in the rest. Size per view: 4 x 384 x 16 x 16 fp16 = 0.8 MB for DINOv2-S at 224 x 224;
@@ -56,11 +68,36 @@ def _hash(blob) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def cache_key(model_config, data_signature: dict) -> str:
-    """16-hex-digit hash of the encoder recipe, the output size and the data signature."""
+def _encoder_recipe(model_config, tokens_at: int | None = None) -> dict:
     cfg = model_config.to_dict()
-    blob = {"encoder": {k: cfg[k] for k in ENCODER_KEYS}, "output_size": cfg["output_size"],
-            "data": data_signature, "format": FORMAT}
+    enc = {k: cfg[k] for k in ENCODER_KEYS}
+    if tokens_at is not None:  # (keys of caches without tokens stay as they were)
+        enc["tokens_at"] = int(tokens_at)
+    return enc
+
+
+def cache_tokens_at(model_config, tokens_at: int | None = None) -> int | None:
+    """After which encoder block the cache keeps the tokens: ``tokens_at`` (``train.
+    cache_tokens_at``) or, when the model trains its last blocks, the input of the first one
+    (``max(feature_layers) - train_blocks``); ``None``: no tokens. Raises ``ValueError`` when
+    the tokens could not feed the trained blocks."""
+    layers, n = model_config.feature_layers, model_config.train_blocks
+    split = max(layers) - n
+    if tokens_at is None:
+        return split if n else None
+    if not 0 <= int(tokens_at) <= split:
+        raise ValueError(f"train.cache_tokens_at {tokens_at}: the tokens must enter a block "
+                         f"at or before the first trained one (0 .. {split} with train_blocks "
+                         f"{n} and feature_layers {list(layers)})")
+    return int(tokens_at)
+
+
+def cache_key(model_config, data_signature: dict, tokens_at: int | None = None) -> str:
+    """16-hex-digit hash of the encoder recipe (and where tokens are kept), the output size and
+    the data signature."""
+    blob = {"encoder": _encoder_recipe(model_config, tokens_at),
+            "output_size": list(model_config.output_size), "data": data_signature,
+            "format": FORMAT}
     return _hash(blob)[:16]
 
 
@@ -90,21 +127,25 @@ def _stable_int(text: str) -> int:
 
 
 class FeatureCache:
-    """View files under ``directory/<key>/`` (see module docstring)."""
+    """View files under ``directory/<key>/`` (see module docstring). ``tokens_at``: also keep
+    the tokens after that encoder block (:func:`cache_tokens_at`)."""
 
     def __init__(self, directory, model_config, data_signature: dict,
-                 fingerprint: str | None = None):
+                 fingerprint: str | None = None, tokens_at: int | None = None):
         if fingerprint is not None:  # the encoder's own weights, not a named checkpoint
             data_signature = dict(data_signature, encoder_weights=fingerprint)
-        self.key = cache_key(model_config, data_signature)
+        self.tokens_at = tokens_at
+        self.key = cache_key(model_config, data_signature, tokens_at)
         self.dir = Path(directory) / self.key
         self.dir.mkdir(parents=True, exist_ok=True)
         meta = self.dir / "meta.json"
         if not meta.exists():
-            info = {"encoder": {k: model_config.to_dict()[k] for k in ENCODER_KEYS},
+            info = {"encoder": _encoder_recipe(model_config, tokens_at),
                     "output_size": list(model_config.output_size), "data": data_signature}
             atomic_write(meta, lambda p: p.write_text(json.dumps(info, indent=2, default=str)))
-        self.num_levels = len(model_config.feature_layers)
+        layers, tail = model_config.feature_layers, model_config.train_blocks
+        #: maps a run loads: those of the frozen layers (the trained blocks recompute theirs)
+        self.num_levels = sum(1 for v in layers if v <= max(layers) - tail)
         self.output_size = tuple(model_config.output_size)
 
     def path(self, frame_key: str, view: int = 0) -> Path:
@@ -115,12 +156,15 @@ class FeatureCache:
         return all(self.path(frame_key, v).is_file() for v in range(views))
 
     def save(self, path: Path, feats, grasps: np.ndarray, size, semantic=None,
-             canvas=None) -> None:
-        """Atomically write one view (features as fp16; ``canvas`` the uint8 input canvas)."""
+             canvas=None, tokens=None) -> None:
+        """Atomically write one view (features and tokens as fp16; ``canvas`` the uint8 input
+        canvas)."""
         from safetensors.torch import save_file
 
         tensors = {f"feat{i}": f.detach().to("cpu", torch.float16).contiguous()
                    for i, f in enumerate(feats)}
+        if tokens is not None:
+            tensors["tokens"] = tokens.detach().to("cpu", torch.float16).contiguous()
         if canvas is not None:
             tensors["canvas"] = torch.from_numpy(np.ascontiguousarray(canvas, np.uint8))
         tensors["grasps"] = torch.from_numpy(np.ascontiguousarray(grasps, np.float32))
@@ -131,12 +175,14 @@ class FeatureCache:
         atomic_write(path, lambda p: save_file(tensors, str(p)), durable=False)
 
     def load(self, path: Path) -> dict:
-        """``{"features": [fp16 (C, h, w)], "grasps": (N, 7), "size": (h, w),
-        "semantic": (H, W) uint8 or None, "canvas": (H_in, W_in, 3) uint8 or None}``."""
+        """``{"features": [fp16 (C, h, w)], "tokens": fp16 (T, C) or None, "grasps": (N, 7),
+        "size": (h, w), "semantic": (H, W) uint8 or None, "canvas": (H_in, W_in, 3) uint8 or
+        None}``."""
         from safetensors.torch import load_file
 
         t = load_file(str(path))
         return {"features": [t[f"feat{i}"] for i in range(self.num_levels)],
+                "tokens": t.get("tokens"),
                 "canvas": t["canvas"].numpy() if "canvas" in t else None,
                 "grasps": t["grasps"].numpy(), "size": tuple(int(v) for v in t["size"]),
                 "semantic": t["semantic"].numpy() if "semantic" in t else None}
@@ -224,9 +270,10 @@ def build_cache(model, dataset, cache: FeatureCache, *, views: int = 1, device="
     def flush():
         nonlocal done
         x = torch.stack([p[1] for p in pending]).to(device)
-        feats = model.backbone_features(x)
+        feats, tokens = model.cache_features(x, cache.tokens_at)
         for b, (path, _, g, size, sem, canvas) in enumerate(pending):
-            cache.save(path, [f[b] for f in feats], g, size, sem, canvas)
+            cache.save(path, [f[b] for f in feats], g, size, sem, canvas,
+                       None if tokens is None else tokens[b])
         done += len(pending)
         if bar is not None:
             bar.update(len(pending))
@@ -284,6 +331,7 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
         if item["semantic"] is not None:
             t.maps[4] = item["semantic"]
         out = {"features": item["features"], "target": torch.from_numpy(t.maps),
+               **({} if item["tokens"] is None else {"tokens": item["tokens"]}),
                 "owned": torch.from_numpy(t.owned), "rects": torch.from_numpy(item["grasps"]),
                 "src_size": item["size"], "index": int(i), "key": self.frames[i].key}
         if item["canvas"] is not None:
@@ -299,7 +347,7 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
 def cached_collate(batch: list[dict]) -> dict:
     """Stack features level by level, targets and owned masks; ground truth as lists."""
     n = len(batch[0]["features"])
-    extra = {"image": torch.stack([b["image"] for b in batch])} if "image" in batch[0] else {}
+    extra = {k: torch.stack([b[k] for b in batch]) for k in ("image", "tokens") if k in batch[0]}
     return {**extra,
             "features": [torch.stack([b["features"][k] for b in batch]) for k in range(n)],
             "target": torch.stack([b["target"] for b in batch]),

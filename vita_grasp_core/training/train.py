@@ -57,14 +57,18 @@ def lr_lambda_factory(warmup_steps: int, total_steps: int, min_ratio: float):
     return f
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: no weight decay on biases, norms and other 1-D parameters."""
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
+def param_groups(model: nn.Module, weight_decay: float, lr: float,
+                 encoder_lr_scale: float = 1.0) -> list[dict]:
+    """AdamW groups: no weight decay on biases, norms and other 1-D parameters; the encoder's
+    trainable parameters (``train_blocks``, ``freeze_vit: false``) at ``lr * encoder_lr_scale``.
+    Empty groups are left out."""
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+            groups.setdefault((name.startswith("backbone."), p.ndim <= 1), []).append(p)
+    return [{"params": ps, "weight_decay": 0.0 if flat else weight_decay,
+             "lr": lr * (encoder_lr_scale if enc else 1.0)}
+            for (enc, flat), ps in sorted(groups.items())]
 
 
 class _TrainStep(nn.Module):
@@ -74,10 +78,25 @@ class _TrainStep(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, pixel_values=None, features=None):
-        """Logits from the image, or from cached features (+ the image for a decoder stem)."""
-        feats = features if features is not None else self.model.backbone_features(pixel_values)
-        return self.model.decode_logits(feats, pixel_values)
+    def forward(self, pixel_values=None, features=None, tokens=None, tokens_at=None):
+        """Logits from the image, or from cached features (+ the trained last encoder blocks on
+        cached tokens, + the image for a decoder stem)."""
+        return self.model.decode_logits(
+            cached_or_computed(self.model, pixel_values, features, tokens, tokens_at),
+            pixel_values)
+
+
+def cached_or_computed(model, pixel_values=None, features=None, tokens=None,
+                       tokens_at=None) -> list:
+    """The decoder's feature maps: from the image, or from the cache: the frozen layers' maps,
+    then with ``train_blocks`` the trained blocks' on the tokens cached after block
+    ``tokens_at``."""
+    if features is None:
+        return model.backbone_features(pixel_values)
+    features = list(features)[: model.head_levels]
+    if not model.tail_blocks:
+        return features
+    return features + model.tail_features(tokens, tokens_at)
 
 
 class Trainer:
@@ -106,7 +125,9 @@ class Trainer:
         log.info("model: %s backbone (%s, %s), decoder %d ch, input %s -> maps %s; trainable "
                  "parameters %.2f M", cfg.model.backbone,
                  cfg.model.pretrained_model or "random init",
-                 "frozen" if self.model.backbone.frozen else "trainable",
+                 ("frozen" if not self.model.tail_blocks else
+                  f"frozen but its last {self.model.tail_blocks} blocks")
+                 if self.model.backbone.frozen else "trainable",
                  cfg.model.decoder_channels, cfg.model.input_size, cfg.model.output_size,
                  self.model.trainable_parameters() / 1e6)
         data = make_datasets(cfg, self.model)
@@ -134,8 +155,9 @@ class Trainer:
         self.loader, self.sampler, self.loader_gen = self._make_loader()
         self.steps_per_epoch = len(self.loader)
         self.total_steps = self.steps_per_epoch * t.epochs
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, t.weight_decay),
-                                           lr=t.learning_rate, betas=tuple(t.betas))
+        self.optimizer = torch.optim.AdamW(
+            param_groups(self.model, t.weight_decay, t.learning_rate, t.encoder_lr_scale),
+            lr=t.learning_rate, betas=tuple(t.betas))
         warmup = int(round(t.warmup_epochs * self.steps_per_epoch))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda_factory(warmup, self.total_steps, t.min_lr_ratio))
@@ -157,6 +179,7 @@ class Trainer:
             CachedFeatureDataset,
             FeatureCache,
             build_cache,
+            cache_tokens_at,
             dataset_signature,
             encoder_fingerprint,
             stored_bytes,
@@ -171,8 +194,12 @@ class Trainer:
             return False
         views = t.cache_views if self.train_ds.augment is not None else 1
         root = Path(t.feature_cache_dir) if t.feature_cache_dir else self.out / "feature_cache"
+        try:
+            tokens_at = cache_tokens_at(self.model.config, t.cache_tokens_at)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         self.cache = FeatureCache(root, self.model.config, dataset_signature(self.train_ds),
-                                  encoder_fingerprint(self.model))
+                                  encoder_fingerprint(self.model), tokens_at)
         t0 = time.perf_counter()
         kw = dict(device=self.device, batch_size=max(t.batch_size, views), rank=self.dist.rank,
                   world_size=self.dist.world_size, progress=self.progress and self.dist.is_main)
@@ -223,9 +250,12 @@ class Trainer:
         with self.amp:
             if self.cached:
                 image = batch.get("image") if self.model.needs_image else None
+                tokens = batch.get("tokens")
                 logits = self.step_module(
                     features=[f.to(dev, non_blocking=True) for f in batch["features"]],
-                    pixel_values=None if image is None else image.to(dev, non_blocking=True))
+                    pixel_values=None if image is None else image.to(dev, non_blocking=True),
+                    tokens=None if tokens is None else tokens.to(dev, non_blocking=True),
+                    tokens_at=self.cache.tokens_at)
             else:
                 logits = self.step_module(pixel_values=batch["image"].to(dev, non_blocking=True))
         loss, parts = self.criterion(logits.float(), target, owned)
@@ -324,7 +354,12 @@ class Trainer:
             model.eval()
             with torch.no_grad():
                 image = batch.get("image") if model.needs_image else None
-                logits = model.decode_logits([f.to(self.device) for f in batch["features"]],
+                tokens = batch.get("tokens")
+                feats = cached_or_computed(model, None,
+                                           [f.to(self.device) for f in batch["features"]],
+                                           None if tokens is None else tokens.to(self.device),
+                                           self.cache.tokens_at)
+                logits = model.decode_logits(feats,
                                              None if image is None else image.to(self.device))
                 maps = model.decoder.activate(logits).float()
             lbs = [Letterbox.fit(s, cfg.output_size) for s in batch["src_size"]]
@@ -393,12 +428,11 @@ class Trainer:
             log.info("no validation frames: decoding defaults stored as they are (no calibration)")
             return None
         # the best epoch's weights: the decoder, and the encoder too when it was trained
-        parts = [self.model.decoder] + ([] if self.model.backbone.frozen
-                                        else [self.model.backbone])
+        enc = not self.model.backbone.frozen or self.model.tail_blocks > 0
+        parts = [self.model.decoder] + ([self.model.backbone] if enc else [])
         trained = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in parts]
         best_model, blob = load_model(best)
-        best_parts = [best_model.decoder] + ([] if self.model.backbone.frozen
-                                             else [best_model.backbone])
+        best_parts = [best_model.decoder] + ([best_model.backbone] if enc else [])
         for m, b in zip(parts, best_parts):
             m.load_state_dict(b.state_dict())
         try:

@@ -44,7 +44,7 @@ DATA_BOUNDS = {"val_fraction": Range(0, 1, lo_open=True, hi_open=True), "folds":
                "score_scale": Range(0, 1e6, lo_open=True, none=True),
                "min_score": Range(0, 1), "owned_floor": Range(0, 1),
                "train_scenes": count(0, 10**6, none=True),
-               "val_scenes": count(0, 10**6, none=True)}
+               "val_scenes": count(0, 10**6, none=True), "block_size": count(1, 10**6)}
 #: Ranges of the numbers of the ``train`` section.
 TRAIN_BOUNDS = {"batch_size": count(1, 4096), "epochs": count(1, 100_000),
                 "learning_rate": Range(0, 10, lo_open=True), "weight_decay": Range(0, 100),
@@ -53,7 +53,8 @@ TRAIN_BOUNDS = {"batch_size": count(1, 4096), "epochs": count(1, 100_000),
                 "num_workers": count(0, 256, none=True), "cache_views": count(1, 1000),
                 "eval_every": count(1, 100_000), "seed": count(0, MAX_SEED),
                 "log_every": count(), "torch_threads": count(1, 4096, none=True),
-                "max_nonfinite_steps": count()}
+                "max_nonfinite_steps": count(), "encoder_lr_scale": Range(0, 10, lo_open=True),
+                "cache_tokens_at": count(0, 1000, none=True)}
 
 
 @dataclass
@@ -71,8 +72,12 @@ class DataConfig:
         val_split / val_scenes: GraspNet validation frames (never augmented).
         val_fraction: Cornell / Jacquard: the seeded share of the training frames held out for
             validation (model selection and the score threshold).
-        split_by: Cornell / Jacquard folds and hold-out: ``image`` or ``object`` (``null`` =
-            ``object`` where object identity is known (Jacquard), else ``image``).
+        split_by: Cornell / Jacquard folds and hold-out: ``image``, ``object`` or ``block``
+            (``null`` = ``object`` where object identity is known (Jacquard), else ``image``).
+            ``block``: object-wise for Cornell, which has no object ids but numbers its frames
+            object by object: whole blocks of ``block_size`` consecutive frame numbers go to
+            one fold (see :func:`vita_grasp_core.data.split_groups`).
+        block_size: frame numbers per block of ``split_by: block``.
         folds, test_fold: Cornell / Jacquard: with ``test_fold`` set, the frames of that fold of
             a seeded ``folds``-fold split are left out entirely (``vita-grasp cv`` scores them).
         split_seed: seed of the folds and of the hold-out.
@@ -99,6 +104,7 @@ class DataConfig:
     val_scenes: list[int] | None = None
     val_fraction: float = 0.1
     split_by: str | None = None
+    block_size: int = 50
     folds: int = 5
     test_fold: int | None = None
     split_seed: int = 0
@@ -196,6 +202,9 @@ class TrainConfig:
         epochs: number of passes over the training frames.
         learning_rate: peak AdamW learning rate (after warmup).
         weight_decay: AdamW decoupled weight decay (not applied to norms and biases).
+        encoder_lr_scale: learning rate of trained encoder weights (``model.train_blocks``,
+            ``freeze_vit: false``) relative to ``learning_rate`` (pretrained blocks want a
+            smaller step than the decoder trained from scratch).
         betas: AdamW betas.
         warmup_epochs: linear warmup length in epochs (fractions allowed); then cosine decay.
         min_lr_ratio: the cosine ends at ``learning_rate * min_lr_ratio``.
@@ -214,6 +223,10 @@ class TrainConfig:
         cache_views: views per frame of the augmented feature cache (>= 1; 1 = only the frames
             themselves, whose files a later run with more views of the same augmentation
             reuses).
+        cache_tokens_at: with ``model.train_blocks``, the encoder block after which the cache
+            keeps each view's tokens (``null`` = the first trained block's input); set it to
+            share one cache between runs that train different numbers of last blocks (and
+            frozen runs, which then keep tokens they do not use).
         calibrate: after training, fit the quality calibration and choose the score threshold
             on the validation frames, and store both with ``best_model.pt`` (the API, the CLIs
             and the node then use them by default).
@@ -234,6 +247,7 @@ class TrainConfig:
     epochs: int = 100
     learning_rate: float = 1.0e-4
     weight_decay: float = 0.05
+    encoder_lr_scale: float = 1.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
@@ -243,6 +257,7 @@ class TrainConfig:
     feature_cache: bool = False
     feature_cache_dir: str | None = None
     cache_views: int = 8
+    cache_tokens_at: int | None = None
     calibrate: bool = True
     eval_every: int = 1
     seed: int = 42
