@@ -139,6 +139,15 @@ def rot90_matrix(k: int, src_size) -> tuple[np.ndarray, tuple[int, int]]:
     return np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, w - 1.0]]), (w, h)
 
 
+def border_colour(rgb: np.ndarray, ring: int = 2) -> tuple[float, float, float]:
+    """Median RGB of the outermost ``ring`` pixels of ``HxWx3`` ``rgb`` (the background an
+    object stands on in a crop: the fill of ``pad="border"``)."""
+    r = max(1, min(int(ring), min(rgb.shape[:2]) // 2))
+    edge = np.concatenate([rgb[:r].reshape(-1, 3), rgb[-r:].reshape(-1, 3),
+                           rgb[:, :r].reshape(-1, 3), rgb[:, -r:].reshape(-1, 3)])
+    return tuple(float(v) for v in np.median(edge, axis=0))
+
+
 # --------------------------------------------------------------------------- colour
 def color_jitter(rgb: np.ndarray, rng: np.random.Generator, brightness=0.2, contrast=0.2,
                  saturation=0.2, hue=0.02) -> np.ndarray:
@@ -194,6 +203,9 @@ class Augment:
         color_p: probability of applying the colour jitter.
         pad_rgb: fill colour of uncovered areas (RGB 0-255; default ImageNet mean = 0 after
             normalisation).
+        pad: ``constant`` (``pad_rgb``) or ``border``: the median colour of the image's border,
+            so that a zoomed-out view of a crop looks like the table continuing around it (the
+            camera's scale: :mod:`vita_grasp_core.data.fullframe`).
         min_grasps: a geometric draw that leaves fewer grasps than this (and fewer than the input
             had) is redrawn up to ``retries`` times, then the geometry is left unchanged.
     """
@@ -211,10 +223,13 @@ class Augment:
     hue: float = 0.02
     color_p: float = 0.8
     pad_rgb: tuple[float, float, float] = IMAGENET_MEAN_RGB
+    pad: str = "constant"
     min_grasps: int = 1
     retries: int = 5
 
     def __post_init__(self):
+        if self.pad not in ("constant", "border"):
+            raise ValueError(f"pad must be 'constant' or 'border', got {self.pad!r}")
         if self.rotate not in ("any", "90", "none"):
             raise ValueError(f"rotate must be 'any', '90' or 'none', got {self.rotate!r}")
         for name in ("hflip", "vflip", "rotate_p", "color_p"):
@@ -264,7 +279,8 @@ class Augment:
             m, dst = self.sample_matrix(rgb.shape[:2], rng)
             g2 = transform_grasps(grasps, m, dst)
             if len(g2) >= need:
-                out = apply_affine(rgb, label, grasps, m, dst, self.pad_rgb)
+                pad = border_colour(rgb) if self.pad == "border" else self.pad_rgb
+                out = apply_affine(rgb, label, grasps, m, dst, pad)
                 break
         if out is None:
             out = rgb, label, np.asarray(grasps, np.float32)

@@ -29,7 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from ..image_decode import write_image
+from .scale_check import score_full_frames, width_ratios, width_summary
 from .train_config import ConfigError, FullConfig, build_config
+
+#: Full-frame check: the object on the model canvas at half its size in the training crops
+#: (the 224x224 Cornell copy shows about 320x320 px of the 640x480 camera frame).
+FULL_FRAME_SCALE = 0.5
 
 log = logging.getLogger("vita_grasp.train")
 
@@ -82,8 +87,10 @@ def prebuild_cache(cfg: FullConfig, frames, device, progress: bool) -> dict:
 
 
 def score_fold(checkpoint: Path, frames, device, *, time_frames: int = 20,
-               **predictor_kwargs) -> dict:
-    """Score frames with the checkpoint's API defaults; per-image rows; CPU predict time.
+               full_frame_scale: float | None = FULL_FRAME_SCALE, **predictor_kwargs) -> dict:
+    """Score frames with the checkpoint's API defaults; per-image rows; CPU predict time; width
+    errors, and top-1 and width errors at a camera's scale (``full_frame_scale``: the object's
+    size on the canvas relative to the crop, :mod:`.scale_check`; ``None``: skipped).
     ``predictor_kwargs`` go to ``GraspPredictor.from_checkpoint`` (``dtype``, ``engine``,
     ``onnx_precision``, ...): the same protocol for another inference variant."""
     from ..data import GraspDataset, SampleSpec, load_frame
@@ -102,6 +109,9 @@ def score_fold(checkpoint: Path, frames, device, *, time_frames: int = 20,
         times.append(time.perf_counter() - t0)
     res["predict_ms_median"] = 1000 * float(np.median(times[1:] or times))
     res["decode"] = pred.decode_config.to_dict()
+    res["width"] = width_summary(width_ratios((p, gt) for _, p, gt in res["predictions"]))
+    if full_frame_scale:
+        res["full_frame"] = score_full_frames(pred, frames, full_frame_scale)
     return res
 
 
@@ -176,7 +186,8 @@ def run_cv(cfg: FullConfig, out, *, device: str = "auto", only=None, progress: b
                         "score_threshold": res["decode"]["score_threshold"],
                         "train_seconds": round(t_train, 1),
                         "fold_seconds": round(time.perf_counter() - t0, 1),
-                        "predict_ms_median": round(res["predict_ms_median"], 1)})
+                        "predict_ms_median": round(res["predict_ms_median"], 1),
+                        "width": res["width"], "full_frame": res.get("full_frame")})
         log.info("fold %d/%d: test top-1 %.1f %%, P@5 %.1f %% (%d frames, threshold %.2f), "
                  "%.0f s", f + 1, k, 100 * res["top1_accuracy"], 100 * res["precision@5"],
                  len(test), res["decode"]["score_threshold"], time.perf_counter() - t0)
@@ -190,9 +201,25 @@ def run_cv(cfg: FullConfig, out, *, device: str = "auto", only=None, progress: b
                 "predict_ms_median"):
         v = np.array([r[key] for r in results], np.float64)
         report[f"{key}_mean"], report[f"{key}_std"] = float(v.mean()), float(v.std())
+    report.update(_scale_means(results))
     (out / "cv.json").write_text(json.dumps(report, indent=1, default=str))
     (out / "cv_images.json").write_text(json.dumps(all_rows, indent=1))
     return report
+
+
+def _scale_means(results: list[dict]) -> dict:
+    """Mean over folds of the width check on the frames and at the camera's scale."""
+    out = {}
+    for name, get in (("width", lambda r: r.get("width")),
+                      ("full_frame_width", lambda r: (r.get("full_frame") or {}).get("width")),
+                      ("full_frame", lambda r: r.get("full_frame"))):
+        rows = [get(r) for r in results if get(r) and get(r).get("frames")]
+        keys = ("top1_accuracy",) if name == "full_frame" else (
+            "ratio_median", "within_tolerance", "abs_log_error_median")
+        for k in keys:
+            if rows:
+                out[f"{name}_{k}_mean"] = float(np.mean([row[k] for row in rows]))
+    return out
 
 
 def rescore_cv(out, *, device: str = "auto", **predictor_kwargs) -> dict:

@@ -116,9 +116,13 @@ def encoder_fingerprint(model) -> str | None:
 def dataset_signature(dataset) -> dict:
     """What the views of a :class:`~vita_grasp_core.data.GraspDataset` depend on."""
     aug = dataset.augment
+    if aug is not None:
+        aug = dataclasses.asdict(aug)
+        if aug.get("pad") == "constant":  # (added later: keys of earlier caches stay valid)
+            del aug["pad"]
     return {"root": str(Path(dataset.root).resolve()), "camera": dataset.camera,
             "format": dataset.format, "max_rects": dataset.max_rects,
-            "augment": None if aug is None else dataclasses.asdict(aug),
+            "augment": aug,
             "seed": dataset.seed if aug is not None else None}
 
 
