@@ -195,3 +195,78 @@ def test_train_blocks_train_from_cached_tokens(tmp_path):
     blob = read_checkpoint(tmp_path / "run" / "best_model.pt")
     assert "decode" in blob["meta"]
     assert {k.split(".")[4] for k in blob["state_dict"] if k.startswith("backbone.")} == {"3"}
+
+
+def test_cv_block_folds_and_the_camera_scale_check(tmp_path):
+    """``vita-grasp cv --split_by block`` deals whole blocks of frame numbers; a crop embedded
+    at a camera's scale keeps its grasps on the object, scaled by the zoom."""
+    from test_train_utils import TINY
+
+    from vita_grasp_core.data import load_frame
+    from vita_grasp_core.data.fullframe import embed_in_frame, zoom_for_scale
+    from vita_grasp_core.data.toy import write_toy_dataset
+    from vita_grasp_core.training.config import build_config, load_raw
+    from vita_grasp_core.training.cv import fold_frames
+    from vita_grasp_core.training.scale_check import width_ratios, width_summary
+
+    root = tmp_path / "toy"
+    write_toy_dataset(root, "cornell", frames=8, size=(96, 128), seed=3)
+    cfg = build_config(load_raw(TINY), [f"data.root={root}", "data.format=cornell",
+                                        "data.split_by=block", "data.block_size=2",
+                                        "data.folds=2"])
+    frames, folds, by = fold_frames(cfg)
+    assert by == "block" and sorted(sum(folds, [])) == list(range(8))
+    for f in folds:
+        assert {frames[i].frame // 2 for i in f}.isdisjoint(
+            {frames[i].frame // 2 for g in folds if g is not f for i in g})
+    fr = load_frame(frames[0])
+    zoom = zoom_for_scale(0.5, fr.rgb.shape[:2], (224, 224))
+    assert zoom == pytest.approx(0.5 * (224 / 128) / (224 / 640))
+    img, g = embed_in_frame(fr.rgb, fr.grasps, zoom)
+    assert img.shape == (480, 640, 3) and len(g) == len(fr.grasps)
+    np.testing.assert_allclose(g[:, 3], fr.grasps[:, 3] * zoom, rtol=1e-5)
+    centre = np.array([319.5, 239.5])
+    np.testing.assert_allclose(g[:, :2] - centre,
+                               (fr.grasps[:, :2] - np.array([63.5, 47.5])) * zoom, atol=1e-3)
+    assert tuple(img[0, 0]) == tuple(img[-1, -1])  # the fill: the crop's border colour
+    pred = np.array([[*g[0, :3], 2 * g[0, 3], 10.0, 0.9]])
+    s = width_summary(width_ratios([(pred, g)]))
+    assert s["ratio_median"] == pytest.approx(2.0) and s["within_tolerance"] == 0.0
+
+
+def test_tta_is_calibrated_on_the_views_and_stored_with_the_checkpoint(tmp_path):
+    from test_train_utils import TINY
+
+    from vita_grasp_core.data.toy import write_toy_dataset
+    from vita_grasp_core.predictor import GraspPredictor
+    from vita_grasp_core.training.config import build_config, load_raw
+    from vita_grasp_core.training.train import Trainer
+
+    root = tmp_path / "toy"
+    write_toy_dataset(root, "cornell", frames=6, size=(96, 128), seed=3)
+    cfg = build_config(load_raw(TINY), [
+        f"data.root={root}", "data.format=cornell", "data.val_fraction=0.34",
+        "data.train_scenes=null", "data.val_scenes=null", "data.memory_cache=false",
+        "data.augment={rotate_p: 1.0}", "model.freeze_vit=true", "model.input_size=[56,70]",
+        "model.output_size=[48,64]", "model.width_scale=0.5", "model.decoder_channels=16",
+        "train.feature_cache=true", "train.cache_views=2", "train.epochs=1",
+        "train.batch_size=2", "train.eval.tta=4"])
+    tr = Trainer(cfg, tmp_path / "run", device="cpu", progress=False)
+    calls = []
+    orig = GraspPredictor._run
+
+    def counting(self, x):
+        calls.append(x.shape[0])
+        return orig(self, x)
+
+    GraspPredictor._run = counting
+    try:
+        tr.run()
+    finally:
+        GraspPredictor._run = orig
+        tr.close()
+    assert calls and all(n % 4 == 0 for n in calls)  # calibration saw the 4 views of each frame
+    p = GraspPredictor.from_checkpoint(tmp_path / "run" / "best_model.pt", device="cpu")
+    assert p.decode_config.tta == 4 and p.decode_sources["tta"] == "checkpoint"
+    assert GraspPredictor.from_checkpoint(tmp_path / "run" / "best_model.pt", device="cpu",
+                                          tta=1).decode_config.tta == 1

@@ -318,26 +318,34 @@ class Trainer:
         means = {k: red[i] / max(1.0, red[-3]) for i, k in enumerate(keys)}
         return means, int(red[-2]), consecutive_bad, int(red[-1])
 
-    def validate(self, decode=None, keep_predictions: bool = False) -> dict | None:
-        """Rectangle metric on the validation frames (cached features when training from the
-        cache); ``decode`` defaults to ``train.eval``."""
+    def validate(self, decode=None, keep_predictions: bool = False,
+                 full: bool = False) -> dict | None:
+        """Rectangle metric on the validation frames; ``decode`` defaults to ``train.eval``.
+
+        From cached features when training from the cache (the decoder and the trained blocks
+        only; test-time augmentation needs whole images, so it is left out there), else - or
+        with ``full`` - through a :class:`GraspPredictor` on the images, as the API predicts."""
         if self.val_ds is None:
             return None
         from ..evaluation import EvalOptions, evaluate
 
         e = self.cfg.train.eval
         decode = decode or e.decode()
+        cached = self.cached and not full
         opt = EvalOptions(batch_size=e.batch_size or self.cfg.train.batch_size,
-                          num_workers=0 if self.cached else self.num_workers,
+                          num_workers=0 if cached else self.num_workers,
                           progress=self.progress, distributed=self.dist.enabled,
                           keep_predictions=keep_predictions)
-        if self.cached:
+        if cached:
             from .feature_cache import cached_collate
 
-            res = evaluate(self._cached_predict_fn(decode), self.val_ds, decode, opt,
-                           collate=cached_collate)
+            res = evaluate(self._cached_predict_fn(decode.replace(tta=1)), self.val_ds,
+                           decode.replace(tta=1), opt, collate=cached_collate)
         else:
-            res = evaluate(self.model, self.val_ds, decode, opt, device=self.device)
+            from .feature_cache import base_dataset
+
+            ds = base_dataset(self.val_ds) if self.cached else self.val_ds
+            res = evaluate(self.model, ds, decode, opt, device=self.device)
         self.model.train()
         return res
 
@@ -436,9 +444,9 @@ class Trainer:
         for m, b in zip(parts, best_parts):
             m.load_state_dict(b.state_dict())
         try:
-            res = self.validate(keep_predictions=True)
-            decode, report = calibrate(self._gathered(res["predictions"]),
-                                       self.cfg.train.eval.decode())
+            base = self.cfg.train.eval.decode()  # with test-time views: scored as predicted
+            res = self.validate(keep_predictions=True, full=base.tta > 1)
+            decode, report = calibrate(self._gathered(res["predictions"]), base)
         finally:
             for m, state in zip(parts, trained):
                 m.load_state_dict(state)

@@ -171,13 +171,17 @@ class EvalConfig:
     and ranges) except ``score_threshold``, 0 here: the checkpoint is selected on every image's
     best grasp, and the threshold the API then uses is chosen afterwards on the same validation
     frames (``train.calibrate``). ``max_grasps`` should be at least the largest k of
-    precision@k (10). ``min_distance`` and ``smooth_sigma`` are stored with the checkpoint.
+    precision@k (10). ``min_distance``, ``smooth_sigma`` and ``tta`` are stored with the
+    checkpoint. With ``tta`` > 1 (test-time views, :mod:`vita_grasp_core.tta`) the checkpoint is
+    still selected on single-view validation (cached features cannot be flipped), but the
+    calibration and threshold are fitted on the images with those views, as the API predicts.
     """
 
     score_threshold: float = 0.0
     max_grasps: int = DecodeConfig.max_grasps
     min_distance: int = DecodeConfig.min_distance
     smooth_sigma: float = DecodeConfig.smooth_sigma
+    tta: int = DecodeConfig.tta
     batch_size: int | None = None
 
     def __post_init__(self):
@@ -190,7 +194,8 @@ class EvalConfig:
     def decode(self) -> DecodeConfig:
         """The validated decoding settings of validation."""
         return DecodeConfig(score_threshold=self.score_threshold, max_grasps=self.max_grasps,
-                            min_distance=self.min_distance, smooth_sigma=self.smooth_sigma)
+                            min_distance=self.min_distance, smooth_sigma=self.smooth_sigma,
+                            tta=self.tta)
 
 
 @dataclass
