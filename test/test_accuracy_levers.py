@@ -270,3 +270,25 @@ def test_tta_is_calibrated_on_the_views_and_stored_with_the_checkpoint(tmp_path)
     assert p.decode_config.tta == 4 and p.decode_sources["tta"] == "checkpoint"
     assert GraspPredictor.from_checkpoint(tmp_path / "run" / "best_model.pt", device="cpu",
                                           tta=1).decode_config.tta == 1
+
+
+def test_input_scale_enlarges_the_canvas_and_reads_openings_at_the_training_scale(
+        tiny_model_factory):
+    """``input_scale`` k: the network sees the frame k times larger (a camera frame shown at the
+    scale of the training crops); its openings, learned in canvas pixels, are read k times
+    smaller on the maps."""
+    from vita_grasp_core.predictor import GraspPredictor
+
+    model = tiny_model_factory("dinov2", input_size=(112, 112), output_size=(64, 64))
+    p1 = GraspPredictor(model, device="cpu", score_threshold=0.0)
+    p2 = GraspPredictor(model, device="cpu", score_threshold=0.0, input_scale=2.0)
+    assert p1.input_size == (112, 112) and p2.input_size == (224, 224)
+    assert GraspPredictor(model, device="cpu", input_scale=1.3).input_size == (140, 140)
+    img = np.random.default_rng(2).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    x, lbs = p2.preprocess([img])
+    assert x.shape[-2:] == (224, 224)
+    maps = p1.forward_maps(p1.preprocess([img])[0])
+    g1, g2 = p1.decode(maps, lbs)[0], p2.decode(maps, lbs)[0]
+    assert g1 and [round(a.x, 3) for a in g1] == [round(b.x, 3) for b in g2]
+    np.testing.assert_allclose([b.width for b in g2], [0.5 * a.width for a in g1], rtol=1e-6)
+    assert p2.predict(img).maps.shape == (5, 64, 64)

@@ -41,6 +41,10 @@ DECODE_FIELDS: tuple[DecodeField, ...] = (
                 "Test-time augmentation: average the maps of this many views of the frame "
                 "(1 = off; 2 adds the mirror image, 4 both mirrors and the half turn, 8 also the "
                 "quarter turns on square canvases); one network pass per view."),
+    DecodeField("input_scale", float, 1.0, 0.25, 4.0,
+                "Input canvas size relative to the model's input_size (PyTorch engine): 2 shows "
+                "objects twice as large in pixels, e.g. a 640x480 camera frame to a model trained "
+                "on crops that showed objects at twice the size; costs about its square."),
 )
 _BY_NAME = {f.name: f for f in DECODE_FIELDS}
 
@@ -50,9 +54,9 @@ class DecodeConfig:
     """Validated decoding settings (immutable; :meth:`replace` makes a changed copy).
 
     Attributes:
-        score_threshold, max_grasps, min_distance, smooth_sigma, tta: see
-            :data:`DECODE_FIELDS` (``tta`` acts on the maps before decoding:
-            :mod:`vita_grasp_core.tta`).
+        score_threshold, max_grasps, min_distance, smooth_sigma, tta, input_scale: see
+            :data:`DECODE_FIELDS` (``tta`` and ``input_scale`` act before decoding, in the
+            predictor: :mod:`vita_grasp_core.tta`, :meth:`GraspPredictor.preprocess`).
         quality_knots: optional monotone calibration of grasp quality: ``((raw, quality), ...)``
             knots of a piecewise-linear map from the raw heatmap peak value to the reported
             quality (fitted on validation data by training); ``None`` = the raw value.
@@ -63,6 +67,7 @@ class DecodeConfig:
     min_distance: int = _BY_NAME["min_distance"].default
     smooth_sigma: float = _BY_NAME["smooth_sigma"].default
     tta: int = _BY_NAME["tta"].default
+    input_scale: float = _BY_NAME["input_scale"].default
     quality_knots: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self):

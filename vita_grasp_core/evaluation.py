@@ -56,6 +56,10 @@ def _as_predict_fn(predictor_or_model, device, decode_kwargs) -> tuple[Callable,
 
         def fn(batch):
             x = batch["image"].to(predictor.device, predictor.dtype, non_blocking=True)
+            if tuple(x.shape[-2:]) != tuple(predictor.input_size):
+                raise ValueError(f"evaluate(): the data set's input canvas {tuple(x.shape[-2:])} "
+                                 f"is not the predictor's {tuple(predictor.input_size)} (build "
+                                 "it with input_size=predictor.input_size)")
             maps = predictor.forward_maps(x)
             h, w = maps.shape[-2:]
             lbs = [Letterbox.fit(s, (h, w)) for s in batch["src_size"]]

@@ -170,11 +170,25 @@ class GraspPredictor:
     def smooth_sigma(self) -> float:
         return self.decode_config.smooth_sigma
 
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """The input canvas: the model's ``input_size`` times ``input_scale`` (rounded to the
+        encoder's patch unit)."""
+        c, k = self.config, self.decode_config.input_scale
+        if k == 1.0:
+            return tuple(c.input_size)
+        if self.model is None:
+            raise ValueError("input_scale needs the PyTorch engine (an exported network has a "
+                             "fixed input size)")
+        m = self.model.backbone.size_multiple
+        return tuple(max(m, int(round(v * k / m)) * m) for v in c.input_size)
+
     def preprocess(self, images) -> tuple[torch.Tensor, list[Letterbox]]:
         """List of frames -> ``(B, 3, H_in, W_in)`` normalised tensor on the device, and the
-        letterboxes."""
-        c = self.config
-        xs, lbs = zip(*(image_to_input(im, c.input_size, c.output_size, self.mean, self.std)
+        letterboxes (onto the output maps; the input canvas has the same layout at
+        :attr:`input_size`)."""
+        c, size = self.config, self.input_size
+        xs, lbs = zip(*(image_to_input(im, size, c.output_size, self.mean, self.std)
                         for im in images))
         return torch.stack(xs).to(self.device, self.dtype, non_blocking=True), list(lbs)
 
@@ -206,10 +220,15 @@ class GraspPredictor:
 
     def decode(self, maps: torch.Tensor, letterboxes, *, max_grasps: int | None = None,
                regions=None) -> list[list[Grasp]]:
+        """Maps -> grasps. With ``input_scale`` k the network saw objects k times larger than
+        the maps show them, so its openings (learned in canvas pixels) are read k times
+        smaller."""
+        c = self.config
         cfg = self.decode_config if max_grasps is None else self.decode_config.replace(
             max_grasps=max_grasps)
-        return decode_maps(maps, letterboxes, width_scale=self.config.width_scale,
-                           height_ratio=self.config.height_ratio, decode=cfg, regions=regions)
+        width_scale = c.width_scale * c.input_size[1] / self.input_size[1]
+        return decode_maps(maps, letterboxes, width_scale=width_scale,
+                           height_ratio=c.height_ratio, decode=cfg, regions=regions)
 
     def decode_target(self, maps: torch.Tensor, frame, target, *,
                       max_grasps: int | None = None) -> tuple[list[Grasp], str]:

@@ -75,9 +75,11 @@ class SampleSpec:
 
     @classmethod
     def of(cls, model) -> "SampleSpec":
-        """The spec of a ``GraspModel`` or ``GraspPredictor`` (its config and mean/std)."""
+        """The spec of a ``GraspModel`` or ``GraspPredictor`` (its config and mean/std; a
+        predictor's own input canvas, which ``input_scale`` enlarges)."""
         c = model.config
-        return cls(tuple(c.output_size), tuple(c.input_size), tuple(model.mean),
+        size = getattr(model, "input_size", None) or c.input_size
+        return cls(tuple(c.output_size), tuple(size), tuple(model.mean),
                    tuple(model.std), float(c.width_scale))
 
 

@@ -110,8 +110,9 @@ def score_fold(checkpoint: Path, frames, device, *, time_frames: int = 20,
     res["predict_ms_median"] = 1000 * float(np.median(times[1:] or times))
     res["decode"] = pred.decode_config.to_dict()
     res["width"] = width_summary(width_ratios((p, gt) for _, p, gt in res["predictions"]))
-    if full_frame_scale:
-        res["full_frame"] = score_full_frames(pred, frames, full_frame_scale)
+    if full_frame_scale:  # as the API predicts, and with the canvas enlarged to the crops' scale
+        res["full_frame"] = score_full_frames(pred, frames, full_frame_scale,
+                                              (None, round(1 / full_frame_scale, 3)))
     return res
 
 
@@ -208,17 +209,26 @@ def run_cv(cfg: FullConfig, out, *, device: str = "auto", only=None, progress: b
 
 
 def _scale_means(results: list[dict]) -> dict:
-    """Mean over folds of the width check on the frames and at the camera's scale."""
+    """Means over folds of the width check: on the frames (``width_*``), at the camera's scale
+    (``full_frame_*``) and there with an enlarged canvas (``full_frame_input_scale_K_*``)."""
+    parts = {"width": [{"width": r.get("width")} for r in results]}
+    for r in results:
+        ff = r.get("full_frame") or {}
+        parts.setdefault("full_frame", []).append(ff)
+        for k, v in ff.items():
+            if k.startswith("input_scale_"):
+                parts.setdefault(f"full_frame_{k}", []).append(v)
     out = {}
-    for name, get in (("width", lambda r: r.get("width")),
-                      ("full_frame_width", lambda r: (r.get("full_frame") or {}).get("width")),
-                      ("full_frame", lambda r: r.get("full_frame"))):
-        rows = [get(r) for r in results if get(r) and get(r).get("frames")]
-        keys = ("top1_accuracy",) if name == "full_frame" else (
-            "ratio_median", "within_tolerance", "abs_log_error_median")
-        for k in keys:
-            if rows:
-                out[f"{name}_{k}_mean"] = float(np.mean([row[k] for row in rows]))
+    for name, rows in parts.items():
+        rows = [row for row in rows if row and (row.get("width") or {}).get("frames")]
+        if not rows:
+            continue
+        if "top1_accuracy" in rows[0]:
+            out[f"{name}_top1_accuracy_mean"] = float(np.mean([x["top1_accuracy"]
+                                                               for x in rows]))
+        for k in ("ratio_median", "within_tolerance", "abs_log_error_median"):
+            key = name if name == "width" else f"{name}_width"
+            out[f"{key}_{k}_mean"] = float(np.mean([x["width"][k] for x in rows]))
     return out
 
 

@@ -43,21 +43,38 @@ def width_summary(ratios) -> dict:
             "abs_log_error_median": float(np.median(np.abs(lr)))}
 
 
-def score_full_frames(predictor, frames, object_scale: float = 0.5) -> dict:
-    """Top-1 and width errors of ``predictor`` (its defaults) on ``frames`` embedded in camera
-    frames where the object appears ``object_scale`` times its size in the crop."""
+def score_full_frames(predictor, frames, object_scale: float = 0.5,
+                      input_scales=(None,)) -> dict:
+    """Top-1 and width errors of ``predictor`` on ``frames`` embedded in camera frames where the
+    object appears ``object_scale`` times its size in the crop: with its defaults (``None``) and
+    with each other ``input_scale`` given (``1 / object_scale`` shows the object at the crops'
+    scale again, :attr:`GraspPredictor.input_size`)."""
     from ..data import load_frame
     from ..data.fullframe import embed_in_frame, zoom_for_scale
     from ..metrics import image_scores
 
-    top1, pairs = [], []
+    shown = []
     for rec in frames:
         fr = load_frame(rec)
         zoom = zoom_for_scale(object_scale, fr.rgb.shape[:2], predictor.config.output_size)
-        img, gt = embed_in_frame(fr.rgb, fr.grasps, zoom)
-        pred = predictor.predict(img).grasp_array()
-        top1.append(image_scores(pred, gt)["top1"] if len(gt) else False)
-        pairs.append((pred, gt))
-    return {"object_scale": object_scale, "frames": len(top1),
-            "top1_accuracy": float(np.mean(top1)) if top1 else 0.0,
-            "width": width_summary(width_ratios(pairs))}
+        shown.append(embed_in_frame(fr.rgb, fr.grasps, zoom))
+    out = {"object_scale": object_scale, "frames": len(shown)}
+    saved = predictor.decode_config
+    try:
+        for k in input_scales:
+            if k is not None:
+                predictor.decode_config = saved.replace(input_scale=k)
+            top1, pairs = [], []
+            for img, gt in shown:
+                pred = predictor.predict(img).grasp_array()
+                top1.append(image_scores(pred, gt)["top1"] if len(gt) else False)
+                pairs.append((pred, gt))
+            res = {"top1_accuracy": float(np.mean(top1)) if top1 else 0.0,
+                   "width": width_summary(width_ratios(pairs))}
+            if k is None:
+                out.update(res)
+            else:
+                out[f"input_scale_{k:g}"] = res
+    finally:
+        predictor.decode_config = saved
+    return out
