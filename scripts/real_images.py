@@ -51,9 +51,9 @@ def predict_timing(checkpoint: Path, frames, n: int = 30) -> dict:
             "size": list(imgs[0].shape[:2])}
 
 
-#: Protocol name -> (output folder under --out, vita-grasp cv overrides).
-PROTOCOLS = {"image": ("cv", ["data.split_by=image"]),
-             "object": ("cv_object", ["data.split_by=block"])}
+#: Protocol name -> (output folder under --out, vita-grasp cv overrides, camera-frame check).
+PROTOCOLS = {"image": ("cv", ["data.split_by=image"], True),
+             "object": ("cv_object", ["data.split_by=block"], False)}
 
 
 def main(argv=None) -> int:
@@ -81,13 +81,13 @@ def main(argv=None) -> int:
 
     from vita_grasp_core.data import scan_dataset, summarize
     from vita_grasp_core.training.config_files import load_raw
-    from vita_grasp_core.training.cv import fold_frames, format_report, run_cv
+    from vita_grasp_core.training.cv import FULL_FRAME_SCALE, fold_frames, format_report, run_cv
     from vita_grasp_core.training.train_config import build_config
 
     out = Path(args.out)
     reps, leak = {}, None
     for name in args.protocols:
-        folder, extra = PROTOCOLS[name]
+        folder, extra, camera_check = PROTOCOLS[name]
         cfg = build_config(load_raw(args.config), list(args.overrides) + extra + [
             f"data.root={json.dumps(str(root))}",
             f"train.feature_cache_dir={json.dumps(str(out / 'feature_cache'))}"])
@@ -96,7 +96,8 @@ def main(argv=None) -> int:
         else:
             if (out / folder).exists():
                 shutil.rmtree(out / folder)  # fold runs start fresh; the feature cache is kept
-            rep = run_cv(cfg, out / folder, progress=not args.no_progress)
+            rep = run_cv(cfg, out / folder, progress=not args.no_progress,
+                         full_frame_scale=FULL_FRAME_SCALE if camera_check else None)
         print(format_report(rep))
         reps[name] = rep
         if name == "object":

@@ -66,7 +66,7 @@ def fold_table(rep: dict) -> list[str]:
 
 
 def scale_section(reps: dict) -> list[str]:
-    first = reps["image"]["per_fold"][0].get("full_frame") or {}
+    first = next(iter(reps.values()))["per_fold"][0].get("full_frame") or {}
     scale = first.get("object_scale", 0.5)
     lines = ["## Openings at the camera's scale", "",
              "Width ratio = the best grasp's opening / the opening of the labelled rectangle "
@@ -115,7 +115,7 @@ def levers_section(path: Path) -> list[str]:
 
 def write_report(reps: dict, summary: dict, timing: dict, doc: Path, pictures: dict,
                  argv: list[str], leak: int | None) -> None:
-    rep = reps["image"]
+    rep = reps.get("image") or next(iter(reps.values()))
     cfg = rep["config"]
     widths = " / ".join(f"{summary['width_px'][k]:.0f}" for k in ("p5", "p50", "p95", "p99"))
     m, d, t = cfg["model"], cfg["data"], cfg["train"]

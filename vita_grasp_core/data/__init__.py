@@ -50,6 +50,6 @@ from .targets import CHANNELS, Targets, render_targets
 __all__ = ["Augment", "CAMERAS", "CHANNELS", "DataFormat", "DataWarning", "FaultLog", "Frame",
            "FrameFault", "FrameRecord", "GraspDataset", "GraspNetDataset", "Origin", "SPLITS",
            "SPLIT_MODES", "SampleSpec", "ScanResult", "TargetSpec", "Targets", "check_frame",
-           "collate_fn", "detect_format", "evenly_spaced", "format_names", "get_format", "holdout", "kfold",
-           "load_frame", "open_dataset", "register_format", "render_targets", "scan",
-           "scan_dataset", "split_groups", "summarize", "synthesize"]
+           "collate_fn", "detect_format", "evenly_spaced", "format_names", "get_format",
+           "holdout", "kfold", "load_frame", "open_dataset", "register_format", "render_targets",
+           "scan", "scan_dataset", "split_groups", "summarize", "synthesize"]

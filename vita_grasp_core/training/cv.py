@@ -153,9 +153,11 @@ def overlays(rows: list[dict], frames_by_key: dict, out: Path, n: int = 6) -> di
     return written
 
 
-def run_cv(cfg: FullConfig, out, *, device: str = "auto", only=None, progress: bool = True
-           ) -> dict:
-    """Train and score every fold (or the ``only`` ones); returns and writes ``cv.json``."""
+def run_cv(cfg: FullConfig, out, *, device: str = "auto", only=None, progress: bool = True,
+           full_frame_scale: float | None = FULL_FRAME_SCALE) -> dict:
+    """Train and score every fold (or the ``only`` ones); returns and writes ``cv.json``.
+    ``full_frame_scale``: the camera-frame width check (:func:`score_fold`; ``None`` skips
+    it)."""
     from .train import train
 
     out = Path(out)
@@ -173,7 +175,8 @@ def run_cv(cfg: FullConfig, out, *, device: str = "auto", only=None, progress: b
         summary = train(cfg_f, out / f"fold_{f}", device=device, progress=progress)
         t_train = time.perf_counter() - t0
         test = [frames[i] for i in folds[f]]
-        res = score_fold(out / f"fold_{f}" / "best_model.pt", test, device)
+        res = score_fold(out / f"fold_{f}" / "best_model.pt", test, device,
+                         full_frame_scale=full_frame_scale)
         rows = _frame_rows(res)
         (out / f"fold_{f}" / "test_images.json").write_text(json.dumps(rows, indent=1))
         all_rows += [dict(r, fold=f) for r in rows]

