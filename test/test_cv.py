@@ -169,6 +169,12 @@ def test_cv_command_scores_every_frame_once(toy_cornell, tmp_path, capsys):
     tr, va, te = split_frames(cfg, frames)
     assert not (set(tr) | set(va)) & set(te) and len(tr) + len(va) + len(te) == 8
     assert main(argv + ["--only", "5"]) == 2  # no such fold: one line, exit 2
+    # test-time views change the maps: each fold is calibrated again on its validation frames
+    assert main(["--rescore", str(tmp_path / "cv"), "--tta", "2", "--device", "cpu"]) == 0
+    s = json.loads((tmp_path / "cv" / "rescore_tta-2.json").read_text())
+    assert [r["recalibrated"] for r in s["per_fold"]] == [True, True]
+    rep = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert "width" in rep["per_fold"][0] and "full_frame" in rep["per_fold"][0]
     # the same folds and checkpoints, scored again through ONNX Runtime (issue #13)
     pytest.importorskip("onnxruntime")
     assert main(["--rescore", str(tmp_path / "cv"), "--engine", "onnxruntime"]) == 0

@@ -7,6 +7,7 @@
         --output_dir runs/cv [--folds 5] [--split_by image|object|block] [--block_size 50]
         [--only 0 2] [--set ...]
     vita-grasp cv --rescore runs/cv --engine onnxruntime --onnx_precision int8
+    vita-grasp cv --rescore runs/cv --tta 4
 """
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx_precision", default=None, choices=ONNX_PRECISIONS,
                    help="--rescore with --engine onnxruntime: precision of the exported network")
     p.add_argument("--dtype", default=None, help="--rescore with torch: float32, bfloat16")
+    p.add_argument("--tta", type=int, default=None,
+                   help="--rescore with test-time views (1-8; calibration and threshold are "
+                        "fitted again on each fold's validation frames)")
     p.add_argument("--folds", type=int, default=None, help="number of folds (data.folds, 5)")
     p.add_argument("--split_by", choices=SPLIT_BY, default=None,
                    help="image-wise folds (the Cornell convention), object-wise (where object "
@@ -67,7 +71,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.rescore:
         kw = {k: v for k, v in (("engine", args.engine), ("onnx_precision", args.onnx_precision),
-                                ("dtype", args.dtype)) if v is not None}
+                                ("dtype", args.dtype), ("tta", args.tta)) if v is not None}
         try:
             s = rescore_cv(args.rescore, device=args.device, **kw)
         except (FileNotFoundError, ValueError, ConfigError) as e:

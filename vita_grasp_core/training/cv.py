@@ -87,17 +87,24 @@ def prebuild_cache(cfg: FullConfig, frames, device, progress: bool) -> dict:
 
 
 def score_fold(checkpoint: Path, frames, device, *, time_frames: int = 20,
-               full_frame_scale: float | None = FULL_FRAME_SCALE, **predictor_kwargs) -> dict:
+               full_frame_scale: float | None = FULL_FRAME_SCALE, calibrate_on=None,
+               **predictor_kwargs) -> dict:
     """Score frames with the checkpoint's API defaults; per-image rows; CPU predict time; width
     errors, and top-1 and width errors at a camera's scale (``full_frame_scale``: the object's
     size on the canvas relative to the crop, :mod:`.scale_check`; ``None``: skipped).
     ``predictor_kwargs`` go to ``GraspPredictor.from_checkpoint`` (``dtype``, ``engine``,
-    ``onnx_precision``, ...): the same protocol for another inference variant."""
+    ``onnx_precision``, ``tta``, ...): the same protocol for another inference variant;
+    ``calibrate_on`` (the fold's validation frames) fits calibration and threshold again for it
+    first (:func:`.fit_decoding.recalibrate`: a variant that changes the maps, e.g. ``tta``)."""
     from ..data import GraspDataset, SampleSpec, load_frame
     from ..evaluation import EvalOptions, evaluate
     from ..predictor import GraspPredictor
 
     pred = GraspPredictor.from_checkpoint(checkpoint, device=device, **predictor_kwargs)
+    if calibrate_on:
+        from .fit_decoding import recalibrate
+
+        recalibrate(pred, GraspDataset(calibrate_on, SampleSpec.of(pred)))
     ds = GraspDataset(frames, SampleSpec.of(pred))
     res = evaluate(pred, ds, {}, EvalOptions(batch_size=8, progress=False, per_image=True,
                                              keep_predictions=True))  # the API's settings
@@ -235,10 +242,18 @@ def _scale_means(results: list[dict]) -> dict:
     return out
 
 
+#: Inference settings that change the maps: rescoring with them fits the calibration again.
+MAP_CHANGING = ("tta", "input_scale")
+
+
 def rescore_cv(out, *, device: str = "auto", **predictor_kwargs) -> dict:
     """Score every fold of a finished ``run_cv`` again with another inference variant
-    (``dtype="bfloat16"``, ``engine="onnxruntime"``, ``onnx_precision="int8"``): the same
-    checkpoints and test frames; writes ``<out>/rescore_<variant>.json``."""
+    (``dtype="bfloat16"``, ``engine="onnxruntime"``, ``onnx_precision="int8"``, ``tta=4``): the
+    same checkpoints and test frames; a variant that changes the maps (:data:`MAP_CHANGING`)
+    first fits calibration and threshold again on each fold's own validation frames. Writes
+    ``<out>/rescore_<variant>.json``."""
+    from .data import split_frames
+
     out = Path(out)
     try:
         rep = json.loads((out / "cv.json").read_text())
@@ -253,10 +268,16 @@ def rescore_cv(out, *, device: str = "auto", **predictor_kwargs) -> dict:
     rows = []
     for f in rep["per_fold"]:
         k = f["fold"]
+        val = None
+        if any(predictor_kwargs.get(n) not in (None, 1) for n in MAP_CHANGING):
+            _, va, _ = split_frames(build_config(rep["config"], [f"data.test_fold={k}"]), frames)
+            val = [frames[i] for i in va]
         res = score_fold(out / f"fold_{k}" / "best_model.pt", [frames[i] for i in folds[k]],
-                         device, **predictor_kwargs)
+                         device, full_frame_scale=None, calibrate_on=val, **predictor_kwargs)
         rows.append({"fold": k, "top1_accuracy": res["top1_accuracy"],
                      "precision@5": res["precision@5"], "reference_top1": f["top1_accuracy"],
+                     "score_threshold": res["decode"]["score_threshold"],
+                     "recalibrated": val is not None,
                      "predict_ms_median": round(res["predict_ms_median"], 1)})
     top1 = np.array([r["top1_accuracy"] for r in rows])
     ref = np.array([r["reference_top1"] for r in rows])

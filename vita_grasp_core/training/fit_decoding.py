@@ -86,3 +86,20 @@ def calibrate(predictions, base: DecodeConfig, *, max_top1_loss: float = 0.01,
         "score_threshold": threshold, "quality_knots": [list(k) for k in knots],
     }
     return base.replace(score_threshold=threshold, quality_knots=knots), report
+
+
+def recalibrate(predictor, dataset) -> dict:
+    """Fit the calibration and threshold of ``predictor``'s current settings again on
+    ``dataset`` (validation frames, ``input_size=predictor.input_size``) and set them on it:
+    needed after a change that alters the maps, such as test-time views (``tta``). Returns the
+    calibration report."""
+    import dataclasses
+
+    from ..evaluation import EvalOptions, evaluate
+
+    raw = dataclasses.replace(predictor.decode_config, score_threshold=0.0, quality_knots=None)
+    predictor.decode_config = raw
+    res = evaluate(predictor, dataset, {}, EvalOptions(batch_size=8, progress=False,
+                                                       keep_predictions=True))
+    predictor.decode_config, report = calibrate(res["predictions"], raw)
+    return report
