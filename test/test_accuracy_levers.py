@@ -205,9 +205,10 @@ def test_cv_block_folds_and_the_camera_scale_check(tmp_path):
     from vita_grasp_core.data import load_frame
     from vita_grasp_core.data.fullframe import embed_in_frame, zoom_for_scale
     from vita_grasp_core.data.toy import write_toy_dataset
-    from vita_grasp_core.training.config import build_config, load_raw
+    from vita_grasp_core.training.config_files import load_raw
     from vita_grasp_core.training.cv import fold_frames
     from vita_grasp_core.training.scale_check import width_ratios, width_summary
+    from vita_grasp_core.training.train_config import build_config
 
     root = tmp_path / "toy"
     write_toy_dataset(root, "cornell", frames=8, size=(96, 128), seed=3)
@@ -238,9 +239,11 @@ def test_tta_is_calibrated_on_the_views_and_stored_with_the_checkpoint(tmp_path)
     from test_train_utils import TINY
 
     from vita_grasp_core.data.toy import write_toy_dataset
+    from vita_grasp_core.engines import TorchEngine
     from vita_grasp_core.predictor import GraspPredictor
-    from vita_grasp_core.training.config import build_config, load_raw
+    from vita_grasp_core.training.config_files import load_raw
     from vita_grasp_core.training.train import Trainer
+    from vita_grasp_core.training.train_config import build_config
 
     root = tmp_path / "toy"
     write_toy_dataset(root, "cornell", frames=6, size=(96, 128), seed=3)
@@ -253,17 +256,17 @@ def test_tta_is_calibrated_on_the_views_and_stored_with_the_checkpoint(tmp_path)
         "train.batch_size=2", "train.eval.tta=4"])
     tr = Trainer(cfg, tmp_path / "run", device="cpu", progress=False)
     calls = []
-    orig = GraspPredictor._run
+    orig = TorchEngine.run
 
     def counting(self, x):
         calls.append(x.shape[0])
         return orig(self, x)
 
-    GraspPredictor._run = counting
+    TorchEngine.run = counting
     try:
         tr.run()
     finally:
-        GraspPredictor._run = orig
+        TorchEngine.run = orig
         tr.close()
     assert calls and all(n % 4 == 0 for n in calls)  # calibration saw the 4 views of each frame
     p = GraspPredictor.from_checkpoint(tmp_path / "run" / "best_model.pt", device="cpu")
