@@ -181,7 +181,9 @@ def run(args) -> dict:
                 client, box_request, args.requests, lambda: rng.uniform(0, period))
             result["node_streaming"] = node_diagnostics(diag)
             set_stream(h, "/svc/vita_grasp_node", False)
-            time.sleep(1.0)
+            kept = node_diagnostics(diag).get("frames_kept", 0)
+            wait_for(lambda: node_diagnostics(diag).get("frames_kept", 0) > kept, 60,
+                     what="frames kept with stream off")
             result["newest_stream_off"] = timed_requests(client, lambda: scene(0), args.requests,
                                                          lambda: 1.5 * period)
             result["next_stream_off"] = timed_requests(client, lambda: scene(1), args.requests)
