@@ -4,11 +4,11 @@ for MCAP and sqlite3 storage and single-file or directory outputs; the bag reade
 ``bag record`` point at stale scratch folders instead of saying only "no such bag"."""
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -22,7 +22,7 @@ from vita_grasp_ros.bag import io as bags  # noqa: E402
 from vita_grasp_ros.bag import messages as bmsg  # noqa: E402
 from vita_grasp_ros.bag import types as bt  # noqa: E402
 from vita_grasp_ros.bag.cli import main as bag_main  # noqa: E402
-from vita_grasp_ros.testing import NodeProcess, ros_env, wait_for  # noqa: E402
+from vita_grasp_ros.testing import START_TIMEOUT, NodeProcess, ros_env, wait_for  # noqa: E402
 
 #: A writer that flushes after every 10th of 35 grasp arrays, then is killed with SIGKILL.
 KILLED_WRITER = textwrap.dedent("""
@@ -98,7 +98,8 @@ def test_bag_record_killed_with_sigkill_is_recovered(tmp_path):
         wait_for(lambda: _recorded(rec.output()) > seen or not rec.alive(), 30, interval=0.1,
                  what="the next status line")
         counted = _recorded(rec.output())  # received by now; flushed 0.2-0.5 s later
-        time.sleep(2.0)  # not a synchronisation: the margin the flush interval promises
+        wait_for(lambda: _flushed(out, tmp_path / "probe") >= counted, 60, interval=0.3,
+                 what=f"{counted} messages flushed to the scratch file")
         rec.proc.send_signal(signal.SIGKILL)
         assert rec.wait(30) == -signal.SIGKILL
     finally:
@@ -109,6 +110,25 @@ def test_bag_record_killed_with_sigkill_is_recovered(tmp_path):
     with bags.open_bag(out) as r:
         n = r.topics()["/cam/info"].count
     assert n >= counted, (n, counted)  # everything received 2 s before the kill
+
+
+def _flushed(out, probe) -> int:
+    """Messages a snapshot of the running recorder's scratch file gives back (what a kill now
+    would leave recoverable)."""
+    from vita_grasp_ros.bag.recover import _storage_file, recover
+
+    scratch = next(out.parent.glob(f".{out.name}.partial-*"), None)
+    if scratch is None:
+        return 0
+    probe.mkdir(exist_ok=True)
+    k = len(list(probe.iterdir()))
+    snap = probe / f"snap{k}{out.suffix}"
+    try:
+        shutil.copyfile(_storage_file(scratch), snap)
+        res = recover(snap, out=probe / f"probe{k}{out.suffix}")
+    except (OSError, bt.BagError):
+        return 0
+    return sum(res.counts.values())
 
 
 def _recorded(text: str) -> int:
@@ -124,3 +144,45 @@ def _dataset(tmp_path):
     root = tmp_path / "synth"
     synthesize(root, scenes=1, frames=2, seed=0)
     return root
+
+
+@pytest.mark.ros
+def test_bag_record_on_a_disk_that_fills_up(tmp_path):
+    """Issue 21 item 8: ``bag record`` whose disk fills up mid-recording stops with one line
+    ("disk full"), exit 2, no traceback; what it flushed before is recoverable elsewhere. On a
+    read-only place it refuses at the start."""
+    from fixtures.small_fs import small_fs
+
+    from vita_grasp_ros.bag.make import BagLayout, FrameSelection, make_bag
+
+    src = tmp_path / "src.mcap"
+    make_bag(_dataset(tmp_path), src, FrameSelection(max_frames=2), BagLayout(rate=10.0),
+             progress=False)
+    env = ros_env(tmp_path)
+    cli = [sys.executable, "-m", "vita_grasp_core.cli", "bag"]
+    record = cli + ["record", "--topics", "/cam/image", "--types", "sensor_msgs/msg/Image",
+                    "--flush-interval", "0", "--out"]
+    with small_fs(tmp_path / "ro", size_kb=64, read_only=True) as ro:
+        p = subprocess.run(record + [str(ro / "r.mcap"), "--duration", "30"], env=env,
+                           cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "read-only file system" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    with small_fs(tmp_path / "small", size_kb=4096) as small:  # ~4 raw 640x480 frames
+        out = small / "r.mcap"
+        rec = NodeProcess([], env, tmp_path / "rec.log", command=record + [str(out)])
+        player = NodeProcess([], env, tmp_path / "play.log", command=cli + [
+            "play", str(src), "--topics", bt.IMAGE_TOPIC, "--loop", "--remap",
+            f"{bt.IMAGE_TOPIC}:=/cam/image", "--rate", "4"])
+        try:
+            code = rec.wait(START_TIMEOUT)
+        finally:
+            player.stop()
+            rec.stop()
+        log = rec.output()
+        assert code == 2 and "disk full" in log, log
+        assert "Traceback" not in log, log
+        (scratch,) = small.glob(".r.mcap.partial-*")
+        assert f"bag recover {scratch}" in log  # the error says how to get the frames back
+        assert bag_main(["recover", str(scratch), "--out", str(tmp_path / "rescued.mcap")]) == 0
+    with bags.open_bag(tmp_path / "rescued.mcap") as r:
+        assert r.topics()["/cam/image"].count >= 1

@@ -38,31 +38,43 @@ BAD_NUMBERS = [".nan", ".inf", "-.inf", "1.0e308", "1000000000000000000000000000
 
 
 def _numeric_fields():
+    """``(override key, Range)`` of every number a training config holds."""
+    from vita_grasp_core.bounds import count
+    from vita_grasp_core.data.augment import AUGMENT_BOUNDS
     from vita_grasp_core.model_config import MODEL_BOUNDS
     from vita_grasp_core.training.losses import LOSS_BOUNDS
     from vita_grasp_core.training.train_config import DATA_BOUNDS, TRAIN_BOUNDS
 
-    return ([f"model.{k}" for k in MODEL_BOUNDS] + [f"data.{k}" for k in DATA_BOUNDS]
-            + [f"train.{k}" for k in TRAIN_BOUNDS] + [f"train.loss.{k}" for k in LOSS_BOUNDS]
-            + ["train.eval.batch_size", "train.eval.smooth_sigma", "train.eval.max_grasps"])
+    tables = [("model", MODEL_BOUNDS), ("data", DATA_BOUNDS), ("train", TRAIN_BOUNDS),
+              ("train.loss", LOSS_BOUNDS), ("data.augment", AUGMENT_BOUNDS),
+              ("train.eval", {"batch_size": count(), "smooth_sigma": count(),
+                              "max_grasps": count()})]
+    return [(f"{where}.{k}", r) for where, table in tables for k, r in table.items()]
 
 
-@pytest.mark.parametrize("key", _numeric_fields())
-def test_every_number_is_finite_and_bounded(key):
+def _override(key: str, value: str) -> str:
+    where, name = key.rsplit(".", 1)
+    return f"data.augment={{{name}: {value}}}" if where == "data.augment" else f"{key}={value}"
+
+
+@pytest.mark.parametrize("key,rng", _numeric_fields(), ids=lambda v: v if isinstance(v, str)
+                         else "")
+def test_every_number_is_finite_and_bounded(key, rng):
     """Issue 21 item 9: non-finite data.sigma, train.warmup_epochs, data.min_score and a 186 GiB
-    model.output_size passed validation and crashed later."""
+    model.output_size passed validation and crashed later; a list where one number belongs (or
+    one number where a list belongs) is refused too."""
     from vita_grasp_core.training.config_files import load_raw
     from vita_grasp_core.training.train_config import build_config
 
     raw = load_raw("tiny.yaml")
     build_config(raw)  # the base config is valid
-    for bad in BAD_NUMBERS:
-        value = f"[{bad}, {bad}]" if key.endswith(("input_size", "output_size", "betas",
-                                                  "feature_layers", "_scenes")) else bad
+    values = ([f"[{bad}, {bad}]" for bad in BAD_NUMBERS] + ["3"] if rng.many
+              else BAD_NUMBERS + ["[1]", "[0.5, 0.5]"])
+    for value in values:
         with pytest.raises(ConfigError) as e:
-            build_config(raw, [f"{key}={value}"])
+            build_config(raw, [_override(key, value)])
         msg = str(e.value)
-        assert key.rsplit(".", 1)[1] in msg and "\n" not in msg, (key, bad, msg)
+        assert key.rsplit(".", 1)[1] in msg and "\n" not in msg, (key, value, msg)
 
 
 def test_unknown_backbone_config_keys_are_refused():

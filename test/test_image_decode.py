@@ -166,3 +166,16 @@ def test_real_cornell_photographs_pass_the_checks():
         pytest.skip("../shared/data/cornell is absent")
     for f in files:
         check_image(f.read_bytes())
+
+
+def test_opencv_decoder_warnings_do_not_add_stderr_lines(capfd):
+    """A 32-bit float TIFF: OpenCV printed '[ WARN:0] ... can not handle images with 32-bit
+    samples' on stderr beside the one line that refuses the file (found from outside)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".tiff", np.ones((8, 8, 3), np.float32))
+    assert ok
+    capfd.readouterr()
+    with pytest.raises(ImageDecodeError):
+        decode_image(buf.tobytes())
+    assert "WARN" not in capfd.readouterr().err

@@ -14,7 +14,8 @@ from typing import NamedTuple
 
 class Range(NamedTuple):
     """``lo <= x <= hi`` (``lo_open``: ``lo < x``; ``hi_open``: ``x < hi``); ``integer``: whole
-    numbers only; ``none``: ``None`` is allowed."""
+    numbers only; ``none``: ``None`` is allowed; ``many``: a list / tuple of such numbers (a
+    scalar field refuses lists)."""
 
     lo: float
     hi: float
@@ -22,11 +23,15 @@ class Range(NamedTuple):
     hi_open: bool = False
     integer: bool = False
     none: bool = False
+    many: bool = False
 
     def describe(self) -> str:
-        kind = "an integer" if self.integer else "a finite number"
-        return (f"{kind} in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}"
-                f"{')' if self.hi_open else ']'}" + (" or null" if self.none else ""))
+        kind = "integer" if self.integer else "finite number"
+        interval = (f"{'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}"
+                    f"{')' if self.hi_open else ']'}")
+        text = (f"a list of {kind}s in {interval}" if self.many
+                else f"{'an' if self.integer else 'a'} {kind} in {interval}")
+        return text + (" or null" if self.none else "")
 
     def holds(self, x) -> bool:
         if x is None:
@@ -48,15 +53,20 @@ def check_bounds(obj, bounds: dict[str, Range], where: str, error=ValueError) ->
     """
     for name, r in bounds.items():
         value = getattr(obj, name)
-        items = value if isinstance(value, (list, tuple)) else [value]
-        if not all(r.holds(x) for x in items) or (not items and not r.none):
+        is_list = isinstance(value, (list, tuple))
+        items = value if is_list else [value]
+        if value is None:
+            ok = r.none
+        else:
+            ok = is_list == r.many and bool(items) and all(r.holds(x) for x in items)
+        if not ok:
             prefix = f"{where}." if where else ""
             raise error(f"{prefix}{name} must be {r.describe()}, got {value!r}")
 
 
-def count(lo: int = 1, hi: int = 10**9, none: bool = False) -> Range:
+def count(lo: int = 1, hi: int = 10**9, none: bool = False, many: bool = False) -> Range:
     """An integer range (counts, sizes, seeds)."""
-    return Range(lo, hi, integer=True, none=none)
+    return Range(lo, hi, integer=True, none=none, many=many)
 
 
 #: The largest seed accepted (numpy / torch take 64-bit seeds).

@@ -24,6 +24,7 @@ or ``too_large`` (over ``max_pixels``).
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import stat
@@ -326,6 +327,17 @@ def check_image(data, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
     return hdr
 
 
+@functools.cache
+def _quiet_opencv() -> None:
+    """OpenCV's own decoder warnings (``[ WARN:0] ... TIFF: can not handle images with 32-bit
+    samples``) go to stderr beside the one line that refuses the file: keep only its errors."""
+    import cv2
+
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is not None:
+        logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+
+
 def decode_image(data, *, color: bool = True,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode encoded image bytes after :func:`check_image`.
@@ -342,6 +354,7 @@ def decode_image(data, *, color: bool = True,
     import cv2
 
     hdr = check_image(data, max_pixels)
+    _quiet_opencv()
     buf = np.frombuffer(_bytes_view(data), dtype=np.uint8)
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR if color else cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:

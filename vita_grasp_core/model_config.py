@@ -15,8 +15,9 @@ from .bounds import Range, check_bounds, count
 #: Ranges of the numbers of a :class:`ModelConfig` (also read from every checkpoint).
 MODEL_BOUNDS = {"decoder_channels": count(8, 4096), "decoder_stages": count(1, 6),
                 "image_stem": count(0, 256), "width_scale": Range(0, 1, lo_open=True),
-                "height_ratio": Range(0, 10, lo_open=True), "input_size": count(14, 4096),
-                "output_size": count(8, 4096), "feature_layers": count(1, 1000, none=True),
+                "height_ratio": Range(0, 10, lo_open=True),
+                "input_size": count(14, 4096, many=True), "output_size": count(8, 4096, many=True),
+                "feature_layers": count(1, 1000, none=True, many=True),
                 "train_blocks": count(0, 64)}
 
 

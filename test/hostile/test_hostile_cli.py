@@ -65,6 +65,33 @@ def export_cases(p, ckpt, out):
     return cases
 
 
+#: ``bag`` options and the numbers none of them takes (beyond BAD_NUMBERS' NaN, inf, ...).
+BAG_NUMBERS = {"make": {"--rate": (), "--jpeg_quality": ("101",), "--max_frames": ("0",),
+                        "--start_time": ("1e12",)},
+               "play": {"--rate": ("0", "1e6"), "--delay": ("1e9",), "--wait_timeout": (),
+                        "--ack_timeout": (), "--qos_depth": ("0",), "--clock": ("1e9",)},
+               "record": {"--duration": ("0",), "--max_messages": ("0",),
+                          "--idle_timeout": ("0",), "--qos_depth": ("0",),
+                          "--flush_interval": ("1e9",)}}
+
+
+def bag_cases(root, bag, out, env=None):
+    """``bag make/play/record`` with numbers that are not numbers, out of range or absurd (a NaN
+    play rate or record duration used to hang or record forever): refused before any ROS
+    work."""
+    base = {"make": ["bag", "make", "--dataset_root", root, "--out", f"{out}/b.mcap",
+                     "--compressed", "--quiet"],
+            "play": ["bag", "play", bag, "--quiet"],
+            "record": ["bag", "record", "--topics", "/x", "--out", f"{out}/r.mcap", "--quiet"]}
+    cases = []
+    for cmd, opts in BAG_NUMBERS.items():
+        for opt, extra in opts.items():
+            bad = [v for v in BAD_NUMBERS if not (opt == "--start_time" and v == "")]
+            cases += [Case("cli:bag", f"{cmd}_{opt[2:]}_{v or 'empty'}",
+                           argv=[*base[cmd], opt, v], env=env or {}) for v in (*bad, *extra)]
+    return cases
+
+
 @pytest.fixture(scope="module")
 def all_cases(bad_paths, tiny_ckpt, photo, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("cli_out"))
@@ -85,3 +112,28 @@ def test_bad_command_line(case_id, all_cases, hostile):
     group = case_id.split("/")[0]
     ref = next((c for c in all_cases if c.group == group and c.reference), None)
     hostile(by_id[case_id], reference=ref)
+
+
+@pytest.fixture(scope="module")
+def bag_setup(tmp_path_factory):
+    """A toy data set, a bag made from it and an isolated ROS environment."""
+    pytest.importorskip("rclpy")
+    from vita_grasp_core.data.toy import write_toy_dataset
+    from vita_grasp_ros.bag.make import make_bag
+    from vita_grasp_ros.testing import ros_env
+
+    d = tmp_path_factory.mktemp("bag_cli")
+    write_toy_dataset(d / "cornell", "cornell", frames=2, size=(48, 64), seed=3)
+    make_bag(d / "cornell", d / "ok.mcap", progress=False)
+    env = {k: v for k, v in ros_env(d).items() if k.startswith(("ROS_", "RMW_"))}
+    return bag_cases(d / "cornell", d / "ok.mcap", d / "out", env)
+
+
+BAG_CASE_NAMES = [c.id for c in bag_cases("r", "b", "o")]
+
+
+@pytest.mark.parametrize("case_id", pick(BAG_CASE_NAMES, 8))
+def test_bad_bag_option(case_id, bag_setup, hostile):
+    case = next(c for c in bag_setup if c.id == case_id)
+    case.argv = [str(a) for a in case.argv]
+    hostile(case)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..bounds import Range, check_bounds, count
 from ..conventions import IMAGENET_MEAN, mean_rgb_255, wrap_angle
 
 IMAGENET_MEAN_RGB = mean_rgb_255(IMAGENET_MEAN)
@@ -187,6 +188,16 @@ def color_jitter(rgb: np.ndarray, rng: np.random.Generator, brightness=0.2, cont
 
 
 # --------------------------------------------------------------------------- the augmenter
+_P = Range(0, 1)
+#: Ranges of the numbers of :class:`Augment` (colour factors are drawn in [1 - v, 1 + v]).
+AUGMENT_BOUNDS = {"hflip": _P, "vflip": _P, "rotate_p": _P, "color_p": _P,
+                  "rotate_deg": Range(0, 180),
+                  "scale": Range(0.01, 100, lo_open=True, many=True), "translate": Range(0, 1),
+                  "brightness": Range(0, 1), "contrast": Range(0, 1), "saturation": Range(0, 1),
+                  "hue": Range(0, 0.5), "pad_rgb": Range(0, 255, many=True),
+                  "min_grasps": count(0, 10**6), "retries": count(0, 1000)}
+
+
 @dataclass
 class Augment:
     """Random augmentation configuration (probabilities and ranges); call it on one sample.
@@ -232,9 +243,10 @@ class Augment:
             raise ValueError(f"pad must be 'constant' or 'border', got {self.pad!r}")
         if self.rotate not in ("any", "90", "none"):
             raise ValueError(f"rotate must be 'any', '90' or 'none', got {self.rotate!r}")
-        for name in ("hflip", "vflip", "rotate_p", "color_p"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
+        check_bounds(self, AUGMENT_BOUNDS, "")
+        if len(self.scale) != 2 or len(self.pad_rgb) != 3:
+            raise ValueError(f"scale must be (min, max) and pad_rgb (r, g, b), got "
+                             f"{self.scale!r}, {self.pad_rgb!r}")
         self.scale = (float(self.scale[0]), float(self.scale[1]))
         if not 0 < self.scale[0] <= self.scale[1]:
             raise ValueError(f"scale must be (min, max) with 0 < min <= max, got {self.scale}")

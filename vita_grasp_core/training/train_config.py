@@ -43,12 +43,12 @@ DATA_BOUNDS = {"val_fraction": Range(0, 1, lo_open=True, hi_open=True), "folds":
                "sigma": Range(0, 100, lo_open=True), "max_rects": count(1, 10**6, none=True),
                "score_scale": Range(0, 1e6, lo_open=True, none=True),
                "min_score": Range(0, 1), "owned_floor": Range(0, 1),
-               "train_scenes": count(0, 10**6, none=True),
-               "val_scenes": count(0, 10**6, none=True), "block_size": count(1, 10**6)}
+               "train_scenes": count(0, 10**6, none=True, many=True),
+               "val_scenes": count(0, 10**6, none=True, many=True), "block_size": count(1, 10**6)}
 #: Ranges of the numbers of the ``train`` section.
 TRAIN_BOUNDS = {"batch_size": count(1, 4096), "epochs": count(1, 100_000),
                 "learning_rate": Range(0, 10, lo_open=True), "weight_decay": Range(0, 100),
-                "betas": Range(0, 1, hi_open=True), "warmup_epochs": Range(0, 100_000),
+                "betas": Range(0, 1, hi_open=True, many=True), "warmup_epochs": Range(0, 100_000),
                 "min_lr_ratio": Range(0, 1), "grad_clip": Range(0, 1e9),
                 "num_workers": count(0, 256, none=True), "cache_views": count(1, 1000),
                 "eval_every": count(1, 100_000), "seed": count(0, MAX_SEED),

@@ -285,17 +285,18 @@ def cmd_play(a) -> int:
     remaps = parse_remaps(a.remap)
     if a.clock < 0:
         raise ValueError(f"--clock must be a frequency >= 0 Hz, got {a.clock:g}")
+    opts = PlayOptions(rate=a.rate, remaps=remaps, topics=a.topics, loop=a.loop,
+                       clock_hz=a.clock, qos=a.qos, qos_depth=a.qos_depth,
+                       wait_for_subscribers=a.wait_for_subscribers,
+                       wait_topics=a.wait_topics, wait_timeout=a.wait_timeout,
+                       delay=a.delay, ack_timeout=a.ack_timeout, progress=not a.quiet)
+    opts.check()
     with open_bag(a.bag):  # fail fast (exit 2) before touching ROS
         pass
     rclpy, node = _init_ros("vita_grasp_bag_play")
     log = (lambda *x, **k: None) if a.quiet else (lambda m: print(m, file=sys.stderr))
     st = PlayStats()
     try:
-        opts = PlayOptions(rate=a.rate, remaps=remaps, topics=a.topics, loop=a.loop,
-                           clock_hz=a.clock, qos=a.qos, qos_depth=a.qos_depth,
-                           wait_for_subscribers=a.wait_for_subscribers,
-                           wait_topics=a.wait_topics, wait_timeout=a.wait_timeout,
-                           delay=a.delay, ack_timeout=a.ack_timeout, progress=not a.quiet)
         play(a.bag, node, opts, log=log, stats=st)
     except KeyboardInterrupt:
         pass  # reported below (exit 130)
@@ -358,7 +359,9 @@ def _note_stale_partials(out) -> None:
 
 
 def cmd_record(a) -> int:
-    from .record import Recorder
+    from .record import Recorder, check_record_options
+
+    check_record_options(a)
 
     topics = [t if t.startswith("/") else "/" + t for t in a.topics]
     types = {(t if t.startswith("/") else "/" + t): ty
@@ -386,7 +389,7 @@ def cmd_record(a) -> int:
         announced: set[str] = set()
         t0 = time.monotonic()
         last_poll = last_status = 0.0
-        while not stop.is_set():
+        while not stop.is_set() and rec.failed is None:
             ex.spin_once(timeout_sec=0.05)
             now = time.monotonic()
             if now - last_poll > 0.25:
@@ -408,12 +411,14 @@ def cmd_record(a) -> int:
                                                                rec.counts.items()),
                       file=sys.stderr, flush=True)
     finally:
-        path = rec.close() if rec is not None else None
-        ex.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-        for s, h in old.items():
-            signal.signal(s, h)
+        try:
+            path = rec.close() if rec is not None else None  # BagError: a full disk
+        finally:
+            ex.shutdown()
+            node.destroy_node()
+            rclpy.try_shutdown()
+            for s, h in old.items():
+                signal.signal(s, h)
     if rec is not None:
         print(f"wrote {path}: {rec.total} messages (" + ", ".join(f"{t} {n}" for t, n in
                                                                 rec.counts.items())

@@ -125,11 +125,14 @@ class BagWriter:
         self._writer.open()
         return self
 
-    def close(self) -> Path:
-        """Finish the bag and move it into place atomically; returns the final path."""
+    def close(self, keep_on_error: bool = False) -> Path:
+        """Finish the bag and move it into place atomically; returns the final path.
+        ``keep_on_error``: when finishing fails (a full disk), leave the scratch folder for
+        :meth:`detach` / ``bag recover`` instead of deleting it."""
         if self._writer is None:
             raise BagError(f"{self.path}: writer is not open")
         w, self._writer = self._writer, None
+        done = False
         try:
             w.close()
             if self.single_file:
@@ -140,8 +143,10 @@ class BagWriter:
                 remove_bag(self.path)  # a file replaced by a directory or the other way round
             atomic_write(self.path, lambda tmp: os.replace(src, tmp),
                          directory=not self.single_file)
+            done = True
         finally:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            if done or not keep_on_error:
+                shutil.rmtree(self._tmp, ignore_errors=True)
         return self.path
 
     def flush(self) -> None:
@@ -157,6 +162,18 @@ class BagWriter:
             storage.bio.flush()
         elif hasattr(storage, "conn"):  # rosbags' sqlite3 writer
             storage.conn.commit()
+
+    def detach(self) -> Path:
+        """Stop writing without finishing and leave the scratch folder with everything flushed
+        so far (after a failed write, e.g. a full disk): ``vita-grasp bag recover`` rebuilds a
+        bag from it. Returns the folder."""
+        w, self._writer = self._writer, None
+        if w is not None:
+            try:
+                w.abort()
+            except Exception:  # noqa: BLE001 - the disk may refuse even the last buffered bytes
+                pass
+        return self._tmp
 
     def abort(self) -> None:
         """Stop writing and delete the partial output."""

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vita_grasp_core.bounds import Range, check_bounds, count
 from vita_grasp_core.choices import CAMERAS, DEFAULT_CAMERA
 from vita_grasp_core.data.common import FrameRecord
 
@@ -85,6 +86,15 @@ class FrameSelection:
     camera: str = DEFAULT_CAMERA
     max_frames: int | None = None
 
+    def __post_init__(self):
+        check_bounds(self, {"max_frames": count(1, 10**9, none=True)}, "")
+
+
+#: Ranges of the numbers of a :class:`BagLayout` (stamps are int64 nanoseconds: a start time
+#: past 2096 or a rate over 1 kHz is a typo, not a recording).
+LAYOUT_BOUNDS = {"rate": Range(0, 1000, lo_open=True), "jpeg_quality": count(0, 100),
+                 "start_time": Range(0, 4e9)}
+
 
 @dataclass(frozen=True)
 class BagLayout:
@@ -110,6 +120,9 @@ class BagLayout:
     gt_topic: str = GT_TOPIC
     frame_id: str = FRAME_ID
     start_time: float = DEFAULT_START_TIME
+
+    def __post_init__(self):
+        check_bounds(self, LAYOUT_BOUNDS, "")
 
     @property
     def published_image_topic(self) -> str:
@@ -221,8 +234,6 @@ def make_bag(dataset_root, out, selection: FrameSelection | None = None,
         no frame can be written, ``ImportError`` without the ROS 2 message packages.
     """
     sel, lay = selection or FrameSelection(), layout or BagLayout()
-    if lay.rate <= 0:
-        raise ValueError(f"rate must be > 0, got {lay.rate}")
     t0 = time.perf_counter()
     scan, frames = _select_frames(dataset_root, sel)
     bar = None

@@ -30,6 +30,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from vita_grasp_core.bounds import Range, check_bounds, count
+
 from .io import open_bag
 from .types import CLOCK_TOPIC, BagError, import_msg_type
 
@@ -145,10 +147,15 @@ class PlayOptions:
     progress: bool = True
 
     def check(self) -> None:
-        if self.rate <= 0:
-            raise ValueError(f"rate must be > 0, got {self.rate}")
-        if self.clock_hz < 0:
-            raise ValueError(f"clock frequency must be >= 0 Hz, got {self.clock_hz}")
+        """``ValueError`` (one line) for a number outside :data:`PLAY_BOUNDS` (NaN, inf ...)."""
+        check_bounds(self, PLAY_BOUNDS, "")
+
+
+#: Ranges of the numbers of :class:`PlayOptions` (a NaN rate or an infinite delay would hang).
+PLAY_BOUNDS = {"rate": Range(0, 1000, lo_open=True), "clock_hz": Range(0, 1000),
+               "qos_depth": count(1, 10_000), "wait_for_subscribers": count(0, 10_000),
+               "wait_timeout": Range(0, 86_400), "delay": Range(0, 86_400),
+               "ack_timeout": Range(0, 3600)}
 
 
 def _publishers(node, summary, o: PlayOptions, stats, log, bag) -> dict:

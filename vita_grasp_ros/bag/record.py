@@ -20,8 +20,22 @@ from __future__ import annotations
 import threading
 import time
 
+from vita_grasp_core.bounds import Range, check_bounds, count
+from vita_grasp_core.fileio import os_error_text
+
 from .io import BagWriter
 from .types import BagError, import_msg_type, make_qos
+
+#: Ranges of the numeric options of ``bag record`` (a NaN duration recorded forever).
+RECORD_BOUNDS = {"duration": Range(0, 1e7, lo_open=True, none=True),
+                 "max_messages": count(1, 10**12, none=True),
+                 "idle_timeout": Range(0, 1e7, lo_open=True, none=True),
+                 "qos_depth": count(1, 10_000), "flush_interval": Range(0, 3600)}
+
+
+def check_record_options(args) -> None:
+    """``ValueError`` (one line) for a numeric option outside :data:`RECORD_BOUNDS`."""
+    check_bounds(args, RECORD_BOUNDS, "")
 
 
 def _qos_to_bag(q):
@@ -113,6 +127,7 @@ class Recorder:
         self.last_monotonic: float | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self.failed: OSError | None = None  # a write failed (full disk): recording stopped
         self.poll()
 
     @property
@@ -171,12 +186,15 @@ class Recorder:
             with self._lock:
                 if self._closed:
                     return
-                self.writer.write(topic, t, raw=raw)
-                self.counts[topic] += 1
-                if self.first_ns is None:
-                    self.first_ns = t
-                self.last_monotonic = time.monotonic()
-                self._flush_if_due(self.last_monotonic)
+                try:
+                    self.writer.write(topic, t, raw=raw)
+                    self.counts[topic] += 1
+                    if self.first_ns is None:
+                        self.first_ns = t
+                    self.last_monotonic = time.monotonic()
+                    self._flush_if_due(self.last_monotonic)
+                except OSError as e:  # a full disk: stop, keep what was flushed
+                    self.failed, self._closed = e, True
         return on_message
 
     def _flush_if_due(self, now: float) -> None:
@@ -190,12 +208,20 @@ class Recorder:
         too)."""
         with self._lock:
             if not self._closed:
-                self._flush_if_due(time.monotonic())
+                try:
+                    self._flush_if_due(time.monotonic())
+                except OSError as e:
+                    self.failed, self._closed = e, True
 
     def close(self):
-        """Unsubscribe and finish the bag (idempotent); returns the bag path."""
+        """Unsubscribe and finish the bag (idempotent); returns the bag path.
+
+        Raises:
+            BagError: a write or finishing the bag failed (a full disk): one line naming the
+                scratch folder that keeps everything flushed so far and how to recover it.
+        """
         with self._lock:
-            if self._closed:
+            if self._closed and self.failed is None:
                 return self.path
             self._closed = True
         for sub in self.subscriptions.values():
@@ -204,7 +230,20 @@ class Recorder:
             except Exception:  # noqa: BLE001 - the node may already be gone at shutdown
                 pass
         with self._lock:
-            return self.writer.close()
+            try:
+                if self.failed is None:
+                    return self.writer.close(keep_on_error=True)
+            except OSError as e:
+                self.failed = e
+            return self._give_up()
+
+    def _give_up(self):
+        """(Under the lock.) Leave the scratch folder for ``bag recover`` and say so."""
+        e, self.failed = self.failed, None
+        folder = self.writer.detach()
+        raise BagError(f"{self.path}: {os_error_text(e)} after {self.total} message(s); what "
+                       f"was flushed until then is in {folder}: `vita-grasp bag recover "
+                       f"{folder} --out BAG` on a disk with space rebuilds it")
 
     def abort(self) -> None:
         with self._lock:
