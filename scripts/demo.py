@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""The VITA-Grasp demo (`make demo`): synthetic data -> tiny model -> ROS 2 node fed from a rosbag2
--> online/offline evaluation -> outputs/demo/report.md. See docs/demo.md and
-`python scripts/demo.py --help`."""
+"""The VITA-Grasp demo (`make demo`): a simulated robot picks held-out objects with the shipped
+sim-trained model through the ROS 2 grasp node, next to a random and an analytic baseline; report
+in outputs/demo/report.md. See docs/demo.md and `python scripts/demo.py --help`."""
 import sys
 from pathlib import Path
 
