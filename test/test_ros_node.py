@@ -36,6 +36,8 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 NS = "/robot"
 IMAGE_TOPIC = "/rgb/image_raw"
+#: The node's max_pixels here: every frame of these tests fits (1280 x 720 = 921 600 px).
+MAX_PIXELS = 1_000_000
 
 
 def _node_command() -> list[str]:
@@ -56,7 +58,8 @@ def setup(tmp_path_factory):
     domain = allocate_domain_id()
     node = NodeProcess(["--params-file", str(REPO / "config" / "vita_grasp.yaml"),
                         "-p", f"checkpoint:={ckpt}", "-r", f"image:={IMAGE_TOPIC}",
-                        "-r", f"__ns:={NS}", "-p", "diagnostics_period:=0.2"],
+                        "-r", f"__ns:={NS}", "-p", "diagnostics_period:=0.2",
+                        "-p", f"max_pixels:={MAX_PIXELS}"],
                        ros_env(tmp, domain), tmp / "node.log", command=_node_command())
     h = RosHarness(domain)
     try:
@@ -162,6 +165,7 @@ def _bad_frames(i0):
     m = _frame(i0 + 4)  # step larger than the data
     m.step = m.width * 3 + 64
     bad.append(("step/data mismatch", m))
+    bad.append(("over max_pixels", _frame(i0 + 5, h=800, w=1280)))  # 1 024 000 px: the last
     return bad
 
 
@@ -191,7 +195,8 @@ def test_bad_frames_are_refused_and_the_node_keeps_answering(setup):
     assert "yuv422_yuy2" in log, "the refused encoding must be named in the log"
     for text in ("truncated data", "step 1917 is smaller", "zero-size image"):
         assert text in log
-    assert _latest_diag(setup)["last_error"]
+    # the last bad frame (logging of the same kind is throttled; /diagnostics keeps the reason)
+    assert f"max_pixels = {MAX_PIXELS}" in _latest_diag(setup)["last_error"]
 
 
 def _set_params(s, **params):

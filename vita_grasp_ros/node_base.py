@@ -21,6 +21,7 @@ that long after each prediction (a stand-in for a slow model in tests; never set
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -235,12 +236,12 @@ class GraspPipeline:
             reliability=(ReliabilityPolicy.BEST_EFFORT if p["input_reliability"] == "best_effort"
                          else ReliabilityPolicy.RELIABLE),
             durability=QoSDurabilityPolicy.VOLATILE)
+        convert = compressed_msg_to_rgb if p["use_compressed"] else image_msg_to_rgb
+        self._convert = functools.partial(convert, max_pixels=int(p["max_pixels"]))
         if p["use_compressed"]:
-            self._convert = compressed_msg_to_rgb
             self.image_sub = self.subscribe_input(CompressedImage, "image/compressed",
                                                   self._on_image)
         else:
-            self._convert = image_msg_to_rgb
             self.image_sub = self.subscribe_input(Image, "image", self._on_image)
         if self._use_depth:
             self.depth.subscribe(lambda *a: self.subscribe_input(*a, depth=p["depth_queue"]),

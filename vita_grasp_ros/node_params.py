@@ -31,6 +31,7 @@ from vita_grasp_core.choices import (
     ONNX_PRECISIONS,
 )
 from vita_grasp_core.decoding_settings import DECODE_FIELDS
+from vita_grasp_core.image_decode import DEFAULT_MAX_PIXELS
 
 #: The node's default name (``-r __node:=...`` renames it).
 NODE_NAME = "vita_grasp_node"
@@ -145,6 +146,10 @@ STARTUP_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("use_depth", bool, False, "Subscribe `depth` (16UC1 mm or 32FC1 m, registered to "
               "the colour image) and `camera_info` and fill 3-D poses; publishes `markers`.",
               read_only=True),
+    ParamSpec("max_pixels", int, DEFAULT_MAX_PIXELS, "Largest colour frame accepted [pixels], "
+              "raw or compressed (at most 16384 per side): a compressed frame is refused from "
+              "its header before decoding (a few kB of PNG or JPEG may declare 16000 x 16000). "
+              "Default 4096 x 3072.", read_only=True, range=(1, 16384 * 16384)),
     ParamSpec("input_reliability", str, "reliable", "QoS reliability of the image/depth "
               "subscriptions: reliable or best_effort (use best_effort for best-effort camera "
               "publishers).", read_only=True, choices=("reliable", "best_effort")),
