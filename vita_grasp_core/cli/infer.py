@@ -164,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         check_max_pixels(args.max_pixels)
     except ValueError as e:
         raise CommandError(f"--max_pixels: {e}") from None
+    if not 0 <= args.top_k_draw <= 1000:  # -1 drew all grasps but the last
+        raise CommandError(f"--top_k_draw must be in [0, 1000], got {args.top_k_draw}")
     images = collect_images(args.image_path)
     if not images:
         raise CommandError(f"no image found at {args.image_path!r} (a file, a folder or a glob)")
