@@ -66,18 +66,26 @@ def hostile_record():
 @pytest.fixture(scope="session")
 def bad_paths(tmp_path_factory) -> dict[str, str]:
     """Paths no command can use as an input file: missing, a directory, empty, random bytes, a
-    FIFO, /dev/null, through a file, a name too long (as name -> path)."""
+    FIFO, /dev/null, through a file, a name too long, a pickle (as name -> path)."""
     d = tmp_path_factory.mktemp("bad_paths")
     (d / "dir").mkdir()
     (d / "empty").write_bytes(b"")
     (d / "random").write_bytes(np.random.default_rng(0).bytes(4096))
     (d / "text.pt").write_text("not a checkpoint\n")
     os.mkfifo(d / "fifo")
+    import argparse
+
+    import torch
+
+    # a torch.save'd pickle with a class torch's safe loader refuses (old checkpoints store
+    # their argparse.Namespace; torch's error advises weights_only=False: never relay that)
+    torch.save({"state_dict": {}, "args": argparse.Namespace(lr=1.0)}, d / "pickle.pt")
     assert stat.S_ISFIFO(os.stat(d / "fifo").st_mode)
     return {"missing": str(d / "missing"), "directory": str(d / "dir"),
             "empty": str(d / "empty"), "random_bytes": str(d / "random"),
             "text": str(d / "text.pt"), "fifo": str(d / "fifo"), "dev_null": "/dev/null",
-            "through_a_file": str(d / "empty" / "x"), "name_too_long": str(d / ("n" * 300))}
+            "through_a_file": str(d / "empty" / "x"), "name_too_long": str(d / ("n" * 300)),
+            "pickle": str(d / "pickle.pt")}
 
 
 @pytest.fixture(scope="session")

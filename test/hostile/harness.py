@@ -162,6 +162,8 @@ def verdict(case: Case, res: dict, reference_seconds: float | None = None) -> li
     failed = res["exit"] != 0 or res.get("outcome") == "refused"
     if "Traceback (most recent call last)" in res["stderr"]:
         problems.append("traceback")
+    if "weights_only=False" in res["stderr"] + res.get("stdout", ""):
+        problems.append("relays torch's advice to load with weights_only=False (runs code)")
     if res["timed_out"] or res["exit"] < 0:
         problems.append("death" + (" (timeout)" if res["timed_out"] else f" (signal "
                                    f"{-res['exit']})"))

@@ -11,7 +11,7 @@ from hostile.harness import Case, pick
 BAD_NUMBERS = ("nan", "inf", "-inf", "-1", "1e308", "banana", "")
 #: name -> the bad_paths key used in place of an input file.
 FILE_FAULTS = ("missing", "directory", "empty", "random_bytes", "text", "fifo", "dev_null",
-               "through_a_file", "name_too_long")
+               "through_a_file", "name_too_long", "pickle")
 
 
 def _infer(ckpt, image, out, *extra):
