@@ -39,6 +39,10 @@ from .report import State, closing_summary, rel, say, write_report
 REPO = Path(__file__).resolve().parents[2]  # the checkout (make demo): outputs/
 TOTAL_STEPS = 5
 DEFAULT_MODEL = "sim"
+# The camera streams each scene at 10 Hz with depth and image back to back: with the node's
+# default image queue of 2, a busy node loses the depth frames of the stamps it answers
+# (docs/sim.md "The node in the loop"); a queue of 10 keeps them.
+NODE_PARAMS = ("input_depth:=10",)
 NOT_SHIPPED = ("the shipped model 'sim' is not in this checkout (vita_grasp_core/zoo/models.json"
                "); the node step is skipped and only the baselines run. Use --model "
                "CHECKPOINT, or train and ship one (docs/sim.md \"The sim-trained model\")")
@@ -235,8 +239,9 @@ def step_node(o: Options, st: State, note, checkpoint: str) -> None:
     from ..sim_source import NodeSource
 
     (o.out / "ros").mkdir(parents=True, exist_ok=True)
-    opts = SourceOptions(checkpoint, o.device, o.node_timeout, (), str(o.out / "ros"))
-    say(f"   starting the grasp node (checkpoint {checkpoint}, use_depth on); log: "
+    opts = SourceOptions(checkpoint, o.device, o.node_timeout, NODE_PARAMS, str(o.out / "ros"))
+    say(f"   starting the grasp node (checkpoint {checkpoint}, use_depth on, "
+        f"{', '.join(NODE_PARAMS)}); log: "
         f"{rel(o.out / 'ros' / 'node.log')}")
     t0 = time.perf_counter()
     source = NodeSource(opts, domain_id=o.domain_id)
