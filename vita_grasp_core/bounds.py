@@ -45,8 +45,10 @@ class Range(NamedTuple):
         return above and below
 
 
-def check_bounds(obj, bounds: dict[str, Range], where: str, error=ValueError) -> None:
+def check_bounds(obj, bounds: dict[str, Range], where: str, error=ValueError,
+                 sep: str = ".") -> None:
     """Check the fields ``bounds`` names on ``obj`` (each element of a list / tuple field).
+    Command-line options: ``check_bounds(args, BOUNDS, "-", sep="-")`` names ``--field``.
 
     Raises:
         error: one line, ``<where>.<field> must be a finite number in [lo, hi], got <value>``.
@@ -60,7 +62,7 @@ def check_bounds(obj, bounds: dict[str, Range], where: str, error=ValueError) ->
         else:
             ok = is_list == r.many and bool(items) and all(r.holds(x) for x in items)
         if not ok:
-            prefix = f"{where}." if where else ""
+            prefix = f"{where}{sep}" if where else ""
             raise error(f"{prefix}{name} must be {r.describe()}, got {value!r}")
 
 

@@ -47,12 +47,18 @@ def infer_cases(p, ckpt, photo, out):
     return cases
 
 
-def eval_cases(p, ckpt, out):
+def eval_cases(p, ckpt, out, root="root"):
     cases = [Case("cli:eval", f"checkpoint_{k}", argv=_eval(p[k], out)) for k in FILE_FAULTS]
     cases += [Case("cli:eval", f"dataset_root_{k}", argv=_eval(ckpt, p[k])) for k in FILE_FAULTS]
     cases += [Case("cli:eval", f"score_threshold_{v or 'empty'}",
                    argv=_eval(ckpt, p["directory"], "--score_threshold", v))
               for v in BAD_NUMBERS]
+    # found from outside: 99999999999 loader workers hung, -1 / 0 folds or seeds exited 0
+    for opt in ("--batch_size", "--num_workers", "--max_frames", "--fold", "--folds", "--seed",
+                "--block_size"):
+        cases += [Case("cli:eval", f"{opt[2:]}_{v or 'empty'}", must_say=opt,
+                       argv=_eval(ckpt, root, opt, v), timeout=60)
+                  for v in (*BAD_NUMBERS, "99999999999") if (opt, v) != ("--seed", "99999999999")]
     return cases
 
 
@@ -62,6 +68,12 @@ def export_cases(p, ckpt, out):
              for k in FILE_FAULTS]
     cases += [Case("cli:export", f"out_{k}", argv=[*base, ckpt, "--out", p[k]], timeout=120)
               for k in ("directory", "fifo", "dev_null", "through_a_file", "name_too_long")]
+    # found from outside: --check-frames 99999999999 took minutes and 1.4 GB, --opset 99999999999
+    # a traceback, --tolerance inf passed any check
+    for opt in ("--opset", "--batch", "--check-frames", "--tolerance"):
+        cases += [Case("cli:export", f"{opt[2:]}_{v or 'empty'}", timeout=60, must_say=opt,
+                       argv=[*base, ckpt, "--out", f"{out}/m.onnx", opt, v])
+                  for v in (*BAD_NUMBERS, "99999999999")]
     return cases
 
 
@@ -94,9 +106,14 @@ def bag_cases(root, bag, out, env=None):
 
 @pytest.fixture(scope="module")
 def all_cases(bad_paths, tiny_ckpt, photo, tmp_path_factory):
+    from vita_grasp_core.data.toy import write_toy_dataset
+
     out = str(tmp_path_factory.mktemp("cli_out"))
+    root = tmp_path_factory.mktemp("cli_toy")
+    write_toy_dataset(root, "cornell", frames=4, size=(48, 64))
     return (infer_cases(bad_paths, tiny_ckpt, photo, out)
-            + eval_cases(bad_paths, tiny_ckpt, out) + export_cases(bad_paths, tiny_ckpt, out))
+            + eval_cases(bad_paths, tiny_ckpt, out, str(root))
+            + export_cases(bad_paths, tiny_ckpt, out))
 
 
 #: Case ids, known before the fixtures exist (the paths are filled in at run time).

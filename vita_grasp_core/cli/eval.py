@@ -19,6 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ..bounds import MAX_SEED, check_bounds, count
 from ..choices import CAMERAS, DEFAULT_CAMERA, SPLIT_BY, format_choices
 from ..cli_errors import one_line_errors
 from ..data.splits import DEFAULT_BLOCK_SIZE, evenly_spaced
@@ -127,9 +128,16 @@ def select_frames(args) -> tuple:
     return res, frames, desc, sel
 
 
+#: Ranges of the numeric options (99999999999 loader workers hung the machine).
+ARG_BOUNDS = {"batch_size": count(1, 4096), "num_workers": count(0, 256),
+              "max_frames": count(1, 10**9, none=True), "fold": count(0, 999, none=True),
+              "folds": count(2, 1000), "seed": count(0, MAX_SEED), "block_size": count(1, 10**6)}
+
+
 @one_line_errors("vita-grasp eval", known=(ValueError,))
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_bounds(args, ARG_BOUNDS, "-", sep="-")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from ..checkpoint import CheckpointError
     from ..data.dataset import GraspDataset, Origin, SampleSpec

@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..bounds import Range, check_bounds, count
 from ..choices import FP16, FP32, INT8
 from ..cli_errors import CommandError, one_line_errors, output_file
 from ..export import DEFAULT_OPSET, ExportError, export_checkpoint, file_sha256
@@ -55,12 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Ranges of the numeric options (torch's exporter knows opsets 7 to about 20).
+ARG_BOUNDS = {"opset": count(7, 30), "batch": count(1, 1024, none=True),
+              "check_frames": count(0, 1000), "tolerance": Range(0, 10, none=True)}
+
+
 @one_line_errors("vita-grasp export", known=(ValueError,))
 def main(argv: list[str] | None = None) -> int:
     """Exit status: 0 exported and checked, 1 the check failed, 2 bad input (one line)."""
     args = build_parser().parse_args(argv)
-    if args.check_frames < 0:
-        print("vita-grasp export: --check-frames must be >= 0", file=sys.stderr)
+    try:
+        check_bounds(args, ARG_BOUNDS, "-", sep="-")
+    except ValueError as e:  # --check-frames 99999999999 took minutes and 1.4 GB
+        print(f"vita-grasp export: {str(e).replace('_', '-')}", file=sys.stderr)
         return 2
     try:
         import onnx  # noqa: F401
