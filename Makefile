@@ -9,6 +9,8 @@ ARGS ?=
 PYTEST_ARGS ?=
 # Per-test time limit [s] (pytest-timeout).
 TEST_TIMEOUT ?= 600
+# make test runs the test files in this many processes (pytest-xdist; 0 = one process)
+TEST_WORKERS ?= 2
 COLCON_WS ?= build/colcon_ws
 
 # The ROS wheels' bootstrapper marks its re-exec in this variable; a value inherited from another
@@ -38,7 +40,7 @@ rostools: setup  ## Install ros2 launch/topic/param/lifecycle + vision_msgs from
 test: setup rostools  ## Lint (ruff; the import contract, .importlinter) and run the test suite (PYTEST_ARGS=...)
 	$(PY) -m ruff check .
 	.venv/bin/lint-imports --no-cache
-	$(PY) -m pytest test -q -ra --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
+	$(PY) -m pytest test -q -ra -n $(TEST_WORKERS) --dist loadgroup --durations=15 --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
 
 # make test-repeat N=10: runs of the process / timing tests (REPEAT_TESTS=... to choose them).
 N ?= 10

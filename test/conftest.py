@@ -1,10 +1,17 @@
 """Shared fixtures: tiny random configs (milliseconds on CPU) and tiny checkpoints."""
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
+from pathlib import Path
 
 import pytest
+
+#: This conftest is imported when the run starts (also in the pytest-xdist main process).
+_RUN_STARTED = time.time()
+_HOSTILE_SUMMARY = Path(__file__).resolve().parents[1] / "outputs" / "hostile" / "summary.json"
 
 
 def _tiny(backbone: str) -> dict:
@@ -55,6 +62,18 @@ def _torch_threads():
     yield
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`make test` runs 2 workers with ``--dist loadgroup``) each test file
+    runs in one worker, so its module-scoped nodes and fixtures are made once; the fuzzing suite
+    (test/hostile) stays in one worker so its summary covers every case."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        rel = item.nodeid.split("::", 1)[0]
+        group = "hostile" if rel.startswith(("test/hostile/", "hostile/")) else rel
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _release_ros_domains():
     """ROS domain ids a test module reserved (vita_grasp_ros.testing.allocate_domain_id) go back
@@ -63,3 +82,16 @@ def _release_ros_domains():
     testing = sys.modules.get("vita_grasp_ros.testing")
     if testing is not None:
         testing.release_all_domain_ids()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fuzzing suite's table (test/hostile), from the summary its cases wrote in this run."""
+    if not _HOSTILE_SUMMARY.is_file() or _HOSTILE_SUMMARY.stat().st_mtime < _RUN_STARTED:
+        return
+    from hostile.harness import Report
+
+    report = Report()
+    report.results = json.loads(_HOSTILE_SUMMARY.read_text())["results"]
+    terminalreporter.write_sep("-", "hostile-input suite")
+    terminalreporter.write_line(report.table())
+    terminalreporter.write_line(f"(details: {_HOSTILE_SUMMARY.with_suffix('.md')})")

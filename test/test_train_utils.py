@@ -55,15 +55,29 @@ def _done(marker: Path) -> bool:
     return marker.is_file()
 
 
+def _session_dir(tmp_path_factory) -> Path:
+    """The session's base temp directory, shared by every pytest-xdist worker of the run."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def _once(tmp_path_factory, name: str):
+    """A lock held while one process makes the shared ``name`` (the other workers wait)."""
+    from filelock import FileLock
+
+    return FileLock(str(_session_dir(tmp_path_factory) / f"{name}.lock"))
+
+
 def synth_root(tmp_path_factory) -> Path:
     """A 4-scene x 8-frame synthetic GraspNet-layout set (scenes 0-3), made once per session."""
-    base = tmp_path_factory.getbasetemp() / "vg_synth"
+    base = _session_dir(tmp_path_factory) / "vg_synth"
     marker = base / ".complete"
-    if not _done(marker):
-        from vita_grasp_core.data import synthesize
+    with _once(tmp_path_factory, "vg_synth"):
+        if not _done(marker):
+            from vita_grasp_core.data import synthesize
 
-        synthesize(base, scenes=SYNTH_SCENES, frames=SYNTH_FRAMES, seed=0)
-        marker.write_text("ok")
+            synthesize(base, scenes=SYNTH_SCENES, frames=SYNTH_FRAMES, seed=0)
+            marker.write_text("ok")
     return base
 
 
@@ -78,17 +92,19 @@ def train_cmd(data: Path, out: Path, *sets: str, config: Path = TINY, extra=()) 
 def trained_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess | None, float]:
     """The tiny config trained through the CLI once per session: (output_dir, result, seconds)."""
     data = synth_root(tmp_path_factory)
-    out = tmp_path_factory.getbasetemp() / "vg_tiny_run"
+    out = _session_dir(tmp_path_factory) / "vg_tiny_run"
     marker = out / ".complete"
-    if _done(marker):
-        return out, None, float(marker.read_text())
-    t0 = time.perf_counter()
-    res = run(train_cmd(data, out), timeout=420)
-    dt = time.perf_counter() - t0
-    if res.returncode != 0:
-        raise AssertionError(f"tiny training failed (rc {res.returncode}):\n{res.stderr[-4000:]}")
-    marker.write_text(f"{dt:.1f}")
-    return out, res, dt
+    with _once(tmp_path_factory, "vg_tiny_run"):
+        if _done(marker):
+            return out, None, float(marker.read_text())
+        t0 = time.perf_counter()
+        res = run(train_cmd(data, out), timeout=420)
+        dt = time.perf_counter() - t0
+        if res.returncode != 0:
+            raise AssertionError(f"tiny training failed (rc {res.returncode}):\n"
+                                 f"{res.stderr[-4000:]}")
+        marker.write_text(f"{dt:.1f}")
+        return out, res, dt
 
 
 def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None,
