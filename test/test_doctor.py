@@ -296,7 +296,8 @@ def test_bad_arguments_exit_2(tmp_path, capsys, scenes):
     notck = tmp_path / "x.pt"
     notck.write_bytes(b"nope")
     for args in ([tmp_path / "missing.mcap"], [junk], [bag, "--frames", "0"],
-                 [bag, "--duration", "nan"], [bag, "--image", "/nope"],
+                 [bag, "--duration", "nan"], [bag, "--depth-tolerance", "1e308"],
+                 [bag, "--image", "/nope"],
                  [bag, "--depth", "/rgb/camera_info"], [bag, "--overlay", "x.gif"],
                  [bag, "--checkpoint", notck]):
         rc, out, err = doctor(capsys, *args)

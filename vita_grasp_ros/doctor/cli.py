@@ -71,6 +71,9 @@ def _validate(a) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be 1-{hi}, got {v}")
     if a.duration > 600 or a.timeout > 3600:
         raise ValueError("--duration is at most 600 s and --timeout at most 3600 s")
+    if a.depth_tolerance > 1.0:  # the node's depth_tolerance range
+        raise ValueError(f"--depth-tolerance is at most 1 s (the node's range), got "
+                         f"{a.depth_tolerance:g}")
     if a.overlay and Path(a.overlay).suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise ValueError(f"--overlay must end in .png or .jpg, got {a.overlay!r}")
     if a.bag is not None and not Path(a.bag).exists():
