@@ -181,7 +181,10 @@ def verdict(case: Case, res: dict, reference_seconds: float | None = None) -> li
     if res["extra_mb"] > case.max_extra_mb:
         problems.append(f"memory: +{res['extra_mb']:.0f} MB > {case.max_extra_mb:.0f} MB")
     ratio = time_ratio(res, reference_seconds)
-    if ratio is not None and ratio > case.max_ratio and res["seconds"] > case.min_seconds:
+    # time is a benchmark figure: `make hostile` (a run of its own) fails on it; inside
+    # `make test` (two test processes, a shared machine) the ratio is reported, not judged
+    if LONG and ratio is not None and ratio > case.max_ratio \
+            and res["seconds"] > case.min_seconds:
         problems.append(f"time: {ratio:.1f}x the reference case ({res['seconds']:.2f} s)")
     return problems
 
