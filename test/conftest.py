@@ -5,13 +5,11 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 #: This conftest is imported when the run starts (also in the pytest-xdist main process).
 _RUN_STARTED = time.time()
-_HOSTILE_SUMMARY = Path(__file__).resolve().parents[1] / "outputs" / "hostile" / "summary.json"
 
 
 def _tiny(backbone: str) -> dict:
@@ -86,12 +84,13 @@ def _release_ros_domains():
 
 def pytest_terminal_summary(terminalreporter):
     """The fuzzing suite's table (test/hostile), from the summary its cases wrote in this run."""
-    if not _HOSTILE_SUMMARY.is_file() or _HOSTILE_SUMMARY.stat().st_mtime < _RUN_STARTED:
-        return
-    from hostile.harness import Report
+    from hostile.harness import SUMMARY_DIR, Report
 
+    summary = SUMMARY_DIR / "summary.json"
+    if not summary.is_file() or summary.stat().st_mtime < _RUN_STARTED:
+        return
     report = Report()
-    report.results = json.loads(_HOSTILE_SUMMARY.read_text())["results"]
+    report.results = json.loads(summary.read_text())["results"]
     terminalreporter.write_sep("-", "hostile-input suite")
     terminalreporter.write_line(report.table())
-    terminalreporter.write_line(f"(details: {_HOSTILE_SUMMARY.with_suffix('.md')})")
+    terminalreporter.write_line(f"(details: {SUMMARY_DIR / 'summary.md'})")

@@ -13,7 +13,7 @@ import stat
 import numpy as np
 import pytest
 
-from hostile.harness import REPO, Case, Report, Runner, time_ratio, verdict
+from hostile.harness import SUMMARY_DIR, Case, Report, Runner, time_ratio, verdict
 
 _REPORT = Report()
 _REFERENCE: dict[str, float] = {}
@@ -118,4 +118,4 @@ def pytest_sessionfinish(session):
     """The summary is written by the process that ran the cases (a pytest-xdist worker under
     `make test`); test/conftest.py prints it at the end of the run."""
     if _REPORT.results:
-        _REPORT.write(REPO / "outputs" / "hostile")
+        _REPORT.write(SUMMARY_DIR)

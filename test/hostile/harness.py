@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+#: Where the summary of a run is written (summary.md, summary.json).
+SUMMARY_DIR = REPO / "outputs" / "hostile"
 RUNNER = Path(__file__).with_name("runner.py")
 #: Modules the fork server imports once (cases then start in milliseconds).
 PRELOAD = ("numpy", "cv2", "torch", "yaml", "transformers.modeling_utils",
