@@ -106,12 +106,21 @@ def test_api_source_with_a_tiny_checkpoint(tiny_checkpoint, tmp_path):
     assert s["attempts"] == 1
 
 
+def test_api_source_takes_decoding_settings(tiny_checkpoint):
+    src = make_source("api", SourceOptions(str(tiny_checkpoint), "cpu",
+                                           decode=(("score_threshold", 0.0), ("tta", 2))))
+    assert src.predictor.decode_config.score_threshold == 0.0
+    assert src.predictor.decode_config.tta == 2
+    assert src.describe().endswith("score_threshold 0, tta 2)")
+
+
 @pytest.mark.parametrize("argv, words", [
     (["bench", "--objects", "spoon"], ["unknown object 'spoon'", "mug"]),
     (["bench", "--source", "magic"], ["unknown grasp source 'magic'", "analytic"]),
     (["bench", "--image-size", "640x640"], ["neither 16:9 nor 4:3"]),
     (["bench", "--source", "api"], ["--checkpoint"]),
     (["bench", "--trials", "0"], ["--trials"]),
+    (["bench", "--score_threshold", "1.5"], ["score_threshold", "1.5"]),
     (["label", "--out", "x", "--objects", "random:5-1"], ["random:5-1"]),
     (["magic"], ["unknown command"]),
 ])

@@ -174,6 +174,7 @@ def show_main(argv) -> int:
 
 # ------------------------------------------------------------------------------------- bench
 def _bench_parser() -> argparse.ArgumentParser:
+    from ..decoding_settings import add_decode_arguments
     from .objects import known_names
     from .sources import available_sources
 
@@ -229,6 +230,9 @@ def _bench_parser() -> argparse.ArgumentParser:
                    help="source node: publish depth and camera_info this long before the image "
                         "(default 0: back to back, as drivers do)")
     p.add_argument("--strip", type=int, default=32, help="grasps in the picture strip")
+    group = p.add_argument_group("decoding settings of the sources api and node (default: the "
+                                 "checkpoint's own; the node gets them as its parameters)")
+    add_decode_arguments(group)
     p.add_argument("--out", type=Path, default=None,
                    help="output directory (default outputs/sim_bench/SOURCE_PROTOCOL)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -252,6 +256,8 @@ def bench_main(argv) -> int:
                          ("--node-timeout", a.node_timeout, 0.1, 3600.0),
                          ("--node-depth-lead", a.node_depth_lead, 0.0, 5.0),
                          ("--node-rate", a.node_rate, 0.0, 60.0)))
+    if not bad:
+        bad = _check_decode(a)
     if bad:
         return _fail(prog, bad)
     view = None if a.random_views else ViewSpec(a.camera_height, a.camera_tilt,
@@ -286,16 +292,30 @@ def bench_main(argv) -> int:
     return 0
 
 
+def _check_decode(a) -> str:
+    """The decoding settings' problem as one line, or ""."""
+    from ..decoding_settings import DecodeConfig, decode_arguments
+
+    try:
+        DecodeConfig().replace(**decode_arguments(a))
+    except ValueError as e:
+        return str(e)
+    return ""
+
+
 def _bench_one(a, name: str, cfg, out: Path) -> dict:
     """Run the benchmark with source ``name`` into ``out``; ``ValueError`` (one line) when the
     source cannot be built."""
+    from ..decoding_settings import decode_arguments
     from .bench import run_bench
     from .sources import SourceOptions, make_source
 
+    decode = decode_arguments(a)
+    node_params = tuple(a.node_param) + tuple(f"{k}:={v}" for k, v in decode.items())
     try:
         source = make_source(name, SourceOptions(a.checkpoint, a.device, a.node_timeout,
-                                                 tuple(a.node_param), str(out),
-                                                 a.node_depth_lead, a.node_rate))
+                                                 node_params, str(out), a.node_depth_lead,
+                                                 a.node_rate, tuple(decode.items())))
     except (ValueError, OSError, RuntimeError) as e:
         raise ValueError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     try:

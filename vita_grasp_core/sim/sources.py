@@ -92,7 +92,9 @@ class SourceOptions:
     timeout [s], extra node parameters (``NAME:=VALUE``), a directory for logs (the
     benchmark's output directory), ``depth_lead`` [s]: how long before the image the node
     source publishes depth and CameraInfo (0: back to back, as many drivers do), and ``rate``
-    [Hz]: the node source's camera repeats a frame at this rate until answered (0: once)."""
+    [Hz]: the node source's camera repeats a frame at this rate until answered (0: once).
+    ``decode``: decoding settings ``((name, value), ...)`` over the checkpoint's own (the
+    ``api`` source; the command line passes them to the node as its parameters)."""
 
     checkpoint: str | None = None
     device: str = "auto"
@@ -101,6 +103,7 @@ class SourceOptions:
     log_dir: str | None = None
     depth_lead: float = 0.0
     rate: float = 10.0
+    decode: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -232,10 +235,12 @@ class PredictorSource(GraspSource):
         super().__init__(options)
         self.checkpoint = require_checkpoint(options, self.name)
         # a path or a short name of vita_grasp_core.zoo (read_checkpoint resolves it)
-        self.predictor = GraspPredictor.from_checkpoint(self.checkpoint, device=options.device)
+        self.predictor = GraspPredictor.from_checkpoint(self.checkpoint, device=options.device,
+                                                        **dict(options.decode))
 
     def describe(self) -> str:
-        return f"api ({self.checkpoint})"
+        given = "".join(f", {k} {v:g}" for k, v in self.options.decode)
+        return f"api ({self.checkpoint}{given})"
 
     def plan(self, obs, rng):
         t0 = time.perf_counter()
