@@ -42,11 +42,12 @@ test: setup rostools  ## Lint (ruff; the import contract, .importlinter) and run
 	.venv/bin/lint-imports --no-cache
 	$(PY) -m pytest test -q -ra -n $(TEST_WORKERS) --dist loadgroup --durations=15 --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
 
-# make test-repeat N=10: runs of the process / timing tests (REPEAT_TESTS=... to choose them).
+# make test-repeat N=10: runs of the process / timing tests (REPEAT_TESTS=... to choose them), in
+# TEST_WORKERS processes like make test; logs and a table (runs.tsv) in build/test-repeat/<time>/.
 N ?= 10
 
-test-repeat: setup  ## Run the tests that start processes or measure time N times (N=10) in a row
-	@bash scripts/test_repeat.sh $(N)
+test-repeat: setup rostools  ## Run the tests that start processes or measure time N times (N=10) in a row
+	@TEST_WORKERS=$(TEST_WORKERS) TEST_TIMEOUT=$(TEST_TIMEOUT) bash scripts/test_repeat.sh $(N)
 
 hostile: setup  ## The whole fuzzing suite (test/hostile, every generated case; summary in outputs/hostile/)
 	HOSTILE=long nice -n 10 $(PY) -m pytest test/hostile -q -ra --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
