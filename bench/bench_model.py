@@ -35,8 +35,10 @@ from common import (  # noqa: E402
 )
 
 from vita_grasp_core.backbones import get_spec, list_backbones  # noqa: E402
+from vita_grasp_core.choices import BF16, FP32  # noqa: E402
+from vita_grasp_core.choices import DTYPES as DTYPE_NAMES  # noqa: E402
 
-DTYPES = ("fp32", "bf16")
+DTYPES = (FP32, BF16)
 FRAME_HW = (720, 1280)
 TINY_WARMUP = 1
 
@@ -62,7 +64,7 @@ def _build(backbone: str, tiny: bool, attn: str = "sdpa"):
 def _torch_dtype(name):
     import torch
 
-    return {"fp32": torch.float32, "bf16": torch.bfloat16}[name]
+    return getattr(torch, DTYPE_NAMES[name])
 
 
 def bench_backbone(backbone: str, *, tiny: bool, dtypes, repeats: int, warmup: int,
@@ -201,8 +203,8 @@ def tables(res: dict) -> list[dict]:
         for bb, r in res[kind].items():
             tm = r["timing"]
             for what in sorted({k.rsplit(" ", 1)[0] for k in tm}):
-                if f"{what} fp32" in tm and f"{what} bf16" in tm:
-                    ratio = tm[f"{what} bf16"]["median"] / tm[f"{what} fp32"]["median"]
+                if f"{what} {FP32}" in tm and f"{what} {BF16}" in tm:
+                    ratio = tm[f"{what} {BF16}"]["median"] / tm[f"{what} {FP32}"]["median"]
                     ratio_rows.append(f"{bb} {what}: bf16 / fp32 = {ratio:.2f}")
         title = ("Real sizes (random weights): " if kind == "real" else "Tiny test configs: ") + \
             "parameters and time per frame"
@@ -243,7 +245,7 @@ def notes(res: dict) -> list[str]:
     out = []
     for bb, r in res["real"].items():
         tm = r["timing"]
-        f32 = [k for k in tm if k.startswith("forward") and k.endswith("fp32")]
+        f32 = [k for k in tm if k.startswith("forward") and k.endswith(FP32)]
         if f32:
             out.append(f"{bb}: {fmt_count(r['encoder_params'])} encoder parameters, forward "
                        f"{fmt_s(tm[f32[0]]['median'])} per 448x448 frame in fp32 "

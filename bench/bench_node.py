@@ -64,6 +64,7 @@ def _predictor(real: bool):
     import torch
 
     from vita_grasp_core import GraspPredictor, ModelConfig, build_model
+    from vita_grasp_core.choices import FLOAT32
 
     torch.manual_seed(0)
     if real:
@@ -73,7 +74,7 @@ def _predictor(real: bool):
                           backbone_config=dict(hidden_size=64, num_hidden_layers=2,
                                                num_attention_heads=2, intermediate_size=128))
     # score_threshold 0: every frame yields max_grasps grasps (the message-building worst case)
-    return GraspPredictor(build_model(cfg), "cpu", "float32", score_threshold=0.0, max_grasps=10)
+    return GraspPredictor(build_model(cfg), "cpu", FLOAT32, score_threshold=0.0, max_grasps=10)
 
 
 def bench_stages(size_name, hw, predictor, repeats, model_repeats):

@@ -40,9 +40,10 @@ def format_choices() -> tuple[str, ...]:
 #: Inference engines (name -> "module:attribute" of its factory, see :mod:`.engines`); the
 #: first is the default.
 #: A new engine is one class plus one entry here (or ``engines.register_engine``).
+TORCH_ENGINE, ONNXRUNTIME_ENGINE = "torch", "onnxruntime"
 ENGINES: dict[str, object] = {
-    "torch": "vita_grasp_core.engines:torch_from_checkpoint",
-    "onnxruntime": "vita_grasp_core.onnx_cache:onnxruntime_from_checkpoint",
+    TORCH_ENGINE: "vita_grasp_core.engines:torch_from_checkpoint",
+    ONNXRUNTIME_ENGINE: "vita_grasp_core.onnx_cache:onnxruntime_from_checkpoint",
 }
 DEFAULT_ENGINE = next(iter(ENGINES))
 
@@ -52,8 +53,10 @@ FP32, FP16, INT8 = ONNX_PRECISIONS
 DEFAULT_ONNX_PRECISION = FP32
 
 #: dtype names of the PyTorch engine -> the torch dtype attribute they mean.
-DTYPES: dict[str, str] = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16",
-                          "bf16": "bfloat16", "float16": "float16", "fp16": "float16"}
+FLOAT32, BFLOAT16, FLOAT16 = "float32", "bfloat16", "float16"
+BF16 = "bf16"
+DTYPES: dict[str, str] = {FLOAT32: FLOAT32, FP32: FLOAT32, BFLOAT16: BFLOAT16, BF16: BFLOAT16,
+                          FLOAT16: FLOAT16, FP16: FLOAT16}
 #: ``dtype`` values: ``auto`` (bf16 on CUDA, fp32 on CPU) or a dtype name.
 DTYPE_CHOICES: tuple[str, ...] = ("auto", *DTYPES)
 

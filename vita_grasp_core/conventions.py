@@ -105,8 +105,10 @@ def scale_intrinsics(K, from_size, to_size) -> np.ndarray:
     return K
 
 
-def camera_matrix(camera: str = "kinect", image_size=CAMERA_SIZE) -> np.ndarray:
-    """3x3 ``K`` of a GraspNet camera (``kinect``, ``realsense``) at ``image_size`` (h, w)."""
+def camera_matrix(camera: str | None = None, image_size=CAMERA_SIZE) -> np.ndarray:
+    """3x3 ``K`` of a GraspNet camera (a key of the table above; default the first, ``kinect``)
+    at ``image_size`` (h, w)."""
+    camera = next(iter(CAMERA_INTRINSICS_1280x720)) if camera is None else camera
     try:
         fx, fy, cx, cy = CAMERA_INTRINSICS_1280x720[camera]
     except KeyError:

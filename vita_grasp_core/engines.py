@@ -42,7 +42,7 @@ def require_onnxruntime():
     try:
         import onnxruntime
     except ImportError:
-        raise RuntimeError("engine 'onnxruntime' needs the onnxruntime package "
+        raise RuntimeError(f"engine '{choices.ONNXRUNTIME_ENGINE}' needs the onnxruntime package "
                            "(`pip install onnxruntime==1.32.0`, installed by `make setup`; "
                            "onnxruntime-gpu for the CUDA / TensorRT providers)") from None
     return onnxruntime
@@ -135,7 +135,7 @@ def resolve_providers(providers=None) -> list:
 class TorchEngine:
     """PyTorch eager: the model on ``device`` in ``dtype``; maps come back as float32."""
 
-    name = "torch"
+    name = choices.TORCH_ENGINE
 
     def __init__(self, model, device: str | torch.device = "auto",
                  dtype: str | torch.dtype | None = "auto"):
@@ -180,7 +180,7 @@ class OnnxRuntimeEngine:
     ``RuntimeError`` (onnxruntime missing).
     """
 
-    name = "onnxruntime"
+    name = choices.ONNXRUNTIME_ENGINE
     device, dtype = torch.device("cpu"), torch.float32  # its input; providers choose where
 
     def __init__(self, path, providers=None, *, intra_op_threads: int | None = None,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .choices import DEFAULT_ONNX_PRECISION, DTYPES, ONNX_PRECISIONS
+from .choices import DEFAULT_ONNX_PRECISION, DTYPES, FLOAT32, ONNX_PRECISIONS
 from .onnx_meta import DEFAULT_OPSET, ONNX_FORMAT
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ def onnxruntime_from_checkpoint(checkpoint, *, device="auto", dtype="auto",
     in it. Its device comes from ``providers`` and its precision from the file."""
     from .engines import OnnxRuntimeEngine
 
-    fp32 = dtype in (None, "auto", torch.float32) or DTYPES.get(str(dtype)) == "float32"
+    fp32 = dtype in (None, "auto", torch.float32) or DTYPES.get(str(dtype)) == FLOAT32
     if str(device) not in ("auto", "cpu") or not fp32:
         raise ValueError("the onnxruntime engine takes its device from `providers` and its "
                          "precision from the exported file; leave device/dtype auto")

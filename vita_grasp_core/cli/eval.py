@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from ..bounds import MAX_SEED, check_bounds, count
-from ..choices import CAMERAS, DEFAULT_CAMERA, SPLIT_BY, format_choices
+from ..choices import CAMERAS, DEFAULT_CAMERA, FLOAT32, SPLIT_BY, format_choices
 from ..cli_errors import one_line_errors
 from ..data.splits import DEFAULT_BLOCK_SIZE, evenly_spaced
 from ..decoding_settings import add_decode_arguments, decode_arguments
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vita-grasp eval: {e}", file=sys.stderr)
         return 2
     try:
-        predictor = load_predictor(args.checkpoint, device=args.device, dtype="float32",
+        predictor = load_predictor(args.checkpoint, device=args.device, dtype=FLOAT32,
                                    pretrained_model=args.pretrained_model)
     except CheckpointError as e:
         print(f"vita-grasp eval: cannot load checkpoint: {e}", file=sys.stderr)

@@ -37,6 +37,9 @@ from .common import (
 )
 from .formats import DataFormat
 
+#: The registered name of this layout (``--format cornell``, ``FrameRecord.format``).
+NAME = "cornell"
+
 _RGB_RE = re.compile(r"pcd(\d+)r\.png")
 _POS_RE = re.compile(r"pcd(\d+)cpos\.txt")
 #: How deep below the root the reader looks for pcd files (root itself = 0).
@@ -113,9 +116,9 @@ def scan_cornell(root, require_label: bool = False) -> ScanResult:
             frames[key] = FrameRecord(
                 key=key, group=key, rgb=str(rgb), grasps=str(pos),
                 negatives=str(neg) if neg.name in nameset else None,
-                depth=str(dep) if dep is not None else None, format="cornell",
+                depth=str(dep) if dep is not None else None, format=NAME,
                 frame=int(fid))
-    return ScanResult([frames[k] for k in sorted(frames)], faults, "cornell", str(root),
+    return ScanResult([frames[k] for k in sorted(frames)], faults, NAME, str(root),
                       found=n_found)
 
 
@@ -140,7 +143,7 @@ def write_toy_frame(root, frame, *, nested: bool = False, negatives: bool = Fals
 
 
 FORMAT = DataFormat(
-    name="cornell", description="Cornell: pcdNNNNr.png + pcdNNNNcpos.txt",
+    name=NAME, description="Cornell: pcdNNNNr.png + pcdNNNNcpos.txt",
     layout="pcdNNNNr.png / pcdNNNNcpos.txt files in it or up to 2 sub-folder levels below",
     detect=is_cornell, scan=scan_cornell, read_grasps=read_cornell_grasps,
     write_grasps=write_cornell_rects, write_toy_frame=write_toy_frame,

@@ -32,6 +32,9 @@ from .common import (  # noqa: F401
 )
 from .formats import DataFormat
 
+#: The registered name of this layout (``--format graspnet``, ``FrameRecord.format``).
+NAME = "graspnet"
+
 #: GraspNet-1Billion scene splits (scene ids, inclusive-exclusive ranges).
 SPLITS: dict[str, range | None] = {
     "train": range(0, 100),
@@ -161,7 +164,7 @@ def _scan_camera(cam: Path, sid: int, camera: str, require_label: bool, faults: 
             key=f"{camera}/s{sid:04d}/f{fid}", group=f"scene_{sid:04d}",
             rgb=str(paths["rgb"]), grasps=str(paths["rect"]),
             label=str(paths["label"]) if fid in tables["label"] else None, depth=dep,
-            format="graspnet", scene=sid, frame=int(fid), camera=camera))
+            format=NAME, scene=sid, frame=int(fid), camera=camera))
     return len(fids)
 
 
@@ -191,7 +194,7 @@ def scan_graspnet(root, camera: str = DEFAULT_CAMERA, scenes=None, split=None,
             faults.add("missing_camera", cam)
             continue
         n_found += _scan_camera(cam, sid, camera, require_label, faults, frames)
-    return ScanResult(frames, faults, "graspnet", str(sdir), ids, n_found)
+    return ScanResult(frames, faults, NAME, str(sdir), ids, n_found)
 
 
 def scan(root, camera: str = DEFAULT_CAMERA, scenes=None, split=None,
@@ -242,7 +245,7 @@ def _scan(root, require_label, *, camera, scenes, split) -> ScanResult:
 
 
 FORMAT = DataFormat(
-    name="graspnet", description="GraspNet-1Billion: scenes/scene_XXXX/<camera>/{rgb,label,rect}",
+    name=NAME, description="GraspNet-1Billion: scenes/scene_XXXX/<camera>/{rgb,label,rect}",
     layout="scenes/scene_XXXX/ or scene_XXXX/ folders", detect=is_graspnet, scan=_scan,
     read_grasps=read_graspnet_grasps, write_grasps=write_graspnet_grasps,
     write_toy_frame=write_toy_frame, scenes=True,

@@ -36,6 +36,9 @@ from .common import (
 )
 from .formats import DataFormat
 
+#: The registered name of this layout (``--format jacquard``, ``FrameRecord.format``).
+NAME = "jacquard"
+
 _GRASPS_RE = re.compile(r"(\d+)_(.+)_grasps\.txt")
 _RGB_RE = re.compile(r"(\d+)_(.+)_RGB\.png")
 #: Object folders are looked for this many levels below the root (1 = directly under it).
@@ -122,8 +125,8 @@ def scan_jacquard(root, require_label: bool = False) -> ScanResult:
             frames[key] = FrameRecord(
                 key=key, group=d.name, rgb=str(rgb), grasps=str(gr),
                 label=str(mask) if mask.name in nameset else None,
-                depth=str(dep) if dep is not None else None, format="jacquard", frame=int(k))
-    return ScanResult([frames[k] for k in sorted(frames)], faults, "jacquard", str(root),
+                depth=str(dep) if dep is not None else None, format=NAME, frame=int(k))
+    return ScanResult([frames[k] for k in sorted(frames)], faults, NAME, str(root),
                       found=n_found)
 
 
@@ -145,7 +148,7 @@ def write_toy_frame(root, frame, *, views: int = 2, nested: bool = False, depth:
 
 
 FORMAT = DataFormat(
-    name="jacquard", description="Jacquard: <object>/<k>_<id>_RGB.png + _grasps.txt",
+    name=NAME, description="Jacquard: <object>/<k>_<id>_RGB.png + _grasps.txt",
     layout="<object>/<k>_<id>_RGB.png / <k>_<id>_grasps.txt in its sub-folders",
     detect=is_jacquard, scan=scan_jacquard,
     read_grasps=lambda path: tagged(read_jacquard_grasps, "grasps", path),

@@ -26,6 +26,9 @@ from .common import FaultLog, FrameRecord, ScanResult, tagged, write_png
 from .cornell import read_cornell_rects, write_cornell_rects
 from .formats import DataFormat
 
+#: The registered name of this layout (``--format ocid``, ``FrameRecord.format``).
+NAME = "ocid"
+
 #: Sub-folders of a sequence.
 RGB, ANNOTATIONS, MASKS, DEPTH = "rgb", "Annotations", "seg_mask_labeled_combi", "depth"
 #: How deep below the root sequence folders are looked for (ARID20/table/top/seq08 = 4).
@@ -97,8 +100,8 @@ def scan_ocid(root, require_label: bool = False) -> ScanResult:
                 grasps=str(paths["grasps"]),
                 label=str(paths["label"]) if stem in masks else None,
                 depth=str(seq / DEPTH / f"{stem}.png") if depth.get(stem) else None,
-                format="ocid", frame=len(frames)))
-    return ScanResult(frames, faults, "ocid", str(root), found=n_found)
+                format=NAME, frame=len(frames)))
+    return ScanResult(frames, faults, NAME, str(root), found=n_found)
 
 
 def write_toy_frame(root, frame, *, views: int = 2, **_) -> tuple[str, np.ndarray]:
@@ -113,7 +116,7 @@ def write_toy_frame(root, frame, *, views: int = 2, **_) -> tuple[str, np.ndarra
 
 
 FORMAT = DataFormat(
-    name="ocid", description="OCID-grasp: <sequence>/rgb/<name>.png + Annotations/<name>.txt",
+    name=NAME, description="OCID-grasp: <sequence>/rgb/<name>.png + Annotations/<name>.txt",
     layout="<sequence>/rgb/ and <sequence>/Annotations/ folders up to 5 levels below",
     detect=is_ocid, scan=scan_ocid,
     read_grasps=lambda path: tagged(read_cornell_rects, "grasps", path),

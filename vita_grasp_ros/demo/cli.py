@@ -148,14 +148,14 @@ def step_labels(o: Options, st: State, note) -> None:
     """One scene of training objects labelled by the simulator; a picture of its candidates."""
     import cv2
 
-    from vita_grasp_core.sim.label import LabelSettings, label_dataset
+    from vita_grasp_core.sim.label import CAMERA_DIR, LabelSettings, label_dataset
     from vita_grasp_core.sim.objects import parse_object_set
 
     root = o.out / "labels"
     settings = LabelSettings(tuple(parse_object_set("train")), "train", 0, 1, 16, "clutter",
                              "no", (480, 640))
     s = label_dataset(root, settings, [o.seed], workers=1, progress=False)
-    cam = root / "scenes" / f"scene_{o.seed:04d}" / "kinect"
+    cam = root / "scenes" / f"scene_{o.seed:04d}" / CAMERA_DIR
     st.labels = {"root": str(root), "positives": s["positives"], "negatives": s["negatives"]}
     picture = label_picture(cam)
     if picture is None:
