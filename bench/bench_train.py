@@ -45,9 +45,9 @@ from common import (  # noqa: E402
 
 
 def _step_fns(model, optimizer, criterion, get_uncached, get_cached):
-    from vita_grasp_core.training.train import _TrainStep
+    from vita_grasp_core.training.step import TrainStep
 
-    step = _TrainStep(model)
+    step = TrainStep(model)
 
     def run(batch, cached: bool):
         if cached:

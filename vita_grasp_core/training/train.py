@@ -18,15 +18,15 @@ with the decoding calibrated on validation), ``last.pt`` (+ optimizer, scheduler
 (TensorBoard), ``train.log``. See docs/training.md.
 
 The pieces: :mod:`.dist` (processes, seeds, RNG), :mod:`.data` (which frames),
-:mod:`.feature_cache` (frozen-encoder features of augmented views), :mod:`.checkpointing`
-(best/last, resume), :mod:`.run_log` (log, TensorBoard, metrics), :mod:`.calibrate` (scores and
-threshold); the command line is :mod:`vita_grasp_core.cli.train`.
+:mod:`.feature_cache` (frozen-encoder features of augmented views), :mod:`.run_checkpoints`
+(best/last, resume), :mod:`.run_log` (log, TensorBoard, metrics), :mod:`.fit_decoding` (scores
+and threshold), :mod:`.step` (the optimised step: parameter groups, schedule, the module DDP
+wraps); the command line is :mod:`vita_grasp_core.cli.train`.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -39,64 +39,10 @@ from .dist import Dist, default_threads, default_workers, seed_everything, worke
 from .losses import GraspLoss
 from .run_checkpoints import Checkpointer, TrainState
 from .run_log import RunLog
+from .step import TrainStep, cached_or_computed, lr_lambda_factory, param_groups
 from .train_config import ConfigError, FullConfig
 
 log = logging.getLogger("vita_grasp.train")
-
-
-def lr_lambda_factory(warmup_steps: int, total_steps: int, min_ratio: float):
-    """Linear warmup from ~0 to 1 over ``warmup_steps``, then cosine down to ``min_ratio``."""
-
-    def f(step: int) -> float:
-        if warmup_steps > 0 and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        span = max(1, total_steps - warmup_steps)
-        t = min(1.0, (step - warmup_steps) / span)
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
-
-    return f
-
-
-def param_groups(model: nn.Module, weight_decay: float, lr: float,
-                 encoder_lr_scale: float = 1.0) -> list[dict]:
-    """AdamW groups: no weight decay on biases, norms and other 1-D parameters; the encoder's
-    trainable parameters (``train_blocks``, ``freeze_vit: false``) at ``lr * encoder_lr_scale``.
-    Empty groups are left out."""
-    groups: dict[tuple[bool, bool], list] = {}
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            groups.setdefault((name.startswith("backbone."), p.ndim <= 1), []).append(p)
-    return [{"params": ps, "weight_decay": 0.0 if flat else weight_decay,
-             "lr": lr * (encoder_lr_scale if enc else 1.0)}
-            for (enc, flat), ps in sorted(groups.items())]
-
-
-class _TrainStep(nn.Module):
-    """The module DDP wraps: image or cached features -> logits."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, pixel_values=None, features=None, tokens=None, tokens_at=None):
-        """Logits from the image, or from cached features (+ the trained last encoder blocks on
-        cached tokens, + the image for a decoder stem)."""
-        return self.model.decode_logits(
-            cached_or_computed(self.model, pixel_values, features, tokens, tokens_at),
-            pixel_values)
-
-
-def cached_or_computed(model, pixel_values=None, features=None, tokens=None,
-                       tokens_at=None) -> list:
-    """The decoder's feature maps: from the image, or from the cache: the frozen layers' maps,
-    then with ``train_blocks`` the trained blocks' on the tokens cached after block
-    ``tokens_at``."""
-    if features is None:
-        return model.backbone_features(pixel_values)
-    features = list(features)[: model.head_levels]
-    if not model.tail_blocks:
-        return features
-    return features + model.tail_features(tokens, tokens_at)
 
 
 class Trainer:
@@ -147,7 +93,7 @@ class Trainer:
         self.cached = self._setup_feature_cache()
         if cfg.data.memory_cache and not self.cached:
             self.train_ds, self.val_ds = memory_cached(self.train_ds, self.val_ds)
-        self.step_module = _TrainStep(self.model)
+        self.step_module = TrainStep(self.model)
         if self.dist.enabled:
             self.step_module = nn.parallel.DistributedDataParallel(
                 self.step_module, device_ids=[self.device] if self.device.type == "cuda" else None)

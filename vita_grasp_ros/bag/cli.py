@@ -351,7 +351,7 @@ def _record_limit(a, rec, elapsed: float, now: float) -> str | None:
 
 
 def _note_stale_partials(out) -> None:
-    from .recover import stale_partials
+    from .partials import stale_partials
 
     for old_partial in stale_partials(out):
         print(f"note: {old_partial} holds an interrupted recording: `vita-grasp bag recover "

@@ -18,7 +18,6 @@ Bag paths
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sqlite3
 import struct
@@ -30,6 +29,7 @@ from typing import Iterable, Iterator
 from vita_grasp_core.fileio import atomic_write
 
 from .definitions import same_fields, types_from_definition
+from .partials import partial_folder, recover_hint
 from .types import STORAGE_SUFFIX, STORAGES, BagError, ensure_type, make_qos, typestore
 
 
@@ -102,7 +102,7 @@ class BagWriter:
         self.overwrite = overwrite
         self.compress = compress
         self.store = typestore()
-        self._tmp = self.path.parent / f".{self.path.name}.partial-{os.getpid()}"
+        self._tmp = partial_folder(self.path)
         self._writer = None
         self._conns: dict[str, object] = {}
         self.counts: dict[str, int] = {}
@@ -220,54 +220,6 @@ class BagWriter:
             raw = _serialize(msg, conn.msgtype, self.store)
         self._writer.write(conn, int(timestamp_ns), raw)
         self.counts[topic] += 1
-
-
-# --------------------------------------------------------------------------- interrupted writes
-#: The scratch folder a :class:`BagWriter` builds ``NAME`` in: ``.NAME.partial-PID``.
-_PARTIAL = re.compile(r"^\.(?P<name>.+)\.partial-(?P<pid>\d+)$")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def partial_target(folder) -> Path | None:
-    """The bag a scratch folder ``.NAME.partial-PID`` was going to become (``None`` if it is not
-    one)."""
-    m = _PARTIAL.match(Path(folder).name)
-    return Path(folder).parent / m["name"] if m else None
-
-
-def stale_partials(path) -> list[Path]:
-    """Scratch folders of recorders that are gone, for the bag ``path`` (or, for a directory
-    that is not a bag, every one inside it)."""
-    p = Path(path)
-    if p.is_dir() and not any(f.suffix in STORAGE_SUFFIX or f.name == "metadata.yaml"
-                              for f in p.iterdir()):
-        candidates = [c for c in p.iterdir() if _PARTIAL.match(c.name)]
-    else:
-        try:
-            candidates = [c for c in p.parent.iterdir()
-                          if (m := _PARTIAL.match(c.name)) and m["name"] == p.name]
-        except OSError:
-            return []
-    return sorted(c for c in candidates if c.is_dir()
-                  and not _pid_alive(int(_PARTIAL.match(c.name)["pid"])))
-
-
-def recover_hint(path) -> str:
-    """``"; an interrupted recording of it is in X: vita-grasp bag recover X"`` or ``""``."""
-    found = stale_partials(path)
-    if not found:
-        return ""
-    return (f"; an interrupted recording of it is in {found[0]} (recover it with `vita-grasp "
-            f"bag recover {found[0]}`)")
 
 
 # --------------------------------------------------------------------------- reading

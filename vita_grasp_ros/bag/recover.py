@@ -10,7 +10,7 @@ and written, the sqlite3 transaction committed), so such a folder holds every me
 up to the last flush. :func:`recover` reads them back (the MCAP records one by one up to the
 first incomplete one; the committed sqlite3 rows) and writes a complete bag.
 
-:func:`~.io.stale_partials` finds the scratch folders of recorders that are gone, so ``bag
+:func:`~.partials.stale_partials` finds the scratch folders of recorders that are gone, so ``bag
 record`` and the bag readers point at them.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .io import partial_target, stale_partials
+from .partials import partial_target, stale_partials
 from .types import STORAGE_SUFFIX, BagError
 
 _MAGIC = b"\x89MCAP0\r\n"
