@@ -17,7 +17,7 @@ kind and path.
 from __future__ import annotations
 
 import math
-import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -211,10 +211,7 @@ def png_header(path) -> dict:
     :data:`MAX_PIXELS` pixels) with kind prefix left to the caller.
     """
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise FrameFault("missing", path) from None
+    size = regular_size(path)
     if size == 0:
         raise FrameFault("empty", path)
     with open(path, "rb") as f:
@@ -232,7 +229,22 @@ def png_header(path) -> dict:
     return {"width": w, "height": h, "bit_depth": head[24], "color_type": head[25]}
 
 
+def regular_size(path: Path) -> int:
+    """The size of a regular file; :class:`FrameFault` ``missing``, or ``not_a_file`` for a
+    FIFO, a directory, a device ... (never opened: reading a FIFO blocks)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise FrameFault("missing", path) from None
+    except OSError as e:
+        raise FrameFault("corrupt", path, str(e)[:80]) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise FrameFault("not_a_file", path, "not a regular file")
+    return st.st_size
+
+
 def _read_bytes(path: Path) -> bytes:
+    regular_size(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -295,21 +307,6 @@ def tagged(fn, what: str, *args):
 
 
 # --------------------------------------------------------------------------- grasp rows
-def walk_folders(root: Path, max_depth: int, depth: int = 0):
-    """Yield ``(folder, sorted file names)`` for ``root`` and its sub-folders down to
-    ``max_depth`` levels, in name order; hidden and unreadable folders are skipped."""
-    try:
-        with os.scandir(root) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return
-    yield Path(root), [e.name for e in entries if e.is_file()]
-    if depth < max_depth:
-        for e in entries:
-            if e.is_dir() and not e.name.startswith("."):
-                yield from walk_folders(Path(e.path), max_depth, depth + 1)
-
-
 def read_number_rows(path, columns: int, sep: str | None, layout: str) -> np.ndarray:
     """A text file of numeric rows (blank lines ignored) -> ``(N, columns)`` float64.
 
@@ -318,6 +315,7 @@ def read_number_rows(path, columns: int, sep: str | None, layout: str) -> np.nda
     line with another number of fields or a field that is not a number; NaN is a number).
     """
     path = Path(path)
+    regular_size(path)
     try:
         text = path.read_text(encoding="ascii", errors="strict")
     except FileNotFoundError:

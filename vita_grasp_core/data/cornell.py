@@ -31,11 +31,11 @@ from .common import (
     grasps_to_corners,
     read_number_rows,
     tagged,
-    walk_folders,
     write_png,
     write_tiff,
 )
 from .formats import DataFormat
+from .listing import file_fault, optional_file, walk_folders
 
 #: The registered name of this layout (``--format cornell``, ``FrameRecord.format``).
 NAME = "cornell"
@@ -65,7 +65,7 @@ def write_cornell_rects(path, grasps) -> Path:
 
 
 def _walk(root: Path):
-    """``(directory, file names)`` for ``root`` and its sub-folders up to MAX_DEPTH."""
+    """``(directory, {name: size})`` for ``root`` and its sub-folders up to MAX_DEPTH."""
     return walk_folders(root, MAX_DEPTH)
 
 
@@ -79,29 +79,24 @@ def scan_cornell(root, require_label: bool = False) -> ScanResult:
     """Find Cornell frames with cheap checks (existence, size > 0).
 
     Faults: ``missing_rgb`` / ``missing_grasps`` (one of the pair absent), ``empty_rgb`` /
-    ``empty_grasps`` (0 bytes), ``duplicate_key`` (the same pcd id in two folders: the first in
-    path order is used), ``missing_label`` (only with ``require_label``: Cornell has no masks).
+    ``empty_grasps`` (0 bytes), ``not_a_file_<file>`` (a FIFO, a directory ...; for the optional
+    ``negatives`` / ``depth`` the frame is kept without it), ``duplicate_key`` (the same pcd id
+    in two folders: the first in path order is used), ``missing_label`` (only with
+    ``require_label``: Cornell has no masks).
     """
     root = Path(root)
     faults = FaultLog()
     frames: dict[str, FrameRecord] = {}
     n_found = 0
     for d, names in _walk(root):
-        nameset = set(names)
         ids = sorted({m.group(1) for n in names for m in [_RGB_RE.fullmatch(n) or
                                                           _POS_RE.fullmatch(n)] if m})
         n_found += len(ids)
         for fid in ids:
             rgb, pos = d / f"pcd{fid}r.png", d / f"pcd{fid}cpos.txt"
             key = f"pcd{fid}"
-            bad = False
-            for kind, p in (("rgb", rgb), ("grasps", pos)):
-                if p.name not in nameset:
-                    faults.add(f"missing_{kind}", p)
-                    bad = True
-                elif p.stat().st_size == 0:
-                    faults.add(f"empty_{kind}", p)
-                    bad = True
+            bad = any([file_fault(faults, kind, p, names.get(p.name))
+                       for kind, p in (("rgb", rgb), ("grasps", pos))])
             if require_label:
                 faults.add("missing_label", rgb)
                 bad = True
@@ -111,12 +106,12 @@ def scan_cornell(root, require_label: bool = False) -> ScanResult:
                 faults.add("duplicate_key", rgb)
                 continue
             neg = d / f"pcd{fid}cneg.txt"
-            dep = next((d / n for n in (f"pcd{fid}d.tiff", f"pcd{fid}d.tif") if n in nameset),
-                       None)
+            dep = d / next((n for n in (f"pcd{fid}d.tiff", f"pcd{fid}d.tif") if n in names),
+                           f"pcd{fid}d.tiff")
             frames[key] = FrameRecord(
                 key=key, group=key, rgb=str(rgb), grasps=str(pos),
-                negatives=str(neg) if neg.name in nameset else None,
-                depth=str(dep) if dep is not None else None, format=NAME,
+                negatives=optional_file(faults, "negatives", neg, names.get(neg.name)),
+                depth=optional_file(faults, "depth", dep, names.get(dep.name)), format=NAME,
                 frame=int(fid))
     return ScanResult([frames[k] for k in sorted(frames)], faults, NAME, str(root),
                       found=n_found)

@@ -10,7 +10,6 @@ Scan-time faults (cheap: existence and size only): missing camera directories, m
 ``require_label=True``). Load-time faults are raised by the readers as :class:`FrameFault`."""
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -28,9 +27,11 @@ from .common import (  # noqa: F401
     ScanResult,
     png_header,
     read_png,
+    regular_size,
     write_png,
 )
 from .formats import DataFormat
+from .listing import file_fault, folder_sizes, optional_file
 
 #: The registered name of this layout (``--format graspnet``, ``FrameRecord.format``).
 NAME = "graspnet"
@@ -54,7 +55,7 @@ def read_rect(path) -> np.ndarray:
     (``missing``, ``empty``, ``corrupt``, ``bad_shape``)."""
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
+        if regular_size(path) == 0:
             raise FrameFault("empty", path)
         arr = np.load(path, allow_pickle=False)
     except FrameFault:
@@ -115,34 +116,20 @@ def select_scenes(available, scenes=None, split=None) -> list[int]:
 
 
 def _listdir_sizes(d: Path) -> dict[str, int]:
-    """{'0000': size} for files NNNN.png / NNNN.npy in ``d`` (missing dir -> {})."""
-    out = {}
-    try:
-        with os.scandir(d) as it:
-            for e in it:
-                m = _FRAME_RE.fullmatch(e.name)
-                if m and e.is_file():
-                    out[m.group(1)] = e.stat().st_size
-    except FileNotFoundError:
-        pass
-    return out
+    """{'0000': size} for the entries NNNN.png / NNNN.npy of ``d`` (:data:`~.listing.NOT_A_FILE`
+    for those that are not regular files; missing dir -> {})."""
+    return {m.group(1): size for name, size in folder_sizes(d).items()
+            if (m := _FRAME_RE.fullmatch(name))}
 
 
 def _frame_paths(cam: Path, fid: str, tables: dict, require_label: bool, faults: FaultLog):
-    """The files of frame ``fid`` (kind -> path), or ``None`` when a needed one is missing or
-    empty (recorded in ``faults``)."""
+    """The files of frame ``fid`` (kind -> path), or ``None`` when a needed one is missing,
+    empty or not a regular file (recorded in ``faults``)."""
     paths = {k: cam / k / f"{fid}.{'npy' if k == 'rect' else 'png'}" for k in tables}
-    bad = False
-    for kind in ("rgb", "rect", "label"):
-        size = tables[kind].get(fid)
-        if size is None:
-            if kind != "label" or require_label:
-                faults.add(f"missing_{kind}", paths[kind])
-                bad = True
-        elif size == 0:
-            faults.add(f"empty_{kind}", paths[kind])
-            bad = True
-    return None if bad else paths
+    bad = [file_fault(faults, kind, paths[kind], tables[kind].get(fid),
+                      required=kind != "label" or require_label)
+           for kind in ("rgb", "rect", "label")]
+    return None if any(bad) else paths
 
 
 def _scan_camera(cam: Path, sid: int, camera: str, require_label: bool, faults: FaultLog,
@@ -154,12 +141,7 @@ def _scan_camera(cam: Path, sid: int, camera: str, require_label: bool, faults: 
         paths = _frame_paths(cam, fid, tables, require_label, faults)
         if paths is None:
             continue
-        dep = None
-        if fid in tables["depth"]:
-            if tables["depth"][fid] == 0:
-                faults.add("empty_depth", paths["depth"])
-            else:
-                dep = str(paths["depth"])
+        dep = optional_file(faults, "depth", paths["depth"], tables["depth"].get(fid))
         frames.append(FrameRecord(
             key=f"{camera}/s{sid:04d}/f{fid}", group=f"scene_{sid:04d}",
             rgb=str(paths["rgb"]), grasps=str(paths["rect"]),

@@ -30,11 +30,11 @@ from .common import (
     ScanResult,
     read_number_rows,
     tagged,
-    walk_folders,
     write_png,
     write_tiff,
 )
 from .formats import DataFormat
+from .listing import file_fault, optional_file, walk_folders
 
 #: The registered name of this layout (``--format jacquard``, ``FrameRecord.format``).
 NAME = "jacquard"
@@ -72,7 +72,7 @@ def write_jacquard_grasps(path, grasps) -> Path:
 
 
 def _object_dirs(root: Path):
-    """Yield ``(folder, file names)`` of every folder below ``root`` up to MAX_DEPTH."""
+    """Yield ``(folder, {name: size})`` of every folder below ``root`` up to MAX_DEPTH."""
     for folder, names in walk_folders(root, MAX_DEPTH):
         if folder != Path(root):
             yield folder, names
@@ -89,6 +89,7 @@ def scan_jacquard(root, require_label: bool = False) -> ScanResult:
 
     Faults: ``missing_rgb`` / ``missing_grasps``, ``empty_rgb`` / ``empty_grasps``,
     ``empty_label`` (a 0-byte mask: frame skipped), ``missing_label`` (with ``require_label``),
+    ``not_a_file_<file>`` (a FIFO, a directory ...: frame skipped; a depth: dropped),
     ``duplicate_key``.
     """
     root = Path(root)
@@ -96,36 +97,28 @@ def scan_jacquard(root, require_label: bool = False) -> ScanResult:
     frames: dict[str, FrameRecord] = {}
     n_found = 0
     for d, names in _object_dirs(root):
-        nameset = set(names)
         stems = sorted({f"{m.group(1)}_{m.group(2)}" for n in names
                         for m in [_GRASPS_RE.fullmatch(n) or _RGB_RE.fullmatch(n)] if m})
         n_found += len(stems)
         for stem in stems:
             rgb, gr = d / f"{stem}_RGB.png", d / f"{stem}_grasps.txt"
             mask = d / f"{stem}_mask.png"
-            bad = False
-            for kind, p, required in (("rgb", rgb, True), ("grasps", gr, True),
-                                      ("label", mask, require_label)):
-                if p.name not in nameset:
-                    if required:
-                        faults.add(f"missing_{kind}", p)
-                        bad = True
-                elif p.stat().st_size == 0:
-                    faults.add(f"empty_{kind}", p)
-                    bad = True
-            if bad:
+            if any([file_fault(faults, kind, p, names.get(p.name), required)
+                    for kind, p, required in (("rgb", rgb, True), ("grasps", gr, True),
+                                              ("label", mask, require_label))]):
                 continue
             key = f"{d.name}/{stem}"
             if key in frames:
                 faults.add("duplicate_key", rgb)
                 continue
-            dep = next((d / n for n in (f"{stem}_perfect_depth.tiff", f"{stem}_stereo_depth.tiff")
-                        if n in nameset), None)
+            dep = d / next((n for n in (f"{stem}_perfect_depth.tiff", f"{stem}_stereo_depth.tiff")
+                            if n in names), f"{stem}_perfect_depth.tiff")
             k = stem.split("_", 1)[0]
             frames[key] = FrameRecord(
                 key=key, group=d.name, rgb=str(rgb), grasps=str(gr),
-                label=str(mask) if mask.name in nameset else None,
-                depth=str(dep) if dep is not None else None, format=NAME, frame=int(k))
+                label=str(mask) if mask.name in names else None,
+                depth=optional_file(faults, "depth", dep, names.get(dep.name)), format=NAME,
+                frame=int(k))
     return ScanResult([frames[k] for k in sorted(frames)], faults, NAME, str(root),
                       found=n_found)
 

@@ -25,6 +25,7 @@ import numpy as np
 from .common import FaultLog, FrameRecord, ScanResult, tagged, write_png
 from .cornell import read_cornell_rects, write_cornell_rects
 from .formats import DataFormat
+from .listing import file_fault, folder_sizes, optional_file
 
 #: The registered name of this layout (``--format ocid``, ``FrameRecord.format``).
 NAME = "ocid"
@@ -56,20 +57,18 @@ def is_ocid(root) -> bool:
 
 
 def _sizes(folder: Path, suffix: str) -> dict[str, int]:
-    """``{name stem: size}`` of the ``*suffix`` files of ``folder`` (missing folder -> {})."""
-    try:
-        with os.scandir(folder) as it:
-            return {e.name[: -len(suffix)]: e.stat().st_size for e in it
-                    if e.name.endswith(suffix) and e.is_file()}
-    except (FileNotFoundError, NotADirectoryError):
-        return {}
+    """``{name stem: size}`` of the ``*suffix`` entries of ``folder``
+    (:data:`~.listing.NOT_A_FILE` for those that are not regular files; missing folder -> {})."""
+    return {name[: -len(suffix)]: size for name, size in folder_sizes(folder).items()
+            if name.endswith(suffix)}
 
 
 def scan_ocid(root, require_label: bool = False) -> ScanResult:
     """Find OCID-grasp frames with cheap checks (existence, size > 0).
 
     Faults: ``missing_rgb`` / ``missing_grasps`` (one of the pair absent), ``empty_rgb`` /
-    ``empty_grasps`` / ``empty_label``, ``missing_label`` (with ``require_label``).
+    ``empty_grasps`` / ``empty_label``, ``missing_label`` (with ``require_label``),
+    ``not_a_file_<file>`` (a FIFO, a directory ...: frame skipped; a depth: dropped).
     """
     root = Path(root)
     faults = FaultLog()
@@ -84,22 +83,15 @@ def scan_ocid(root, require_label: bool = False) -> ScanResult:
             paths = {"rgb": seq / RGB / f"{stem}.png", "grasps": seq / ANNOTATIONS / f"{stem}.txt",
                      "label": seq / MASKS / f"{stem}.png"}
             sizes = {"rgb": rgb.get(stem), "grasps": ann.get(stem), "label": masks.get(stem)}
-            bad = False
-            for kind in ("rgb", "grasps", "label"):
-                if sizes[kind] is None:
-                    if kind != "label" or require_label:
-                        faults.add(f"missing_{kind}", paths[kind])
-                        bad = True
-                elif sizes[kind] == 0:
-                    faults.add(f"empty_{kind}", paths[kind])
-                    bad = True
-            if bad:
+            if any([file_fault(faults, kind, paths[kind], sizes[kind],
+                               required=kind != "label" or require_label)
+                    for kind in ("rgb", "grasps", "label")]):
                 continue
             frames.append(FrameRecord(
                 key=f"{group}/{stem}", group=group, rgb=str(paths["rgb"]),
                 grasps=str(paths["grasps"]),
                 label=str(paths["label"]) if stem in masks else None,
-                depth=str(seq / DEPTH / f"{stem}.png") if depth.get(stem) else None,
+                depth=optional_file(faults, "depth", seq / DEPTH / f"{stem}.png", depth.get(stem)),
                 format=NAME, frame=len(frames)))
     return ScanResult(frames, faults, NAME, str(root), found=n_found)
 
