@@ -2,9 +2,10 @@
 # `make test-repeat [N=10] [TEST_WORKERS=2] [REPEAT_TESTS=...] [PYTEST_ARGS=...]`: run the tests
 # that start processes, use threads or measure time N times in a row (a test that fails 1 run in 10
 # is broken), in TEST_WORKERS pytest-xdist processes with --dist loadgroup, the way `make test`
-# runs them (0 = one process). Every run's output is kept: build/test-repeat/<start time>/run_<i>.log,
-# and one tab-separated line per run in runs.tsv there (run, start, load average at start and end,
-# seconds, result, counts, the failed tests). Exit status 1 when any run failed.
+# runs them (0 = one process). Every run's output is kept: build/test-repeat/<start time>/run_<i>.log
+# (and tmp_<i>/, the tests' files, when the run failed), and one tab-separated line per run in
+# runs.tsv there (run, start, load average at start and end, seconds, result, counts, the failed
+# tests). Exit status 1 when any run failed.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 N=${1:-10}
@@ -27,8 +28,10 @@ for i in $(seq 1 "$N"); do
   load=$(cut -d' ' -f1 /proc/loadavg)
   # shellcheck disable=SC2086  # TESTS is a list of globs
   if .venv/bin/python -m pytest $TESTS -q -ra -m "not colcon" -p no:cacheprovider "${XDIST[@]}" \
-      --timeout="${TEST_TIMEOUT:-600}" ${PYTEST_ARGS:-} > "$LOG/run_$i.log" 2>&1; then
+      --basetemp="$LOG/tmp_$i" --timeout="${TEST_TIMEOUT:-600}" ${PYTEST_ARGS:-} \
+      > "$LOG/run_$i.log" 2>&1; then
     result=ok
+    rm -rf "$LOG/tmp_$i"  # a failed run keeps its tests' files (node logs, bags) to look at
   else
     result=FAILED
     failed=$((failed + 1))

@@ -107,9 +107,9 @@ def test_replay_node_record_eval(dataset, checkpoint, tmp_path, storage, compres
                               "--wait-for-subscribers", "1",
                               "--wait-timeout", "60", "--quiet"], env, tmp_path / "x", "play")
         procs.append(player)
-        assert player.wait(120) == 0, player.output()
+        assert player.exit_status(START_TIMEOUT) == 0, player.output()
         assert "played 8 messages" in player.output()
-        assert recorder.wait(120) == 0, recorder.output() + node.output()
+        assert recorder.exit_status(START_TIMEOUT) == 0, recorder.output() + node.output()
         assert "stopped by max_messages" in recorder.output()
     finally:
         _stop_all(procs)
@@ -153,9 +153,9 @@ def test_record_remap_loop_and_sigint(dataset, tmp_path):
         wait_for(lambda: _recorded(recorder.output()) >= 3 or not recorder.alive(), 60,
                  interval=0.2, what="3 recorded messages")
         player.proc.send_signal(signal.SIGINT)
-        assert player.wait(START_TIMEOUT) == 130, player.output()
+        assert player.exit_status(START_TIMEOUT) == 130, player.output()
         recorder.proc.send_signal(signal.SIGINT)
-        assert recorder.wait(START_TIMEOUT) == 0, recorder.output()
+        assert recorder.exit_status(START_TIMEOUT) == 0, recorder.output()
         assert "stopped by SIGINT" in recorder.output()
     finally:
         _stop_all(procs)

@@ -28,7 +28,15 @@ def test_node_is_a_registered_source():
         make_source("node", SourceOptions())
 
 
-def test_node_in_the_loop_matches_the_api_and_the_convention(tiny_checkpoint, tmp_path):
+def test_node_in_the_loop_matches_the_api_and_the_convention(tiny_checkpoint, tmp_path,
+                                                             monkeypatch):
+    import torch
+
+    # the node process computes with as many threads as the API here, so that both give the same
+    # floats bit for bit (as vita_grasp_ros.testing.ros_env does): the node source passes its
+    # environment on, and with OMP_NUM_THREADS=1 outside (a loaded machine's setting) against 2
+    # here a flat peak of the tiny model moved x by 0.03 px (a test-repeat run at load 15)
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
     cfg = BenchConfig(tuple(parse_object_set("random:900-909")), "random:900-909", trials=3,
                       seed=1, plain=True, view=ViewSpec(0.6, 8.0, 30.0, 20.0))
     # the camera streams each scene at 10 Hz until answered; input_depth 10: with the node's

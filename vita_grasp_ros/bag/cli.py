@@ -9,6 +9,7 @@ loaded (one line on stderr that names the file, no traceback), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -278,6 +279,23 @@ def _init_ros(name: str):
     return rclpy, rclpy.create_node(name.replace("-", "_"))
 
 
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event, reason: dict):
+    """While inside: SIGINT / SIGTERM set ``stop`` and ``reason["why"]`` (the signal's name)
+    instead of raising KeyboardInterrupt wherever the main thread happens to be (one raised
+    inside a destructor or a callback is swallowed, and the command would never stop)."""
+    def on_signal(signum, _frame):
+        reason["why"] = signal.Signals(signum).name
+        stop.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 def cmd_play(a) -> int:
     from .io import open_bag
     from .play import PlayOptions, PlayStats, parse_remaps, play
@@ -293,22 +311,25 @@ def cmd_play(a) -> int:
     opts.check()
     with open_bag(a.bag):  # fail fast (exit 2) before touching ROS
         pass
-    rclpy, node = _init_ros("vita_grasp_bag_play")
     log = (lambda *x, **k: None) if a.quiet else (lambda m: print(m, file=sys.stderr))
     st = PlayStats()
-    try:
-        play(a.bag, node, opts, log=log, stats=st)
-    except KeyboardInterrupt:
-        pass  # reported below (exit 130)
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    stop, reason = threading.Event(), {}
+    with _stop_on_signals(stop, reason):
+        rclpy, node = _init_ros("vita_grasp_bag_play")
+        try:
+            play(a.bag, node, opts, log=log, stop=stop, stats=st)
+        except KeyboardInterrupt:
+            st.interrupted = True  # reported below (exit 130)
+        finally:
+            node.destroy_node()
+            rclpy.try_shutdown()
+    st.interrupted = st.interrupted or bool(reason)
     print(f"played {st.total} messages in {st.seconds:.2f} s ({st.loops} loop(s)); "
           + ", ".join(f"{t}: {n}" for t, n in st.published.items())
           + (f"; {st.clock_published} /clock messages" if st.clock_published else "")
           + (f"; not acknowledged by every subscriber: {st.unacked}" if st.unacked else "")
           + ("; interrupted" if st.interrupted else ""))
-    return 130 if st.interrupted else 0
+    return (143 if reason.get("why") == "SIGTERM" else 130) if st.interrupted else 0
 
 
 def _parse_types(topics, items) -> dict[str, str]:
@@ -359,7 +380,7 @@ def _note_stale_partials(out) -> None:
 
 
 def cmd_record(a) -> int:
-    from .record import Recorder, check_record_options
+    from .record import check_record_options
 
     check_record_options(a)
 
@@ -368,12 +389,13 @@ def cmd_record(a) -> int:
              for t, ty in _parse_types(a.topics, a.types).items()}
     stop = threading.Event()
     reason = {"why": "end"}
+    with _stop_on_signals(stop, reason):
+        return _record(a, topics, types, stop, reason)
 
-    def on_signal(signum, _frame):
-        reason["why"] = signal.Signals(signum).name
-        stop.set()
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+def _record(a, topics, types, stop, reason) -> int:
+    from .record import Recorder
+
     rclpy, node = _init_ros("vita_grasp_bag_record")
     from rclpy.executors import SingleThreadedExecutor
 
@@ -417,8 +439,6 @@ def cmd_record(a) -> int:
             ex.shutdown()
             node.destroy_node()
             rclpy.try_shutdown()
-            for s, h in old.items():
-                signal.signal(s, h)
     if rec is not None:
         print(f"wrote {path}: {rec.total} messages (" + ", ".join(f"{t} {n}" for t, n in
                                                                 rec.counts.items())

@@ -192,7 +192,8 @@ def play(bag, node, options: PlayOptions | None = None, *, stop=None, log=print,
     Args:
         bag: bag path (see :mod:`.io`).
         options: :class:`PlayOptions` (rate, topics, loop, clock, QoS, waiting).
-        stop: optional ``threading.Event`` that ends playback early.
+        stop: optional ``threading.Event`` that ends playback early (without waiting for the
+            subscribers' acknowledgements; ``bag play`` sets it on SIGINT / SIGTERM).
         stats: a :class:`PlayStats` to fill (still readable when Ctrl-C interrupts playback).
     Raises:
         :class:`~.types.BagError` when the bag cannot be read; ``KeyboardInterrupt`` is re-raised
@@ -212,7 +213,7 @@ def play(bag, node, options: PlayOptions | None = None, *, stop=None, log=print,
                 _wait_matched(pubs, remaps, o.wait_for_subscribers, o.wait_topics,
                               o.wait_timeout, stats, stop, log)
             if o.delay > 0:
-                time.sleep(o.delay)
+                stop.wait(o.delay) if stop is not None else time.sleep(o.delay)
             t_play = time.perf_counter()
             if o.progress:
                 from tqdm import tqdm
@@ -232,7 +233,7 @@ def play(bag, node, options: PlayOptions | None = None, *, stop=None, log=print,
             if bar is not None:
                 bar.close()
             stats.seconds = 0.0 if t_play is None else time.perf_counter() - t_play
-            if not stats.interrupted:
+            if not stats.interrupted and not (stop is not None and stop.is_set()):
                 _wait_acked(pubs, remaps, o.qos, o.ack_timeout, stats)
             for p in pubs.values():
                 node.destroy_publisher(p)
