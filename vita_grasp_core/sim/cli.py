@@ -95,6 +95,10 @@ def label_main(argv) -> int:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     add_camera_args(p)
+    p.add_argument("--exact", action="store_true",
+                   help="run every trial its full course: no shortcuts (free part of the "
+                        "approach, settled hold, sleeping objects; docs/sim.md 'Speed'). "
+                        "About 2-3x slower; to check the shortcuts")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     from .label import LabelSettings, label_dataset
@@ -111,7 +115,8 @@ def label_main(argv) -> int:
     settings = LabelSettings(tuple(names), a.objects, a.seed, a.views, a.candidates, a.kind,
                              a.tray, size)
     try:
-        s = label_dataset(a.out, settings, a.scenes, workers=a.workers, progress=not a.quiet)
+        s = label_dataset(a.out, settings, a.scenes, workers=a.workers, progress=not a.quiet,
+                          exact=a.exact)
     except (ValueError, OSError) as e:
         return _fail(prog, str(e), 1)
     except KeyboardInterrupt:

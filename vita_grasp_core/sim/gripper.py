@@ -31,6 +31,18 @@ import numpy as np
 
 from . import pybullet
 from .scene import TIME_STEP, SimWorld
+from .shortcuts import (
+    CHECK_EVERY,
+    COAST_END,
+    GRIP_STILL,
+    NONE,
+    STILL_CHECKS,
+    Shortcuts,
+    coast,
+    free_run,
+    held_still,
+    nothing_to_catch,
+)
 
 MAX_OPENING = 0.11  # m, between the finger pads
 FINGER_LENGTH = 0.06
@@ -213,14 +225,22 @@ class Gripper:
         return [b for b, o in self.world.objects.items()
                 if self.world.position(b)[2] - o.rest_z >= SUCCESS_HEIGHT]
 
-    def _move(self, start, end, orn, speed: float = SPEED, guard: bool = False):
+    def _move(self, start, end, orn, speed: float = SPEED, guard: bool = False,
+              skip: float = 0.0):
         """Move the tool point from ``start`` to ``end`` (world) in a straight line. With
         ``guard``, stop at the first contact force above STOP_FORCE; returns the body that
-        stopped it (-1: none)."""
+        stopped it (-1: none). ``skip`` [m]: the first part of the way is known to be free:
+        the gripper is put there, moving at the speed of the move, and goes on from there."""
         p, c = pybullet(), self.world.client
         start, end = np.asarray(start, float), np.asarray(end, float)
         n = max(1, int(np.linalg.norm(end - start) / (speed * TIME_STEP)))
-        for i in range(1, n + 1):
+        k = min(n - 1, int(skip / max(np.linalg.norm(end - start) / n, 1e-12)))
+        if k > 0:
+            p.resetBasePositionAndOrientation(self.body, (start + (end - start) * (k / n))
+                                              .tolist(), list(orn), physicsClientId=c)
+            p.resetBaseVelocity(self.body, ((end - start) / (n * TIME_STEP)).tolist(),
+                                [0, 0, 0], physicsClientId=c)
+        for i in range(k + 1, n + 1):
             target = start + (end - start) * (i / n)
             p.changeConstraint(self.cid, target.tolist(), list(orn), maxForce=400.0,
                                physicsClientId=c)
@@ -234,18 +254,26 @@ class Gripper:
                     return body
         return -1
 
-    def _close(self, max_time: float = 0.8) -> None:
+    def _close(self, max_time: float = 0.8, shortcuts: Shortcuts = NONE) -> None:
+        """Close with GRIP_FORCE until the fingers stop (and see :class:`Shortcuts`)."""
         p, c = pybullet(), self.world.client
         self._set_fingers(0.0, GRIP_FORCE)
-        still = 0
-        for _ in range(int(max_time / TIME_STEP)):
+        still, openings = 0, []
+        for i in range(1, int(max_time / TIME_STEP) + 1):
             p.stepSimulation(physicsClientId=c)
             v = max(abs(p.getJointState(self.body, j, physicsClientId=c)[1]) for j in (0, 1))
             still = still + 1 if v < 1e-3 else 0
             if still >= 12:
                 break
+            if i % CHECK_EVERY:
+                continue
+            if shortcuts.empty_close and nothing_to_catch(self):
+                break
+            openings.append(self.finger_opening())
+            if (shortcuts.settled_grip and len(openings) >= 3
+                    and np.ptp(openings[-3:]) < GRIP_STILL and self.held_bodies()):
+                break
 
-    # ------------------------------------------------------------------ a grasp
     def _check(self, position, R, opening) -> str:
         if not (np.isfinite(position).all() and np.isfinite(R).all() and np.isfinite(opening)):
             return "the grasp has a non-finite number"
@@ -284,10 +312,11 @@ class Gripper:
                 best, best_d = body, d
         return best
 
-    def execute(self, position, R, opening: float, *, early_exit: bool = False) -> GraspOutcome:
+    def execute(self, position, R, opening: float, *,
+                shortcuts: Shortcuts = NONE) -> GraspOutcome:
         """Execute a grasp given in the world: tool point ``position`` (3,), orientation ``R``
-        (3x3, columns = G's x (opening), y, z (approach)), ``opening`` [m]. ``early_exit``
-        stops as soon as the outcome is known to be a failure (labelling)."""
+        (3x3, columns = G's x (opening), y, z (approach)), ``opening`` [m]. ``shortcuts``
+        skip physics whose outcome is decided (:class:`Shortcuts`; the labeller's)."""
         position = np.asarray(position, np.float64)
         R = np.asarray(R, np.float64)
         opening = float(opening)
@@ -302,33 +331,58 @@ class Gripper:
         orn = matrix_to_quaternion(R)
         out = GraspOutcome(False, "missed", opening=opening, clamped=clamped,
                            target=self._nearest_object(position))
-        self._approach(start, target, orn, half, out)
-        self._close()
+        self._approach(start, target, orn, half, out, shortcuts.free_approach)
+        self._close(shortcuts=shortcuts)
         held = self.held_bodies()
-        if held or self.touched_bodies() or not early_exit:
-            self._lift_and_hold(orn, early_exit)
+        if held or self.touched_bodies() or not shortcuts.early_exit:
+            self._lift_and_hold(orn, shortcuts)
         self._judge(out, held)
         return out
 
-    def _approach(self, start, target, orn, half: float, out: GraspOutcome) -> None:
-        """Appear at ``start`` (open) and move to ``target``; note what stopped the way."""
+    def _approach(self, start, target, orn, half: float, out: GraspOutcome,
+                  free: bool = False) -> None:
+        """Appear at ``start`` (open) and move to ``target``; note what stopped the way.
+        ``free``: skip the way's free part (:func:`~vita_grasp_core.sim.shortcuts.free_run`)."""
         self._place(start, orn, half)
         hit = self._overlapping()
         if hit < 0:
-            hit = self._move(start, target, orn, guard=True)
+            skip = free_run(self, start, target, orn) if free else 0.0
+            hit = self._move(start, target, orn, guard=True, skip=skip)
         if hit >= 0:
             out.blocked_by = self.world.body_kind(hit)
             if out.blocked_by == "object" and hit != out.target:
                 out.blocked_by = "neighbour"
 
-    def _lift_and_hold(self, orn, early_exit: bool) -> None:
-        up = self.tcp() + np.array([0.0, 0.0, LIFT_HEIGHT])
-        self._move(self.tcp(), up, orn)
+    def _lift(self, orn, shortcuts: Shortcuts) -> None:
+        """Lift LIFT_HEIGHT straight up at SPEED (coasting where :class:`Shortcuts` allow)."""
+        p, c = pybullet(), self.world.client
+        start = self.tcp()
+        end = start + np.array([0.0, 0.0, LIFT_HEIGHT])
+        n = max(1, int(np.linalg.norm(end - start) / (SPEED * TIME_STEP)))  # as _move
+        i, opening = 1, -1.0
+        while i <= n:
+            p.changeConstraint(self.cid, (start + (end - start) * (i / n)).tolist(), list(orn),
+                               maxForce=400.0, physicsClientId=c)
+            p.stepSimulation(physicsClientId=c)
+            if shortcuts.coast_lift and i % CHECK_EVERY == 0:
+                last, opening = opening, self.finger_opening()
+                if abs(opening - last) < GRIP_STILL:
+                    i += coast(self, (end - start) / (n * TIME_STEP), LIFT_HEIGHT / n,
+                               n - COAST_END - i)
+            i += 1
+
+    def _lift_and_hold(self, orn, shortcuts: Shortcuts) -> None:
+        self._lift(orn, shortcuts)
+        still = 0
         for k in range(int(round(HOLD_TIME / TIME_STEP))):
             pybullet().stepSimulation(physicsClientId=self.world.client)
             # nothing high enough now cannot be high enough later: the outcome is known
-            if early_exit and k % 24 == 0 and not self._raised():
+            if shortcuts.early_exit and k % 24 == 0 and not self._raised():
                 break
+            if shortcuts.settled_hold and k % CHECK_EVERY == 0:
+                still = still + 1 if held_still(self, SUCCESS_HEIGHT) else 0
+                if still >= STILL_CHECKS:
+                    break
 
     def _judge(self, out: GraspOutcome, held: list[int]) -> None:
         """Success, or the failure reason (see the module docstring), and the detail line."""

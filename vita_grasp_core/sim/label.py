@@ -42,6 +42,7 @@ from .camera import SimCamera
 from .candidates import antipodal_candidates, pixel_to_pose
 from .episode import random_view, scene_spec
 from .gripper import Gripper, grasp_to_world
+from .shortcuts import EXACT, FAST, Shortcuts
 
 CAMERA_DIR = DEFAULT_CAMERA
 SETTINGS_FILE = "sim_label.json"
@@ -106,9 +107,10 @@ def _rect_rows(grasps, objs) -> np.ndarray:
     return grasps_to_graspnet_rects(rows)
 
 
-def label_view(world, gripper, state, obs, rng, n: int, index_of: dict) -> tuple:
+def label_view(world, gripper, state, obs, rng, n: int, index_of: dict,
+               shortcuts: Shortcuts = FAST) -> tuple:
     """Try ``n`` candidates on one rendered view; returns (positives (N, 7), negatives,
-    reasons Counter)."""
+    reasons Counter). ``shortcuts``: physics skipped where the outcome is decided."""
     cands = antipodal_candidates(obs, obs.extra["object_ids"], rng, n)
     pos, pos_obj, neg, neg_obj, reasons = [], [], [], [], Counter()
     for g, body in cands:
@@ -117,9 +119,11 @@ def label_view(world, gripper, state, obs, rng, n: int, index_of: dict) -> tuple
             reasons["no_pose"] += 1
             continue
         world.restore(state)
+        if shortcuts.asleep:
+            world.sleep()
         gripper.park()
         pw, Rw = grasp_to_world(obs.pose, pose.position, pose.quaternion)
-        out = gripper.execute(pw, Rw, pose.width_m, early_exit=True)
+        out = gripper.execute(pw, Rw, pose.width_m, shortcuts=shortcuts)
         reasons[out.reason] += 1
         (pos if out.success else neg).append(g.__class__(g.x, g.y, g.angle, g.width, g.height,
                                                          1.0 if out.success else 0.0, 0.0))
@@ -129,7 +133,8 @@ def label_view(world, gripper, state, obs, rng, n: int, index_of: dict) -> tuple
     return _rect_rows(pos, pos_obj), _rect_rows(neg, neg_obj), reasons
 
 
-def label_scene(root: str, settings: LabelSettings, index: int) -> dict:
+def label_scene(root: str, settings: LabelSettings, index: int,
+                shortcuts: Shortcuts = FAST) -> dict:
     """Label every missing view of scene ``index`` under ``root``; returns its log entry."""
     t0, c0 = time.perf_counter(), time.process_time()
     cam = Path(root) / "scenes" / f"scene_{index:04d}" / CAMERA_DIR
@@ -159,7 +164,7 @@ def label_scene(root: str, settings: LabelSettings, index: int) -> dict:
             rng = np.random.default_rng([settings.seed, index, v, 37])
             obs = world.render(view.pose(world.support_height(*view.target)), rng, light)
             pos, neg, r = label_view(world, gripper, state, obs, rng, settings.candidates,
-                                     index_of)
+                                     index_of, shortcuts)
             reasons.update(r)
             _write_frame(cam, v, obs, pos, neg, index_of, view, light, spec, r)
             entry["views"] = entry.get("views", 0) + 1
@@ -237,8 +242,7 @@ def _worker_init() -> None:
 
 
 def _worker(args):
-    root, settings, index = args
-    return label_scene(root, settings, index)
+    return label_scene(*args)
 
 
 class _Terminated(KeyboardInterrupt):
@@ -250,10 +254,11 @@ def _raise_terminated(signum, frame):
 
 
 def label_dataset(out, settings: LabelSettings, scenes, *, workers: int = 2,
-                  progress: bool = True, log=print) -> dict:
+                  progress: bool = True, log=print, exact: bool = False) -> dict:
     """Label the scenes ``scenes`` (ids) into ``out`` with ``workers`` processes, continuing a
-    killed run. Returns totals: frames written now and in all, positives, scenes skipped,
-    wall and CPU seconds, frames per hour."""
+    killed run. ``exact``: every trial runs its full course (no :class:`Shortcuts`; slower,
+    to check them). Returns totals: frames written now and in all, positives, scenes
+    skipped, wall and CPU seconds, frames per hour."""
     import multiprocessing as mp
 
     root = Path(out)
@@ -275,7 +280,7 @@ def label_dataset(out, settings: LabelSettings, scenes, *, workers: int = 2,
         from tqdm import tqdm
 
         bar = tqdm(total=total, initial=done_before, desc="sim label", unit="view")
-    jobs = [(str(root), settings, s) for s in todo]
+    jobs = [(str(root), settings, s, EXACT if exact else FAST) for s in todo]
     ctx = mp.get_context("spawn")
     old_term = signal.signal(signal.SIGTERM, _raise_terminated)  # stop like Ctrl-C
     try:
