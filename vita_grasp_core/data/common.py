@@ -16,6 +16,7 @@ kind and path.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import stat
 from dataclasses import dataclass, field
@@ -229,15 +230,23 @@ def png_header(path) -> dict:
     return {"width": w, "height": h, "bit_depth": head[24], "color_type": head[25]}
 
 
-def regular_size(path: Path) -> int:
-    """The size of a regular file; :class:`FrameFault` ``missing``, or ``not_a_file`` for a
-    FIFO, a directory, a device ... (never opened: reading a FIFO blocks)."""
+@contextlib.contextmanager
+def _os_faults(path: Path):
+    """``FileNotFoundError`` inside -> :class:`FrameFault` ``missing``, another ``OSError`` ->
+    ``corrupt``."""
     try:
-        st = path.stat()
+        yield
     except FileNotFoundError:
         raise FrameFault("missing", path) from None
     except OSError as e:
         raise FrameFault("corrupt", path, str(e)[:80]) from None
+
+
+def regular_size(path: Path) -> int:
+    """The size of a regular file; :class:`FrameFault` ``missing``, or ``not_a_file`` for a
+    FIFO, a directory, a device ... (never opened: reading a FIFO blocks)."""
+    with _os_faults(path):
+        st = path.stat()
     if not stat.S_ISREG(st.st_mode):
         raise FrameFault("not_a_file", path, "not a regular file")
     return st.st_size
@@ -245,12 +254,8 @@ def regular_size(path: Path) -> int:
 
 def _read_bytes(path: Path) -> bytes:
     regular_size(path)
-    try:
+    with _os_faults(path):
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise FrameFault("missing", path) from None
-    except OSError as e:
-        raise FrameFault("corrupt", path, str(e)[:80]) from None
     if not data:
         raise FrameFault("empty", path)
     return data
