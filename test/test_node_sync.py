@@ -180,3 +180,106 @@ def test_worker_processes_the_newest_frame_and_hands_back_replaced_ones():
     finally:
         w.stop()
     assert not w.is_alive()
+
+
+def test_a_stream_that_delivers_other_frames_never_counts_as_silent():
+    """A slow model: each frame's wait is over before the worker resolves it, while the depth
+    stream goes on delivering other stamps (these were lost in transport). Such a stream is not
+    silent: the next frame still waits for its own depth frame."""
+    s = StampedInput("depth frame", give_up_after=2)
+    for k in range(4):
+        p = s.open(T0 + k * 100 * MS)
+        s.add(_msg(T0 + (k * 100 + 50) * MS))  # another frame's depth frame came meanwhile
+        s.resolve(p, 0.01, time.monotonic() - 1.0)  # the deadline passed during inference
+    p = s.open(T0 + 1000 * MS)
+    threading.Timer(0.1, s.add, args=(_msg(T0 + 1000 * MS, "exact"),)).start()
+    assert s.resolve(p, 0.01, _deadline(5.0)).msg.tag == "exact"
+
+
+class _Frame:
+    def __init__(self, name: str, ready: bool = False):
+        self.name, self.ready = name, ready
+
+
+def _until(predicate, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_worker_takes_the_newest_frame_whose_depth_frame_is_there():
+    """use_depth: a frame whose depth frame was lost in transport is passed over for a newer one
+    whose depth frame arrived (as message_filters hands over complete sets only); a frame not
+    ready yet is taken as soon as it is; the mailbox stays bounded."""
+    done, dropped, errors = [], [], []
+    gate, started = threading.Event(), threading.Event()
+
+    def process(frame):
+        started.set()
+        gate.wait(5)
+        done.append(frame.name)
+
+    w = FrameWorker(process, errors.append, capacity=3, ready=lambda f: f.ready,
+                    patience=lambda: 60.0, on_drop=dropped.extend)
+    w.start()
+    try:
+        w.put(_Frame("a", True))
+        assert started.wait(5)  # busy with "a"
+        b, c, d, e = _Frame("b", True), _Frame("c", True), _Frame("d"), _Frame("e")
+        assert [w.put(f) for f in (b, c, d)] == [None] * 3
+        assert w.put(e) is b  # full: the oldest is pushed out (dropped)
+        gate.set()
+        _until(lambda: done == ["a", "c"])  # the newest with its depth frame, not d or e
+        assert w.pending() == [d, e] and not dropped  # waits (patience) for d or e
+        e.ready = True
+        w.wake()  # e's depth frame arrived
+        _until(lambda: done == ["a", "c", "e"])
+        assert dropped == [d] and not errors  # d's depth frame never came: passed over
+    finally:
+        assert w.stop() == []
+    assert not w.is_alive()
+
+
+def test_worker_waits_for_a_ready_frame_at_most_its_patience():
+    taken = []
+    w = FrameWorker(lambda f: taken.append((f.name, time.monotonic())), print, capacity=4,
+                    ready=lambda f: f.ready, patience=lambda: 0.3)
+    w.start()
+    try:
+        t0 = time.monotonic()
+        w.put(_Frame("no depth"))
+        _until(lambda: taken)
+        assert taken[0][0] == "no depth" and taken[0][1] - t0 >= 0.3
+    finally:
+        w.stop()
+
+
+def test_a_pairing_is_final_with_its_own_stamp_or_a_newer_one_within_the_tolerance():
+    s = StampedInput("depth frame")
+    p = s.open(T0)
+    s.add(_msg(T0 - 10 * MS))
+    assert not p.final(0.05)  # the exact one may still come
+    s.add(_msg(T0 + 20 * MS))
+    assert p.final(0.05)  # unsynchronised streams: a newer one settles it (nearest: 10 ms)
+    q = s.open(T0 + 500 * MS)
+    s.add(_msg(T0 + 700 * MS))
+    assert q.settled and not q.final(0.05)  # never: its own depth frame was lost
+    r = s.open(T0 + 1000 * MS)
+    s.add(_msg(T0 + 1000 * MS))
+    assert r.final(0.0) and r.exact
+
+
+def test_worker_does_not_wait_for_a_frame_that_never_can_be_ready():
+    """ready None (the streams out of step: a newer depth frame came, none within the
+    tolerance): the frame is processed at once (published without poses), not after the
+    patience."""
+    taken = []
+    w = FrameWorker(lambda f: taken.append(f.name), print, capacity=4,
+                    ready=lambda f: f.ready, patience=lambda: 60.0)
+    w.start()
+    try:
+        w.put(_Frame("out of step", None))
+        _until(lambda: taken == ["out of step"], timeout=10.0)  # not after 60 s
+    finally:
+        w.stop()

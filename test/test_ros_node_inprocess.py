@@ -87,10 +87,10 @@ def test_worker_survives_unexpected_errors(node, monkeypatch):
 
 def test_slot_counts_replaced_frames_as_dropped(node):
     d0, r0 = node.stats.dropped, node.stats.received
-    with node.worker._cv:  # hold the slot so that the worker cannot take frames meanwhile
+    with node.worker._cv:  # hold the mailbox so that the worker cannot take frames meanwhile
         for _ in range(3):
             node._on_image(_msg())
-        assert node.worker._slot is not None
+        assert node.worker.pending()  # the newest frame waits in the slot
     assert node.stats.received == r0 + 3
     assert node.stats.dropped >= d0 + 2
 

@@ -12,7 +12,8 @@ input_rate_hz              frames received per second since the previous report
 output_rate_hz             GraspArray messages published per second since the previous report
 frames_received            total colour frames received
 frames_processed           total frames run through the model and published
-frames_dropped             total frames replaced in the one-frame slot before being processed
+frames_dropped             total frames never processed (pushed out of the worker's mailbox,
+                           or passed over for a newer one whose depth frame had arrived)
 frames_bad                 total frames refused (bad encoding/size/data) or failed in prediction
 frames_kept                total frames only kept for get_grasps (``stream`` false)
 requests, requests_failed  get_grasps requests answered, of which with ``success`` false
@@ -61,6 +62,11 @@ class NodeStats:
             self.last_receive_time = time.monotonic()
             if replaced_unprocessed:
                 self.dropped += 1
+
+    def on_dropped(self, n: int) -> None:
+        """``n`` received frames the worker passed over for a newer one."""
+        with self._lock:
+            self.dropped += int(n)
 
     def on_bad(self, reason: str) -> None:
         with self._lock:

@@ -70,6 +70,7 @@ class Frame:
     arrival: float  # time.monotonic() when the callback got it
     pairings: tuple | None = None  # depth / CameraInfo pairings (use_depth)
     skipped: bool = False  # taken by the worker with stream off, not predicted
+    taken: float | None = None  # when the worker began looking for it (time.monotonic())
 
 
 class GraspPipeline:
@@ -86,7 +87,6 @@ class GraspPipeline:
         self.settings = None
         self.table = parameter_table()
         self._rejection = ""
-        self.worker = FrameWorker(self._process_frame, self._on_worker_error)
         self.depth = DepthInputs(self._warn, self.get_logger().info, self.get_logger().debug)
         self.outputs: list = []
         self._output_pubs: Publishers | None = None
@@ -105,6 +105,20 @@ class GraspPipeline:
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._p = self._declare_startup_parameters()
         self._use_depth = bool(self._p["use_depth"])
+        self.worker = self._make_worker()
+
+    def _make_worker(self) -> FrameWorker:
+        """One slot (the newest frame wins); with ``use_depth`` the ``depth_queue`` newest frames,
+        of which the worker takes the newest whose depth frame has arrived (waiting for one at
+        most ``depth_wait``): a frame whose depth frame was lost in transport is passed over."""
+        if not self._use_depth:
+            return FrameWorker(self._process_frame, self._on_worker_error)
+        keep = int(self._p["depth_queue"])
+        self.depth.configure(keep, on_arrival=lambda: self.worker.wake())
+        return FrameWorker(self._process_frame, self._on_worker_error, capacity=keep,
+                           ready=lambda f: self.depth.ready(f.pairings, self.settings),
+                           patience=lambda: self.depth.patience(self.settings),
+                           on_drop=self._on_dropped)
 
     def _declare(self, spec, default=None):
         """Declare one parameter (the override, if any, checked first); StartupError on bad."""
@@ -194,8 +208,7 @@ class GraspPipeline:
 
     def stop(self, timeout: float = 3.0) -> None:
         """Stop the worker (the frame in the slot, if any, is discarded)."""
-        left = self.worker.stop(timeout)
-        if left is not None:
+        for left in self.worker.stop(timeout):
             self.depth.close(left.pairings)
 
     def _load_model(self, p: dict) -> None:
@@ -275,6 +288,12 @@ class GraspPipeline:
         if old is not None:
             self.depth.close(old.pairings)
         self.stats.on_received(old is not None)
+
+    def _on_dropped(self, frames: list) -> None:
+        """The worker passed over these frames for a newer one (worker thread)."""
+        for f in frames:
+            self.depth.close(f.pairings)
+        self.stats.on_dropped(len(frames))
 
     # ---------------------------------------------------------------- parameters
     def _on_set_parameters(self, params):
@@ -358,6 +377,7 @@ class GraspPipeline:
     def _process_frame(self, frame: Frame) -> None:
         """The worker's step: predict and publish (or, with ``stream`` off and no NEXT request
         waiting, only keep the frame as the newest for ``get_grasps``)."""
+        frame.taken = max(frame.arrival, self.worker.looking_since)
         if not self.settings.stream and not self.requests.wants_frames(frame):
             frame.skipped = True  # its depth pairing stays open until a newer frame comes
             self.stats.on_kept()
@@ -420,7 +440,7 @@ class GraspPipeline:
         if frame.pairings is not None:
             poses, use = self.depth.poses(
                 pred.grasps, frame.msg.header, rgb.shape[:2], cfg, frame.pairings,
-                frame.arrival + float(cfg.depth_wait), self.worker.stopping)
+                (frame.taken or frame.arrival) + float(cfg.depth_wait), self.worker.stopping)
         out = grasp_msgs.grasps_to_msg(pred.grasps, header, rgb.shape[:2], poses,
                                        depth_stamp=use.depth_stamp if poses else None)
         return FrameResult(header, frame.msg.header, rgb, pred, poses, out, use, frame)

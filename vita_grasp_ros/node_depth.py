@@ -88,6 +88,31 @@ class DepthInputs:
         self.last_use: DepthUse | None = None
         self._counts = {"exact": 0, "nearest": 0, "none": 0}
 
+    def configure(self, keep: int, on_arrival=None) -> None:
+        """Keep the ``keep`` newest depth frames and CameraInfos for frames that arrive after
+        them; ``on_arrival()`` is called after each one arrived (the node wakes its worker)."""
+        for side in (self.depth, self.camera_info):
+            side.set_keep(keep)
+            side.on_add = on_arrival
+
+    def ready(self, pairings, settings) -> bool | None:
+        """Whether a colour frame has what its poses need now, without waiting: its depth frame
+        (the exact stamp, or for unsynchronised streams the nearest within ``depth_tolerance``
+        once a newer one arrived) and its CameraInfo (or a newest one whose calibration is
+        unchanged). None: it never will (a newer depth frame came, none within the
+        tolerance: its own was lost or the streams are out of step)."""
+        tol = float(settings.depth_tolerance)
+        depth, info = pairings
+        if not depth.final(tol):
+            return None if depth.settled else False
+        return info.final(tol) or (not self._calibration_changed
+                                   and self.camera_info.newest() is not None)
+
+    def patience(self, settings) -> float:
+        """How long the worker waits for a frame that is :meth:`ready` [s]: ``depth_wait``, or
+        0 while the depth stream is silent."""
+        return 0.0 if self.depth.silent else float(settings.depth_wait)
+
     def subscribe(self, subscribe, image_msg_type, info_msg_type) -> None:
         """Create the two subscriptions with the node's ``subscribe(type, topic, callback)``."""
         d = subscribe(image_msg_type, "depth", self.depth.add)

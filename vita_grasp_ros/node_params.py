@@ -155,9 +155,10 @@ STARTUP_PARAMETERS: tuple[ParamSpec, ...] = (
               "publishers).", read_only=True, choices=("reliable", "best_effort")),
     ParamSpec("input_depth", int, 2, "QoS history depth of the image subscription (the newest "
               "frame wins).", read_only=True, range=(1, 100)),
-    ParamSpec("depth_queue", int, 10, "QoS history depth of the depth and camera_info "
-              "subscriptions: deeper than the image's, so that the depth frame of the image in "
-              "progress is not overwritten while the node is busy.", read_only=True,
+    ParamSpec("depth_queue", int, 10, "With use_depth: QoS history depth of the depth and "
+              "camera_info subscriptions, and how many of the newest colour frames (and depth "
+              "frames) the node holds while pairing them: the worker takes the newest colour "
+              "frame whose depth frame has arrived (memory: this many frames).", read_only=True,
               range=(1, 100)),
     ParamSpec("diagnostics_period", float, 1.0, "Period of the /diagnostics status [s].",
               read_only=True, range=(0.05, 60.0)),
@@ -167,10 +168,12 @@ STARTUP_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("depth_tolerance", float, 0.05, "Largest |depth stamp - image stamp| accepted "
               "when no depth frame (CameraInfo) has the image's exact stamp [s].",
               range=(0.0, 1.0)),
-    ParamSpec("depth_wait", float, 0.5, "Longest wait for the depth frame and CameraInfo of a "
-              "colour frame, counted from the frame's arrival [s]: the worker waits until one "
-              "with the image's stamp (or a newer one) has arrived, at most this long.",
-              range=(0.0, 5.0)),
+    ParamSpec("depth_wait", float, 0.5, "Longest wait for a colour frame whose depth frame "
+              "and CameraInfo have arrived [s], counted from when the worker is free: it then "
+              "takes the newest such frame (frames whose depth frame was lost are passed over); "
+              "after this long, the newest frame, with the depth that arrived by the end of "
+              "its prediction. Not waited for while the depth stream is silent.",
+              range=(0.0, 10.0)),
     ParamSpec("frame_id", str, "", "Override of the output frame_id; empty = keep the "
               "image's."),
     ParamSpec("stream", bool, True, "Predict and publish the outputs for every frame; false: "

@@ -4,14 +4,17 @@ One :class:`StampedInput` per side topic. When a colour frame arrives, the node 
 :class:`Pairing` for it on each side input (:meth:`StampedInput.open`); every side message that
 has arrived or arrives later is offered to the open pairings, each keeping only its best
 candidate, so memory stays bounded however slow the model is. After prediction the worker
-*resolves* the pairing (:meth:`StampedInput.resolve`):
+*resolves* the pairing (:meth:`StampedInput.resolve`); :meth:`Pairing.final` tells before that
+whether a message is there that resolving would use without waiting (the node's worker prefers
+such frames, :mod:`.node_worker`):
 
 1. a message with the image's exact stamp wins;
-2. otherwise the worker waits - at most until ``deadline`` (the frame's arrival + ``depth_wait``)
-   - until a message stamped at or after the image has arrived (the exact one may still be in
-   transit: a driver publishing colour and depth back to back on a loaded machine), as
-   ``message_filters``' synchronisers do; after a few frames in a row that waited in vain
-   (nothing arrived at all) frames stop waiting until a message arrives again;
+2. otherwise the worker waits - at most until ``deadline`` (the node's: ``depth_wait`` after its
+   worker began looking for the frame) - until a message stamped at or after the image has
+   arrived (the exact one may still be in transit: a driver publishing colour and depth back to
+   back on a loaded machine), as ``message_filters``' synchronisers do; after a few frames in a
+   row that waited in vain (nothing arrived at all since the frame came) frames stop waiting
+   until a message arrives again;
 3. then the nearest message is used only if it is within ``tolerance`` of the image stamp; a
    message from before a newer one nearer the image stamp is never used.
 
@@ -53,13 +56,26 @@ class Match:
 class Pairing:
     """The best candidate of one side input for one colour frame (see the module docstring)."""
 
-    __slots__ = ("stamp", "best", "best_dt", "settled")
+    __slots__ = ("stamp", "best", "best_dt", "settled", "arrivals")
 
-    def __init__(self, stamp: int):
+    def __init__(self, stamp: int, arrivals: int = 0):
         self.stamp = stamp
         self.best = None
         self.best_dt: int | None = None  # side stamp - image stamp [ns]
         self.settled = False  # a message at or after the image stamp has arrived
+        self.arrivals = arrivals  # the input's arrival count when the frame came
+
+    @property
+    def exact(self) -> bool:
+        """A message with the image's exact stamp has arrived."""
+        return self.best_dt == 0
+
+    def final(self, tolerance_s: float) -> bool:
+        """The pairing would give a message now, without waiting: the exact one has arrived, or
+        a message stamped after the image has (unsynchronised streams) and the nearest is
+        within ``tolerance_s``."""
+        return self.exact or (self.settled and self.best_dt is not None
+                              and abs(self.best_dt) <= int(tolerance_s * 1e9))
 
     def offer(self, msg) -> None:
         dt = stamp_ns(msg.header.stamp) - self.stamp
@@ -79,16 +95,22 @@ class StampedInput:
 
     Args:
         name: what the messages are, for the reasons ("depth frame", "CameraInfo").
-        keep: how many of the newest messages are kept for frames that arrive after them.
+        keep: how many of the newest messages are kept for frames that arrive after them
+            (:meth:`set_keep`; the node keeps ``depth_queue``).
         give_up_after: after this many frames in a row waited in vain (nothing at all arrived
-            while they waited) the stream counts as *silent*: frames do not wait for it until
-            a message arrives again (a dead depth camera must not slow every frame down by
-            ``depth_wait``; a camera that publishes one frame on request is never silent).
+            between the frame's arrival and the end of its wait) the stream counts as *silent*:
+            frames do not wait for it until a message arrives again (a dead depth camera must
+            not slow every frame down by ``depth_wait``; a camera that publishes one frame on
+            request is never silent).
+
+    ``on_add`` (settable): called after each message arrived (outside the lock; the node wakes
+    its worker with it).
     """
 
     def __init__(self, name: str, keep: int = 6, give_up_after: int = 3):
         self.name = name
         self.give_up_after = give_up_after
+        self.on_add = None
         self._cv = threading.Condition()
         self._recent: deque = deque(maxlen=keep)
         self._open: set[Pairing] = set()
@@ -106,11 +128,23 @@ class StampedInput:
             for p in self._open:
                 p.offer(msg)
             self._cv.notify_all()
+        if self.on_add is not None:
+            self.on_add()
+
+    def set_keep(self, keep: int) -> None:
+        """Keep the ``keep`` newest messages (>= 1) for frames that arrive after them."""
+        with self._cv:
+            self._recent = deque(self._recent, maxlen=max(1, int(keep)))
+
+    @property
+    def silent(self) -> bool:
+        """The last ``give_up_after`` frames waited in vain (see the class docstring)."""
+        return self._vain >= self.give_up_after
 
     def open(self, stamp: int) -> Pairing:
         """Start pairing the colour frame stamped ``stamp`` [ns] (when it arrives)."""
-        p = Pairing(stamp)
         with self._cv:
+            p = Pairing(stamp, self._arrivals)
             for msg in self._recent:
                 p.offer(msg)
             self._open.add(p)
@@ -140,12 +174,11 @@ class StampedInput:
         ``pairing``'s frame, close the pairing and return the :class:`Match`."""
         t0 = time.monotonic()
         with self._cv:
-            arrivals = self._arrivals
-            silent = self._vain >= self.give_up_after
+            silent = self.silent
             while not (pairing.settled or silent or (stop is not None and stop.is_set())):
                 now = time.monotonic()
                 if now >= deadline:
-                    if self._arrivals == arrivals:
+                    if self._arrivals == pairing.arrivals:  # nothing since the frame came
                         self._vain += 1
                     break
                 self._cv.wait(min(deadline - now, 0.1))
