@@ -168,7 +168,7 @@ STARTUP_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("depth_tolerance", float, 0.05, "Largest |depth stamp - image stamp| accepted "
               "when no depth frame (CameraInfo) has the image's exact stamp [s].",
               range=(0.0, 1.0)),
-    ParamSpec("depth_wait", float, 0.5, "Longest wait for a colour frame whose depth frame "
+    ParamSpec("depth_wait", float, 2.0, "Longest wait for a colour frame whose depth frame "
               "and CameraInfo have arrived [s], counted from when the worker is free: it then "
               "takes the newest such frame (frames whose depth frame was lost are passed over); "
               "after this long, the newest frame, with the depth that arrived by the end of "

@@ -198,7 +198,8 @@ class StampedInput:
                    "late or not at all (raise depth_wait on a loaded machine)")
         else:
             why = (f"the nearest {self.name} stamp is {_ms(dt)} than the image's, more than "
-                   f"depth_tolerance {tolerance_s:.3f} s: the streams are not in step")
+                   f"depth_tolerance {tolerance_s:.3f} s: the image's own was lost or the "
+                   "streams are not in step")
         return Match(None, None, waited, why)
 
     def _nothing_reason(self, last: float | None) -> str:
