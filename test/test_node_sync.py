@@ -270,16 +270,24 @@ def test_a_pairing_is_final_with_its_own_stamp_or_a_newer_one_within_the_toleran
     assert r.final(0.0) and r.exact
 
 
-def test_worker_does_not_wait_for_a_frame_that_never_can_be_ready():
-    """ready None (the streams out of step: a newer depth frame came, none within the
-    tolerance): the frame is processed at once (published without poses), not after the
-    patience."""
-    taken = []
-    w = FrameWorker(lambda f: taken.append(f.name), print, capacity=4,
-                    ready=lambda f: f.ready, patience=lambda: 60.0)
-    w.start()
-    try:
-        w.put(_Frame("out of step", None))
-        _until(lambda: taken == ["out of step"], timeout=10.0)  # not after 60 s
-    finally:
-        w.stop()
+def test_streams_out_of_step_stop_costing_a_wait_and_a_lost_frame_does_not():
+    """Stamps that never match (nearest always outside the tolerance once a newer message came):
+    after give_up_after such frames the stream is out of step (the worker stops waiting for
+    ready frames); one lost depth frame between pairing ones never makes it so."""
+    s = StampedInput("depth frame", give_up_after=2)
+    for k in range(2):
+        p = s.open(T0 + k * 1000 * MS)
+        s.add(_msg(T0 + (k * 1000 + 300) * MS))
+        assert s.resolve(p, 0.05, _deadline(5.0)).msg is None
+    assert s.out_of_step
+    p = s.open(T0 + 3000 * MS)
+    s.add(_msg(T0 + 3000 * MS))
+    assert s.resolve(p, 0.05, _deadline(5.0)).exact and not s.out_of_step
+    for k in range(4, 10):  # every other depth frame lost: the frames with theirs pair
+        p = s.open(T0 + k * 1000 * MS)
+        if k % 2 == 0:
+            s.add(_msg(T0 + k * 1000 * MS))
+        else:
+            s.add(_msg(T0 + (k + 1) * 1000 * MS))  # the next frame's: this one's was lost
+        s.resolve(p, 0.05, _deadline(5.0))
+        assert not s.out_of_step

@@ -95,23 +95,21 @@ class DepthInputs:
             side.set_keep(keep)
             side.on_add = on_arrival
 
-    def ready(self, pairings, settings) -> bool | None:
+    def ready(self, pairings, settings) -> bool:
         """Whether a colour frame has what its poses need now, without waiting: its depth frame
         (the exact stamp, or for unsynchronised streams the nearest within ``depth_tolerance``
         once a newer one arrived) and its CameraInfo (or a newest one whose calibration is
-        unchanged). None: it never will (a newer depth frame came, none within the
-        tolerance: its own was lost or the streams are out of step)."""
+        unchanged)."""
         tol = float(settings.depth_tolerance)
         depth, info = pairings
-        if not depth.final(tol):
-            return None if depth.settled else False
-        return info.final(tol) or (not self._calibration_changed
-                                   and self.camera_info.newest() is not None)
+        return depth.final(tol) and (info.final(tol) or (
+            not self._calibration_changed and self.camera_info.newest() is not None))
 
     def patience(self, settings) -> float:
         """How long the worker waits for a frame that is :meth:`ready` [s]: ``depth_wait``, or
-        0 while the depth stream is silent."""
-        return 0.0 if self.depth.silent else float(settings.depth_wait)
+        0 while the depth stream is silent or out of step (see :class:`.StampedInput`)."""
+        quiet = self.depth.silent or self.depth.out_of_step
+        return 0.0 if quiet else float(settings.depth_wait)
 
     def subscribe(self, subscribe, image_msg_type, info_msg_type) -> None:
         """Create the two subscriptions with the node's ``subscribe(type, topic, callback)``."""

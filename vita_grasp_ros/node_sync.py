@@ -103,6 +103,11 @@ class StampedInput:
             not slow every frame down by ``depth_wait``; a camera that publishes one frame on
             request is never silent).
 
+    Likewise the stream counts as *out of step* after ``give_up_after`` frames in a row whose
+    nearest message, once a newer one had arrived, was outside the tolerance (stamps that never
+    match: nothing to wait for), until a frame pairs again. A lost message between good ones
+    does not make a stream out of step: the frames around it pair.
+
     ``on_add`` (settable): called after each message arrived (outside the lock; the node wakes
     its worker with it).
     """
@@ -117,6 +122,7 @@ class StampedInput:
         self._last_arrival: float | None = None
         self._arrivals = 0
         self._vain = 0  # frames in a row that waited and saw nothing arrive
+        self._off = 0  # frames in a row whose nearest message was outside the tolerance
 
     def add(self, msg) -> None:
         """A side message arrived (subscription callback)."""
@@ -140,6 +146,11 @@ class StampedInput:
     def silent(self) -> bool:
         """The last ``give_up_after`` frames waited in vain (see the class docstring)."""
         return self._vain >= self.give_up_after
+
+    @property
+    def out_of_step(self) -> bool:
+        """The last ``give_up_after`` frames found only messages outside the tolerance."""
+        return self._off >= self.give_up_after
 
     def open(self, stamp: int) -> Pairing:
         """Start pairing the colour frame stamped ``stamp`` [ns] (when it arrives)."""
@@ -189,7 +200,10 @@ class StampedInput:
             return Match(None, None, waited, self._nothing_reason(last))
         dt = pairing.best_dt
         if abs(dt) <= int(tolerance_s * 1e9):
+            self._off = 0
             return Match(pairing.best, dt / 1e9, waited)
+        if pairing.settled:
+            self._off += 1
         if dt < 0 and not pairing.settled:
             # Only older messages arrived within the wait: the stamps may well be identical
             # and the frame late; say that, not that the stamps are off.

@@ -13,8 +13,7 @@ builds a backlog: results are at most a couple of model times old and memory sta
   a colour frame whose depth frame was lost in transport (DDS drops samples of a busy reader on a
   loaded machine) is passed over for one whose depth frame is there. When none is ready the
   worker waits for one, at most ``patience()`` seconds (re-read while waiting), then takes the
-  newest frame anyway - at once when ``ready`` says it never will be (None: nothing to wait
-  for). Frames older than the one taken are handed to ``on_drop``.
+  newest frame anyway. Frames older than the one taken are handed to ``on_drop``.
 
 No ROS import: ``process``, ``on_error``, ``ready``, ``patience`` and ``on_drop`` are plain
 callables.
@@ -36,8 +35,7 @@ class FrameWorker:
             not called once :meth:`stop` was requested.
         name: thread name.
         capacity: how many of the newest frames the mailbox holds (>= 1).
-        ready: ``ready(frame) -> True | False | None`` (None: it never will be); not given:
-            every frame is ready.
+        ready: ``ready(frame) -> bool``; not given: every frame is ready.
         patience: ``patience() -> seconds`` the worker waits for a ready frame (default 0).
         on_drop: called (worker thread, no lock held) with the list of frames passed over.
     """
@@ -116,11 +114,11 @@ class FrameWorker:
         """Index of the frame to take now (lock held), or None to wait on."""
         if self._ready is None:
             return len(self._frames) - 1
-        states = [self._ready(f) for f in self._frames]
-        if True in states:
-            return len(states) - 1 - states[::-1].index(True)
-        if states[-1] is None or time.monotonic() - since >= self._patience():
-            return len(states) - 1
+        for i in range(len(self._frames) - 1, -1, -1):
+            if self._ready(self._frames[i]):
+                return i
+        if time.monotonic() - since >= self._patience():
+            return len(self._frames) - 1
         return None
 
     def _take(self):
