@@ -105,20 +105,11 @@ class GraspPipeline:
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._p = self._declare_startup_parameters()
         self._use_depth = bool(self._p["use_depth"])
-        self.worker = self._make_worker()
-
-    def _make_worker(self) -> FrameWorker:
-        """One slot (the newest frame wins); with ``use_depth`` the ``depth_queue`` newest frames,
-        of which the worker takes the newest whose depth frame has arrived (waiting for one at
-        most ``depth_wait``): a frame whose depth frame was lost in transport is passed over."""
-        if not self._use_depth:
-            return FrameWorker(self._process_frame, self._on_worker_error)
-        keep = int(self._p["depth_queue"])
-        self.depth.configure(keep, on_arrival=lambda: self.worker.wake())
-        return FrameWorker(self._process_frame, self._on_worker_error, capacity=keep,
-                           ready=lambda f: self.depth.ready(f.pairings, self.settings),
-                           patience=lambda: self.depth.patience(self.settings),
-                           on_drop=self._on_dropped)
+        # one slot (the newest frame wins); with use_depth the newest frame with its depth frame
+        self.worker = (self.depth.frame_worker(int(self._p["depth_queue"]), self._process_frame,
+                                               self._on_worker_error, lambda: self.settings,
+                                               self.stats.on_dropped) if self._use_depth
+                       else FrameWorker(self._process_frame, self._on_worker_error))
 
     def _declare(self, spec, default=None):
         """Declare one parameter (the override, if any, checked first); StartupError on bad."""
@@ -288,12 +279,6 @@ class GraspPipeline:
         if old is not None:
             self.depth.close(old.pairings)
         self.stats.on_received(old is not None)
-
-    def _on_dropped(self, frames: list) -> None:
-        """The worker passed over these frames for a newer one (worker thread)."""
-        for f in frames:
-            self.depth.close(f.pairings)
-        self.stats.on_dropped(len(frames))
 
     # ---------------------------------------------------------------- parameters
     def _on_set_parameters(self, params):

@@ -36,6 +36,7 @@ from vita_grasp_core.grasp3d import (
 from .image_conversions import ImageConversionError, depth_msg_to_meters
 from .node_support import stamp_ns
 from .node_sync import Match, StampedInput
+from .node_worker import FrameWorker
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,24 @@ class DepthInputs:
         self.last_use: DepthUse | None = None
         self._counts = {"exact": 0, "nearest": 0, "none": 0}
 
-    def configure(self, keep: int, on_arrival=None) -> None:
-        """Keep the ``keep`` newest depth frames and CameraInfos for frames that arrive after
-        them; ``on_arrival()`` is called after each one arrived (the node wakes its worker)."""
+    def frame_worker(self, keep: int, process, on_error, settings, count_dropped) -> FrameWorker:
+        """The node's worker with ``use_depth``: it holds the ``keep`` newest colour frames (and
+        this input the ``keep`` newest depth frames and CameraInfos) and takes the newest frame
+        that is :meth:`ready`, waiting for one at most :meth:`patience` (``settings()``: the
+        node's current Settings); a frame whose depth frame was lost is passed over (its
+        pairings closed, ``count_dropped(n)``)."""
+        def drop(frames):
+            for f in frames:
+                self.close(f.pairings)
+            count_dropped(len(frames))
+
+        worker = FrameWorker(process, on_error, capacity=keep,
+                             ready=lambda f: self.ready(f.pairings, settings()),
+                             patience=lambda: self.patience(settings()), on_drop=drop)
         for side in (self.depth, self.camera_info):
             side.set_keep(keep)
-            side.on_add = on_arrival
+            side.on_add = worker.wake  # a depth frame or CameraInfo arrived: look again
+        return worker
 
     def ready(self, pairings, settings) -> bool:
         """Whether a colour frame has what its poses need now, without waiting: its depth frame
