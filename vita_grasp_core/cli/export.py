@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..bounds import Range, check_bounds, count
-from ..choices import FP16, FP32, INT8
+from ..choices import FP16, FP32, INT8, ONNXRUNTIME_ENGINE
 from ..cli_errors import CommandError, one_line_errors, output_file
 from ..export import DEFAULT_OPSET, ExportError, export_checkpoint, file_sha256
 from ..fileio import os_error_text
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "shipped model name (`vita-grasp weights list`)")
     p.add_argument("--out", default=None, help="output .onnx path (weights over 1 GiB go to "
                    "OUT.data beside it); default: the cache file that GraspPredictor."
-                   "from_checkpoint(engine='onnxruntime') and the node use, next to the "
+                   f"from_checkpoint(engine='{ONNXRUNTIME_ENGINE}') and the node use, next to the "
                    "checkpoint (pre-export before starting a robot)")
     p.add_argument("--pretrained-model", "--pretrained_model", dest="pretrained_model",
                    default=None, help="local encoder directory overriding the checkpoint's "
