@@ -130,6 +130,40 @@ def test_replay_node_record_eval(dataset, checkpoint, tmp_path, storage, compres
     assert 0 < on["latency"]["p50_ms"] < 60_000
 
 
+@pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_play_stops_on_a_signal_also_when_started_ignoring_sigint(dataset, tmp_path, sig,
+                                                                   status):
+    """A player started by a shell script's ``cmd &`` (which starts it with SIGINT ignored) stops
+    on SIGINT / SIGTERM where it is. Before, it relied on Python's default SIGINT handler, which
+    Python does not install over an inherited SIG_IGN: the player looped on after SIGINT (2 of 2
+    make test-repeat runs started from a background shell)."""
+    import subprocess
+
+    from vita_grasp_ros.bag.make import BagLayout, FrameSelection, make_bag
+
+    src, log = tmp_path / "src.mcap", tmp_path / "play.log"
+    make_bag(dataset, src, FrameSelection(max_frames=2), BagLayout(rate=10.0), progress=False)
+    with open(log, "wb") as f:
+        proc = subprocess.Popen(CLI + ["play", str(src), "--loop", "--rate", "2"], stdout=f,
+                                stderr=subprocess.STDOUT, env=ros_env(tmp_path),
+                                start_new_session=True, preexec_fn=lambda: signal.signal(
+                                    signal.SIGINT, signal.SIG_IGN))
+    try:
+        wait_for(lambda: "bag play" in log.read_text() or proc.poll() is not None,
+                 START_TIMEOUT, interval=0.2, what="the player to start playing")
+        proc.send_signal(sig)
+        try:
+            got = proc.wait(START_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            got = None  # still playing
+        assert got == status, log.read_text()
+        assert "; interrupted" in log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 def test_record_remap_loop_and_sigint(dataset, tmp_path):
     """play --loop --remap into record; SIGINT ends both cleanly and the bag is valid."""
     src = tmp_path / "src.mcap"
@@ -148,10 +182,10 @@ def test_record_remap_loop_and_sigint(dataset, tmp_path):
                        env, tmp_path / "x", "play")
         procs.append(player)
         # type discovered from the graph, then messages arrive
-        wait_for(lambda: "subscribed /cam/info" in recorder.output() or not recorder.alive(), 60,
-                 what="the recorder to discover /cam/info")
-        wait_for(lambda: _recorded(recorder.output()) >= 3 or not recorder.alive(), 60,
-                 interval=0.2, what="3 recorded messages")
+        wait_for(lambda: "subscribed /cam/info" in recorder.output() or not recorder.alive(),
+                 START_TIMEOUT, what="the recorder to discover /cam/info")
+        wait_for(lambda: _recorded(recorder.output()) >= 3 or not recorder.alive(),
+                 START_TIMEOUT, interval=0.2, what="3 recorded messages")
         player.proc.send_signal(signal.SIGINT)
         assert player.exit_status(START_TIMEOUT) == 130, player.output()
         recorder.proc.send_signal(signal.SIGINT)
