@@ -291,3 +291,10 @@ def test_streams_out_of_step_stop_costing_a_wait_and_a_lost_frame_does_not():
             s.add(_msg(T0 + (k + 1) * 1000 * MS))  # the next frame's: this one's was lost
         s.resolve(p, 0.05, _deadline(5.0))
         assert not s.out_of_step
+    for k in range(10, 14):  # only frames whose depth frame was lost are taken up (the model
+        p = s.open(T0 + k * 1000 * MS + 500 * MS)  # was busy): the next frame, waiting, gets
+        q = s.open(T0 + k * 1000 * MS + 600 * MS)  # its own
+        s.add(_msg(T0 + k * 1000 * MS + 600 * MS))
+        assert s.resolve(p, 0.05, _deadline(5.0)).msg is None
+        s.close(q)
+        assert not s.out_of_step

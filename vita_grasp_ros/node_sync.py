@@ -105,8 +105,9 @@ class StampedInput:
 
     Likewise the stream counts as *out of step* after ``give_up_after`` frames in a row whose
     nearest message, once a newer one had arrived, was outside the tolerance (stamps that never
-    match: nothing to wait for), until a frame pairs again. A lost message between good ones
-    does not make a stream out of step: the frames around it pair.
+    match: nothing to wait for), until a frame pairs again or a message arrives with the stamp
+    of a frame waiting for it. Lost messages do not make a stream out of step: the frames around
+    them get theirs.
 
     ``on_add`` (settable): called after each message arrived (outside the lock; the node wakes
     its worker with it).
@@ -133,6 +134,8 @@ class StampedInput:
             self._vain = 0
             for p in self._open:
                 p.offer(msg)
+                if p.best_dt == 0:  # a frame has its own: the stamps are in step
+                    self._off = 0
             self._cv.notify_all()
         if self.on_add is not None:
             self.on_add()
