@@ -3,7 +3,7 @@
 
     .venv/bin/python scripts/real_images.py [--root ../shared/data/cornell] [--out build/real]
         [--config dinov2_cornell.yaml] [--doc docs/real_images.md] [--set key=value ...]
-        [--protocols image object] [--report_only]
+        [--protocols image object] [--only K ...] [--report_only]
 
 Runs ``vita-grasp cv`` twice on the Cornell frames with the Cornell recipe (5-fold image-wise,
 then 5-fold object-wise from blocks of consecutive frame numbers, ``--split_by block``), measures
@@ -67,6 +67,9 @@ def main(argv=None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--protocols", nargs="+", choices=tuple(PROTOCOLS), default=list(PROTOCOLS),
                     help="which cross-validations to run (default both)")
+    ap.add_argument("--only", type=int, nargs="+", default=None, metavar="K",
+                    help="run only these folds (0-based) of each protocol; the report names "
+                         "them (for a machine without room for all ten trainings)")
     ap.add_argument("--no_progress", action="store_true")
     ap.add_argument("--report_only", action="store_true",
                     help="rewrite the report from <out>/cv*/cv.json (no training; predict() is "
@@ -91,12 +94,16 @@ def main(argv=None) -> int:
         cfg = build_config(load_raw(args.config), list(args.overrides) + extra + [
             f"data.root={json.dumps(str(root))}",
             f"train.feature_cache_dir={json.dumps(str(out / 'feature_cache'))}"])
+        if args.only and any(not 0 <= f < cfg.data.folds for f in args.only):
+            print(f"real_images: --only {args.only}: folds are 0 .. {cfg.data.folds - 1}",
+                  file=sys.stderr)
+            return 2
         if args.report_only:
             rep = json.loads((out / folder / "cv.json").read_text())
         else:
             if (out / folder).exists():
                 shutil.rmtree(out / folder)  # fold runs start fresh; the feature cache is kept
-            rep = run_cv(cfg, out / folder, progress=not args.no_progress,
+            rep = run_cv(cfg, out / folder, progress=not args.no_progress, only=args.only,
                          full_frame_scale=FULL_FRAME_SCALE if camera_check else None)
         print(format_report(rep))
         reps[name] = rep

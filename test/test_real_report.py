@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from real_report import block_neighbours, write_report  # noqa: E402
+from real_report import block_neighbours, targets_lines, write_report  # noqa: E402
 
 
 def _rep(top1: float, camera: bool) -> dict:
@@ -25,6 +25,7 @@ def _rep(top1: float, camera: bool) -> dict:
              "encoder_lr_scale": 0.1, "loss": {"pos_weight": 5.0, "width": "log"},
              "eval": {"tta": 4}}
     rep = {"data_root": "cornell", "split_seed": 0, "per_fold": [fold], "seconds_total": 120,
+           "folds": 1,
            "config": {"model": model, "data": {"val_fraction": 0.1, "block_size": 50},
                       "train": train},
            "cache": {"seconds": 30, "views_computed": 10}, "top1_accuracy_mean": top1,
@@ -59,6 +60,16 @@ def test_report_has_both_protocols_the_camera_check_and_the_levers(tmp_path):
     assert "7 of the 568 test frames" in text and "last 2 blocks" in text
     assert "| image-wise | camera frame | 50.0 % | 1.70 | 40.0 % | 50 % |" in text
     assert "| log width | image fold 0 | 88.6 % | 90.4 % | yes |" in text
+    assert "image-wise: 90.0 % +- 0.0 % (mean over all 1 folds) against the target of 95.0 %: " \
+        "**not met**, 5.0 points short" in text
+
+
+def test_targets_say_met_or_by_how_much_and_which_folds_ran():
+    image, obj = _rep(0.953, True), _rep(0.874, False)
+    obj["folds"] = 5  # one of five folds ran
+    lines = targets_lines({"image": image, "object": obj})
+    assert lines[0].endswith("against the target of 95.0 %: **met**.")
+    assert "(mean over folds 0 of 5)" in lines[1] and "**not met**, 4.6 points short" in lines[1]
 
 
 def test_block_neighbours_counts_frames_near_another_folds_frames():
