@@ -3,7 +3,8 @@
 
     .venv/bin/python scripts/real_images.py [--root ../shared/data/cornell] [--out build/real]
         [--config dinov2_cornell.yaml] [--doc docs/real_images.md] [--set key=value ...]
-        [--protocols image object] [--only K ...] [--report_only]
+        [--protocols image object] [--only K ...] [--camera_folds K ...] [--resume]
+        [--report_only]
 
 Runs ``vita-grasp cv`` twice on the Cornell frames with the Cornell recipe (5-fold image-wise,
 then 5-fold object-wise from blocks of consecutive frame numbers, ``--split_by block``), measures
@@ -70,6 +71,13 @@ def main(argv=None) -> int:
     ap.add_argument("--only", type=int, nargs="+", default=None, metavar="K",
                     help="run only these folds (0-based) of each protocol; the report names "
                          "them (for a machine without room for all ten trainings)")
+    ap.add_argument("--camera_folds", type=int, nargs="+", default=None, metavar="K",
+                    help="the camera-frame width check (image-wise) only on these folds "
+                         "(default every fold; it costs about as much as scoring 5 more folds)")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep <out>/cv*: folds scored before are taken as they are, stopped "
+                         "trainings continue (several runs of different --only folds end in "
+                         "one report)")
     ap.add_argument("--no_progress", action="store_true")
     ap.add_argument("--report_only", action="store_true",
                     help="rewrite the report from <out>/cv*/cv.json (no training; predict() is "
@@ -101,10 +109,11 @@ def main(argv=None) -> int:
         if args.report_only:
             rep = json.loads((out / folder / "cv.json").read_text())
         else:
-            if (out / folder).exists():
+            if (out / folder).exists() and not args.resume:
                 shutil.rmtree(out / folder)  # fold runs start fresh; the feature cache is kept
             rep = run_cv(cfg, out / folder, progress=not args.no_progress, only=args.only,
-                         full_frame_scale=FULL_FRAME_SCALE if camera_check else None)
+                         full_frame_scale=FULL_FRAME_SCALE if camera_check else None,
+                         camera_folds=args.camera_folds, resume=args.resume)
         print(format_report(rep))
         reps[name] = rep
         if name == "object":

@@ -254,3 +254,32 @@ def test_shipped_cornell_configs_train_as_written(name, toy_cornell, tmp_path):
     assert summary["epochs"] == 1
     meta = read_checkpoint(tmp_path / "run" / "best_model.pt")["meta"]
     assert "decode" in meta and meta["decode"]["score_threshold"] <= 0.5
+
+
+def test_a_stopped_cv_resumes_into_one_report(toy_cornell, tmp_path, monkeypatch):
+    """make real on a busy machine: folds run apart (``only``), the camera check on some folds,
+    a fold whose training finished but was never scored; ``resume`` ends in one report without
+    training anything again."""
+    import importlib
+
+    from vita_grasp_core.training import cv
+
+    train_mod = importlib.import_module("vita_grasp_core.training.train")
+    root, _ = toy_cornell
+    out = tmp_path / "cv"
+    first = cv.run_cv(_cfg(root), out, device="cpu", progress=False, only=[0], camera_folds=[])
+    assert [f["fold"] for f in first["per_fold"]] == [0]
+    assert first["per_fold"][0]["full_frame"] is None
+    assert (out / "fold_0" / cv.FOLD_RESULT).is_file()
+    train_mod.train(build_config(_cfg(root).to_dict(), ["data.test_fold=1", "data.folds=2"]),
+                    out / "fold_1", device="cpu", progress=False)  # stopped before its scoring
+    calls, real = [], train_mod.train
+    monkeypatch.setattr(train_mod, "train",
+                        lambda *a, **k: calls.append(k["resume"]) or real(*a, **k))
+    rep = cv.run_cv(_cfg(root), out, device="cpu", progress=False, resume=True)
+    assert calls == ["auto"]  # fold 0 from its kept result; fold 1 continued, with nothing to do
+    assert len((out / "fold_1" / "metrics.jsonl").read_text().splitlines()) == 1
+    assert [f["fold"] for f in rep["per_fold"]] == [0, 1]
+    assert rep["per_fold"][0] == first["per_fold"][0]
+    assert rep["per_fold"][1]["full_frame"] is not None
+    assert json.loads((out / "cv.json").read_text())["per_fold"] == rep["per_fold"]

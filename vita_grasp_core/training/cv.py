@@ -160,13 +160,19 @@ def overlays(rows: list[dict], frames_by_key: dict, out: Path, n: int = 6) -> di
     return written
 
 
+#: Per fold: what ``run_cv`` keeps of a scored fold (its row of the report and per-image rows).
+FOLD_RESULT = "fold_result.json"
+
+
 def run_cv(cfg: FullConfig, out, *, device: str = "auto", only=None, progress: bool = True,
-           full_frame_scale: float | None = FULL_FRAME_SCALE) -> dict:
+           full_frame_scale: float | None = FULL_FRAME_SCALE, camera_folds=None,
+           resume: bool = False) -> dict:
     """Train and score every fold (or the ``only`` ones); returns and writes ``cv.json``.
     ``full_frame_scale``: the camera-frame width check (:func:`score_fold`; ``None`` skips
-    it)."""
-    from .train import train
-
+    it), on every fold or the ``camera_folds`` ones. ``resume``: a fold scored before (its
+    ``fold_K/fold_result.json``) is taken as it is, a fold whose training stopped continues
+    from its ``last.pt`` (a finished one is only scored), so a stopped run, or runs of
+    different folds into the same folder, end in one report."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     frames, folds, by = fold_frames(cfg)
@@ -177,31 +183,17 @@ def run_cv(cfg: FullConfig, out, *, device: str = "auto", only=None, progress: b
     cache = prebuild_cache(cfg, frames, device, progress) if cfg.train.feature_cache else None
     results, all_rows = [], []
     for f in (range(k) if only is None else only):
-        t0 = time.perf_counter()
-        cfg_f = build_config(cfg.to_dict(), [f"data.test_fold={f}", f"data.folds={k}"])
-        summary = train(cfg_f, out / f"fold_{f}", device=device, progress=progress)
-        t_train = time.perf_counter() - t0
-        test = [frames[i] for i in folds[f]]
-        res = score_fold(out / f"fold_{f}" / "best_model.pt", test, device,
-                         full_frame_scale=full_frame_scale)
-        rows = _frame_rows(res)
-        (out / f"fold_{f}" / "test_images.json").write_text(json.dumps(rows, indent=1))
-        all_rows += [dict(r, fold=f) for r in rows]
-        results.append({"fold": f, "test_frames": len(test),
-                        "top1_accuracy": res["top1_accuracy"],
-                        "precision@1": res["precision@1"], "precision@5": res["precision@5"],
-                        "precision@10": res["precision@10"],
-                        "mean_predictions": res["mean_predictions"],
-                        "gt_rects_outside": res["gt_rects_outside"],
-                        "val_top1": summary["best_top1"], "best_epoch": summary["best_epoch"],
-                        "score_threshold": res["decode"]["score_threshold"],
-                        "train_seconds": round(t_train, 1),
-                        "fold_seconds": round(time.perf_counter() - t0, 1),
-                        "predict_ms_median": round(res["predict_ms_median"], 1),
-                        "width": res["width"], "full_frame": res.get("full_frame")})
-        log.info("fold %d/%d: test top-1 %.1f %%, P@5 %.1f %% (%d frames, threshold %.2f), "
-                 "%.0f s", f + 1, k, 100 * res["top1_accuracy"], 100 * res["precision@5"],
-                 len(test), res["decode"]["score_threshold"], time.perf_counter() - t0)
+        saved = out / f"fold_{f}" / FOLD_RESULT
+        if resume and saved.is_file():
+            done = json.loads(saved.read_text())
+            log.info("fold %d/%d: scored before (%s)", f + 1, k, saved)
+        else:
+            camera = camera_folds is None or f in camera_folds
+            done = _run_fold(cfg, out, f, frames, folds, device=device, progress=progress,
+                             full_frame_scale=full_frame_scale if camera else None,
+                             resume=resume)
+        results.append(done["result"])
+        all_rows += [dict(r, fold=f) for r in done["rows"]]
     by_key = {fr.key: fr for fr in frames}
     pictures = overlays(all_rows, by_key, out / "overlays")
     report = {"data_root": str(cfg.data.root), "frames": len(frames), "folds": k,
@@ -216,6 +208,41 @@ def run_cv(cfg: FullConfig, out, *, device: str = "auto", only=None, progress: b
     (out / "cv.json").write_text(json.dumps(report, indent=1, default=str))
     (out / "cv_images.json").write_text(json.dumps(all_rows, indent=1))
     return report
+
+
+def _run_fold(cfg: FullConfig, out: Path, f: int, frames, folds, *, device, progress,
+              full_frame_scale, resume) -> dict:
+    """Train fold ``f`` (continuing its ``last.pt`` with ``resume``), score it on its test
+    frames and keep the result in ``fold_f/fold_result.json``: ``{"result", "rows"}``."""
+    from .train import train
+
+    k = len(folds)
+    t0 = time.perf_counter()
+    cfg_f = build_config(cfg.to_dict(), [f"data.test_fold={f}", f"data.folds={k}"])
+    summary = train(cfg_f, out / f"fold_{f}", device=device, progress=progress,
+                    resume="auto" if resume else None)
+    t_train = time.perf_counter() - t0
+    test = [frames[i] for i in folds[f]]
+    res = score_fold(out / f"fold_{f}" / "best_model.pt", test, device,
+                     full_frame_scale=full_frame_scale)
+    rows = _frame_rows(res)
+    (out / f"fold_{f}" / "test_images.json").write_text(json.dumps(rows, indent=1))
+    result = {"fold": f, "test_frames": len(test), "top1_accuracy": res["top1_accuracy"],
+              "precision@1": res["precision@1"], "precision@5": res["precision@5"],
+              "precision@10": res["precision@10"], "mean_predictions": res["mean_predictions"],
+              "gt_rects_outside": res["gt_rects_outside"], "val_top1": summary["best_top1"],
+              "best_epoch": summary["best_epoch"],
+              "score_threshold": res["decode"]["score_threshold"],
+              "train_seconds": round(t_train, 1),
+              "fold_seconds": round(time.perf_counter() - t0, 1),
+              "predict_ms_median": round(res["predict_ms_median"], 1),
+              "width": res["width"], "full_frame": res.get("full_frame")}
+    log.info("fold %d/%d: test top-1 %.1f %%, P@5 %.1f %% (%d frames, threshold %.2f), %.0f s",
+             f + 1, k, 100 * res["top1_accuracy"], 100 * res["precision@5"], len(test),
+             res["decode"]["score_threshold"], time.perf_counter() - t0)
+    done = {"result": result, "rows": rows}
+    (out / f"fold_{f}" / FOLD_RESULT).write_text(json.dumps(done, indent=1, default=str))
+    return done
 
 
 def _scale_means(results: list[dict]) -> dict:
