@@ -71,9 +71,10 @@ def main(argv=None) -> int:
     ap.add_argument("--only", type=int, nargs="+", default=None, metavar="K",
                     help="run only these folds (0-based) of each protocol; the report names "
                          "them (for a machine without room for all ten trainings)")
-    ap.add_argument("--camera_folds", type=int, nargs="+", default=None, metavar="K",
-                    help="the camera-frame width check (image-wise) only on these folds "
-                         "(default every fold; it costs about as much as scoring 5 more folds)")
+    ap.add_argument("--camera_folds", type=int, nargs="*", default=None, metavar="K",
+                    help="the camera-frame width check (image-wise) only on these folds, none "
+                         "without K (default every fold; it costs about 4 times a fold's "
+                         "scoring)")
     ap.add_argument("--resume", action="store_true",
                     help="keep <out>/cv*: folds scored before are taken as they are, stopped "
                          "trainings continue (several runs of different --only folds end in "
