@@ -20,6 +20,8 @@ from vita_grasp_ros.bag import io as bags  # noqa: E402
 from vita_grasp_ros.bag import messages as bmsg  # noqa: E402
 from vita_grasp_ros.bag import types as bt  # noqa: E402
 from vita_grasp_ros.testing import (  # noqa: E402
+    START_TIMEOUT,
+    WAIT_TIMEOUT,
     NodeProcess,
     RosHarness,
     allocate_domain_id,
@@ -76,18 +78,18 @@ def test_play_clock_drives_sim_time_node(info_bag, tmp_path, monkeypatch):
                              command=CLI + ["play", str(bag), "--clock", "50", "--rate", "0.5",
                                             "--topics", bt.INFO_TOPIC,
                                             "--wait-for-subscribers", "1", "--delay", "0.5"])
-        assert player.wait(60) == 0, player.output()
+        assert player.exit_status(START_TIMEOUT) == 0, player.output()
         assert "/clock messages" in player.output()
-        wait_for(lambda: len(infos) == 5, 10, what="5 camera_info messages")
+        wait_for(lambda: len(infos) == 5, WAIT_TIMEOUT, what="5 camera_info messages")
         wait_for(lambda: clocks.msgs and bmsg.stamp_to_ns(clocks.msgs[-1].clock) == times[-1],
-                 10, what="the clock at the bag's last timestamp")
+                 WAIT_TIMEOUT, what="the clock at the bag's last timestamp")
         values = [bmsg.stamp_to_ns(m.clock) for m in clocks.msgs]
         assert values == sorted(values)  # never backwards within one pass
         assert times[0] <= values[0] and values[-1] == times[-1]
         assert set(times) <= set(values)  # one tick with each message's own time
         assert len(set(values)) > len(times) + 10  # and ticks in between (50 Hz over ~0.8 s)
         # the use_sim_time node's clock follows the bag, not the wall clock
-        wait_for(lambda: sim.get_clock().now().nanoseconds == times[-1], 10,
+        wait_for(lambda: sim.get_clock().now().nanoseconds == times[-1], WAIT_TIMEOUT,
                  what="the sim-time node's clock at the bag's end")
     finally:
         if player is not None:

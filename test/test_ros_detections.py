@@ -141,6 +141,7 @@ def test_node_publishes_detections_to_another_process(tmp_path, vision_msgs_pref
     from vita_grasp_ros.image_conversions import rgb_to_image_msg
     from vita_grasp_ros.testing import (
         START_TIMEOUT,
+        WAIT_TIMEOUT,
         NodeProcess,
         RosHarness,
         allocate_domain_id,
@@ -220,11 +221,11 @@ def test_node_publishes_detections_to_another_process(tmp_path, vision_msgs_pref
         from rclpy.parameter import Parameter
 
         cli = h.node.create_client(SetParameters, "/det/vita_grasp_node/set_parameters")
-        wait_for(cli.service_is_ready, 10, what="set_parameters")
+        wait_for(cli.service_is_ready, WAIT_TIMEOUT, what="set_parameters")
         req = SetParameters.Request(parameters=[
             Parameter("publish_detections", value=False).to_parameter_msg()])
         fut = cli.call_async(req)
-        wait_for(fut.done, 10, what="set_parameters")
+        wait_for(fut.done, WAIT_TIMEOUT, what="set_parameters")
         assert fut.result().results[0].successful
         n_lines = len(lines)
         stamp = send(7)

@@ -15,6 +15,7 @@ pytest.importorskip("vita_grasp.msg")
 
 from vita_grasp_ros.testing import (  # noqa: E402
     START_TIMEOUT,
+    WAIT_TIMEOUT,
     NodeProcess,
     RosHarness,
     allocate_domain_id,
@@ -118,31 +119,32 @@ def test_lifecycle_transitions(tmp_path):
 
         assert lc.transition("configure") and lc.state() == "inactive"
         assert node.output().count("]: loaded ") == 1
-        wait_for(lambda: h.node.count_publishers(f"{NS}/grasps") > 0, 10, what="publishers")
+        wait_for(lambda: h.node.count_publishers(f"{NS}/grasps") > 0, WAIT_TIMEOUT,
+                 what="publishers")
         assert not subscribed() and not service()
 
         assert lc.transition("activate") and lc.state() == "active"
-        wait_for(subscribed, 10, what="the image subscription")
+        wait_for(subscribed, WAIT_TIMEOUT, what="the image subscription")
         answered(1)
         assert len(results.msgs[-1].grasps) > 0
-        wait_for(service, 10, what="the get_grasps service while active")
+        wait_for(service, WAIT_TIMEOUT, what="the get_grasps service while active")
 
         assert lc.transition("deactivate") and lc.state() == "inactive"
-        wait_for(lambda: not subscribed(), 10, what="the subscription to go away")
-        wait_for(lambda: not service(), 10, what="get_grasps to go away")
+        wait_for(lambda: not subscribed(), WAIT_TIMEOUT, what="the subscription to go away")
+        wait_for(lambda: not service(), WAIT_TIMEOUT, what="get_grasps to go away")
         n_before = len(results)
         pub.publish(_frame(2))  # nobody listens: no result
         assert lc.state() == "inactive" and len(results) == n_before
 
         assert lc.transition("activate") and lc.state() == "active"
-        wait_for(subscribed, 10, what="the image subscription again")
+        wait_for(subscribed, WAIT_TIMEOUT, what="the image subscription again")
         answered(3)
         assert node.output().count("]: loaded ") == 1  # paused, not reloaded
 
         assert lc.transition("deactivate") and lc.transition("cleanup")
         assert lc.state() == "unconfigured"
         assert "cleaned up: model freed" in node.output()
-        wait_for(lambda: h.node.count_publishers(f"{NS}/grasps") == 0, 10,
+        wait_for(lambda: h.node.count_publishers(f"{NS}/grasps") == 0, WAIT_TIMEOUT,
                  what="the publishers to go away")
         assert lc.transition("configure") and lc.state() == "inactive"
         assert node.output().count("]: loaded ") == 2

@@ -22,6 +22,7 @@ from fixtures import REPO  # noqa: E402
 
 from vita_grasp_ros.testing import (  # noqa: E402
     START_TIMEOUT,
+    WAIT_TIMEOUT,
     NodeProcess,
     RosHarness,
     allocate_domain_id,
@@ -181,9 +182,10 @@ def test_bad_frames_are_refused_and_the_node_keeps_answering(setup):
     bad = _bad_frames(200)
     before = len(setup.grasps)
     for k, (what, b) in enumerate(bad):
-        n_bad = int(wait_for(lambda: _latest_diag(setup), 5, what="diagnostics")["frames_bad"])
+        n_bad = int(wait_for(lambda: _latest_diag(setup), WAIT_TIMEOUT,
+                             what="diagnostics")["frames_bad"])
         setup.pub.publish(b)
-        wait_for(lambda: int(_latest_diag(setup)["frames_bad"]) > n_bad, 10,
+        wait_for(lambda: int(_latest_diag(setup)["frames_bad"]) > n_bad, WAIT_TIMEOUT,
                  what=f"the {what} frame to be counted as bad")
         out = _send_and_wait(setup, _frame(300 + k))  # a good frame after every bad one
         assert out.image_width == 640
@@ -205,11 +207,11 @@ def _set_params(s, **params):
 
     cli = s.h.node.create_client(SetParameters, f"{NS}/vita_grasp_node/set_parameters")
     try:
-        wait_for(lambda: cli.service_is_ready(), 10, what="the set_parameters service")
+        wait_for(lambda: cli.service_is_ready(), WAIT_TIMEOUT, what="the set_parameters service")
         req = SetParameters.Request()
         req.parameters = [Parameter(k, value=v).to_parameter_msg() for k, v in params.items()]
         fut = cli.call_async(req)
-        wait_for(fut.done, 10, what="set_parameters")
+        wait_for(fut.done, WAIT_TIMEOUT, what="set_parameters")
         return fut.result().results
     finally:
         s.h.node.destroy_client(cli)

@@ -10,6 +10,7 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vita_grasp.msg")
 
 from vita_grasp_ros.testing import (  # noqa: E402
+    WAIT_TIMEOUT,
     allocate_domain_id,
     make_stamp,
     wait_for,
@@ -76,7 +77,7 @@ def test_worker_survives_unexpected_errors(node, monkeypatch):
         raise KeyError("not a conversion error")
     monkeypatch.setattr(node, "_convert", broken)
     node._on_image(_msg())
-    wait_for(lambda: node.stats.bad > bad0, 10, what="the worker to count the frame")
+    wait_for(lambda: node.stats.bad > bad0, WAIT_TIMEOUT, what="the worker to count the frame")
     assert node.worker.is_alive()
     assert "unexpected error" in node.stats.last_error
     # mixed severities through the throttle (rclpy refuses a call site changing severity)
