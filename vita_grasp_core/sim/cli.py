@@ -98,7 +98,7 @@ def label_main(argv) -> int:
     p.add_argument("--exact", action="store_true",
                    help="run every trial its full course: no shortcuts (free part of the "
                         "approach, settled hold, sleeping objects; docs/sim.md 'Speed'). "
-                        "About 2-3x slower; to check the shortcuts")
+                        "About 1.5x slower; to check the shortcuts")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     from .label import LabelSettings, label_dataset
