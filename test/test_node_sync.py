@@ -298,3 +298,22 @@ def test_streams_out_of_step_stop_costing_a_wait_and_a_lost_frame_does_not():
         assert s.resolve(p, 0.05, _deadline(5.0)).msg is None
         s.close(q)
         assert not s.out_of_step
+
+
+def test_a_frame_that_comes_after_stale_ones_gets_its_full_wait():
+    """Frames whose depth frames were lost have had their wait when a fresh frame comes (the
+    first frame of the next pick, say): the fresh one is not taken before its own wait is over
+    (its depth frame may still come); the stale one is, or is passed over."""
+    taken = []
+    w = FrameWorker(lambda f: taken.append((f.name, time.monotonic())), print, capacity=4,
+                    ready=lambda f: f.ready, patience=lambda: 0.6)
+    w.start()
+    try:
+        w.put(_Frame("stale"))
+        time.sleep(0.4)  # the camera's next frame comes a while later
+        t1 = time.monotonic()
+        w.put(_Frame("fresh"))
+        _until(lambda: any(name == "fresh" for name, _ in taken))
+        assert dict(taken)["fresh"] - t1 >= 0.6
+    finally:
+        w.stop()

@@ -12,8 +12,10 @@ builds a backlog: results are at most a couple of model times old and memory sta
   the **newest ready** one - as ``message_filters``' synchronisers hand over only complete sets:
   a colour frame whose depth frame was lost in transport (DDS drops samples of a busy reader on a
   loaded machine) is passed over for one whose depth frame is there. When none is ready the
-  worker waits for one, at most ``patience()`` seconds (re-read while waiting), then takes the
-  newest frame anyway. Frames older than the one taken are handed to ``on_drop``.
+  worker waits for one: each frame at most ``patience()`` seconds (re-read while waiting) from
+  its arrival or from when the worker became free, whichever is later; then it takes the newest
+  frame whose wait is over (a frame that came just now still gets its full wait, even when
+  older ones have had theirs). Frames older than the one taken are handed to ``on_drop``.
 
 No ROS import: ``process``, ``on_error``, ``ready``, ``patience`` and ``on_drop`` are plain
 callables.
@@ -67,8 +69,8 @@ class FrameWorker:
         """Store ``frame`` as the newest; returns the unprocessed frame it pushed out of the
         mailbox (the oldest one, when full), or None."""
         with self._cv:
-            self._frames.append(frame)
-            pushed = self._frames.popleft() if len(self._frames) > self.capacity else None
+            self._frames.append((time.monotonic(), frame))
+            pushed = self._frames.popleft()[1] if len(self._frames) > self.capacity else None
             self._cv.notify_all()
         return pushed
 
@@ -80,7 +82,7 @@ class FrameWorker:
     def pending(self) -> list:
         """The frames in the mailbox, oldest first (a copy)."""
         with self._cv:
-            return list(self._frames)
+            return [f for _, f in self._frames]
 
     # ---------------------------------------------------------------- thread
     @property
@@ -101,7 +103,7 @@ class FrameWorker:
         frames left in the mailbox (discarded, never processed)."""
         self._stop.set()
         with self._cv:
-            left = list(self._frames)
+            left = [f for _, f in self._frames]
             self._frames.clear()
             self._cv.notify_all()
         if self._thread is not None and self._thread.is_alive() \
@@ -112,13 +114,16 @@ class FrameWorker:
 
     def _choose(self, since: float) -> int | None:
         """Index of the frame to take now (lock held), or None to wait on."""
+        last = len(self._frames) - 1
         if self._ready is None:
-            return len(self._frames) - 1
-        for i in range(len(self._frames) - 1, -1, -1):
-            if self._ready(self._frames[i]):
+            return last
+        for i in range(last, -1, -1):
+            if self._ready(self._frames[i][1]):
                 return i
-        if time.monotonic() - since >= self._patience():
-            return len(self._frames) - 1
+        now, patience = time.monotonic(), self._patience()
+        for i in range(last, -1, -1):
+            if max(since, self._frames[i][0]) + patience <= now:
+                return i
         return None
 
     def _take(self):
@@ -133,10 +138,11 @@ class FrameWorker:
                 since = time.monotonic() if since is None else since
                 i = self._choose(since)
                 if i is not None:
-                    self.looking_since = since
-                    older = [self._frames.popleft() for _ in range(i)]
-                    return self._frames.popleft(), older
-                left = since + self._patience() - time.monotonic()
+                    older = [self._frames.popleft()[1] for _ in range(i)]
+                    t, frame = self._frames.popleft()
+                    self.looking_since = max(since, t)
+                    return frame, older
+                left = max(since, self._frames[0][0]) + self._patience() - time.monotonic()
                 self._cv.wait(min(max(left, 0.001), 0.2))
         return None, []
 
