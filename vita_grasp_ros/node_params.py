@@ -168,11 +168,12 @@ STARTUP_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("depth_tolerance", float, 0.05, "Largest |depth stamp - image stamp| accepted "
               "when no depth frame (CameraInfo) has the image's exact stamp [s].",
               range=(0.0, 1.0)),
-    ParamSpec("depth_wait", float, 2.0, "Longest wait for a colour frame whose depth frame "
-              "and CameraInfo have arrived [s], counted from when the worker is free: it then "
-              "takes the newest such frame (frames whose depth frame was lost are passed over); "
-              "after this long, the newest frame, with the depth that arrived by the end of "
-              "its prediction. Not waited for while the depth stream is silent.",
+    ParamSpec("depth_wait", float, 2.0, "Longest wait of a colour frame for its depth frame "
+              "and CameraInfo [s], from its arrival or from when the worker is free, whichever "
+              "is later: the worker takes the newest frame that has them (frames whose depth "
+              "frame was lost are passed over), else the newest whose wait is over, with the "
+              "depth that arrived by the end of its prediction. No wait while the depth stream "
+              "is silent or out of step.",
               range=(0.0, 10.0)),
     ParamSpec("frame_id", str, "", "Override of the output frame_id; empty = keep the "
               "image's."),
