@@ -364,7 +364,9 @@ class GraspPipeline:
         waiting, only keep the frame as the newest for ``get_grasps``)."""
         frame.taken = max(frame.arrival, self.worker.looking_since)
         if not self.settings.stream and not self.requests.wants_frames(frame):
-            frame.skipped = True  # its depth pairing stays open until a newer frame comes
+            frame.skipped = True  # its depth pairing stays open until a newer frame comes,
+            if frame is not self.newest:  # or is closed now (the worker took an older frame)
+                self.depth.close(frame.pairings)
             self.stats.on_kept()
             return
         t0 = time.perf_counter()
