@@ -214,7 +214,8 @@ def write_report(reps: dict, summary: dict, timing: dict, doc: Path, pictures: d
         + ", ".join(f"{name}-wise **{sum(f['fold_seconds'] for f in r['per_fold']) / 60:.1f} "
                     "min**" for name, r in reps.items())
         + f" on this machine ({platform.machine()}, {os.cpu_count()} cores, load average "
-        f"{_load_avg()} at the end); the shared feature cache: "
+        f"{_load_avg()} at the end; a fold resumed after a stop counts only what it did after "
+        "it); the shared feature cache: "
         + (f"{rep['cache']['seconds'] / 60:.1f} min for {rep['cache']['views_computed']} views"
            if rep.get("cache") else "none") + " (0 when it already existed).",
         f"- `GraspPredictor.predict` on a {timing['size'][0]}x{timing['size'][1]} frame with its "
