@@ -117,6 +117,8 @@ def scale_section(reps: dict) -> list[str]:
                     f"{key}_width_ratio_median_mean" not in rep:
                 continue
             wkey = "width" if key == "width" else f"{key}_width"
+            if key != "width":
+                label += _camera_folds_note(rep)
             top1 = rep["top1_accuracy_mean"] if key == "width" else \
                 rep.get(f"{key}_top1_accuracy_mean")
             err = rep.get(f"{wkey}_abs_log_error_median_mean")
@@ -125,6 +127,15 @@ def scale_section(reps: dict) -> list[str]:
                          f"{_pct(rep.get(f'{wkey}_within_tolerance_mean'))} | "
                          f"{'n/a' if err is None else f'{100 * err:.0f} %'} |")
     return lines + ["", "Median error = the median of |log(ratio)| (10 % = a tenth off).", ""]
+
+
+def _camera_folds_note(rep: dict) -> str:
+    """`` (fold 0 of 5)`` when the camera check ran on some folds only (``camera_folds``)."""
+    ks = [f["fold"] for f in rep["per_fold"] if f.get("full_frame")]
+    if len(ks) == len(rep["per_fold"]):
+        return ""
+    folds = ", ".join(map(str, ks))
+    return f" (fold{'s' if len(ks) > 1 else ''} {folds} of {len(rep['per_fold'])})"
 
 
 def levers_section(path: Path) -> list[str]:

@@ -79,3 +79,13 @@ def test_block_neighbours_counts_frames_near_another_folds_frames():
     # the same fold; 150 has no neighbour either: no leak
     assert block_neighbours(numbers, folds) == 0
     assert block_neighbours(numbers, [[0, 1], [2, 3, 4], [5, 6]]) == 3  # 100/101 <-> 102
+
+
+def test_camera_check_on_some_folds_says_which():
+    from real_report import scale_section
+
+    rep = _rep(0.9, True)
+    rep["per_fold"].append(dict(rep["per_fold"][0], fold=1, full_frame=None))
+    text = "\n".join(scale_section({"image": rep}))
+    assert "| image-wise | camera frame (fold 0 of 2) | 50.0 % |" in text
+    assert "| image-wise | frames | 90.0 % |" in text
