@@ -25,7 +25,6 @@ import functools
 import os
 import threading
 import time
-from dataclasses import dataclass
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -49,7 +48,7 @@ from .node_outputs import OUTPUTS, FrameResult, Publishers, parameter_table
 from .node_params import DECODING_NAMES, DECODING_PARAMETERS, NODE_NAME, StartupError
 from .node_service import GraspRequests
 from .node_support import Throttle, load_predictor, stamp_ns
-from .node_worker import FrameWorker
+from .node_worker import Frame, FrameWorker
 from .target_inputs import TargetError, TargetInputs
 
 try:
@@ -60,17 +59,6 @@ except ImportError:  # Humble
 __all__ = ["NODE_NAME", "GraspPipeline", "GraspNode", "Frame"]
 
 SIMULATED_LATENCY_ENV = "VITA_GRASP_SIMULATED_LATENCY_MS"
-
-
-@dataclass
-class Frame:
-    """A colour frame waiting in (or taken from) the worker's slot."""
-
-    msg: object
-    arrival: float  # time.monotonic() when the callback got it
-    pairings: tuple | None = None  # depth / CameraInfo pairings (use_depth)
-    skipped: bool = False  # taken by the worker with stream off, not predicted
-    taken: float | None = None  # when the worker began looking for it (time.monotonic())
 
 
 class GraspPipeline:

@@ -25,7 +25,19 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Callable
+
+
+@dataclass
+class Frame:
+    """A colour frame waiting in (or taken from) the worker's slot."""
+
+    msg: object
+    arrival: float  # time.monotonic() when the callback got it
+    pairings: tuple | None = None  # depth / CameraInfo pairings (use_depth)
+    skipped: bool = False  # taken by the worker with stream off, not predicted
+    taken: float | None = None  # when the worker began looking for it (time.monotonic())
 
 
 class FrameWorker:
