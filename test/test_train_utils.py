@@ -98,7 +98,7 @@ def trained_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess | N
         if _done(marker):
             return out, None, float(marker.read_text())
         t0 = time.perf_counter()
-        res = run(train_cmd(data, out), timeout=420)
+        res = run(train_cmd(data, out), timeout=1200)  # 420 s ran out at load 15
         dt = time.perf_counter() - t0
         if res.returncode != 0:
             raise AssertionError(f"tiny training failed (rc {res.returncode}):\n"
