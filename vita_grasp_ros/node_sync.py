@@ -70,12 +70,15 @@ class Pairing:
         """A message with the image's exact stamp has arrived."""
         return self.best_dt == 0
 
+    def within(self, tolerance_s: float) -> bool:
+        """The best candidate so far is within ``tolerance_s`` of the image stamp."""
+        return self.best_dt is not None and abs(self.best_dt) <= int(tolerance_s * 1e9)
+
     def final(self, tolerance_s: float) -> bool:
         """The pairing would give a message now, without waiting: the exact one has arrived, or
         a message stamped after the image has (unsynchronised streams) and the nearest is
         within ``tolerance_s``."""
-        return self.exact or (self.settled and self.best_dt is not None
-                              and abs(self.best_dt) <= int(tolerance_s * 1e9))
+        return self.exact or (self.settled and self.within(tolerance_s))
 
     def offer(self, msg) -> None:
         dt = stamp_ns(msg.header.stamp) - self.stamp
@@ -134,7 +137,7 @@ class StampedInput:
             self._vain = 0
             for p in self._open:
                 p.offer(msg)
-                if p.best_dt == 0:  # a frame has its own: the stamps are in step
+                if p.exact:  # a frame has its own: the stamps are in step
                     self._off = 0
             self._cv.notify_all()
         if self.on_add is not None:
@@ -202,7 +205,7 @@ class StampedInput:
         if pairing.best is None:
             return Match(None, None, waited, self._nothing_reason(last))
         dt = pairing.best_dt
-        if abs(dt) <= int(tolerance_s * 1e9):
+        if pairing.within(tolerance_s):
             self._off = 0
             return Match(pairing.best, dt / 1e9, waited)
         if pairing.settled:
