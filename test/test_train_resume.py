@@ -101,3 +101,27 @@ def test_weights_gone_non_finite_stop_the_run_with_exit_1(setup, tmp_path, monke
     err = capsys.readouterr().err
     assert code == 1 and "not finite after epoch 2" in err and "Traceback" not in err
     assert read_checkpoint(tmp_path / "run" / "last.pt")["extra"]["epoch"] == 1
+
+
+def test_console_log_follows_the_current_stderr(tmp_path, monkeypatch):
+    """A run started while stderr was redirected (a test's capture, a notebook cell) must not
+    leave a console handler that writes into that closed stream in the next run."""
+    import io
+    import logging
+
+    from vita_grasp_core.training.run_log import RunLog
+
+    log = logging.getLogger("vita_grasp.train")
+    monkeypatch.setattr(log, "handlers", [])
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    run = RunLog(tmp_path / "a", True)
+    log.info("first run")
+    run.close()
+    first.close()  # the first capture is gone
+    monkeypatch.setattr("sys.stderr", second)
+    run = RunLog(tmp_path / "b", True)
+    log.info("second run")
+    run.close()
+    assert "second run" in second.getvalue() and "Logging error" not in second.getvalue()
+    assert not log.handlers  # a finished run leaves no handler behind

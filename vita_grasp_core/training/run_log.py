@@ -29,6 +29,7 @@ class RunLog:
         self.is_main = is_main
         self.tb = None
         self._file_handler = None
+        self._console_handler = None
         self._setup_logging()
 
     def _setup_logging(self) -> None:
@@ -39,10 +40,11 @@ class RunLog:
         elif log.level in (logging.NOTSET,) or log.level < logging.WARNING:
             log.setLevel(logging.WARNING)
         if not log.handlers:
-            h = logging.StreamHandler(sys.stderr)
+            h = _StderrHandler()
             h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
             log.addHandler(h)
             log.propagate = False
+            self._console_handler = h
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             fh = _QuietFileHandler(self.out / "train.log")
@@ -118,6 +120,26 @@ class RunLog:
             log.removeHandler(self._file_handler)
             self._file_handler.close()
             self._file_handler = None
+        if self._console_handler is not None:  # the next run in this process adds its own
+            log.removeHandler(self._console_handler)
+            self._console_handler = None
+
+
+class _StderrHandler(logging.StreamHandler):
+    """The console log: writes to whatever ``sys.stderr`` is when a line is logged, so a run
+    started while stderr was redirected (a test's capture, a notebook cell) never writes into
+    that closed stream later."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
 
 
 class _QuietFileHandler(logging.FileHandler):
