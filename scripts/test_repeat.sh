@@ -13,7 +13,8 @@ WORKERS=${TEST_WORKERS:-2}
 TESTS=${REPEAT_TESTS:-"test/test_ros_*.py test/test_bag_play.py test/test_bag_recover.py
   test/test_bags_ros.py test/test_bags_v1.py test/test_node_service.py test/test_node_sync.py
   test/test_doctor_live.py test/test_demo.py test/test_bench_service.py
-  test/test_sim_node_source.py test/test_train_kill.py test/test_train_ddp.py"}
+  test/test_sim_node_source.py test/test_train_kill.py test/test_train_ddp.py
+  test/hostile/test_hostile_node.py"}
 LOG=build/test-repeat/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$LOG"
 XDIST=()
