@@ -29,6 +29,7 @@ from vita_grasp_ros.testing import (  # noqa: E402
     make_stamp,
     ros_env,
     stamp_ns,
+    until_answered,
     wait_for,
     write_tiny_checkpoint,
 )
@@ -74,6 +75,7 @@ def setup(tmp_path_factory):
                                                 and h.node.count_publishers(f"{NS}/grasps") > 0),
                  START_TIMEOUT, what="the node to come up")
         assert node.alive(), node.output()
+        _warm_up(s)
         yield s
     finally:
         rc = node.stop()
@@ -86,7 +88,22 @@ def _rgb(h=480, w=640, seed=0):
     return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-def _send_and_wait(s, msg, timeout=20.0):
+def _warm_up(s):
+    """Until one frame's result and debug image have come back: the first frames may be lost
+    while discovery is one-sided (the node's subscription or our subscribers not yet matched),
+    and each test below sends its frame once."""
+    def send():
+        m = _frame(0)
+        s.pub.publish(m)
+        return m.header.stamp
+
+    def answered(stamp):
+        return (any(m.header.stamp == stamp for m in s.grasps.msgs)
+                and any(m.header.stamp == stamp for m in s.debug.msgs))
+    until_answered(send, answered, what="a result and a debug image of a warm-up frame")
+
+
+def _send_and_wait(s, msg, timeout=WAIT_TIMEOUT):
     """Publish ``msg`` and wait for the GraspArray with its stamp."""
     want = stamp_ns(msg.header.stamp)
     s.pub.publish(msg)
@@ -138,7 +155,7 @@ def test_debug_images_match_their_frames(setup):
     msg = _frame(100, "bgr8", 360, 480)
     _send_and_wait(setup, msg)
     dbg = wait_for(lambda: next((m for m in setup.debug.msgs
-                                 if m.header.stamp == msg.header.stamp), None), 10,
+                                 if m.header.stamp == msg.header.stamp), None), WAIT_TIMEOUT,
                    what="the debug image")
     assert dbg.encoding == "bgr8"
     assert (dbg.height, dbg.width) == (360, 480)
@@ -248,7 +265,7 @@ def test_diagnostics_report_rates_and_timings(setup):
 
     wait_for(lambda: any("frames_processed" in diagnostic_values(d) and
                          int(diagnostic_values(d)["frames_processed"]) > 0
-                         for d in setup.diag.msgs), 5, what="diagnostics")
+                         for d in setup.diag.msgs), WAIT_TIMEOUT, what="diagnostics")
     d = [d for d in setup.diag.msgs if d.status and "vita_grasp_node" in d.status[0].name][-1]
     vals = diagnostic_values(d)
     for k in PUBLISHED_KEYS:
@@ -265,7 +282,7 @@ def test_incompatible_best_effort_camera_is_reported(setup):
 
     pub = setup.h.publisher(Image, IMAGE_TOPIC, qos_profile_sensor_data)
     try:
-        wait_for(lambda: "incompatible QoS" in setup.node.output(), 15,
+        wait_for(lambda: "incompatible QoS" in setup.node.output(), WAIT_TIMEOUT,
                  what="the incompatible-QoS error")
         assert "input_reliability:=best_effort" in setup.node.output()
     finally:
