@@ -74,10 +74,22 @@ def test_play_clock_drives_sim_time_node(info_bag, tmp_path, monkeypatch):
         h.executor.add_node(sim)
         clocks = h.subscribe(Clock, "/clock", _clock_qos())
         infos = h.subscribe(CameraInfo, bt.INFO_TOPIC)
+        # The player waits for 2 subscriptions of camera_info; the second is made only once our
+        # collectors have matched the player's publishers from their side too. Discovery is
+        # one-sided for a moment (the player may see a subscription before that subscription
+        # sees it), and what is published then is lost. The player learns of our endpoints in
+        # the order they were made, so seeing the second one means it saw the collectors.
         player = NodeProcess([], ros_env(tmp_path, domain), tmp_path / "play.log",
                              command=CLI + ["play", str(bag), "--clock", "50", "--rate", "0.5",
                                             "--topics", bt.INFO_TOPIC,
-                                            "--wait-for-subscribers", "1", "--delay", "0.5"])
+                                            "--wait-for-subscribers", "2",
+                                            "--wait-topics", bt.INFO_TOPIC,
+                                            "--wait-timeout", str(START_TIMEOUT),
+                                            "--delay", "0.5"])
+        wait_for(lambda: not player.alive() or all(
+            c.subscription.get_publisher_count() > 0 for c in (infos, clocks)),
+            START_TIMEOUT, what="our subscriptions to match the player")
+        h.subscribe(CameraInfo, bt.INFO_TOPIC)  # the second subscription: playing starts
         assert player.exit_status(START_TIMEOUT) == 0, player.output()
         assert "/clock messages" in player.output()
         wait_for(lambda: len(infos) == 5, WAIT_TIMEOUT, what="5 camera_info messages")

@@ -22,7 +22,13 @@ from vita_grasp_ros.bag import io as bags  # noqa: E402
 from vita_grasp_ros.bag import messages as bmsg  # noqa: E402
 from vita_grasp_ros.bag import types as bt  # noqa: E402
 from vita_grasp_ros.bag.cli import main as bag_main  # noqa: E402
-from vita_grasp_ros.testing import START_TIMEOUT, NodeProcess, ros_env, wait_for  # noqa: E402
+from vita_grasp_ros.testing import (  # noqa: E402
+    START_TIMEOUT,
+    WAIT_TIMEOUT,
+    NodeProcess,
+    ros_env,
+    wait_for,
+)
 
 #: A writer that flushes after every 10th of 35 grasp arrays, then is killed with SIGKILL.
 KILLED_WRITER = textwrap.dedent("""
@@ -92,14 +98,14 @@ def test_bag_record_killed_with_sigkill_is_recovered(tmp_path):
         "play", str(src), "--topics", bt.INFO_TOPIC, "--loop", "--remap",
         f"{bt.INFO_TOPIC}:=/cam/info", "--rate", "4"])
     try:
-        wait_for(lambda: _recorded(rec.output()) >= 6 or not rec.alive(), 90, interval=0.2,
-                 what="6 recorded messages")
+        wait_for(lambda: _recorded(rec.output()) >= 6 or not rec.alive(), START_TIMEOUT,
+                 interval=0.2, what="6 recorded messages")
         seen = _recorded(rec.output())
-        wait_for(lambda: _recorded(rec.output()) > seen or not rec.alive(), 30, interval=0.1,
-                 what="the next status line")
+        wait_for(lambda: _recorded(rec.output()) > seen or not rec.alive(), WAIT_TIMEOUT,
+                 interval=0.1, what="the next status line")
         counted = _recorded(rec.output())  # received by now; flushed 0.2-0.5 s later
-        wait_for(lambda: _flushed(out, tmp_path / "probe") >= counted, 60, interval=0.3,
-                 what=f"{counted} messages flushed to the scratch file")
+        wait_for(lambda: _flushed(out, tmp_path / "probe") >= counted, WAIT_TIMEOUT,
+                 interval=0.3, what=f"{counted} messages flushed to the scratch file")
         rec.proc.send_signal(signal.SIGKILL)
         assert rec.wait(30) == -signal.SIGKILL
     finally:

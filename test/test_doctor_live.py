@@ -43,16 +43,20 @@ class Camera:
         self.thread.start()
 
     def _run(self):
+        """Frame k is stamped t0 + k / rate, the capture time of a camera with its own clock,
+        and sent at that time (at once when this thread is late: a starved test process must
+        not change the rate the stamps show)."""
         h, w = self.scene.rgb.shape[:2]
+        t0, period = time.time_ns(), int(1e9 / self.rate)
         while not self.stop.is_set():
-            t = time.time_ns()
+            t = t0 + self.sent * period
             hdr = self.msgs.make_header(t, "rgb_camera_link")
             dhdr = self.msgs.make_header(t, self.depth_frame)
             self.pubs[0].publish(self.numpy_to_image_msg(self.scene.rgb, "rgb8", hdr))
             self.pubs[1].publish(self.numpy_to_image_msg(self.depth_mm, "16UC1", dhdr))
             self.pubs[2].publish(self.msgs.camera_info_msg(self.scene.K, w, h, hdr))
             self.sent += 1
-            self.stop.wait(1.0 / self.rate)
+            self.stop.wait(max(0.0, (t0 + self.sent * period - time.time_ns()) / 1e9))
 
     def close(self):
         self.stop.set()

@@ -24,6 +24,12 @@ def _msg(stamp_ns: int, tag: str = ""):
         tag=tag)
 
 
+#: A wait only a failure runs into, and the bound for "returned without waiting for it": far
+#: apart, so that a test process starved for seconds on a loaded machine cannot fail them.
+LONG = 60.0
+SOON = 10.0
+
+
 def _deadline(s: float) -> float:
     return time.monotonic() + s
 
@@ -33,9 +39,9 @@ def test_exact_stamp_already_there_wins_without_waiting():
     for k in (-66, -33, 0):
         s.add(_msg(T0 + k * MS, str(k)))
     p = s.open(T0)
-    m = s.resolve(p, 0.05, _deadline(5.0))
+    m = s.resolve(p, 0.05, _deadline(LONG))
     assert m.msg.tag == "0" and m.exact and m.offset_s == 0.0
-    assert m.waited_s < 0.5
+    assert m.waited_s < SOON
 
 
 def test_exact_stamp_arriving_after_the_frame_is_waited_for():
@@ -46,9 +52,9 @@ def test_exact_stamp_arriving_after_the_frame_is_waited_for():
     s.add(_msg(T0 - 33 * MS, "old"))
     p = s.open(T0)
     threading.Timer(0.15, s.add, args=(_msg(T0, "exact"),)).start()
-    m = s.resolve(p, 0.05, _deadline(2.0))
+    m = s.resolve(p, 0.05, _deadline(LONG))
     assert m.msg.tag == "exact" and m.exact
-    assert 0.1 <= m.waited_s < 1.5
+    assert 0.1 <= m.waited_s < SOON
 
 
 def test_newer_message_settles_the_wait_and_the_nearest_within_tolerance_is_used():
@@ -58,9 +64,9 @@ def test_newer_message_settles_the_wait_and_the_nearest_within_tolerance_is_used
     s.add(_msg(T0 - 20 * MS, "before"))
     p = s.open(T0)
     s.add(_msg(T0 + 13 * MS, "after"))
-    m = s.resolve(p, 0.05, _deadline(5.0))
+    m = s.resolve(p, 0.05, _deadline(LONG))
     assert m.msg.tag == "after" and m.offset_s == pytest.approx(0.013)
-    assert not m.exact and m.waited_s < 0.5
+    assert not m.exact and m.waited_s < SOON
 
 
 def test_never_an_older_message_when_a_newer_one_is_nearer():
@@ -88,7 +94,7 @@ def test_timeout_with_only_older_frames_does_not_blame_the_stamps():
     s.add(_msg(T0 - 100 * MS))
     p = s.open(T0)
     m = s.resolve(p, 0.05, _deadline(0.2))
-    assert m.msg is None and 0.15 <= m.waited_s < 1.0
+    assert m.msg is None and 0.15 <= m.waited_s < SOON
     assert "arrives late or not at all" in m.reason and "depth_wait" in m.reason
     assert "not in step" not in m.reason
 
@@ -109,19 +115,19 @@ def test_a_silent_stream_stops_costing_a_wait_and_a_one_shot_camera_never_does()
     for _ in range(2):
         m = s.resolve(s.open(T0), 0.05, _deadline(0.1))
         assert m.msg is None and m.waited_s >= 0.08 and m.reason == "no depth frame received yet"
-    m = s.resolve(s.open(T0), 0.05, _deadline(3.0))
-    assert m.waited_s < 0.5  # silent: no wait
+    m = s.resolve(s.open(T0), 0.05, _deadline(LONG))
+    assert m.waited_s < SOON  # silent: no wait
     s.add(_msg(T0 - 5_000 * MS))  # the stream is back
     p = s.open(T0)
     threading.Timer(0.1, s.add, args=(_msg(T0, "back"),)).start()
-    assert s.resolve(p, 0.05, _deadline(3.0)).msg.tag == "back"
+    assert s.resolve(p, 0.05, _deadline(LONG)).msg.tag == "back"
 
     shots = StampedInput("depth frame", give_up_after=2)
     for k in range(4):
         t = T0 + k * 2_000 * MS
         p = shots.open(t)
         threading.Timer(0.1, shots.add, args=(_msg(t, f"shot {k}"),)).start()
-        m = shots.resolve(p, 0.05, _deadline(3.0))
+        m = shots.resolve(p, 0.05, _deadline(LONG))
         assert m.msg.tag == f"shot {k}" and m.exact
 
 
@@ -146,8 +152,8 @@ def test_stop_ends_the_wait():
     stop = threading.Event()
     threading.Timer(0.1, stop.set).start()
     t0 = time.monotonic()
-    s.resolve(p, 0.05, _deadline(10.0), stop)
-    assert time.monotonic() - t0 < 2.0
+    s.resolve(p, 0.05, _deadline(LONG), stop)
+    assert time.monotonic() - t0 < SOON
 
 
 def test_worker_processes_the_newest_frame_and_hands_back_replaced_ones():
@@ -156,7 +162,7 @@ def test_worker_processes_the_newest_frame_and_hands_back_replaced_ones():
 
     def process(frame):
         started.set()
-        gate.wait(5)
+        gate.wait(LONG)
         if frame == "boom":
             raise RuntimeError("inside process")
         done.append(frame)
@@ -165,11 +171,11 @@ def test_worker_processes_the_newest_frame_and_hands_back_replaced_ones():
     w.start()
     try:
         assert w.put("a") is None
-        assert started.wait(5)  # the worker took "a" and blocks on the gate
+        assert started.wait(LONG)  # the worker took "a" and blocks on the gate
         assert w.put("b") is None
         assert w.put("c") == "b"  # replaced before it was processed: dropped
         gate.set()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + LONG
         while len(done) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert done == ["a", "c"]
@@ -193,7 +199,7 @@ def test_a_stream_that_delivers_other_frames_never_counts_as_silent():
         s.resolve(p, 0.01, time.monotonic() - 1.0)  # the deadline passed during inference
     p = s.open(T0 + 1000 * MS)
     threading.Timer(0.1, s.add, args=(_msg(T0 + 1000 * MS, "exact"),)).start()
-    assert s.resolve(p, 0.01, _deadline(5.0)).msg.tag == "exact"
+    assert s.resolve(p, 0.01, _deadline(LONG)).msg.tag == "exact"
 
 
 class _Frame:
@@ -201,7 +207,7 @@ class _Frame:
         self.name, self.ready = name, ready
 
 
-def _until(predicate, timeout: float = 5.0):
+def _until(predicate, timeout: float = LONG):
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
@@ -217,7 +223,7 @@ def test_worker_takes_the_newest_frame_whose_depth_frame_is_there():
 
     def process(frame):
         started.set()
-        gate.wait(5)
+        gate.wait(LONG)
         done.append(frame.name)
 
     w = FrameWorker(process, errors.append, capacity=3, ready=lambda f: f.ready,
@@ -225,7 +231,7 @@ def test_worker_takes_the_newest_frame_whose_depth_frame_is_there():
     w.start()
     try:
         w.put(_Frame("a", True))
-        assert started.wait(5)  # busy with "a"
+        assert started.wait(LONG)  # busy with "a"
         b, c, d, e = _Frame("b", True), _Frame("c", True), _Frame("d"), _Frame("e")
         assert [w.put(f) for f in (b, c, d)] == [None] * 3
         assert w.put(e) is b  # full: the oldest is pushed out (dropped)

@@ -18,12 +18,14 @@ from test_ros_image_conversions import _png_declaring  # noqa: E402
 
 from vita_grasp_ros.testing import (  # noqa: E402
     START_TIMEOUT,
+    WAIT_TIMEOUT,
     NodeProcess,
     RosHarness,
     allocate_domain_id,
     make_stamp,
     ros_env,
     stamp_ns,
+    until_answered,
     wait_for,
     write_tiny_checkpoint,
 )
@@ -84,19 +86,18 @@ def _warm_up(s, timeout=START_TIMEOUT):
     CameraInfo goes after the images, as image_transport's CameraPublisher sends it: Fast DDS
     was measured here to hold a small message published just before a large one for up to its
     3 s heartbeat."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def send():
         stamp = make_stamp()
         s.depth.publish(_depth_msg(stamp))
         s.img.publish(_jpeg(stamp, seed=99))
         s.info.publish(_camera_info(stamp))
-        try:
-            out = _result(s, stamp, timeout=3.0)
-        except AssertionError:
-            out = None
-        if out is not None and out.grasps and all(g.has_pose for g in out.grasps):
-            return
-        assert time.monotonic() < deadline, "the node never produced poses"
+        return stamp
+
+    def with_poses(stamp):
+        want = stamp_ns(stamp)
+        out = next((m for m in s.grasps.msgs if stamp_ns(m.header.stamp) == want), None)
+        return out is not None and out.grasps and all(g.has_pose for g in out.grasps)
+    until_answered(send, with_poses, timeout, what="a result with poses (warm-up)")
 
 
 def _camera_info(stamp, h=480, w=640, scale=1.0, k=None, d=None, frame_id="rgb_camera_link"):
@@ -141,7 +142,7 @@ def _jpeg(stamp, seed=0):
     return m
 
 
-def _result(s, stamp, timeout=20.0):
+def _result(s, stamp, timeout=WAIT_TIMEOUT):
     want = stamp_ns(stamp)
     return wait_for(lambda: next((m for m in s.grasps.msgs if stamp_ns(m.header.stamp) == want),
                                  None), timeout, what=f"the result for {want}")
@@ -173,8 +174,8 @@ def test_depth_gives_poses_and_markers(setup, encoding):
     assert (out.image_height, out.image_width) == (480, 640)
     _check_poses(out)
     ma = wait_for(lambda: next((m for m in setup.markers.msgs
-                                if m.markers and m.markers[0].header.stamp == stamp), None), 10,
-                  what="markers")
+                                if m.markers and m.markers[0].header.stamp == stamp), None),
+                  WAIT_TIMEOUT, what="markers")
     from visualization_msgs.msg import Marker
 
     assert ma.markers[0].action == Marker.DELETEALL
@@ -273,10 +274,12 @@ def test_corrupt_compressed_frames_are_refused(setup):
     corrupt.append(CompressedImage(format="jpeg"))  # empty
     corrupt.append(CompressedImage(format="16UC1; compressedDepth", data=good.data))
     for k, c in enumerate(corrupt):
-        before = wait_for(lambda: n_bad() is not None and [n_bad()], 5, what="diagnostics")[0]
+        before = wait_for(lambda: n_bad() is not None and [n_bad()], WAIT_TIMEOUT,
+                          what="diagnostics")[0]
         c.header.stamp = make_stamp()
         setup.img.publish(c)
-        wait_for(lambda: n_bad() > before, 10, what=f"corrupt frame {k} counted as bad")
+        wait_for(lambda: n_bad() > before, WAIT_TIMEOUT,
+                 what=f"corrupt frame {k} counted as bad")
         stamp = make_stamp()
         setup.img.publish(_jpeg(stamp, seed=10 + k))
         assert _result(setup, stamp).image_width == 640
@@ -420,8 +423,8 @@ def test_diagnostics_say_how_frames_were_paired_with_depth(setup):
         vals = [diagnostic_values(d) for d in setup.diag.msgs]
         vals = [v for v in vals if "depth_paired_exact" in v]
         return vals[-1] if vals and int(vals[-1]["depth_paired_exact"]) > 0 else None
-    vals = wait_for(latest, 10, what="diagnostics with the depth pairing")
+    vals = wait_for(latest, WAIT_TIMEOUT, what="diagnostics with the depth pairing")
     for key in ("depth_paired_nearest", "depth_unpaired", "depth_wait_ms"):
         assert key in vals
-    wait_for(lambda: latest()["depth_offset_ms"] == "0.00", 10,
+    wait_for(lambda: latest()["depth_offset_ms"] == "0.00", WAIT_TIMEOUT,
              what="the exact pairing of the last frame")

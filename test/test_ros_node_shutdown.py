@@ -13,6 +13,8 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vita_grasp.msg")
 
 from vita_grasp_ros.testing import (  # noqa: E402
+    START_TIMEOUT,
+    WAIT_TIMEOUT,
     NodeProcess,
     RosHarness,
     allocate_domain_id,
@@ -61,10 +63,10 @@ def test_repeated_signals_never_interrupt_the_shutdown(tmp_path):
             nodes.append(NodeProcess(["-p", f"checkpoint:={ckpt}", "-r", f"__ns:=/sd{k}"], env,
                                      tmp_path / f"node{k}.log", module_args=module_args))
         wait_for(lambda: all("ready:" in n.output() or "unconfigured:" in n.output()
-                             or not n.alive() for n in nodes), 120, what="the nodes")
+                             or not n.alive() for n in nodes), START_TIMEOUT, what="the nodes")
         pubs = [h.publisher(Image, f"/sd{k}/image") for k in range(len(CASES))]
         wait_for(lambda: all(p.get_subscription_count() > 0 for k, p in enumerate(pubs)
-                             if not CASES[k][1]), 30, what="the subscriptions")
+                             if not CASES[k][1]), WAIT_TIMEOUT, what="the subscriptions")
         for p in pubs:
             p.publish(_frame())
         for n, (_, _, sigs) in zip(nodes, CASES):
@@ -72,7 +74,7 @@ def test_repeated_signals_never_interrupt_the_shutdown(tmp_path):
                 time.sleep(pause)
                 n.proc.send_signal(sig)
         for n in nodes:
-            n.wait(30)
+            n.wait(START_TIMEOUT)
     finally:
         for n in nodes:
             n.stop()
@@ -95,12 +97,12 @@ def test_signals_during_start_up_exit_cleanly(tmp_path):
              for k in range(len(moments))]
     try:
         for n, when in zip(nodes, moments):
-            wait_for(lambda: when in n.output() or not n.alive(), 120, interval=0.002,
+            wait_for(lambda: when in n.output() or not n.alive(), START_TIMEOUT, interval=0.002,
                      what=f"the log line {when!r}")
             n.proc.send_signal(signal.SIGINT)
             time.sleep(0.02)
             n.proc.send_signal(signal.SIGINT)
-        rcs = [n.wait(60) for n in nodes]
+        rcs = [n.wait(START_TIMEOUT) for n in nodes]
     finally:
         for n in nodes:
             n.stop()

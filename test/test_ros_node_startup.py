@@ -11,7 +11,7 @@ import pytest
 import yaml
 from fixtures import REPO
 
-from vita_grasp_ros.testing import ros_env
+from vita_grasp_ros.testing import START_TIMEOUT, ros_env
 
 pytestmark = [pytest.mark.ros]
 
@@ -30,7 +30,7 @@ def _hub_checkpoint(path: Path) -> Path:
     return path
 
 
-def _run_many(cases, tmp_path, timeout=90):
+def _run_many(cases, tmp_path, timeout=START_TIMEOUT):
     """Start every case's node at once (saves the start-up time), wait for all."""
     env = ros_env(tmp_path, HF_HUB_OFFLINE=1)
     procs = {}
@@ -93,13 +93,13 @@ def test_bad_start_up_is_one_clear_error_and_a_nonzero_exit(tmp_path):
 def test_help_and_bad_arguments(tmp_path):
     env = ros_env(tmp_path)
     p = subprocess.run([sys.executable, "-m", "vita_grasp_ros.grasp_node", "--help"], env=env,
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=START_TIMEOUT)
     assert p.returncode == 0 and "--ros-args" in p.stdout
     p = subprocess.run([sys.executable, "-m", "vita_grasp_core.cli", "node", "--help"], env=env,
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=START_TIMEOUT)
     assert p.returncode == 0 and "vita-grasp-node" in p.stdout
     p = subprocess.run([sys.executable, "-m", "vita_grasp_ros.grasp_node", "stray"], env=env,
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=START_TIMEOUT)
     assert p.returncode == 2 and "unexpected arguments" in p.stderr
 
 
