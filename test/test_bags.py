@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures import CLI_TIMEOUT
 
 from vita_grasp_ros.bag import io as bags
 from vita_grasp_ros.bag import messages as bmsg
@@ -336,12 +337,12 @@ def test_corrupt_bag_cli_subprocess(mcap_bag, tmp_path):
     bad.write_bytes(mcap_bag.read_bytes()[:50_000])
     p = subprocess.run([sys.executable, "-m", "vita_grasp_core.cli", "bag", "eval", "--bag",
                         str(bad), "--checkpoint", "unused.pt"], capture_output=True, text=True,
-                       cwd=REPO, timeout=120)
+                       cwd=REPO, timeout=CLI_TIMEOUT)
     # a missing checkpoint is reported before the bag is read
     assert p.returncode == 2 and "unused.pt" in p.stderr and "Traceback" not in p.stderr
     p = subprocess.run([sys.executable, "-m", "vita_grasp_core.cli", "bag", "eval", "--bag",
                         str(bad), "--predictions", str(mcap_bag)], capture_output=True,
-                       text=True, cwd=REPO, timeout=120)
+                       text=True, cwd=REPO, timeout=CLI_TIMEOUT)
     assert p.returncode == 2, p.stderr
     assert str(bad) in p.stderr and "Traceback" not in p.stderr
     assert p.stderr.strip().count("\n") == 0  # one line

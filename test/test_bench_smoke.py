@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from fixtures import CLI_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 
 
-def _run(args, tmp_path, timeout=120):
+def _run(args, tmp_path, timeout=CLI_TIMEOUT):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(ROOT)] + [v for v in [os.environ.get("PYTHONPATH")] if v]))
     out = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from fixtures import CLI_TIMEOUT
 
 from vita_grasp_core import cli
 
@@ -37,7 +38,7 @@ def test_help_lists_every_command_without_importing_ros():
         sys.exit(rc)
     """)
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
-                       timeout=120)
+                       timeout=CLI_TIMEOUT)
     assert p.returncode == 0, p.stderr
     listed = [line.split()[0] for line in p.stdout.splitlines() if line.startswith("  ")]
     for name in ("synth", "data", "train", "eval", "infer", "weights", "bag", "node", "demo",
@@ -136,7 +137,7 @@ def test_missing_module_one_line(plugins, capsys):
 @pytest.mark.parametrize("command", ["bag", "demo"])
 def test_installed_ros_commands_run(command):
     p = subprocess.run([sys.executable, "-m", "vita_grasp_core.cli", command, "--help"],
-                       capture_output=True, text=True, cwd=REPO, timeout=120)
+                       capture_output=True, text=True, cwd=REPO, timeout=CLI_TIMEOUT)
     if "unknown command" in p.stderr:
         pytest.skip("package not installed (run make setup: pip install -e .)")
     assert p.returncode == 0, p.stderr

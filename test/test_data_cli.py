@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures import CLI_TIMEOUT
 
 from vita_grasp_core.cli.data import data_main, synth_main
 from vita_grasp_core.data.synth import INTRINSICS
@@ -124,11 +125,11 @@ def test_module_entry_point(tmp_path):
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
     r = subprocess.run([sys.executable, "-m", "vita_grasp_core.cli.data", "synth", "--out",
                         str(root), "--scenes", "1", "--frames", "1", "--quiet"],
-                       capture_output=True, text=True, env=env, timeout=120)
+                       capture_output=True, text=True, env=env, timeout=CLI_TIMEOUT)
     assert r.returncode == 0, r.stderr
     r = subprocess.run([sys.executable, "-m", "vita_grasp_core.cli.data", "data", "check",
                         str(root), "--quiet"], capture_output=True, text=True, env=env,
-                       timeout=120)
+                       timeout=CLI_TIMEOUT)
     assert r.returncode == 0 and "frames: 1 usable" in r.stdout, r.stderr
 
 

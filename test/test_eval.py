@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from fixtures import CLI_TIMEOUT
 from test_train_utils import REPO, run, synth_root, trained_run
 
 
@@ -94,6 +95,6 @@ def test_eval_cli_matches_training_validation(tmp_path, tmp_path_factory):
     assert r["metrics"]["top1_accuracy"] <= best["record"]["val"]["top1_accuracy"]
     # --max_frames, and a clear error for a bad checkpoint
     res = run([sys.executable, "-m", "vita_grasp_core.cli", "eval", "--checkpoint",
-               tmp_path / "missing.pt", "--dataset_root", data, "--split", "all"], timeout=120,
-              cwd=REPO)
+               tmp_path / "missing.pt", "--dataset_root", data, "--split", "all"],
+              timeout=CLI_TIMEOUT, cwd=REPO)
     assert res.returncode == 2 and "not found" in res.stderr

@@ -3,12 +3,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fixtures import CLI_TIMEOUT
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_readme_model_table_matches_code():
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "model_table.py"), "--check",
-                        str(ROOT / "README.md")], capture_output=True, text=True, timeout=120)
+                        str(ROOT / "README.md")], capture_output=True, text=True,
+                       timeout=CLI_TIMEOUT)
     assert r.returncode == 0, r.stderr
 
 

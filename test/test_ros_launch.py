@@ -30,6 +30,7 @@ from vita_grasp_ros.testing import (
     make_stamp,
     ros_env,
     stamp_ns,
+    until_answered,
     wait_for,
     write_tiny_checkpoint,
 )
@@ -106,15 +107,13 @@ def _frame(stamp):
 
 def _answers(h, pub, results, timeout=START_TIMEOUT):
     """Publish frames until one comes back (the first ones may precede matching)."""
-    def once():
+    def send():
         stamp = make_stamp()
         pub.publish(_frame(stamp))
-        try:
-            return wait_for(lambda: any(stamp_ns(r.header.stamp) == stamp_ns(stamp)
-                                        for r in results.msgs), 1.0)
-        except AssertionError:
-            return False
-    return wait_for(once, timeout, interval=0.0, what="a result through the launched node")
+        return stamp_ns(stamp)
+    return until_answered(send, lambda want: any(stamp_ns(r.header.stamp) == want
+                                                 for r in results.msgs),
+                          timeout, resend=2.0, what="a result through the launched node")
 
 
 def test_launched_node_answers_and_a_terminal_ctrl_c_stops_it_cleanly(tmp_path, ckpt):

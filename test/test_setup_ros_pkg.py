@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fixtures import CLI_TIMEOUT
 
 from vita_grasp_ros.testing import allocate_domain_id  # noqa: E402
 
@@ -151,7 +152,7 @@ def test_setup_status_is_up_to_date():
     env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV}
     env['VITA_GRASP_VENV'] = str(VENV)
     res = subprocess.run(['bash', str(REPO / 'scripts' / 'setup.sh'), 'status'], env=env,
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=CLI_TIMEOUT)
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -275,7 +276,8 @@ def test_colcon_build_of_the_package(tmp_path, ros_env):
     )
     shell_env = {'PATH': '/usr/bin:/bin', 'HOME': str(tmp_path), **ros_env}
     res = subprocess.run(['bash', '-c', f'. "{ws}/install/setup.bash" && python -c \'{check}\''],
-                         env=shell_env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                         env=shell_env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=CLI_TIMEOUT)
     assert res.returncode == 0, res.stdout + res.stderr
     pkg_prefix, msg_file = res.stdout.strip().splitlines()[-2:]
     assert Path(pkg_prefix) == prefix

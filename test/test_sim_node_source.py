@@ -17,6 +17,7 @@ from vita_grasp_core.sim.bench import BenchConfig, run_bench  # noqa: E402
 from vita_grasp_core.sim.episode import ViewSpec  # noqa: E402
 from vita_grasp_core.sim.objects import parse_object_set  # noqa: E402
 from vita_grasp_core.sim.sources import SourceOptions, available_sources, make_source  # noqa
+from vita_grasp_ros.testing import START_TIMEOUT, WAIT_TIMEOUT  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -42,7 +43,8 @@ def test_node_in_the_loop_matches_the_api_and_the_convention(tiny_checkpoint, tm
     # the camera streams each scene at 10 Hz until answered; input_depth 10: with the node's
     # default queue of 2, a loaded node loses depth frames (docs/sim.md); an attempt it still
     # answers without a pose is not compared (that is the node's depth input, not the grasp)
-    node = make_source("node", SourceOptions(str(tiny_checkpoint), "cpu", 60.0,
+    # timeout: the node's start-up and each answer (only a failure waits that long)
+    node = make_source("node", SourceOptions(str(tiny_checkpoint), "cpu", START_TIMEOUT,
                                              ("input_depth:=10",), str(tmp_path / "node"),
                                              0.0, 10.0))
     try:
@@ -50,7 +52,7 @@ def test_node_in_the_loop_matches_the_api_and_the_convention(tiny_checkpoint, tm
         node.timeout = 0.001  # an answer that cannot come in time
         t0 = time.monotonic()
         late = node.plan(node_obs(cfg), None)
-        assert late.reason == "timeout" and time.monotonic() - t0 < 5
+        assert late.reason == "timeout" and time.monotonic() - t0 < WAIT_TIMEOUT / 2
         assert "no answer within" in late.extra["detail"]
     finally:
         node.close()

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from fixtures import CLI_TIMEOUT
 
 from vita_grasp_core.sim.objects import OTHER_OBJECTS, parse_object_set
 
@@ -40,7 +41,8 @@ def test_core_and_sim_modules_import_without_pybullet(tmp_path):
         "import vita_grasp_core.sim.sources, vita_grasp_core.sim.bench\n"
         "from vita_grasp_core.sim.cli import main\n"
         f"sys.exit(main(['label', '--out', {str(tmp_path / 'x')!r}]))\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=CLI_TIMEOUT)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "pybullet" in lines[0] and "make setup" in lines[0]
