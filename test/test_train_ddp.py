@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import torch
+from fixtures import CLI_TIMEOUT
 from test_train_utils import TINY, run, subprocess_env, synth_root
 
 SCRIPT = textwrap.dedent("""
@@ -35,7 +36,7 @@ def test_two_process_ddp_ranks_agree(tmp_path, tmp_path_factory):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            script, TINY, data, out]
-    res = run(cmd, timeout=180, env=subprocess_env(OMP_NUM_THREADS=1))
+    res = run(cmd, timeout=CLI_TIMEOUT, env=subprocess_env(OMP_NUM_THREADS=1))
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     r0 = torch.load(out / "rank0.pt", weights_only=True)
     r1 = torch.load(out / "rank1.pt", weights_only=True)

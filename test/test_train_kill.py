@@ -7,6 +7,7 @@ import signal
 import subprocess
 
 import torch
+from fixtures import CLI_TIMEOUT
 from test_train_utils import kill_group, run, subprocess_env, synth_root, train_cmd, wait_for
 
 SMALL = ("data.train_max_frames=4", "data.val_max_frames=2", "train.batch_size=2")
@@ -21,7 +22,7 @@ def test_kill_9_leaves_loadable_checkpoints_and_resume_works(tmp_path, tmp_path_
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env=subprocess_env(), start_new_session=True)
     try:
-        appeared = wait_for(lambda: (out / "last.pt").is_file(), timeout=180, proc=proc)
+        appeared = wait_for(lambda: (out / "last.pt").is_file(), timeout=CLI_TIMEOUT, proc=proc)
         assert appeared, f"no checkpoint appeared (rc {proc.poll()})"
         # kill as soon as the first checkpoint exists; the process may be writing the next one
         os.killpg(proc.pid, signal.SIGKILL)
@@ -35,7 +36,7 @@ def test_kill_9_leaves_loadable_checkpoints_and_resume_works(tmp_path, tmp_path_
         assert blob["meta"]["epoch"] >= 1 and model is not None
     done = torch.load(out / "last.pt", weights_only=True)["extra"]["epoch"]
     res = run(train_cmd(data, out, *SMALL, f"train.epochs={done + 1}", extra=["--resume", "auto"]),
-              timeout=180)
+              timeout=CLI_TIMEOUT)
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"{done} epochs done" in res.stderr
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
