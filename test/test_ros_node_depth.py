@@ -291,6 +291,10 @@ def test_corrupt_compressed_frames_are_refused(setup):
 
 
 def _set_depth_wait(setup, value: float) -> None:
+    _set_param(setup, "depth_wait", float(value))
+
+
+def _set_param(setup, name: str, value) -> None:
     from rcl_interfaces.srv import SetParameters
     from rclpy.parameter import Parameter
 
@@ -298,11 +302,32 @@ def _set_depth_wait(setup, value: float) -> None:
     try:
         wait_for(cli.service_is_ready, START_TIMEOUT, what="set_parameters")
         fut = cli.call_async(SetParameters.Request(parameters=[
-            Parameter("depth_wait", value=float(value)).to_parameter_msg()]))
+            Parameter(name, value=value).to_parameter_msg()]))
         wait_for(fut.done, START_TIMEOUT, what="set_parameters")
         assert fut.result().results[0].successful
     finally:
         setup.h.node.destroy_client(cli)
+
+
+def test_the_depth_check_fits_openings_and_can_be_turned_off(setup, request):
+    """depth_check (default on): on a bare table (constant depth) nothing stands between the
+    fingers of any grasp, so each opening becomes twice grasp_margin; off: the model's own
+    openings. The contract holds either way (width_m = width * z / fx)."""
+    def frame():
+        stamp = make_stamp()
+        setup.depth.publish(_depth_msg(stamp))
+        setup.img.publish(_jpeg(stamp, seed=5))
+        setup.info.publish(_camera_info(stamp))
+        out = _result(setup, stamp)
+        _check_poses(out)
+        return [g.width_m for g in out.grasps]
+
+    widths = frame()
+    assert widths == pytest.approx([0.02] * len(widths), abs=1e-4)
+    _set_param(setup, "depth_check", False)
+    request.addfinalizer(lambda: _set_param(setup, "depth_check", True))
+    widths = frame()
+    assert max(abs(w - 0.02) for w in widths) > 1e-3
 
 
 @pytest.mark.parametrize("older_ms,older_mm,late_s", [

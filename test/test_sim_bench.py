@@ -82,6 +82,29 @@ def test_clutter_clears_the_table_with_the_analytic_grasp():
     assert s["success_rate"] == pytest.approx(s["successes"] / s["attempts"])
 
 
+class Stubborn(GraspSource):
+    """Always the same grasp on the bare table (a miss), with one alternative 5 cm away."""
+
+    name = "stubborn"
+
+    def plan(self, obs, rng):
+        alt = GraspAnswer(None, (0.25, 0.2, 0.55), (0, 0, 0, 1), 0.05)
+        return GraspAnswer(None, (0.2, 0.2, 0.55), (0, 0, 0, 1), 0.05, alternatives=[alt])
+
+
+def test_retry_next_takes_the_next_grasp_away_from_the_failed_one(tmp_path):
+    for retry, second in (("same", 0.2), ("next", 0.25)):
+        cfg = _cfg(protocol="clutter", trials=1, objects_per_scene=5, retry=retry)
+        s = run_bench(cfg, Stubborn(), tmp_path / retry, progress=False, log=lambda m: None)
+        lines = [json.loads(x) for x in (tmp_path / retry / "trials.jsonl").read_text()
+                 .splitlines()]
+        assert s["attempts"] == 2 and [x["reason"] for x in lines] == ["missed"] * 2
+        assert [x["answer"]["position"][0] for x in lines] == [0.2, second]
+        assert lines[1].get("retry_skipped", 0) == (retry == "next")
+    with pytest.raises(ValueError, match="retry"):
+        run_bench(_cfg(retry="again"), Stubborn(), progress=False)
+
+
 def test_source_registry():
     sources, problems = available_sources()
     assert {"random", "analytic", "api"} <= set(sources) and problems == []
@@ -104,6 +127,10 @@ def test_api_source_with_a_tiny_checkpoint(tiny_checkpoint, tmp_path):
     assert rec["answer"]["latency_ms"] > 0
     assert rec["reason"] != "no_grasp" or rec["answer"]["pixel"] is None
     assert s["attempts"] == 1
+    if rec["answer"]["pixel"] is not None:  # the depth check (default) says what it did
+        assert "clear" in rec["answer"]["depth_check"]["summary"]
+    off = make_source("api", SourceOptions(str(tiny_checkpoint), "cpu", depth_check=None))
+    assert off.describe().endswith("no depth check)") and off.depth_check is False
 
 
 def test_api_source_takes_decoding_settings(tiny_checkpoint):
@@ -121,6 +148,9 @@ def test_api_source_takes_decoding_settings(tiny_checkpoint):
     (["bench", "--source", "api"], ["--checkpoint"]),
     (["bench", "--trials", "0"], ["--trials"]),
     (["bench", "--score_threshold", "1.5"], ["score_threshold", "1.5"]),
+    (["bench", "--depth-check-set", "margin=-1"], ["depth check", "margin"]),
+    (["bench", "--depth-check-set", "magic=1"], ["magic", "margin"]),
+    (["bench", "--retry-distance", "-1"], ["--retry-distance"]),
     (["label", "--out", "x", "--objects", "random:5-1"], ["random:5-1"]),
     (["magic"], ["unknown command"]),
 ])

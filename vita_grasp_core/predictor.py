@@ -35,6 +35,10 @@ class Prediction:
         target_note: with a target, why there are no grasps on it ("" otherwise).
         features: the encoder's ``(C, h, w)`` feature maps of the frame (list, one per layer),
             when they were asked for (``keep_features``) or needed (an example target).
+        poses: with ``depth`` and ``K`` given to :meth:`GraspPredictor.predict`, the 3-D pose
+            of each grasp (:class:`~.grasp3d.GraspPose` or None), else None.
+        depth_check: the :class:`~.grasp_depth.DepthCheck` that refined and ordered
+            ``grasps`` (its notes say what changed per grasp), or None.
     """
 
     grasps: list[Grasp]
@@ -43,6 +47,8 @@ class Prediction:
     timings: dict[str, float] = field(default_factory=dict)
     target_note: str = ""
     features: list | None = field(default=None, repr=False)
+    poses: list | None = None
+    depth_check: object | None = field(default=None, repr=False)
 
     def frame(self):
         """What target selection sees of this frame (:class:`~.target_select.FrameMaps`)."""
@@ -293,7 +299,8 @@ class GraspPredictor:
         return preds
 
     def predict(self, image: np.ndarray, target=None, *, max_grasps: int | None = None,
-                keep_features: bool = False) -> Prediction:
+                keep_features: bool = False, depth: np.ndarray | None = None, K=None,
+                depth_check=True) -> Prediction:
         """One ``HxWx3 uint8 RGB`` frame -> :class:`Prediction` (grasps in its pixels).
 
         ``target`` (optional, :mod:`.target_select`: a ``BoxTarget``, ``MaskTarget``,
@@ -303,10 +310,22 @@ class GraspPredictor:
         decoding setting for this call; ``keep_features`` keeps the encoder's feature maps in
         the result (for :meth:`select` with an example target later).
 
-        Raises ``ValueError`` for anything else (wrong dtype, shape, channels, empty, strided).
+        With ``depth`` (HxW metres, registered to ``image``; any size of its aspect ratio) and
+        ``K`` (3x3 intrinsics of ``image``), ``Prediction.poses`` holds the 3-D poses
+        (CONVENTIONS §1), and ``depth_check`` (True = the default
+        :class:`~.grasp_depth.DepthCheckSettings`, or settings; False = off) first refines the
+        grasps with :func:`~.grasp_depth.check_grasps`: openings that clear the object, fingers
+        that land on free space, failing grasps demoted, too-wide ones dropped
+        (``Prediction.depth_check`` says what changed per grasp).
+
+        Raises ``ValueError`` for anything else (wrong dtype, shape, channels, empty, strided,
+        intrinsics or a depth image that do not fit the image).
         """
-        return self.predict_batch([image], target, max_grasps=max_grasps,
+        pred = self.predict_batch([image], target, max_grasps=max_grasps,
                                   keep_features=keep_features)[0]
+        if depth is not None or K is not None:
+            add_poses(pred, depth, K, depth_check)
+        return pred
 
     def select(self, pred: Prediction, target=None, *, max_grasps: int | None = None
                ) -> Prediction:
@@ -323,6 +342,30 @@ class GraspPredictor:
         from .example_match import ExampleMatcher
 
         return ExampleMatcher.from_frame(self.predict(image, keep_features=True).frame(), **kw)
+
+
+def add_poses(pred: Prediction, depth, K, depth_check=True) -> Prediction:
+    """Give ``pred`` 3-D poses from ``depth`` (HxW metres) and ``K`` (3x3 of its image), after
+    the depth check (:meth:`GraspPredictor.predict`); ``ValueError`` (one line) when they do not
+    fit the image."""
+    from .grasp3d import check_intrinsics, check_size, grasp_poses
+    from .grasp_depth import DepthCheckSettings, check_grasps
+
+    if depth is None or K is None:
+        raise ValueError("3-D poses need both depth and K")
+    depth = np.asarray(depth)
+    size = pred.image_size
+    problem = (check_size("depth image", depth.shape[:2], size) if depth.ndim == 2 else
+               f"depth must be HxW, got shape {depth.shape}") or check_intrinsics(K, None, size)
+    if problem:
+        raise ValueError(problem)
+    if depth_check is False or depth_check is None:
+        pred.poses = grasp_poses(pred.grasps, depth, K, size)
+        return pred
+    settings = depth_check if isinstance(depth_check, DepthCheckSettings) else None
+    pred.depth_check = check_grasps(pred.grasps, depth, K, size, settings)
+    pred.grasps, pred.poses = pred.depth_check.grasps, pred.depth_check.poses
+    return pred
 
 
 def load_predictor(checkpoint, *, device: str = "auto", dtype: str | None = "auto",

@@ -412,8 +412,8 @@ class GraspPipeline:
             self.get_logger().warning("input frames have an empty frame_id: results carry it as "
                                       "is (set -p frame_id:=... to override)")
         poses = use = None
-        if frame.pairings is not None:
-            poses, use = self.depth.poses(
+        if frame.pairings is not None:  # the depth check may refine and re-order the grasps
+            pred.grasps, poses, use = self.depth.poses(
                 pred.grasps, frame.msg.header, rgb.shape[:2], cfg, frame.pairings,
                 (frame.taken or frame.arrival) + float(cfg.depth_wait), self.worker.stopping)
         out = grasp_msgs.grasps_to_msg(pred.grasps, header, rgb.shape[:2], poses,

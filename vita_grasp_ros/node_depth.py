@@ -32,6 +32,7 @@ from vita_grasp_core.grasp3d import (
     has_distortion,
     intrinsics_for_image,
 )
+from vita_grasp_core.grasp_depth import DepthCheckSettings, check_grasps
 
 from .image_conversions import ImageConversionError, depth_msg_to_meters
 from .node_support import stamp_ns
@@ -61,6 +62,16 @@ class DepthUse:
         return self.depth.msg.header.stamp if self.depth.msg is not None else None
 
 
+def depth_check_settings(settings) -> DepthCheckSettings:
+    """The depth check's settings from the node's run-time parameters."""
+    return DepthCheckSettings(
+        max_opening=float(settings.gripper_max_opening),
+        finger_width=float(settings.gripper_finger_width),
+        finger_thickness=float(settings.gripper_finger_thickness),
+        margin=float(settings.grasp_margin), approach_depth=float(settings.approach_depth),
+        window=int(settings.depth_window))
+
+
 def _describe(m: Match) -> str:
     if m.msg is None:
         return f"none ({m.reason})"
@@ -87,6 +98,7 @@ class DepthInputs:
         self._told_distortion = False
         self.depth_topic = self.info_topic = ""
         self.last_use: DepthUse | None = None
+        self.last_check = None  # the newest DepthCheck (depth_check)
         self._counts = {"exact": 0, "nearest": 0, "none": 0}
 
     def frame_worker(self, keep: int, process, on_error, settings, count_dropped) -> FrameWorker:
@@ -180,8 +192,9 @@ class DepthInputs:
         self._warn(f"depth:{key}", f"use_depth: {reason}; publishing grasps without poses")
 
     def poses(self, grasps, header, image_size, settings, pairings, deadline, stop=None):
-        """``(poses or None, DepthUse or None)`` for the grasps of one frame (its ``header``,
-        ``image_size`` (h, w)); waits for the paired messages until ``deadline``."""
+        """``(grasps, poses or None, DepthUse)`` for the grasps of one frame (its ``header``,
+        ``image_size`` (h, w)); waits for the paired messages until ``deadline``. With
+        ``depth_check`` the grasps come back refined and re-ordered (:meth:`poses_from`)."""
         tol = float(settings.depth_tolerance)
         depth = self.depth.resolve(pairings[0], tol, deadline, stop)
         use = DepthUse(depth, *self._pair_info(pairings[1], tol, deadline, stop))
@@ -191,29 +204,41 @@ class DepthInputs:
                     + (" (newest, calibration unchanged)" if use.info_unchanged else ""))
         self._counts["none" if use.depth.msg is None else
                      "exact" if use.depth.exact else "nearest"] += 1
-        return self.poses_from(use, grasps, header, image_size, settings), use
+        return (*self.poses_from(use, grasps, header, image_size, settings), use)
 
     def poses_from(self, use: DepthUse, grasps, header, image_size, settings):
-        """Poses of ``grasps`` from the depth frame and CameraInfo a frame was paired with
-        (``use``), or None (warned): the frame's own grasps, or others decoded later from its
-        maps (the get_grasps service)."""
+        """``(grasps, poses or None)``: the 3-D poses of ``grasps`` from the depth frame and
+        CameraInfo a frame was paired with (``use``), or None (warned): the frame's own grasps,
+        or others decoded later from its maps (the get_grasps service). With ``depth_check``
+        the grasps are first checked against the depth image
+        (:func:`vita_grasp_core.grasp_depth.check_grasps`: openings fitted to the object,
+        fingers on free space, failing grasps demoted, too-wide ones dropped): the grasps
+        returned are the refined ones, best first."""
         if use.info.msg is None:
             self._no_pose("info", f"{use.info.reason} (on {self.info_topic})")
-            return None
+            return grasps, None
         K = self._intrinsics(use.info.msg, header, image_size)
         if K is None:
-            return None
+            return grasps, None
         if use.depth.msg is None:
             self._no_pose("sync", f"{use.depth.reason} (on {self.depth_topic})")
-            return None
+            return grasps, None
         depth = self._depth(use.depth.msg, header, image_size)
         if depth is None:
-            return None
-        poses = grasp_poses(grasps, depth, K, image_size, window=int(settings.depth_window))
+            return grasps, None
+        if settings.depth_check:
+            check = check_grasps(grasps, depth, K, image_size, depth_check_settings(settings))
+            self.last_check = check
+            self._debug(f"depth check: {check.summary()}" + "".join(
+                f"; grasp {c.rank}: {c.status} {c.note}" for c in check.kept + check.dropped
+                if c.note))
+            grasps, poses = check.grasps, check.poses
+        else:
+            poses = grasp_poses(grasps, depth, K, image_size, window=int(settings.depth_window))
         if poses and all(p is None for p in poses):
             self._no_pose("holes", f"no valid depth within depth_window {settings.depth_window} "
                                    f"of any of the {len(poses)} grasps")
-        return poses
+        return grasps, poses
 
     def _frame_mismatch(self, what: str, frame_id: str, header) -> str | None:
         if frame_id and header.frame_id and frame_id != header.frame_id:

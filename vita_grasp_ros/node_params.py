@@ -175,6 +175,20 @@ STARTUP_PARAMETERS: tuple[ParamSpec, ...] = (
               "depth that arrived by the end of its prediction. No wait while the depth stream "
               "is silent or out of step.",
               range=(0.0, 10.0)),
+    ParamSpec("depth_check", bool, True, "With use_depth: check each grasp against the depth "
+              "image before publishing (docs/ros.md 'Depth check'): width / width_m become an "
+              "opening that clears the object by grasp_margin, grasps whose fingers would land "
+              "on something are turned or demoted, objects wider than the gripper dropped."),
+    ParamSpec("gripper_max_opening", float, 0.11, "Depth check: the gripper's largest "
+              "opening between the finger pads [m].", range=(0.005, 1.0)),
+    ParamSpec("gripper_finger_width", float, 0.022, "Depth check: a finger's size along the "
+              "jaws [m].", range=(0.001, 0.5)),
+    ParamSpec("gripper_finger_thickness", float, 0.012, "Depth check: a finger's thickness "
+              "along the opening [m].", range=(0.001, 0.5)),
+    ParamSpec("grasp_margin", float, 0.01, "Depth check: free space between each finger and "
+              "the object [m].", range=(0.0, 0.2)),
+    ParamSpec("approach_depth", float, 0.025, "Depth check: how far past the grasp point "
+              "(the object's top) the fingertips go [m].", range=(0.001, 0.5)),
     ParamSpec("frame_id", str, "", "Override of the output frame_id; empty = keep the "
               "image's."),
     ParamSpec("stream", bool, True, "Predict and publish the outputs for every frame; false: "

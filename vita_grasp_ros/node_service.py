@@ -147,8 +147,10 @@ class GraspRequests:
             sel = node.predictor.select(pred, target, max_grasps=int(req.max_grasps) or None)
             grasps, note = sel.grasps, sel.target_note
         size = result.rgb.shape[:2]
-        poses = (node.depth.poses_from(result.depth, grasps, result.header, size, settings)
-                 if result.depth is not None and grasps else None)
+        poses = None
+        if result.depth is not None and grasps:
+            grasps, poses = node.depth.poses_from(result.depth, grasps, result.header, size,
+                                                  settings)
         resp.grasps = grasp_msgs.grasps_to_msg(
             grasps, result.header, size, poses,
             depth_stamp=result.depth.depth_stamp if poses else None)

@@ -292,11 +292,11 @@ class NodeSource(GraspSource):
         pixel = Grasp(g.x, g.y, g.angle, g.width, g.height, g.quality, g.object_score)
         if not g.has_pose:
             return GraspAnswer(pixel, reason="no_pose", latency=latency)
-        p, o = g.pose.position, g.pose.orientation
-        return GraspAnswer(pixel, (p.x, p.y, p.z), (o.x, o.y, o.z, o.w), float(g.width_m),
-                           latency=latency,
-                           extra={"pose_check": pose_check(g, obs, self.window),
-                                  "frame_id": msg.header.frame_id})
+        out = _posed(g, latency)
+        out.extra = {"pose_check": pose_check(g, obs, self.window),
+                     "frame_id": msg.header.frame_id}
+        out.alternatives = [_posed(a, latency) for a in msg.grasps[1:] if a.has_pose]
+        return out
 
     # ------------------------------------------------------------------ teardown
     def close(self) -> None:
@@ -322,6 +322,15 @@ class NodeSource(GraspSource):
         if self._own_domain:
             release_domain_id(self.domain)
         self._tmp.cleanup()
+
+
+def _posed(g, latency: float) -> GraspAnswer:
+    """A published grasp with a pose -> an answer (pose and width_m as published)."""
+    from vita_grasp_core.grasp import Grasp
+
+    p, o = g.pose.position, g.pose.orientation
+    return GraspAnswer(Grasp(g.x, g.y, g.angle, g.width, g.height, g.quality, g.object_score),
+                       (p.x, p.y, p.z), (o.x, o.y, o.z, o.w), float(g.width_m), latency=latency)
 
 
 NODE_SOURCE = SourceEntry(NodeSource, "the ROS 2 grasp node in the loop (--checkpoint): the "

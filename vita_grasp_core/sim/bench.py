@@ -32,6 +32,10 @@ from .gripper import Gripper, grasp_to_world
 from .report import crop_around, draw_executed, grasp_strip
 
 PROTOCOLS = ("singulated", "clutter")
+#: After a failed attempt in a clutter scene: ``same`` = execute the source's best grasp again
+#: (the issue's protocol: grasps[0]); ``next`` = the source's first grasp whose position is
+#: more than ``retry_distance`` from every failed one of the scene (else its best).
+RETRY_POLICIES = ("same", "next")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,8 @@ class BenchConfig:
     view: ViewSpec | None = field(default_factory=ViewSpec)  # None: a random view per scene
     plain: bool = False
     strip: int = 32
+    retry: str = "same"
+    retry_distance: float = 0.03
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -87,6 +93,7 @@ class _Run:
         self.objects_total = self.removed = 0
         self.scene_failures = Counter()
         self.jsonl = None
+        self.failed: list[np.ndarray] = []
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             self.jsonl = open(out / "trials.jsonl", "w")
@@ -96,18 +103,37 @@ class _Run:
         rng = np.random.default_rng([cfg.seed, trial, k, 41])
         obs = world.render(view.pose(world.support_height(*view.target)), rng, light)
         ans = self.source.plan(obs, np.random.default_rng([cfg.seed, trial, k, 43]))
+        ans, skipped = self._retry(ans)
         if ans.reason:
             outcome = {"success": False, "reason": ans.reason, "lifted": []}
         else:
             pw, Rw = grasp_to_world(obs.pose, ans.position, ans.quaternion)
             outcome = gripper.execute(pw, Rw, ans.width_m).to_dict()
             gripper.release()
+        if not outcome["success"] and ans.position is not None:
+            self.failed.append(np.asarray(ans.position, float))
         rec = {"trial": trial, "attempt": k, "objects_left": len(world.objects),
                "answer": _answer_json(ans), **outcome}
+        if skipped:
+            rec["retry_skipped"] = skipped
         if len(self.tiles) < cfg.strip:
             self.tiles.append(_tile(obs.rgb, ans.pixel, outcome, f"{trial}.{k} "
                                                                  f"{outcome['reason']}"))
         return rec
+
+    def _retry(self, ans):
+        """``(answer to execute, grasps passed over)`` under the retry policy: with ``next``,
+        the first of the source's grasps (best first) farther than ``retry_distance`` from
+        every failed grasp of this scene (camera frame: the camera stays put in a scene)."""
+        if self.cfg.retry != "next" or not self.failed or ans.position is None:
+            return ans, 0
+        for i, cand in enumerate([ans, *ans.alternatives]):
+            p = np.asarray(cand.position, float)
+            if all(np.linalg.norm(p - f) > self.cfg.retry_distance for f in self.failed):
+                if i:
+                    cand.latency, cand.extra = ans.latency, {**ans.extra, "retry_rank": i}
+                return cand, i
+        return ans, 0
 
     def record(self, rec: dict) -> None:
         self.records.append(rec)
@@ -134,6 +160,7 @@ class _Run:
             else:
                 view, light = cfg.view, None
             gripper = Gripper(world)
+            self.failed = []  # positions of this scene's failed grasps (retry policy)
             n0 = len(world.objects)
             self.objects_total += n0
             fails, k = 0, 0
@@ -184,6 +211,8 @@ def run_bench(cfg: BenchConfig, source, out=None, *, progress: bool = True, log=
     writes the outputs into ``out`` when given and returns the summary."""
     if cfg.protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {cfg.protocol!r}")
+    if cfg.retry not in RETRY_POLICIES:
+        raise ValueError(f"retry must be one of {', '.join(RETRY_POLICIES)}, got {cfg.retry!r}")
     run = _Run(cfg, source, Path(out) if out is not None else None, log)
     t0 = time.perf_counter()
     trials = range(cfg.trials)

@@ -234,6 +234,21 @@ def _bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-depth-lead", type=float, default=0.0, metavar="SECONDS",
                    help="source node: publish depth and camera_info this long before the image "
                         "(default 0: back to back, as drivers do)")
+    p.add_argument("--depth-check", choices=("on", "off"), default="on",
+                   help="sources api and node: check and refine the model's grasps against "
+                        "the depth image (openings that clear the object, fingers on free "
+                        "space; docs/sim.md) before the best is executed (default on)")
+    p.add_argument("--depth-check-set", action="append", default=[], metavar="NAME=VALUE",
+                   help="source api: a setting of the depth check (DepthCheckSettings: "
+                        "margin=0.015, opening=wider, turns=, ...; repeatable)")
+    p.add_argument("--retry", choices=("same", "next"), default="same",
+                   help="clutter, after a failed attempt: same = execute the source's best "
+                        "grasp again (the issue's protocol, default); next = its first grasp "
+                        "more than --retry-distance from every failed one of the scene (the "
+                        "node's next grasp in the GraspArray)")
+    p.add_argument("--retry-distance", type=float, default=0.03, metavar="M",
+                   help="--retry next: how far a grasp must be from a failed one [m] "
+                        "(default 0.03)")
     p.add_argument("--strip", type=int, default=32, help="grasps in the picture strip")
     group = p.add_argument_group("decoding settings of the sources api and node (default: the "
                                  "checkpoint's own; the node gets them as its parameters)")
@@ -260,15 +275,22 @@ def bench_main(argv) -> int:
                          ("--camera-tilt", a.camera_tilt, 0.0, 45.0),
                          ("--node-timeout", a.node_timeout, 0.1, 3600.0),
                          ("--node-depth-lead", a.node_depth_lead, 0.0, 5.0),
-                         ("--node-rate", a.node_rate, 0.0, 60.0)))
+                         ("--node-rate", a.node_rate, 0.0, 60.0),
+                         ("--retry-distance", a.retry_distance, 0.0, 1.0)))
     if not bad:
         bad = _check_decode(a)
+    if not bad:
+        try:
+            depth_check_settings(a.depth_check_set)
+        except ValueError as e:
+            bad = str(e)
     if bad:
         return _fail(prog, bad)
     view = None if a.random_views else ViewSpec(a.camera_height, a.camera_tilt,
                                                 a.camera_azimuth, a.camera_yaw)
     cfg = BenchConfig(tuple(names), a.objects, a.protocol, a.trials, a.seed, a.tray,
-                      a.objects_per_scene, size, view, a.plain, a.strip)
+                      a.objects_per_scene, size, view, a.plain, a.strip, a.retry,
+                      a.retry_distance)
     sources = [x.strip() for x in a.source.split(",") if x.strip()]
     out = a.out or Path("outputs") / "sim_bench" / f"{'_'.join(sources)}_{a.protocol}"
     summaries = []
@@ -297,6 +319,31 @@ def bench_main(argv) -> int:
     return 0
 
 
+def depth_check_settings(items) -> tuple:
+    """``NAME=VALUE`` strings -> ``((name, value), ...)`` of
+    :class:`~vita_grasp_core.grasp_depth.DepthCheckSettings` (checked); ``ValueError``."""
+    from dataclasses import fields
+
+    from ..grasp_depth import DepthCheckSettings
+
+    types = {f.name: f.type for f in fields(DepthCheckSettings)}
+    out = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in types:
+            raise ValueError(f"--depth-check-set {item!r}: expected NAME=VALUE with NAME one "
+                             f"of {', '.join(types)}")
+        kind = str(types[name])
+        try:
+            v = (tuple(float(t) for t in value.split(",") if t) if "tuple" in kind else
+                 int(value) if kind == "int" else float(value) if kind == "float" else value)
+        except ValueError:
+            raise ValueError(f"--depth-check-set {item!r}: not a {kind}") from None
+        out.append((name, v))
+    DepthCheckSettings(**dict(out))
+    return tuple(out)
+
+
 def _check_decode(a) -> str:
     """The decoding settings' problem as one line, or ""."""
     from ..decoding_settings import DecodeConfig, decode_arguments
@@ -316,11 +363,14 @@ def _bench_one(a, name: str, cfg, out: Path) -> dict:
     from .sources import SourceOptions, make_source
 
     decode = decode_arguments(a)
-    node_params = tuple(a.node_param) + tuple(f"{k}:={v}" for k, v in decode.items())
+    on = a.depth_check == "on"
+    node_params = (f"depth_check:={'true' if on else 'false'}", *a.node_param,
+                   *(f"{k}:={v}" for k, v in decode.items()))
+    check = depth_check_settings(a.depth_check_set) if on else None
     try:
         source = make_source(name, SourceOptions(a.checkpoint, a.device, a.node_timeout,
                                                  node_params, str(out), a.node_depth_lead,
-                                                 a.node_rate, tuple(decode.items())))
+                                                 a.node_rate, tuple(decode.items()), check))
     except (ValueError, OSError, RuntimeError) as e:
         raise ValueError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     try:

@@ -42,6 +42,9 @@ class GraspAnswer:
             ``timeout``, ...).
         latency: seconds from the observation to the answer.
         extra: source-specific facts (e.g. the node's pose check).
+        alternatives: the source's next grasps (best first, each a :class:`GraspAnswer` with a
+            pose), for the benchmark's ``--retry next`` policy; the executor takes them as
+            answered too.
     """
 
     pixel: Grasp | None = None
@@ -51,6 +54,7 @@ class GraspAnswer:
     reason: str = ""
     latency: float = 0.0
     extra: dict = field(default_factory=dict)
+    alternatives: list = field(default_factory=list)
 
 
 def answer_from_pixel(grasp: Grasp | None, obs, t0: float, window: int = 5) -> GraspAnswer:
@@ -94,7 +98,10 @@ class SourceOptions:
     source publishes depth and CameraInfo (0: back to back, as many drivers do), and ``rate``
     [Hz]: the node source's camera repeats a frame at this rate until answered (0: once).
     ``decode``: decoding settings ``((name, value), ...)`` over the checkpoint's own (the
-    ``api`` source; the command line passes them to the node as its parameters)."""
+    ``api`` source; the command line passes them to the node as its parameters).
+    ``depth_check``: settings ``((name, value), ...)`` of the depth check of the ``api``
+    source's grasps (:class:`~vita_grasp_core.grasp_depth.DepthCheckSettings`; ``()`` = its
+    defaults), or None = no check (the model's best grasp as it is)."""
 
     checkpoint: str | None = None
     device: str = "auto"
@@ -104,6 +111,7 @@ class SourceOptions:
     depth_lead: float = 0.0
     rate: float = 10.0
     decode: tuple[tuple[str, float], ...] = ()
+    depth_check: tuple[tuple[str, object], ...] | None = ()
 
 
 @dataclass(frozen=True)
@@ -238,14 +246,31 @@ class PredictorSource(GraspSource):
         self.predictor = GraspPredictor.from_checkpoint(self.checkpoint, device=options.device,
                                                         **dict(options.decode))
 
+        from ..grasp_depth import DepthCheckSettings
+
+        dc = options.depth_check
+        self.depth_check = False if dc is None else DepthCheckSettings(**dict(dc))
+
     def describe(self) -> str:
         given = "".join(f", {k} {v:g}" for k, v in self.options.decode)
-        return f"api ({self.checkpoint}{given})"
+        dc = self.options.depth_check
+        check = (", no depth check" if dc is None else
+                 "".join(f", {k} {v}" for k, v in dc))
+        return f"api ({self.checkpoint}{given}{check})"
 
     def plan(self, obs, rng):
         t0 = time.perf_counter()
-        pred = self.predictor.predict(obs.rgb)
-        return answer_from_pixel(pred.grasps[0] if pred.grasps else None, obs, t0)
+        pred = self.predictor.predict(obs.rgb, depth=obs.depth, K=obs.K,
+                                      depth_check=self.depth_check)
+        answer = answer_from_pixel(pred.grasps[0] if pred.grasps else None, obs, t0)
+        answer.alternatives = [GraspAnswer(g, p.position, p.quaternion, p.width_m)
+                               for g, p in zip(pred.grasps[1:], pred.poses[1:]) if p]
+        if pred.depth_check is not None:
+            dc = pred.depth_check
+            answer.extra["depth_check"] = {"summary": dc.summary(), "best": (
+                dc.kept[0].to_dict() if dc.kept else None),
+                "dropped": [c.to_dict() for c in dc.dropped]}
+        return answer
 
 
 def require_checkpoint(options: SourceOptions | None, source: str) -> str:

@@ -1,0 +1,140 @@
+"""The depth check of grasps (vita_grasp_core.grasp_depth): synthetic depth images of boxes on a
+table seen from above, no simulator."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from vita_grasp_core.grasp import Grasp
+from vita_grasp_core.grasp3d import grasp_poses
+from vita_grasp_core.grasp_depth import DepthCheckSettings, check_grasps
+
+H, W = 480, 640
+FX = FY = 421.0
+CX, CY = 319.5, 239.5
+K = np.array([[FX, 0, CX], [0, FY, CY], [0, 0, 1.0]])
+TABLE = 0.6  # m from the camera
+
+
+def scene(*boxes, table=TABLE, tilt_deg=0.0):
+    """Depth [m] of axis-aligned boxes (x0, x1, y0, y1, height) [m, camera x/y] on a table
+    plane (tilted about the camera's x axis by ``tilt_deg``)."""
+    u, v = np.meshgrid(np.arange(W), np.arange(H))
+    ray_x, ray_y = (u - CX) / FX, (v - CY) / FY
+    t = math.tan(math.radians(tilt_deg))
+    d = table / (1.0 - t * ray_y)  # plane z = table + t * y
+    for x0, x1, y0, y1, height in boxes:
+        z = table - height
+        X, Y = ray_x * z, ray_y * z
+        m = (X >= x0) & (X <= x1) & (Y >= y0) & (Y <= y1)
+        d[m] = np.minimum(d[m], z)
+    return d.astype(np.float32)
+
+
+def grasp_at(x_m=0.0, z=0.55, width_m=0.02, angle=0.0, quality=0.9):
+    return Grasp(CX + x_m * FX / z, CY, angle, width_m * FX / z, 0.022 * FX / z, quality)
+
+
+def only(check):
+    assert len(check.kept) + len(check.dropped) == 1
+    return (check.kept + check.dropped)[0]
+
+
+BOX = (-0.02, 0.02, -0.03, 0.03, 0.05)  # 4 cm wide along x, 5 cm high
+
+
+@pytest.mark.parametrize("tilt", [0.0, 15.0])
+def test_a_narrow_opening_is_widened_to_clear_the_object(tilt):
+    depth = scene(BOX, tilt_deg=tilt)
+    c = only(check_grasps([grasp_at(width_m=0.02)], depth, K, (H, W)))
+    assert c.status == "ok"
+    assert 0.036 <= c.extent_m <= 0.044
+    margin = DepthCheckSettings().margin
+    assert c.opening_m == pytest.approx(c.extent_m + 2 * margin, abs=0.004)
+    # the contract holds for the refined grasp: width_m = width * z / fx, pose = grasp_poses
+    assert c.pose.width_m == pytest.approx(c.opening_m, abs=1e-6)
+    assert c.pose == grasp_poses([c.grasp], depth, K, (H, W))[0]
+    assert "opening 20 ->" in c.note
+
+
+def test_a_wide_opening_is_fitted_or_kept_with_opening_wider():
+    depth = scene(BOX)
+    g = grasp_at(width_m=0.09)
+    assert only(check_grasps([g], depth, K, (H, W))).opening_m < 0.07
+    wider = only(check_grasps([g], depth, K, (H, W), DepthCheckSettings(opening="wider")))
+    assert wider.status == "ok" and wider.opening_m == pytest.approx(0.09, abs=0.002)
+
+
+def test_a_low_object_uses_the_support_surface():
+    """A 1.5 cm high object: the fingers stop above the table, the object is still seen."""
+    c = only(check_grasps([grasp_at(z=0.585)], scene((-0.02, 0.02, -0.03, 0.03, 0.015)), K,
+                          (H, W)))
+    assert c.status == "ok" and 0.036 <= c.extent_m <= 0.044
+
+
+# object 1 cm left and 3 cm right of the grasp centre, a tall thin neighbour 2.5 cm to its left
+ASYMMETRIC = ((-0.01, 0.03, -0.03, 0.03, 0.05), (-0.045, -0.035, -0.03, 0.03, 0.06))
+
+
+def test_a_neighbour_under_a_fingertip_demotes_the_grasp():
+    depth = scene(*ASYMMETRIC)
+    bad = grasp_at(quality=0.9)
+    good = Grasp(CX + 0.01 * FX / 0.55, CY + 0.0, math.pi / 2 - 1e-3, 0.05 * FX / 0.55, 9, 0.5)
+    check = check_grasps([bad, good], depth, K, (H, W), DepthCheckSettings(turns=()))
+    assert [c.status for c in check.kept] == ["ok", "collision"]
+    assert check.kept[0].rank == 1 and check.kept[1].rank == 0  # the clear one goes first
+    assert "left finger" in check.kept[1].note
+    dropped = check_grasps([bad, good], depth, K, (H, W),
+                           DepthCheckSettings(turns=(), collisions="drop"))
+    assert [c.rank for c in dropped.kept] == [1] and dropped.dropped[0].status == "collision"
+
+
+def test_a_colliding_grasp_is_turned_when_a_turn_clears_it():
+    post = (-0.045, -0.035, -0.008, 0.008, 0.06)  # a thin post beside the closing line
+    c = only(check_grasps([grasp_at()], scene(ASYMMETRIC[0], post), K, (H, W)))
+    assert c.status == "ok" and "turned" in c.note and "left finger" in c.note
+    assert c.grasp.angle != 0.0
+    assert c.pose.quaternion == grasp_poses([c.grasp], scene(ASYMMETRIC[0], post), K,
+                                            (H, W))[0].quaternion
+
+
+def test_an_object_wider_than_the_gripper_is_dropped():
+    check = check_grasps([grasp_at(z=0.57)], scene((-0.07, 0.07, -0.08, 0.08, 0.03)), K,
+                         (H, W))
+    assert not check.kept and check.dropped[0].status == "too_wide"
+    assert "wider than the gripper" in check.dropped[0].note
+
+
+def test_a_grasp_between_objects_is_empty_and_demoted():
+    depth = scene((0.07, 0.1, -0.03, 0.03, 0.05))
+    c = only(check_grasps([grasp_at(z=TABLE)], depth, K, (H, W)))
+    assert c.status == "empty"
+
+
+def test_nan_depth_is_handled():
+    depth = scene(BOX)
+    holes = depth.copy()
+    holes[::3, ::2] = np.nan  # a third of the pixels invalid everywhere
+    c = only(check_grasps([grasp_at()], holes, K, (H, W)))
+    assert c.status == "ok" and c.pose is not None
+    holes[200:280, 290:350] = np.nan  # no depth at the centre
+    c = only(check_grasps([grasp_at(), ], holes, K, (H, W)))
+    assert c.status == "no_depth" and c.pose is None
+    assert not check_grasps([grasp_at()], np.full((H, W), np.nan, np.float32), K,
+                            (H, W)).kept[0].pose
+    assert check_grasps([], depth, K, (H, W)).kept == []
+
+
+def test_a_depth_image_of_another_resolution():
+    depth = scene(BOX)[::2, ::2].copy()  # 320x240 registered depth for the 640x480 image
+    c = only(check_grasps([grasp_at()], depth, K, (H, W)))
+    assert c.status == "ok" and 0.034 <= c.extent_m <= 0.046
+
+
+def test_bad_settings_are_one_line_errors():
+    for bad in ({"margin": -0.01}, {"max_opening": float("nan")}, {"collisions": "ignore"},
+                {"turns": (120.0,)}, {"opening": "huge"}):
+        with pytest.raises(ValueError, match="depth check"):
+            DepthCheckSettings(**bad)

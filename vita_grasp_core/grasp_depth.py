@@ -1,0 +1,391 @@
+"""A depth check of planar grasps: openings that clear the object, fingers that land on free space.
+
+Pure numpy, no ROS. The model proposes grasps from RGB; with a registered depth image and ``K``
+each grasp is checked against the 3-D scene the way a parallel-jaw gripper executes it (the
+executor of :mod:`vita_grasp_core.grasp3d`'s poses: fingertips at the pose, approach along the
+camera's +z, the fingers going :attr:`DepthCheckSettings.approach_depth` past the grasp point but
+never into the surface the objects rest on):
+
+1. the depth pixels around the grasp are back-projected and expressed in the grasp frame
+   (``x`` along the opening, ``y`` along the jaws, ``z`` along the approach, origin at the pose);
+2. the local **support surface** is a plane fitted to them and to those 5 cm farther out (a
+   small seeded RANSAC: the plane facing the camera with the most points near it and few
+   points beyond it);
+3. **obstacles** are the points the fingertips would reach: nearer than the fingertips' depth
+   (the approach depth past the grasp point) and above the support surface, both by more than
+   the depth :attr:`~DepthCheckSettings.tolerance`;
+4. the object's **extent** along the closing line: from the centre outwards, the obstacles in
+   the jaws' band, up to the first gap a finger fits into; the **opening** = twice the larger
+   side + a :attr:`~DepthCheckSettings.margin` on each side, clamped to the gripper's maximum;
+5. each finger's footprint (thickness x width at that opening) must hold no obstacle.
+
+A grasp whose fingers would hit something (``collision``) or that has nothing between its fingers
+(``empty``) is first turned by the angles of :attr:`~DepthCheckSettings.turns`; if no turn
+clears it, it is demoted behind every grasp that passed (or dropped, ``collisions="drop"``),
+unchanged: the model's grasp as it was, executed only when nothing passed. An object wider
+than the gripper (``too_wide``) is dropped. The rest keep the model's order (quality
+first, then the free space beside the fingers). Every grasp carries one line saying what was
+changed or why it was demoted or dropped (:class:`GraspCheck`).
+
+The refined grasp stays a grasp of CONVENTIONS §1: its pixel ``width`` is the chosen opening at
+the centre's depth (``width = opening * fx / z``), so ``width_m = width * z / fx`` still holds and
+its pose is :func:`~vita_grasp_core.grasp3d.grasp_poses` of it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .conventions import scale_intrinsics, wrap_angle
+from .grasp import Grasp
+from .grasp3d import GraspPose, grasp_poses
+
+#: Statuses of a checked grasp, best first (the rank tier of each).
+STATUSES = ("ok", "collision", "empty", "no_depth", "too_wide")
+COLLISION_POLICIES = ("demote", "drop")
+OPENING_MODES = ("fit", "wider")
+_BIN = 0.002  # m, resolution of the scan along the closing line
+_MIN_POINTS = 3  # obstacle points a footprint may hold before it counts as hit (noise)
+_MAX_POINTS = 20000  # back-projected points per grasp at most (a stride keeps it bounded)
+_RANSAC_TRIES = 64
+_SUPPORT_EXTRA = 0.05  # m beyond the gripper's reach seen when fitting the support surface
+
+
+@dataclass(frozen=True)
+class DepthCheckSettings:
+    """The gripper and the check's tolerances. Defaults: a WSG-50-like parallel gripper (the
+    simulator's, docs/sim.md): 110 mm maximum opening, finger pads 12 mm thick and 22 mm wide.
+
+    Attributes:
+        max_opening: largest opening between the finger pads [m].
+        finger_width: size of a finger along the jaws (the grasp's ``y``) [m].
+        finger_thickness: size of a finger along the opening, outside the pad [m].
+        margin: free space left between each finger pad and the object's extent [m].
+        approach_depth: how far past the grasp point (the pose, on the object's top surface)
+            the fingertips go along the approach [m].
+        tolerance: depth noise: a point must lie this far inside a finger's path to count [m].
+        collisions: ``demote`` (behind every grasp that passed) or ``drop``.
+        turns: angles [deg] tried, both ways, on a grasp whose fingers would collide.
+        opening: ``fit`` (extent + margins) or ``wider`` (the model's opening when it is larger
+            and clear, else the fit).
+        window: depth median window of the pose (as :func:`~.grasp3d.grasp_poses`).
+    """
+
+    max_opening: float = 0.11
+    finger_width: float = 0.022
+    finger_thickness: float = 0.012
+    margin: float = 0.01
+    approach_depth: float = 0.025
+    tolerance: float = 0.005
+    collisions: str = "demote"
+    turns: tuple[float, ...] = (15.0, 30.0)
+    opening: str = "fit"
+    window: int = 5
+
+    def __post_init__(self):
+        for name in ("max_opening", "finger_width", "finger_thickness", "approach_depth"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and 0.0 < v <= 1.0):
+                raise ValueError(f"depth check: {name} must be in (0, 1] m, got {v}")
+        for name in ("margin", "tolerance"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and 0.0 <= v <= 0.2):
+                raise ValueError(f"depth check: {name} must be in [0, 0.2] m, got {v}")
+        if self.collisions not in COLLISION_POLICIES:
+            raise ValueError(f"depth check: collisions must be one of {COLLISION_POLICIES}, "
+                             f"got {self.collisions!r}")
+        if self.opening not in OPENING_MODES:
+            raise ValueError(f"depth check: opening must be one of {OPENING_MODES}, "
+                             f"got {self.opening!r}")
+        if not all(math.isfinite(t) and 0.0 < abs(t) <= 90.0 for t in self.turns):
+            raise ValueError(f"depth check: turns must be angles in (0, 90] deg, got "
+                             f"{self.turns}")
+        if not 1 <= int(self.window) <= 99:
+            raise ValueError(f"depth check: window must be 1..99 px, got {self.window}")
+
+
+@dataclass
+class GraspCheck:
+    """One grasp after the check.
+
+    Attributes:
+        grasp: the grasp as refined (pixel ``width`` = the opening; ``angle`` turned if it was).
+        pose: its 3-D pose (:func:`~.grasp3d.grasp_poses` of ``grasp``), or None (no depth).
+        status: one of :data:`STATUSES`.
+        rank: the grasp's rank in the model's list (0 = its best).
+        opening_m, extent_m: chosen opening and the object's extent along the closing line [m].
+        free_m: free space beside the fingers (nearest obstacle outside them, at most 5 cm).
+        note: one line: what was changed, or why the grasp was demoted or dropped.
+    """
+
+    grasp: Grasp
+    pose: GraspPose | None
+    status: str
+    rank: int
+    opening_m: float = 0.0
+    extent_m: float = 0.0
+    free_m: float = 0.0
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return {"rank": self.rank, "status": self.status, "opening_m": round(self.opening_m, 4),
+                "extent_m": round(self.extent_m, 4), "free_m": round(self.free_m, 4),
+                "note": self.note}
+
+
+@dataclass
+class DepthCheck:
+    """The checked grasps of one frame: ``kept`` best first (what to execute: ``kept[0]``),
+    ``dropped`` (too wide, or collisions with ``collisions="drop"``)."""
+
+    kept: list[GraspCheck] = field(default_factory=list)
+    dropped: list[GraspCheck] = field(default_factory=list)
+
+    @property
+    def grasps(self) -> list[Grasp]:
+        return [c.grasp for c in self.kept]
+
+    @property
+    def poses(self) -> list[GraspPose | None]:
+        return [c.pose for c in self.kept]
+
+    def summary(self) -> str:
+        """One line: how many grasps passed, were changed, demoted, dropped."""
+        n = {s: sum(c.status == s for c in self.kept + self.dropped) for s in STATUSES}
+        changed = sum(bool(c.note) for c in self.kept if c.status == "ok")
+        return (f"{n['ok']} clear ({changed} changed), {n['collision'] + n['empty']} "
+                f"failing, {n['no_depth']} without depth, {len(self.dropped)} dropped")
+
+
+# ------------------------------------------------------------------------------ geometry
+@dataclass
+class _Local:
+    """The scene around one grasp centre: points ``d`` (N, 3) relative to the pose position
+    (camera axes) and the support plane ``z = a x + b y + c`` in those coordinates (None)."""
+
+    d: np.ndarray
+    plane: tuple[float, float, float] | None
+
+
+def _points(depth: np.ndarray, Kd: np.ndarray, centre, z: float, radius: float) -> np.ndarray:
+    """Back-projected valid depth pixels within ``radius`` [m] (laterally) of the pixel
+    ``centre`` of the depth image, for points up to 12 cm nearer than ``z``; (N, 3) [m]."""
+    fx, fy, cx, cy = Kd[0, 0], Kd[1, 1], Kd[0, 2], Kd[1, 2]
+    z_near = max(0.5 * z, z - 0.12, 0.02)
+    rx, ry = int(math.ceil(radius * fx / z_near)), int(math.ceil(radius * fy / z_near))
+    h, w = depth.shape[:2]
+    u0, v0 = int(round(centre[0])), int(round(centre[1]))
+    cols = np.arange(max(0, u0 - rx), min(w, u0 + rx + 1))
+    rows = np.arange(max(0, v0 - ry), min(h, v0 + ry + 1))
+    stride = max(1, int(math.ceil(math.sqrt(len(cols) * len(rows) / _MAX_POINTS))))
+    cols, rows = cols[::stride], rows[::stride]
+    patch = depth[rows[0]:rows[-1] + 1:stride, cols[0]:cols[-1] + 1:stride].astype(np.float64) \
+        if len(cols) and len(rows) else np.zeros((0, 0))
+    uu, vv = np.meshgrid(cols, rows)
+    ok = np.isfinite(patch) & (patch > 0)
+    zz = patch[ok]
+    return np.stack([(uu[ok] - cx) * zz / fx, (vv[ok] - cy) * zz / fy, zz], axis=1)
+
+
+def _support_plane(d: np.ndarray, tol: float) -> tuple[float, float, float] | None:
+    """RANSAC plane ``z = a x + b y + c`` facing the camera (slope at most 50 degrees) that
+    has the most points within ``tol`` and few beyond it (the surface objects rest on is the
+    farthest large plane); None when no plane holds a tenth of the points."""
+    if len(d) < 30:
+        return None
+    rng = np.random.default_rng(0)
+    sample = d[rng.choice(len(d), min(len(d), 3000), replace=False)]
+    best, best_score = None, len(sample) * 0.1
+    max_slope = math.tan(math.radians(50.0))
+    for _ in range(_RANSAC_TRIES):
+        p = sample[rng.choice(len(sample), 3, replace=False)]
+        A = np.c_[p[:, :2], np.ones(3)]
+        if abs(np.linalg.det(A)) < 1e-9:
+            continue
+        a, b, c = np.linalg.solve(A, p[:, 2])
+        if math.hypot(a, b) > max_slope:
+            continue
+        res = sample[:, 2] - (a * sample[:, 0] + b * sample[:, 1] + c)
+        score = np.count_nonzero(np.abs(res) <= tol) - 5 * np.count_nonzero(res > 2 * tol)
+        if score > best_score:
+            best, best_score = (a, b, c), score
+    if best is None:
+        return None
+    res = sample[:, 2] - (best[0] * sample[:, 0] + best[1] * sample[:, 1] + best[2])
+    inl = sample[np.abs(res) <= tol]  # refit on the inliers (least squares)
+    coef, *_ = np.linalg.lstsq(np.c_[inl[:, :2], np.ones(len(inl))], inl[:, 2], rcond=None)
+    return tuple(float(v) for v in coef)
+
+
+class _Frame:
+    """The local scene in the frame of a grasp at ``angle``: ``q`` (N, 3) = x opening, y jaws,
+    z approach; the fingertips' depth ``reach(h)`` for a half opening ``h``."""
+
+    def __init__(self, local: _Local, angle: float, s: DepthCheckSettings):
+        c, si = math.cos(angle), math.sin(angle)
+        d = local.d
+        self.q = np.stack([c * d[:, 0] + si * d[:, 1], -si * d[:, 0] + c * d[:, 1], d[:, 2]], 1)
+        self.angle, self.local, self.s = angle, local, s
+        self.band = np.abs(self.q[:, 1]) <= s.finger_width / 2
+        self.obs = self.obstacles()
+
+    def obstacles(self) -> np.ndarray:
+        """Points a finger would hit: nearer than the fingertips' depth (the approach depth)
+        and clearly (by the tolerance) above the support surface."""
+        s, plane, q = self.s, self.local.plane, self.q
+        limit = np.full(len(q), s.approach_depth)
+        if plane is not None:
+            d = self.local.d
+            limit = np.minimum(limit, plane[0] * d[:, 0] + plane[1] * d[:, 1] + plane[2])
+        return q[:, 2] < limit - s.tolerance
+
+
+def _side_extent(xs: np.ndarray, gap: float) -> float:
+    """Distance from the centre to the farthest obstacle of ``xs`` (>= 0, one side) reached
+    before a free run of at least ``gap``; 0 when nothing is there."""
+    if not len(xs):
+        return 0.0
+    bins = np.unique(np.floor(xs / _BIN).astype(np.int64))
+    jumps = np.flatnonzero(np.diff(bins) * _BIN > gap)
+    if bins[0] * _BIN > gap:
+        return 0.0
+    last = bins[jumps[0]] if len(jumps) else bins[-1]
+    return float((last + 1) * _BIN)
+
+
+def _extent(fr: _Frame) -> tuple[float, float]:
+    """The object's extent (left, right) [m] along the closing line."""
+    obs = fr.obs & fr.band
+    x = fr.q[obs, 0]
+    gap = fr.s.finger_thickness + 2 * fr.s.tolerance  # room for a finger
+    return _side_extent(-x[x < 0], gap), _side_extent(x[x >= 0], gap)
+
+
+def _hits(fr: _Frame, h: float) -> tuple[int, int, float]:
+    """Obstacle points under the (left, right) finger at half opening ``h`` and the free space
+    beside the fingers (nearest obstacle outside them, capped at 5 cm)."""
+    obs = fr.obs & (np.abs(fr.q[:, 1]) <= fr.s.finger_width / 2 + 0.005)
+    x = np.abs(fr.q[obs, 0])
+    left, right = fr.q[obs, 0] < 0, fr.q[obs, 0] >= 0
+    inside = (x >= h) & (x <= h + fr.s.finger_thickness)
+    beyond = x[x > h + fr.s.finger_thickness] - (h + fr.s.finger_thickness)
+    free = float(min(0.05, beyond.min())) if len(beyond) else 0.05
+    return int(np.count_nonzero(inside & left)), int(np.count_nonzero(inside & right)), free
+
+
+@dataclass
+class _Verdict:
+    status: str
+    half: float
+    extent: float
+    free: float = 0.0
+    why: str = ""
+
+
+def _judge(fr: _Frame, model_half: float) -> _Verdict:
+    """Opening and status of the grasp of frame ``fr`` (the model's half opening given): the
+    object's extent with the full margin on each side, else the margin shrunk (down to the depth
+    tolerance) until both fingers are clear."""
+    s = fr.s
+    left, right = _extent(fr)
+    extent, side = left + right, max(left, right)
+    if side > s.max_opening / 2 - s.tolerance:
+        return _Verdict("too_wide", s.max_opening / 2, extent,
+                        why=f"object wider than the gripper: {extent * 1e3:.0f} mm occupied "
+                            f"along the closing line (no room for a finger in it), the gripper "
+                            f"opens {s.max_opening * 1e3:.0f} mm")
+    if extent <= 0.0:
+        return _Verdict("empty", model_half, 0.0,
+                        why="nothing between the fingers above the support")
+    halves = [side + m for m in (s.margin, s.margin / 2, s.tolerance)]
+    if s.opening == "wider" and model_half > halves[0]:
+        halves.insert(0, model_half)
+    first = None
+    for h in halves:
+        v = _check_fingers(fr, min(h, s.max_opening / 2), extent)
+        if v.status == "ok":
+            return v
+        first = first or v
+    return first
+
+
+def _check_fingers(fr: _Frame, h: float, extent: float) -> _Verdict:
+    left, right, free = _hits(fr, h)
+    if left >= _MIN_POINTS or right >= _MIN_POINTS:
+        side = " and ".join(n for n, k in (("left", left), ("right", right)) if k >= _MIN_POINTS)
+        return _Verdict("collision", h, extent, free,
+                        f"the {side} finger would land on something (opening "
+                        f"{2 * h * 1e3:.0f} mm)")
+    return _Verdict("ok", h, extent, free)
+
+
+# ------------------------------------------------------------------------------ the check
+def _local_scene(grasp: Grasp, pose: GraspPose, depth: np.ndarray, Kd: np.ndarray,
+                 image_size, s: DepthCheckSettings) -> _Local:
+    ih, iw = int(image_size[0]), int(image_size[1])
+    dh, dw = depth.shape[:2]
+    centre = ((grasp.x + 0.5) * dw / iw - 0.5, (grasp.y + 0.5) * dh / ih - 0.5)
+    radius = s.max_opening / 2 + s.finger_thickness + 0.02
+    wide = radius + _SUPPORT_EXTRA  # the support plane is fitted on a wider neighbourhood
+    pts = _points(depth, Kd, centre, pose.depth, wide) - np.asarray(pose.position)
+    r = np.hypot(pts[:, 0], pts[:, 1])
+    return _Local(pts[r <= radius], _support_plane(pts[r <= wide], s.tolerance))
+
+
+def _check_one(grasp: Grasp, rank: int, depth, K, Kd, image_size,
+               s: DepthCheckSettings) -> GraspCheck:
+    pose = grasp_poses([grasp], depth, K, image_size, window=s.window)[0]
+    if pose is None:
+        return GraspCheck(grasp, None, "no_depth", rank, note="no valid depth at the centre")
+    local = _local_scene(grasp, pose, depth, Kd, image_size, s)
+    fx = float(np.asarray(K, np.float64).reshape(3, 3)[0, 0])
+    model_half = grasp.width * pose.depth / fx / 2
+    first = v = _judge(_Frame(local, grasp.angle, s), model_half)
+    turn = 0.0
+    if v.status in ("collision", "empty", "too_wide"):
+        for t in (t * sign for t in s.turns for sign in (1, -1)):
+            w = _judge(_Frame(local, grasp.angle + math.radians(t), s), model_half)
+            if w.status == "ok":
+                v, turn = w, t
+                break
+    if v.status != "ok":  # demoted or dropped: the model's grasp as it was
+        return GraspCheck(grasp, pose, v.status, rank, 2 * model_half, v.extent, v.free,
+                          v.why)
+    refined = replace(grasp, angle=float(wrap_angle(grasp.angle + math.radians(turn))),
+                      width=float(2 * v.half * fx / pose.depth))
+    new_pose = grasp_poses([refined], depth, K, image_size, window=s.window)[0]
+    return GraspCheck(refined, new_pose, v.status, rank, 2 * v.half, v.extent, v.free,
+                      _note(first, v, turn, model_half))
+
+
+def _note(first: _Verdict, v: _Verdict, turn: float, model_half: float) -> str:
+    parts = []
+    if abs(v.half - model_half) > 0.0005:
+        parts.append(f"opening {2 * model_half * 1e3:.0f} -> {2 * v.half * 1e3:.0f} mm "
+                     f"(object {v.extent * 1e3:.0f} mm)")
+    if turn:
+        parts.append(f"turned {turn:+.0f} deg ({first.why})")
+    return "; ".join(parts)
+
+
+def check_grasps(grasps, depth_m: np.ndarray, K, image_size,
+                 settings: DepthCheckSettings | None = None) -> DepthCheck:
+    """Check and refine ``grasps`` (best first, pixels of the colour image of ``image_size``
+    (h, w)) against ``depth_m`` (HxW metres, registered, NaN/0 invalid) and ``K`` (3x3 at
+    ``image_size``, checked by the caller as for :func:`~.grasp3d.grasp_poses`).
+
+    Returns a :class:`DepthCheck`: ``kept`` ordered ``ok`` first (the model's order, then more
+    free space), then ``collision`` / ``empty`` (demoted), then ``no_depth``; ``dropped`` the
+    ``too_wide`` ones (and the failing ones with ``collisions="drop"``). Each keeps its pose.
+    """
+    s = settings or DepthCheckSettings()
+    depth_m = np.asarray(depth_m)
+    K = np.asarray(K, np.float64).reshape(3, 3)
+    Kd = scale_intrinsics(K, image_size, depth_m.shape[:2])
+    checks = [_check_one(g, i, depth_m, K, Kd, image_size, s) for i, g in enumerate(grasps)]
+    drop = {"too_wide"} | ({"collision", "empty"} if s.collisions == "drop" else set())
+    kept = [c for c in checks if c.status not in drop]
+    kept.sort(key=lambda c: (STATUSES.index(c.status), -c.grasp.quality, -c.free_m, c.rank))
+    return DepthCheck(kept, [c for c in checks if c.status in drop])
