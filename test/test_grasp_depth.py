@@ -138,3 +138,24 @@ def test_bad_settings_are_one_line_errors():
                 {"turns": (120.0,)}, {"opening": "huge"}):
         with pytest.raises(ValueError, match="depth check"):
             DepthCheckSettings(**bad)
+
+
+def test_a_tall_wall_under_the_palm_demotes_the_grasp():
+    """A 10 cm wall 7 cm from the centre: the fingers are clear, the palm (6 cm above the
+    fingertips, 16 cm long) is not; a 3 cm wall there is fine."""
+    tall = only(check_grasps([grasp_at()], scene(BOX, (0.07, 0.09, -0.1, 0.1, 0.1)), K, (H, W),
+                             DepthCheckSettings(turns=())))
+    assert tall.status == "collision" and "palm" in tall.note
+    low = only(check_grasps([grasp_at()], scene(BOX, (0.07, 0.09, -0.1, 0.1, 0.03)), K, (H, W),
+                            DepthCheckSettings(turns=())))
+    assert low.status == "ok"
+
+
+def test_the_defaults_are_the_simulated_gripper():
+    from vita_grasp_core.sim import gripper as g
+
+    s = DepthCheckSettings()
+    assert (s.max_opening, s.finger_width, s.finger_thickness, s.finger_length,
+            s.approach_depth) == (g.MAX_OPENING, g.FINGER_WIDTH, g.FINGER_THICKNESS,
+                                  g.FINGER_LENGTH, g.GRASP_DEPTH)
+    assert (s.palm_length, s.palm_width) == (2 * g.PALM_HALF[0], 2 * g.PALM_HALF[1])

@@ -17,7 +17,8 @@ never into the surface the objects rest on):
 4. the object's **extent** along the closing line: from the centre outwards, the obstacles in
    the jaws' band, up to the first gap a finger fits into; the **opening** = twice the larger
    side + a :attr:`~DepthCheckSettings.margin` on each side, clamped to the gripper's maximum;
-5. each finger's footprint (thickness x width at that opening) must hold no obstacle.
+5. each finger's footprint (thickness x width at that opening) must hold no obstacle, and the
+   palm's footprint nothing standing higher than the fingers are long.
 
 A grasp whose fingers would hit something (``collision``) or that has nothing between its fingers
 (``empty``) is first turned by the angles of :attr:`~DepthCheckSettings.turns`; if no turn
@@ -50,6 +51,7 @@ _BIN = 0.002  # m, resolution of the scan along the closing line
 _MIN_POINTS = 3  # obstacle points a footprint may hold before it counts as hit (noise)
 _MAX_POINTS = 20000  # back-projected points per grasp at most (a stride keeps it bounded)
 _RANSAC_TRIES = 64
+_TIP_CLEARANCE = 0.003  # m: executors stop the fingertips this far above the support
 _SUPPORT_EXTRA = 0.05  # m beyond the gripper's reach seen when fitting the support surface
 
 
@@ -62,6 +64,9 @@ class DepthCheckSettings:
         max_opening: largest opening between the finger pads [m].
         finger_width: size of a finger along the jaws (the grasp's ``y``) [m].
         finger_thickness: size of a finger along the opening, outside the pad [m].
+        finger_length: from the fingertips to the palm along the approach [m].
+        palm_length, palm_width: the palm's size along the opening and the jaws [m]; nothing
+            may stand higher than the fingers are long under it.
         margin: free space left between each finger pad and the object's extent [m].
         approach_depth: how far past the grasp point (the pose, on the object's top surface)
             the fingertips go along the approach [m].
@@ -76,6 +81,9 @@ class DepthCheckSettings:
     max_opening: float = 0.11
     finger_width: float = 0.022
     finger_thickness: float = 0.012
+    finger_length: float = 0.06
+    palm_length: float = 0.16
+    palm_width: float = 0.05
     margin: float = 0.01
     approach_depth: float = 0.025
     tolerance: float = 0.005
@@ -85,7 +93,8 @@ class DepthCheckSettings:
     window: int = 5
 
     def __post_init__(self):
-        for name in ("max_opening", "finger_width", "finger_thickness", "approach_depth"):
+        for name in ("max_opening", "finger_width", "finger_thickness", "finger_length",
+                     "palm_length", "palm_width", "approach_depth"):
             v = getattr(self, name)
             if not (math.isfinite(v) and 0.0 < v <= 1.0):
                 raise ValueError(f"depth check: {name} must be in (0, 1] m, got {v}")
@@ -230,6 +239,13 @@ class _Frame:
         self.angle, self.local, self.s = angle, local, s
         self.band = np.abs(self.q[:, 1]) <= s.finger_width / 2
         self.obs = self.obstacles()
+        tip = s.approach_depth  # the fingertips' depth under the centre; the palm's above it
+        if local.plane is not None:
+            tip = min(tip, local.plane[2] - _TIP_CLEARANCE)
+        q = self.q
+        self.palm = int(np.count_nonzero(
+            (np.abs(q[:, 0]) <= s.palm_length / 2) & (np.abs(q[:, 1]) <= s.palm_width / 2)
+            & (q[:, 2] < tip - s.finger_length - s.tolerance)))
 
     def obstacles(self) -> np.ndarray:
         """Points a finger would hit: nearer than the fingertips' depth (the approach depth)
@@ -313,6 +329,10 @@ def _judge(fr: _Frame, model_half: float) -> _Verdict:
 
 def _check_fingers(fr: _Frame, h: float, extent: float) -> _Verdict:
     left, right, free = _hits(fr, h)
+    if fr.palm >= _MIN_POINTS:
+        return _Verdict("collision", h, extent, free,
+                        f"the palm would hit something standing more than "
+                        f"{fr.s.finger_length * 1e3:.0f} mm above the fingertips")
     if left >= _MIN_POINTS or right >= _MIN_POINTS:
         side = " and ".join(n for n, k in (("left", left), ("right", right)) if k >= _MIN_POINTS)
         return _Verdict("collision", h, extent, free,
@@ -327,7 +347,8 @@ def _local_scene(grasp: Grasp, pose: GraspPose, depth: np.ndarray, Kd: np.ndarra
     ih, iw = int(image_size[0]), int(image_size[1])
     dh, dw = depth.shape[:2]
     centre = ((grasp.x + 0.5) * dw / iw - 0.5, (grasp.y + 0.5) * dh / ih - 0.5)
-    radius = s.max_opening / 2 + s.finger_thickness + 0.02
+    radius = max(s.max_opening / 2 + s.finger_thickness,
+                 math.hypot(s.palm_length / 2, s.palm_width / 2)) + 0.02
     wide = radius + _SUPPORT_EXTRA  # the support plane is fitted on a wider neighbourhood
     pts = _points(depth, Kd, centre, pose.depth, wide) - np.asarray(pose.position)
     r = np.hypot(pts[:, 0], pts[:, 1])

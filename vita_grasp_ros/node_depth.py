@@ -68,6 +68,9 @@ def depth_check_settings(settings) -> DepthCheckSettings:
         max_opening=float(settings.gripper_max_opening),
         finger_width=float(settings.gripper_finger_width),
         finger_thickness=float(settings.gripper_finger_thickness),
+        finger_length=float(settings.gripper_finger_length),
+        palm_length=float(settings.gripper_palm_length),
+        palm_width=float(settings.gripper_palm_width),
         margin=float(settings.grasp_margin), approach_depth=float(settings.approach_depth),
         window=int(settings.depth_window))
 

@@ -185,6 +185,12 @@ STARTUP_PARAMETERS: tuple[ParamSpec, ...] = (
               "jaws [m].", range=(0.001, 0.5)),
     ParamSpec("gripper_finger_thickness", float, 0.012, "Depth check: a finger's thickness "
               "along the opening [m].", range=(0.001, 0.5)),
+    ParamSpec("gripper_finger_length", float, 0.06, "Depth check: from the fingertips to "
+              "the palm [m].", range=(0.001, 0.5)),
+    ParamSpec("gripper_palm_length", float, 0.16, "Depth check: the palm's size along the "
+              "opening [m].", range=(0.001, 1.0)),
+    ParamSpec("gripper_palm_width", float, 0.05, "Depth check: the palm's size along the "
+              "jaws [m].", range=(0.001, 1.0)),
     ParamSpec("grasp_margin", float, 0.01, "Depth check: free space between each finger and "
               "the object [m].", range=(0.0, 0.2)),
     ParamSpec("approach_depth", float, 0.025, "Depth check: how far past the grasp point "
