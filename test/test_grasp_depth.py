@@ -87,7 +87,7 @@ def test_a_neighbour_under_a_fingertip_demotes_the_grasp():
     assert check.kept[0].rank == 1 and check.kept[1].rank == 0  # the clear one goes first
     assert "left finger" in check.kept[1].note
     dropped = check_grasps([bad, good], depth, K, (H, W),
-                           DepthCheckSettings(turns=(), collisions="drop"))
+                           DepthCheckSettings(turns=(), failing="drop"))
     assert [c.rank for c in dropped.kept] == [1] and dropped.dropped[0].status == "collision"
 
 
@@ -100,11 +100,16 @@ def test_a_colliding_grasp_is_turned_when_a_turn_clears_it():
                                             (H, W))[0].quaternion
 
 
-def test_an_object_wider_than_the_gripper_is_dropped():
-    check = check_grasps([grasp_at(z=0.57)], scene((-0.07, 0.07, -0.08, 0.08, 0.03)), K,
-                         (H, W))
-    assert not check.kept and check.dropped[0].status == "too_wide"
-    assert "wider than the gripper" in check.dropped[0].note
+def test_an_object_wider_than_the_gripper_is_demoted_or_dropped():
+    depth = scene((-0.07, 0.07, -0.08, 0.08, 0.03), (0.1, 0.13, 0.1, 0.13, 0.05))
+    wide = grasp_at(z=0.57, width_m=0.05, quality=0.9)
+    small = Grasp(CX + 0.115 * FX / 0.55, CY + 0.115 * FY / 0.55, 0.0, 20, 9, 0.3)
+    check = check_grasps([wide, small], depth, K, (H, W))
+    assert [(c.rank, c.status) for c in check.kept] == [(1, "ok"), (0, "too_wide")]
+    assert "wider than the gripper" in check.kept[1].note
+    assert check.kept[1].grasp == wide  # demoted unchanged: executed only if nothing passes
+    dropped = check_grasps([wide, small], depth, K, (H, W), DepthCheckSettings(failing="drop"))
+    assert [c.rank for c in dropped.kept] == [1] and dropped.dropped[0].status == "too_wide"
 
 
 def test_a_grasp_between_objects_is_empty_and_demoted():
@@ -134,7 +139,7 @@ def test_a_depth_image_of_another_resolution():
 
 
 def test_bad_settings_are_one_line_errors():
-    for bad in ({"margin": -0.01}, {"max_opening": float("nan")}, {"collisions": "ignore"},
+    for bad in ({"margin": -0.01}, {"max_opening": float("nan")}, {"failing": "ignore"},
                 {"turns": (120.0,)}, {"opening": "huge"}):
         with pytest.raises(ValueError, match="depth check"):
             DepthCheckSettings(**bad)

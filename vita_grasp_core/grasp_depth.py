@@ -22,11 +22,11 @@ never into the surface the objects rest on):
 
 A grasp whose fingers would hit something (``collision``) or that has nothing between its fingers
 (``empty``) is first turned by the angles of :attr:`~DepthCheckSettings.turns`; if no turn
-clears it, it is demoted behind every grasp that passed (or dropped, ``collisions="drop"``),
-unchanged: the model's grasp as it was, executed only when nothing passed. An object wider
-than the gripper (``too_wide``) is dropped. The rest keep the model's order (quality
-first, then the free space beside the fingers). Every grasp carries one line saying what was
-changed or why it was demoted or dropped (:class:`GraspCheck`).
+clears it, it is demoted behind every grasp that passed, unchanged (the model's grasp as it
+was, executed only when nothing passed); so is a grasp on an object wider than the gripper
+(``too_wide``). With ``failing="drop"`` such grasps are dropped instead. The rest keep the
+model's order (quality first, then the free space beside the fingers). Every grasp carries one
+line saying what was changed or why it was demoted or dropped (:class:`GraspCheck`).
 
 The refined grasp stays a grasp of CONVENTIONS §1: its pixel ``width`` is the chosen opening at
 the centre's depth (``width = opening * fx / z``), so ``width_m = width * z / fx`` still holds and
@@ -44,8 +44,9 @@ from .grasp import Grasp
 from .grasp3d import GraspPose, grasp_poses
 
 #: Statuses of a checked grasp, best first (the rank tier of each).
-STATUSES = ("ok", "collision", "empty", "no_depth", "too_wide")
-COLLISION_POLICIES = ("demote", "drop")
+STATUSES = ("ok", "collision", "empty", "too_wide", "no_depth")
+FAILING_POLICIES = ("demote", "drop")
+_TIER = {"ok": 0, "collision": 1, "empty": 1, "too_wide": 1, "no_depth": 2}
 OPENING_MODES = ("fit", "wider")
 _BIN = 0.002  # m, resolution of the scan along the closing line
 _MIN_POINTS = 3  # obstacle points a footprint may hold before it counts as hit (noise)
@@ -71,7 +72,8 @@ class DepthCheckSettings:
         approach_depth: how far past the grasp point (the pose, on the object's top surface)
             the fingertips go along the approach [m].
         tolerance: depth noise: a point must lie this far inside a finger's path to count [m].
-        collisions: ``demote`` (behind every grasp that passed) or ``drop``.
+        failing: what happens to a grasp that fails the check (collision, empty, too wide):
+            ``demote`` (unchanged, behind every grasp that passed) or ``drop``.
         turns: angles [deg] tried, both ways, on a grasp whose fingers would collide.
         opening: ``fit`` (extent + margins) or ``wider`` (the model's opening when it is larger
             and clear, else the fit).
@@ -87,7 +89,7 @@ class DepthCheckSettings:
     margin: float = 0.01
     approach_depth: float = 0.025
     tolerance: float = 0.005
-    collisions: str = "demote"
+    failing: str = "demote"
     turns: tuple[float, ...] = (15.0, 30.0)
     opening: str = "fit"
     window: int = 5
@@ -102,9 +104,9 @@ class DepthCheckSettings:
             v = getattr(self, name)
             if not (math.isfinite(v) and 0.0 <= v <= 0.2):
                 raise ValueError(f"depth check: {name} must be in [0, 0.2] m, got {v}")
-        if self.collisions not in COLLISION_POLICIES:
-            raise ValueError(f"depth check: collisions must be one of {COLLISION_POLICIES}, "
-                             f"got {self.collisions!r}")
+        if self.failing not in FAILING_POLICIES:
+            raise ValueError(f"depth check: failing must be one of {FAILING_POLICIES}, "
+                             f"got {self.failing!r}")
         if self.opening not in OPENING_MODES:
             raise ValueError(f"depth check: opening must be one of {OPENING_MODES}, "
                              f"got {self.opening!r}")
@@ -147,7 +149,7 @@ class GraspCheck:
 @dataclass
 class DepthCheck:
     """The checked grasps of one frame: ``kept`` best first (what to execute: ``kept[0]``),
-    ``dropped`` (too wide, or collisions with ``collisions="drop"``)."""
+    ``dropped`` (the failing ones with ``failing="drop"``)."""
 
     kept: list[GraspCheck] = field(default_factory=list)
     dropped: list[GraspCheck] = field(default_factory=list)
@@ -398,15 +400,16 @@ def check_grasps(grasps, depth_m: np.ndarray, K, image_size,
     ``image_size``, checked by the caller as for :func:`~.grasp3d.grasp_poses`).
 
     Returns a :class:`DepthCheck`: ``kept`` ordered ``ok`` first (the model's order, then more
-    free space), then ``collision`` / ``empty`` (demoted), then ``no_depth``; ``dropped`` the
-    ``too_wide`` ones (and the failing ones with ``collisions="drop"``). Each keeps its pose.
+    free space), then the failing ones (``collision``, ``empty``, ``too_wide``; unchanged, in
+    the model's order), then ``no_depth``; ``dropped`` the failing ones with
+    ``failing="drop"``. Each keeps its pose.
     """
     s = settings or DepthCheckSettings()
     depth_m = np.asarray(depth_m)
     K = np.asarray(K, np.float64).reshape(3, 3)
     Kd = scale_intrinsics(K, image_size, depth_m.shape[:2])
     checks = [_check_one(g, i, depth_m, K, Kd, image_size, s) for i, g in enumerate(grasps)]
-    drop = {"too_wide"} | ({"collision", "empty"} if s.collisions == "drop" else set())
+    drop = {"collision", "empty", "too_wide"} if s.failing == "drop" else set()
     kept = [c for c in checks if c.status not in drop]
-    kept.sort(key=lambda c: (STATUSES.index(c.status), -c.grasp.quality, -c.free_m, c.rank))
+    kept.sort(key=lambda c: (_TIER[c.status], -c.grasp.quality, -c.free_m, c.rank))
     return DepthCheck(kept, [c for c in checks if c.status in drop])

@@ -72,7 +72,7 @@ def depth_check_settings(settings) -> DepthCheckSettings:
         palm_length=float(settings.gripper_palm_length),
         palm_width=float(settings.gripper_palm_width),
         margin=float(settings.grasp_margin), approach_depth=float(settings.approach_depth),
-        window=int(settings.depth_window))
+        failing=str(settings.depth_check_failing), window=int(settings.depth_window))
 
 
 def _describe(m: Match) -> str:

@@ -179,6 +179,10 @@ STARTUP_PARAMETERS: tuple[ParamSpec, ...] = (
               "image before publishing (docs/ros.md 'Depth check'): width / width_m become an "
               "opening that clears the object by grasp_margin, grasps whose fingers would land "
               "on something are turned or demoted, objects wider than the gripper dropped."),
+    ParamSpec("depth_check_failing", str, "demote", "Depth check: grasps that fail it "
+              "(a finger or the palm would hit something, nothing between the fingers, an "
+              "object wider than the gripper): demote (unchanged, behind every grasp that "
+              "passed) or drop.", choices=("demote", "drop")),
     ParamSpec("gripper_max_opening", float, 0.11, "Depth check: the gripper's largest "
               "opening between the finger pads [m].", range=(0.005, 1.0)),
     ParamSpec("gripper_finger_width", float, 0.022, "Depth check: a finger's size along the "
