@@ -309,25 +309,45 @@ def _set_param(setup, name: str, value) -> None:
         setup.h.node.destroy_client(cli)
 
 
-def test_the_depth_check_fits_openings_and_can_be_turned_off(setup, request):
-    """depth_check (default on): on a bare table (constant depth) nothing stands between the
-    fingers of any grasp, so each opening becomes twice grasp_margin; off: the model's own
-    openings. The contract holds either way (width_m = width * z / fx)."""
+def test_the_depth_check_is_the_cores_and_can_be_turned_off(setup, request):
+    """Bars 4 cm wide, 4 cm high on the table: with depth_check off the node publishes the
+    model's grasps; on (the default), exactly what vita_grasp_core.grasp_depth.check_grasps
+    makes of those grasps on the same depth frame (refined, re-ordered), with the contract
+    (width_m = width * z / fx) intact."""
+    from vita_grasp_core.grasp import Grasp
+    from vita_grasp_core.grasp_depth import check_grasps
+    from vita_grasp_ros.image_conversions import depth_msg_to_meters, numpy_to_image_msg
+
+    d = np.full((480, 640), Z_MM, np.uint16)
+    x = (np.arange(640) - CX) * (Z_MM - 40) / FX  # [mm] on top of the bars
+    d[:, (np.abs(x) % 100) < 20] = Z_MM - 40  # a 40 mm bar every 100 mm
+
     def frame():
         stamp = make_stamp()
-        setup.depth.publish(_depth_msg(stamp))
+        m = numpy_to_image_msg(d, "16UC1")
+        m.header.stamp, m.header.frame_id = stamp, "rgb_camera_link"
+        setup.depth.publish(m)
         setup.img.publish(_jpeg(stamp, seed=5))
         setup.info.publish(_camera_info(stamp))
-        out = _result(setup, stamp)
-        _check_poses(out)
-        return [g.width_m for g in out.grasps]
+        return _result(setup, stamp), m
 
-    widths = frame()
-    assert widths == pytest.approx([0.02] * len(widths), abs=1e-4)
     _set_param(setup, "depth_check", False)
     request.addfinalizer(lambda: _set_param(setup, "depth_check", True))
-    widths = frame()
-    assert max(abs(w - 0.02) for w in widths) > 1e-3
+    raw, m = frame()
+    _set_param(setup, "depth_check", True)
+    out, _ = frame()
+    K = np.array(_camera_info(make_stamp()).k).reshape(3, 3)
+    grasps = [Grasp(g.x, g.y, g.angle, g.width, g.height, g.quality, g.object_score)
+              for g in raw.grasps]
+    want = check_grasps(grasps, depth_msg_to_meters(m), K, (480, 640))
+    got = np.array([(g.x, g.y, g.angle, g.width, g.width_m) for g in out.grasps])
+    expected = np.array([(c.grasp.x, c.grasp.y, c.grasp.angle, c.grasp.width, c.pose.width_m)
+                         for c in want.kept])
+    assert got.shape == expected.shape and len(got)
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    assert any(c.note for c in want.kept)  # the check changed something here
+    for g in out.grasps:
+        assert g.width_m == pytest.approx(g.width * g.pose.position.z / FX, rel=1e-4)
 
 
 @pytest.mark.parametrize("older_ms,older_mm,late_s", [
