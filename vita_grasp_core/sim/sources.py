@@ -9,8 +9,9 @@ takes the 3-D pose and ``width_m`` as answered.
 Built in: ``random`` (a random pixel of a random object, random angle, random opening 2-11 cm),
 ``analytic`` (the ground-truth mask of the object nearest the camera: its centroid, opening along
 the mask's minor axis to the mask's extent plus 2 cm) and ``api`` (a checkpoint through
-:class:`~vita_grasp_core.GraspPredictor`: RGB in, its best grasp, 3-D from depth + K with
-:mod:`vita_grasp_core.grasp3d`). Other packages add sources through the entry-point group
+:class:`~vita_grasp_core.GraspPredictor`: RGB in, its best grasp after the depth check of
+:mod:`vita_grasp_core.grasp_depth` (unless ``SourceOptions.depth_check`` is None), 3-D from
+depth + K with :mod:`vita_grasp_core.grasp3d`). Other packages add sources through the entry-point group
 :data:`ENTRY_POINT_GROUP` (the ROS adapter adds ``node``: the grasp node in the loop), so the core
 never imports ROS.
 """
