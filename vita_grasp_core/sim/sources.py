@@ -11,9 +11,9 @@ Built in: ``random`` (a random pixel of a random object, random angle, random op
 the mask's minor axis to the mask's extent plus 2 cm) and ``api`` (a checkpoint through
 :class:`~vita_grasp_core.GraspPredictor`: RGB in, its best grasp after the depth check of
 :mod:`vita_grasp_core.grasp_depth` (unless ``SourceOptions.depth_check`` is None), 3-D from
-depth + K with :mod:`vita_grasp_core.grasp3d`). Other packages add sources through the entry-point group
-:data:`ENTRY_POINT_GROUP` (the ROS adapter adds ``node``: the grasp node in the loop), so the core
-never imports ROS.
+depth + K with :mod:`vita_grasp_core.grasp3d`). Other packages add sources through the
+entry-point group :data:`ENTRY_POINT_GROUP` (the ROS adapter adds ``node``: the grasp node in the
+loop), so the core never imports ROS.
 """
 from __future__ import annotations
 
