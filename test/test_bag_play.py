@@ -77,8 +77,9 @@ def test_play_clock_drives_sim_time_node(info_bag, tmp_path, monkeypatch):
         # The player waits for 2 subscriptions of camera_info; the second is made only once our
         # collectors have matched the player's publishers from their side too. Discovery is
         # one-sided for a moment (the player may see a subscription before that subscription
-        # sees it), and what is published then is lost. The player learns of our endpoints in
-        # the order they were made, so seeing the second one means it saw the collectors.
+        # sees it), and /clock is best effort: a tick sent then is not sent again. The player
+        # learns of our endpoints in the order they were made, so seeing the second one means
+        # it saw the collectors.
         player = NodeProcess([], ros_env(tmp_path, domain), tmp_path / "play.log",
                              command=CLI + ["play", str(bag), "--clock", "50", "--rate", "0.5",
                                             "--topics", bt.INFO_TOPIC,
