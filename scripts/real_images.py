@@ -52,9 +52,13 @@ def predict_timing(checkpoint: Path, frames, n: int = 30) -> dict:
             "size": list(imgs[0].shape[:2])}
 
 
-#: Protocol name -> (output folder under --out, vita-grasp cv overrides, camera-frame check).
-PROTOCOLS = {"image": ("cv", ["data.split_by=image"], True),
-             "object": ("cv_object", ["data.split_by=block"], False)}
+#: Protocol name -> (output folder under --out, vita-grasp cv overrides, camera-frame check,
+#: config replacing --config or None). ``realtime``: the shipped real-time recipe, image-wise
+#: (not in the default run: ``--protocols image object realtime``).
+PROTOCOLS = {"image": ("cv", ["data.split_by=image"], True, None),
+             "object": ("cv_object", ["data.split_by=block"], False, None),
+             "realtime": ("cv_realtime", ["data.split_by=image"], False, "dinov2_realtime.yaml")}
+DEFAULT_PROTOCOLS = ["image", "object"]
 
 
 def main(argv=None) -> int:
@@ -66,8 +70,11 @@ def main(argv=None) -> int:
                     "the shipped dinov2_cornell.yaml)")
     ap.add_argument("--doc", default=str(REPO / "docs" / "real_images.md"))
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--protocols", nargs="+", choices=tuple(PROTOCOLS), default=list(PROTOCOLS),
-                    help="which cross-validations to run (default both)")
+    ap.add_argument("--protocols", nargs="+", choices=tuple(PROTOCOLS),
+                    default=DEFAULT_PROTOCOLS,
+                    help="which cross-validations to run (default image object; realtime: "
+                         "the real-time recipe dinov2_realtime.yaml "
+                         "instead of --config, image-wise, added to the report)")
     ap.add_argument("--only", type=int, nargs="+", default=None, metavar="K",
                     help="run only these folds (0-based) of each protocol; the report names "
                          "them (for a machine without room for all ten trainings)")
@@ -99,8 +106,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     reps, leak = {}, None
     for name in args.protocols:
-        folder, extra, camera_check = PROTOCOLS[name]
-        cfg = build_config(load_raw(args.config), list(args.overrides) + extra + [
+        folder, extra, camera_check, config = PROTOCOLS[name]
+        cfg = build_config(load_raw(config or args.config), list(args.overrides) + extra + [
             f"data.root={json.dumps(str(root))}",
             f"train.feature_cache_dir={json.dumps(str(out / 'feature_cache'))}"])
         if args.only and any(not 0 <= f < cfg.data.folds for f in args.only):

@@ -89,3 +89,23 @@ def test_camera_check_on_some_folds_says_which():
     text = "\n".join(scale_section({"image": rep}))
     assert "| image-wise | camera frame (fold 0 of 2) | 50.0 % |" in text
     assert "| image-wise | frames | 90.0 % |" in text
+
+
+def test_realtime_recipe_gets_its_own_section_and_no_target(tmp_path):
+    doc = tmp_path / "real_images.md"
+    rt = _rep(0.85, False)
+    rt["folds"] = 5  # one of five folds ran
+    rt["config"]["model"].update(feature_layers=[2, 4, 6, 8], input_size=[168, 168])
+    summary = {"frames_usable": 3, "frames": 3, "image_sizes": {"224x224": 3},
+               "rects_total": 9, "rects_per_frame": {"median": 3},
+               "width_px": {"p5": 1, "p50": 2, "p95": 3, "p99": 4},
+               "height_width_ratio": 0.6, "outside_count": 0}
+    timing = {"size": [224, 224], "threads": 2, "median_ms": 90, "p90_ms": 95, "frames": 3}
+    write_report({"image": _rep(0.9, True), "realtime": rt}, summary, timing, doc, {},
+                 ["real_images.py"], leak=None)
+    text = doc.read_text()
+    assert "## Results, image-wise, `realtime` recipe" in text
+    assert "cut after block 8 (features of blocks 2, 4, 6, 8) on a 168x168 canvas" in text
+    assert "Only folds 0 of 5 ran" in text and "**85.0 +- 0.0 %**" in text
+    assert "| image-wise, `realtime` recipe | frames | 85.0 % |" in text
+    assert len(targets_lines({"realtime": rt})) == 0  # issue 18 sets no top-1 target for it
