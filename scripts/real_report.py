@@ -257,7 +257,8 @@ def write_report(reps: dict, summary: dict, timing: dict, doc: Path, pictures: d
         + (f"{rep['cache']['seconds'] / 60:.1f} min for {rep['cache']['views_computed']} views"
            if rep.get("cache") else "none") + " (0 when it already existed).",
         f"- `GraspPredictor.predict` on a {timing['size'][0]}x{timing['size'][1]} frame with its "
-        f"defaults, CPU, fp32, torch eager, {timing['threads']} threads: "
+        f"defaults, CPU, fp32, torch eager, {timing['threads']} thread"
+        f"{'s' if timing['threads'] != 1 else ''}: "
         f"**{timing['median_ms']:.0f} ms** median, {timing['p90_ms']:.0f} ms p90 "
         f"({timing['frames']} frames).",
         "- Per-image results: `build/real/cv*/cv_images.json` (key, fold, top-1, P@k, best "
