@@ -164,3 +164,13 @@ def test_the_defaults_are_the_simulated_gripper():
             s.approach_depth) == (g.MAX_OPENING, g.FINGER_WIDTH, g.FINGER_THICKNESS,
                                   g.FINGER_LENGTH, g.GRASP_DEPTH)
     assert (s.palm_length, s.palm_width) == (2 * g.PALM_HALF[0], 2 * g.PALM_HALF[1])
+
+
+def test_recentre_moves_the_centre_to_the_middle_of_the_object():
+    depth = scene(ASYMMETRIC[0])  # 1 cm left and 3 cm right of the grasp centre
+    plain = only(check_grasps([grasp_at()], depth, K, (H, W)))
+    moved = only(check_grasps([grasp_at()], depth, K, (H, W), DepthCheckSettings(recentre=True)))
+    assert plain.opening_m == pytest.approx(0.08, abs=0.006) and plain.grasp.x == grasp_at().x
+    assert moved.opening_m == pytest.approx(0.06, abs=0.006) and "centred +" in moved.note
+    assert moved.pose.position[0] == pytest.approx(0.01, abs=0.002)
+    assert moved.pose == grasp_poses([moved.grasp], depth, K, (H, W))[0]

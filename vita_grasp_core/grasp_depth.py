@@ -77,6 +77,8 @@ class DepthCheckSettings:
         turns: angles [deg] tried, both ways, on a grasp whose fingers would collide.
         opening: ``fit`` (extent + margins) or ``wider`` (the model's opening when it is larger
             and clear, else the fit).
+        recentre: move the grasp centre along the closing line to the middle of the object's
+            extent (when the fingers are clear there).
         window: depth median window of the pose (as :func:`~.grasp3d.grasp_poses`).
     """
 
@@ -91,6 +93,7 @@ class DepthCheckSettings:
     tolerance: float = 0.005
     failing: str = "demote"
     turns: tuple[float, ...] = (15.0, 30.0)
+    recentre: bool = False
     opening: str = "fit"
     window: int = 5
 
@@ -234,11 +237,12 @@ class _Frame:
     """The local scene in the frame of a grasp at ``angle``: ``q`` (N, 3) = x opening, y jaws,
     z approach; the fingertips' depth ``reach(h)`` for a half opening ``h``."""
 
-    def __init__(self, local: _Local, angle: float, s: DepthCheckSettings):
+    def __init__(self, local: _Local, angle: float, s: DepthCheckSettings, shift: float = 0.0):
         c, si = math.cos(angle), math.sin(angle)
         d = local.d
-        self.q = np.stack([c * d[:, 0] + si * d[:, 1], -si * d[:, 0] + c * d[:, 1], d[:, 2]], 1)
-        self.angle, self.local, self.s = angle, local, s
+        self.q = np.stack([c * d[:, 0] + si * d[:, 1] - shift, -si * d[:, 0] + c * d[:, 1],
+                           d[:, 2]], 1)
+        self.angle, self.local, self.s, self.shift = angle, local, s, shift
         self.band = np.abs(self.q[:, 1]) <= s.finger_width / 2
         self.obs = self.obstacles()
         tip = s.approach_depth  # the fingertips' depth under the centre; the palm's above it
@@ -300,6 +304,7 @@ class _Verdict:
     extent: float
     free: float = 0.0
     why: str = ""
+    shift: float = 0.0  # the centre moved along the closing line [m]
 
 
 def _judge(fr: _Frame, model_half: float) -> _Verdict:
@@ -317,6 +322,10 @@ def _judge(fr: _Frame, model_half: float) -> _Verdict:
     if extent <= 0.0:
         return _Verdict("empty", model_half, 0.0,
                         why="nothing between the fingers above the support")
+    if s.recentre and abs(right - left) > 2 * _BIN and not fr.shift:
+        v = _judge(_Frame(fr.local, fr.angle, s, (right - left) / 2), model_half)
+        if v.status == "ok":
+            return v
     halves = [side + m for m in (s.margin, s.margin / 2, s.tolerance)]
     if s.opening == "wider" and model_half > halves[0]:
         halves.insert(0, model_half)
@@ -330,6 +339,12 @@ def _judge(fr: _Frame, model_half: float) -> _Verdict:
 
 
 def _check_fingers(fr: _Frame, h: float, extent: float) -> _Verdict:
+    v = _finger_verdict(fr, h, extent)
+    v.shift = fr.shift
+    return v
+
+
+def _finger_verdict(fr: _Frame, h: float, extent: float) -> _Verdict:
     left, right, free = _hits(fr, h)
     if fr.palm >= _MIN_POINTS:
         return _Verdict("collision", h, extent, free,
@@ -376,11 +391,30 @@ def _check_one(grasp: Grasp, rank: int, depth, K, Kd, image_size,
     if v.status != "ok":  # demoted or dropped: the model's grasp as it was
         return GraspCheck(grasp, pose, v.status, rank, 2 * model_half, v.extent, v.free,
                           v.why)
-    refined = replace(grasp, angle=float(wrap_angle(grasp.angle + math.radians(turn))),
-                      width=float(2 * v.half * fx / pose.depth))
-    new_pose = grasp_poses([refined], depth, K, image_size, window=s.window)[0]
+    refined, new_pose = _refined(grasp, v, turn, pose, depth, K, image_size, s)
+    if new_pose is None:  # no depth at the re-centred point: keep the model's centre
+        v.shift = 0.0
+        refined, new_pose = _refined(grasp, v, turn, pose, depth, K, image_size, s)
     return GraspCheck(refined, new_pose, v.status, rank, 2 * v.half, v.extent, v.free,
                       _note(first, v, turn, model_half))
+
+
+def _refined(grasp: Grasp, v: _Verdict, turn: float, pose: GraspPose, depth, K, image_size,
+             s: DepthCheckSettings) -> tuple[Grasp, GraspPose | None]:
+    """The grasp with the verdict's opening, turn and centre shift, and its pose (the pixel
+    width is the opening at the new centre's depth, so width_m = the opening)."""
+    K = np.asarray(K, np.float64).reshape(3, 3)
+    a = grasp.angle + math.radians(turn)
+    x = grasp.x + v.shift * math.cos(a) * K[0, 0] / pose.depth
+    y = grasp.y + v.shift * math.sin(a) * K[1, 1] / pose.depth
+    out = replace(grasp, x=float(x), y=float(y), angle=float(wrap_angle(a)))
+    for _ in range(2):  # the width in pixels at the depth of the (new) centre
+        z = pose.depth
+        out = replace(out, width=float(2 * v.half * K[0, 0] / z))
+        pose = grasp_poses([out], depth, K, image_size, window=s.window)[0]
+        if pose is None or not v.shift:
+            break
+    return out, pose
 
 
 def _note(first: _Verdict, v: _Verdict, turn: float, model_half: float) -> str:
@@ -390,6 +424,8 @@ def _note(first: _Verdict, v: _Verdict, turn: float, model_half: float) -> str:
                      f"(object {v.extent * 1e3:.0f} mm)")
     if turn:
         parts.append(f"turned {turn:+.0f} deg ({first.why})")
+    if v.shift:
+        parts.append(f"centred {v.shift * 1e3:+.0f} mm along the closing line")
     return "; ".join(parts)
 
 

@@ -336,12 +336,21 @@ def depth_check_settings(items) -> tuple:
         kind = str(types[name])
         try:
             v = (tuple(float(t) for t in value.split(",") if t) if "tuple" in kind else
-                 int(value) if kind == "int" else float(value) if kind == "float" else value)
+                 int(value) if kind == "int" else float(value) if kind == "float" else
+                 _flag(value) if kind == "bool" else value)
         except ValueError:
             raise ValueError(f"--depth-check-set {item!r}: not a {kind}") from None
         out.append((name, v))
     DepthCheckSettings(**dict(out))
     return tuple(out)
+
+
+def _flag(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
 
 
 def _check_decode(a) -> str:
