@@ -174,3 +174,14 @@ def test_recentre_moves_the_centre_to_the_middle_of_the_object():
     assert moved.opening_m == pytest.approx(0.06, abs=0.006) and "centred +" in moved.note
     assert moved.pose.position[0] == pytest.approx(0.01, abs=0.002)
     assert moved.pose == grasp_poses([moved.grasp], depth, K, (H, W))[0]
+
+
+def test_align_turns_the_grasp_across_the_narrower_side():
+    depth = scene((-0.03, 0.03, -0.012, 0.012, 0.05))  # 6 cm along x, 2.4 cm along y
+    g = grasp_at(angle=math.radians(60))  # 2.4 / sin(60) = 2.8 cm across at the model's angle
+    plain = only(check_grasps([g], depth, K, (H, W)))
+    aligned = only(check_grasps([g], depth, K, (H, W), DepthCheckSettings(align=True)))
+    assert plain.grasp.angle == pytest.approx(g.angle)
+    assert aligned.grasp.angle == pytest.approx(math.radians(90), abs=1e-6) or \
+        aligned.grasp.angle == pytest.approx(-math.radians(90), abs=1e-6)
+    assert aligned.extent_m < plain.extent_m and "turned +30 deg" in aligned.note

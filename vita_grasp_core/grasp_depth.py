@@ -79,6 +79,8 @@ class DepthCheckSettings:
             and clear, else the fit).
         recentre: move the grasp centre along the closing line to the middle of the object's
             extent (when the fingers are clear there).
+        align: of the model's angle and its turns (:attr:`turns`), take the clear one across
+            the narrowest extent of the object (not only when the model's angle fails).
         window: depth median window of the pose (as :func:`~.grasp3d.grasp_poses`).
     """
 
@@ -94,6 +96,7 @@ class DepthCheckSettings:
     failing: str = "demote"
     turns: tuple[float, ...] = (15.0, 30.0)
     recentre: bool = False
+    align: bool = False
     opening: str = "fit"
     window: int = 5
 
@@ -382,6 +385,11 @@ def _check_one(grasp: Grasp, rank: int, depth, K, Kd, image_size,
     model_half = grasp.width * pose.depth / fx / 2
     first = v = _judge(_Frame(local, grasp.angle, s), model_half)
     turn = 0.0
+    if s.align and v.status == "ok":
+        for t in (t * sign for t in s.turns for sign in (1, -1)):
+            w = _judge(_Frame(local, grasp.angle + math.radians(t), s), model_half)
+            if w.status == "ok" and w.extent < v.extent - 2 * _BIN:
+                v, turn = w, t
     if v.status in ("collision", "empty", "too_wide"):
         for t in (t * sign for t in s.turns for sign in (1, -1)):
             w = _judge(_Frame(local, grasp.angle + math.radians(t), s), model_half)
@@ -423,7 +431,9 @@ def _note(first: _Verdict, v: _Verdict, turn: float, model_half: float) -> str:
         parts.append(f"opening {2 * model_half * 1e3:.0f} -> {2 * v.half * 1e3:.0f} mm "
                      f"(object {v.extent * 1e3:.0f} mm)")
     if turn:
-        parts.append(f"turned {turn:+.0f} deg ({first.why})")
+        why = first.why or (f"the object is {v.extent * 1e3:.0f} mm across there, "
+                            f"{first.extent * 1e3:.0f} mm at the model's angle")
+        parts.append(f"turned {turn:+.0f} deg ({why})")
     if v.shift:
         parts.append(f"centred {v.shift * 1e3:+.0f} mm along the closing line")
     return "; ".join(parts)
