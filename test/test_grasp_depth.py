@@ -185,3 +185,10 @@ def test_align_turns_the_grasp_across_the_narrower_side():
     assert aligned.grasp.angle == pytest.approx(math.radians(90), abs=1e-6) or \
         aligned.grasp.angle == pytest.approx(-math.radians(90), abs=1e-6)
     assert aligned.extent_m < plain.extent_m and "turned +30 deg" in aligned.note
+
+
+def test_only_the_best_max_checked_grasps_are_checked():
+    gs = [grasp_at(x_m=0.001 * i, quality=1.0 - 0.01 * i) for i in range(5)]
+    check = check_grasps(gs, scene(BOX), K, (H, W), DepthCheckSettings(max_checked=2))
+    assert [c.status for c in check.kept] == ["ok", "ok", "unchecked", "unchecked", "unchecked"]
+    assert [c.grasp for c in check.kept[2:]] == gs[2:] and all(c.pose for c in check.kept)
