@@ -192,3 +192,17 @@ def test_only_the_best_max_checked_grasps_are_checked():
     check = check_grasps(gs, scene(BOX), K, (H, W), DepthCheckSettings(max_checked=2))
     assert [c.status for c in check.kept] == ["ok", "ok", "unchecked", "unchecked", "unchecked"]
     assert [c.grasp for c in check.kept[2:]] == gs[2:] and all(c.pose for c in check.kept)
+
+
+def test_hostile_depth_values_never_give_a_non_finite_pose():
+    depth = scene(BOX)
+    rng = np.random.default_rng(0)
+    for bad in (np.inf, -np.inf, -1.0, 0.0, 1e30, 3e38):
+        d = depth.copy()
+        d[rng.random(d.shape) < 0.3] = bad
+        for c in check_grasps([grasp_at(), grasp_at(x_m=0.2)], d, K, (H, W)).kept:
+            assert c.status in ("ok", "empty", "collision", "too_wide", "no_depth")
+            if c.pose is not None:
+                assert np.isfinite([*c.pose.position, c.pose.width_m]).all()
+    tiny = np.full((3, 4), 0.6, np.float32)  # a 4x3 depth image for the 640x480 frame
+    assert check_grasps([grasp_at()], tiny, K, (H, W)).kept[0].status == "empty"
