@@ -59,6 +59,9 @@ PROTOCOLS = {"image": ("cv", ["data.split_by=image"], True, None),
              "object": ("cv_object", ["data.split_by=block"], False, None),
              "realtime": ("cv_realtime", ["data.split_by=image"], False, "dinov2_realtime.yaml")}
 DEFAULT_PROTOCOLS = ["image", "object"]
+#: The same folds scored through ONNX Runtime int8 (the node's engine for ``realtime``), when
+#: ``vita-grasp cv --rescore`` wrote it; the report shows it beside the torch scores.
+INT8_RESCORE = "rescore_engine-onnxruntime_onnx_precision-int8.json"
 
 
 def main(argv=None) -> int:
@@ -123,6 +126,9 @@ def main(argv=None) -> int:
                          full_frame_scale=FULL_FRAME_SCALE if camera_check else None,
                          camera_folds=args.camera_folds, resume=args.resume)
         print(format_report(rep))
+        int8 = out / folder / INT8_RESCORE
+        if int8.is_file():  # written by vita-grasp cv --rescore (see INT8_RESCORE)
+            rep["int8"] = json.loads(int8.read_text())
         reps[name] = rep
         if name == "object":
             frames, folds, _ = fold_frames(cfg)

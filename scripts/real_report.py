@@ -157,8 +157,20 @@ def realtime_lines(rep: dict | None) -> list[str]:
             f"after block {max(layers)} (features of blocks {', '.join(map(str, layers))}) on a "
             f"{m['input_size'][0]}x{m['input_size'][1]} canvas, {t['epochs']} epochs, "
             f"{t['cache_views']} cached views, {t['loss'].get('width', 'linear')} width loss; "
-            "scored with torch fp32 (the node runs it through ONNX Runtime int8, not scored "
-            "here)."]
+            "scored with torch fp32" + _int8_note(rep.get("int8")) + "."]
+
+
+def _int8_note(res: dict | None) -> str:
+    """The same folds' checkpoints through ONNX Runtime int8 (``vita-grasp cv --rescore``)."""
+    if not res:
+        return " (the node runs it through ONNX Runtime int8, not scored here)"
+    per = ", ".join(f"{100 * r['top1_accuracy']:.1f}" for r in res["per_fold"])
+    return (f"; through ONNX Runtime int8, the node's engine for it (`vita-grasp cv --rescore "
+            f"DIR --engine onnxruntime --onnx_precision int8`, the same checkpoints and test "
+            f"frames): **{100 * res['top1_accuracy_mean']:.1f} +- "
+            f"{100 * res['top1_accuracy_std']:.1f} %** top-1 (folds {per} %) against "
+            f"{100 * res['reference_top1_mean']:.1f} % with torch fp32, "
+            f"{res['predict_ms_median_mean']:.0f} ms per `predict()`")
 
 
 def levers_section(path: Path) -> list[str]:

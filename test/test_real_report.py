@@ -109,3 +109,11 @@ def test_realtime_recipe_gets_its_own_section_and_no_target(tmp_path):
     assert "Only folds 0 of 5 ran" in text and "**85.0 +- 0.0 %**" in text
     assert "| image-wise, `realtime` recipe | frames | 85.0 % |" in text
     assert len(targets_lines({"realtime": rt})) == 0  # issue 18 sets no top-1 target for it
+    assert "not scored here" in text
+    rt["int8"] = {"per_fold": [{"top1_accuracy": 0.84}], "top1_accuracy_mean": 0.84,
+                  "top1_accuracy_std": 0.0, "reference_top1_mean": 0.85,
+                  "predict_ms_median_mean": 41.0}
+    write_report({"image": _rep(0.9, True), "realtime": rt}, summary, timing, doc, {},
+                 ["real_images.py"], leak=None)
+    assert "**84.0 +- 0.0 %** top-1 (folds 84.0 %) against 85.0 % with torch fp32" in \
+        doc.read_text()
