@@ -170,7 +170,7 @@ def _int8_note(res: dict | None) -> str:
             f"frames): **{100 * res['top1_accuracy_mean']:.1f} +- "
             f"{100 * res['top1_accuracy_std']:.1f} %** top-1 (folds {per} %) against "
             f"{100 * res['reference_top1_mean']:.1f} % with torch fp32, "
-            f"{res['predict_ms_median_mean']:.0f} ms per `predict()`")
+            f"{res['predict_ms_median_mean']:.0f} ms median per `predict()` on this CPU")
 
 
 def levers_section(path: Path) -> list[str]:
