@@ -160,8 +160,10 @@ def test_cv_command_scores_every_frame_once(toy_cornell, tmp_path, capsys):
             "train.feature_cache=true", "train.cache_views=2", "train.epochs=1",
             "train.batch_size=2", "data.memory_cache=false"]
     assert main(argv + sum((["--set", s] for s in sets), [])) == 0
-    out = capsys.readouterr().out
+    cap = capsys.readouterr()
+    out = cap.out
     assert "2-fold cross-validation (image-wise) on 8 frames" in out and "mean +- std" in out
+    assert "fold 2/2: test top-1" in cap.err  # after fold 1's run closed its log
     _check_cv(tmp_path / "cv", 8, 2)
     # training and validation frames of a fold never include its test frames
     cfg = _cfg(root, "data.test_fold=1")

@@ -125,3 +125,23 @@ def test_console_log_follows_the_current_stderr(tmp_path, monkeypatch):
     run.close()
     assert "second run" in second.getvalue() and "Logging error" not in second.getvalue()
     assert not log.handlers  # a finished run leaves no handler behind
+
+
+def test_a_cross_validation_keeps_its_lines_between_the_fold_runs(tmp_path, monkeypatch, capsys):
+    """run_cv logs 'fold K/5: test top-1 ...' after each fold's own run has closed its log: those
+    lines must still reach the console, and nothing is left attached afterwards."""
+    import logging
+
+    from vita_grasp_core.training.run_log import RunLog, console_log
+
+    log = logging.getLogger("vita_grasp.train")
+    monkeypatch.setattr(log, "handlers", [])
+    with console_log():
+        for k in range(2):
+            run = RunLog(tmp_path / f"fold_{k}", True)
+            log.info("training fold %d", k)
+            run.close()
+            log.info("fold %d/2: test top-1", k + 1)
+    err = capsys.readouterr().err
+    assert "fold 1/2: test top-1" in err and "fold 2/2: test top-1" in err
+    assert not log.handlers

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..image_decode import write_image
+from .run_log import console_log
 from .scale_check import score_full_frames, width_ratios, width_summary
 from .train_config import ConfigError, FullConfig, build_config
 
@@ -173,6 +174,14 @@ def run_cv(cfg: FullConfig, out, *, device: str = "auto", only=None, progress: b
     ``fold_K/fold_result.json``) is taken as it is, a fold whose training stopped continues
     from its ``last.pt`` (a finished one is only scored), so a stopped run, or runs of
     different folds into the same folder, end in one report."""
+    with console_log():  # the per-fold lines survive each fold's own run log
+        return _run_cv(cfg, out, device=device, only=only, progress=progress,
+                       full_frame_scale=full_frame_scale, camera_folds=camera_folds,
+                       resume=resume)
+
+
+def _run_cv(cfg: FullConfig, out, *, device, only, progress, full_frame_scale, camera_folds,
+            resume) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     frames, folds, by = fold_frames(cfg)

@@ -2,6 +2,7 @@
 ``metrics.jsonl`` (one line per epoch) and the per-epoch summary line with an ETA."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -19,6 +20,32 @@ def fmt_time(s: float) -> str:
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
+
+
+def _attach_console() -> logging.Handler | None:
+    """A handler writing ``vita_grasp.train`` to the current stderr, unless one is attached."""
+    if log.handlers:
+        return None
+    h = _StderrHandler()
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    log.addHandler(h)
+    log.propagate = False
+    return h
+
+
+@contextlib.contextmanager
+def console_log():
+    """INFO lines of ``vita_grasp.train`` on stderr for the duration: a caller that runs several
+    trainings (``run_cv``) keeps its own lines between them, since each run then leaves the
+    caller's handler in place (a finished :class:`RunLog` removes only a handler it added)."""
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.INFO)
+    h = _attach_console()
+    try:
+        yield
+    finally:
+        if h is not None:
+            log.removeHandler(h)
 
 
 class RunLog:
@@ -39,12 +66,7 @@ class RunLog:
             log.setLevel(logging.INFO)
         elif log.level in (logging.NOTSET,) or log.level < logging.WARNING:
             log.setLevel(logging.WARNING)
-        if not log.handlers:
-            h = _StderrHandler()
-            h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-            log.addHandler(h)
-            log.propagate = False
-            self._console_handler = h
+        self._console_handler = _attach_console()
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             fh = _QuietFileHandler(self.out / "train.log")
