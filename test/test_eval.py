@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from fixtures import CLI_TIMEOUT
-from test_train_utils import REPO, run, synth_root, trained_run
+from test_train_utils import REPO, WITH_TRAINED_RUN, run, synth_root, trained_run
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +74,7 @@ def test_evaluate_model_and_predictor(val_ds, tiny_model_factory):
         evaluate(object(), val_ds, options=EvalOptions(progress=False))
 
 
+@WITH_TRAINED_RUN
 def test_eval_cli_matches_training_validation(tmp_path, tmp_path_factory):
     out, _, _ = trained_run(tmp_path_factory)
     data = synth_root(tmp_path_factory)

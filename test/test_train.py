@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from test_train_utils import TINY, run, synth_root, train_cmd, trained_run
+from test_train_utils import TINY, WITH_TRAINED_RUN, run, synth_root, train_cmd, trained_run
 
 from vita_grasp_core.training.config_files import load_raw
 from vita_grasp_core.training.train_config import ConfigError, build_config, load_config
@@ -94,6 +94,7 @@ def tiny_run(tmp_path_factory):
     return trained_run(tmp_path_factory)
 
 
+@WITH_TRAINED_RUN
 def test_tiny_training_outputs_and_accuracy(tiny_run):
     out, _, seconds = tiny_run
     cfg = load_config(out / "config.yaml")
@@ -121,6 +122,7 @@ def test_tiny_training_outputs_and_accuracy(tiny_run):
           f"last P@5 {val['precision@5']:.3f}")
 
 
+@WITH_TRAINED_RUN
 def test_resume_cli_continues(tiny_run, tmp_path, tmp_path_factory):
     out, _, _ = tiny_run
     run_dir = tmp_path / "run"

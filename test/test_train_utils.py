@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 TINY = REPO / "vita_grasp_core" / "configs" / "tiny.yaml"
@@ -89,6 +91,13 @@ def train_cmd(data: Path, out: Path, *sets: str, config: Path = TINY, extra=()) 
     return cmd
 
 
+#: How long the shared tiny training may take [s] (420 s ran out at load 15), and the pytest
+#: timeout of a test that uses it (it counts the fixture's set-up, or the wait for another test
+#: process that trains it, so above make test's 600 s per test; 600 s ran out at load 8-9).
+TRAINED_RUN_TIMEOUT = 1200
+WITH_TRAINED_RUN = pytest.mark.timeout(TRAINED_RUN_TIMEOUT + 300)
+
+
 def trained_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess | None, float]:
     """The tiny config trained through the CLI once per session: (output_dir, result, seconds)."""
     data = synth_root(tmp_path_factory)
@@ -98,7 +107,7 @@ def trained_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess | N
         if _done(marker):
             return out, None, float(marker.read_text())
         t0 = time.perf_counter()
-        res = run(train_cmd(data, out), timeout=1200)  # 420 s ran out at load 15
+        res = run(train_cmd(data, out), timeout=TRAINED_RUN_TIMEOUT)
         dt = time.perf_counter() - t0
         if res.returncode != 0:
             raise AssertionError(f"tiny training failed (rc {res.returncode}):\n"
