@@ -145,3 +145,31 @@ def test_a_cross_validation_keeps_its_lines_between_the_fold_runs(tmp_path, monk
     err = capsys.readouterr().err
     assert "fold 1/2: test top-1" in err and "fold 2/2: test top-1" in err
     assert not log.handlers
+
+
+def test_handlers_that_do_not_print_do_not_swallow_the_console(tmp_path, monkeypatch,
+                                                                          capsys):
+    """A train.log handler left by a run that was never closed (a Trainer built and dropped),
+    or a capture handler (pytest attaches one to every non-propagating logger), must not keep
+    the next run's lines off the console."""
+    import logging
+
+    from vita_grasp_core.training.run_log import RunLog, console_log
+
+    log = logging.getLogger("vita_grasp.train")
+    import io
+
+    left = logging.FileHandler(tmp_path / "old.log")
+    capture = logging.StreamHandler(io.StringIO())  # e.g. a test runner's capture
+    monkeypatch.setattr(log, "handlers", [left, capture])
+    monkeypatch.setattr(log, "propagate", True)
+    try:
+        with console_log():
+            run = RunLog(tmp_path / "run", True)
+            log.info("fold 1/1: test top-1")
+            run.close()
+    finally:
+        left.close()
+    assert "fold 1/1: test top-1" in capsys.readouterr().err
+    # the run and the console log remove only what they added, and leave the logger as found
+    assert log.handlers == [left, capture] and log.propagate

@@ -23,14 +23,27 @@ def fmt_time(s: float) -> str:
 
 
 def _attach_console() -> logging.Handler | None:
-    """A handler writing ``vita_grasp.train`` to the current stderr, unless one is attached."""
-    if log.handlers:
+    """A handler writing ``vita_grasp.train`` to the current stderr, unless one that writes to
+    the console is attached. Handlers that do not print (a ``train.log`` left by another run, a
+    test runner's capture) do not count: the lines would otherwise reach only them."""
+    consoles = (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__)
+    if any(isinstance(h, _StderrHandler) or (type(h) is logging.StreamHandler
+                                             and getattr(h, "stream", None) in consoles)
+           for h in log.handlers):
         return None
     h = _StderrHandler()
     h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    h.previous_propagate = log.propagate
     log.addHandler(h)
     log.propagate = False
     return h
+
+
+def _detach_console(h: logging.Handler | None) -> None:
+    """Undo :func:`_attach_console`: the logger is left as it was found."""
+    if h is not None:
+        log.removeHandler(h)
+        log.propagate = h.previous_propagate
 
 
 @contextlib.contextmanager
@@ -44,8 +57,7 @@ def console_log():
     try:
         yield
     finally:
-        if h is not None:
-            log.removeHandler(h)
+        _detach_console(h)
 
 
 class RunLog:
@@ -142,9 +154,8 @@ class RunLog:
             log.removeHandler(self._file_handler)
             self._file_handler.close()
             self._file_handler = None
-        if self._console_handler is not None:  # the next run in this process adds its own
-            log.removeHandler(self._console_handler)
-            self._console_handler = None
+        _detach_console(self._console_handler)  # the next run in this process adds its own
+        self._console_handler = None
 
 
 class _StderrHandler(logging.StreamHandler):
