@@ -31,6 +31,7 @@ from vita_grasp_core.choices import (
     ONNX_PRECISIONS,
 )
 from vita_grasp_core.decoding_settings import DECODE_FIELDS
+from vita_grasp_core.grasp_depth import DepthCheckSettings
 from vita_grasp_core.image_decode import DEFAULT_MAX_PIXELS
 
 #: The node's default name (``-r __node:=...`` renames it).
@@ -43,6 +44,10 @@ class StartupError(RuntimeError):
 
 #: Python type -> the word a user sees (rclpy's names: a float parameter is a "double").
 _TYPE_WORDS = {bool: "bool", int: "integer", float: "double", str: "string"}
+
+
+#: The depth check's gripper defaults: one home, vita_grasp_core.grasp_depth.
+_GRIPPER = DepthCheckSettings()
 
 
 @dataclass(frozen=True)
@@ -183,21 +188,29 @@ STARTUP_PARAMETERS: tuple[ParamSpec, ...] = (
               "(a finger or the palm would hit something, nothing between the fingers, an "
               "object wider than the gripper): demote (unchanged, behind every grasp that "
               "passed) or drop.", choices=("demote", "drop")),
-    ParamSpec("gripper_max_opening", float, 0.11, "Depth check: the gripper's largest "
+    ParamSpec("gripper_max_opening", float, _GRIPPER.max_opening,
+              "Depth check: the gripper's largest "
               "opening between the finger pads [m].", range=(0.005, 1.0)),
-    ParamSpec("gripper_finger_width", float, 0.022, "Depth check: a finger's size along the "
+    ParamSpec("gripper_finger_width", float, _GRIPPER.finger_width,
+              "Depth check: a finger's size along the "
               "jaws [m].", range=(0.001, 0.5)),
-    ParamSpec("gripper_finger_thickness", float, 0.012, "Depth check: a finger's thickness "
+    ParamSpec("gripper_finger_thickness", float, _GRIPPER.finger_thickness,
+              "Depth check: a finger's thickness "
               "along the opening [m].", range=(0.001, 0.5)),
-    ParamSpec("gripper_finger_length", float, 0.06, "Depth check: from the fingertips to "
+    ParamSpec("gripper_finger_length", float, _GRIPPER.finger_length,
+              "Depth check: from the fingertips to "
               "the palm [m].", range=(0.001, 0.5)),
-    ParamSpec("gripper_palm_length", float, 0.16, "Depth check: the palm's size along the "
+    ParamSpec("gripper_palm_length", float, _GRIPPER.palm_length,
+              "Depth check: the palm's size along the "
               "opening [m].", range=(0.001, 1.0)),
-    ParamSpec("gripper_palm_width", float, 0.05, "Depth check: the palm's size along the "
+    ParamSpec("gripper_palm_width", float, _GRIPPER.palm_width,
+              "Depth check: the palm's size along the "
               "jaws [m].", range=(0.001, 1.0)),
-    ParamSpec("grasp_margin", float, 0.01, "Depth check: free space between each finger and "
+    ParamSpec("grasp_margin", float, _GRIPPER.margin,
+              "Depth check: free space between each finger and "
               "the object [m].", range=(0.0, 0.2)),
-    ParamSpec("approach_depth", float, 0.025, "Depth check: how far past the grasp point "
+    ParamSpec("approach_depth", float, _GRIPPER.approach_depth,
+              "Depth check: how far past the grasp point "
               "(the object's top) the fingertips go [m].", range=(0.001, 0.5)),
     ParamSpec("frame_id", str, "", "Override of the output frame_id; empty = keep the "
               "image's."),
