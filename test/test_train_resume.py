@@ -173,3 +173,25 @@ def test_handlers_that_do_not_print_do_not_swallow_the_console(tmp_path, monkeyp
     assert "fold 1/1: test top-1" in capsys.readouterr().err
     # the run and the console log remove only what they added, and leave the logger as found
     assert log.handlers == [left, capture] and log.propagate
+
+
+def test_a_run_that_fails_to_start_leaves_no_log_handler(setup, tmp_path, monkeypatch):
+    """A Trainer whose set-up raises (here: a training set with no frames) is never closed by
+    its caller: it must not leave its train.log / console handlers on the logger."""
+    import logging
+
+    from vita_grasp_core.training.config_files import ConfigError
+
+    log = logging.getLogger("vita_grasp.train")
+    monkeypatch.setattr(log, "handlers", [])
+    empty = tmp_path / "empty"
+    write_toy_dataset(empty, "cornell", frames=0, size=(96, 128), seed=3)
+
+    def cfg():
+        c = _cfg(setup, False, tmp_path)
+        c.data.root = str(empty)
+        return c
+
+    with pytest.raises(ConfigError):
+        Trainer(cfg(), tmp_path / "run", device="cpu", progress=False)
+    assert log.handlers == []

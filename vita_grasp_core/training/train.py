@@ -57,6 +57,14 @@ class Trainer:
         torch.set_num_threads(t.torch_threads or default_threads(self.dist.local_world_size))
         self.num_workers = default_workers() if t.num_workers is None else t.num_workers
         self.log = RunLog(self.out, self.dist.is_main)
+        try:
+            self._setup(cfg, resume)
+        except BaseException:  # a run that never starts leaves no log handler behind
+            self.log.close()
+            raise
+
+    def _setup(self, cfg: FullConfig, resume) -> None:
+        t = cfg.train
         seed_everything(t.seed + self.dist.rank)
         self.ckpt = Checkpointer(self.out, self.dist, cfg.to_dict())
         resume_path = self.ckpt.resolve_resume(resume)
