@@ -40,6 +40,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .conventions import scale_intrinsics, wrap_angle
+from .depth_scene import (
+    BIN,
+    GraspFrame,
+    LocalScene,
+    finger_hits,
+    local_points,
+    object_extent,
+    support_plane,
+)
 from .grasp import Grasp
 from .grasp3d import GraspPose, grasp_poses
 
@@ -48,11 +57,7 @@ STATUSES = ("ok", "collision", "empty", "too_wide", "no_depth", "unchecked")
 FAILING_POLICIES = ("demote", "drop")
 _TIER = {"ok": 0, "collision": 1, "empty": 1, "too_wide": 1, "unchecked": 2, "no_depth": 3}
 OPENING_MODES = ("fit", "wider")
-_BIN = 0.002  # m, resolution of the scan along the closing line
 _MIN_POINTS = 3  # obstacle points a footprint may hold before it counts as hit (noise)
-_MAX_POINTS = 20000  # back-projected points per grasp at most (a stride keeps it bounded)
-_RANSAC_TRIES = 64
-_TIP_CLEARANCE = 0.003  # m: executors stop the fingertips this far above the support
 _SUPPORT_EXTRA = 0.05  # m beyond the gripper's reach seen when fitting the support surface
 
 
@@ -181,130 +186,6 @@ class DepthCheck:
                 f"failing, {n['no_depth']} without depth, {len(self.dropped)} dropped")
 
 
-# ------------------------------------------------------------------------------ geometry
-@dataclass
-class _Local:
-    """The scene around one grasp centre: points ``d`` (N, 3) relative to the pose position
-    (camera axes) and the support plane ``z = a x + b y + c`` in those coordinates (None)."""
-
-    d: np.ndarray
-    plane: tuple[float, float, float] | None
-
-
-def _points(depth: np.ndarray, Kd: np.ndarray, centre, z: float, radius: float) -> np.ndarray:
-    """Back-projected valid depth pixels within ``radius`` [m] (laterally) of the pixel
-    ``centre`` of the depth image, for points up to 12 cm nearer than ``z``; (N, 3) [m]."""
-    fx, fy, cx, cy = Kd[0, 0], Kd[1, 1], Kd[0, 2], Kd[1, 2]
-    z_near = max(0.5 * z, z - 0.12, 0.02)
-    rx, ry = int(math.ceil(radius * fx / z_near)), int(math.ceil(radius * fy / z_near))
-    h, w = depth.shape[:2]
-    u0, v0 = int(round(centre[0])), int(round(centre[1]))
-    cols = np.arange(max(0, u0 - rx), min(w, u0 + rx + 1))
-    rows = np.arange(max(0, v0 - ry), min(h, v0 + ry + 1))
-    stride = max(1, int(math.ceil(math.sqrt(len(cols) * len(rows) / _MAX_POINTS))))
-    cols, rows = cols[::stride], rows[::stride]
-    patch = depth[rows[0]:rows[-1] + 1:stride, cols[0]:cols[-1] + 1:stride].astype(np.float64) \
-        if len(cols) and len(rows) else np.zeros((0, 0))
-    uu, vv = np.meshgrid(cols, rows)
-    ok = np.isfinite(patch) & (patch > 0)
-    zz = patch[ok]
-    return np.stack([(uu[ok] - cx) * zz / fx, (vv[ok] - cy) * zz / fy, zz], axis=1)
-
-
-def _support_plane(d: np.ndarray, tol: float) -> tuple[float, float, float] | None:
-    """RANSAC plane ``z = a x + b y + c`` facing the camera (slope at most 50 degrees) that
-    has the most points within ``tol`` and few beyond it (the surface objects rest on is the
-    farthest large plane); None when no plane holds a tenth of the points."""
-    if len(d) < 30:
-        return None
-    rng = np.random.default_rng(0)
-    sample = d[rng.choice(len(d), min(len(d), 3000), replace=False)]
-    best, best_score = None, len(sample) * 0.1
-    max_slope = math.tan(math.radians(50.0))
-    for _ in range(_RANSAC_TRIES):
-        p = sample[rng.choice(len(sample), 3, replace=False)]
-        A = np.c_[p[:, :2], np.ones(3)]
-        if abs(np.linalg.det(A)) < 1e-9:
-            continue
-        a, b, c = np.linalg.solve(A, p[:, 2])
-        if math.hypot(a, b) > max_slope:
-            continue
-        res = sample[:, 2] - (a * sample[:, 0] + b * sample[:, 1] + c)
-        score = np.count_nonzero(np.abs(res) <= tol) - 5 * np.count_nonzero(res > 2 * tol)
-        if score > best_score:
-            best, best_score = (a, b, c), score
-    if best is None:
-        return None
-    res = sample[:, 2] - (best[0] * sample[:, 0] + best[1] * sample[:, 1] + best[2])
-    inl = sample[np.abs(res) <= tol]  # refit on the inliers (least squares)
-    coef, *_ = np.linalg.lstsq(np.c_[inl[:, :2], np.ones(len(inl))], inl[:, 2], rcond=None)
-    return tuple(float(v) for v in coef)
-
-
-class _Frame:
-    """The local scene in the frame of a grasp at ``angle``: ``q`` (N, 3) = x opening, y jaws,
-    z approach; the fingertips' depth ``reach(h)`` for a half opening ``h``."""
-
-    def __init__(self, local: _Local, angle: float, s: DepthCheckSettings, shift: float = 0.0):
-        c, si = math.cos(angle), math.sin(angle)
-        d = local.d
-        self.q = np.stack([c * d[:, 0] + si * d[:, 1] - shift, -si * d[:, 0] + c * d[:, 1],
-                           d[:, 2]], 1)
-        self.angle, self.local, self.s, self.shift = angle, local, s, shift
-        self.band = np.abs(self.q[:, 1]) <= s.finger_width / 2
-        self.obs = self.obstacles()
-        tip = s.approach_depth  # the fingertips' depth under the centre; the palm's above it
-        if local.plane is not None:
-            tip = min(tip, local.plane[2] - _TIP_CLEARANCE)
-        q = self.q
-        self.palm = int(np.count_nonzero(
-            (np.abs(q[:, 0]) <= s.palm_length / 2) & (np.abs(q[:, 1]) <= s.palm_width / 2)
-            & (q[:, 2] < tip - s.finger_length - s.tolerance)))
-
-    def obstacles(self) -> np.ndarray:
-        """Points a finger would hit: nearer than the fingertips' depth (the approach depth)
-        and clearly (by the tolerance) above the support surface."""
-        s, plane, q = self.s, self.local.plane, self.q
-        limit = np.full(len(q), s.approach_depth)
-        if plane is not None:
-            d = self.local.d
-            limit = np.minimum(limit, plane[0] * d[:, 0] + plane[1] * d[:, 1] + plane[2])
-        return q[:, 2] < limit - s.tolerance
-
-
-def _side_extent(xs: np.ndarray, gap: float) -> float:
-    """Distance from the centre to the farthest obstacle of ``xs`` (>= 0, one side) reached
-    before a free run of at least ``gap``; 0 when nothing is there."""
-    if not len(xs):
-        return 0.0
-    bins = np.unique(np.floor(xs / _BIN).astype(np.int64))
-    jumps = np.flatnonzero(np.diff(bins) * _BIN > gap)
-    if bins[0] * _BIN > gap:
-        return 0.0
-    last = bins[jumps[0]] if len(jumps) else bins[-1]
-    return float((last + 1) * _BIN)
-
-
-def _extent(fr: _Frame) -> tuple[float, float]:
-    """The object's extent (left, right) [m] along the closing line."""
-    obs = fr.obs & fr.band
-    x = fr.q[obs, 0]
-    gap = fr.s.finger_thickness + 2 * fr.s.tolerance  # room for a finger
-    return _side_extent(-x[x < 0], gap), _side_extent(x[x >= 0], gap)
-
-
-def _hits(fr: _Frame, h: float) -> tuple[int, int, float]:
-    """Obstacle points under the (left, right) finger at half opening ``h`` and the free space
-    beside the fingers (nearest obstacle outside them, capped at 5 cm)."""
-    obs = fr.obs & (np.abs(fr.q[:, 1]) <= fr.s.finger_width / 2 + 0.005)
-    x = np.abs(fr.q[obs, 0])
-    left, right = fr.q[obs, 0] < 0, fr.q[obs, 0] >= 0
-    inside = (x >= h) & (x <= h + fr.s.finger_thickness)
-    beyond = x[x > h + fr.s.finger_thickness] - (h + fr.s.finger_thickness)
-    free = float(min(0.05, beyond.min())) if len(beyond) else 0.05
-    return int(np.count_nonzero(inside & left)), int(np.count_nonzero(inside & right)), free
-
-
 @dataclass
 class _Verdict:
     status: str
@@ -315,12 +196,12 @@ class _Verdict:
     shift: float = 0.0  # the centre moved along the closing line [m]
 
 
-def _judge(fr: _Frame, model_half: float) -> _Verdict:
+def _judge(fr: GraspFrame, model_half: float) -> _Verdict:
     """Opening and status of the grasp of frame ``fr`` (the model's half opening given): the
     object's extent with the full margin on each side, else the margin shrunk (down to the depth
     tolerance) until both fingers are clear."""
     s = fr.s
-    left, right = _extent(fr)
+    left, right = object_extent(fr)
     extent, side = left + right, max(left, right)
     if side > s.max_opening / 2 - s.tolerance:
         return _Verdict("too_wide", s.max_opening / 2, extent,
@@ -330,8 +211,8 @@ def _judge(fr: _Frame, model_half: float) -> _Verdict:
     if extent <= 0.0:
         return _Verdict("empty", model_half, 0.0,
                         why="nothing between the fingers above the support")
-    if s.recentre and abs(right - left) > 2 * _BIN and not fr.shift:
-        v = _judge(_Frame(fr.local, fr.angle, s, (right - left) / 2), model_half)
+    if s.recentre and abs(right - left) > 2 * BIN and not fr.shift:
+        v = _judge(GraspFrame(fr.local, fr.angle, s, (right - left) / 2), model_half)
         if v.status == "ok":
             return v
     halves = [side + m for m in (s.margin, s.margin / 2, s.tolerance)]
@@ -346,14 +227,14 @@ def _judge(fr: _Frame, model_half: float) -> _Verdict:
     return first
 
 
-def _check_fingers(fr: _Frame, h: float, extent: float) -> _Verdict:
+def _check_fingers(fr: GraspFrame, h: float, extent: float) -> _Verdict:
     v = _finger_verdict(fr, h, extent)
     v.shift = fr.shift
     return v
 
 
-def _finger_verdict(fr: _Frame, h: float, extent: float) -> _Verdict:
-    left, right, free = _hits(fr, h)
+def _finger_verdict(fr: GraspFrame, h: float, extent: float) -> _Verdict:
+    left, right, free = finger_hits(fr, h)
     if fr.palm >= _MIN_POINTS:
         return _Verdict("collision", h, extent, free,
                         f"the palm would hit something standing more than "
@@ -368,16 +249,16 @@ def _finger_verdict(fr: _Frame, h: float, extent: float) -> _Verdict:
 
 # ------------------------------------------------------------------------------ the check
 def _local_scene(grasp: Grasp, pose: GraspPose, depth: np.ndarray, Kd: np.ndarray,
-                 image_size, s: DepthCheckSettings) -> _Local:
+                 image_size, s: DepthCheckSettings) -> LocalScene:
     ih, iw = int(image_size[0]), int(image_size[1])
     dh, dw = depth.shape[:2]
     centre = ((grasp.x + 0.5) * dw / iw - 0.5, (grasp.y + 0.5) * dh / ih - 0.5)
     radius = max(s.max_opening / 2 + s.finger_thickness,
                  math.hypot(s.palm_length / 2, s.palm_width / 2)) + 0.02
     wide = radius + _SUPPORT_EXTRA  # the support plane is fitted on a wider neighbourhood
-    pts = _points(depth, Kd, centre, pose.depth, wide) - np.asarray(pose.position)
+    pts = local_points(depth, Kd, centre, pose.depth, wide) - np.asarray(pose.position)
     r = np.hypot(pts[:, 0], pts[:, 1])
-    return _Local(pts[r <= radius], _support_plane(pts[r <= wide], s.tolerance))
+    return LocalScene(pts[r <= radius], support_plane(pts[r <= wide], s.tolerance))
 
 
 def _check_one(grasp: Grasp, rank: int, depth, K, Kd, image_size,
@@ -388,16 +269,16 @@ def _check_one(grasp: Grasp, rank: int, depth, K, Kd, image_size,
     local = _local_scene(grasp, pose, depth, Kd, image_size, s)
     fx = float(np.asarray(K, np.float64).reshape(3, 3)[0, 0])
     model_half = grasp.width * pose.depth / fx / 2
-    first = v = _judge(_Frame(local, grasp.angle, s), model_half)
+    first = v = _judge(GraspFrame(local, grasp.angle, s), model_half)
     turn = 0.0
     if s.align and v.status == "ok":
         for t in (t * sign for t in s.turns for sign in (1, -1)):
-            w = _judge(_Frame(local, grasp.angle + math.radians(t), s), model_half)
-            if w.status == "ok" and w.extent < v.extent - 2 * _BIN:
+            w = _judge(GraspFrame(local, grasp.angle + math.radians(t), s), model_half)
+            if w.status == "ok" and w.extent < v.extent - 2 * BIN:
                 v, turn = w, t
     if v.status in ("collision", "empty", "too_wide"):
         for t in (t * sign for t in s.turns for sign in (1, -1)):
-            w = _judge(_Frame(local, grasp.angle + math.radians(t), s), model_half)
+            w = _judge(GraspFrame(local, grasp.angle + math.radians(t), s), model_half)
             if w.status == "ok":
                 v, turn = w, t
                 break
