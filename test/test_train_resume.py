@@ -187,11 +187,8 @@ def test_a_run_that_fails_to_start_leaves_no_log_handler(setup, tmp_path, monkey
     empty = tmp_path / "empty"
     write_toy_dataset(empty, "cornell", frames=0, size=(96, 128), seed=3)
 
-    def cfg():
-        c = _cfg(setup, False, tmp_path)
-        c.data.root = str(empty)
-        return c
-
+    cfg = _cfg(setup, False, tmp_path)
+    cfg.data.root = str(empty)
     with pytest.raises(ConfigError):
-        Trainer(cfg(), tmp_path / "run", device="cpu", progress=False)
+        Trainer(cfg, tmp_path / "run", device="cpu", progress=False)
     assert log.handlers == []
