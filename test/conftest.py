@@ -12,6 +12,22 @@ import pytest
 _RUN_STARTED = time.time()
 
 
+def _threads_per_process() -> int:
+    """CPU threads for each test process: the cores shared by the pytest-xdist workers.
+
+    Two workers that each compute (and start nodes, trainings, CLIs) with every core's worth of
+    OpenMP threads oversubscribe the CPU: two tiny trainings at once took 96 s each with 2 threads
+    and 27 s with 1 on 2 cores. The count goes to ``OMP_NUM_THREADS`` too, so that the processes
+    the tests start (which inherit it) compute with as many threads as the test process.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    return max(1, min(2, (os.cpu_count() or 1) // max(1, workers)))
+
+
+THREADS = _threads_per_process()
+os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(THREADS)
+
+
 def _tiny(backbone: str) -> dict:
     from vita_grasp_core.backbones import get_spec
 
@@ -56,7 +72,7 @@ def tiny_checkpoint(tmp_path, tiny_model_factory):
 def _torch_threads():
     import torch
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(THREADS)
     yield
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import textwrap
 
@@ -62,3 +63,17 @@ def test_two_process_ddp_ranks_agree(tmp_path, tmp_path_factory):
     final = torch.load(out / "last.pt", weights_only=True)["state_dict"]
     for k, v in final.items():
         assert torch.equal(v, r0["final"][k]), k
+
+
+def test_threads_follow_omp_num_threads_when_set(monkeypatch):
+    from vita_grasp_core.training.dist import default_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = os.cpu_count() or 1
+    assert default_threads(1) == cores and default_threads(2) == max(1, cores // 2)
+    # a user (or a test run in several processes) who says how many threads to use is obeyed
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads(1) == default_threads(2) == 3
+    for bad in ("", "0", "-2", "two"):
+        monkeypatch.setenv("OMP_NUM_THREADS", bad)
+        assert default_threads(1) == cores

@@ -62,9 +62,19 @@ class Dist:
             torch.distributed.destroy_process_group()
 
 
+def env_threads() -> int | None:
+    """``OMP_NUM_THREADS`` when it is set to a positive integer (the user's choice), else None."""
+    try:
+        n = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        return None
+    return n if n > 0 else None
+
+
 def default_threads(local_world_size: int = 1) -> int:
-    """Intra-op threads that suit this machine: the cores shared by the processes on it."""
-    return max(1, (os.cpu_count() or 1) // max(1, local_world_size))
+    """Intra-op threads that suit this machine: ``OMP_NUM_THREADS`` when it is set (a shared or
+    loaded machine's setting), else the cores shared by the processes on it."""
+    return env_threads() or max(1, (os.cpu_count() or 1) // max(1, local_world_size))
 
 
 def default_workers() -> int:

@@ -238,7 +238,8 @@ class TrainConfig:
         eval_every: validate every N epochs (and always after the last).
         seed: seeds torch, numpy, random and the data-loader workers.
         log_every: steps between TensorBoard/console loss logs.
-        torch_threads: intra-op CPU threads (``null`` = cores / processes per node).
+        torch_threads: intra-op CPU threads (``null`` = ``OMP_NUM_THREADS`` when set, else
+            cores / processes per node).
         max_nonfinite_steps: abort after this many consecutive NaN/inf losses.
         head_bias_init: at the start of a new run, set the bias of each output head's last
             convolution so that the initial maps equal the training targets' mean values (the
