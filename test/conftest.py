@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+from fixtures.xdist_groups import pytest_xdist_make_scheduler  # noqa: F401  (the hook)
 
 #: This conftest is imported when the run starts (also in the pytest-xdist main process).
 _RUN_STARTED = time.time()
@@ -74,18 +75,6 @@ def _torch_threads():
 
     torch.set_num_threads(THREADS)
     yield
-
-
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`make test` runs 2 workers with ``--dist loadgroup``) each test file
-    runs in one worker, so its module-scoped nodes and fixtures are made once; the fuzzing suite
-    (test/hostile) stays in one worker so its summary covers every case."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        rel = item.nodeid.split("::", 1)[0]
-        group = "hostile" if rel.startswith(("test/hostile/", "hostile/")) else rel
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(autouse=True, scope="module")

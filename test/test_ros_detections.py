@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import subprocess
 import sys
-import tempfile
 import threading
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,14 +114,11 @@ finally:
 
 
 @pytest.fixture(scope="session")
-def vision_msgs_prefix(request):
+def vision_msgs_prefix():
     from fixtures.vision_msgs_pkg import BuildUnavailable, build_vision_msgs
 
-    cache = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
-    root = cache.mkdir("vision_msgs_build") if cache is not None else \
-        Path(tempfile.gettempdir()) / f"vita_grasp_vision_msgs_{os.getuid()}"
     try:
-        return build_vision_msgs(root)
+        return build_vision_msgs()
     except BuildUnavailable as e:
         pytest.skip(str(e))
 

@@ -19,8 +19,6 @@ import math
 import os
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,8 +84,7 @@ def _vision_msgs_env(env: dict) -> dict:
     from fixtures.vision_msgs_pkg import BuildUnavailable, build_vision_msgs
 
     try:
-        prefix = build_vision_msgs(Path(tempfile.gettempdir())
-                                   / f"vita_grasp_vision_msgs_{os.getuid()}")
+        prefix = build_vision_msgs()
     except BuildUnavailable as e:
         pytest.skip(str(e))
     return prefix.env(env)
