@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 from fixtures import CLI_TIMEOUT, REPO
+from fixtures.xdist_groups import group_of
 from test_train_utils import run, subprocess_env
 
 TEST_FILE = textwrap.dedent("""
@@ -34,7 +35,6 @@ def test_each_file_and_the_hostile_suite_run_in_one_worker(tmp_path):
     assert len(rows) == 6 * len(files)
     workers: dict[str, set] = {}
     for nodeid, worker in rows:
-        group = "hostile" if nodeid.startswith("hostile/") else nodeid.split("::")[0]
-        workers.setdefault(group, set()).add(worker)
+        workers.setdefault(group_of(nodeid), set()).add(worker)
     assert set(workers) == {"test_a.py", "test_b.py", "test_c.py", "hostile"}
     assert all(len(w) == 1 for w in workers.values()), workers
