@@ -358,16 +358,21 @@ def test_get_grasps_next_frame_and_stream_off(world):
         wait_for(fut.done, WAIT_TIMEOUT, what="set_parameters")
         assert fut.result().results[0].successful
 
+    sent = []
+
+    def newest_is_sent():  # NEWEST (with stream off the frame is only kept: predicted on request)
+        # a new stamp each time: an answer on the frame just sent means every frame sent before
+        # it has arrived too (one publisher, reliable, in order): none is still in flight to
+        # answer a NEXT request
+        sent.append(make_stamp(1))
+        w.pub.publish(_image(w.rgb, sent[-1]))
+        r = _call(w, _request(GraspTarget.SCENE, timeout=30.0))
+        assert r.success, r.message
+        return r if stamp_ns(r.grasps.header.stamp) == stamp_ns(sent[-1]) else None
+
     stream(False)
     try:
-        s1 = make_stamp(1)
-
-        def newest_is_s1():  # NEWEST: the frame is only kept, so it is predicted on request
-            w.pub.publish(_image(w.rgb, s1))
-            r = _call(w, _request(GraspTarget.SCENE, timeout=30.0))
-            assert r.success, r.message
-            return r if stamp_ns(r.grasps.header.stamp) == stamp_ns(s1) else None
-        r = wait_for(newest_is_s1, 60, interval=0.2, what="an answer on the kept frame")
+        r = wait_for(newest_is_sent, 60, interval=0.2, what="an answer on the kept frame")
         assert r.grasps.grasps
         fut = w.client.call_async(_request(GraspTarget.SCENE, frame=1, timeout=30.0))  # NEXT
         s2 = make_stamp(2)
@@ -383,9 +388,10 @@ def test_get_grasps_next_frame_and_stream_off(world):
         assert r.success and stamp_ns(r.grasps.header.stamp) == stamp_ns(s2), r.message
         # stream off: neither frame is published on grasps (results of frames sent before,
         # still in flight, may come)
-        assert not any(stamp_ns(m.header.stamp) in (stamp_ns(s1), stamp_ns(s2))
-                       for m in w.grasps.msgs)
+        mine = {stamp_ns(s) for s in (*sent, s2)}
+        assert not any(stamp_ns(m.header.stamp) in mine for m in w.grasps.msgs)
     finally:
         stream(True)
+    wait_for(newest_is_sent, 60, interval=0.2, what="an answer on the last frame sent")
     r = _call(w, _request(GraspTarget.SCENE, frame=1, timeout=0.5))  # no frame comes
     assert not r.success and "no new frame arrived" in r.message
