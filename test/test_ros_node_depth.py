@@ -4,7 +4,6 @@ rotation about +z by the angle, ``width_m = width * z / fx``), RViz markers, dep
 stamp."""
 from __future__ import annotations
 
-import math
 import time
 from array import array
 
@@ -14,6 +13,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vita_grasp.msg")
 
+from ros_depth_frames import CX, CY, FX, FY, Z_MM, camera_info, check_poses, depth_msg, jpeg_msg  # noqa: E402
 from test_ros_image_conversions import _png_declaring  # noqa: E402
 
 from vita_grasp_ros.testing import (  # noqa: E402
@@ -33,8 +33,6 @@ from vita_grasp_ros.testing import (  # noqa: E402
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 NS = "/d"
-FX, FY, CX, CY = 600.0, 610.0, 320.0, 240.0
-Z_MM = 800
 DEPTH_WAIT = 2.0
 
 
@@ -88,9 +86,9 @@ def _warm_up(s, timeout=START_TIMEOUT):
     3 s heartbeat."""
     def send():
         stamp = make_stamp()
-        s.depth.publish(_depth_msg(stamp))
-        s.img.publish(_jpeg(stamp, seed=99))
-        s.info.publish(_camera_info(stamp))
+        s.depth.publish(depth_msg(stamp))
+        s.img.publish(jpeg_msg(stamp, seed=99))
+        s.info.publish(camera_info(stamp))
         return stamp
 
     def with_poses(stamp):
@@ -100,79 +98,22 @@ def _warm_up(s, timeout=START_TIMEOUT):
     until_answered(send, with_poses, timeout, what="a result with poses (warm-up)")
 
 
-def _camera_info(stamp, h=480, w=640, scale=1.0, k=None, d=None, frame_id="rgb_camera_link"):
-    from sensor_msgs.msg import CameraInfo
-
-    m = CameraInfo()
-    m.header.stamp = stamp
-    m.header.frame_id = frame_id
-    m.height, m.width = int(h * scale), int(w * scale)
-    m.k = k or [FX * scale, 0.0, (CX + 0.5) * scale - 0.5, 0.0, FY * scale,
-                (CY + 0.5) * scale - 0.5, 0.0, 0.0, 1.0]
-    if d is not None:
-        m.distortion_model, m.d = "plumb_bob", d
-    return m
-
-
-def _depth_msg(stamp, h=480, w=640, encoding="16UC1", fill=None, z_mm=Z_MM,
-               frame_id="rgb_camera_link"):
-    """A constant-depth frame (``z_mm``; holes and outliers the median ignores)."""
-    from vita_grasp_ros.image_conversions import numpy_to_image_msg
-
-    if encoding == "16UC1":
-        d = np.full((h, w), z_mm, np.uint16)
-        d[::3, ::3] = 0  # holes: the median ignores them
-        d[1::7, 1::7] = 5000  # a few outliers: the median ignores them too
-    else:
-        d = np.full((h, w), Z_MM / 1000.0 if fill is None else fill, np.float32)
-        d[::3, ::3] = np.nan
-    m = numpy_to_image_msg(d, encoding)
-    m.header.stamp = stamp
-    m.header.frame_id = frame_id
-    return m
-
-
-def _jpeg(stamp, seed=0):
-    from vita_grasp_ros.image_conversions import rgb_to_compressed_msg
-
-    rgb = np.random.default_rng(seed).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    m = rgb_to_compressed_msg(rgb, "jpeg", 90)
-    m.header.stamp = stamp
-    m.header.frame_id = "rgb_camera_link"
-    return m
-
-
 def _result(s, stamp, timeout=WAIT_TIMEOUT):
     want = stamp_ns(stamp)
     return wait_for(lambda: next((m for m in s.grasps.msgs if stamp_ns(m.header.stamp) == want),
                                  None), timeout, what=f"the result for {want}")
 
 
-def _check_poses(out, z=Z_MM / 1000.0, fx=FX, cx=CX):
-    assert out.grasps, "score_threshold 0 must give grasps"
-    for g in out.grasps:
-        assert g.has_pose
-        p = g.pose.position
-        assert p.z == pytest.approx(z, abs=1e-4)
-        assert p.x == pytest.approx((g.x - cx) * z / fx, abs=2e-4)
-        assert p.y == pytest.approx((g.y - CY) * z / FY, abs=2e-4)
-        assert g.width_m == pytest.approx(g.width * z / fx, rel=1e-4, abs=1e-6)
-        q = g.pose.orientation
-        assert (q.x, q.y) == (0.0, 0.0)
-        assert q.z == pytest.approx(math.sin(g.angle / 2), abs=1e-5)
-        assert q.w == pytest.approx(math.cos(g.angle / 2), abs=1e-5)
-
-
 @pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])
 def test_depth_gives_poses_and_markers(setup, encoding):
     stamp = make_stamp()
-    setup.depth.publish(_depth_msg(stamp, encoding=encoding))
-    setup.img.publish(_jpeg(stamp))
-    setup.info.publish(_camera_info(stamp))
+    setup.depth.publish(depth_msg(stamp, encoding=encoding))
+    setup.img.publish(jpeg_msg(stamp))
+    setup.info.publish(camera_info(stamp))
     out = _result(setup, stamp)
     assert out.header.frame_id == "rgb_camera_link"
     assert (out.image_height, out.image_width) == (480, 640)
-    _check_poses(out)
+    check_poses(out)
     ma = wait_for(lambda: next((m for m in setup.markers.msgs
                                 if m.markers and m.markers[0].header.stamp == stamp), None),
                   WAIT_TIMEOUT, what="markers")
@@ -191,10 +132,10 @@ def test_depth_gives_poses_and_markers(setup, encoding):
 def test_depth_and_camera_info_at_other_resolutions(setup):
     """Half-resolution depth and a CameraInfo for 2x the image size still give exact poses."""
     stamp = make_stamp()
-    setup.depth.publish(_depth_msg(stamp, 240, 320))
-    setup.img.publish(_jpeg(stamp, seed=1))
-    setup.info.publish(_camera_info(stamp, scale=2.0))
-    _check_poses(_result(setup, stamp))
+    setup.depth.publish(depth_msg(stamp, 240, 320))
+    setup.img.publish(jpeg_msg(stamp, seed=1))
+    setup.info.publish(camera_info(stamp, scale=2.0))
+    check_poses(_result(setup, stamp))
 
 
 def test_no_matching_depth_means_no_pose(setup):
@@ -202,8 +143,8 @@ def test_no_matching_depth_means_no_pose(setup):
     stamp.sec += 3  # seconds away from every depth frame sent so far
     old = make_stamp()
     old.sec -= 5  # 8 s away from the image: outside depth_tolerance
-    setup.depth.publish(_depth_msg(old))
-    setup.img.publish(_jpeg(stamp, seed=2))
+    setup.depth.publish(depth_msg(old))
+    setup.img.publish(jpeg_msg(stamp, seed=2))
     out = _result(setup, stamp)
     assert out.grasps and not any(g.has_pose for g in out.grasps)
     assert all(g.width_m == 0.0 for g in out.grasps)
@@ -224,14 +165,14 @@ def test_bad_intrinsics_never_give_a_pose(setup, info, cause):
     """Issue 12's hostile CameraInfos: grasps come without poses and a warning names the cause;
     a good CameraInfo afterwards gives poses again."""
     def send(stamp):
-        setup.depth.publish(_depth_msg(stamp))
-        setup.img.publish(_jpeg(stamp, seed=5))
-        setup.info.publish(_camera_info(stamp, **info))
+        setup.depth.publish(depth_msg(stamp))
+        setup.img.publish(jpeg_msg(stamp, seed=5))
+        setup.info.publish(camera_info(stamp, **info))
     _wait_for_warning(setup, cause, send)
     # from now on the node holds the bad CameraInfo: no pose, whatever the depth says
     stamp = make_stamp()
-    setup.depth.publish(_depth_msg(stamp))
-    setup.img.publish(_jpeg(stamp, seed=6))
+    setup.depth.publish(depth_msg(stamp))
+    setup.img.publish(jpeg_msg(stamp, seed=6))
     out = _result(setup, stamp)
     assert out.grasps and not any(g.has_pose for g in out.grasps)
     assert all(g.width_m == 0.0 for g in out.grasps)
@@ -240,9 +181,9 @@ def test_bad_intrinsics_never_give_a_pose(setup, info, cause):
 
 def test_all_invalid_depth_warns(setup):
     def send(stamp):
-        setup.depth.publish(_depth_msg(stamp, encoding="32FC1", fill=np.nan))
-        setup.img.publish(_jpeg(stamp, seed=8))
-        setup.info.publish(_camera_info(stamp))
+        setup.depth.publish(depth_msg(stamp, encoding="32FC1", fill=np.nan))
+        setup.img.publish(jpeg_msg(stamp, seed=8))
+        setup.info.publish(camera_info(stamp))
     out, _ = _wait_for_warning(setup, "has no valid pixel", send)
     assert out.grasps and not any(g.has_pose for g in out.grasps)
     _warm_up(setup)
@@ -258,7 +199,7 @@ def test_corrupt_compressed_frames_are_refused(setup):
         vals = [v for v in vals if "frames_bad" in v]
         return int(vals[-1]["frames_bad"]) if vals else None
 
-    good = _jpeg(make_stamp(), seed=3)
+    good = jpeg_msg(make_stamp(), seed=3)
     corrupt = []
     m = CompressedImage(format="jpeg")
     m.data = array("B", np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
@@ -281,7 +222,7 @@ def test_corrupt_compressed_frames_are_refused(setup):
         wait_for(lambda: n_bad() > before, WAIT_TIMEOUT,
                  what=f"corrupt frame {k} counted as bad")
         stamp = make_stamp()
-        setup.img.publish(_jpeg(stamp, seed=10 + k))
+        setup.img.publish(jpeg_msg(stamp, seed=10 + k))
         assert _result(setup, stamp).image_width == 640
     assert setup.node.alive()
     log = setup.node.output()
@@ -327,8 +268,8 @@ def test_the_depth_check_is_the_cores_and_can_be_turned_off(setup, request):
         m = numpy_to_image_msg(d, "16UC1")
         m.header.stamp, m.header.frame_id = stamp, "rgb_camera_link"
         setup.depth.publish(m)
-        setup.img.publish(_jpeg(stamp, seed=5))
-        setup.info.publish(_camera_info(stamp))
+        setup.img.publish(jpeg_msg(stamp, seed=5))
+        setup.info.publish(camera_info(stamp))
         return _result(setup, stamp), m
 
     _set_param(setup, "depth_check", False)
@@ -336,7 +277,7 @@ def test_the_depth_check_is_the_cores_and_can_be_turned_off(setup, request):
     raw, m = frame()
     _set_param(setup, "depth_check", True)
     out, _ = frame()
-    K = np.array(_camera_info(make_stamp()).k).reshape(3, 3)
+    K = np.array(camera_info(make_stamp()).k).reshape(3, 3)
     grasps = [Grasp(g.x, g.y, g.angle, g.width, g.height, g.quality, g.object_score)
               for g in raw.grasps]
     want = check_grasps(grasps, depth_msg_to_meters(m), K, (480, 640))
@@ -373,13 +314,13 @@ def test_the_depth_frame_of_the_image_stamp_is_waited_for(setup, older_ms, older
         older = make_stamp()
         older.sec, older.nanosec = divmod(stamp_ns(stamp) - older_ms * 1_000_000,
                                           1_000_000_000)
-        setup.depth.publish(_depth_msg(older, z_mm=older_mm))
-    setup.img.publish(_jpeg(stamp, seed=20))
-    setup.info.publish(_camera_info(stamp))
+        setup.depth.publish(depth_msg(older, z_mm=older_mm))
+    setup.img.publish(jpeg_msg(stamp, seed=20))
+    setup.info.publish(camera_info(stamp))
     time.sleep(late_s)  # the exact depth frame comes late (longer than a prediction), on purpose
-    setup.depth.publish(_depth_msg(stamp, z_mm=650))
+    setup.depth.publish(depth_msg(stamp, z_mm=650))
     out = _result(setup, stamp)
-    _check_poses(out, z=0.65)
+    check_poses(out, z=0.65)
     assert out.depth_stamp == stamp  # which depth frame the poses came from
 
 
@@ -387,16 +328,16 @@ def test_camera_info_is_matched_by_stamp_not_latest_wins(setup):
     """A newer CameraInfo (another calibration) arrives before the frame is processed: the
     frame's own CameraInfo (same stamp) is used."""
     s1, s2 = make_stamp(), make_stamp()
-    setup.depth.publish(_depth_msg(s1))
-    setup.img.publish(_jpeg(s1, seed=21))
-    setup.info.publish(_camera_info(s1))
+    setup.depth.publish(depth_msg(s1))
+    setup.img.publish(jpeg_msg(s1, seed=21))
+    setup.info.publish(camera_info(s1))
     k2 = [700.0, 0.0, 300.0, 0.0, FY, CY, 0.0, 0.0, 1.0]
-    setup.info.publish(_camera_info(s2, k=k2))
-    _check_poses(_result(setup, s1))
+    setup.info.publish(camera_info(s2, k=k2))
+    check_poses(_result(setup, s1))
     # and the frame of the new calibration uses the new one
-    setup.depth.publish(_depth_msg(s2))
-    setup.img.publish(_jpeg(s2, seed=22))
-    _check_poses(_result(setup, s2), fx=700.0, cx=300.0)
+    setup.depth.publish(depth_msg(s2))
+    setup.img.publish(jpeg_msg(s2, seed=22))
+    check_poses(_result(setup, s2), fx=700.0, cx=300.0)
     _warm_up(setup)
 
 
@@ -429,9 +370,9 @@ def _warnings(setup, text, log0=0):
 ])
 def test_depth_of_another_shape_or_frame_never_gives_a_pose(setup, depth, cause):
     def send(stamp):
-        setup.img.publish(_jpeg(stamp, seed=23))
-        setup.info.publish(_camera_info(stamp))
-        setup.depth.publish(_depth_msg(stamp, **depth))
+        setup.img.publish(jpeg_msg(stamp, seed=23))
+        setup.info.publish(camera_info(stamp))
+        setup.depth.publish(depth_msg(stamp, **depth))
     out, _ = _wait_for_warning(setup, cause, send)
     assert out.grasps and not any(g.has_pose for g in out.grasps)
     assert all(g.width_m == 0.0 for g in out.grasps)
@@ -447,9 +388,9 @@ def test_a_late_depth_frame_is_reported_without_blaming_the_stamps(setup):
         def send(stamp):
             old = make_stamp()
             old.sec -= 2
-            setup.depth.publish(_depth_msg(old))
-            setup.img.publish(_jpeg(stamp, seed=24))
-            setup.info.publish(_camera_info(stamp))
+            setup.depth.publish(depth_msg(old))
+            setup.img.publish(jpeg_msg(stamp, seed=24))
+            setup.info.publish(camera_info(stamp))
         out, line = _wait_for_warning(setup, "no depth frame with the image's stamp arrived "
                                       "within depth_wait", send)
         assert "not in step" not in line
