@@ -28,7 +28,7 @@ def camera_info(stamp, h=480, w=640, scale=1.0, k=None, d=None, frame_id="rgb_ca
 
 
 def depth_msg(stamp, h=480, w=640, encoding="16UC1", fill=None, z_mm=Z_MM,
-               frame_id="rgb_camera_link"):
+              frame_id="rgb_camera_link"):
     """A constant-depth frame (``z_mm``; holes and outliers the median ignores)."""
     from vita_grasp_ros.image_conversions import numpy_to_image_msg
 
@@ -37,7 +37,7 @@ def depth_msg(stamp, h=480, w=640, encoding="16UC1", fill=None, z_mm=Z_MM,
         d[::3, ::3] = 0  # holes: the median ignores them
         d[1::7, 1::7] = 5000  # a few outliers: the median ignores them too
     else:
-        d = np.full((h, w), Z_MM / 1000.0 if fill is None else fill, np.float32)
+        d = np.full((h, w), z_mm / 1000.0 if fill is None else fill, np.float32)
         d[::3, ::3] = np.nan
     m = numpy_to_image_msg(d, encoding)
     m.header.stamp = stamp
