@@ -115,8 +115,12 @@ def test_plane_tilt_and_distance(tilt):
 def test_table_check_warns_on_a_tilted_view_only(scenes):
     v, plane = frames.check_table([_sample(scenes["flat"])])
     assert v.status == PASS and plane.tilt_deg < 1
+    assert "approach:=table" not in v.finding
     v, _ = frames.check_table([_sample(scenes["tilt40"])])
     assert v.status == WARN and "tilted 40" in v.finding and "30 deg" in v.finding
+    assert "approach:=table" in v.fix
+    v, _ = frames.check_table([_sample(render((240, 320), seed=3, tilt_deg=15, distance=0.6))])
+    assert v.status == PASS and "approach:=table" in v.finding  # the hint for a tilted camera
     bad_K = np.zeros((3, 3))
     v, _ = frames.check_table([_sample(scenes["flat"], K=bad_K)])
     assert v.status == SKIP and "intrinsics" in v.finding

@@ -414,3 +414,35 @@ def test_diagnostics_say_how_frames_were_paired_with_depth(setup):
         assert key in vals
     wait_for(lambda: latest()["depth_offset_ms"] == "0.00", WAIT_TIMEOUT,
              what="the exact pairing of the last frame")
+
+
+def test_approach_table_turns_the_poses_onto_the_table_normal(setup, request):
+    """A table tilted 15 degrees to the camera: approach:=table publishes poses along its normal
+    (position and width_m as the convention gives them); camera, the default, the optical axis."""
+    from vita_grasp_ros.image_conversions import numpy_to_image_msg
+
+    n = np.array([0.0, np.sin(np.radians(15)), np.cos(np.radians(15))])
+    v, u = np.mgrid[0:480, 0:640]
+    rays = np.stack([(u - CX) / FX, (v - CY) / FY, np.ones((480, 640))], -1)
+    d = np.round(Z_MM * n[2] / (rays @ n)).astype(np.uint16)  # Z_MM on the optical axis
+
+    def approaches():
+        stamp = make_stamp()
+        m = numpy_to_image_msg(d, "16UC1")
+        m.header.stamp, m.header.frame_id = stamp, "rgb_camera_link"
+        setup.depth.publish(m)
+        setup.img.publish(jpeg_msg(stamp, seed=7))
+        setup.info.publish(camera_info(stamp))
+        out = [g for g in _result(setup, stamp).grasps if g.has_pose]
+        assert out
+        for g in out:
+            assert g.width_m == pytest.approx(g.width * g.pose.position.z / FX, rel=1e-4)
+        q = [g.pose.orientation for g in out]  # the pose's +z axis (third rotation column)
+        return [np.array([2 * (o.x * o.z + o.y * o.w), 2 * (o.y * o.z - o.x * o.w),
+                          1 - 2 * (o.x * o.x + o.y * o.y)]) for o in q]
+
+    request.addfinalizer(lambda: _set_param(setup, "approach", "camera"))
+    _set_param(setup, "approach", "table")
+    assert all(np.degrees(np.arccos(min(1.0, z @ n))) < 1.0 for z in approaches())
+    _set_param(setup, "approach", "camera")
+    assert all(z[2] > 1 - 1e-9 for z in approaches())

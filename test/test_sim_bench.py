@@ -162,3 +162,22 @@ def test_cli_bad_arguments_are_one_line_and_exit_2(argv, words, capsys, tmp_path
     assert len(err.splitlines()) == 1, err
     for w in words:
         assert w in err
+
+
+def _approach_tilt_deg(quaternion) -> float:
+    """Angle between a pose's approach (+z) and the camera's optical axis [deg]."""
+    x, y, z, w = quaternion
+    return float(np.degrees(np.arccos(min(1.0, abs(1 - 2 * (x * x + y * y))))))
+
+
+@pytest.mark.parametrize("approach", ["camera", "table"])
+def test_approach_table_comes_straight_down_under_a_tilted_camera(tmp_path, approach):
+    """Every source orients its poses as ``--approach`` says: camera = the optical axis
+    (CONVENTIONS), table = the table's normal, 18 degrees from the axis of this camera."""
+    src = AnalyticSource(SourceOptions(approach=approach))
+    s = run_bench(_cfg(view=ViewSpec(0.55, tilt=18.0, azimuth=40.0)), src, tmp_path,
+                  progress=False, log=lambda m: None)
+    assert s["successes"] >= 2
+    for line in (tmp_path / "trials.jsonl").read_text().splitlines():
+        tilt = _approach_tilt_deg(json.loads(line)["answer"]["quaternion"])
+        assert tilt == pytest.approx(18.0 if approach == "table" else 0.0, abs=1.0)

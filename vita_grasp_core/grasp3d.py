@@ -10,6 +10,12 @@ the image's ``header.frame_id``. Units: metres.
   local +z the approach direction = the camera's viewing direction);
 - ``width_m = width * z / fx``.
 
+Optionally (:func:`approach_quaternion`, :func:`reorient`; the node's and the API's
+``approach: table``) the approach is a given direction instead, e.g. the normal of the table a
+tilted camera sees: position and ``width_m`` as above, local +z = that direction, local +x = the
+image opening direction ``(cos angle, sin angle, 0)`` made perpendicular to it. Along the optical
+axis it is exactly the rotation about +z by ``angle``.
+
 The depth image must be *registered* to the colour image (same viewpoint, e.g. Azure Kinect
 ``depth_to_rgb``); when its resolution differs, grasp pixels are scaled into it proportionally.
 
@@ -241,3 +247,54 @@ def grasp_poses(grasps, depth_m: np.ndarray, K, image_size, *, window: int = 5,
         out.append(GraspPose((float(px), float(py), float(z)), quaternion_about_z(g.angle),
                              float(width_m), float(z)))
     return out
+
+
+def approach_quaternion(angle: float, approach) -> tuple[float, float, float, float]:
+    """(x, y, z, w) of the grasp frame whose +z is ``approach`` (a direction in the optical frame
+    pointing away from the camera; normalised here) and whose +x is the image opening direction
+    ``(cos angle, sin angle, 0)`` made perpendicular to it. ``approach = (0, 0, 1)`` gives
+    :func:`quaternion_about_z` of ``angle``. ``ValueError`` for an approach that is not finite,
+    not pointing away from the camera, or parallel to the opening direction."""
+    a = np.asarray(approach, dtype=np.float64).reshape(3)
+    n = float(np.linalg.norm(a))
+    if not np.isfinite(a).all() or n < 1e-9 or a[2] <= 0:
+        raise ValueError(f"approach {tuple(a.tolist())} must be finite and point away from "
+                         "the camera (z > 0)")
+    z = a / n
+    d = np.array([np.cos(angle), np.sin(angle), 0.0])
+    x = d - (d @ z) * z
+    nx = float(np.linalg.norm(x))
+    if nx < 1e-6:
+        raise ValueError("approach parallel to the opening direction")
+    x /= nx
+    y = np.cross(z, x)
+    return _matrix_quaternion(np.stack([x, y, z], axis=1))
+
+
+def _matrix_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
+    """(x, y, z, w), w >= 0, of a rotation matrix (columns = the rotated axes)."""
+    tr = R[0, 0] + R[1, 1] + R[2, 2]
+    if tr > 0:
+        s = 2.0 * np.sqrt(tr + 1.0)
+        q = ((R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, s / 4)
+    else:
+        i = int(np.argmax(np.diag(R)))
+        j, k = (i + 1) % 3, (i + 2) % 3
+        s = 2.0 * np.sqrt(1.0 + R[i, i] - R[j, j] - R[k, k])
+        v = [0.0, 0.0, 0.0]
+        v[i], v[j], v[k] = s / 4, (R[j, i] + R[i, j]) / s, (R[k, i] + R[i, k]) / s
+        q = (v[0], v[1], v[2], (R[k, j] - R[j, k]) / s)
+    q = np.asarray(q, dtype=np.float64)
+    q = q / np.linalg.norm(q) * (1.0 if q[3] >= 0 else -1.0)
+    return tuple(float(v) for v in q)
+
+
+def reorient(poses, grasps, approach) -> list[GraspPose | None]:
+    """``poses`` (of ``grasps``, as :func:`grasp_poses` gives them) with their approach along
+    ``approach`` (:func:`approach_quaternion`); position, ``width_m`` and depth unchanged, None
+    kept. ``approach=None`` returns the poses as they are."""
+    if approach is None:
+        return list(poses)
+    return [None if p is None else GraspPose(p.position, approach_quaternion(g.angle, approach),
+                                             p.width_m, p.depth)
+            for p, g in zip(poses, grasps)]

@@ -39,6 +39,9 @@ class Prediction:
             of each grasp (:class:`~.grasp3d.GraspPose` or None), else None.
         depth_check: the :class:`~.grasp_depth.DepthCheck` that refined and ordered
             ``grasps`` (its notes say what changed per grasp), or None.
+        approach_note: with poses, along what they approach: ``camera axis`` (CONVENTIONS
+            §1), ``table normal N deg`` (``approach="table"``) or why the table normal was
+            not used (then the camera axis).
     """
 
     grasps: list[Grasp]
@@ -49,6 +52,7 @@ class Prediction:
     features: list | None = field(default=None, repr=False)
     poses: list | None = None
     depth_check: object | None = field(default=None, repr=False)
+    approach_note: str = ""
 
     def frame(self):
         """What target selection sees of this frame (:class:`~.target_select.FrameMaps`)."""
@@ -300,7 +304,7 @@ class GraspPredictor:
 
     def predict(self, image: np.ndarray, target=None, *, max_grasps: int | None = None,
                 keep_features: bool = False, depth: np.ndarray | None = None, K=None,
-                depth_check=True) -> Prediction:
+                depth_check=True, approach: str = "camera") -> Prediction:
         """One ``HxWx3 uint8 RGB`` frame -> :class:`Prediction` (grasps in its pixels).
 
         ``target`` (optional, :mod:`.target_select`: a ``BoxTarget``, ``MaskTarget``,
@@ -316,7 +320,11 @@ class GraspPredictor:
         :class:`~.grasp_depth.DepthCheckSettings`, or settings; False = off) first refines the
         grasps with :func:`~.grasp_depth.check_grasps`: openings that clear the object, fingers
         that land on free space, failing grasps demoted, too-wide ones dropped
-        (``Prediction.depth_check`` says what changed per grasp).
+        (``Prediction.depth_check`` says what changed per grasp). ``approach``: ``camera``
+        (the poses approach along the optical axis, CONVENTIONS §1) or ``table`` (along the
+        normal of the table plane fitted to ``depth``: a tilted camera's grasps still come
+        straight down onto the table; the camera axis where no plane is found,
+        ``Prediction.approach_note`` says which).
 
         Raises ``ValueError`` for anything else (wrong dtype, shape, channels, empty, strided,
         intrinsics or a depth image that do not fit the image).
@@ -324,7 +332,7 @@ class GraspPredictor:
         pred = self.predict_batch([image], target, max_grasps=max_grasps,
                                   keep_features=keep_features)[0]
         if depth is not None or K is not None:
-            add_poses(pred, depth, K, depth_check)
+            add_poses(pred, depth, K, depth_check, approach)
         return pred
 
     def select(self, pred: Prediction, target=None, *, max_grasps: int | None = None
@@ -344,15 +352,18 @@ class GraspPredictor:
         return ExampleMatcher.from_frame(self.predict(image, keep_features=True).frame(), **kw)
 
 
-def add_poses(pred: Prediction, depth, K, depth_check=True) -> Prediction:
+def add_poses(pred: Prediction, depth, K, depth_check=True, approach: str = "camera"
+              ) -> Prediction:
     """Give ``pred`` 3-D poses from ``depth`` (HxW metres) and ``K`` (3x3 of its image), after
-    the depth check (:meth:`GraspPredictor.predict`); ``ValueError`` (one line) when they do not
-    fit the image."""
+    the depth check, approaching along ``approach`` (:meth:`GraspPredictor.predict`);
+    ``ValueError`` (one line) when they do not fit the image."""
+    from .approach import check_approach
     from .grasp3d import check_intrinsics, check_size, grasp_poses
     from .grasp_depth import DepthCheckSettings, check_grasps
 
     if depth is None or K is None:
         raise ValueError("3-D poses need both depth and K")
+    check_approach(approach)
     depth = np.asarray(depth)
     size = pred.image_size
     problem = (check_size("depth image", depth.shape[:2], size) if depth.ndim == 2 else
@@ -361,10 +372,14 @@ def add_poses(pred: Prediction, depth, K, depth_check=True) -> Prediction:
         raise ValueError(problem)
     if depth_check is False or depth_check is None:
         pred.poses = grasp_poses(pred.grasps, depth, K, size)
-        return pred
-    settings = depth_check if isinstance(depth_check, DepthCheckSettings) else None
-    pred.depth_check = check_grasps(pred.grasps, depth, K, size, settings)
-    pred.grasps, pred.poses = pred.depth_check.grasps, pred.depth_check.poses
+    else:
+        settings = depth_check if isinstance(depth_check, DepthCheckSettings) else None
+        pred.depth_check = check_grasps(pred.grasps, depth, K, size, settings)
+        pred.grasps, pred.poses = pred.depth_check.grasps, pred.depth_check.poses
+    from .approach import orient_poses
+
+    pred.poses, pred.approach_note = orient_poses(pred.poses, pred.grasps, depth, K, size,
+                                                  approach)
     return pred
 
 

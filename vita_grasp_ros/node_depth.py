@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vita_grasp_core.approach import orient_poses
 from vita_grasp_core.grasp3d import (
     check_distortion,
     check_size,
@@ -238,6 +239,11 @@ class DepthInputs:
             grasps, poses = check.grasps, check.poses
         else:
             poses = grasp_poses(grasps, depth, K, image_size, window=int(settings.depth_window))
+        if settings.approach != "camera":
+            poses, note = orient_poses(poses, grasps, depth, K, image_size, settings.approach)
+            if note.startswith("camera axis:"):  # no table plane in this frame
+                self._warn("depth:approach", f"approach {settings.approach}: "
+                           f"{note.split(': ', 1)[1]}; poses approach along the camera axis")
         if poses and all(p is None for p in poses):
             self._no_pose("holes", f"no valid depth within depth_window {settings.depth_window} "
                                    f"of any of the {len(poses)} grasps")

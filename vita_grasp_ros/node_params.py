@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Iterable
 
+from vita_grasp_core.approach import APPROACHES
 from vita_grasp_core.choices import (
     DEFAULT_ENGINE,
     DEFAULT_ONNX_PRECISION,
@@ -180,6 +181,11 @@ STARTUP_PARAMETERS: tuple[ParamSpec, ...] = (
               "depth that arrived by the end of its prediction. No wait while the depth stream "
               "is silent or out of step.",
               range=(0.0, 10.0)),
+    ParamSpec("approach", str, "camera", "With use_depth: what the published poses approach "
+              "along: camera (the optical axis, CONVENTIONS section 1) or table (the normal of "
+              "the table plane fitted to each depth frame, so a tilted camera's grasps still "
+              "come straight down onto the table; the camera axis where no plane is found, "
+              "with a warning).", choices=APPROACHES),
     ParamSpec("depth_check", bool, True, "With use_depth: check each grasp against the depth "
               "image before publishing (docs/ros.md 'Depth check'): width / width_m become an "
               "opening that clears the object by grasp_margin, grasps whose fingers would land "

@@ -70,14 +70,15 @@ def depth_mm(depth_m: np.ndarray) -> np.ndarray:
     return np.clip(np.round(np.nan_to_num(depth_m) * 1000.0), 0, 65535).astype(np.uint16)
 
 
-def pose_check(grasp_msg, obs, window: int = 5) -> dict | None:
+def pose_check(grasp_msg, obs, window: int = 5, approach: str = "camera") -> dict | None:
     """The node's pose vs the documented back-projection of its pixel grasp on the depth it
-    was sent (``obs.depth`` in whole millimetres)."""
+    was sent (``obs.depth`` in whole millimetres), approaching along ``approach``."""
     from vita_grasp_core.grasp import Grasp
     from vita_grasp_core.sim.candidates import pixel_to_pose
 
     g = Grasp(grasp_msg.x, grasp_msg.y, grasp_msg.angle, grasp_msg.width, grasp_msg.height)
-    doc = pixel_to_pose(g, depth_mm(obs.depth).astype(np.float32) / 1000.0, obs.K, window)
+    doc = pixel_to_pose(g, depth_mm(obs.depth).astype(np.float32) / 1000.0, obs.K, window,
+                        approach)
     if doc is None:
         return None
     p, o = grasp_msg.pose.position, grasp_msg.pose.orientation
@@ -108,6 +109,7 @@ class NodeSource(GraspSource):
             name, _, value = prm.partition(":=")
             if name.strip() == "depth_window" and value.strip().isdigit():
                 self.window = int(value)
+        self.approach = options.approach  # the pose check orients as the node does
         self._tmp = tempfile.TemporaryDirectory(prefix="vita_grasp_sim_node_")
         # a domain no other test, demo or benchmark on this machine holds (a lock file)
         self._own_domain = domain_id is None
@@ -293,7 +295,7 @@ class NodeSource(GraspSource):
         if not g.has_pose:
             return GraspAnswer(pixel, reason="no_pose", latency=latency)
         out = _posed(g, latency)
-        out.extra = {"pose_check": pose_check(g, obs, self.window),
+        out.extra = {"pose_check": pose_check(g, obs, self.window, self.approach),
                      "frame_id": msg.header.frame_id}
         out.alternatives = [_posed(a, latency) for a in msg.grasps[1:] if a.has_pose]
         return out

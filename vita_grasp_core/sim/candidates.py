@@ -20,17 +20,21 @@ import math
 
 import numpy as np
 
+from ..approach import orient_poses
 from ..conventions import wrap_angle
 from ..grasp import Grasp
 from ..grasp3d import GraspPose, grasp_poses
 from .gripper import FINGER_WIDTH, MAX_OPENING
 
 
-def pixel_to_pose(grasp: Grasp, depth: np.ndarray, K, window: int = 5) -> GraspPose | None:
+def pixel_to_pose(grasp: Grasp, depth: np.ndarray, K, window: int = 5,
+                  approach: str = "camera") -> GraspPose | None:
     """3-D pose of ``grasp`` (pixels of an image registered to ``depth``, metres) or ``None``
-    when the depth around its centre is missing."""
+    when the depth around its centre is missing; approaching along ``approach``
+    (:func:`vita_grasp_core.approach.orient_poses`)."""
     h, w = depth.shape[:2]
-    return grasp_poses([grasp], depth, K, (h, w), window=window)[0]
+    poses = grasp_poses([grasp], depth, K, (h, w), window=window)
+    return orient_poses(poses, [grasp], depth, K, (h, w), approach)[0][0]
 
 
 def median_depth(depth: np.ndarray, mask: np.ndarray, default: float = float("nan")) -> float:

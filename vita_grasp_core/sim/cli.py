@@ -241,6 +241,10 @@ def _bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth-check-set", action="append", default=[], metavar="NAME=VALUE",
                    help="source api: a setting of the depth check (DepthCheckSettings: "
                         "margin=0.015, opening=wider, turns=, ...; repeatable)")
+    p.add_argument("--approach", choices=("camera", "table"), default="camera",
+                   help="every source: what the 3-D grasp approaches along: camera (the "
+                        "optical axis, CONVENTIONS section 1, default) or table (the normal of "
+                        "the table plane fitted to the depth image; the node gets approach:=)")
     p.add_argument("--retry", choices=("same", "next"), default="same",
                    help="clutter, after a failed attempt: same = execute the source's best "
                         "grasp again (the issue's protocol, default); next = its first grasp "
@@ -373,13 +377,15 @@ def _bench_one(a, name: str, cfg, out: Path) -> dict:
 
     decode = decode_arguments(a)
     on = a.depth_check == "on"
-    node_params = (f"depth_check:={'true' if on else 'false'}", *a.node_param,
+    node_params = (f"depth_check:={'true' if on else 'false'}", f"approach:={a.approach}",
+                   *a.node_param,
                    *(f"{k}:={v}" for k, v in decode.items()))
     check = depth_check_settings(a.depth_check_set) if on else None
     try:
         source = make_source(name, SourceOptions(a.checkpoint, a.device, a.node_timeout,
                                                  node_params, str(out), a.node_depth_lead,
-                                                 a.node_rate, tuple(decode.items()), check))
+                                                 a.node_rate, tuple(decode.items()), check,
+                                                 a.approach))
     except (ValueError, OSError, RuntimeError) as e:
         raise ValueError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     try:

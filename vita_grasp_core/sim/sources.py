@@ -58,12 +58,14 @@ class GraspAnswer:
     alternatives: list = field(default_factory=list)
 
 
-def answer_from_pixel(grasp: Grasp | None, obs, t0: float, window: int = 5) -> GraspAnswer:
-    """A pixel grasp -> its answer with the documented 3-D convention (``no_grasp`` /
-    ``no_pose`` when there is none / no depth at its centre)."""
+def answer_from_pixel(grasp: Grasp | None, obs, t0: float, window: int = 5,
+                      approach: str = "camera") -> GraspAnswer:
+    """A pixel grasp -> its answer with the documented 3-D convention, approaching along
+    ``approach`` (:func:`~vita_grasp_core.approach.orient_poses`; ``no_grasp`` / ``no_pose``
+    when there is none / no depth at its centre)."""
     if grasp is None:
         return GraspAnswer(reason="no_grasp", latency=time.perf_counter() - t0)
-    pose = pixel_to_pose(grasp, obs.depth, obs.K, window)
+    pose = pixel_to_pose(grasp, obs.depth, obs.K, window, approach)
     if pose is None:
         return GraspAnswer(grasp, reason="no_pose", latency=time.perf_counter() - t0)
     return GraspAnswer(grasp, pose.position, pose.quaternion, pose.width_m,
@@ -79,7 +81,7 @@ class GraspSource:
     uses_ground_truth = False
 
     def __init__(self, options: "SourceOptions | None" = None):
-        self.options = options
+        self.options = options if options is not None else SourceOptions()
 
     def plan(self, obs, rng: np.random.Generator) -> GraspAnswer:
         raise NotImplementedError
@@ -102,7 +104,9 @@ class SourceOptions:
     ``api`` source; the command line passes them to the node as its parameters).
     ``depth_check``: settings ``((name, value), ...)`` of the depth check of the ``api``
     source's grasps (:class:`~vita_grasp_core.grasp_depth.DepthCheckSettings`; ``()`` = its
-    defaults), or None = no check (the model's best grasp as it is)."""
+    defaults), or None = no check (the model's best grasp as it is). ``approach``: what every
+    source's 3-D grasps approach along (:data:`vita_grasp_core.approach.APPROACHES`; the node
+    source's node gets it as its parameter)."""
 
     checkpoint: str | None = None
     device: str = "auto"
@@ -113,6 +117,7 @@ class SourceOptions:
     rate: float = 10.0
     decode: tuple[tuple[str, float], ...] = ()
     depth_check: tuple[tuple[str, object], ...] | None = ()
+    approach: str = "camera"
 
 
 @dataclass(frozen=True)
@@ -184,7 +189,8 @@ class MaskSource(GraspSource):
     def plan(self, obs, rng):
         t0 = time.perf_counter()
         masks = _visible(obs)
-        return answer_from_pixel(self.grasp(obs, masks, rng) if masks else None, obs, t0)
+        return answer_from_pixel(self.grasp(obs, masks, rng) if masks else None, obs, t0,
+                                 approach=self.options.approach)
 
 
 class RandomSource(MaskSource):
@@ -257,13 +263,16 @@ class PredictorSource(GraspSource):
         dc = self.options.depth_check
         check = (", no depth check" if dc is None else
                  "".join(f", {k} {v}" for k, v in dc))
-        return f"api ({self.checkpoint}{given}{check})"
+        table = ", approach table" if self.options.approach == "table" else ""
+        return f"api ({self.checkpoint}{given}{check}{table})"
 
     def plan(self, obs, rng):
         t0 = time.perf_counter()
+        approach = self.options.approach
         pred = self.predictor.predict(obs.rgb, depth=obs.depth, K=obs.K,
-                                      depth_check=self.depth_check)
-        answer = answer_from_pixel(pred.grasps[0] if pred.grasps else None, obs, t0)
+                                      depth_check=self.depth_check, approach=approach)
+        answer = answer_from_pixel(pred.grasps[0] if pred.grasps else None, obs, t0,
+                                   approach=approach)
         answer.alternatives = [GraspAnswer(g, p.position, p.quaternion, p.width_m)
                                for g, p in zip(pred.grasps[1:], pred.poses[1:]) if p]
         if pred.depth_check is not None:

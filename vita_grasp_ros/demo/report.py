@@ -141,7 +141,10 @@ def write_report(o, st: State) -> Path:
          "grasp source answers one 3-D grasp in the camera frame; the gripper approaches, closes "
          "with limited force, lifts 15 cm and holds 1 s. Every source meets exactly the same "
          "scenes and views (seed "
-         f"{o.seed}, objects `{o.objects}`)."]
+         f"{o.seed}, objects `{o.objects}`), and its grasps approach along "
+         + ("the table's normal (`approach:=table`, fitted to the depth image: the cameras are "
+            "tilted)." if getattr(o, "approach", "camera") == "table" else
+            "the camera's optical axis (the convention's default).")]
     L += _model_md(o, st)
     L += ["", "## Results"] + results_md(st.bench, st.titles)
     L += ["", "Success = successful attempts / attempts; clearance = objects removed / objects "
