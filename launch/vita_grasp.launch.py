@@ -4,11 +4,13 @@
     ros2 launch vita_grasp vita_grasp.launch.py checkpoint:=... \
         image_topic:=/kinect2/qhd/image_color_rect
     ros2 launch vita_grasp vita_grasp.launch.py checkpoint:=... namespace:=robot use_rviz:=true
+    ros2 launch vita_grasp vita_grasp.launch.py checkpoint:=sim use_depth:=true approach:=table \
+        depth_topic:=/depth_to_rgb/image_raw camera_info_topic:=/rgb/camera_info
     ros2 launch vita_grasp vita_grasp.launch.py params_file:=/path/my.yaml   # checkpoint in it
 
-Precedence of the node's parameters: `checkpoint:=` / `use_compressed:=` given here > the
-params file > the node's defaults (decoding: the checkpoint's). Those two arguments are passed to
-the node only when given, so a params file can set them.
+Precedence of the node's parameters: `checkpoint:=` / `use_compressed:=` / `use_depth:=` /
+`approach:=` given here > the params file > the node's defaults (decoding: the checkpoint's).
+Those arguments are passed to the node only when given, so a params file can set them.
 
 `use_rviz:=true` where the rviz2 package is not installed logs a warning (WARNING level) and
 starts the node alone: the check runs before anything is started, so nothing is left running on
@@ -54,7 +56,10 @@ def parse_bool(name, text):
     raise ValueError(f"launch argument {name}:={text!r} is not a boolean (use true or false)")
 
 
-def node_parameters(params_file, checkpoint='', use_compressed=''):
+APPROACHES = ('camera', 'table')
+
+
+def node_parameters(params_file, checkpoint='', use_compressed='', use_depth='', approach=''):
     """The node's `parameters`: the params file, then only the launch arguments that were given
     (an empty string = not given, so the params file's value stands)."""
     overrides = {}
@@ -63,7 +68,25 @@ def node_parameters(params_file, checkpoint='', use_compressed=''):
         overrides['checkpoint'] = ParameterValue(checkpoint, value_type=str)
     if use_compressed.strip():
         overrides['use_compressed'] = parse_bool('use_compressed', use_compressed)
+    if use_depth.strip():
+        overrides['use_depth'] = parse_bool('use_depth', use_depth)
+    if approach.strip():
+        if approach.strip() not in APPROACHES:
+            raise ValueError(f"launch argument approach:={approach!r} is not one of "
+                             f"{', '.join(APPROACHES)}")
+        overrides['approach'] = approach.strip()
     return [params_file] + ([overrides] if overrides else [])
+
+
+def remappings(image_topic, depth_topic='', camera_info_topic=''):
+    """The node's remappings: the colour topic (and its /compressed), and the depth and
+    CameraInfo topics when given (empty = the node's own `depth` and `camera_info`)."""
+    out = [('image', image_topic), ('image/compressed', image_topic + '/compressed')]
+    if depth_topic.strip():
+        out.append(('depth', depth_topic.strip()))
+    if camera_info_topic.strip():
+        out.append(('camera_info', camera_info_topic.strip()))
+    return out
 
 
 def package_available(name):
@@ -102,11 +125,9 @@ def launch_setup(context, *args, **kwargs):
         output='screen',
         emulate_tty=True,
         arguments=['--lifecycle'] if parse_bool('lifecycle', arg('lifecycle')) else [],
-        parameters=node_parameters(params_file, arg('checkpoint'), arg('use_compressed')),
-        remappings=[
-            ('image', image_topic),
-            ('image/compressed', image_topic + '/compressed'),
-        ],
+        parameters=node_parameters(params_file, arg('checkpoint'), arg('use_compressed'),
+                                   arg('use_depth'), arg('approach')),
+        remappings=remappings(image_topic, arg('depth_topic'), arg('camera_info_topic')),
     )
     actions = [node]
     if parse_bool('use_rviz', arg('use_rviz')):
@@ -149,6 +170,23 @@ def generate_launch_description():
             'use_compressed', default_value='',
             description='true: subscribe <image_topic>/compressed (sensor_msgs/CompressedImage); '
                         'empty = as in params_file (default there: false)'),
+        DeclareLaunchArgument(
+            'use_depth', default_value='',
+            description='true: also subscribe depth_topic and camera_info_topic and publish 3-D '
+                        'poses; empty = as in params_file (default there: false)'),
+        DeclareLaunchArgument(
+            'depth_topic', default_value='',
+            description='Depth image registered to the colour image (Azure Kinect: '
+                        '/depth_to_rgb/image_raw); empty = the node\'s own "depth"'),
+        DeclareLaunchArgument(
+            'camera_info_topic', default_value='',
+            description='CameraInfo of the colour image (Azure Kinect: /rgb/camera_info); '
+                        'empty = the node\'s own "camera_info"'),
+        DeclareLaunchArgument(
+            'approach', default_value='',
+            description='camera: poses approach along the optical axis; table: along the '
+                        'normal of the table plane in the depth image (a tilted camera); '
+                        'empty = as in params_file (default there: camera)'),
         DeclareLaunchArgument(
             'lifecycle', default_value='false',
             description='Run the managed (lifecycle) node: configure/activate it with '

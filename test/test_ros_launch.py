@@ -63,6 +63,16 @@ def test_launch_arguments_logic():
     assert overrides["checkpoint"].value == "/m/best_model.pt"
     with pytest.raises(ValueError, match="use_compressed:='maybe' is not a boolean"):
         mod.node_parameters("/p.yaml", "", "maybe")
+    _, overrides = mod.node_parameters("/p.yaml", "", "", "true", "table")
+    assert overrides == {"use_depth": True, "approach": "table"}
+    with pytest.raises(ValueError, match="approach:='side' is not one of camera, table"):
+        mod.node_parameters("/p.yaml", "", "", "", "side")
+    assert mod.remappings("/rgb/image_raw") == [("image", "/rgb/image_raw"),
+                                                ("image/compressed", "/rgb/image_raw/compressed")]
+    assert mod.remappings("/i", "/d", "/c")[2:] == [("depth", "/d"), ("camera_info", "/c")]
+    from vita_grasp_core.approach import APPROACHES
+
+    assert mod.APPROACHES == APPROACHES  # the launch file's copy of the node's choices
     with pytest.raises(RuntimeError, match="does not exist"):
         mod.check_params_file("/nonexistent/params.yaml")
     from vita_grasp_ros.node_params import NODE_NAME

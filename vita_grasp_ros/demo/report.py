@@ -201,7 +201,8 @@ def closing_summary(o, st: State, report: Path) -> None:
     say(f"  outputs: {rel(o.out / 'bench')}/<scenario>/<source>/ (summary.json, trials.jsonl, "
         "strip.png)")
     say("\nOn a robot: ros2 launch vita_grasp vita_grasp.launch.py checkpoint:=sim "
-        "use_depth:=true")
+        "use_depth:=true approach:=table image_topic:=... depth_topic:=... "
+        "camera_info_topic:=...  (docs/ros.md)")
     if st.problems:
         say("\nProblems:")
         for p in st.problems:
