@@ -117,3 +117,17 @@ def test_an_unknown_approach_is_one_line():
     sc = render((120, 160), seed=0)
     with pytest.raises(ValueError, match="approach must be one of camera, table, got 'side'"):
         add_poses(_pred(sc.depth_m.shape), sc.depth_m, sc.K, approach="side")
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, -1.0, 1e30, 0.0, np.nan])
+def test_hostile_depth_never_gives_a_non_finite_pose(value):
+    sc = render((120, 160), seed=5, tilt_deg=12.0, distance=0.6)
+    depth = sc.depth_m.copy()
+    depth[::2] = value  # half the rows hostile, the other half a real table
+    g = Grasp(80.0, 61.0, 0.3, 20.0, 8.0, 0.9)
+    poses, note = orient_poses(grasp_poses([g], depth, sc.K, depth.shape), [g], depth, sc.K,
+                               depth.shape, "table")
+    assert poses[0] is not None and np.isfinite(poses[0].quaternion).all(), note
+    depth[:] = value
+    vec, note = table_approach(depth, sc.K)
+    assert vec is None and note.startswith("no table plane")

@@ -184,8 +184,11 @@ def table_approach(depth_m: np.ndarray, K: np.ndarray) -> tuple[np.ndarray | Non
     why)`` when there is no table plane to trust: too little depth, a plane holding less than
     :data:`MIN_PLANE_FRACTION` of the valid pixels, or tilted more than
     :data:`MAX_APPROACH_TILT_DEG` from the optical axis. ``note`` names the tilt."""
+    depth_m = np.asarray(depth_m, dtype=np.float32)
+    with np.errstate(invalid="ignore"):  # only depths a pose may use (as grasp3d's 0.05-20 m)
+        depth_m = np.where((depth_m >= 0.05) & (depth_m <= 20.0), depth_m, np.nan)
     plane = fit_plane(depth_m, K, full_mask=False)
-    if plane is None:
+    if plane is None or not np.isfinite(plane.normal).all():
         return None, "no table plane (too little valid depth)"
     if plane.inlier_fraction < MIN_PLANE_FRACTION:
         return None, (f"no table plane (the largest plane holds {plane.inlier_fraction:.0%} of "
