@@ -104,6 +104,20 @@ def _result(s, stamp, timeout=WAIT_TIMEOUT):
                                  None), timeout, what=f"the result for {want}")
 
 
+def _send_depth(setup, d, seed):
+    """One frame with the 16UC1 depth ``d`` [mm]: depth, jpeg and CameraInfo with one stamp;
+    ``(its result, the depth message)``."""
+    from vita_grasp_ros.image_conversions import numpy_to_image_msg
+
+    stamp = make_stamp()
+    m = numpy_to_image_msg(d, "16UC1")
+    m.header.stamp, m.header.frame_id = stamp, "rgb_camera_link"
+    setup.depth.publish(m)
+    setup.img.publish(jpeg_msg(stamp, seed=seed))
+    setup.info.publish(camera_info(stamp))
+    return _result(setup, stamp), m
+
+
 @pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])
 def test_depth_gives_poses_and_markers(setup, encoding):
     stamp = make_stamp()
@@ -257,26 +271,17 @@ def test_the_depth_check_is_the_cores_and_can_be_turned_off(setup, request):
     (width_m = width * z / fx) intact."""
     from vita_grasp_core.grasp import Grasp
     from vita_grasp_core.grasp_depth import check_grasps
-    from vita_grasp_ros.image_conversions import depth_msg_to_meters, numpy_to_image_msg
+    from vita_grasp_ros.image_conversions import depth_msg_to_meters
 
     d = np.full((480, 640), Z_MM, np.uint16)
     x = (np.arange(640) - CX) * (Z_MM - 40) / FX  # [mm] on top of the bars
     d[:, (np.abs(x) % 100) < 20] = Z_MM - 40  # a 40 mm bar every 100 mm
 
-    def frame():
-        stamp = make_stamp()
-        m = numpy_to_image_msg(d, "16UC1")
-        m.header.stamp, m.header.frame_id = stamp, "rgb_camera_link"
-        setup.depth.publish(m)
-        setup.img.publish(jpeg_msg(stamp, seed=5))
-        setup.info.publish(camera_info(stamp))
-        return _result(setup, stamp), m
-
     _set_param(setup, "depth_check", False)
     request.addfinalizer(lambda: _set_param(setup, "depth_check", True))
-    raw, m = frame()
+    raw, m = _send_depth(setup, d, seed=5)
     _set_param(setup, "depth_check", True)
-    out, _ = frame()
+    out, _ = _send_depth(setup, d, seed=5)
     K = np.array(camera_info(make_stamp()).k).reshape(3, 3)
     grasps = [Grasp(g.x, g.y, g.angle, g.width, g.height, g.quality, g.object_score)
               for g in raw.grasps]
@@ -419,21 +424,13 @@ def test_diagnostics_say_how_frames_were_paired_with_depth(setup):
 def test_approach_table_turns_the_poses_onto_the_table_normal(setup, request):
     """A table tilted 15 degrees to the camera: approach:=table publishes poses along its normal
     (position and width_m as the convention gives them); camera, the default, the optical axis."""
-    from vita_grasp_ros.image_conversions import numpy_to_image_msg
-
     n = np.array([0.0, np.sin(np.radians(15)), np.cos(np.radians(15))])
     v, u = np.mgrid[0:480, 0:640]
     rays = np.stack([(u - CX) / FX, (v - CY) / FY, np.ones((480, 640))], -1)
     d = np.round(Z_MM * n[2] / (rays @ n)).astype(np.uint16)  # Z_MM on the optical axis
 
     def approaches():
-        stamp = make_stamp()
-        m = numpy_to_image_msg(d, "16UC1")
-        m.header.stamp, m.header.frame_id = stamp, "rgb_camera_link"
-        setup.depth.publish(m)
-        setup.img.publish(jpeg_msg(stamp, seed=7))
-        setup.info.publish(camera_info(stamp))
-        out = [g for g in _result(setup, stamp).grasps if g.has_pose]
+        out = [g for g in _send_depth(setup, d, seed=7)[0].grasps if g.has_pose]
         assert out
         for g in out:
             assert g.width_m == pytest.approx(g.width * g.pose.position.z / FX, rel=1e-4)

@@ -268,33 +268,23 @@ def approach_quaternion(angle: float, approach) -> tuple[float, float, float, fl
         raise ValueError("approach parallel to the opening direction")
     x /= nx
     y = np.cross(z, x)
-    return _matrix_quaternion(np.stack([x, y, z], axis=1))
+    return matrix_to_quaternion(np.stack([x, y, z], axis=1), canonical=True)
 
 
-def _matrix_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
-    """(x, y, z, w), w >= 0, of a rotation matrix (columns = the rotated axes)."""
-    tr = R[0, 0] + R[1, 1] + R[2, 2]
-    if tr > 0:
-        s = 2.0 * np.sqrt(tr + 1.0)
-        q = ((R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, s / 4)
-    else:
-        i = int(np.argmax(np.diag(R)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(1.0 + R[i, i] - R[j, j] - R[k, k])
-        v = [0.0, 0.0, 0.0]
-        v[i], v[j], v[k] = s / 4, (R[j, i] + R[i, j]) / s, (R[k, i] + R[i, k]) / s
-        q = (v[0], v[1], v[2], (R[k, j] - R[j, k]) / s)
-    q = np.asarray(q, dtype=np.float64)
-    q = q / np.linalg.norm(q) * (1.0 if q[3] >= 0 else -1.0)
+def matrix_to_quaternion(R, canonical: bool = False) -> tuple[float, float, float, float]:
+    """3x3 rotation (columns = the rotated axes) -> (x, y, z, w), valid for every rotation (also
+    half turns, where the usual sign-copying shortcut mirrors the angle); ``canonical``: the
+    sign with ``w >= 0``."""
+    from scipy.spatial.transform import Rotation
+
+    q = Rotation.from_matrix(np.asarray(R, np.float64)).as_quat(canonical=canonical)
     return tuple(float(v) for v in q)
 
 
 def reorient(poses, grasps, approach) -> list[GraspPose | None]:
     """``poses`` (of ``grasps``, as :func:`grasp_poses` gives them) with their approach along
     ``approach`` (:func:`approach_quaternion`); position, ``width_m`` and depth unchanged, None
-    kept. ``approach=None`` returns the poses as they are."""
-    if approach is None:
-        return list(poses)
+    kept."""
     return [None if p is None else GraspPose(p.position, approach_quaternion(g.angle, approach),
                                              p.width_m, p.depth)
             for p, g in zip(poses, grasps)]

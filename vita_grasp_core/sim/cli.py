@@ -179,6 +179,7 @@ def show_main(argv) -> int:
 
 # ------------------------------------------------------------------------------------- bench
 def _bench_parser() -> argparse.ArgumentParser:
+    from ..approach import APPROACHES
     from ..decoding_settings import add_decode_arguments
     from .objects import known_names
     from .sources import available_sources
@@ -241,7 +242,7 @@ def _bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth-check-set", action="append", default=[], metavar="NAME=VALUE",
                    help="source api: a setting of the depth check (DepthCheckSettings: "
                         "margin=0.015, opening=wider, turns=, ...; repeatable)")
-    p.add_argument("--approach", choices=("camera", "table"), default="camera",
+    p.add_argument("--approach", choices=APPROACHES, default="camera",
                    help="every source: what the 3-D grasp approaches along: camera (the "
                         "optical axis, CONVENTIONS section 1, default) or table (the normal of "
                         "the table plane fitted to the depth image; the node gets approach:=)")

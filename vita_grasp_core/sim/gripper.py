@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..grasp3d import matrix_to_quaternion
 from . import pybullet
 from .scene import TIME_STEP, SimWorld
 from .shortcuts import (
@@ -112,15 +113,6 @@ def rotation_about_z(angle: float) -> np.ndarray:
 def quaternion_to_matrix(q) -> np.ndarray:
     """(x, y, z, w) -> 3x3 rotation matrix."""
     return np.asarray(pybullet().getMatrixFromQuaternion(list(q))).reshape(3, 3)
-
-
-def matrix_to_quaternion(R) -> tuple:
-    """3x3 rotation -> (x, y, z, w), valid for every rotation (also half turns, where the
-    usual sign-copying shortcut mirrors the angle: a top-down grasp is a half turn)."""
-    from scipy.spatial.transform import Rotation
-
-    x, y, z, w = Rotation.from_matrix(np.asarray(R, np.float64)).as_quat()
-    return (float(x), float(y), float(z), float(w))
 
 
 class Gripper:

@@ -269,6 +269,8 @@ def _raise_interrupt(signum, frame):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vita_grasp_core.approach import APPROACHES
+
     p = argparse.ArgumentParser(prog="scripts/demo.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="See docs/demo.md.")
@@ -290,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-label", action="store_true",
                    help="skip step 2 (the labelling picture)")
     p.add_argument("--device", default=d.device, help="cpu (default), cuda, auto")
-    p.add_argument("--approach", choices=("camera", "table"), default=d.approach,
+    p.add_argument("--approach", choices=APPROACHES, default=d.approach,
                    help="what every source's grasps approach along: table (the table's "
                         "normal, the node's approach:=table; default: the demo's cameras are "
                         "tilted) or camera (the optical axis, the convention's default)")
