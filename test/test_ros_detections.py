@@ -211,16 +211,8 @@ def test_node_publishes_detections_to_another_process(tmp_path, vision_msgs_pref
             assert d["n_results"] == 1 and d["frame_id"] == "rgb_camera_link"
 
         # publish_detections:=false at run time: grasps still come, detections no longer
-        from rcl_interfaces.srv import SetParameters
-        from rclpy.parameter import Parameter
-
-        cli = h.node.create_client(SetParameters, "/det/vita_grasp_node/set_parameters")
-        wait_for(cli.service_is_ready, WAIT_TIMEOUT, what="set_parameters")
-        req = SetParameters.Request(parameters=[
-            Parameter("publish_detections", value=False).to_parameter_msg()])
-        fut = cli.call_async(req)
-        wait_for(fut.done, WAIT_TIMEOUT, what="set_parameters")
-        assert fut.result().results[0].successful
+        res = h.set_params("/det/vita_grasp_node", WAIT_TIMEOUT, publish_detections=False)
+        assert res[0].successful
         n_lines = len(lines)
         stamp = send(7)
         wait_for(lambda: grasps_of(stamp), WAIT_TIMEOUT,

@@ -219,19 +219,7 @@ def test_bad_frames_are_refused_and_the_node_keeps_answering(setup):
 
 
 def _set_params(s, **params):
-    from rcl_interfaces.srv import SetParameters
-    from rclpy.parameter import Parameter
-
-    cli = s.h.node.create_client(SetParameters, f"{NS}/vita_grasp_node/set_parameters")
-    try:
-        wait_for(lambda: cli.service_is_ready(), WAIT_TIMEOUT, what="the set_parameters service")
-        req = SetParameters.Request()
-        req.parameters = [Parameter(k, value=v).to_parameter_msg() for k, v in params.items()]
-        fut = cli.call_async(req)
-        wait_for(fut.done, WAIT_TIMEOUT, what="set_parameters")
-        return fut.result().results
-    finally:
-        s.h.node.destroy_client(cli)
+    return s.h.set_params(f"{NS}/vita_grasp_node", WAIT_TIMEOUT, **params)
 
 
 def test_runtime_parameters_are_validated_and_applied(setup):

@@ -245,23 +245,9 @@ def test_corrupt_compressed_frames_are_refused(setup):
     assert "png header declares 17000x17000, more than 16384 px per side" in log
 
 
-def _set_depth_wait(setup, value: float) -> None:
-    _set_param(setup, "depth_wait", float(value))
-
-
 def _set_param(setup, name: str, value) -> None:
-    from rcl_interfaces.srv import SetParameters
-    from rclpy.parameter import Parameter
-
-    cli = setup.h.node.create_client(SetParameters, f"{NS}/vita_grasp_node/set_parameters")
-    try:
-        wait_for(cli.service_is_ready, START_TIMEOUT, what="set_parameters")
-        fut = cli.call_async(SetParameters.Request(parameters=[
-            Parameter(name, value=value).to_parameter_msg()]))
-        wait_for(fut.done, START_TIMEOUT, what="set_parameters")
-        assert fut.result().results[0].successful
-    finally:
-        setup.h.node.destroy_client(cli)
+    (res,) = setup.h.set_params(f"{NS}/vita_grasp_node", START_TIMEOUT, **{name: value})
+    assert res.successful, res.reason
 
 
 def test_the_depth_check_is_the_cores_and_can_be_turned_off(setup, request):
@@ -310,8 +296,8 @@ def test_the_depth_frame_of_the_image_stamp_is_waited_for(setup, older_ms, older
     the node waits for the exact one however long the transport holds it (a loaded machine's
     DDS was seen to deliver a depth frame seconds late); it comes sooner and ends the wait."""
     _warm_up(setup)  # from a known state: frames sent without depth before make it 'silent'
-    _set_depth_wait(setup, 10.0)
-    request.addfinalizer(lambda: _set_depth_wait(setup, DEPTH_WAIT))
+    _set_param(setup, "depth_wait", 10.0)
+    request.addfinalizer(lambda: _set_param(setup, "depth_wait", float(DEPTH_WAIT)))
     if older_ms is None:
         time.sleep(3.0)  # nothing published for a while, on purpose
     stamp = make_stamp()
@@ -388,7 +374,7 @@ def test_a_late_depth_frame_is_reported_without_blaming_the_stamps(setup):
     """depth_wait 0.05 s, only an older depth frame there and the image's own one not arriving
     in time: no pose, and the warning says it is late, not that the streams are out of
     step."""
-    _set_depth_wait(setup, 0.05)
+    _set_param(setup, "depth_wait", 0.05)
     try:
         def send(stamp):
             old = make_stamp()
@@ -401,7 +387,7 @@ def test_a_late_depth_frame_is_reported_without_blaming_the_stamps(setup):
         assert "not in step" not in line
         assert out.grasps and not any(g.has_pose for g in out.grasps)
     finally:
-        _set_depth_wait(setup, DEPTH_WAIT)
+        _set_param(setup, "depth_wait", float(DEPTH_WAIT))
     _warm_up(setup)
 
 
@@ -443,3 +429,20 @@ def test_approach_table_turns_the_poses_onto_the_table_normal(setup, request):
     assert all(np.degrees(np.arccos(min(1.0, z @ n))) < 1.0 for z in approaches())
     _set_param(setup, "approach", "camera")
     assert all(z[2] > 1 - 1e-9 for z in approaches())
+
+
+def test_depth_fallback_publishes_a_grasp_where_the_model_has_none(setup, request):
+    """score_threshold 1: the model has no grasp; with depth_fallback:=true the node publishes
+    one from depth alone on the box standing on the table (quality 0, posed on its top)."""
+    d = np.full((480, 640), Z_MM, np.uint16)
+    d[200:240, 330:390] = Z_MM - 25  # a box 6 x 4 cm (at 0.8 m), 2.5 cm high
+
+    request.addfinalizer(lambda: setup.h.set_params(
+        f"{NS}/vita_grasp_node", START_TIMEOUT, score_threshold=0.0, depth_fallback=False))
+    _set_param(setup, "score_threshold", 1.0)
+    assert _send_depth(setup, d, seed=3)[0].grasps == []  # off by default
+    _set_param(setup, "depth_fallback", True)
+    (g,) = _send_depth(setup, d, seed=3)[0].grasps
+    assert g.quality == 0.0 and g.has_pose and 330 <= g.x <= 390 and 200 <= g.y <= 240
+    assert abs(abs(g.angle) - np.pi / 2) < 0.2  # across the 4 cm side
+    assert g.pose.position.z == pytest.approx((Z_MM - 25) / 1000.0, abs=0.003)

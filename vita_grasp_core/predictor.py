@@ -42,6 +42,9 @@ class Prediction:
         approach_note: with poses, along what they approach: ``camera axis`` (CONVENTIONS
             §1), ``table normal N deg`` (``approach="table"``) or why the table normal was
             not used (then the camera axis).
+        fallback_note: with ``fallback`` given to :meth:`GraspPredictor.predict` and no
+            grasp of the model above its threshold, what the depth fallback found
+            (:mod:`.depth_fallback`; its grasps have quality 0), else "".
     """
 
     grasps: list[Grasp]
@@ -53,6 +56,7 @@ class Prediction:
     poses: list | None = None
     depth_check: object | None = field(default=None, repr=False)
     approach_note: str = ""
+    fallback_note: str = ""
 
     def frame(self):
         """What target selection sees of this frame (:class:`~.target_select.FrameMaps`)."""
@@ -304,7 +308,7 @@ class GraspPredictor:
 
     def predict(self, image: np.ndarray, target=None, *, max_grasps: int | None = None,
                 keep_features: bool = False, depth: np.ndarray | None = None, K=None,
-                depth_check=True, approach: str = "camera") -> Prediction:
+                depth_check=True, approach: str = "camera", fallback=False) -> Prediction:
         """One ``HxWx3 uint8 RGB`` frame -> :class:`Prediction` (grasps in its pixels).
 
         ``target`` (optional, :mod:`.target_select`: a ``BoxTarget``, ``MaskTarget``,
@@ -324,7 +328,11 @@ class GraspPredictor:
         (the poses approach along the optical axis, CONVENTIONS §1) or ``table`` (along the
         normal of the table plane fitted to ``depth``: a tilted camera's grasps still come
         straight down onto the table; the camera axis where no plane is found,
-        ``Prediction.approach_note`` says which).
+        ``Prediction.approach_note`` says which). ``fallback`` (True = the default
+        :class:`~.depth_fallback.FallbackSettings`, or settings; False = off): when the model
+        has no grasp above its threshold, grasps from depth alone (the analytic grasp on the
+        highest objects standing above the surface, quality 0; ``Prediction.fallback_note``);
+        never with a ``target``.
 
         Raises ``ValueError`` for anything else (wrong dtype, shape, channels, empty, strided,
         intrinsics or a depth image that do not fit the image).
@@ -332,7 +340,8 @@ class GraspPredictor:
         pred = self.predict_batch([image], target, max_grasps=max_grasps,
                                   keep_features=keep_features)[0]
         if depth is not None or K is not None:
-            add_poses(pred, depth, K, depth_check, approach)
+            add_poses(pred, depth, K, depth_check, approach,
+                      fallback=fallback if target is None else False)
         return pred
 
     def select(self, pred: Prediction, target=None, *, max_grasps: int | None = None
@@ -352,11 +361,12 @@ class GraspPredictor:
         return ExampleMatcher.from_frame(self.predict(image, keep_features=True).frame(), **kw)
 
 
-def add_poses(pred: Prediction, depth, K, depth_check=True, approach: str = "camera"
-              ) -> Prediction:
+def add_poses(pred: Prediction, depth, K, depth_check=True, approach: str = "camera",
+              fallback=False) -> Prediction:
     """Give ``pred`` 3-D poses from ``depth`` (HxW metres) and ``K`` (3x3 of its image), after
-    the depth check, approaching along ``approach`` (:meth:`GraspPredictor.predict`);
-    ``ValueError`` (one line) when they do not fit the image."""
+    the depth fallback (when it has no grasps) and the depth check, approaching along
+    ``approach`` (:meth:`GraspPredictor.predict`); ``ValueError`` (one line) when they do not
+    fit the image."""
     from .approach import check_approach
     from .grasp3d import check_intrinsics, check_size, grasp_poses
     from .grasp_depth import DepthCheckSettings, check_grasps
@@ -370,6 +380,11 @@ def add_poses(pred: Prediction, depth, K, depth_check=True, approach: str = "cam
                f"depth must be HxW, got shape {depth.shape}") or check_intrinsics(K, None, size)
     if problem:
         raise ValueError(problem)
+    if fallback is not False and fallback is not None and not pred.grasps:
+        from .depth_fallback import FallbackSettings, fallback_grasps
+
+        settings = fallback if isinstance(fallback, FallbackSettings) else None
+        pred.grasps, pred.fallback_note = fallback_grasps(depth, K, size, settings)
     if depth_check is False or depth_check is None:
         pred.poses = grasp_poses(pred.grasps, depth, K, size)
     else:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vita_grasp_core.approach import orient_poses
+from vita_grasp_core.depth_fallback import fallback_grasps
 from vita_grasp_core.grasp3d import (
     check_distortion,
     check_size,
@@ -230,6 +231,9 @@ class DepthInputs:
         depth = self._depth(use.depth.msg, header, image_size)
         if depth is None:
             return grasps, None
+        if not grasps and settings.depth_fallback and settings.target == "none":
+            grasps, note = fallback_grasps(depth, K, image_size)
+            self._debug(note)
         if settings.depth_check:
             check = check_grasps(grasps, depth, K, image_size, depth_check_settings(settings))
             self.last_check = check

@@ -190,6 +190,10 @@ STARTUP_PARAMETERS: tuple[ParamSpec, ...] = (
               "image before publishing (docs/ros.md 'Depth check'): width / width_m become an "
               "opening that clears the object by grasp_margin, grasps whose fingers would land "
               "on something are turned or demoted, objects wider than the gripper dropped."),
+    ParamSpec("depth_fallback", bool, False, "With use_depth: when the model has no grasp "
+              "above score_threshold (and no target is set), publish grasps from the depth "
+              "image alone: the analytic grasp on the highest objects standing above the "
+              "surface (docs/ros.md 'Depth fallback'; quality 0), checked like any grasp."),
     ParamSpec("depth_check_failing", str, "demote", "Depth check: grasps that fail it "
               "(a finger or the palm would hit something, nothing between the fingers, an "
               "object wider than the gripper): demote (unchanged, behind every grasp that "

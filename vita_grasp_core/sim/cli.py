@@ -242,6 +242,10 @@ def _bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth-check-set", action="append", default=[], metavar="NAME=VALUE",
                    help="source api: a setting of the depth check (DepthCheckSettings: "
                         "margin=0.015, opening=wider, turns=, ...; repeatable)")
+    p.add_argument("--depth-fallback", choices=("on", "off"), default="off",
+                   help="sources api and node: when the model has no grasp above its "
+                        "threshold, the analytic grasp on the highest object standing above "
+                        "the surface in the depth image (docs/sim.md; default off)")
     p.add_argument("--approach", choices=APPROACHES, default="camera",
                    help="every source: what the 3-D grasp approaches along: camera (the "
                         "optical axis, CONVENTIONS section 1, default) or table (the normal of "
@@ -378,7 +382,9 @@ def _bench_one(a, name: str, cfg, out: Path) -> dict:
 
     decode = decode_arguments(a)
     on = a.depth_check == "on"
+    fallback = a.depth_fallback == "on"
     node_params = (f"depth_check:={'true' if on else 'false'}", f"approach:={a.approach}",
+                   f"depth_fallback:={'true' if fallback else 'false'}",
                    *a.node_param,
                    *(f"{k}:={v}" for k, v in decode.items()))
     check = depth_check_settings(a.depth_check_set) if on else None
@@ -386,7 +392,7 @@ def _bench_one(a, name: str, cfg, out: Path) -> dict:
         source = make_source(name, SourceOptions(a.checkpoint, a.device, a.node_timeout,
                                                  node_params, str(out), a.node_depth_lead,
                                                  a.node_rate, tuple(decode.items()), check,
-                                                 a.approach))
+                                                 a.approach, fallback))
     except (ValueError, OSError, RuntimeError) as e:
         raise ValueError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     try:

@@ -106,7 +106,9 @@ class SourceOptions:
     source's grasps (:class:`~vita_grasp_core.grasp_depth.DepthCheckSettings`; ``()`` = its
     defaults), or None = no check (the model's best grasp as it is). ``approach``: what every
     source's 3-D grasps approach along (:data:`vita_grasp_core.approach.APPROACHES`; the node
-    source's node gets it as its parameter)."""
+    source's node gets it as its parameter). ``fallback``: the ``api`` source's depth
+    fallback when the model has no grasp above its threshold (:mod:`vita_grasp_core.
+    depth_fallback`; the node's ``depth_fallback`` parameter)."""
 
     checkpoint: str | None = None
     device: str = "auto"
@@ -118,6 +120,7 @@ class SourceOptions:
     decode: tuple[tuple[str, float], ...] = ()
     depth_check: tuple[tuple[str, object], ...] | None = ()
     approach: str = "camera"
+    fallback: bool = False
 
 
 @dataclass(frozen=True)
@@ -264,17 +267,21 @@ class PredictorSource(GraspSource):
         check = (", no depth check" if dc is None else
                  "".join(f", {k} {v}" for k, v in dc))
         table = ", approach table" if self.options.approach == "table" else ""
-        return f"api ({self.checkpoint}{given}{check}{table})"
+        fb = ", depth fallback" if self.options.fallback else ""
+        return f"api ({self.checkpoint}{given}{check}{table}{fb})"
 
     def plan(self, obs, rng):
         t0 = time.perf_counter()
         approach = self.options.approach
         pred = self.predictor.predict(obs.rgb, depth=obs.depth, K=obs.K,
-                                      depth_check=self.depth_check, approach=approach)
+                                      depth_check=self.depth_check, approach=approach,
+                                      fallback=self.options.fallback)
         answer = answer_from_pixel(pred.grasps[0] if pred.grasps else None, obs, t0,
                                    approach=approach)
         answer.alternatives = [GraspAnswer(g, p.position, p.quaternion, p.width_m)
                                for g, p in zip(pred.grasps[1:], pred.poses[1:]) if p]
+        if pred.fallback_note:
+            answer.extra["fallback"] = pred.fallback_note
         if pred.depth_check is not None:
             dc = pred.depth_check
             answer.extra["depth_check"] = {"summary": dc.summary(), "best": (
