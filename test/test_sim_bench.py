@@ -141,6 +141,23 @@ def test_api_source_takes_decoding_settings(tiny_checkpoint):
     assert src.describe().endswith("score_threshold 0, tta 2)")
 
 
+def test_api_source_depth_fallback_picks_where_the_model_has_no_grasp(tiny_checkpoint,
+                                                                       tmp_path):
+    """A model with nothing above its threshold: no_grasp without the fallback; with it the
+    analytic grasp found in depth is executed (quality 0) and lifts the object."""
+    opts = dict(decode=(("score_threshold", 1.0),))
+    off = make_source("api", SourceOptions(str(tiny_checkpoint), "cpu", **opts))
+    s_off = run_bench(_cfg(trials=2), off, tmp_path / "off", progress=False, log=lambda m: None)
+    assert s_off["failures"] == {"no_grasp": 2}
+    on = make_source("api", SourceOptions(str(tiny_checkpoint), "cpu", fallback=True, **opts))
+    assert on.describe().endswith("depth fallback)")
+    s_on = run_bench(_cfg(trials=2), on, tmp_path / "on", progress=False, log=lambda m: None)
+    assert s_on["successes"] >= 1 and "no_grasp" not in s_on["failures"]
+    for line in (tmp_path / "on" / "trials.jsonl").read_text().splitlines():
+        answer = json.loads(line)["answer"]
+        assert answer["pixel"]["quality"] == 0.0 and "above the surface" in answer["fallback"]
+
+
 @pytest.mark.parametrize("argv, words", [
     (["bench", "--objects", "spoon"], ["unknown object 'spoon'", "mug"]),
     (["bench", "--source", "magic"], ["unknown grasp source 'magic'", "analytic"]),
