@@ -5,11 +5,13 @@
         image_topic:=/kinect2/qhd/image_color_rect
     ros2 launch vita_grasp vita_grasp.launch.py checkpoint:=... namespace:=robot use_rviz:=true
     ros2 launch vita_grasp vita_grasp.launch.py checkpoint:=sim use_depth:=true approach:=table \
-        depth_topic:=/depth_to_rgb/image_raw camera_info_topic:=/rgb/camera_info
+        depth_fallback:=true depth_topic:=/depth_to_rgb/image_raw \
+        camera_info_topic:=/rgb/camera_info
     ros2 launch vita_grasp vita_grasp.launch.py params_file:=/path/my.yaml   # checkpoint in it
 
 Precedence of the node's parameters: `checkpoint:=` / `use_compressed:=` / `use_depth:=` /
-`approach:=` given here > the params file > the node's defaults (decoding: the checkpoint's).
+`approach:=` / `depth_fallback:=` given here > the params file > the node's defaults (decoding:
+the checkpoint's).
 Those arguments are passed to the node only when given, so a params file can set them.
 
 `use_rviz:=true` where the rviz2 package is not installed logs a warning (WARNING level) and
@@ -59,7 +61,8 @@ def parse_bool(name, text):
 APPROACHES = ('camera', 'table')
 
 
-def node_parameters(params_file, checkpoint='', use_compressed='', use_depth='', approach=''):
+def node_parameters(params_file, checkpoint='', use_compressed='', use_depth='', approach='',
+                    depth_fallback=''):
     """The node's `parameters`: the params file, then only the launch arguments that were given
     (an empty string = not given, so the params file's value stands)."""
     overrides = {}
@@ -75,6 +78,8 @@ def node_parameters(params_file, checkpoint='', use_compressed='', use_depth='',
             raise ValueError(f"launch argument approach:={approach!r} is not one of "
                              f"{', '.join(APPROACHES)}")
         overrides['approach'] = approach.strip()
+    if depth_fallback.strip():
+        overrides['depth_fallback'] = parse_bool('depth_fallback', depth_fallback)
     return [params_file] + ([overrides] if overrides else [])
 
 
@@ -126,7 +131,7 @@ def launch_setup(context, *args, **kwargs):
         emulate_tty=True,
         arguments=['--lifecycle'] if parse_bool('lifecycle', arg('lifecycle')) else [],
         parameters=node_parameters(params_file, arg('checkpoint'), arg('use_compressed'),
-                                   arg('use_depth'), arg('approach')),
+                                   arg('use_depth'), arg('approach'), arg('depth_fallback')),
         remappings=remappings(image_topic, arg('depth_topic'), arg('camera_info_topic')),
     )
     actions = [node]
@@ -187,6 +192,11 @@ def generate_launch_description():
             description='camera: poses approach along the optical axis; table: along the '
                         'normal of the table plane in the depth image (a tilted camera); '
                         'empty = as in params_file (default there: camera)'),
+        DeclareLaunchArgument(
+            'depth_fallback', default_value='',
+            description='true: where the model has no grasp above its threshold, publish one '
+                        'found in the depth image (quality 0); empty = as in params_file '
+                        '(default there: false)'),
         DeclareLaunchArgument(
             'lifecycle', default_value='false',
             description='Run the managed (lifecycle) node: configure/activate it with '

@@ -63,8 +63,10 @@ def test_launch_arguments_logic():
     assert overrides["checkpoint"].value == "/m/best_model.pt"
     with pytest.raises(ValueError, match="use_compressed:='maybe' is not a boolean"):
         mod.node_parameters("/p.yaml", "", "maybe")
-    _, overrides = mod.node_parameters("/p.yaml", "", "", "true", "table")
-    assert overrides == {"use_depth": True, "approach": "table"}
+    _, overrides = mod.node_parameters("/p.yaml", "", "", "true", "table", "true")
+    assert overrides == {"use_depth": True, "approach": "table", "depth_fallback": True}
+    with pytest.raises(ValueError, match="depth_fallback:='maybe' is not a boolean"):
+        mod.node_parameters("/p.yaml", "", "", "", "", "maybe")
     with pytest.raises(ValueError, match="approach:='side' is not one of camera, table"):
         mod.node_parameters("/p.yaml", "", "", "", "side")
     assert mod.remappings("/rgb/image_raw") == [("image", "/rgb/image_raw"),

@@ -20,7 +20,8 @@ Protocols: singulated (one object, one attempt per scene, a random camera 0.35-0
 tilted up to 20 degrees per scene) and clutter (6 objects in a tray, pick until clear or two
 failures in a row, camera 0.65 m high tilted 10 degrees). Every source's grasps approach along
 the table's normal (``--approach table``, the node's ``approach:=table``), as a robot with a
-tilted camera would be set up. Exit code 0 when every step ran, 1 when
+tilted camera would be set up, and where the model has no grasp the node falls back to one found
+in depth (``depth_fallback:=true``). Exit code 0 when every step ran, 1 when
 the ROS part could not run or a step failed (the report is still written), 2 for bad arguments,
 130 when interrupted. Subprocesses are always stopped, also on Ctrl-C.
 """
@@ -67,6 +68,9 @@ class Options:
     #: the demo's cameras are tilted (up to 20 degrees): every source's grasps approach along
     #: the table's normal (the node's approach:=table; docs/ros.md "Approach")
     approach: str = "table"
+    #: where the model has no grasp above its threshold, the node's depth fallback
+    #: (depth_fallback:=true; docs/ros.md "Depth fallback")
+    depth_fallback: bool = True
 
 
 @dataclass(frozen=True)
@@ -244,7 +248,8 @@ def step_node(o: Options, st: State, note, checkpoint: str) -> None:
     from ..sim_source import NodeSource
 
     (o.out / "ros").mkdir(parents=True, exist_ok=True)
-    params = (*NODE_PARAMS, f"approach:={o.approach}")
+    params = (*NODE_PARAMS, f"approach:={o.approach}",
+              f"depth_fallback:={'true' if o.depth_fallback else 'false'}")
     opts = SourceOptions(checkpoint, o.device, o.node_timeout, params, str(o.out / "ros"),
                          approach=o.approach)
     say(f"   starting the grasp node (checkpoint {checkpoint}, use_depth on, "
@@ -296,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what every source's grasps approach along: table (the table's "
                         "normal, the node's approach:=table; default: the demo's cameras are "
                         "tilted) or camera (the optical axis, the convention's default)")
+    p.add_argument("--depth-fallback", choices=("on", "off"),
+                   default="on" if d.depth_fallback else "off",
+                   help="the node's depth_fallback: a grasp found in depth where the model has "
+                        "none above its threshold (default on)")
     p.add_argument("--domain-id", "--domain_id", type=int, default=None,
                    help="ROS_DOMAIN_ID of the node (default: a free one, reserved with a lock "
                         "file)")
@@ -324,7 +333,7 @@ def parse_options(argv) -> Options:
                    singulated=a.singulated, clutter=a.clutter,
                    objects_per_scene=a.objects_per_scene, seed=a.seed, label=not a.no_label,
                    device=a.device, domain_id=a.domain_id, node_timeout=a.node_timeout,
-                   approach=a.approach)
+                   approach=a.approach, depth_fallback=a.depth_fallback == "on")
 
 
 def _check_sim() -> None:

@@ -144,7 +144,10 @@ def write_report(o, st: State) -> Path:
          f"{o.seed}, objects `{o.objects}`), and its grasps approach along "
          + ("the table's normal (`approach:=table`, fitted to the depth image: the cameras are "
             "tilted)." if getattr(o, "approach", "camera") == "table" else
-            "the camera's optical axis (the convention's default).")]
+            "the camera's optical axis (the convention's default).")
+         + (" Where the model has no grasp above its threshold, the node falls back to the "
+            "analytic grasp on an object found in the depth image (`depth_fallback:=true`, "
+            "quality 0)." if getattr(o, "depth_fallback", False) else "")]
     L += _model_md(o, st)
     L += ["", "## Results"] + results_md(st.bench, st.titles)
     L += ["", "Success = successful attempts / attempts; clearance = objects removed / objects "
@@ -201,7 +204,7 @@ def closing_summary(o, st: State, report: Path) -> None:
     say(f"  outputs: {rel(o.out / 'bench')}/<scenario>/<source>/ (summary.json, trials.jsonl, "
         "strip.png)")
     say("\nOn a robot: ros2 launch vita_grasp vita_grasp.launch.py checkpoint:=sim "
-        "use_depth:=true approach:=table image_topic:=... depth_topic:=... "
+        "use_depth:=true approach:=table depth_fallback:=true image_topic:=... depth_topic:=... "
         "camera_info_topic:=...  (docs/ros.md)")
     if st.problems:
         say("\nProblems:")
