@@ -78,6 +78,7 @@ class Bump:
     height: float  # m, its highest point above the surface (95th percentile)
     z: float  # m, median depth
     area: float  # m², as seen by the camera
+    cell: float  # px of the colour image per cell of the reduced depth image
 
 
 def _reduce(depth: np.ndarray, step: int) -> np.ndarray:
@@ -146,27 +147,25 @@ def find_bumps(depth_m: np.ndarray, K, image_size, settings: FallbackSettings | 
             continue
         ys, xs = np.nonzero(sel)
         xy = np.stack([(xs + 0.5) * sx - 0.5, (ys + 0.5) * sy - 0.5], axis=1)
-        bumps.append(Bump(xy, float(np.percentile(height[sel], 95)), z, area))
+        bumps.append(Bump(xy, float(np.percentile(height[sel], 95)), z, area, sx))
     bumps.sort(key=lambda b: -b.height)
     return bumps
 
 
-def analytic_grasp(bump: Bump, K, margin: float) -> Grasp:
-    """Centroid of the bump, opening along its minor axis: its extent on both sides of the
-    centroid plus ``margin`` [m] each side (pixels at the bump's depth)."""
-    pts = bump.xy
+def axis_grasp(pts: np.ndarray, z: float, fx: float, extra_m: float, cell: float = 1.0,
+               quality: float = 0.0) -> Grasp:
+    """The analytic grasp of an object's pixels ``pts`` ((N, 2) x, y) at depth ``z`` [m]: its
+    centroid, the opening along the minor axis, wide enough to clear the pixels on both sides
+    of the centroid (plus one ``cell`` [px]) and ``extra_m`` [m] in all; jaws 22 mm."""
     c = pts.mean(axis=0)
     minor = np.array([1.0, 0.0])
     if len(pts) > 2:
         _, vecs = np.linalg.eigh(np.cov((pts - c).T))
         minor = vecs[:, 0]
     proj = (pts - c) @ minor
-    f = float(np.asarray(K, np.float64).reshape(3, 3)[0, 0])
-    cell = float(np.abs(np.diff(np.unique(pts[:, 0]))).min()) if len(np.unique(pts[:, 0])) > 1 \
-        else 1.0
-    width = 2.0 * float(np.abs(proj).max()) + cell + 2.0 * margin * f / bump.z
-    angle = float(wrap_angle(math.atan2(minor[1], minor[0])))
-    return Grasp(float(c[0]), float(c[1]), angle, width, 0.022 * f / bump.z, 0.0, 1.0)
+    width = 2.0 * float(np.abs(proj).max()) + cell + extra_m * fx / z
+    return Grasp(float(c[0]), float(c[1]), float(wrap_angle(math.atan2(minor[1], minor[0]))),
+                 width, 0.022 * fx / z, quality, 1.0)
 
 
 def fallback_grasps(depth_m: np.ndarray, K, image_size,
@@ -177,6 +176,7 @@ def fallback_grasps(depth_m: np.ndarray, K, image_size,
     bumps = find_bumps(depth_m, K, image_size, s)
     if not bumps:
         return [], "depth fallback: no object above the surface"
-    grasps = [analytic_grasp(b, K, s.margin) for b in bumps[:s.max_grasps]]
+    fx = float(np.asarray(K, np.float64).reshape(3, 3)[0, 0])
+    grasps = [axis_grasp(b.xy, b.z, fx, 2.0 * s.margin, b.cell) for b in bumps[:s.max_grasps]]
     return grasps, (f"depth fallback: {len(bumps)} object(s) above the surface, highest "
                     f"{bumps[0].height * 1000:.0f} mm")

@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..conventions import wrap_angle
+from ..depth_fallback import axis_grasp
 from ..grasp import Grasp
 from .candidates import median_depth, object_masks, pixel_to_pose
 
@@ -212,22 +212,12 @@ class RandomSource(MaskSource):
 
 
 def minor_axis_grasp(mask: np.ndarray, K, depth: np.ndarray, margin_m: float = 0.02) -> Grasp:
-    """The analytic grasp of a mask: centroid, opening along the minor axis, wide enough to
-    clear the mask on both sides of the centroid plus ``margin_m`` (pixels at the median depth
-    of the mask)."""
+    """The analytic grasp of a mask (:func:`~vita_grasp_core.depth_fallback.axis_grasp`):
+    centroid, opening along the minor axis, wide enough to clear the mask on both sides of the
+    centroid plus ``margin_m`` (pixels at the median depth of the mask)."""
     ys, xs = np.nonzero(mask)
     pts = np.stack([xs, ys], axis=1).astype(np.float64)
-    c = pts.mean(axis=0)
-    if len(pts) > 2:
-        _, vecs = np.linalg.eigh(np.cov((pts - c).T))
-        minor = vecs[:, 0]
-    else:
-        minor = np.array([1.0, 0.0])
-    proj = (pts - c) @ minor
-    z = median_depth(depth, mask, 0.6)
-    width = float(2.0 * np.abs(proj).max() + 1.0) + margin_m * K[0, 0] / z
-    return Grasp(float(c[0]), float(c[1]), float(wrap_angle(math.atan2(minor[1], minor[0]))),
-                 width, 0.022 * K[0, 0] / z, 1.0, 1.0)
+    return axis_grasp(pts, median_depth(depth, mask, 0.6), K[0, 0], margin_m, quality=1.0)
 
 
 class AnalyticSource(MaskSource):
