@@ -93,12 +93,19 @@ def test_hostile_depth_gives_no_grasp_and_no_error(depth):
     assert grasps == [] and note
 
 
-def test_holes_in_the_depth_image_are_not_objects():
-    depth = scene(tilt_deg=5.0)
+@pytest.mark.parametrize("tilt", [0.0, 10.0, 20.0])
+def test_holes_in_the_depth_image_are_not_objects(tilt):
+    depth = scene(tilt_deg=tilt)
     rng = np.random.default_rng(0)
     depth[rng.random(depth.shape) < 0.3] = np.nan  # 30 % missing pixels
     depth[100:140, 200:260] = 0.0  # a hole (no return)
+    for _ in range(30):  # holes of 4-20 px, as a depth camera leaves them
+        y, x = rng.integers(0, H - 20), rng.integers(0, W - 20)
+        depth[y:y + rng.integers(4, 20), x:x + rng.integers(4, 20)] = np.nan
     assert fallback_grasps(depth, K, (H, W))[0] == []
+    box = (0.05, 0.08, -0.04, -0.024, 0.02)  # and an object among the holes is still found
+    depth = np.where(np.isnan(depth) | (depth == 0), depth, np.minimum(depth, scene(box)))
+    assert len(fallback_grasps(depth, K, (H, W))[0]) == 1
 
 
 def test_bad_settings_are_one_line_errors():

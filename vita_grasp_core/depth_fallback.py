@@ -128,8 +128,10 @@ def find_bumps(depth_m: np.ndarray, K, image_size, settings: FallbackSettings | 
     z_med = float(np.median(small[valid]))
     win = int(np.clip(round(s.max_size * f_small / z_med), 3, max(small.shape)))
     win += 1 - win % 2
-    # invalid depth: the farthest valid depth (never a bump, never hides one)
-    filled = np.where(valid, small, float(np.nanmax(small))).astype(np.float32)
+    # invalid depth: the nearest valid depth. The dilation (max) never picks it, so a hole never
+    # raises the surface around it (a far fill would, and turn a tilted table next to a hole
+    # into a bump); holes themselves are never objects (height 0 below)
+    filled = np.where(valid, small, float(np.nanmin(small))).astype(np.float32)
     kernel = np.ones((win, win), np.uint8)
     surface = cv2.erode(cv2.dilate(filled, kernel), kernel)  # grey closing
     height = np.where(valid, surface - filled, 0.0)
