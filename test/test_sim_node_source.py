@@ -93,3 +93,49 @@ def _read(path):
     import json
 
     return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def _pids_with(text: str) -> list[int]:
+    """Live processes whose command line contains ``text``."""
+    from pathlib import Path
+
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                state = (d / "stat").read_text().split(")")[-1].split()[0]
+            except OSError:
+                continue
+            if text in cmd and state != "Z":
+                out.append(int(d.name))
+    return out
+
+
+def test_sigterm_stops_the_bench_and_its_node_process(tiny_checkpoint, tmp_path):
+    """`sim bench --source node` ended by SIGTERM (a job scheduler, `kill`): exit 130, one line,
+    and the node process it started is gone (it used to outlive the benchmark)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from vita_grasp_ros.testing import wait_for
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vita_grasp_core.cli", "sim", "bench", "--source", "node",
+         "--checkpoint", str(tiny_checkpoint), "--trials", "200", "--quiet",
+         "--out", str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    mine = f"checkpoint:={tiny_checkpoint}"
+    try:
+        wait_for(lambda: _pids_with(mine), START_TIMEOUT, what="the node process")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=WAIT_TIMEOUT)
+        assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+        wait_for(lambda: not _pids_with(mine), WAIT_TIMEOUT, what="the node process to stop")
+    finally:  # whatever failed: nothing this test started keeps running
+        if proc.poll() is None:
+            proc.kill()
+        for pid in _pids_with(mine):
+            os.kill(pid, signal.SIGKILL)

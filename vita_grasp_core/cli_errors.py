@@ -7,14 +7,19 @@ expected, an unknown device).
 - :func:`~vita_grasp_core.fileio.os_error_text` (in :mod:`.fileio`): an ``OSError`` in words
   (``disk full``, ``read-only file system`` ...);
 - :func:`writable_dir`: create an output directory and prove it is writable before any work;
-- :func:`one_line_errors`: the decorator every command's ``main(argv)`` wears.
+- :func:`one_line_errors`: the decorator every command's ``main(argv)`` wears;
+- :func:`sigterm_as_interrupt`: SIGTERM stops a command like Ctrl-C (its ``finally`` blocks,
+  e.g. stopping a child process, run).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from .fileio import check_replaceable, os_error_text
@@ -103,3 +108,22 @@ def _say(prog: str, text: str) -> None:
         print(f"{prog}: {text}", file=sys.stderr, flush=True)
     except OSError:  # stderr itself is gone (a closed pipe)
         os._exit(2)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """While inside, SIGTERM raises ``KeyboardInterrupt`` (as Ctrl-C does), so every ``finally``
+    block runs (child processes are stopped) instead of Python dying at once. Only in the main
+    thread (elsewhere signals cannot be handled; nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)

@@ -13,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cli_errors import sigterm_as_interrupt
+
 
 def _ids(text: str) -> list[int]:
     """``"0-99"``, ``"0,5,7"``, ``"100-119,200"`` -> ids."""
@@ -306,7 +308,8 @@ def bench_main(argv) -> int:
     for name in sources:  # one after another, on the same scenes
         where = out if len(sources) == 1 else out / name
         try:
-            summaries.append(_bench_one(a, name, cfg, where))
+            with sigterm_as_interrupt():  # SIGTERM too stops the node source's process
+                summaries.append(_bench_one(a, name, cfg, where))
         except ValueError as e:
             return _fail(prog, str(e))
         except KeyboardInterrupt:

@@ -30,12 +30,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import sys
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+
+from vita_grasp_core.cli_errors import sigterm_as_interrupt
 
 from .report import State, closing_summary, rel, say, write_report
 
@@ -269,10 +270,6 @@ def step_node(o: Options, st: State, note, checkpoint: str) -> None:
 
 
 # --------------------------------------------------------------------------- main
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def build_parser() -> argparse.ArgumentParser:
     from vita_grasp_core.approach import APPROACHES
 
@@ -354,17 +351,15 @@ def main(argv=None) -> int:
         return 2
     st = State()
     o.out.mkdir(parents=True, exist_ok=True)
-    # SIGTERM ends the demo like Ctrl-C, so every finally block (the node process) runs.
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     say(f"VITA-Grasp demo -> {rel(o.out)}  (a simulated robot picks objects it has never seen; "
         "CPU, a few minutes)")
     try:
-        return _run(o, st)
+        # SIGTERM ends the demo like Ctrl-C, so every finally block (the node process) runs.
+        with sigterm_as_interrupt():
+            return _run(o, st)
     except KeyboardInterrupt:
         print("\ndemo: interrupted (subprocesses stopped)", file=sys.stderr)
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
 
 
 def _run(o: Options, st: State) -> int:
