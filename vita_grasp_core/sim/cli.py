@@ -305,15 +305,15 @@ def bench_main(argv) -> int:
     sources = [x.strip() for x in a.source.split(",") if x.strip()]
     out = a.out or Path("outputs") / "sim_bench" / f"{'_'.join(sources)}_{a.protocol}"
     summaries = []
-    for name in sources:  # one after another, on the same scenes
-        where = out if len(sources) == 1 else out / name
-        try:
-            with sigterm_as_interrupt():  # SIGTERM too stops the node source's process
+    with sigterm_as_interrupt():  # SIGTERM too stops the node source's process
+        for name in sources:  # one after another, on the same scenes
+            where = out if len(sources) == 1 else out / name
+            try:
                 summaries.append(_bench_one(a, name, cfg, where))
-        except ValueError as e:
-            return _fail(prog, str(e))
-        except KeyboardInterrupt:
-            return _fail(prog, "interrupted", 130)
+            except ValueError as e:
+                return _fail(prog, str(e))
+            except KeyboardInterrupt:
+                return _fail(prog, "interrupted", 130)
     table = results_table(summaries)
     print(table)
     for s in summaries:

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..choices import DEFAULT_CAMERA
+from ..cli_errors import sigterm_as_interrupt
 from ..grasp import grasps_to_array, grasps_to_graspnet_rects
 from . import SimError
 from .camera import SimCamera
@@ -245,14 +246,6 @@ def _worker(args):
     return label_scene(*args)
 
 
-class _Terminated(KeyboardInterrupt):
-    pass
-
-
-def _raise_terminated(signum, frame):
-    raise _Terminated()
-
-
 def label_dataset(out, settings: LabelSettings, scenes, *, workers: int = 2,
                   progress: bool = True, log=print, exact: bool = False) -> dict:
     """Label the scenes ``scenes`` (ids) into ``out`` with ``workers`` processes, continuing a
@@ -282,11 +275,10 @@ def label_dataset(out, settings: LabelSettings, scenes, *, workers: int = 2,
         bar = tqdm(total=total, initial=done_before, desc="sim label", unit="view")
     jobs = [(str(root), settings, s, EXACT if exact else FAST) for s in todo]
     ctx = mp.get_context("spawn")
-    old_term = signal.signal(signal.SIGTERM, _raise_terminated)  # stop like Ctrl-C
     try:
-        _run_pool(ctx, workers, jobs, root, settings, stats, bar, log)
+        with sigterm_as_interrupt():  # stop like Ctrl-C
+            _run_pool(ctx, workers, jobs, root, settings, stats, bar, log)
     finally:
-        signal.signal(signal.SIGTERM, old_term)
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - t0
