@@ -31,16 +31,29 @@ def check_approach(approach: str) -> None:
         raise ValueError(f"approach must be one of {', '.join(APPROACHES)}, got {approach!r}")
 
 
-def orient_poses(poses, grasps, depth, K, image_size, approach: str = "camera"):
-    """``(poses, note)``: ``poses`` (of ``grasps``, pixels of an image of ``image_size`` with
-    the 3x3 ``K``) approaching along ``approach``: ``camera``, as they are; ``table``, the
-    normal of the table plane of ``depth`` (HxW metres, registered, any size of the image's
-    aspect ratio), or as they are when there is no plane to trust (``note`` says why)."""
+def approach_vector(depth, K, image_size, approach: str = "camera"):
+    """``(vector, note)``: the direction grasps of an image of ``image_size`` (3x3 ``K``)
+    approach along: None for ``camera`` (the optical axis); for ``table`` the normal of the
+    table plane of ``depth`` (HxW metres, registered, any size of the image's aspect ratio,
+    optical frame, pointing away from the camera), or None when there is no plane to trust
+    (``note`` says why, starting with ``camera axis:``)."""
     check_approach(approach)
-    if approach == "camera" or not poses or all(p is None for p in poses):
-        return poses, "camera axis"
+    if approach == "camera":
+        return None, "camera axis"
     depth = np.asarray(depth, dtype=np.float32)
     vec, note = table_approach(depth, scale_intrinsics(K, image_size, depth.shape[:2]))
     if vec is None:
-        return poses, f"camera axis: {note}"
-    return reorient(poses, grasps, vec), note
+        return None, f"camera axis: {note}"
+    return vec, note
+
+
+def orient_poses(poses, grasps, depth, K, image_size, approach: str = "camera"):
+    """``(poses, note)``: ``poses`` (of ``grasps``, pixels of an image of ``image_size`` with
+    the 3x3 ``K``) approaching along ``approach``: ``camera``, as they are; ``table``, the
+    normal of the table plane of ``depth`` (:func:`approach_vector`), or as they are when
+    there is no plane to trust (``note`` says why)."""
+    check_approach(approach)
+    if approach == "camera" or not poses or all(p is None for p in poses):
+        return poses, "camera axis"
+    vec, note = approach_vector(depth, K, image_size, approach)
+    return (poses if vec is None else reorient(poses, grasps, vec)), note

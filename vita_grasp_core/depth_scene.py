@@ -25,10 +25,34 @@ _TIP_CLEARANCE = 0.003  # m: executors stop the fingertips this far above the su
 @dataclass
 class LocalScene:
     """The scene around one grasp centre: points ``d`` (N, 3) relative to the pose position
-    (camera axes) and the support plane ``z = a x + b y + c`` in those coordinates (None)."""
+    and the support plane ``z = a x + b y + c`` in those coordinates (None). The coordinates
+    are the camera's axes, or with ``axes`` (3x3, columns = the local x, y, z in the camera
+    frame) those axes: ``z`` the direction the gripper approaches along."""
 
     d: np.ndarray
     plane: tuple[float, float, float] | None
+    axes: np.ndarray | None = None
+
+    def angle(self, image_angle: float) -> float:
+        """The angle, about the local ``z``, of the image opening direction ``image_angle``
+        (CONVENTIONS §1) made perpendicular to that ``z`` (as
+        :func:`~.grasp3d.approach_quaternion` does for the executed pose)."""
+        if self.axes is None:
+            return image_angle
+        u = np.array([math.cos(image_angle), math.sin(image_angle), 0.0])
+        return math.atan2(float(u @ self.axes[:, 1]), float(u @ self.axes[:, 0]))
+
+
+def approach_axes(approach) -> np.ndarray:
+    """3x3 axes (columns x, y, z in the camera frame) whose ``z`` is the unit ``approach``
+    (pointing away from the camera) and whose ``x`` is the image ``x`` made perpendicular."""
+    z = np.asarray(approach, np.float64).reshape(3)
+    z = z / np.linalg.norm(z)
+    x = np.array([1.0, 0.0, 0.0]) - z[0] * z
+    if np.linalg.norm(x) < 1e-6:  # approach along the image x: use the image y instead
+        x = np.array([0.0, 1.0, 0.0]) - z[1] * z
+    x /= np.linalg.norm(x)
+    return np.stack([x, np.cross(z, x), z], axis=1)
 
 
 def local_points(depth: np.ndarray, Kd: np.ndarray, centre, z: float, radius: float) -> np.ndarray:
@@ -82,11 +106,11 @@ def support_plane(d: np.ndarray, tol: float) -> tuple[float, float, float] | Non
 
 
 class GraspFrame:
-    """The local scene in the frame of a grasp at ``angle``: ``q`` (N, 3) = x opening, y jaws,
-    z approach; the fingertips' depth ``reach(h)`` for a half opening ``h``."""
+    """The local scene in the frame of a grasp at the image ``angle``: ``q`` (N, 3) = x
+    opening, y jaws, z approach (the local scene's ``z``)."""
 
     def __init__(self, local: LocalScene, angle: float, s, shift: float = 0.0):
-        c, si = math.cos(angle), math.sin(angle)
+        c, si = math.cos(local.angle(angle)), math.sin(local.angle(angle))
         d = local.d
         self.q = np.stack([c * d[:, 0] + si * d[:, 1] - shift, -si * d[:, 0] + c * d[:, 1],
                            d[:, 2]], 1)

@@ -44,6 +44,7 @@ from .depth_scene import (
     BIN,
     GraspFrame,
     LocalScene,
+    approach_axes,
     finger_hits,
     local_points,
     object_extent,
@@ -55,6 +56,8 @@ from .grasp3d import GraspPose, grasp_poses
 #: Statuses of a checked grasp, best first (the rank tier of each).
 STATUSES = ("ok", "collision", "empty", "too_wide", "no_depth", "unchecked")
 FAILING_POLICIES = ("demote", "drop")
+#: Statuses of grasps that failed the check (demoted or dropped).
+FAILING = ("collision", "empty", "too_wide")
 _TIER = {"ok": 0, "collision": 1, "empty": 1, "too_wide": 1, "unchecked": 2, "no_depth": 3}
 OPENING_MODES = ("fit", "wider")
 _MIN_POINTS = 3  # obstacle points a footprint may hold before it counts as hit (noise)
@@ -182,7 +185,7 @@ class DepthCheck:
         """One line: how many grasps passed, were changed, demoted, dropped."""
         n = {s: sum(c.status == s for c in self.kept + self.dropped) for s in STATUSES}
         changed = sum(bool(c.note) for c in self.kept if c.status == "ok")
-        return (f"{n['ok']} clear ({changed} changed), {n['collision'] + n['empty']} "
+        return (f"{n['ok']} clear ({changed} changed), {sum(n[s] for s in FAILING)} "
                 f"failing, {n['no_depth']} without depth, {len(self.dropped)} dropped")
 
 
@@ -249,24 +252,28 @@ def _finger_verdict(fr: GraspFrame, h: float, extent: float) -> _Verdict:
 
 # ------------------------------------------------------------------------------ the check
 def _local_scene(grasp: Grasp, pose: GraspPose, depth: np.ndarray, Kd: np.ndarray,
-                 image_size, s: DepthCheckSettings) -> LocalScene:
+                 image_size, s: DepthCheckSettings, axes=None) -> LocalScene:
     ih, iw = int(image_size[0]), int(image_size[1])
     dh, dw = depth.shape[:2]
     centre = ((grasp.x + 0.5) * dw / iw - 0.5, (grasp.y + 0.5) * dh / ih - 0.5)
     radius = max(s.max_opening / 2 + s.finger_thickness,
                  math.hypot(s.palm_length / 2, s.palm_width / 2)) + 0.02
     wide = radius + _SUPPORT_EXTRA  # the support plane is fitted on a wider neighbourhood
-    pts = local_points(depth, Kd, centre, pose.depth, wide) - np.asarray(pose.position)
+    # a laterally wider patch when the approach is tilted (its radius is measured across it)
+    pts = local_points(depth, Kd, centre, pose.depth, wide * (1.0 if axes is None else 1.2))
+    pts = pts - np.asarray(pose.position)
+    if axes is not None:
+        pts = pts @ axes  # coordinates along the approach frame's axes
     r = np.hypot(pts[:, 0], pts[:, 1])
-    return LocalScene(pts[r <= radius], support_plane(pts[r <= wide], s.tolerance))
+    return LocalScene(pts[r <= radius], support_plane(pts[r <= wide], s.tolerance), axes)
 
 
 def _check_one(grasp: Grasp, rank: int, depth, K, Kd, image_size,
-               s: DepthCheckSettings) -> GraspCheck:
+               s: DepthCheckSettings, axes=None) -> GraspCheck:
     pose = grasp_poses([grasp], depth, K, image_size, window=s.window)[0]
     if pose is None:
         return GraspCheck(grasp, None, "no_depth", rank, note="no valid depth at the centre")
-    local = _local_scene(grasp, pose, depth, Kd, image_size, s)
+    local = _local_scene(grasp, pose, depth, Kd, image_size, s, axes)
     fx = float(np.asarray(K, np.float64).reshape(3, 3)[0, 0])
     model_half = grasp.width * pose.depth / fx / 2
     first = v = _judge(GraspFrame(local, grasp.angle, s), model_half)
@@ -326,10 +333,15 @@ def _note(first: _Verdict, v: _Verdict, turn: float, model_half: float) -> str:
 
 
 def check_grasps(grasps, depth_m: np.ndarray, K, image_size,
-                 settings: DepthCheckSettings | None = None) -> DepthCheck:
+                 settings: DepthCheckSettings | None = None, approach=None) -> DepthCheck:
     """Check and refine ``grasps`` (best first, pixels of the colour image of ``image_size``
     (h, w)) against ``depth_m`` (HxW metres, registered, NaN/0 invalid) and ``K`` (3x3 at
     ``image_size``, checked by the caller as for :func:`~.grasp3d.grasp_poses`).
+
+    ``approach``: the direction the gripper will come in along (optical frame, pointing away
+    from the camera, e.g. the table normal of :func:`~.approach.approach_vector`); None = the
+    camera axis (CONVENTIONS §1). The fingers, the palm and the support surface are judged
+    along it, as the pose will be executed.
 
     Returns a :class:`DepthCheck`: ``kept`` ordered ``ok`` first (the model's order, then more
     free space), then the failing ones (``collision``, ``empty``, ``too_wide``; unchanged, in
@@ -341,14 +353,16 @@ def check_grasps(grasps, depth_m: np.ndarray, K, image_size,
     depth_m = np.asarray(depth_m)
     K = np.asarray(K, np.float64).reshape(3, 3)
     Kd = scale_intrinsics(K, image_size, depth_m.shape[:2])
-    checks = [_check_one(g, i, depth_m, K, Kd, image_size, s)
+    axes = None if approach is None else approach_axes(approach)
+    checks = [_check_one(g, i, depth_m, K, Kd, image_size, s, axes)
               for i, g in enumerate(grasps[:s.max_checked])]
     rest = grasps[s.max_checked:]
     for i, (g, p) in enumerate(zip(rest, grasp_poses(rest, depth_m, K, image_size,
                                                      window=s.window)), len(checks)):
         checks.append(GraspCheck(g, p, "unchecked" if p else "no_depth", i,
                                  note=f"not checked (after the best {s.max_checked})"))
-    drop = {"collision", "empty", "too_wide"} if s.failing == "drop" else set()
+    drop = set(FAILING) if s.failing == "drop" else set()
     kept = [c for c in checks if c.status not in drop]
     kept.sort(key=lambda c: (_TIER[c.status], -c.grasp.quality, -c.free_m, c.rank))
     return DepthCheck(kept, [c for c in checks if c.status in drop])
+

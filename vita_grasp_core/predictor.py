@@ -364,12 +364,12 @@ class GraspPredictor:
 def add_poses(pred: Prediction, depth, K, depth_check=True, approach: str = "camera",
               fallback=False) -> Prediction:
     """Give ``pred`` 3-D poses from ``depth`` (HxW metres) and ``K`` (3x3 of its image), after
-    the depth fallback (when it has no grasps) and the depth check, approaching along
-    ``approach`` (:meth:`GraspPredictor.predict`); ``ValueError`` (one line) when they do not
-    fit the image."""
+    the depth fallback and the depth check, approaching along ``approach``
+    (:meth:`GraspPredictor.predict`, :func:`~.depth_poses.depth_poses`); ``ValueError`` (one
+    line) when they do not fit the image."""
     from .approach import check_approach
-    from .grasp3d import check_intrinsics, check_size, grasp_poses
-    from .grasp_depth import DepthCheckSettings, check_grasps
+    from .grasp3d import check_intrinsics, check_size
+    from .grasp_depth import DepthCheckSettings
 
     if depth is None or K is None:
         raise ValueError("3-D poses need both depth and K")
@@ -380,21 +380,22 @@ def add_poses(pred: Prediction, depth, K, depth_check=True, approach: str = "cam
                f"depth must be HxW, got shape {depth.shape}") or check_intrinsics(K, None, size)
     if problem:
         raise ValueError(problem)
-    if fallback is not False and fallback is not None and not pred.grasps:
-        from .depth_fallback import FallbackSettings, fallback_grasps
+    from .depth_fallback import FallbackSettings
+    from .depth_poses import depth_poses
 
-        settings = fallback if isinstance(fallback, FallbackSettings) else None
-        pred.grasps, pred.fallback_note = fallback_grasps(depth, K, size, settings)
     if depth_check is False or depth_check is None:
-        pred.poses = grasp_poses(pred.grasps, depth, K, size)
+        check = None
     else:
-        settings = depth_check if isinstance(depth_check, DepthCheckSettings) else None
-        pred.depth_check = check_grasps(pred.grasps, depth, K, size, settings)
-        pred.grasps, pred.poses = pred.depth_check.grasps, pred.depth_check.poses
-    from .approach import orient_poses
-
-    pred.poses, pred.approach_note = orient_poses(pred.poses, pred.grasps, depth, K, size,
-                                                  approach)
+        check = depth_check if isinstance(depth_check, DepthCheckSettings) else \
+            DepthCheckSettings()
+    if fallback is False or fallback is None:
+        fallback = None
+    elif not isinstance(fallback, FallbackSettings):
+        fallback = FallbackSettings()
+    out = depth_poses(pred.grasps, depth, K, size, check=check, approach=approach,
+                      fallback=fallback)
+    pred.grasps, pred.poses, pred.depth_check = out.grasps, out.poses, out.check
+    pred.fallback_note, pred.approach_note = out.fallback_note, out.approach_note
     return pred
 
 

@@ -25,16 +25,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vita_grasp_core.approach import orient_poses
-from vita_grasp_core.depth_fallback import fallback_grasps
+from vita_grasp_core.depth_fallback import FallbackSettings
+from vita_grasp_core.depth_poses import depth_poses
 from vita_grasp_core.grasp3d import (
     check_distortion,
     check_size,
-    grasp_poses,
     has_distortion,
     intrinsics_for_image,
 )
-from vita_grasp_core.grasp_depth import DepthCheckSettings, check_grasps
+from vita_grasp_core.grasp_depth import DepthCheckSettings
 
 from .image_conversions import ImageConversionError, depth_msg_to_meters
 from .node_support import stamp_ns
@@ -231,23 +230,24 @@ class DepthInputs:
         depth = self._depth(use.depth.msg, header, image_size)
         if depth is None:
             return grasps, None
-        if not grasps and settings.depth_fallback and settings.target == "none":
-            grasps, note = fallback_grasps(depth, K, image_size)
-            self._debug(note)
-        if settings.depth_check:
-            check = check_grasps(grasps, depth, K, image_size, depth_check_settings(settings))
-            self.last_check = check
-            self._debug(f"depth check: {check.summary()}" + "".join(
-                f"; grasp {c.rank}: {c.status} {c.note}" for c in check.kept + check.dropped
-                if c.note))
-            grasps, poses = check.grasps, check.poses
-        else:
-            poses = grasp_poses(grasps, depth, K, image_size, window=int(settings.depth_window))
-        if settings.approach != "camera":
-            poses, note = orient_poses(poses, grasps, depth, K, image_size, settings.approach)
-            if note.startswith("camera axis:"):  # no table plane in this frame
-                self._warn("depth:approach", f"approach {settings.approach}: "
-                           f"{note.split(': ', 1)[1]}; poses approach along the camera axis")
+        fallback = settings.depth_fallback and settings.target == "none"
+        out = depth_poses(grasps, depth, K, image_size,
+                          check=depth_check_settings(settings) if settings.depth_check else None,
+                          approach=settings.approach,
+                          fallback=FallbackSettings() if fallback else None,
+                          window=int(settings.depth_window))
+        if out.fallback_note:
+            self._debug(out.fallback_note)
+        if out.check is not None:
+            self.last_check = out.check
+            self._debug(f"depth check: {out.check.summary()}" + "".join(
+                f"; grasp {c.rank}: {c.status} {c.note}"
+                for c in out.check.kept + out.check.dropped if c.note))
+        grasps, poses = out.grasps, out.poses
+        if out.approach_note.startswith("camera axis:") and poses:  # no table plane here
+            self._warn("depth:approach", f"approach {settings.approach}: "
+                       f"{out.approach_note.split(': ', 1)[1]}; poses approach along the "
+                       "camera axis")
         if poses and all(p is None for p in poses):
             self._no_pose("holes", f"no valid depth within depth_window {settings.depth_window} "
                                    f"of any of the {len(poses)} grasps")
