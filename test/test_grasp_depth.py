@@ -206,3 +206,16 @@ def test_hostile_depth_values_never_give_a_non_finite_pose():
                 assert np.isfinite([*c.pose.position, c.pose.width_m]).all()
     tiny = np.full((3, 4), 0.6, np.float32)  # a 4x3 depth image for the 640x480 frame
     assert check_grasps([grasp_at()], tiny, K, (H, W)).kept[0].status == "empty"
+
+
+def test_a_grasp_along_an_elongated_object_is_turned_across_it():
+    """A 14 x 8.5 cm box grasped along its length is too wide for the gripper at the model's
+    angle and up to 60 degrees from it; turned a quarter turn it fits."""
+    depth = scene((-0.07, 0.07, -0.0425, 0.0425, 0.04))
+    g = grasp_at(z=0.56, width_m=0.08)
+    short = only(check_grasps([g], depth, K, (H, W), DepthCheckSettings(turns=(15, 30, 45, 60))))
+    assert short.status == "too_wide"
+    c = only(check_grasps([g], depth, K, (H, W)))
+    assert c.status == "ok" and "turned +90 deg" in c.note
+    assert abs(c.grasp.angle) == pytest.approx(math.pi / 2, abs=1e-6)
+    assert c.extent_m == pytest.approx(0.085, abs=0.006) and c.opening_m <= 0.11

@@ -3,7 +3,8 @@
 Pure numpy, no ROS. The model proposes grasps from RGB; with a registered depth image and ``K``
 each grasp is checked against the 3-D scene the way a parallel-jaw gripper executes it (the
 executor of :mod:`vita_grasp_core.grasp3d`'s poses: fingertips at the pose, approach along the
-camera's +z, the fingers going :attr:`DepthCheckSettings.approach_depth` past the grasp point but
+camera's +z, or along the table normal with ``check_grasps(..., approach=)``, the fingers going
+:attr:`DepthCheckSettings.approach_depth` past the grasp point but
 never into the surface the objects rest on):
 
 1. the depth pixels around the grasp are back-projected and expressed in the grasp frame
@@ -82,7 +83,9 @@ class DepthCheckSettings:
         tolerance: depth noise: a point must lie this far inside a finger's path to count [m].
         failing: what happens to a grasp that fails the check (collision, empty, too wide):
             ``demote`` (unchanged, behind every grasp that passed) or ``drop``.
-        turns: angles [deg] tried, both ways, on a grasp whose fingers would collide.
+        turns: angles [deg] tried, both ways, on a grasp that fails (fingers that would
+            collide, an object too wide across, nothing between the fingers), the first that
+            passes taken; up to 90 (across: an elongated object grasped along its length).
         opening: ``fit`` (extent + margins) or ``wider`` (the model's opening when it is larger
             and clear, else the fit).
         recentre: move the grasp centre along the closing line to the middle of the object's
@@ -104,7 +107,7 @@ class DepthCheckSettings:
     approach_depth: float = 0.025
     tolerance: float = 0.005
     failing: str = "demote"
-    turns: tuple[float, ...] = (15.0, 30.0)
+    turns: tuple[float, ...] = (15.0, 30.0, 45.0, 60.0, 90.0)
     recentre: bool = False
     align: bool = False
     max_checked: int = 20
@@ -268,6 +271,11 @@ def _local_scene(grasp: Grasp, pose: GraspPose, depth: np.ndarray, Kd: np.ndarra
     return LocalScene(pts[r <= radius], support_plane(pts[r <= wide], s.tolerance), axes)
 
 
+def _turn_angles(turns) -> list[float]:
+    """Each turn both ways (a half turn once: +90 and -90 degrees give the same grasp)."""
+    return [t * sign for t in turns for sign in (1, -1) if sign > 0 or abs(t) != 90.0]
+
+
 def _check_one(grasp: Grasp, rank: int, depth, K, Kd, image_size,
                s: DepthCheckSettings, axes=None) -> GraspCheck:
     pose = grasp_poses([grasp], depth, K, image_size, window=s.window)[0]
@@ -279,12 +287,12 @@ def _check_one(grasp: Grasp, rank: int, depth, K, Kd, image_size,
     first = v = _judge(GraspFrame(local, grasp.angle, s), model_half)
     turn = 0.0
     if s.align and v.status == "ok":
-        for t in (t * sign for t in s.turns for sign in (1, -1)):
+        for t in _turn_angles(s.turns):
             w = _judge(GraspFrame(local, grasp.angle + math.radians(t), s), model_half)
             if w.status == "ok" and w.extent < v.extent - 2 * BIN:
                 v, turn = w, t
     if v.status in ("collision", "empty", "too_wide"):
-        for t in (t * sign for t in s.turns for sign in (1, -1)):
+        for t in _turn_angles(s.turns):
             w = _judge(GraspFrame(local, grasp.angle + math.radians(t), s), model_half)
             if w.status == "ok":
                 v, turn = w, t
