@@ -17,11 +17,12 @@ from vita_grasp_core.grasp_depth import DepthCheckSettings, check_grasps
 SIZE = (480, 640)
 
 
-def tilted_box(tilt_deg: float, box=(0.0, 0.0, 0.04, 0.10, 0.06, 0.0)):
+def tilted_box(tilt_deg: float, box=(0.0, 0.0, 0.04, 0.10, 0.06, 0.0), K=None):
     """Depth of one box (centre x, y, length along world x, width, height, yaw) standing on a
-    table, seen by a camera tilted ``tilt_deg`` towards +x from 0.6 m away; and the pixel of the
-    box's top centre and the image angle of the world x axis there."""
-    Kc = kinect_like_K(SIZE)
+    table, seen by a camera (intrinsics ``K``, 640x480) tilted ``tilt_deg`` towards +x from
+    0.6 m away; its ``K``, the pixel of the box's top centre and the image angle of the world x
+    axis there."""
+    Kc = kinect_like_K(SIZE) if K is None else np.asarray(K, np.float64)
     R, o = _camera(tilt_deg, 0.6, 0.0)
     u, v = np.meshgrid(np.arange(SIZE[1], dtype=np.float64), np.arange(SIZE[0], dtype=np.float64))
     d = np.stack([(u - Kc[0, 2]) / Kc[0, 0], (v - Kc[1, 2]) / Kc[1, 1], np.ones_like(u)], -1) @ R.T
