@@ -4,10 +4,10 @@ One function, :func:`depth_poses`, shared by the Python API
 (:func:`~vita_grasp_core.predictor.add_poses`) and the ROS node, so both turn a frame's grasps
 into poses the same way:
 
-1. the approach direction: the camera axis, or the table normal (``approach="table"``,
-   :func:`~.approach.approach_vector`);
-2. the depth fallback (optional, :mod:`.depth_fallback`): analytic grasps on the objects the
+1. the depth fallback (optional, :mod:`.depth_fallback`): analytic grasps on the objects the
    depth image shows, when the model has no grasp;
+2. the approach direction: the camera axis, or the table normal (``approach="table"``,
+   :func:`~.approach.approach_vector`);
 3. the depth check (optional, :mod:`.grasp_depth`), judged along that approach;
 4. the poses (CONVENTIONS §1), turned to approach along that direction.
 """
@@ -54,12 +54,12 @@ def depth_poses(grasps, depth: np.ndarray, K, image_size, *,
     """
     check_approach(approach)
     grasps = list(grasps)
-    vec, approach_note = (None, "camera axis")
-    if approach != "camera" and (grasps or fallback is not None):
-        vec, approach_note = approach_vector(depth, K, image_size, approach)
     fallback_note = ""
     if fallback is not None and not grasps:
         grasps, fallback_note = fallback_grasps(depth, K, image_size, fallback)
+    vec, approach_note = (None, "camera axis")
+    if approach != "camera" and grasps:  # the table plane only for grasps to check and orient
+        vec, approach_note = approach_vector(depth, K, image_size, approach)
     result = None
     if check is None:
         poses = grasp_poses(grasps, depth, K, image_size, window=window)

@@ -27,7 +27,8 @@ class LocalScene:
     """The scene around one grasp centre: points ``d`` (N, 3) relative to the pose position
     and the support plane ``z = a x + b y + c`` in those coordinates (None). The coordinates
     are the camera's axes, or with ``axes`` (3x3, columns = the local x, y, z in the camera
-    frame) those axes: ``z`` the direction the gripper approaches along."""
+    frame, :func:`~.grasp3d.approach_frame`) those axes: ``z`` the direction the gripper
+    approaches along."""
 
     d: np.ndarray
     plane: tuple[float, float, float] | None
@@ -42,17 +43,6 @@ class LocalScene:
         u = np.array([math.cos(image_angle), math.sin(image_angle), 0.0])
         return math.atan2(float(u @ self.axes[:, 1]), float(u @ self.axes[:, 0]))
 
-
-def approach_axes(approach) -> np.ndarray:
-    """3x3 axes (columns x, y, z in the camera frame) whose ``z`` is the unit ``approach``
-    (pointing away from the camera) and whose ``x`` is the image ``x`` made perpendicular."""
-    z = np.asarray(approach, np.float64).reshape(3)
-    z = z / np.linalg.norm(z)
-    x = np.array([1.0, 0.0, 0.0]) - z[0] * z
-    if np.linalg.norm(x) < 1e-6:  # approach along the image x: use the image y instead
-        x = np.array([0.0, 1.0, 0.0]) - z[1] * z
-    x /= np.linalg.norm(x)
-    return np.stack([x, np.cross(z, x), z], axis=1)
 
 
 def local_points(depth: np.ndarray, Kd: np.ndarray, centre, z: float, radius: float) -> np.ndarray:
@@ -110,7 +100,8 @@ class GraspFrame:
     opening, y jaws, z approach (the local scene's ``z``)."""
 
     def __init__(self, local: LocalScene, angle: float, s, shift: float = 0.0):
-        c, si = math.cos(local.angle(angle)), math.sin(local.angle(angle))
+        local_angle = local.angle(angle)
+        c, si = math.cos(local_angle), math.sin(local_angle)
         d = local.d
         self.q = np.stack([c * d[:, 0] + si * d[:, 1] - shift, -si * d[:, 0] + c * d[:, 1],
                            d[:, 2]], 1)

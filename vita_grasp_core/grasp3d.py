@@ -249,12 +249,12 @@ def grasp_poses(grasps, depth_m: np.ndarray, K, image_size, *, window: int = 5,
     return out
 
 
-def approach_quaternion(angle: float, approach) -> tuple[float, float, float, float]:
-    """(x, y, z, w) of the grasp frame whose +z is ``approach`` (a direction in the optical frame
-    pointing away from the camera; normalised here) and whose +x is the image opening direction
-    ``(cos angle, sin angle, 0)`` made perpendicular to it. ``approach = (0, 0, 1)`` gives
-    :func:`quaternion_about_z` of ``angle``. ``ValueError`` for an approach that is not finite,
-    not pointing away from the camera, or parallel to the opening direction."""
+def approach_frame(angle: float, approach) -> np.ndarray:
+    """3x3 rotation (columns = the grasp frame's x, y, z in the optical frame) whose +z is
+    ``approach`` (a direction in the optical frame pointing away from the camera; normalised
+    here) and whose +x is the image opening direction ``(cos angle, sin angle, 0)`` made
+    perpendicular to it. ``ValueError`` for an approach that is not finite, not pointing away
+    from the camera, or parallel to the opening direction."""
     a = np.asarray(approach, dtype=np.float64).reshape(3)
     n = float(np.linalg.norm(a))
     if not np.isfinite(a).all() or n < 1e-9 or a[2] <= 0:
@@ -267,8 +267,14 @@ def approach_quaternion(angle: float, approach) -> tuple[float, float, float, fl
     if nx < 1e-6:
         raise ValueError("approach parallel to the opening direction")
     x /= nx
-    y = np.cross(z, x)
-    return matrix_to_quaternion(np.stack([x, y, z], axis=1), canonical=True)
+    return np.stack([x, np.cross(z, x), z], axis=1)
+
+
+def approach_quaternion(angle: float, approach) -> tuple[float, float, float, float]:
+    """(x, y, z, w) of :func:`approach_frame`: the grasp frame whose +z is ``approach`` and
+    whose +x is the image opening direction made perpendicular to it. ``approach = (0, 0, 1)``
+    gives :func:`quaternion_about_z` of ``angle``. ``ValueError`` as :func:`approach_frame`."""
+    return matrix_to_quaternion(approach_frame(angle, approach), canonical=True)
 
 
 def matrix_to_quaternion(R, canonical: bool = False) -> tuple[float, float, float, float]:

@@ -45,14 +45,13 @@ from .depth_scene import (
     BIN,
     GraspFrame,
     LocalScene,
-    approach_axes,
     finger_hits,
     local_points,
     object_extent,
     support_plane,
 )
 from .grasp import Grasp
-from .grasp3d import GraspPose, grasp_poses
+from .grasp3d import GraspPose, approach_frame, grasp_poses
 
 #: Statuses of a checked grasp, best first (the rank tier of each).
 STATUSES = ("ok", "collision", "empty", "too_wide", "no_depth", "unchecked")
@@ -361,7 +360,7 @@ def check_grasps(grasps, depth_m: np.ndarray, K, image_size,
     depth_m = np.asarray(depth_m)
     K = np.asarray(K, np.float64).reshape(3, 3)
     Kd = scale_intrinsics(K, image_size, depth_m.shape[:2])
-    axes = None if approach is None else approach_axes(approach)
+    axes = None if approach is None else approach_frame(0.0, approach)
     checks = [_check_one(g, i, depth_m, K, Kd, image_size, s, axes)
               for i, g in enumerate(grasps[:s.max_checked])]
     rest = grasps[s.max_checked:]
