@@ -390,3 +390,27 @@ def test_frames_replaced_after_read_failures_are_counted_per_epoch(tmp_path, tmp
     assert [r["replaced_frames"] for r in records] == [1, 1]
     text = (tmp_path / "run" / "train.log").read_text()
     assert text.count("1 frame(s) replaced after read failures") == 2
+
+
+def test_select_last_keeps_the_last_epoch_and_best_the_best_validation(tmp_path, tmp_path_factory):
+    """``train.select: last``: ``best_model.pt`` holds the last epoch's weights (calibrated);
+    ``best`` (the default): the epoch with the best validation top-1, the first of ties."""
+    from vita_grasp_core.training.train import Trainer
+
+    data = synth_root(tmp_path_factory)
+    with pytest.raises(ConfigError, match="train.select"):
+        _small_cfg(data, "train.select=final")
+    for select in ("last", "best"):
+        out = tmp_path / select
+        t = Trainer(_small_cfg(data, "train.epochs=3", f"train.select={select}"), out,
+                    device="cpu", progress=False)
+        summary = t.run()
+        t.close()
+        rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
+        top1 = [r["val"]["top1_accuracy"] for r in rows]
+        want = 3 if select == "last" else 1 + int(np.argmax(top1))
+        best, last = _state(out / "best_model.pt"), _state(out / "last.pt")
+        assert summary["best_epoch"] == want and best["meta"]["epoch"] == want
+        assert "decode" in best["meta"]  # calibrated on validation either way
+        same = all(torch.equal(v, last["state_dict"][k]) for k, v in best["state_dict"].items())
+        assert same == (want == 3), (select, top1)

@@ -13,7 +13,7 @@ Several processes (DistributedDataParallel; gloo on CPU, nccl on CUDA)::
     torchrun --nproc_per_node 4 scripts/train.py ...
 
 Outputs in ``--output_dir``: ``config.yaml`` (resolved), ``best_model.pt`` (best validation top-1,
-with the decoding calibrated on validation), ``last.pt`` (+ optimizer, scheduler, epoch, RNG:
+or the last epoch with ``train.select: last``; with the decoding calibrated on validation), ``last.pt`` (+ optimizer, scheduler, epoch, RNG:
 ``--resume`` continues from it exactly), ``metrics.jsonl`` (one line per epoch), ``tb/``
 (TensorBoard), ``train.log``. See docs/training.md.
 
@@ -356,9 +356,10 @@ class Trainer:
             val = self.validate() if st.epoch % t.eval_every == 0 or st.epoch == t.epochs \
                 else None
             last_val = val or last_val
-            improved = self.val_ds is None  # without validation: the latest epoch is the best
-            if val is not None and val["num_images"] > 0 and val["top1_accuracy"] > st.best_metric:
-                st.best_metric, st.best_epoch, improved = val["top1_accuracy"], st.epoch, True
+            improved = self.val_ds is None or t.select == "last"  # the latest epoch is kept
+            score = val["top1_accuracy"] if val is not None and val["num_images"] > 0 else None
+            if score is not None and (score > st.best_metric or t.select == "last"):
+                st.best_metric, st.best_epoch, improved = score, st.epoch, True
             record = {"epoch": st.epoch, "step": st.global_step,
                       "lr": self.scheduler.get_last_lr()[0], "train": means,
                       "nonfinite_steps": n_bad, "replaced_frames": replaced,
@@ -375,8 +376,9 @@ class Trainer:
                    "last_val": last_val, "calibration": calibration,
                    "seconds": round(time.perf_counter() - t_run, 2),
                    "nonfinite_steps": st.nonfinite_steps}
-        log.info("done: best validation top-1 %.2f %% (epoch %s); %s",
-                 100 * max(st.best_metric, 0), st.best_epoch, self.out)
+        log.info("done: %s validation top-1 %.2f %% (epoch %s); %s",
+                 "best" if t.select == "best" else "last epoch's", 100 * max(st.best_metric, 0),
+                 st.best_epoch, self.out)
         return summary
 
     def calibrate_best(self) -> dict | None:
