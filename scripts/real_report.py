@@ -83,7 +83,7 @@ def targets_lines(reps: dict) -> list[str]:
 def fold_table(rep: dict) -> list[str]:
     pf = rep["per_fold"]
     lines = ["| fold | test frames | top-1 | P@5 | P@10 | grasps / frame | threshold | val top-1 "
-             "(selection) | width ratio (median) | fold time |",
+             "(kept epoch) | width ratio (median) | fold time |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for f in pf:
         w = (f.get("width") or {}).get("ratio_median")
@@ -231,9 +231,13 @@ def write_report(reps: dict, summary: dict, timing: dict, doc: Path, pictures: d
            "upper bound of such leaks" if leak is not None else "")
         + ". Read it as object-wise with that caveat.",
         f"- Inside each fold: {100 * d['val_fraction']:.0f} % of the training frames (whole "
-        "blocks in the object-wise run) are held out, seeded. They select the checkpoint (best "
-        "validation top-1) and calibrate the scores and the score threshold; the test fold "
-        "selects nothing.",
+        "blocks in the object-wise run) are held out, seeded. "
+        + ("The fold's model is its last epoch (`train.select: last`); the held-out frames "
+           "calibrate the scores and the score threshold"
+           if t.get("select", "best") == "last" else
+           "They select the checkpoint (best validation top-1) and calibrate the scores and "
+           "the score threshold")
+        + "; the test fold selects nothing.",
         "- Score: **top-1** = the best grasp returned by `GraspPredictor.predict` **with its "
         "default settings** (the checkpoint's calibrated threshold"
         + (f", {tta} test-time views" if tta and tta > 1 else "")
@@ -243,9 +247,9 @@ def write_report(reps: dict, summary: dict, timing: dict, doc: Path, pictures: d
         f"- Model: {enc}, RGB only, input {m['input_size'][0]}x{m['input_size'][1]}, maps "
         f"{m['output_size'][0]}x{m['output_size'][1]}, decoder {m['decoder_channels']} channels "
         f"/ {m['decoder_stages']} up-sampling stages; `width_scale` {m['width_scale']}.",
-        "- The recipe was chosen with single-fold screening runs on these same 568 frames "
-        "(image-wise fold 0, table below), so these figures are not a fully independent test; "
-        "the checkpoint, threshold and calibration of each fold never saw its test frames.",
+        "- The recipe was chosen with screening runs on these same 568 frames (image-wise "
+        "folds, table below), so these figures are not a fully independent test; the "
+        "checkpoint, threshold and calibration of each fold never saw its test frames.",
         f"- Training: {t['epochs']} epochs, batch {t['batch_size']}, AdamW lr "
         f"{t['learning_rate']:g}, BCE heatmap loss (positives x{t['loss']['pos_weight']:g}), "
         f"{t['loss'].get('width', 'linear')} width loss; augmentation (flips, rotation, scale, "
