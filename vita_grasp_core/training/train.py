@@ -13,7 +13,8 @@ Several processes (DistributedDataParallel; gloo on CPU, nccl on CUDA)::
     torchrun --nproc_per_node 4 scripts/train.py ...
 
 Outputs in ``--output_dir``: ``config.yaml`` (resolved), ``best_model.pt`` (best validation top-1,
-or the last epoch with ``train.select: last``; with the decoding calibrated on validation), ``last.pt`` (+ optimizer, scheduler, epoch, RNG:
+or the last epoch with ``train.select: last``; with the decoding calibrated on validation),
+``last.pt`` (+ optimizer, scheduler, epoch, RNG:
 ``--resume`` continues from it exactly), ``metrics.jsonl`` (one line per epoch), ``tb/``
 (TensorBoard), ``train.log``. See docs/training.md.
 
