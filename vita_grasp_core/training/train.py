@@ -357,10 +357,12 @@ class Trainer:
             val = self.validate() if st.epoch % t.eval_every == 0 or st.epoch == t.epochs \
                 else None
             last_val = val or last_val
-            improved = self.val_ds is None or t.select == "last"  # the latest epoch is kept
             score = val["top1_accuracy"] if val is not None and val["num_images"] > 0 else None
-            if score is not None and (score > st.best_metric or t.select == "last"):
-                st.best_metric, st.best_epoch, improved = score, st.epoch, True
+            # without validation or with select: last the latest epoch is kept
+            improved = (self.val_ds is None or t.select == "last"
+                        or (score is not None and score > st.best_metric))
+            if improved and score is not None:
+                st.best_metric, st.best_epoch = score, st.epoch
             record = {"epoch": st.epoch, "step": st.global_step,
                       "lr": self.scheduler.get_last_lr()[0], "train": means,
                       "nonfinite_steps": n_bad, "replaced_frames": replaced,
