@@ -175,6 +175,12 @@ def test_cv_command_scores_every_frame_once(toy_cornell, tmp_path, capsys):
     assert main(["--rescore", str(tmp_path / "cv"), "--tta", "2", "--device", "cpu"]) == 0
     s = json.loads((tmp_path / "cv" / "rescore_tta-2.json").read_text())
     assert [r["recalibrated"] for r in s["per_fold"]] == [True, True]
+    # further grasps per object: decoding only, so no calibration again
+    assert main(["--rescore", str(tmp_path / "cv"), "--alternatives", "3", "--device",
+                 "cpu"]) == 0
+    s = json.loads((tmp_path / "cv" / "rescore_alternatives-3.json").read_text())
+    assert s["settings"] == {"alternatives": 3}
+    assert [r["recalibrated"] for r in s["per_fold"]] == [False, False]
     rep = json.loads((tmp_path / "cv" / "cv.json").read_text())
     assert "width" in rep["per_fold"][0] and "full_frame" in rep["per_fold"][0]
     # the same folds and checkpoints, scored again through ONNX Runtime (issue #13)

@@ -26,6 +26,7 @@ import torch
 from torch.nn import functional as F
 
 from .conventions import channel_to_width, channels_to_angle
+from .decoding_alternatives import with_alternatives
 from .decoding_regions import region_tensor, window_in_region
 from .decoding_settings import DecodeConfig
 from .geometry import Letterbox
@@ -341,9 +342,9 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
         height_ratio: jaw size as a fraction of the opening width.
         decode: :class:`~vita_grasp_core.decoding_settings.DecodeConfig` (default: its defaults);
             ``settings`` (``score_threshold=``, ``max_grasps=``, ``min_distance=``,
-            ``smooth_sigma=``, ``quality_knots=``) override single fields. ``min_distance`` is
-            the NMS radius (map px, Chebyshev); ``smooth_sigma`` the smoothing before peak
-            finding (map px, 0 = off); ``score_threshold`` the minimum (calibrated) quality.
+            ``smooth_sigma=``, ``alternatives=``, ``quality_knots=``) override single fields
+            (:data:`~vita_grasp_core.decoding_settings.DECODE_FIELDS`; ``alternatives``:
+            :mod:`.decoding_alternatives`).
         regions: optional, one ``(H, W)`` bool mask per image (or ``None`` for the whole
             frame): grasps of that object only (target selection, :mod:`.target_select`). The
             heat outside the region plays no part: the region's own local maxima are found (a
@@ -389,6 +390,10 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
     _, r, c, keep = find_peaks(heat, min_distance=cfg.min_distance,
                                score_threshold=_PRE_THRESHOLD * t_raw, max_peaks=n_cand,
                                boxes=inner, score=score)
+    n_max = r.shape[1]  # slots after these are alternatives: points beside a maximum
+    if cfg.alternatives:
+        r, c, keep = with_alternatives(heat, score, inner, r, c, keep, cfg.alternatives,
+                                       cfg.min_distance, _PRE_THRESHOLD * t_raw, n_cand)
     # Gather the 5 x 5 windows of every candidate on the device, then small transfers; the
     # per-peak arithmetic (K candidates) runs in numpy: microseconds instead of op launches.
     dev = maps.device
@@ -413,10 +418,12 @@ def decode_maps(maps: torch.Tensor, letterboxes, *, width_scale: float, height_r
         rows_i, cols_i = r_np[i][sel].astype(np.float64), c_np[i][sel].astype(np.float64)
         # A verified maximum: the smoothed heat at the peak is >= its 4 neighbours (min_distance
         # 0 keeps every pixel as a candidate), so the refined position lies within half a pixel.
-        interior = (sm[:, 0:1] >= sm[:, 1:5]).all(axis=1)
+        # Alternatives are not maxima: taken as they are, at their pixel.
+        is_alt = np.flatnonzero(sel) >= n_max
+        interior = (sm[:, 0:1] >= sm[:, 1:5]).all(axis=1) | is_alt
         logh = np.log(np.maximum(sm, 1e-6))  # parabola through the log: exact for gaussians
-        dx = _parabola_offset(logh[:, 1], logh[:, 0], logh[:, 2])
-        dy = _parabola_offset(logh[:, 3], logh[:, 0], logh[:, 4])
+        dx = np.where(is_alt, 0.0, _parabola_offset(logh[:, 1], logh[:, 0], logh[:, 2]))
+        dy = np.where(is_alt, 0.0, _parabola_offset(logh[:, 3], logh[:, 0], logh[:, 4]))
         x0, y0, x1, y1 = boxes[i]
         wy = rows_i[:, None] + _WIN_DY[None]
         wx = cols_i[:, None] + _WIN_DX[None]

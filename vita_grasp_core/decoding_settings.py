@@ -37,6 +37,11 @@ DECODE_FIELDS: tuple[DecodeField, ...] = (
                 "Peak suppression radius on the output maps [map px]."),
     DecodeField("smooth_sigma", float, 1.0, 0.0, 20.0,
                 "Gaussian smoothing of the heatmap before peak finding [map px]; 0 = off."),
+    DecodeField("alternatives", int, 0, 0, 20,
+                "Further grasps per heatmap maximum (one maximum per object): up to this many "
+                "other high points of the same blob, picked greedily by heat, more than "
+                "min_distance apart and above the threshold; fall-backs on the same object for a "
+                "planner. 0 = the maxima only."),
     DecodeField("tta", int, 1, 1, 8,
                 "Test-time augmentation: average the maps of this many views of the frame "
                 "(1 = off; 2 adds the mirror image, 4 both mirrors and the half turn, 8 also the "
@@ -54,7 +59,8 @@ class DecodeConfig:
     """Validated decoding settings (immutable; :meth:`replace` makes a changed copy).
 
     Attributes:
-        score_threshold, max_grasps, min_distance, smooth_sigma, tta, input_scale: see
+        score_threshold, max_grasps, min_distance, smooth_sigma, alternatives, tta,
+            input_scale: see
             :data:`DECODE_FIELDS` (``tta`` and ``input_scale`` act before decoding, in the
             predictor: :mod:`vita_grasp_core.tta`, :meth:`GraspPredictor.preprocess`).
         quality_knots: optional monotone calibration of grasp quality: ``((raw, quality), ...)``
@@ -66,6 +72,7 @@ class DecodeConfig:
     max_grasps: int = _BY_NAME["max_grasps"].default
     min_distance: int = _BY_NAME["min_distance"].default
     smooth_sigma: float = _BY_NAME["smooth_sigma"].default
+    alternatives: int = _BY_NAME["alternatives"].default
     tta: int = _BY_NAME["tta"].default
     input_scale: float = _BY_NAME["input_scale"].default
     quality_knots: tuple[tuple[float, float], ...] | None = None

@@ -8,6 +8,7 @@
         [--only 0 2] [--set ...]
     vita-grasp cv --rescore runs/cv --engine onnxruntime --onnx_precision int8
     vita-grasp cv --rescore runs/cv --tta 4
+    vita-grasp cv --rescore runs/cv --alternatives 4
 """
 from __future__ import annotations
 
@@ -46,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", type=int, default=None,
                    help="--rescore with test-time views (1-8; calibration and threshold are "
                         "fitted again on each fold's validation frames)")
+    p.add_argument("--alternatives", type=int, default=None,
+                   help="--rescore with further grasps per object (decoding `alternatives`, "
+                        "0-20): P@k then counts the other grasps on each object")
     p.add_argument("--folds", type=int, default=None, help="number of folds (data.folds, 5)")
     p.add_argument("--split_by", choices=SPLIT_BY, default=None,
                    help="image-wise folds (the Cornell convention), object-wise (where object "
@@ -71,7 +75,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.rescore:
         kw = {k: v for k, v in (("engine", args.engine), ("onnx_precision", args.onnx_precision),
-                                ("dtype", args.dtype), ("tta", args.tta)) if v is not None}
+                                ("dtype", args.dtype), ("tta", args.tta),
+                                ("alternatives", args.alternatives)) if v is not None}
         try:
             s = rescore_cv(args.rescore, device=args.device, **kw)
         except (FileNotFoundError, ValueError, ConfigError) as e:
