@@ -94,3 +94,15 @@ def test_a_round_blob_keeps_its_alternatives_above_the_threshold_only():
     out = decode(ridge_maps([(120.0, 100.0, 0.9, 3.0, 3.0, 0.0, 30.0)]), alternatives=5,
                  score_threshold=0.45)
     assert len(out) == 1
+
+
+def test_a_noise_map_with_the_largest_settings_stays_bounded():
+    """Pixel noise (a broken or hostile model: hundreds of maxima) with the largest settings:
+    the greedy search stops after MAX_PASSES points, and the answer keeps max_grasps."""
+    from vita_grasp_core.decoding_alternatives import MAX_PASSES
+
+    maps = np.ones((5, H, W), np.float32)
+    maps[0] = np.random.default_rng(0).uniform(0.5, 1.0, (H, W))
+    plain = decode(maps, max_grasps=1000, min_distance=0)
+    out = decode(maps, max_grasps=1000, min_distance=0, alternatives=20)
+    assert len(plain) < len(out) <= min(1000, len(plain) + MAX_PASSES)

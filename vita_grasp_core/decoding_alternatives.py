@@ -16,6 +16,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+#: At most this many greedy passes (one arg-max over the map each) per image, whatever the
+#: settings ask for: bounds the cost of a hostile configuration (``max_grasps`` 1000,
+#: ``alternatives`` 20, ``min_distance`` 0, a map of equal values) on a 640x480 map.
+MAX_PASSES = 256
+
 
 def alternative_points(heat: torch.Tensor, score: torch.Tensor, boxes, rows: torch.Tensor,
                        cols: torch.Tensor, keep: torch.Tensor, *, per_peak: int,
@@ -30,7 +35,7 @@ def alternative_points(heat: torch.Tensor, score: torch.Tensor, boxes, rows: tor
         per_peak: at most this many points per maximum (the nearest one owns a point).
         min_distance: a point is more than this many px (Chebyshev) from maxima and points.
         threshold: minimum ``score`` at a point.
-        limit: at most this many points per image.
+        limit: at most this many points per image (and at most :data:`MAX_PASSES` tried).
     Returns:
         ``(rows, cols, keep)``, ``(B, limit)`` tensors on ``heat``'s device; ``keep`` is False
         for empty slots. Points come best (highest heat) first.
@@ -49,30 +54,40 @@ def alternative_points(heat: torch.Tensor, score: torch.Tensor, boxes, rows: tor
         if not len(seeds) or not n or per_peak <= 0:
             continue
         x0, y0, x1, y1 = (int(v) for v in boxes[i])
-        free = np.full((h, w), -np.inf, np.float32)
         sub = hp[i, y0:y1, x0:x1]
-        ok = np.isfinite(sub) & (sp[i, y0:y1, x0:x1] >= threshold)
-        free[y0:y1, x0:x1] = np.where(ok, sub, -np.inf)
+        # The pixels that may become points, highest heat first (equal heat in raster order);
+        # `alive` marks those not yet inside a taken window.
+        pr, pc = np.nonzero(np.isfinite(sub) & (sp[i, y0:y1, x0:x1] >= threshold))
+        order = np.argsort(-sub[pr, pc], kind="stable")
+        pr, pc = pr[order] + y0, pc[order] + x0
+        alive = np.zeros((h, w), bool)
+        alive[pr, pc] = True
+
+        def suppress(r, c):
+            alive[max(r - d, 0):r + d + 1, max(c - d, 0):c + d + 1] = False
+
         for r, c in seeds:
-            free[max(r - d, 0):r + d + 1, max(c - d, 0):c + d + 1] = -np.inf
+            suppress(r, c)
         owned = np.zeros(len(seeds), np.int64)
-        got = 0
-        # Each pass suppresses one window; a point of a full maximum is dropped, not kept, so
-        # the passes are bounded by the windows that fit, and by a few per wanted point.
-        for _ in range(4 * n + len(seeds)):
-            j = int(np.argmax(free))
-            if not np.isfinite(free.flat[j]):
-                break
-            r, c = divmod(j, w)
-            free[max(r - d, 0):r + d + 1, max(c - d, 0):c + d + 1] = -np.inf
+        got = passes = k = 0
+        # Each pass takes the best live pixel and suppresses its window; a point of a full
+        # maximum is dropped, not kept. Passes are bounded by a few per wanted point and by
+        # MAX_PASSES; dead pixels are skipped in vectorised chunks.
+        while got < n and passes < min(4 * n + len(seeds), MAX_PASSES) and k < len(pr):
+            live = np.flatnonzero(alive[pr[k:k + 256], pc[k:k + 256]])
+            if not live.size:
+                k += 256
+                continue
+            k += int(live[0]) + 1
+            r, c = int(pr[k - 1]), int(pc[k - 1])
+            passes += 1
+            suppress(r, c)
             owner = int(np.argmin((seeds[:, 0] - r) ** 2 + (seeds[:, 1] - c) ** 2))
             if owned[owner] >= per_peak:
                 continue
             owned[owner] += 1
             out_r[i, got], out_c[i, got], out_k[i, got] = r, c, True
             got += 1
-            if got == n:
-                break
     dev = heat.device
     return (torch.from_numpy(out_r).to(dev), torch.from_numpy(out_c).to(dev),
             torch.from_numpy(out_k).to(dev))
