@@ -107,7 +107,8 @@ def test_summary_says_which_threshold_and_where_from(tmp_path, tiny_model_factor
     pred = GraspPredictor.from_checkpoint(ckpt, device="cpu", max_grasps=3)
     assert pred.decode_sources == {"score_threshold": "checkpoint", "max_grasps": "override",
                                    "min_distance": "default", "smooth_sigma": "default",
-                                   "tta": "default", "input_scale": "default",
+                                   "alternatives": "default", "tta": "default",
+                                   "input_scale": "default",
                                    "quality_knots": "checkpoint"}
     pred.set_decoding(min_distance=4)
     assert pred.decode_sources["min_distance"] == "override"
