@@ -127,3 +127,25 @@ def sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """While inside, SIGINT and SIGTERM are held back and delivered again, to the handlers that
+    were in place, on the way out: a child process being started is always recorded (and so
+    stopped later by the caller's ``finally``) before an interrupt unwinds the caller. Without
+    it, a Ctrl-C or SIGTERM that lands inside ``subprocess.Popen`` after the fork leaves the
+    child running with nobody holding it. Only in the main thread (elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: held.append(signum))
+           for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(held):  # once each, in the order they came
+            signal.raise_signal(s)

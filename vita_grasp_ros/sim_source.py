@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vita_grasp_core.cli_errors import interrupts_deferred
 from vita_grasp_core.sim.sources import GraspAnswer, GraspSource, SourceEntry, SourceOptions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,8 +153,9 @@ class NodeSource(GraspSource):
         for prm in options.node_params:
             cmd += ["-p", prm]
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=self._env(), cwd=str(REPO), start_new_session=True)
+        with interrupts_deferred():  # an interrupt after the fork must find self.proc set
+            self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                         env=self._env(), cwd=str(REPO), start_new_session=True)
 
     def _start_ros(self) -> None:
         import rclpy
