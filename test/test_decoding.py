@@ -18,12 +18,14 @@ LB = Letterbox.fit((H, W), (H, W))  # identity: source px == map px
 
 def gaussian_maps(peaks, h=H, w=W, sigma=2.0):
     """``(5, h, w)`` maps: one gaussian per ``(x, y, amplitude, angle, width_px)``; angle and
-    width of the strongest response own each pixel (channels 1-3), mask 1 there."""
+    width of the strongest response own each pixel (channels 1-3), mask 1 there. ``sigma``: one
+    value, or ``(sx, sy)`` for blobs elongated along x or y (a handle)."""
+    sx, sy = (sigma, sigma) if np.isscalar(sigma) else sigma
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     maps = np.zeros((5, h, w), np.float32)
     best = np.zeros((h, w))
     for x, y, amp, ang, wd in peaks:
-        g = amp * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma ** 2))
+        g = amp * np.exp(-((xx - x) ** 2 / (2 * sx ** 2) + (yy - y) ** 2 / (2 * sy ** 2)))
         own = g > best
         best = np.maximum(best, g)
         c2, s2 = angle_to_channels(ang)

@@ -6,32 +6,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_decoding import WS, gaussian_maps
 
 from vita_grasp_core import Letterbox, decode_maps
-from vita_grasp_core.conventions import angle_to_channels, width_to_channel
 from vita_grasp_core.decoding_settings import DecodeConfig
 
-WS = 0.25
 H, W = 200, 240
 LB = Letterbox.fit((H, W), (H, W))  # identity: source px == map px
+RIDGE = (25.0, 3.0)  # gaussian sigmas (x, y) of a handle lying along x
 
 
-def ridge_maps(blobs):
-    """``(5, H, W)`` maps of elongated gaussian blobs ``(x, y, amplitude, sx, sy, angle,
-    width_px)`` (a handle lying along x when sx > sy); the strongest blob owns each pixel."""
-    yy, xx = np.mgrid[0:H, 0:W].astype(np.float64)
-    maps = np.zeros((5, H, W), np.float32)
-    best = np.zeros((H, W))
-    for x, y, amp, sx, sy, ang, wd in blobs:
-        g = amp * np.exp(-((xx - x) ** 2 / (2 * sx ** 2) + (yy - y) ** 2 / (2 * sy ** 2)))
-        own = g > best
-        best = np.maximum(best, g)
-        c2, s2 = angle_to_channels(ang)
-        maps[1][own], maps[2][own] = c2, s2
-        maps[3][own] = width_to_channel(wd, WS, W)
-        maps[4][own] = 1.0
-    maps[0] = best
-    return maps
+def ridge_maps(blobs, sigma=RIDGE):
+    """``(5, H, W)`` maps of blobs ``(x, y, amplitude, angle, width_px)`` elongated along x."""
+    return gaussian_maps(blobs, H, W, sigma)
 
 
 def decode(maps, regions=None, **kw):
@@ -39,7 +26,7 @@ def decode(maps, regions=None, **kw):
     return decode_maps(torch.from_numpy(maps), LB, width_scale=WS, regions=regions, **kw)[0]
 
 
-HANDLE = (120.0, 100.0, 0.9, 25.0, 3.0, 0.4, 30.0)  # a ridge 50 px along x at y = 100
+HANDLE = (120.0, 100.0, 0.9, 0.4, 30.0)  # a ridge about 50 px along x at y = 100
 
 
 def test_off_by_default_one_grasp_per_blob():
@@ -71,7 +58,7 @@ def test_the_threshold_bounds_the_alternatives():
 
 
 def test_each_maximum_takes_at_most_its_share():
-    maps = ridge_maps([HANDLE, (120.0, 40.0, 0.8, 25.0, 3.0, -0.7, 20.0)])
+    maps = ridge_maps([HANDLE, (120.0, 40.0, 0.8, -0.7, 20.0)])
     out = decode(maps, alternatives=2)
     assert len(out) == 6
     assert sum(abs(g.y - 100.0) <= 1.0 for g in out) == 3
@@ -91,7 +78,7 @@ def test_alternatives_respect_max_grasps_and_the_region():
 def test_a_round_blob_keeps_its_alternatives_above_the_threshold_only():
     """A narrow round blob (sigma 3 px) has nothing above half its height beyond min_distance:
     no alternatives, however many are asked for."""
-    out = decode(ridge_maps([(120.0, 100.0, 0.9, 3.0, 3.0, 0.0, 30.0)]), alternatives=5,
+    out = decode(ridge_maps([(120.0, 100.0, 0.9, 0.0, 30.0)], sigma=3.0), alternatives=5,
                  score_threshold=0.45)
     assert len(out) == 1
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-#: At most this many greedy passes (one arg-max over the map each) per image, whatever the
-#: settings ask for: bounds the cost of a hostile configuration (``max_grasps`` 1000,
-#: ``alternatives`` 20, ``min_distance`` 0, a map of equal values) on a 640x480 map.
+#: At most this many greedy passes (points taken or dropped) per image, whatever the settings
+#: ask for: bounds the cost of a hostile configuration (``max_grasps`` 1000, ``alternatives``
+#: 20, ``min_distance`` 0, pixel noise with hundreds of maxima).
 MAX_PASSES = 256
 
 
