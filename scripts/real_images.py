@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -62,6 +63,8 @@ DEFAULT_PROTOCOLS = ["image", "object"]
 #: The same folds scored through ONNX Runtime int8 (the node's engine for ``realtime``), when
 #: ``vita-grasp cv --rescore`` wrote it; the report shows it beside the torch scores.
 INT8_RESCORE = "rescore_engine-onnxruntime_onnx_precision-int8.json"
+#: Wall time of the last run that trained (not --report_only), read by the report.
+WALL_FILE = "wall.json"
 
 
 def main(argv=None) -> int:
@@ -108,6 +111,7 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     reps, leak = {}, None
+    started = time.monotonic()
     for name in args.protocols:
         folder, extra, camera_check, config = PROTOCOLS[name]
         cfg = build_config(load_raw(config or args.config), list(args.overrides) + extra + [
@@ -133,6 +137,13 @@ def main(argv=None) -> int:
         if name == "object":
             frames, folds, _ = fold_frames(cfg)
             leak = block_neighbours([f.frame for f in frames], folds)
+    wall_file = out / WALL_FILE
+    if not args.report_only:  # the wall time of this run, for the report (see WALL_FILE)
+        wall_file.write_text(json.dumps({
+            "seconds": round(time.monotonic() - started, 1), "protocols": args.protocols,
+            "resumed": bool(args.resume), "only": args.only, "cores": os.cpu_count(),
+            "load_avg": [round(x, 1) for x in os.getloadavg()]}))
+    wall = json.loads(wall_file.read_text()) if wall_file.is_file() else None
     frames = scan_dataset(root).frames
     summary = summarize(frames)
     first = PROTOCOLS[args.protocols[0]][0]
@@ -145,7 +156,7 @@ def main(argv=None) -> int:
         shutil.copy(info["path"], pic_dir / f"{name}.png")
         pictures[name] = info
     shown = [Path(sys.argv[0]).name] + list(argv if argv is not None else sys.argv[1:])
-    write_report(reps, summary, timing, doc, pictures, shown, leak)
+    write_report(reps, summary, timing, doc, pictures, shown, leak, wall)
     print(f"wrote {doc} (+ {pic_dir}/)")
     return 0
 

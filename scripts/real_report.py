@@ -188,8 +188,20 @@ def levers_section(path: Path) -> list[str]:
     return lines
 
 
+def wall_line(wall: dict | None) -> list[str]:
+    """The wall time of the run that trained (``wall.json`` of scripts/real_images.py)."""
+    if not wall:
+        return []
+    how = ("resumed: it counts only the folds this last invocation trained and scored"
+           if wall.get("resumed") else "every fold trained and scored in it")
+    return [f"- Wall time of the run (`scripts/real_images.py --protocols "
+            f"{' '.join(wall['protocols'])}`, set-up excluded, the feature cache included): "
+            f"**{wall['seconds'] / 60:.1f} min** on {wall['cores']} cores, load average "
+            f"{', '.join(str(x) for x in wall['load_avg'])} at the end ({how})."]
+
+
 def write_report(reps: dict, summary: dict, timing: dict, doc: Path, pictures: dict,
-                 argv: list[str], leak: int | None) -> None:
+                 argv: list[str], leak: int | None, wall: dict | None = None) -> None:
     rep = reps.get("image") or next(iter(reps.values()))
     cfg = rep["config"]
     widths = " / ".join(f"{summary['width_px'][k]:.0f}" for k in ("p5", "p50", "p95", "p99"))
@@ -272,6 +284,7 @@ def write_report(reps: dict, summary: dict, timing: dict, doc: Path, pictures: d
         "it); the shared feature cache: "
         + (f"{rep['cache']['seconds'] / 60:.1f} min for {rep['cache']['views_computed']} views"
            if rep.get("cache") else "none") + " (0 when it already existed).",
+        *wall_line(wall),
         f"- `GraspPredictor.predict` on a {timing['size'][0]}x{timing['size'][1]} frame with its "
         f"defaults, CPU, fp32, torch eager, {timing['threads']} thread"
         f"{'s' if timing['threads'] != 1 else ''}: "

@@ -58,6 +58,16 @@ def test_report_has_both_protocols_the_camera_check_and_the_levers(tmp_path):
     assert "## Results, image-wise" in text and "## Results, object-wise" in text
     assert "**90.0 +- 0.0 %**" in text and "**80.0 +- 0.0 %**" in text
     assert "7 of the 568 test frames" in text and "last 2 blocks" in text
+    assert "Wall time of the run" not in text  # no wall.json: the line is left out
+    wall = {"seconds": 2520.0, "protocols": ["image", "object"], "resumed": False, "only": None,
+            "cores": 2, "load_avg": [2.1, 2.0, 1.4]}
+    write_report({"image": _rep(0.9, True)}, summary, timing, doc, {}, ["real_images.py"],
+                 leak=None, wall=wall)
+    assert ("Wall time of the run (`scripts/real_images.py --protocols image object`, set-up "
+            "excluded, the feature cache included): **42.0 min** on 2 cores") in doc.read_text()
+    write_report({"image": _rep(0.9, True)}, summary, timing, doc, {}, ["real_images.py"],
+                 leak=None, wall=dict(wall, resumed=True))
+    assert "resumed: it counts only the folds this last invocation" in doc.read_text()
     assert "| image-wise | camera frame | 50.0 % | 1.70 | 40.0 % | 50 % |" in text
     assert "| log width | image fold 0 | 88.6 % | 90.4 % | yes |" in text
     assert "image-wise: 90.0 % +- 0.0 % (mean over all 1 folds) against the target of 95.0 %: " \
