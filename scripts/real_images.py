@@ -67,6 +67,25 @@ INT8_RESCORE = "rescore_engine-onnxruntime_onnx_precision-int8.json"
 WALL_FILE = "wall.json"
 
 
+def add_miss_counts(reps: dict, out: Path, frames) -> None:
+    """``rep["misses"]``: why each protocol's wrong best grasps missed (from its cv_images.json
+    and the frames' labelled rectangles; the report's table)."""
+    import numpy as np
+    from real_report import miss_counts
+
+    from vita_grasp_core.data import load_frame
+
+    by_key = {f.key: f for f in frames}
+
+    def gt_of(key):
+        return load_frame(by_key[key]).grasps if key in by_key else np.zeros((0, 5))
+
+    for name, rep in reps.items():
+        images = out / PROTOCOLS[name][0] / "cv_images.json"
+        if images.is_file():
+            rep["misses"] = miss_counts(json.loads(images.read_text()), gt_of)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "cornell"),
@@ -145,6 +164,7 @@ def main(argv=None) -> int:
             "load_avg": [round(x, 1) for x in os.getloadavg()]}))
     wall = json.loads(wall_file.read_text()) if wall_file.is_file() else None
     frames = scan_dataset(root).frames
+    add_miss_counts(reps, out, frames)
     summary = summarize(frames)
     first = PROTOCOLS[args.protocols[0]][0]
     timing = predict_timing(out / first / "fold_0" / "best_model.pt", frames)

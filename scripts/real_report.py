@@ -173,6 +173,45 @@ def _int8_note(res: dict | None) -> str:
             f"{res['predict_ms_median_mean']:.0f} ms median per `predict()` on this CPU")
 
 
+def miss_counts(images: list[dict], gt_of) -> dict:
+    """How many wrong top-1 grasps of a cross-validation (``cv_images.json`` rows) each cause of
+    :func:`vita_grasp_core.metrics.miss_cause` explains; ``gt_of(key)``: the frame's rectangles."""
+    import numpy as np
+
+    from vita_grasp_core.metrics import MISS_CAUSES, miss_cause, sort_by_quality
+
+    counts = dict.fromkeys(MISS_CAUSES, 0)
+    for im in images:
+        if im.get("top1"):
+            continue
+        preds = sort_by_quality(np.asarray(im.get("predictions") or np.zeros((0, 6))))
+        gt = gt_of(im["key"])
+        cause = miss_cause(preds[0] if len(preds) else None, gt) if len(gt) else None
+        if cause:
+            counts[cause] += 1
+    return counts
+
+
+def misses_section(reps: dict) -> list[str]:
+    """Why the wrong best grasps missed, per protocol (``rep["misses"]``, :func:`miss_counts`)."""
+    rows = [(name, r["misses"]) for name, r in reps.items() if r.get("misses")]
+    if not rows:
+        return []
+    causes = list(rows[0][1])
+    lines = ["## Why the misses miss", "",
+             "Each wrong best grasp is given the angle, the opening (width and jaw size) or both "
+             "of the labelled rectangle nearest to its centre; the first of these that makes it "
+             "match names the cause. *place*: none does (it grasps where no rectangle is "
+             "labelled); *no grasp*: nothing above the threshold.", "",
+             "| protocol | misses | " + " | ".join(causes) + " |",
+             "|---|---:|" + "---:|" * len(causes)]
+    for name, c in rows:
+        n = sum(c.values())
+        lines.append(f"| {label(name)} | {n} | " + " | ".join(
+            f"{c[k]} ({100 * c[k] / n:.0f} %)" if n else "0" for k in causes) + " |")
+    return lines + [""]
+
+
 def levers_section(path: Path) -> list[str]:
     """The table of ``levers.json`` (written by hand from the experiment runs it names)."""
     if not path.is_file():
@@ -294,6 +333,7 @@ def write_report(reps: dict, summary: dict, timing: dict, doc: Path, pictures: d
         "grasps); per fold `build/real/cv*/fold_K/` holds the run (checkpoint, log, metrics).",
         ""]
     lines += scale_section(reps)
+    lines += misses_section(reps)
     lines += levers_section(doc.parent / "real_images" / "levers.json")
     lines += ["## Pictures", "",
               "Image-wise test frames. Predicted grasps (best in green, jaws red, opening edges "

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 from vita_grasp_core.metrics import (
+    MISS_CAUSES,
     SplitMetrics,
     candidate_pairs,
     image_scores,
     iou_matrix,
     match_grasps,
+    miss_cause,
     rotated_rect_iou,
     split_metrics,
 )
@@ -138,3 +140,21 @@ def test_thousands_of_gt_rects_are_fast():
     s = image_scores(pred, gt)
     assert time.perf_counter() - t < 0.5
     assert s["precision@10"] == 1.0
+
+
+def test_miss_cause_names_what_would_have_saved_the_best_grasp():
+    gt = np.array([[100.0, 100.0, 0.0, 40.0, 24.0], [30.0, 30.0, 1.2, 20.0, 12.0]])
+    assert miss_cause(np.array([101.0, 99.0, 0.1, 38.0, 23.0, 0.9]), gt) is None  # matches
+    assert miss_cause(None, gt) == "no grasp" and miss_cause(np.zeros((0, 6)), gt) == "no grasp"
+    # right place and opening, jaws across the wrong way: the nearest label's angle saves it
+    assert miss_cause([100.0, 100.0, math.radians(70), 40.0, 24.0], gt) == "angle"
+    # right place and angle, three times too wide (IoU < 0.25): the width saves it
+    assert miss_cause([100.0, 100.0, 0.0, 120.0, 72.0], gt) == "width"
+    assert miss_cause([100.0, 100.0, math.radians(80), 120.0, 72.0], gt) == "angle and width"
+    # the nearest label is the one that counts: near the small rectangle, wrong angle
+    assert miss_cause([31.0, 30.0, 0.0, 20.0, 12.0], gt) == "angle"
+    # far from every label: nothing but the place is wrong
+    assert miss_cause([200.0, 60.0, 0.0, 40.0, 24.0], gt) == "place"
+    assert set(MISS_CAUSES) == {"no grasp", "angle", "width", "angle and width", "place"}
+    with pytest.raises(ValueError, match="at least one ground-truth"):
+        miss_cause([1.0, 1.0, 0.0, 5.0, 3.0], np.zeros((0, 5)))

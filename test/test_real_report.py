@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from real_report import block_neighbours, targets_lines, write_report  # noqa: E402
@@ -127,3 +129,25 @@ def test_realtime_recipe_gets_its_own_section_and_no_target(tmp_path):
                  ["real_images.py"], leak=None)
     assert "**84.0 +- 0.0 %** top-1 (folds 84.0 %) against 85.0 % with torch fp32" in \
         doc.read_text()
+
+
+def test_the_report_says_why_the_misses_missed(tmp_path):
+    from real_report import miss_counts, misses_section
+
+    gt = {"a": np.array([[100.0, 100.0, 0.0, 40.0, 24.0]]),
+          "b": np.array([[50.0, 50.0, 0.0, 20.0, 12.0]]),
+          "c": np.array([[50.0, 50.0, 0.0, 20.0, 12.0]])}
+    images = [
+        {"key": "a", "top1": True, "predictions": [[100, 100, 0, 40, 24, 0.9]]},
+        # the better of two grasps is scored: it is at the right place, turned 90 degrees
+        {"key": "b", "top1": False, "predictions": [[150, 150, 0, 20, 12, 0.2],
+                                                     [50, 50, 1.57, 20, 12, 0.8]]},
+        {"key": "c", "top1": False, "predictions": []},
+        {"key": "d", "top1": False, "predictions": [[5, 5, 0, 9, 5, 0.9]]},  # no labels
+    ]
+    counts = miss_counts(images, lambda k: gt.get(k, np.zeros((0, 5))))
+    assert counts == {"no grasp": 1, "angle": 1, "width": 0, "angle and width": 0, "place": 0}
+    lines = misses_section({"image": {"misses": counts}, "object": {}})
+    assert "| image-wise | 2 | 1 (50 %) | 1 (50 %) | 0 (0 %) | 0 (0 %) | 0 (0 %) |" in lines
+    assert not any(line.startswith("| object-wise") for line in lines)
+    assert misses_section({"image": {}}) == []

@@ -234,3 +234,38 @@ def split_metrics(pairs, ks=DEFAULT_KS, angle_threshold: float = DEFAULT_ANGLE_T
     for pred, gt in pairs:
         acc.add(pred, gt)
     return acc.as_dict()
+
+
+#: Why a best grasp missed (:func:`miss_cause`), in the order they are tried.
+MISS_CAUSES = ("no grasp", "angle", "width", "angle and width", "place")
+
+
+def miss_cause(best, gt, angle_threshold: float = DEFAULT_ANGLE_THRESHOLD,
+               iou_threshold: float = DEFAULT_IOU_THRESHOLD) -> str | None:
+    """Why the best grasp of an image matches no ground-truth rectangle.
+
+    Args:
+        best: the best prediction, one ``(>=5,)`` row, or ``None`` / an empty array.
+        gt: ``(G, >=5)`` ground-truth rectangles (G >= 1), same units.
+    Returns:
+        ``None`` when it matches; ``"no grasp"`` without a prediction; otherwise the first of
+        ``"angle"``, ``"width"`` (opening and jaw size), ``"angle and width"`` whose values,
+        taken from the ground-truth rectangle nearest to the prediction's centre, make it match;
+        ``"place"`` when none does (no labelled rectangle is where it grasps).
+    """
+    gt = _as_rects(gt, "gt")
+    if len(gt) == 0:
+        raise ValueError("miss_cause needs at least one ground-truth rectangle")
+    if best is None or np.size(best) == 0:
+        return "no grasp"
+    row = _as_rects(best, "best")[0, :5]
+    if match_grasps(row[None], gt, angle_threshold, iou_threshold)[0]:
+        return None
+    near = gt[np.argmin(np.hypot(gt[:, 0] - row[0], gt[:, 1] - row[1]))]
+    fixes = {"angle": [2], "width": [3, 4], "angle and width": [2, 3, 4]}
+    for cause, cols in fixes.items():
+        fixed = row.copy()
+        fixed[cols] = near[cols]
+        if match_grasps(fixed[None], gt, angle_threshold, iou_threshold)[0]:
+            return cause
+    return "place"
