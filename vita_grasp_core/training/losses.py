@@ -20,7 +20,17 @@ channel    loss                                                         pixels
            of the logs (a relative error: a 10 px opening off by 5 px costs
            what a 60 px one off by 30 px does)
 4 semantic BCE-with-logits(z, mask)                                      all
+0 peak     ``-log`` of the share of the heat's spatial softmax that lies   positives
+           on positive pixels (``t > pos_threshold``), per frame with a   (per frame)
+           grasp (off by default: ``w_peak`` 0)
 =========  ==========================================================  ===============
+
+The peak term aims at top-1: the decoder returns the heatmap's highest peak, and the term is low
+only when the frame's highest logits lie on a labelled grasp, any one of them (several labelled
+grasps need not share the mass, so the heat is not pulled to a place between them). It is the
+spatial softmax over all pixels of a frame, at temperature ``peak_temperature``, and its gradient
+falls mostly on the highest-scoring wrong pixels (hard negatives), where the per-pixel BCE spreads
+it over every pixel.
 
 A batch with no owned pixel contributes 0 to the angle and width terms (never NaN).
 """
@@ -43,8 +53,10 @@ _LOG_FLOOR = 2e-3
 #: Ranges of the numbers of :class:`LossConfig`.
 LOSS_BOUNDS = {"pos_weight": Range(0, 1e6), "pos_threshold": Range(0, 1),
                "focal_gamma": Range(0, 100), "beta": Range(0, 100, lo_open=True),
+               "peak_temperature": Range(1e-3, 1e3),
                "log_beta": Range(0, 100, lo_open=True),
-               **{w: Range(0, 1e6) for w in ("w_position", "w_angle", "w_width", "w_semantic")}}
+               **{w: Range(0, 1e6) for w in ("w_position", "w_angle", "w_width", "w_semantic",
+                                             "w_peak")}}
 
 
 @dataclass
@@ -61,7 +73,10 @@ class LossConfig:
         width: ``linear`` (smooth-L1 on channel 3) or ``log`` (smooth-L1 on its logarithm, i.e.
             on the relative error of the opening, with ``log_beta`` as transition point).
         log_beta: smooth-L1 transition point of ``width: log`` (log units: 0.1 = 10 %).
+        peak_temperature: temperature of the spatial softmax of the peak term (logits divided by
+            it; smaller = only the very highest pixels count).
         w_position, w_angle, w_width, w_semantic: term weights.
+        w_peak: weight of the peak term (0 = off, the default; see the module docstring).
     """
 
     position: str = "bce"
@@ -75,6 +90,8 @@ class LossConfig:
     w_angle: float = 1.0
     w_width: float = 1.0
     w_semantic: float = 1.0
+    peak_temperature: float = 1.0
+    w_peak: float = 0.0
 
     def __post_init__(self):
         if self.position not in POSITION_LOSSES:
@@ -106,6 +123,20 @@ def position_loss(logit: torch.Tensor, target: torch.Tensor, cfg: LossConfig) ->
     return _weighted_mean(per, weight)
 
 
+def peak_loss(logit: torch.Tensor, target: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
+    """Peak term: ``(B, H, W)`` heat logits vs targets -> scalar, the mean over the frames that
+    have a positive pixel of ``-log(sum of softmax(logit / T) over the positive pixels)``; 0
+    (with a graph) when no frame has one."""
+    b = logit.shape[0]
+    pos = (target > cfg.pos_threshold).reshape(b, -1)
+    has = pos.any(1)
+    if not bool(has.any()):
+        return logit.sum() * 0.0
+    z = logit.reshape(b, -1)[has] / cfg.peak_temperature
+    on = z.masked_fill(~pos[has], float("-inf"))
+    return (torch.logsumexp(z, 1) - torch.logsumexp(on, 1)).mean()
+
+
 def width_loss(logit: torch.Tensor, target: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
     """Per-pixel width term (channel 3): on the value, or on its log (``cfg.width``)."""
     if cfg.width == "log":
@@ -126,7 +157,7 @@ class GraspLoss(torch.nn.Module):
     """Weighted sum of the per-channel terms; ``forward`` returns ``(total, parts)``.
 
     ``parts`` holds detached float32 scalars ``position``, ``angle``, ``width``, ``semantic``,
-    ``total`` (for logging).
+    ``total`` (for logging), and ``peak`` when ``w_peak`` > 0.
     """
 
     def __init__(self, cfg: LossConfig | None = None):
@@ -152,5 +183,10 @@ class GraspLoss(torch.nn.Module):
         total = (c.w_position * l_pos + c.w_angle * l_ang + c.w_width * l_wid
                  + c.w_semantic * l_sem)
         parts = {"position": l_pos.detach(), "angle": l_ang.detach(), "width": l_wid.detach(),
-                 "semantic": l_sem.detach(), "total": total.detach()}
+                 "semantic": l_sem.detach()}
+        if c.w_peak > 0:
+            l_peak = peak_loss(z[:, 0], t[:, 0], c)
+            total = total + c.w_peak * l_peak
+            parts["peak"] = l_peak.detach()
+        parts["total"] = total.detach()
         return total, parts
