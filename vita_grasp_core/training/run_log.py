@@ -140,11 +140,12 @@ class RunLog:
               f"P@5 {100 * val['precision@5']:.1f} % (best {100 * record['best_top1']:.1f} % @ "
               f"epoch {record['best_epoch']})")
         tm = [train.get(k, float("nan")) for k in _LOSS_KEYS]
+        peak = f" peak {train['peak']:.4f}" if "peak" in train else ""  # only with loss.w_peak > 0
         n = record.get("replaced_frames", 0)
         faults = f" | {n} frame(s) replaced after read failures" if n else ""
-        log.info("epoch %d/%d: loss %.4f (pos %.4f ang %.4f wid %.4f sem %.4f) lr %.2e "
-                 "%.1f s%s%s | ETA %s", ep, epochs, *tm, record["lr"], record["epoch_seconds"],
-                 vs, faults, fmt_time(eta_s))
+        log.info("epoch %d/%d: loss %.4f (pos %.4f ang %.4f wid %.4f sem %.4f%s) lr %.2e "
+                 "%.1f s%s%s | ETA %s", ep, epochs, *tm, peak, record["lr"],
+                 record["epoch_seconds"], vs, faults, fmt_time(eta_s))
 
     def close(self) -> None:
         if self.tb is not None:
