@@ -29,6 +29,15 @@ LABELS = {"image": "image-wise", "object": "object-wise",
           "realtime": "image-wise, `realtime` recipe"}
 
 
+
+def peak_words(loss: dict) -> str:
+    """The peak term of the training loss in words, or "" when it is off (``w_peak`` 0)."""
+    w = float(loss.get("w_peak", 0) or 0)
+    if w <= 0:
+        return ""
+    return (f"the peak term x{w:g} (the spatial softmax of each frame's heat on its labelled "
+            f"grasps, temperature {float(loss.get('peak_temperature', 1)):g}), ")
+
 def label(name: str) -> str:
     return LABELS.get(name, f"{name}-wise")
 
@@ -303,7 +312,8 @@ def write_report(reps: dict, summary: dict, timing: dict, doc: Path, pictures: d
         "checkpoint, threshold and calibration of each fold never saw its test frames.",
         f"- Training: {t['epochs']} epochs, batch {t['batch_size']}, AdamW lr "
         f"{t['learning_rate']:g}, BCE heatmap loss (positives x{t['loss']['pos_weight']:g}), "
-        f"{t['loss'].get('width', 'linear')} width loss; augmentation (flips, rotation, scale, "
+        + peak_words(t["loss"])
+        + f"{t['loss'].get('width', 'linear')} width loss; augmentation (flips, rotation, scale, "
         f"shift, colour) through **{t['cache_views']} cached views per frame**: the frozen "
         "encoder runs once per view for the whole experiment, shared by all folds and both "
         "protocols.", ""] + realtime_lines(reps.get("realtime"))

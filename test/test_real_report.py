@@ -10,7 +10,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from real_report import block_neighbours, targets_lines, write_report  # noqa: E402
+from real_report import block_neighbours, peak_words, targets_lines, write_report  # noqa: E402
 
 
 def _rep(top1: float, camera: bool) -> dict:
@@ -151,3 +151,21 @@ def test_the_report_says_why_the_misses_missed(tmp_path):
     assert "| image-wise | 2 | 1 (50 %) | 1 (50 %) | 0 (0 %) | 0 (0 %) | 0 (0 %) |" in lines
     assert not any(line.startswith("| object-wise") for line in lines)
     assert misses_section({"image": {}}) == []
+
+
+def test_the_training_line_names_the_peak_term_only_when_it_is_on(tmp_path):
+    assert peak_words({"pos_weight": 5.0}) == "" and peak_words({"w_peak": 0}) == ""
+    doc = tmp_path / "docs" / "real_images.md"
+    (doc.parent / "real_images").mkdir(parents=True)
+    (doc.parent / "real_images" / "levers.json").write_text(json.dumps({"levers": []}))
+    summary = {"frames_usable": 3, "frames": 3, "image_sizes": {"224x224": 3},
+               "rects_total": 9, "rects_per_frame": {"median": 3},
+               "width_px": {"p5": 1, "p50": 2, "p95": 3, "p99": 4},
+               "height_width_ratio": 0.6, "outside_count": 0}
+    rep = _rep(0.9, False)
+    rep["config"]["train"]["loss"].update(w_peak=0.1, peak_temperature=1.0)
+    timing = {"size": [224, 224], "threads": 2, "median_ms": 90, "p90_ms": 95, "frames": 3}
+    write_report({"image": rep}, summary, timing, doc, {}, ["real_images.py"], leak=None)
+    text = doc.read_text()
+    assert ("BCE heatmap loss (positives x5), the peak term x0.1 (the spatial softmax of each "
+            "frame's heat on its labelled grasps, temperature 1), log width loss") in text
