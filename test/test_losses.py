@@ -100,3 +100,18 @@ def test_peak_settings_are_checked():
         LossConfig(w_peak=-1.0)
     with pytest.raises(ValueError, match="peak_temperature"):
         LossConfig(peak_temperature=0.0)
+
+
+def test_the_epoch_line_shows_the_peak_term_only_when_it_is_on(tmp_path):
+    from vita_grasp_core.training.run_log import RunLog
+
+    run = RunLog(tmp_path, True)
+    try:
+        base = {"total": 1.0, "position": 0.1, "angle": 0.4, "width": 0.3, "semantic": 0.2}
+        for ep, train in ((1, base), (2, dict(base, peak=1.25))):
+            run.epoch({"epoch": ep, "train": train, "val": None, "lr": 1e-3,
+                       "epoch_seconds": 1.0, "best_top1": 0.0, "best_epoch": 0}, 2, 1.0)
+    finally:
+        run.close()
+    lines = [ln for ln in (tmp_path / "train.log").read_text().splitlines() if "epoch " in ln]
+    assert "peak" not in lines[0] and "sem 0.2000 peak 1.2500)" in lines[1]
