@@ -3,7 +3,6 @@ started is held until the start is recorded, then delivered to the handler in pl
 `sim bench --source node` race: an interrupt inside Popen left the node process running)."""
 from __future__ import annotations
 
-import os
 import signal
 
 import pytest
@@ -11,11 +10,21 @@ import pytest
 from vita_grasp_core.cli_errors import interrupts_deferred, sigterm_as_interrupt
 
 
+def _interrupt(signum: int) -> None:
+    """Send ``signum`` to this thread and run its Python handler before returning.
+
+    ``os.kill(os.getpid(), ...)`` may be delivered to another thread of the process (a test
+    worker has several), and its Python handler then runs at some later bytecode, possibly after
+    the block under test has ended (a clean-clone CI run of session 16 failed that way).
+    ``signal.raise_signal`` raises it in the calling thread and checks for handlers at once."""
+    signal.raise_signal(signum)
+
+
 def test_sigterm_inside_is_held_until_the_block_ends_then_interrupts():
     started = []
     with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
         with interrupts_deferred():
-            os.kill(os.getpid(), signal.SIGTERM)
+            _interrupt(signal.SIGTERM)
             started.append("child")  # reached: the signal did not unwind the block
         started.append("after")  # not reached: delivered on the way out
     assert started == ["child"]
@@ -26,7 +35,7 @@ def test_ctrl_c_inside_is_held_too_and_handlers_come_back():
     done = False
     with pytest.raises(KeyboardInterrupt):
         with interrupts_deferred():
-            os.kill(os.getpid(), signal.SIGINT)
+            _interrupt(signal.SIGINT)
             done = True
     assert done
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
