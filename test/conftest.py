@@ -77,6 +77,23 @@ def _torch_threads():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _signal_handlers():
+    """Every test leaves SIGINT and SIGTERM as it found them: a node run in process ignores both
+    once it shuts down, and a later test in the same worker must not inherit that."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in saved.items():
+        if handler is not None and signal.getsignal(s) is not handler:
+            signal.signal(s, handler)
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _release_ros_domains():
     """ROS domain ids a test module reserved (vita_grasp_ros.testing.allocate_domain_id) go back
