@@ -29,7 +29,6 @@ LABELS = {"image": "image-wise", "object": "object-wise",
           "realtime": "image-wise, `realtime` recipe"}
 
 
-
 def peak_words(loss: dict) -> str:
     """The peak term of the training loss in words, or "" when it is off (``w_peak`` 0)."""
     w = float(loss.get("w_peak", 0) or 0)
@@ -37,6 +36,7 @@ def peak_words(loss: dict) -> str:
         return ""
     return (f"the peak term x{w:g} (the spatial softmax of each frame's heat on its labelled "
             f"grasps, temperature {float(loss.get('peak_temperature', 1)):g}), ")
+
 
 def label(name: str) -> str:
     return LABELS.get(name, f"{name}-wise")

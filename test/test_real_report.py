@@ -12,6 +12,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from real_report import block_neighbours, peak_words, targets_lines, write_report  # noqa: E402
 
+#: The data summary and predict() timing every report test writes with.
+SUMMARY = {"frames_usable": 3, "frames": 3, "image_sizes": {"224x224": 3}, "rects_total": 9,
+           "rects_per_frame": {"median": 3}, "width_px": {"p5": 1, "p50": 2, "p95": 3, "p99": 4},
+           "height_width_ratio": 0.6, "outside_count": 0}
+TIMING = {"size": [224, 224], "threads": 2, "median_ms": 90, "p90_ms": 95, "frames": 3}
+
 
 def _rep(top1: float, camera: bool) -> dict:
     w = {"frames": 3, "ratio_median": 1.1, "within_tolerance": 0.8, "abs_log_error_median": 0.2}
@@ -49,12 +55,7 @@ def test_report_has_both_protocols_the_camera_check_and_the_levers(tmp_path):
         "intro": "Screened on fold 0.", "commands": ["vita-grasp cv ..."],
         "levers": [{"lever": "log width", "run": "image fold 0", "baseline": "88.6 %",
                     "result": "90.4 %", "kept": True}]}))
-    summary = {"frames_usable": 3, "frames": 3, "image_sizes": {"224x224": 3},
-               "rects_total": 9, "rects_per_frame": {"median": 3},
-               "width_px": {"p5": 1, "p50": 2, "p95": 3, "p99": 4},
-               "height_width_ratio": 0.6, "outside_count": 0}
-    timing = {"size": [224, 224], "threads": 2, "median_ms": 90, "p90_ms": 95, "frames": 3}
-    write_report({"image": _rep(0.9, True), "object": _rep(0.8, False)}, summary, timing, doc,
+    write_report({"image": _rep(0.9, True), "object": _rep(0.8, False)}, SUMMARY, TIMING, doc,
                  {}, ["real_images.py"], leak=7)
     text = doc.read_text()
     assert "## Results, image-wise" in text and "## Results, object-wise" in text
@@ -63,11 +64,11 @@ def test_report_has_both_protocols_the_camera_check_and_the_levers(tmp_path):
     assert "Wall time of the run" not in text  # no wall.json: the line is left out
     wall = {"seconds": 2520.0, "protocols": ["image", "object"], "resumed": False, "only": None,
             "cores": 2, "load_avg": [2.1, 2.0, 1.4]}
-    write_report({"image": _rep(0.9, True)}, summary, timing, doc, {}, ["real_images.py"],
+    write_report({"image": _rep(0.9, True)}, SUMMARY, TIMING, doc, {}, ["real_images.py"],
                  leak=None, wall=wall)
     assert ("Wall time of the run (`scripts/real_images.py --protocols image object`, set-up "
             "excluded, the feature cache included): **42.0 min** on 2 cores") in doc.read_text()
-    write_report({"image": _rep(0.9, True)}, summary, timing, doc, {}, ["real_images.py"],
+    write_report({"image": _rep(0.9, True)}, SUMMARY, TIMING, doc, {}, ["real_images.py"],
                  leak=None, wall=dict(wall, resumed=True))
     assert "resumed: it counts only the folds this last invocation" in doc.read_text()
     assert "| image-wise | camera frame | 50.0 % | 1.70 | 40.0 % | 50 % |" in text
@@ -108,12 +109,7 @@ def test_realtime_recipe_gets_its_own_section_and_no_target(tmp_path):
     rt = _rep(0.85, False)
     rt["folds"] = 5  # one of five folds ran
     rt["config"]["model"].update(feature_layers=[2, 4, 6, 8], input_size=[168, 168])
-    summary = {"frames_usable": 3, "frames": 3, "image_sizes": {"224x224": 3},
-               "rects_total": 9, "rects_per_frame": {"median": 3},
-               "width_px": {"p5": 1, "p50": 2, "p95": 3, "p99": 4},
-               "height_width_ratio": 0.6, "outside_count": 0}
-    timing = {"size": [224, 224], "threads": 2, "median_ms": 90, "p90_ms": 95, "frames": 3}
-    write_report({"image": _rep(0.9, True), "realtime": rt}, summary, timing, doc, {},
+    write_report({"image": _rep(0.9, True), "realtime": rt}, SUMMARY, TIMING, doc, {},
                  ["real_images.py"], leak=None)
     text = doc.read_text()
     assert "## Results, image-wise, `realtime` recipe" in text
@@ -125,7 +121,7 @@ def test_realtime_recipe_gets_its_own_section_and_no_target(tmp_path):
     rt["int8"] = {"per_fold": [{"top1_accuracy": 0.84}], "top1_accuracy_mean": 0.84,
                   "top1_accuracy_std": 0.0, "reference_top1_mean": 0.85,
                   "predict_ms_median_mean": 41.0}
-    write_report({"image": _rep(0.9, True), "realtime": rt}, summary, timing, doc, {},
+    write_report({"image": _rep(0.9, True), "realtime": rt}, SUMMARY, TIMING, doc, {},
                  ["real_images.py"], leak=None)
     assert "**84.0 +- 0.0 %** top-1 (folds 84.0 %) against 85.0 % with torch fp32" in \
         doc.read_text()
@@ -158,14 +154,9 @@ def test_the_training_line_names_the_peak_term_only_when_it_is_on(tmp_path):
     doc = tmp_path / "docs" / "real_images.md"
     (doc.parent / "real_images").mkdir(parents=True)
     (doc.parent / "real_images" / "levers.json").write_text(json.dumps({"levers": []}))
-    summary = {"frames_usable": 3, "frames": 3, "image_sizes": {"224x224": 3},
-               "rects_total": 9, "rects_per_frame": {"median": 3},
-               "width_px": {"p5": 1, "p50": 2, "p95": 3, "p99": 4},
-               "height_width_ratio": 0.6, "outside_count": 0}
     rep = _rep(0.9, False)
     rep["config"]["train"]["loss"].update(w_peak=0.1, peak_temperature=1.0)
-    timing = {"size": [224, 224], "threads": 2, "median_ms": 90, "p90_ms": 95, "frames": 3}
-    write_report({"image": rep}, summary, timing, doc, {}, ["real_images.py"], leak=None)
+    write_report({"image": rep}, SUMMARY, TIMING, doc, {}, ["real_images.py"], leak=None)
     text = doc.read_text()
     assert ("BCE heatmap loss (positives x5), the peak term x0.1 (the spatial softmax of each "
             "frame's heat on its labelled grasps, temperature 1), log width loss") in text
