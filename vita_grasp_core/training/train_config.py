@@ -401,6 +401,10 @@ def build_config(raw: dict, overrides=()) -> FullConfig:
                           "decoder would train on a frozen encoder with random weights (what an "
                           "empty config asks for); give model.pretrained_model (a hub id or "
                           "folder; null = random weights on purpose) or model.freeze_vit: false")
+    if model.decoders != 1:
+        raise ConfigError(f"model.decoders = {model.decoders}: an ensemble is not trained as one; "
+                          "train each member (other train.seed) with model.decoders: 1 and join "
+                          "them with `vita-grasp weights ensemble`")
     return FullConfig(model=model, data=_build(DataConfig, raw.get("data"), "data"),
                       train=_build(TrainConfig, raw.get("train"), "train"))
 
