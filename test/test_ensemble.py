@@ -88,7 +88,7 @@ def test_weights_ensemble_joins_and_calibrates(two_runs, tmp_path, capsys):
 
     _, a, b = two_runs
     members = [str(a / "fold_0" / "best_model.pt"), str(b / "fold_0" / "best_model.pt")]
-    out = tmp_path / "joined.safetensors"
+    out = tmp_path / "new" / "joined.safetensors"  # folders are made
     assert main(["ensemble", *members, "--output", str(out)]) == 0
     assert "joined 2 checkpoints" in capsys.readouterr().out
     blob = read_checkpoint(out)
@@ -123,6 +123,7 @@ def test_weights_ensemble_refuses_what_cannot_be_joined(two_runs, tmp_path, caps
     f0 = str(a / "fold_0" / "best_model.pt")
     cases = [
         ([f0], "at least 2 checkpoints"),
+        ([f0] * 17, "17 members: decoders"),
         ([f0, str(a / "fold_1" / "best_model.pt")], "validated on other frames"),
         ([f0, str(tmp_path / "missing.pt")], "not found"),
         ([f0, str(b / "fold_0" / "best_model.pt"), "--dataset_root", str(tmp_path / "none")],

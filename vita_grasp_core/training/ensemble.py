@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from ..model_config import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,10 @@ def join_checkpoints(members, output, *, dataset_root=None, calibrate: bool = Tr
         raise EnsembleError(f"an ensemble needs at least 2 checkpoints, got {len(paths)}")
     blobs = [read_checkpoint(p) for p in paths]
     config = dict(_member_config(blobs, paths), decoders=len(paths))
+    try:
+        ModelConfig.from_dict(config)
+    except ValueError as e:  # e.g. more members than model.decoders allows
+        raise EnsembleError(f"{len(paths)} members: {e}") from None
     state = dict(_encoder_state(blobs, paths))
     for i, b in enumerate(blobs):
         state.update({f"decoder.members.{i}.{k[len('decoder.'):]}": v
@@ -126,6 +131,7 @@ def join_checkpoints(members, output, *, dataset_root=None, calibrate: bool = Tr
     val = _validation_frames(blobs, paths, dataset_root) if calibrate else None
     report = None
     output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
     if val is not None:
         from ..data import GraspDataset, SampleSpec
         from .fit_decoding import recalibrate
