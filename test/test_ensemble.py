@@ -165,3 +165,25 @@ def test_cv_rescore_with_an_ensemble(two_runs, capsys):
     capsys.readouterr()
     assert main(["--rescore", str(a), "--ensemble", str(a / "fold_0")]) == 2
     assert "is not the report of a finished vita-grasp cv" in capsys.readouterr().err
+
+
+def test_a_checkpoint_from_before_decoders_still_resumes(tmp_path):
+    """Checkpoints written before `model.decoders` existed lack the key: it means 1."""
+    from vita_grasp_core.checkpoint import read_checkpoint, save_checkpoint, write_checkpoint
+    from vita_grasp_core.model import build_model
+    from vita_grasp_core.model_config import ModelConfig
+    from vita_grasp_core.training.config_files import ConfigError
+    from vita_grasp_core.training.dist import Dist
+    from vita_grasp_core.training.run_checkpoints import Checkpointer
+
+    model = build_model(ModelConfig.tiny("dinov2", decoder_channels=16))
+    save_checkpoint(tmp_path / "new.pt", model)
+    blob = read_checkpoint(tmp_path / "new.pt")
+    old_cfg = {k: v for k, v in blob["model_config"].items() if k != "decoders"}
+    write_checkpoint(tmp_path / "old.pt", blob["state_dict"], old_cfg, blob["meta"])
+    ck = Checkpointer(tmp_path, Dist(), {"data": {}, "train": {}})
+    now = model.config.to_dict()
+    loaded, _ = ck.load_for_resume(tmp_path / "old.pt", now)
+    assert loaded.config.decoders == 1
+    with pytest.raises(ConfigError, match="decoder_channels"):  # a real difference still counts
+        ck.load_for_resume(tmp_path / "old.pt", dict(now, decoder_channels=32))

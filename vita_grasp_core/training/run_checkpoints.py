@@ -79,7 +79,7 @@ class Checkpointer:
         except (ValueError, OSError, RuntimeError) as e:
             raise ResumeError(f"--resume {path}: cannot continue from it: {e}. Start a new run "
                               "(without --resume) or point --resume at a good last.pt") from None
-        ck = blob["model_config"]
+        ck = {**model.config.to_dict(), **blob["model_config"]}  # keys newer than the file
         diff = sorted(k for k in set(ck) | set(model_config) if ck.get(k) != model_config.get(k)
                       and not (k == "feature_layers" and model_config.get(k) is None))
         if diff:
