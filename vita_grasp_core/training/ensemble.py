@@ -136,8 +136,7 @@ def join_checkpoints(members, output, *, dataset_root=None, calibrate: bool = Tr
         from ..data import GraspDataset, SampleSpec
         from .fit_decoding import recalibrate
 
-        with tempfile.TemporaryDirectory(dir=output.parent if output.parent.is_dir() else None
-                                         ) as tmp:
+        with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
             raw = write_checkpoint(Path(tmp) / "joined.pt", state, config, meta)
             pred = GraspPredictor.from_checkpoint(raw, device=device)
             report = recalibrate(pred, GraspDataset(val.frames, SampleSpec.of(pred)))
