@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_train_utils import TINY
+from test_train_utils import TINY, TOY_CV_SETS
 
 from vita_grasp_core.data.toy import write_toy_dataset
 from vita_grasp_core.training.config_files import load_raw
@@ -153,13 +153,7 @@ def test_cv_command_scores_every_frame_once(toy_cornell, tmp_path, capsys):
     root, _ = toy_cornell
     argv = ["--config", str(TINY), "--dataset_root", str(root), "--output_dir",
             str(tmp_path / "cv"), "--folds", "2", "--no_progress", "--device", "cpu"]
-    sets = ["data.format=cornell", "data.val_fraction=0.25", "data.train_scenes=null",
-            "data.val_scenes=null",
-            "data.augment={rotate_p: 1.0}", "model.freeze_vit=true", "model.input_size=[56,70]",
-            "model.output_size=[48,64]", "model.width_scale=0.5", "model.decoder_channels=16",
-            "train.feature_cache=true", "train.cache_views=2", "train.epochs=1",
-            "train.batch_size=2", "data.memory_cache=false"]
-    assert main(argv + sum((["--set", s] for s in sets), [])) == 0
+    assert main(argv + sum((["--set", s] for s in TOY_CV_SETS), [])) == 0
     cap = capsys.readouterr()
     out = cap.out
     assert "2-fold cross-validation (image-wise) on 8 frames" in out and "mean +- std" in out

@@ -7,15 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_train_utils import TINY
+from test_train_utils import TINY, TOY_CV_SETS
 
 from vita_grasp_core.data.toy import write_toy_dataset
-
-SETS = ["data.format=cornell", "data.val_fraction=0.25", "data.train_scenes=null",
-        "data.val_scenes=null", "data.augment={rotate_p: 1.0}", "model.freeze_vit=true",
-        "model.input_size=[56,70]", "model.output_size=[48,64]", "model.width_scale=0.5",
-        "model.decoder_channels=16", "train.feature_cache=true", "train.cache_views=2",
-        "train.epochs=1", "train.batch_size=2", "data.memory_cache=false"]
 
 
 def _cv(root, out, *sets):
@@ -23,7 +17,7 @@ def _cv(root, out, *sets):
 
     argv = ["--config", str(TINY), "--dataset_root", str(root), "--output_dir", str(out),
             "--folds", "2", "--no_progress", "--device", "cpu"]
-    assert main(argv + sum((["--set", s] for s in SETS + list(sets)), [])) == 0
+    assert main(argv + sum((["--set", s] for s in TOY_CV_SETS + sets), [])) == 0
 
 
 @pytest.fixture(scope="module")

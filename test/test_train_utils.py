@@ -21,6 +21,14 @@ TINY = REPO / "vita_grasp_core" / "configs" / "tiny.yaml"
 #: Frames used by the quick tests (the full tiny config trains on all of them).
 SYNTH_SCENES, SYNTH_FRAMES = 4, 8
 
+#: `--set` overrides of `vita-grasp cv` with the tiny config on a toy Cornell set (a frozen
+#: random encoder, an augmented-view cache, one epoch): seconds per fold.
+TOY_CV_SETS = ("data.format=cornell", "data.val_fraction=0.25", "data.train_scenes=null",
+               "data.val_scenes=null", "data.augment={rotate_p: 1.0}", "model.freeze_vit=true",
+               "model.input_size=[56,70]", "model.output_size=[48,64]", "model.width_scale=0.5",
+               "model.decoder_channels=16", "train.feature_cache=true", "train.cache_views=2",
+               "train.epochs=1", "train.batch_size=2", "data.memory_cache=false")
+
 
 def subprocess_env(**extra) -> dict:
     env = dict(os.environ)

@@ -120,10 +120,6 @@ class DecoderEnsemble(nn.Module):
     def stem(self):
         return self.members[0].stem
 
-    @property
-    def heads(self):
-        return self.members[0].heads
-
     def forward(self, feats: list[torch.Tensor], pixel_values: torch.Tensor | None = None
                 ) -> torch.Tensor:
         maps = torch.stack([GraspDecoder.activate(m(feats, pixel_values).float())

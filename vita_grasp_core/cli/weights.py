@@ -99,14 +99,12 @@ def _ship(args) -> int:
 
 
 def _ensemble(args) -> int:
-    from ..checkpoint import CheckpointError
-    from ..training.config_files import ConfigError
     from ..training.ensemble import join_checkpoints
 
     try:
         r = join_checkpoints(args.members, args.output, dataset_root=args.dataset_root,
                              calibrate=not args.no_calibrate, device=args.device)
-    except (CheckpointError, ConfigError, FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError) as err:  # CheckpointError, ConfigError, EnsembleError
         print(f"vita-grasp weights ensemble: {err}", file=sys.stderr)
         return 2
     thr = (r["decode"] or {}).get("score_threshold")

@@ -295,25 +295,20 @@ def _read_cv(out: Path):
     return rep, cfg
 
 
-def _ensemble_fold(out: Path, k: int, members, folds, root) -> Path:
-    """Fold ``k``'s checkpoint of ``out`` joined with the same fold's of the cross-validations
-    ``members`` (same folds, other seeds), calibrated on the fold's validation frames."""
-    from .ensemble import join_checkpoints
-
-    paths = [out / f"fold_{k}" / "best_model.pt"]
-    for m in members:
-        m = Path(m)
+def _ensemble_members(out: Path, members, folds, need) -> list[Path]:
+    """The cross-validation directories ``members``, checked once: finished, with the folds of
+    ``out`` (``folds``: the same frames in each) and each fold number in ``need``."""
+    dirs = []
+    for m in map(Path, members):
         rep, cfg = _read_cv(m)
         if fold_frames(cfg)[1] != folds:
             raise ConfigError(f"{m} has other folds than {out} (data.split_seed, folds, "
                               "split_by): an ensemble joins models of the same fold")
-        if k not in [f["fold"] for f in rep["per_fold"]]:
-            raise ConfigError(f"{m} has no fold {k}")
-        paths.append(m / f"fold_{k}" / "best_model.pt")
-    dest = out / f"ensemble_{len(paths)}" / f"fold_{k}.pt"
-    dest.parent.mkdir(exist_ok=True)
-    join_checkpoints(paths, dest, dataset_root=root)
-    return dest
+        missing = sorted(set(need) - {f["fold"] for f in rep["per_fold"]})
+        if missing:
+            raise ConfigError(f"{m} has no fold {missing[0]}")
+        dirs.append(m)
+    return dirs
 
 
 def rescore_cv(out, *, device: str = "auto", ensemble=(), **predictor_kwargs) -> dict:
@@ -330,6 +325,10 @@ def rescore_cv(out, *, device: str = "auto", ensemble=(), **predictor_kwargs) ->
     out = Path(out)
     rep, cfg = _read_cv(out)
     frames, folds, _ = fold_frames(cfg)
+    if ensemble:
+        from .ensemble import join_checkpoints
+
+        ensemble = _ensemble_members(out, ensemble, folds, [f["fold"] for f in rep["per_fold"]])
     settings = dict(predictor_kwargs, **({"ensemble": len(ensemble) + 1} if ensemble else {}))
     variant = "_".join(f"{k}-{v}" for k, v in sorted(settings.items())) or "default"
     rows = []
@@ -340,8 +339,10 @@ def rescore_cv(out, *, device: str = "auto", ensemble=(), **predictor_kwargs) ->
             _, va, _ = split_frames(build_config(rep["config"], [f"data.test_fold={k}"]), frames)
             val = [frames[i] for i in va]
         ckpt = out / f"fold_{k}" / "best_model.pt"
-        if ensemble:
-            ckpt = _ensemble_fold(out, k, ensemble, folds, cfg.data.root)
+        if ensemble:  # this fold's models joined, calibrated on its validation frames
+            members = [ckpt] + [m / f"fold_{k}" / "best_model.pt" for m in ensemble]
+            ckpt = out / f"ensemble_{len(members)}" / f"fold_{k}.pt"
+            join_checkpoints(members, ckpt, dataset_root=cfg.data.root)
         res = score_fold(ckpt, [frames[i] for i in folds[k]], device, full_frame_scale=None,
                          calibrate_on=val, **predictor_kwargs)
         rows.append({"fold": k, "top1_accuracy": res["top1_accuracy"],

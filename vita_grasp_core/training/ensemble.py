@@ -59,15 +59,13 @@ def _encoder_state(blobs, paths) -> dict[str, torch.Tensor]:
     return states[0]
 
 
-def _validation_frames(blobs, paths, dataset_root):
+def _validation_frames(blobs, paths, dataset_root, predictor):
     """The members' common validation :class:`GraspDataset` (from the training config each
-    checkpoint records), or ``None`` when they had none."""
-    from ..model import build_model
+    checkpoint records; samples as ``predictor`` takes them), or ``None`` when they had none."""
     from .data import make_datasets
     from .train_config import ConfigError, build_config
 
     found = []
-    model = None
     for path, b in zip(paths, blobs):
         raw = (b.get("meta") or {}).get("config")
         if not isinstance(raw, dict):
@@ -76,9 +74,7 @@ def _validation_frames(blobs, paths, dataset_root):
                                 "first member's threshold and calibration")
         over = [f"data.root={dataset_root}"] if dataset_root is not None else []
         try:
-            cfg = build_config(raw, over)
-            model = model or build_model(cfg.model)
-            val = make_datasets(cfg, model).val
+            val = make_datasets(build_config(raw, over), predictor).val
         except ConfigError as e:
             hint = "" if dataset_root is not None else " (pass --dataset_root)"
             raise EnsembleError(f"{path}: its validation frames cannot be read{hint}: {e}"
@@ -128,25 +124,25 @@ def join_checkpoints(members, output, *, dataset_root=None, calibrate: bool = Tr
                         "sha256": [file_sha256(p) for p in paths],
                         "seeds": [((b.get("meta") or {}).get("config") or {}).get("train", {})
                                   .get("seed") for b in blobs]}
-    val = _validation_frames(blobs, paths, dataset_root) if calibrate else None
     report = None
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if val is not None:
-        from ..data import GraspDataset, SampleSpec
+    if calibrate:
         from .fit_decoding import recalibrate
 
-        with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
-            raw = write_checkpoint(Path(tmp) / "joined.pt", state, config, meta)
-            pred = GraspPredictor.from_checkpoint(raw, device=device)
-            report = recalibrate(pred, GraspDataset(val.frames, SampleSpec.of(pred)))
-        meta["decode"] = pred.decode_config.to_dict()
-        meta["calibration"] = report
-        log.info("calibrated on %d validation frames: score threshold %.2f",
-                 len(val.frames), pred.decode_config.score_threshold)
-    elif calibrate:
-        log.warning("the members had no validation frames: the first member's threshold and "
-                    "calibration are kept")
+        with tempfile.TemporaryDirectory() as tmp:
+            pred = GraspPredictor.from_checkpoint(
+                write_checkpoint(Path(tmp) / "joined.pt", state, config, meta), device=device)
+        val = _validation_frames(blobs, paths, dataset_root, pred)
+        if val is None:
+            log.warning("the members had no validation frames: the first member's threshold "
+                        "and calibration are kept")
+        else:
+            report = recalibrate(pred, val)
+            meta["decode"] = pred.decode_config.to_dict()
+            meta["calibration"] = report
+            log.info("calibrated on %d validation frames: score threshold %.2f",
+                     len(val.frames), pred.decode_config.score_threshold)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
     write_checkpoint(output, state, config, meta)
     try:
         GraspPredictor.from_checkpoint(output, device="cpu")
