@@ -7,6 +7,7 @@ lever gave in the screening and confirmation runs, with their commands).
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 from pathlib import Path
@@ -221,6 +222,64 @@ def misses_section(reps: dict) -> list[str]:
     return lines + [""]
 
 
+def error_trend(points: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """Least-squares power law of the error rate against the number of training frames:
+    ``1 - top1 = exp(a) * frames ** b`` from ``(frames, top1)`` points; ``(a, b)``, or ``None``
+    with fewer than two sizes or an error of 0 (no logarithm)."""
+    pts = [(math.log(n), math.log(1 - acc)) for n, acc in points if n > 0 and acc < 1]
+    if len({x for x, _ in pts}) < 2:
+        return None
+    mx = sum(x for x, _ in pts) / len(pts)
+    my = sum(y for _, y in pts) / len(pts)
+    b = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
+    return my - b * mx, b
+
+
+def frames_for(trend: tuple[float, float], goal: float) -> float | None:
+    """Training frames at which the power law of :func:`error_trend` reaches top-1 ``goal``;
+    ``None`` when the error does not fall with more frames."""
+    a, b = trend
+    return math.exp((math.log(1 - goal) - a) / b) if b < 0 else None
+
+
+def data_curve_section(curve: dict | None) -> list[str]:
+    """How top-1 grows with the training frames (``levers.json`` key ``data_curve``, written by
+    hand from the runs it names) and what the trend says the targets would need. A size's
+    ``frames`` may differ per protocol (``object_frames``: whole blocks leave fewer)."""
+    if not curve or not curve.get("sizes"):
+        return []
+    sizes = sorted(curve["sizes"], key=lambda r: r["frames"])
+    names = [n for n in ("image", "object") if any(n in r for r in sizes)]
+    lines = ["## How accuracy grows with training frames", "", curve.get("intro", ""), "",
+             "| training frames per fold | epochs | " + " | ".join(label(n) for n in names)
+             + " | runs |", "|---:|---:|" + "---:|" * len(names) + "---|"]
+    for r in sizes:
+        lines.append(f"| {r['frames']} | {r['epochs']} | " + " | ".join(
+            _pct(r[n]) if n in r else "-" for n in names) + f" | {r.get('runs', '')} |")
+    lines.append("")
+    for n in names:
+        most = sizes[-1].get(f"{n}_frames", sizes[-1]["frames"])
+        trend = error_trend([(r.get(f"{n}_frames", r["frames"]), r[n]) for r in sizes if n in r])
+        if trend is None:
+            continue
+        b = trend[1]
+        words = (f"- {label(n)}: the error rate falls as frames^{b:.2f} (least squares over "
+                 f"{sum(n in r for r in sizes)} sizes): each doubling of the frames multiplies "
+                 f"it by {2 ** b:.2f}")
+        goal = TARGETS.get(n)
+        need = frames_for(trend, goal) if goal else None
+        if goal and need and need > 100 * most:
+            words += (f"; at that rate {_pct(goal)} would take over 100x the {most} training "
+                      "frames per fold here")
+        elif goal and need:
+            words += (f"; at that rate {_pct(goal)} would take about {need:,.0f} training frames "
+                      f"per fold, {need / most:.0f}x the {most} here")
+        elif goal:
+            words += f"; at that rate more frames do not reach {_pct(goal)}"
+        lines.append(words + ".")
+    return lines + ([""] + [curve["note"]] if curve.get("note") else []) + [""]
+
+
 def levers_section(path: Path) -> list[str]:
     """The table of ``levers.json`` (written by hand from the experiment runs it names)."""
     if not path.is_file():
@@ -344,7 +403,10 @@ def write_report(reps: dict, summary: dict, timing: dict, doc: Path, pictures: d
         ""]
     lines += scale_section(reps)
     lines += misses_section(reps)
-    lines += levers_section(doc.parent / "real_images" / "levers.json")
+    levers = doc.parent / "real_images" / "levers.json"
+    lines += data_curve_section(json.loads(levers.read_text()).get("data_curve")
+                                if levers.is_file() else None)
+    lines += levers_section(levers)
     lines += ["## Pictures", "",
               "Image-wise test frames. Predicted grasps (best in green, jaws red, opening edges "
               "blue; up to 5) over the ground truth (grey). Best = correct top-1 with the highest "

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
@@ -160,3 +161,40 @@ def test_the_training_line_names_the_peak_term_only_when_it_is_on(tmp_path):
     text = doc.read_text()
     assert ("BCE heatmap loss (positives x5), the peak term x0.1 (the spatial softmax of each "
             "frame's heat on its labelled grasps, temperature 1), log width loss") in text
+
+
+def test_the_data_curve_fits_the_error_rate_and_says_what_the_targets_would_take(tmp_path):
+    from real_report import data_curve_section, error_trend, frames_for
+
+    # error 1.6 / sqrt(frames): 20 % at 64 frames, 10 % at 256; flat object-wise
+    curve = {"intro": "Subsets of each fold's frames.", "note": "A rough extrapolation.",
+             "sizes": [{"frames": 256, "epochs": 10, "image": 0.9, "object": 0.85, "runs": "3"},
+                       {"frames": 64, "epochs": 40, "image": 0.8, "object": 0.85}]}
+    a, b = error_trend([(64, 0.8), (256, 0.9)])
+    assert b == pytest.approx(-0.5) and frames_for((a, b), 0.95) == pytest.approx(1024)
+    assert frames_for(error_trend([(64, 0.85), (256, 0.85)]), 0.92) is None
+    assert error_trend([(64, 0.8)]) is None and error_trend([(64, 1.0), (128, 1.0)]) is None
+    lines = data_curve_section(curve)
+    assert lines[0] == "## How accuracy grows with training frames"
+    rows = [x for x in lines if x.startswith("| 64 ") or x.startswith("| 256 ")]
+    assert rows == ["| 64 | 40 | 80.0 % | 85.0 % |  |", "| 256 | 10 | 90.0 % | 85.0 % | 3 |"]
+    assert ("- image-wise: the error rate falls as frames^-0.50 (least squares over 2 sizes): "
+            "each doubling of the frames multiplies it by 0.71; at that rate 95.0 % would take "
+            "about 1,024 training frames per fold, 4x the 256 here.") in lines
+    assert any(x.startswith("- object-wise: ") and "more frames do not reach 92.0 %" in x
+               for x in lines)
+    assert "A rough extrapolation." in lines
+    slow = {"sizes": [{"frames": 64, "epochs": 40, "image": 0.86},
+                      {"frames": 256, "epochs": 10, "image": 0.88}]}
+    assert ("at that rate 95.0 % would take over 100x the 256 training frames per fold here."
+            in data_curve_section(slow)[-2])
+    assert data_curve_section(None) == [] and data_curve_section({"sizes": []}) == []
+    # the page shows it between the misses and the levers when levers.json has one
+    doc = tmp_path / "docs" / "real_images.md"
+    (doc.parent / "real_images").mkdir(parents=True)
+    (doc.parent / "real_images" / "levers.json").write_text(json.dumps({"levers": [],
+                                                                        "data_curve": curve}))
+    write_report({"image": _rep(0.9, False)}, SUMMARY, TIMING, doc, {}, ["real_images.py"],
+                 leak=None)
+    text = doc.read_text()
+    assert text.index("## How accuracy grows") < text.index("## What each lever gave")
