@@ -309,6 +309,9 @@ def wall_line(wall: dict | None) -> list[str]:
 
 def write_report(reps: dict, summary: dict, timing: dict, doc: Path, pictures: dict,
                  argv: list[str], leak: int | None, wall: dict | None = None) -> None:
+    levers = doc.parent / "real_images" / "levers.json"
+    notes = json.loads(levers.read_text()) if levers.is_file() else {}
+    status = ["", notes["status"]] if notes.get("status") else []
     rep = reps.get("image") or next(iter(reps.values()))
     cfg = rep["config"]
     widths = " / ".join(f"{summary['width_px'][k]:.0f}" for k in ("p5", "p50", "p95", "p99"))
@@ -327,7 +330,7 @@ def write_report(reps: dict, summary: dict, timing: dict, doc: Path, pictures: d
         "reused if present) and rewrites this page; `scripts/real_images.py --protocols image "
         "object realtime` adds the image-wise cross-validation of the shipped `realtime` "
         "recipe.", "",
-        "## Targets (issue 18)", ""] + targets_lines(reps) + ["",
+        "## Targets (issue 18)", ""] + targets_lines(reps) + status + ["",
         "## Data", "",
         f"`{rep['data_root']}`: {summary['frames_usable']} usable of {summary['frames']} frames "
         f"(sizes {summary['image_sizes']}), {summary['rects_total']} positive rectangles "
@@ -403,9 +406,7 @@ def write_report(reps: dict, summary: dict, timing: dict, doc: Path, pictures: d
         ""]
     lines += scale_section(reps)
     lines += misses_section(reps)
-    levers = doc.parent / "real_images" / "levers.json"
-    lines += data_curve_section(json.loads(levers.read_text()).get("data_curve")
-                                if levers.is_file() else None)
+    lines += data_curve_section(notes.get("data_curve"))
     lines += levers_section(levers)
     lines += ["## Pictures", "",
               "Image-wise test frames. Predicted grasps (best in green, jaws red, opening edges "

@@ -192,9 +192,11 @@ def test_the_data_curve_fits_the_error_rate_and_says_what_the_targets_would_take
     # the page shows it between the misses and the levers when levers.json has one
     doc = tmp_path / "docs" / "real_images.md"
     (doc.parent / "real_images").mkdir(parents=True)
-    (doc.parent / "real_images" / "levers.json").write_text(json.dumps({"levers": [],
-                                                                        "data_curve": curve}))
+    (doc.parent / "real_images" / "levers.json").write_text(json.dumps({
+        "levers": [], "data_curve": curve, "status": "Out of reach with this encoder."}))
     write_report({"image": _rep(0.9, False)}, SUMMARY, TIMING, doc, {}, ["real_images.py"],
                  leak=None)
     text = doc.read_text()
     assert text.index("## How accuracy grows") < text.index("## What each lever gave")
+    assert text.index("**not met**, 5.0 points short") < text.index(
+        "Out of reach with this encoder.") < text.index("## Data")
