@@ -258,33 +258,33 @@ def data_curve_section(curve: dict | None) -> list[str]:
             _pct(r[n]) if n in r else "-" for n in names) + f" | {r.get('runs', '')} |")
     lines.append("")
     for n in names:
-        most = sizes[-1].get(f"{n}_frames", sizes[-1]["frames"])
-        trend = error_trend([(r.get(f"{n}_frames", r["frames"]), r[n]) for r in sizes if n in r])
+        pts = [(r.get(f"{n}_frames", r["frames"]), r[n]) for r in sizes if n in r]
+        trend = error_trend(pts)
         if trend is None:
             continue
         b = trend[1]
         words = (f"- {label(n)}: the error rate falls as frames^{b:.2f} (least squares over "
-                 f"{sum(n in r for r in sizes)} sizes): each doubling of the frames multiplies "
-                 f"it by {2 ** b:.2f}")
-        goal = TARGETS.get(n)
-        need = frames_for(trend, goal) if goal else None
-        if goal and need and need > 100 * most:
-            words += (f"; at that rate {_pct(goal)} would take over 100x the {most} training "
-                      "frames per fold here")
-        elif goal and need:
-            words += (f"; at that rate {_pct(goal)} would take about {need:,.0f} training frames "
-                      f"per fold, {need / most:.0f}x the {most} here")
-        elif goal:
-            words += f"; at that rate more frames do not reach {_pct(goal)}"
+                 f"{len(pts)} sizes): each doubling of the frames multiplies it by {2 ** b:.2f}")
+        goal, most = TARGETS.get(n), pts[-1][0]
+        if goal:
+            need = frames_for(trend, goal)
+            if need is None:
+                words += f"; at that rate more frames do not reach {_pct(goal)}"
+            elif need > 100 * most:
+                words += (f"; at that rate {_pct(goal)} would take over 100x the {most} "
+                          "training frames per fold here")
+            else:
+                words += (f"; at that rate {_pct(goal)} would take about {need:,.0f} training "
+                          f"frames per fold, {need / most:.0f}x the {most} here")
         lines.append(words + ".")
     return lines + ([""] + [curve["note"]] if curve.get("note") else []) + [""]
 
 
-def levers_section(path: Path) -> list[str]:
-    """The table of ``levers.json`` (written by hand from the experiment runs it names)."""
-    if not path.is_file():
+def levers_section(data: dict) -> list[str]:
+    """The table of ``levers.json`` (written by hand from the experiment runs it names; ``{}``
+    when there is none)."""
+    if not data:
         return []
-    data = json.loads(path.read_text())
     lines = ["## What each lever gave", "", data.get("intro", ""), "",
              "| lever | run | baseline | with the lever | kept | note |",
              "|---|---|---|---|---|---|"]
@@ -407,7 +407,7 @@ def write_report(reps: dict, summary: dict, timing: dict, doc: Path, pictures: d
     lines += scale_section(reps)
     lines += misses_section(reps)
     lines += data_curve_section(notes.get("data_curve"))
-    lines += levers_section(levers)
+    lines += levers_section(notes)
     lines += ["## Pictures", "",
               "Image-wise test frames. Predicted grasps (best in green, jaws red, opening edges "
               "blue; up to 5) over the ground truth (grey). Best = correct top-1 with the highest "
